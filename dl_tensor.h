@@ -6,7 +6,9 @@
 #include <stdint.h>
 
 #ifndef DLDEF
-#ifdef DL_STATIC
+#if defined(DL_STATIC) && (defined(__GNUC__) || defined(__clang__))
+#define DLDEF static __attribute__((unused)) /* a unit need not call every function */
+#elif defined(DL_STATIC)
 #define DLDEF static
 #else
 #define DLDEF extern
@@ -21,6 +23,7 @@ extern "C" {
 #include "parts/gemm_api.h"
 #include "parts/ops_math_api.h"
 #include "parts/ops_nn_api.h"
+#include "parts/ops_norm_api.h"
 #include "parts/ops_conv_api.h"
 #include "parts/safetensors_api.h"
 
@@ -52,7 +55,34 @@ extern "C" {
 #include "parts/gemm_impl.h"
 #include "parts/ops_math_impl.h"
 #include "parts/ops_nn_impl.h"
+#include "parts/ops_norm_impl.h"
 #include "parts/ops_conv_impl.h"
 #include "parts/safetensors_impl.h"
 
 #endif /* DL_TENSOR_IMPLEMENTATION */
+
+/*
+------------------------------------------------------------------------------
+MIT License
+
+Copyright (c) 2026 the dl authors
+
+Permission is hereby granted, free of charge, to any person obtaining a copy of
+this software and associated documentation files (the "Software"), to deal in
+the Software without restriction, including without limitation the rights to
+use, copy, modify, merge, publish, distribute, sublicense, and/or sell copies
+of the Software, and to permit persons to whom the Software is furnished to do
+so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all
+copies or substantial portions of the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+SOFTWARE.
+------------------------------------------------------------------------------
+*/

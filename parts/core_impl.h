@@ -333,8 +333,9 @@ static float dl__load(const dl_tensor *t, ptrdiff_t off) {
 static void dl__store(dl_tensor *t, ptrdiff_t off, float v) {
     switch (t->dtype) {
     case DL_F32: ((float *)t->data)[off] = v; break;
-    case DL_I32: ((int32_t *)t->data)[off] = (int32_t)v; break;
-    case DL_U8: ((uint8_t *)t->data)[off] = (uint8_t)v; break;
+    /* Converting an out-of-range float to an integer is undefined in C: saturate first. */
+    case DL_I32: ((int32_t *)t->data)[off] = v != v ? 0 : v >= 2147483520.0f ? INT32_MAX : v <= -2147483648.0f ? INT32_MIN : (int32_t)v; break;
+    case DL_U8: ((uint8_t *)t->data)[off] = v != v ? 0 : v >= 255.0f ? 255 : v <= 0.0f ? 0 : (uint8_t)v; break;
     }
 }
 
@@ -422,6 +423,11 @@ DLDEF int dl_copy(dl_tensor *dst, const dl_tensor *src) {
         dl__strided_copy_f32((float *)dst->data, dst->strides, (const float *)src->data, src->strides, dst->ndim, dst->shape, 0);
     } else if (dst->dtype == src->dtype && dl_is_contiguous(dst) && dl_is_contiguous(src)) {
         memcpy(dst->data, src->data, dst->numel * dl_dtype_size(dst->dtype));
+    } else if (dst->dtype == src->dtype) { /* exact element copy, no detour through float */
+        size_t esz = dl_dtype_size(dst->dtype);
+        for (i = 0; i < dst->numel; i++)
+            memcpy((char *)dst->data + dl__offset_of(dst, i) * (ptrdiff_t)esz,
+                   (const char *)src->data + dl__offset_of(src, i) * (ptrdiff_t)esz, esz);
     } else {
         for (i = 0; i < dst->numel; i++) dl__store(dst, dl__offset_of(dst, i), dl__load(src, dl__offset_of(src, i)));
     }

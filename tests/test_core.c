@@ -95,6 +95,18 @@ static void test_views_share_memory(void) {
     dl_arena_reset(dl_arena_current());
 }
 
+static void test_integer_copies_are_exact(void) {
+    int32_t v[4] = {16777217, -2147483647 - 1, 2147483647, 5};
+    dl_tensor *x = dl_tmp_from(DL_I32, 2, DL_SHAPE(2, 2), v);
+    dl_tensor *c = dl_contiguous(dl_transpose(x, 0, 1));
+    dl_tensor *u = dl_tmp(DL_U8, 1, DL_SHAPE(3)), *f = dl_tmp(DL_F32, 1, DL_SHAPE(3));
+    CHECK(c && dl_i32(c)[0] == 16777217 && dl_i32(c)[1] == 2147483647 && dl_i32(c)[2] == -2147483647 - 1,
+          "i32 values above 2^24 survive a strided copy");
+    dl_f32(f)[0] = -3.0f; dl_f32(f)[1] = 300.0f; dl_f32(f)[2] = 7.9f;
+    CHECK(dl_copy(u, f) == 0 && dl_u8(u)[0] == 0 && dl_u8(u)[1] == 255 && dl_u8(u)[2] == 7, "f32 -> u8 saturates, truncates");
+    dl_arena_reset(dl_arena_current());
+}
+
 static dl_tensor *f_cube(dl_tensor **in, void *user) { (void)user; return cube(in[0]); }
 static dl_tensor *f_cube_of_transpose(dl_tensor **in, void *user) { (void)user; return cube(dl_transpose(in[0], 0, 1)); }
 static dl_tensor *f_cube_of_slice(dl_tensor **in, void *user) { (void)user; return cube(dl_slice(dl_transpose(in[0], 0, 2), 1, 1, 3, 1)); }
@@ -258,6 +270,7 @@ int main(void) {
     RUN(test_tensor_basics);
     RUN(test_errors);
     RUN(test_views_share_memory);
+    RUN(test_integer_copies_are_exact);
     RUN(test_user_op_and_gradcheck);
     RUN(test_gradcheck_catches_bugs);
     RUN(test_no_grad_and_detach);

@@ -1015,7 +1015,11 @@ DLDEF const char *dl_gemm_kernel_name(void) { return dl__gemm_kernels_get()->nam
 /* ---- Per-thread packing buffers ----
 
    Each thread that runs GEMM work owns one workspace: its packed A block and B panel. They grow
-   to the largest size needed and are then reused, so steady-state calls do not allocate. */
+   to the largest size needed and are then reused, so steady-state calls do not allocate.
+   Which pool thread runs which task changes from call to call, so a thread could meet a large
+   shape for the first time long after others did; to keep "no allocation in steady state"
+   true, the pool also grows every worker's workspace to the largest size any thread has needed
+   (dl__ws_high_*) before it posts a job, while the workers are idle. */
 
 typedef struct dl__gemm_workspace {
     void *a_mem, *b_mem;         /* as allocated */
@@ -1023,8 +1027,12 @@ typedef struct dl__gemm_workspace {
     size_t a_cap, b_cap;         /* in floats */
 } dl__gemm_workspace;
 
-static float *dl__workspace_grow(void **mem, float **aligned, size_t *cap, size_t n_floats) {
+static size_t dl__ws_high_a, dl__ws_high_b;   /* largest a / b sizes needed so far, in floats */
+static void dl__ws_note_high(size_t *high, size_t n_floats);
+
+static float *dl__workspace_grow(void **mem, float **aligned, size_t *cap, size_t n_floats, size_t *high) {
     if (*cap < n_floats) {
+        dl__ws_note_high(high, n_floats);
         void *fresh = DL_MALLOC(n_floats * sizeof(float) + 64);
         if (!fresh) return NULL;
         if (*mem) DL_FREE(*mem);
@@ -1079,6 +1087,7 @@ static void dl__workspace_release_mine(void) {
     }
 }
 #else
+static void dl__ws_note_high(size_t *high, size_t n_floats) { if (*high < n_floats) *high = n_floats; }
 static dl__gemm_workspace dl__the_workspace;
 static dl__gemm_workspace *dl__workspace_get(void) { return &dl__the_workspace; }
 static void dl__workspace_release_mine(void) { dl__workspace_free(&dl__the_workspace); }
@@ -1163,6 +1172,27 @@ static void dl__threadpool_spin_until_new_job(unsigned long seen) { (void)seen; 
 static void dl__threadpool_spin_until_done(void) {}
 #endif
 
+static pthread_mutex_t dl__ws_mutex = PTHREAD_MUTEX_INITIALIZER;   /* guards the two below */
+static dl__gemm_workspace **dl__threadpool_ws;  /* the workers' workspaces, [worker_count] */
+
+static void dl__ws_note_high(size_t *high, size_t n_floats) {
+    pthread_mutex_lock(&dl__ws_mutex);
+    if (*high < n_floats) *high = n_floats;
+    pthread_mutex_unlock(&dl__ws_mutex);
+}
+
+/* Grows ws to the high-water sizes. For a worker's workspace: only while the pool is idle. */
+static void dl__ws_grow_to_high(dl__gemm_workspace *ws) {
+    size_t high_a, high_b;
+    if (!ws) return;
+    pthread_mutex_lock(&dl__ws_mutex);
+    high_a = dl__ws_high_a;
+    high_b = dl__ws_high_b;
+    pthread_mutex_unlock(&dl__ws_mutex);
+    if (high_a) dl__workspace_grow(&ws->a_mem, &ws->a, &ws->a_cap, high_a, &dl__ws_high_a);
+    if (high_b) dl__workspace_grow(&ws->b_mem, &ws->b, &ws->b_cap, high_b, &dl__ws_high_b);
+}
+
 /* Claims and runs tasks of the current job until none is left. Called with the mutex held. */
 static void dl__threadpool_run_tasks(void) {
     while (dl__threadpool_next_task < dl__threadpool_n_tasks) {
@@ -1179,7 +1209,10 @@ static void dl__threadpool_run_tasks(void) {
 
 static void *dl__threadpool_worker_main(void *arg) {
     unsigned long seen;
-    (void)arg;
+    dl__gemm_workspace *ws = dl__workspace_get();
+    pthread_mutex_lock(&dl__ws_mutex);
+    dl__threadpool_ws[(int)(intptr_t)arg] = ws;   /* so the pool can grow it while we are idle */
+    pthread_mutex_unlock(&dl__ws_mutex);
     pthread_mutex_lock(&dl__threadpool_mutex);
     seen = dl__threadpool_job_id;
     for (;;) {
@@ -1203,7 +1236,9 @@ static void dl__threadpool_stop(void) {
     pthread_mutex_unlock(&dl__threadpool_mutex);
     for (i = 0; i < dl__threadpool_worker_count; i++) pthread_join(dl__threadpool_workers[i], NULL);
     if (dl__threadpool_workers) DL_FREE(dl__threadpool_workers);
+    if (dl__threadpool_ws) DL_FREE(dl__threadpool_ws);
     dl__threadpool_workers = NULL;
+    dl__threadpool_ws = NULL;
     dl__threadpool_worker_count = 0;
     DL__THREADPOOL_STORE(dl__threadpool_quit, 0);
 }
@@ -1213,10 +1248,18 @@ static void dl__threadpool_start(int wanted) {
     if (dl__threadpool_worker_count == wanted) return;
     if (dl__threadpool_worker_count) dl__threadpool_stop();
     dl__threadpool_workers = (pthread_t *)DL_MALLOC((size_t)wanted * sizeof(pthread_t));
-    if (!dl__threadpool_workers) return;
+    dl__threadpool_ws = (dl__gemm_workspace **)DL_MALLOC((size_t)wanted * sizeof(dl__gemm_workspace *));
+    if (!dl__threadpool_workers || !dl__threadpool_ws) {
+        if (dl__threadpool_workers) DL_FREE(dl__threadpool_workers);
+        if (dl__threadpool_ws) DL_FREE(dl__threadpool_ws);
+        dl__threadpool_workers = NULL;
+        dl__threadpool_ws = NULL;
+        return;
+    }
+    memset(dl__threadpool_ws, 0, (size_t)wanted * sizeof(dl__gemm_workspace *));
     while (dl__threadpool_worker_count < wanted &&
            pthread_create(&dl__threadpool_workers[dl__threadpool_worker_count], NULL, dl__threadpool_worker_main,
-                          NULL) == 0)
+                          (void *)(intptr_t)dl__threadpool_worker_count) == 0)
         dl__threadpool_worker_count++;
 }
 #endif /* DL__THREADS */
@@ -1255,6 +1298,17 @@ DLDEF void dl_parallel_for(int n_tasks, dl_parallel_fn fn, void *ctx) {
         return;
     }
     dl__threadpool_start(threads - 1);
+    {   /* Workers are idle now: bring every workspace up to the largest size seen. */
+        int i;
+        dl__ws_grow_to_high(dl__workspace_get());
+        for (i = 0; i < dl__threadpool_worker_count; i++) {
+            dl__gemm_workspace *ws;
+            pthread_mutex_lock(&dl__ws_mutex);
+            ws = dl__threadpool_ws[i];
+            pthread_mutex_unlock(&dl__ws_mutex);
+            dl__ws_grow_to_high(ws);
+        }
+    }
     pthread_mutex_lock(&dl__threadpool_mutex);
     dl__threadpool_fn = fn;
     dl__threadpool_ctx = ctx;
@@ -1379,8 +1433,8 @@ static void dl__gemm_tile(const dl__gemm_job *job, int i0, int i1, int j0, int j
         int kc_max = job->k < KC ? job->k : KC;
         size_t b_size = (size_t)(job->pack_b ? (nc_max + NR - 1) / NR * NR : NR) * kc_max;
         size_t a_size = (size_t)((mc_max + MR - 1) / MR) * MR * kc_max + 16;
-        packed_b = ws ? dl__workspace_grow(&ws->b_mem, &ws->b, &ws->b_cap, b_size) : NULL;
-        if (job->pack_a && packed_b) packed_a = dl__workspace_grow(&ws->a_mem, &ws->a, &ws->a_cap, a_size);
+        packed_b = ws ? dl__workspace_grow(&ws->b_mem, &ws->b, &ws->b_cap, b_size, &dl__ws_high_b) : NULL;
+        if (job->pack_a && packed_b) packed_a = dl__workspace_grow(&ws->a_mem, &ws->a, &ws->a_cap, a_size, &dl__ws_high_a);
         if (!packed_b || (job->pack_a && !packed_a)) {
             dl__gemm_naive(job, i0, i1, j0, j1);
             return;
@@ -1469,8 +1523,8 @@ static void dl__gemm_rows_part(const dl__gemm_job *job, int i0, int i1, int j0, 
     if (job->rows_use_dots && (job->trans_a || job->rows_copy_b)) {
         dl__gemm_workspace *ws = dl__workspace_get();
         size_t bt_size = job->rows_copy_b ? (size_t)(j1 - j0) * job->k : 1;
-        float *room_b = ws ? dl__workspace_grow(&ws->b_mem, &ws->b, &ws->b_cap, bt_size) : NULL;
-        x_copy = ws ? dl__workspace_grow(&ws->a_mem, &ws->a, &ws->a_cap, (size_t)job->k) : NULL;
+        float *room_b = ws ? dl__workspace_grow(&ws->b_mem, &ws->b, &ws->b_cap, bt_size, &dl__ws_high_b) : NULL;
+        x_copy = ws ? dl__workspace_grow(&ws->a_mem, &ws->a, &ws->a_cap, (size_t)job->k, &dl__ws_high_a) : NULL;
         if (!room_b || !x_copy) {
             dl__gemm_naive(job, i0, i1, j0, j1);
             return;

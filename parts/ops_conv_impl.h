@@ -264,6 +264,27 @@ static int dl__conv_args(dl_tensor *x, dl_tensor *w, dl_tensor *b, int w_in_axis
     return 1;
 }
 
+/* Records a convolution on the tape, saving what its backward needs: the geometry and the
+   contiguous x and w the forward read. Returns y. */
+static dl_tensor *dl__conv_record(const char *op, dl_tensor *y, dl_tensor *x, dl_tensor *w, dl_tensor *b,
+                                  dl_backward_fn backward, const dl__conv_job *jb, const float *x_data) {
+    dl_tensor *in[3];
+    dl_node *nd;
+    in[0] = x;
+    in[1] = w;
+    in[2] = b;
+    nd = dl_record(op, y, b ? 3 : 2, in, backward, sizeof(dl__conv_ctx));
+    if (nd) {
+        dl__conv_ctx *c = (dl__conv_ctx *)nd->ctx;
+        c->g = jb->g;
+        c->n = jb->n;
+        c->rows = jb->rows;
+        c->x = x_data;
+        c->w = jb->m;
+    }
+    return y;
+}
+
 /* conv2d: y = W @ im2col(x) + b.  dW = dy @ im2col(x)^T, dx = col2im(W^T @ dy), db = sum dy. */
 static void dl__conv2d_backward(dl_node *nd) {
     const dl__conv_ctx *c = (const dl__conv_ctx *)nd->ctx;
@@ -289,8 +310,7 @@ DLDEF dl_tensor *dl_conv2d(dl_tensor *x, dl_tensor *w, dl_tensor *b, const dl_co
     const char *op = "dl_conv2d";
     dl__conv_job jb;
     dl__conv_geom g;
-    dl_tensor *y, *in[3];
-    dl_node *nd;
+    dl_tensor *y;
     int shape[4];
     if (!x || !w) return NULL;
     if (!dl__conv_args(x, w, b, 1, op) || !dl__conv_window(&g, opts, w->shape[2], w->shape[3], 0, NULL, op)) return NULL;
@@ -316,19 +336,7 @@ DLDEF dl_tensor *dl_conv2d(dl_tensor *x, dl_tensor *w, dl_tensor *b, const dl_co
     jb.small_out = dl_f32(y);
     jb.small_bias = b ? dl_contig_f32(b) : NULL;
     if (!jb.m || !jb.img_in || (b && !jb.small_bias) || !dl__conv_run(&jb)) return NULL;
-    in[0] = x;
-    in[1] = w;
-    in[2] = b;
-    nd = dl_record("conv2d", y, b ? 3 : 2, in, dl__conv2d_backward, sizeof(dl__conv_ctx));
-    if (nd) {
-        dl__conv_ctx *c = (dl__conv_ctx *)nd->ctx;
-        c->g = g;
-        c->n = jb.n;
-        c->rows = jb.rows;
-        c->x = jb.img_in;
-        c->w = jb.m;
-    }
-    return y;
+    return dl__conv_record("conv2d", y, x, w, b, dl__conv2d_backward, &jb, jb.img_in);
 }
 
 /* conv_transpose2d: y = col2im(W^T @ x) + b, W viewed as [Cin, Cout*kh*kw].
@@ -357,8 +365,7 @@ DLDEF dl_tensor *dl_conv_transpose2d(dl_tensor *x, dl_tensor *w, dl_tensor *b, c
     const char *op = "dl_conv_transpose2d";
     dl__conv_job jb;
     dl__conv_geom g;
-    dl_tensor *y, *in[3];
-    dl_node *nd;
+    dl_tensor *y;
     int shape[4], opad[2], i;
     long long size[2];
     if (!x || !w) return NULL;
@@ -392,19 +399,7 @@ DLDEF dl_tensor *dl_conv_transpose2d(dl_tensor *x, dl_tensor *w, dl_tensor *b, c
     jb.img_out = dl_f32(y);
     jb.img_bias = b ? dl_contig_f32(b) : NULL;
     if (!jb.m || !jb.small_in || (b && !jb.img_bias) || !dl__conv_run(&jb)) return NULL;
-    in[0] = x;
-    in[1] = w;
-    in[2] = b;
-    nd = dl_record("conv_transpose2d", y, b ? 3 : 2, in, dl__conv_transpose2d_backward, sizeof(dl__conv_ctx));
-    if (nd) {
-        dl__conv_ctx *c = (dl__conv_ctx *)nd->ctx;
-        c->g = g;
-        c->n = jb.n;
-        c->rows = jb.rows;
-        c->x = jb.small_in;
-        c->w = jb.m;
-    }
-    return y;
+    return dl__conv_record("conv_transpose2d", y, x, w, b, dl__conv_transpose2d_backward, &jb, jb.small_in);
 }
 
 /* ---- Per-plane ops: pools, padding, upsampling ----

@@ -2,12 +2,7 @@
    Reference numbers come from PyTorch 1.13 (torch.nn.functional), pasted as constants. */
 #include <stdlib.h>
 
-static long test_mallocs;
-static void *count_malloc(size_t n) { test_mallocs++; return malloc(n); }
-static void *count_realloc(void *p, size_t n) { test_mallocs++; return realloc(p, n); }
-#define DL_MALLOC(n) count_malloc(n)
-#define DL_REALLOC(p, n) count_realloc(p, n)
-#define DL_FREE(p) free(p)
+#include "count_alloc.h"
 #define DL_IMPLEMENTATION
 #include "../dl_tensor.h"
 #include "test.h"

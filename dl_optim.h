@@ -1,0 +1,828 @@
+/* dl_optim.h - v0.1 - optimizers, learning-rate schedules and gradient clipping, in C99.
+   Part of dl, a family of single-file deep-learning libraries; needs dl_tensor.h.
+
+   Do this:
+       #define DL_IMPLEMENTATION
+   before you include dl_tensor.h and this file in *one* C or C++ file to create the
+   implementation. Every other file includes them plainly (dl_tensor.h first).
+
+   EXAMPLE: the loop of dl_tensor.h's example, with Adam and a cosine schedule
+
+       dl_tensor *params[2] = {w, b};                       // persistent, requires_grad
+       dl_optim *opt = dl_adam(0.05, 0.9, 0.999, 1e-8);     // yours: dl_optim_free
+       if (!opt || dl_optim_add_params(opt, 2, params) != 0) { puts(dl_error()); return 1; }
+       for (int step = 0; step < 500; step++) {
+           dl_arena_reset(dl_arena_current());
+           dl_optim_zero_grad(opt);
+           dl_backward(dl_mse(dl_linear(x, w, b), y));
+           dl_optim_set_lr(opt, dl_lr_cosine(0.05, 500, 0.0, step));
+           dl_optim_step(opt);                              // no allocation
+       }
+       dl_optim_save(opt, "opt.safetensors");               // resume later with dl_optim_load
+
+   CONTENTS
+       optimizers   dl_sgd (momentum, Nesterov, weight decay), dl_rmsprop (plain, centered,
+                    momentum), dl_adagrad, dl_adam, dl_adamw; step, zero_grad, lr get/set
+       clipping     dl_clip_grad_norm (global L2 norm), dl_clip_grad_value, and the same applied
+                    by the optimizer itself before every step (dl_optim_set_clip)
+       schedules    pure functions of the step/epoch number (exact on resume): step,
+                    exponential, cosine annealing, linear warm-up; dl_lr_schedule combines a
+                    linear warm-up with one of them (for a fit() loop)
+       state        dl_optim_save / dl_optim_load (safetensors file), dl_optim_serialize /
+                    dl_optim_parse (the same bytes in memory): training resumes bit-identically
+
+   SEMANTICS: those of torch.optim (PyTorch 1.13, foreach=False, maximize=False), checked
+   against it in tests/test_optim.c. Hyperparameters are doubles, like Python floats; the
+   scalar factors (1 - beta, lr / (1 - beta1^t), ...) are computed in double and rounded to
+   float where PyTorch does, and multiply-adds are fused as in PyTorch's kernels, so the tests'
+   three steps of every optimizer give PyTorch's bits exactly. Where Keras differs:
+       SGD      PyTorch (and dl): v = mu*v + g; p -= lr*v (the first v is g itself); Nesterov:
+                p -= lr*(g + mu*v). Keras: v = mu*v - lr*g; p += v (same path while lr is
+                constant; differs when lr changes). Weight decay here is L2 added to the
+                gradient (coupled), as PyTorch.
+       RMSprop  PyTorch's alpha (default 0.99) is Keras' rho (default 0.9). PyTorch adds eps
+                outside the root: p -= lr * g / (sqrt(s) + eps), default 1e-8; Keras adds it
+                inside: p -= lr * g / sqrt(s + eps), default 1e-7, and its momentum buffer
+                accumulates lr * g / sqrt(...) (lr inside, so lr changes act differently).
+       Adagrad  PyTorch: initial accumulator 0, p -= lr * g / (sqrt(s) + eps), eps 1e-10;
+                Keras 3: initial 0.1, p -= lr * g / sqrt(s + eps), eps 1e-7.
+       Adam     PyTorch: p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps), eps default 1e-8.
+                Keras: p -= lr*sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps), eps default 1e-7:
+                Keras' eps is the paper's "epsilon hat", added before v's bias correction, so
+                the two agree only where eps is negligible next to sqrt(v).
+       AdamW    decoupled: p *= 1 - lr*wd before the Adam step (PyTorch default wd 0.01, Keras
+                0.004).
+       clipping Keras' clipnorm clips each tensor's norm separately, global_clipnorm clips the
+                global norm: dl_optim_set_clip's max_norm is the global one, as
+                torch.nn.utils.clip_grad_norm_.
+
+   CONFIGURATION (define before including, in the implementation file)
+       DL_OPTIM_NO_FMA  compute a*b + c with two roundings instead of fmaf. By default updates
+                        use fmaf, as PyTorch's kernels effectively do, and match its bits; fmaf
+                        is inlined when the target has FMA (-mfma, -march=native), otherwise it
+                        is a libm call that makes a plain SGD step about 3x slower.
+       dl_tensor.h's DL_MALLOC/DL_FREE, DL_STATIC and DL_NO_STDIO (no dl_optim_save/load) apply.
+
+   OWNERSHIP
+       dl_sgd/dl_rmsprop/dl_adagrad/dl_adam/dl_adamw return an optimizer you own: dl_optim_free.
+       It borrows the parameters given to dl_optim_add_params (they must outlive it) and owns
+       its state buffers, which are allocated there, once: dl_optim_step never allocates.
+       Parameters are persistent (dl_tensor_new), contiguous f32 CPU tensors with requires_grad;
+       their .grad is what the backward pass accumulated (params whose grad is NULL are skipped,
+       and their per-parameter step count does not advance, as in PyTorch).
+
+   ERRORS
+       Constructors return NULL and set dl_error() for bad hyperparameters (lr < 0, a beta or
+       alpha outside [0, 1), eps < 0, momentum < 0, weight decay < 0, Nesterov without momentum).
+       Functions returning int give 0 on success, -1 + dl_error() on failure. A failed
+       dl_optim_load changes nothing: the file is validated (format, optimizer kind,
+       hyperparameters, parameter count, every state tensor's name, dtype and shape) first.
+       Nothing here calls exit or abort.
+
+   NOT HERE
+       AMSGrad, Adadelta, Adamax, NAdam, RAdam, LBFGS, sparse gradients, per-parameter-group
+       hyperparameters (make one optimizer per group), plateau schedules (ReduceLROnPlateau needs
+       a metric: the caller's loop decides), GPU state (dl_cuda.cu, planned).
+
+   LICENSE: MIT, see the end of the file.
+*/
+#ifndef DL_OPTIM_H
+#define DL_OPTIM_H
+
+#ifndef DL_TENSOR_H
+#error "include dl_tensor.h before dl_optim.h"
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Optimizers ----------------------------------------------------------------------------
+   All hyperparameters are explicit (PyTorch's defaults in brackets); they are doubles so that
+   0.99 means what it means in Python. */
+typedef struct dl_optim dl_optim;
+typedef enum dl_optim_kind {
+    DL_OPTIM_SGD = 0, DL_OPTIM_RMSPROP = 1, DL_OPTIM_ADAGRAD = 2, DL_OPTIM_ADAM = 3, DL_OPTIM_ADAMW = 4
+} dl_optim_kind;
+
+/* g += wd*p; v = momentum*v + g (v = g at a parameter's first step); g = nesterov ? g + momentum*v : v;
+   p -= lr*g.  [momentum 0, weight_decay 0, nesterov 0; Nesterov needs momentum > 0] */
+DLDEF dl_optim *dl_sgd(double lr, double momentum, double weight_decay, int nesterov);
+/* s = alpha*s + (1-alpha)*g^2; centered: a = alpha*a + (1-alpha)*g, d = sqrt(s - a^2) + eps, else
+   d = sqrt(s) + eps; momentum > 0: b = momentum*b + g/d, p -= lr*b; else p -= lr*g/d.
+   [lr 0.01, alpha 0.99, eps 1e-8, momentum 0, centered 0] */
+DLDEF dl_optim *dl_rmsprop(double lr, double alpha, double eps, double momentum, int centered);
+/* s += g^2 (s starts at initial_accumulator); p -= lr*g/(sqrt(s) + eps).
+   [lr 0.01, initial_accumulator 0, eps 1e-10] */
+DLDEF dl_optim *dl_adagrad(double lr, double initial_accumulator, double eps);
+/* m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2; p -= lr/(1-b1^t) * m/(sqrt(v)/sqrt(1-b2^t) + eps).
+   [lr 1e-3, beta1 0.9, beta2 0.999, eps 1e-8] */
+DLDEF dl_optim *dl_adam(double lr, double beta1, double beta2, double eps);
+/* p *= 1 - lr*weight_decay, then Adam.  [lr 1e-3, 0.9, 0.999, 1e-8, weight_decay 1e-2] */
+DLDEF dl_optim *dl_adamw(double lr, double beta1, double beta2, double eps, double weight_decay);
+DLDEF void dl_optim_free(dl_optim *opt);                 /* NULL is fine; the parameters stay */
+
+/* Registers n parameters (borrowed) and allocates their state. May be called again to add
+   more (they start from step 0). 0 on success; -1 + dl_error() for a NULL, non-f32,
+   non-contiguous, GPU or duplicate tensor, or one without requires_grad (nothing is added then). */
+DLDEF int dl_optim_add_params(dl_optim *opt, int n, dl_tensor *const *params);
+/* One update of every parameter that has a gradient; clips first if dl_optim_set_clip asked for
+   it (modifying the gradients in place). Never allocates. 0 on success. */
+DLDEF int dl_optim_step(dl_optim *opt);
+DLDEF void dl_optim_zero_grad(dl_optim *opt);            /* sets every parameter's grad to zeros */
+DLDEF double dl_optim_lr(const dl_optim *opt);
+DLDEF void dl_optim_set_lr(dl_optim *opt, double lr);   /* ignored when lr < 0 or NaN */
+DLDEF long dl_optim_steps(const dl_optim *opt);          /* dl_optim_step calls so far (restored by load) */
+DLDEF dl_optim_kind dl_optim_get_kind(const dl_optim *opt);
+DLDEF const char *dl_optim_kind_name(dl_optim_kind kind); /* "sgd", "rmsprop", "adagrad", "adam", "adamw" */
+DLDEF int dl_optim_param_count(const dl_optim *opt);
+/* Clipping done by dl_optim_step before the update: max_norm > 0 scales all gradients like
+   dl_clip_grad_norm (global norm over this optimizer's parameters), then clip_value > 0 clamps
+   them like dl_clip_grad_value. 0 turns either off (the default). 0 on success. */
+DLDEF int dl_optim_set_clip(dl_optim *opt, double max_norm, double clip_value);
+
+/* ---- Gradient clipping (on .grad, in place; tensors with a NULL grad are skipped) ----------- */
+/* torch.nn.utils.clip_grad_norm_: total = L2 norm of all gradients together; every gradient is
+   multiplied by min(1, max_norm / (total + 1e-6)). Returns total (before clipping); -1 + error
+   for max_norm < 0 or a NULL tensor. */
+DLDEF float dl_clip_grad_norm(int n, dl_tensor *const *params, double max_norm);
+/* torch.nn.utils.clip_grad_value_: every gradient element clamped to [-clip, clip] (NaN stays
+   NaN). Does nothing for clip < 0 or NaN, or a NULL list; NULL tensors are skipped. */
+DLDEF void dl_clip_grad_value(int n, dl_tensor *const *params, double clip);
+
+/* ---- Learning-rate schedules ----------------------------------------------------------------
+   Pure functions of t, the number of scheduler steps taken (PyTorch's last_epoch: 0 before the
+   first scheduler.step()), so resuming needs only t. Values are the closed forms of PyTorch's
+   schedulers (which update recursively; the two agree to float rounding). */
+DLDEF double dl_lr_step(double base, long step_size, double gamma, long t);   /* StepLR: base * gamma^floor(t/step_size) */
+DLDEF double dl_lr_exponential(double base, double gamma, long t);           /* ExponentialLR: base * gamma^t */
+/* CosineAnnealingLR: min_lr + (base - min_lr) * (1 + cos(pi * t / t_max)) / 2 (t_max >= 1). */
+DLDEF double dl_lr_cosine(double base, long t_max, double min_lr, long t);
+/* LinearLR: base * (start + (end - start) * min(t, total) / total), e.g. a warm-up from
+   base*start_factor to base over total steps with end_factor = 1. */
+DLDEF double dl_lr_linear(double base, double start_factor, double end_factor, long total, long t);
+
+/* A schedule as data, for a training loop that owns the step counter: a linear warm-up from
+   base_lr*warmup_start to base_lr over `warmup` steps, then `kind` run on t - warmup (as
+   PyTorch's SequentialLR([LinearLR, X], milestones=[warmup])). Zero-init is a constant lr. */
+typedef enum dl_lr_kind { DL_LR_CONSTANT = 0, DL_LR_STEP, DL_LR_EXPONENTIAL, DL_LR_COSINE } dl_lr_kind;
+typedef struct dl_lr_schedule {
+    dl_lr_kind kind;
+    double base_lr;
+    long step_size;      /* DL_LR_STEP */
+    double gamma;        /* DL_LR_STEP, DL_LR_EXPONENTIAL */
+    long t_max;          /* DL_LR_COSINE */
+    double min_lr;       /* DL_LR_COSINE */
+    long warmup;         /* 0: none */
+    double warmup_start; /* factor at t = 0 of the warm-up (e.g. 0.1) */
+} dl_lr_schedule;
+DLDEF double dl_lr_at(const dl_lr_schedule *s, long t);   /* the lr for step t; base_lr if s is invalid */
+
+/* ---- Saving and restoring state -------------------------------------------------------------
+   A safetensors file: "__metadata__" holds format "dl_optim", version, kind, every
+   hyperparameter ("%.17g"), lr, steps, the parameter count and each parameter's step count
+   ("state.<i>.step"); the buffers are F32 tensors named "state.<i>.<buffer>" with PyTorch's
+   names (momentum_buffer, square_avg, grad_avg, sum, exp_avg, exp_avg_sq), in the parameter's
+   shape. Loading needs an optimizer of the same kind and hyperparameters (lr excepted: it is
+   restored) with the same parameter shapes, added in the same order; the parameters' values are
+   not stored (save the model for those). */
+#ifndef DL_NO_STDIO
+DLDEF int dl_optim_save(const dl_optim *opt, const char *path);   /* 0 on success */
+DLDEF int dl_optim_load(dl_optim *opt, const char *path);         /* 0 on success; on failure opt is unchanged */
+#endif
+/* The same bytes in memory: returns the size; writes when out != NULL and capacity >= size. 0 on error. */
+DLDEF size_t dl_optim_serialize(const dl_optim *opt, void *out, size_t capacity);
+DLDEF int dl_optim_parse(dl_optim *opt, const void *bytes, size_t size);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DL_OPTIM_H */
+
+#if defined(DL_IMPLEMENTATION) && !defined(DL__OPTIM_IMPLEMENTED)
+#define DL__OPTIM_IMPLEMENTED
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DL__OPT_MAXBUF 3
+
+/* a*b + c rounded once, as PyTorch's CPU kernels compute `x + alpha*y` (fused by the compiler
+   in its AVX2/AVX-512 builds): this is what makes the results equal PyTorch's bits. */
+#ifdef DL_OPTIM_NO_FMA
+#define DL__FMAF(a, b, c) ((a) * (b) + (c))
+#else
+#define DL__FMAF(a, b, c) fmaf(a, b, c)
+#endif
+
+typedef struct dl__optim_param {
+    dl_tensor *p;                     /* borrowed */
+    dl_tensor *buf[DL__OPT_MAXBUF];   /* owned state, in the order of dl__optim_bufnames */
+    long step;                        /* updates of this parameter (PyTorch's state['step']) */
+} dl__optim_param;
+
+struct dl_optim {
+    dl_optim_kind kind;
+    double lr, momentum, weight_decay, alpha, eps, beta1, beta2, initial_acc;
+    int nesterov, centered;
+    double max_norm, clip_value;
+    long steps;
+    int n, cap;
+    dl__optim_param *ps;
+};
+
+static const char *const dl__optim_names[5] = {"sgd", "rmsprop", "adagrad", "adam", "adamw"};
+
+DLDEF const char *dl_optim_kind_name(dl_optim_kind kind) {
+    return (int)kind >= 0 && (int)kind < 5 ? dl__optim_names[kind] : "unknown";
+}
+
+/* The state buffers a kind keeps, by PyTorch's names; NULL for an unused slot. */
+static void dl__optim_bufnames(const dl_optim *o, const char *names[DL__OPT_MAXBUF]) {
+    names[0] = names[1] = names[2] = NULL;
+    switch (o->kind) {
+    case DL_OPTIM_SGD: if (o->momentum != 0) names[0] = "momentum_buffer"; break;
+    case DL_OPTIM_RMSPROP:
+        names[0] = "square_avg";
+        if (o->momentum > 0) names[1] = "momentum_buffer";
+        if (o->centered) names[2] = "grad_avg";
+        break;
+    case DL_OPTIM_ADAGRAD: names[0] = "sum"; break;
+    case DL_OPTIM_ADAM: case DL_OPTIM_ADAMW: names[0] = "exp_avg"; names[1] = "exp_avg_sq"; break;
+    }
+}
+
+static int dl__optim_bad(double v) { return v != v; }  /* NaN */
+
+static dl_optim *dl__optim_new(dl_optim_kind kind, const char *fn, double lr, double eps) {
+    dl_optim *o;
+    if (dl__optim_bad(lr) || lr < 0) { dl_set_error("%s: invalid learning rate %g", fn, lr); return NULL; }
+    if (dl__optim_bad(eps) || eps < 0) { dl_set_error("%s: invalid eps %g", fn, eps); return NULL; }
+    o = (dl_optim *)DL_MALLOC(sizeof(dl_optim));
+    if (!o) { dl_set_error("%s: out of memory", fn); return NULL; }
+    memset(o, 0, sizeof *o);
+    o->kind = kind;
+    o->lr = lr;
+    o->eps = eps;
+    return o;
+}
+
+static int dl__optim_unit(const char *fn, const char *what, double v) { /* v in [0, 1) */
+    if (dl__optim_bad(v) || v < 0 || v >= 1) { dl_set_error("%s: invalid %s %g (need 0 <= %s < 1)", fn, what, v, what); return 0; }
+    return 1;
+}
+static int dl__optim_nonneg(const char *fn, const char *what, double v) {
+    if (dl__optim_bad(v) || v < 0) { dl_set_error("%s: invalid %s %g (need >= 0)", fn, what, v); return 0; }
+    return 1;
+}
+
+DLDEF dl_optim *dl_sgd(double lr, double momentum, double weight_decay, int nesterov) {
+    dl_optim *o;
+    if (!dl__optim_nonneg("dl_sgd", "momentum", momentum) || !dl__optim_nonneg("dl_sgd", "weight_decay", weight_decay)) return NULL;
+    if (nesterov && momentum <= 0) { dl_set_error("dl_sgd: Nesterov momentum needs momentum > 0"); return NULL; }
+    o = dl__optim_new(DL_OPTIM_SGD, "dl_sgd", lr, 0);
+    if (!o) return NULL;
+    o->momentum = momentum;
+    o->weight_decay = weight_decay;
+    o->nesterov = nesterov != 0;
+    return o;
+}
+
+DLDEF dl_optim *dl_rmsprop(double lr, double alpha, double eps, double momentum, int centered) {
+    dl_optim *o;
+    if (!dl__optim_unit("dl_rmsprop", "alpha", alpha) || !dl__optim_nonneg("dl_rmsprop", "momentum", momentum)) return NULL;
+    o = dl__optim_new(DL_OPTIM_RMSPROP, "dl_rmsprop", lr, eps);
+    if (!o) return NULL;
+    o->alpha = alpha;
+    o->momentum = momentum;
+    o->centered = centered != 0;
+    return o;
+}
+
+DLDEF dl_optim *dl_adagrad(double lr, double initial_accumulator, double eps) {
+    dl_optim *o;
+    if (!dl__optim_nonneg("dl_adagrad", "initial_accumulator", initial_accumulator)) return NULL;
+    o = dl__optim_new(DL_OPTIM_ADAGRAD, "dl_adagrad", lr, eps);
+    if (!o) return NULL;
+    o->initial_acc = initial_accumulator;
+    return o;
+}
+
+static dl_optim *dl__adam(dl_optim_kind kind, const char *fn, double lr, double beta1, double beta2, double eps, double wd) {
+    dl_optim *o;
+    if (!dl__optim_unit(fn, "beta1", beta1) || !dl__optim_unit(fn, "beta2", beta2) || !dl__optim_nonneg(fn, "weight_decay", wd)) return NULL;
+    o = dl__optim_new(kind, fn, lr, eps);
+    if (!o) return NULL;
+    o->beta1 = beta1;
+    o->beta2 = beta2;
+    o->weight_decay = wd;
+    return o;
+}
+DLDEF dl_optim *dl_adam(double lr, double beta1, double beta2, double eps) {
+    return dl__adam(DL_OPTIM_ADAM, "dl_adam", lr, beta1, beta2, eps, 0);
+}
+DLDEF dl_optim *dl_adamw(double lr, double beta1, double beta2, double eps, double weight_decay) {
+    return dl__adam(DL_OPTIM_ADAMW, "dl_adamw", lr, beta1, beta2, eps, weight_decay);
+}
+
+DLDEF void dl_optim_free(dl_optim *o) {
+    int i, k;
+    if (!o) return;
+    for (i = 0; i < o->n; i++)
+        for (k = 0; k < DL__OPT_MAXBUF; k++) dl_tensor_free(o->ps[i].buf[k]);
+    DL_FREE(o->ps);
+    DL_FREE(o);
+}
+
+DLDEF int dl_optim_add_params(dl_optim *o, int n, dl_tensor *const *params) {
+    const char *names[DL__OPT_MAXBUF];
+    dl__optim_param *ps;
+    int i, j, k;
+    if (!o || n < 0 || (n > 0 && !params)) { dl_set_error("dl_optim_add_params: NULL optimizer or parameter list"); return -1; }
+    for (i = 0; i < n; i++) {
+        dl_tensor *t = params[i];
+        if (!t) { dl_set_error("dl_optim_add_params: parameter %d is NULL", i); return -1; }
+        if (t->dtype != DL_F32 || t->device != DL_CPU || !dl_is_contiguous(t)) {
+            dl_set_error("dl_optim_add_params: parameter %d must be a contiguous f32 CPU tensor", i);
+            return -1;
+        }
+        if (!t->requires_grad) { dl_set_error("dl_optim_add_params: parameter %d does not require a gradient", i); return -1; }
+        for (j = 0; j < o->n; j++)
+            if (o->ps[j].p == t) { dl_set_error("dl_optim_add_params: parameter %d is already in the optimizer", i); return -1; }
+        for (j = 0; j < i; j++)
+            if (params[j] == t) { dl_set_error("dl_optim_add_params: parameter %d appears twice", i); return -1; }
+    }
+    if (o->n + n > o->cap) {
+        int cap = o->n + n;
+        ps = (dl__optim_param *)DL_MALLOC((size_t)cap * sizeof *ps + 1);
+        if (!ps) { dl_set_error("dl_optim_add_params: out of memory"); return -1; }
+        if (o->n) memcpy(ps, o->ps, (size_t)o->n * sizeof *ps);
+        DL_FREE(o->ps);
+        o->ps = ps;
+        o->cap = cap;
+    }
+    dl__optim_bufnames(o, names);
+    for (i = 0; i < n; i++) {
+        dl__optim_param *q = &o->ps[o->n + i];
+        memset(q, 0, sizeof *q);
+        q->p = params[i];
+        for (k = 0; k < DL__OPT_MAXBUF; k++) {
+            if (!names[k]) continue;
+            q->buf[k] = dl_tensor_new(DL_F32, params[i]->ndim, params[i]->shape);
+            if (!q->buf[k]) {
+                int m;
+                for (j = 0; j <= i; j++)
+                    for (m = 0; m < DL__OPT_MAXBUF; m++) { dl_tensor_free(o->ps[o->n + j].buf[m]); o->ps[o->n + j].buf[m] = NULL; }
+                dl_set_error("dl_optim_add_params: out of memory for optimizer state");
+                return -1;
+            }
+            if (o->kind == DL_OPTIM_ADAGRAD) dl_fill(q->buf[k], (float)o->initial_acc);
+        }
+    }
+    o->n += n;
+    return 0;
+}
+
+DLDEF void dl_optim_zero_grad(dl_optim *o) {
+    int i;
+    if (!o) return;
+    for (i = 0; i < o->n; i++) dl_zero_grad(o->ps[i].p);
+}
+
+DLDEF double dl_optim_lr(const dl_optim *o) { return o ? o->lr : 0; }
+DLDEF void dl_optim_set_lr(dl_optim *o, double lr) { if (o && lr >= 0) o->lr = lr; }
+DLDEF long dl_optim_steps(const dl_optim *o) { return o ? o->steps : 0; }
+DLDEF dl_optim_kind dl_optim_get_kind(const dl_optim *o) { return o ? o->kind : DL_OPTIM_SGD; }
+DLDEF int dl_optim_param_count(const dl_optim *o) { return o ? o->n : 0; }
+
+DLDEF int dl_optim_set_clip(dl_optim *o, double max_norm, double clip_value) {
+    if (!o) { dl_set_error("dl_optim_set_clip: NULL optimizer"); return -1; }
+    if (dl__optim_bad(max_norm) || max_norm < 0 || dl__optim_bad(clip_value) || clip_value < 0) {
+        dl_set_error("dl_optim_set_clip: invalid max_norm %g or clip_value %g (need >= 0)", max_norm, clip_value);
+        return -1;
+    }
+    o->max_norm = max_norm;
+    o->clip_value = clip_value;
+    return 0;
+}
+
+/* ---- Clipping ---- */
+
+/* The global L2 norm, accumulated in double in a fixed order (same bits on every run). */
+static float dl__grad_norm(int n, dl_tensor *const *ts, size_t stride) {
+    double total = 0;
+    int i;
+    size_t j;
+    for (i = 0; i < n; i++) {
+        const dl_tensor *t = *(dl_tensor *const *)((const char *)ts + (size_t)i * stride);
+        if (!t || !t->grad) continue;
+        for (j = 0; j < t->numel; j++) total += (double)t->grad[j] * t->grad[j];
+    }
+    return (float)sqrt(total);
+}
+static void dl__grad_scale(int n, dl_tensor *const *ts, size_t stride, float total, double max_norm) {
+    /* torch: clip_coef = max_norm / (total + 1e-6), clamped to 1, multiplied in always (float). */
+    float coef = (float)max_norm / (total + 1e-6f);
+    int i;
+    size_t j;
+    if (coef > 1.0f) coef = 1.0f;
+    for (i = 0; i < n; i++) {
+        dl_tensor *t = *(dl_tensor *const *)((const char *)ts + (size_t)i * stride);
+        if (!t || !t->grad) continue;
+        for (j = 0; j < t->numel; j++) t->grad[j] *= coef;
+    }
+}
+static void dl__grad_clamp(int n, dl_tensor *const *ts, size_t stride, double clip) {
+    float c = (float)clip;
+    int i;
+    size_t j;
+    for (i = 0; i < n; i++) {
+        dl_tensor *t = *(dl_tensor *const *)((const char *)ts + (size_t)i * stride);
+        if (!t || !t->grad) continue;
+        for (j = 0; j < t->numel; j++) {
+            float g = t->grad[j];
+            t->grad[j] = g < -c ? -c : g > c ? c : g;   /* NaN stays NaN, as torch.clamp */
+        }
+    }
+}
+
+DLDEF float dl_clip_grad_norm(int n, dl_tensor *const *params, double max_norm) {
+    float total;
+    int i;
+    if (n < 0 || (n > 0 && !params) || dl__optim_bad(max_norm) || max_norm < 0) {
+        dl_set_error("dl_clip_grad_norm: invalid arguments (n %d, max_norm %g)", n, max_norm);
+        return -1;
+    }
+    for (i = 0; i < n; i++)
+        if (!params[i]) { dl_set_error("dl_clip_grad_norm: parameter %d is NULL", i); return -1; }
+    total = dl__grad_norm(n, params, sizeof(dl_tensor *));
+    dl__grad_scale(n, params, sizeof(dl_tensor *), total, max_norm);
+    return total;
+}
+
+DLDEF void dl_clip_grad_value(int n, dl_tensor *const *params, double clip) {
+    if (n <= 0 || !params || dl__optim_bad(clip) || clip < 0) return;
+    dl__grad_clamp(n, params, sizeof(dl_tensor *), clip);
+}
+
+/* ---- The update rules (PyTorch 1.13's _single_tensor_* loops, element by element) ----
+   Scalars are rounded to float where PyTorch passes a Python float to a float tensor op;
+   a + s*b, a + s*b*c and a + s*b/c are evaluated in that order, as PyTorch's CPU kernels do. */
+
+static void dl__sgd_update(const dl_optim *o, dl__optim_param *q) {
+    float *p = dl_f32(q->p), *g = q->p->grad, *v = q->buf[0] ? dl_f32(q->buf[0]) : NULL;
+    float wd = (float)o->weight_decay, mu = (float)o->momentum, neg_lr = (float)-o->lr;
+    float damp = (float)(1.0 - 0.0); /* dampening 0 */
+    size_t i, n = q->p->numel;
+    for (i = 0; i < n; i++) {
+        float d = g[i];
+        if (o->weight_decay != 0) d = DL__FMAF(wd, p[i], d);
+        if (v) {
+            if (q->step == 0) v[i] = d;
+            else v[i] = DL__FMAF(damp, d, v[i] * mu);
+            d = o->nesterov ? DL__FMAF(mu, v[i], d) : v[i];
+        }
+        p[i] = DL__FMAF(neg_lr, d, p[i]);
+    }
+}
+
+static void dl__rmsprop_update(const dl_optim *o, dl__optim_param *q) {
+    float *p = dl_f32(q->p), *g = q->p->grad, *s = dl_f32(q->buf[0]);
+    float *b = q->buf[1] ? dl_f32(q->buf[1]) : NULL, *a = q->buf[2] ? dl_f32(q->buf[2]) : NULL;
+    float alpha = (float)o->alpha, one_m = (float)(1.0 - o->alpha), eps = (float)o->eps;
+    float mu = (float)o->momentum, neg_lr = (float)-o->lr;
+    size_t i, n = q->p->numel;
+    for (i = 0; i < n; i++) {
+        float gi = g[i], d;
+        s[i] = DL__FMAF(one_m * gi, gi, s[i] * alpha);
+        if (a) {
+            a[i] = DL__FMAF(one_m, gi, a[i] * alpha);
+            d = sqrtf(DL__FMAF(-1.0f * a[i], a[i], s[i]));
+        } else {
+            d = sqrtf(s[i]);
+        }
+        d = d + eps;
+        if (b) {
+            b[i] = b[i] * mu + 1.0f * gi / d;
+            p[i] = DL__FMAF(neg_lr, b[i], p[i]);
+        } else {
+            p[i] = p[i] + neg_lr * gi / d;
+        }
+    }
+}
+
+static void dl__adagrad_update(const dl_optim *o, dl__optim_param *q) {
+    float *p = dl_f32(q->p), *g = q->p->grad, *s = dl_f32(q->buf[0]);
+    float eps = (float)o->eps, neg_clr = (float)-o->lr; /* lr_decay 0: clr = lr */
+    size_t i, n = q->p->numel;
+    for (i = 0; i < n; i++) {
+        float gi = g[i];
+        s[i] = DL__FMAF(1.0f * gi, gi, s[i]);
+        p[i] = p[i] + neg_clr * gi / (sqrtf(s[i]) + eps);
+    }
+}
+
+static void dl__adam_update(const dl_optim *o, dl__optim_param *q) {
+    float *p = dl_f32(q->p), *g = q->p->grad, *m = dl_f32(q->buf[0]), *v = dl_f32(q->buf[1]);
+    double t = (double)q->step; /* already incremented */
+    double bc1 = 1.0 - pow(o->beta1, t), bc2 = 1.0 - pow(o->beta2, t);
+    float b1 = (float)o->beta1, b2 = (float)o->beta2, omb1 = (float)(1.0 - o->beta1), omb2 = (float)(1.0 - o->beta2);
+    float neg_step = (float)-(o->lr / bc1), bc2_sqrt = (float)sqrt(bc2), eps = (float)o->eps;
+    float decay = (float)(1.0 - o->lr * o->weight_decay);
+    size_t i, n = q->p->numel;
+    for (i = 0; i < n; i++) {
+        float gi = g[i];
+        if (o->kind == DL_OPTIM_ADAMW) p[i] = p[i] * decay;
+        m[i] = DL__FMAF(omb1, gi, m[i] * b1);
+        v[i] = DL__FMAF(omb2 * gi, gi, v[i] * b2);
+        p[i] = p[i] + neg_step * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
+    }
+}
+
+DLDEF int dl_optim_step(dl_optim *o) {
+    int i;
+    if (!o) { dl_set_error("dl_optim_step: NULL optimizer"); return -1; }
+    if (o->n == 0) { o->steps++; return 0; }
+    if (o->max_norm > 0) {
+        float total = dl__grad_norm(o->n, &o->ps[0].p, sizeof(dl__optim_param));
+        dl__grad_scale(o->n, &o->ps[0].p, sizeof(dl__optim_param), total, o->max_norm);
+    }
+    if (o->clip_value > 0) dl__grad_clamp(o->n, &o->ps[0].p, sizeof(dl__optim_param), o->clip_value);
+    for (i = 0; i < o->n; i++) {
+        dl__optim_param *q = &o->ps[i];
+        if (!q->p->grad) continue;
+        switch (o->kind) {
+        case DL_OPTIM_SGD: dl__sgd_update(o, q); q->step++; break;
+        case DL_OPTIM_RMSPROP: q->step++; dl__rmsprop_update(o, q); break;
+        case DL_OPTIM_ADAGRAD: q->step++; dl__adagrad_update(o, q); break;
+        case DL_OPTIM_ADAM: case DL_OPTIM_ADAMW: q->step++; dl__adam_update(o, q); break;
+        }
+    }
+    o->steps++;
+    return 0;
+}
+
+/* ---- Schedules ---- */
+
+DLDEF double dl_lr_step(double base, long step_size, double gamma, long t) {
+    if (step_size < 1 || t < 0) return base;
+    return base * pow(gamma, (double)(t / step_size));
+}
+DLDEF double dl_lr_exponential(double base, double gamma, long t) {
+    return t < 0 ? base : base * pow(gamma, (double)t);
+}
+DLDEF double dl_lr_cosine(double base, long t_max, double min_lr, long t) {
+    const double pi = 3.14159265358979323846;
+    if (t_max < 1 || t < 0) return base;
+    return min_lr + (base - min_lr) * (1.0 + cos(pi * (double)t / (double)t_max)) / 2.0;
+}
+DLDEF double dl_lr_linear(double base, double start_factor, double end_factor, long total, long t) {
+    if (total < 1 || t >= total) return base * end_factor;
+    if (t < 0) t = 0;
+    return base * (start_factor + (end_factor - start_factor) * (double)t / (double)total);
+}
+DLDEF double dl_lr_at(const dl_lr_schedule *s, long t) {
+    if (!s) return 0;
+    if (t < 0) t = 0;
+    if (s->warmup > 0) {
+        if (t < s->warmup) return dl_lr_linear(s->base_lr, s->warmup_start, 1.0, s->warmup, t);
+        t -= s->warmup;
+    }
+    switch (s->kind) {
+    case DL_LR_STEP: return dl_lr_step(s->base_lr, s->step_size, s->gamma, t);
+    case DL_LR_EXPONENTIAL: return dl_lr_exponential(s->base_lr, s->gamma, t);
+    case DL_LR_COSINE: return dl_lr_cosine(s->base_lr, s->t_max, s->min_lr, t);
+    default: return s->base_lr;
+    }
+}
+
+/* ---- State files ---- */
+
+#define DL__OPT_NHYPER 12
+/* Every hyperparameter as a metadata string, plus the counters. Returns the number of entries
+   written into keys/values (text lives in buf, DL__OPT_NHYPER * 32 bytes). */
+static int dl__optim_hyper(const dl_optim *o, const char **keys, const char **values, char *buf) {
+    static const char *const k[DL__OPT_NHYPER] = {"format", "version", "kind", "momentum", "weight_decay",
+        "nesterov", "alpha", "centered", "eps", "beta1", "beta2", "initial_accumulator"};
+    int i;
+    for (i = 0; i < DL__OPT_NHYPER; i++) { keys[i] = k[i]; values[i] = buf + 32 * i; }
+    snprintf(buf + 32 * 0, 32, "dl_optim");
+    snprintf(buf + 32 * 1, 32, "1");
+    snprintf(buf + 32 * 2, 32, "%s", dl_optim_kind_name(o->kind));
+    snprintf(buf + 32 * 3, 32, "%.17g", o->momentum);
+    snprintf(buf + 32 * 4, 32, "%.17g", o->weight_decay);
+    snprintf(buf + 32 * 5, 32, "%d", o->nesterov);
+    snprintf(buf + 32 * 6, 32, "%.17g", o->alpha);
+    snprintf(buf + 32 * 7, 32, "%d", o->centered);
+    snprintf(buf + 32 * 8, 32, "%.17g", o->eps);
+    snprintf(buf + 32 * 9, 32, "%.17g", o->beta1);
+    snprintf(buf + 32 * 10, 32, "%.17g", o->beta2);
+    snprintf(buf + 32 * 11, 32, "%.17g", o->initial_acc);
+    return DL__OPT_NHYPER;
+}
+
+/* Everything dl_safetensors_save/serialize needs, in one allocation. */
+typedef struct dl__optim_file {
+    int n_t, n_meta;
+    const char **names, **keys, **values;
+    dl_tensor **ts;
+    char *text;
+} dl__optim_file;
+
+static int dl__optim_file_make(const dl_optim *o, dl__optim_file *f, void **mem) {
+    const char *bn[DL__OPT_MAXBUF];
+    int nb = 0, k, i, m, t;
+    size_t ntext, bytes;
+    char *text;
+    dl__optim_bufnames(o, bn);
+    for (k = 0; k < DL__OPT_MAXBUF; k++) nb += bn[k] != NULL;
+    f->n_t = o->n * nb;
+    f->n_meta = DL__OPT_NHYPER + 5 + o->n;   /* + lr, steps, n_params, max_norm, clip_value, per-param steps */
+    ntext = (size_t)DL__OPT_NHYPER * 32 + 5 * 32 + (size_t)o->n * (48 + 32) + (size_t)f->n_t * 48;
+    bytes = (size_t)(f->n_t * 2 + f->n_meta * 2 + 1) * sizeof(char *) + (size_t)f->n_t * sizeof(dl_tensor *) + ntext;
+    *mem = DL_MALLOC(bytes);
+    if (!*mem) { dl_set_error("dl_optim_save: out of memory"); return -1; }
+    f->names = (const char **)*mem;
+    f->keys = f->names + f->n_t;
+    f->values = f->keys + f->n_meta;
+    f->ts = (dl_tensor **)(f->values + f->n_meta + 1);
+    text = (char *)(f->ts + f->n_t);
+    m = dl__optim_hyper(o, f->keys, f->values, text);
+    text += DL__OPT_NHYPER * 32;
+    f->keys[m] = "lr"; snprintf(text, 32, "%.17g", o->lr); f->values[m++] = text; text += 32;
+    f->keys[m] = "steps"; snprintf(text, 32, "%ld", o->steps); f->values[m++] = text; text += 32;
+    f->keys[m] = "n_params"; snprintf(text, 32, "%d", o->n); f->values[m++] = text; text += 32;
+    f->keys[m] = "max_norm"; snprintf(text, 32, "%.17g", o->max_norm); f->values[m++] = text; text += 32;
+    f->keys[m] = "clip_value"; snprintf(text, 32, "%.17g", o->clip_value); f->values[m++] = text; text += 32;
+    for (i = 0, t = 0; i < o->n; i++) {
+        snprintf(text, 48, "state.%d.step", i); f->keys[m] = text; text += 48;
+        snprintf(text, 32, "%ld", o->ps[i].step); f->values[m++] = text; text += 32;
+        for (k = 0; k < DL__OPT_MAXBUF; k++) {
+            if (!bn[k]) continue;
+            snprintf(text, 48, "state.%d.%s", i, bn[k]);
+            f->names[t] = text; text += 48;
+            f->ts[t++] = o->ps[i].buf[k];
+        }
+    }
+    return 0;
+}
+
+DLDEF size_t dl_optim_serialize(const dl_optim *o, void *out, size_t capacity) {
+    dl__optim_file f;
+    void *mem;
+    size_t r;
+    if (!o) { dl_set_error("dl_optim_serialize: NULL optimizer"); return 0; }
+    if (dl__optim_file_make(o, &f, &mem) != 0) return 0;
+    r = dl_safetensors_serialize(f.n_t, f.names, f.ts, f.n_meta, f.keys, f.values, out, capacity);
+    DL_FREE(mem);
+    return r;
+}
+
+#ifndef DL_NO_STDIO
+DLDEF int dl_optim_save(const dl_optim *o, const char *path) {
+    dl__optim_file f;
+    void *mem;
+    int r;
+    if (!o || !path) { dl_set_error("dl_optim_save: NULL argument"); return -1; }
+    if (dl__optim_file_make(o, &f, &mem) != 0) return -1;
+    r = dl_safetensors_save(path, f.n_t, f.names, f.ts, f.n_meta, f.keys, f.values);
+    DL_FREE(mem);
+    return r;
+}
+#endif
+
+/* A non-negative decimal integer filling the whole string; -1 if not. */
+static long dl__optim_parse_long(const char *s) {
+    long v = 0;
+    if (!s || !*s) return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || v > (0x7fffffffL - 9) / 10) return -1;
+        v = v * 10 + (*s - '0');
+    }
+    return v;
+}
+
+/* Validate st against o (everything), then copy the state in. */
+static int dl__optim_restore(dl_optim *o, const dl_safetensors *st, const char *fn) {
+    const char *keys[DL__OPT_NHYPER], *values[DL__OPT_NHYPER], *bn[DL__OPT_MAXBUF], *s;
+    char buf[DL__OPT_NHYPER * 32], name[64];
+    double lr;
+    char *end;
+    long steps;
+    int i, k, nb = 0;
+    if (!st) return -1;   /* the loader's message stands */
+    dl__optim_hyper(o, keys, values, buf);
+    for (i = 0; i < DL__OPT_NHYPER; i++) {
+        s = dl_safetensors_meta(st, keys[i]);
+        if (!s || strcmp(s, values[i]) != 0) {
+            if (i < 2) dl_set_error("%s: not a dl_optim state file (metadata %s is %s)", fn, keys[i], s ? s : "missing");
+            else dl_set_error("%s: the file's %s is %s, the optimizer's is %s", fn, keys[i], s ? s : "missing", values[i]);
+            return -1;
+        }
+    }
+    s = dl_safetensors_meta(st, "n_params");
+    if (dl__optim_parse_long(s) != o->n) {
+        dl_set_error("%s: the file has %s parameters, the optimizer %d", fn, s ? s : "no count of", o->n);
+        return -1;
+    }
+    s = dl_safetensors_meta(st, "lr");
+    lr = s ? strtod(s, &end) : -1;
+    if (!s || *end || !(lr >= 0)) { dl_set_error("%s: bad or missing lr", fn); return -1; }
+    steps = dl__optim_parse_long(dl_safetensors_meta(st, "steps"));
+    if (steps < 0) { dl_set_error("%s: bad or missing steps", fn); return -1; }
+    for (k = 0; k < 2; k++) {   /* clipping settings must match too */
+        double want = k ? o->clip_value : o->max_norm;
+        char w[32];
+        snprintf(w, sizeof w, "%.17g", want);
+        s = dl_safetensors_meta(st, k ? "clip_value" : "max_norm");
+        if (!s || strcmp(s, w) != 0) { dl_set_error("%s: the file's %s is %s, the optimizer's is %s", fn, k ? "clip_value" : "max_norm", s ? s : "missing", w); return -1; }
+    }
+    dl__optim_bufnames(o, bn);
+    for (k = 0; k < DL__OPT_MAXBUF; k++) nb += bn[k] != NULL;
+    if (dl_safetensors_count(st) != o->n * nb) {
+        dl_set_error("%s: the file has %d tensors, expected %d", fn, dl_safetensors_count(st), o->n * nb);
+        return -1;
+    }
+    for (i = 0; i < o->n; i++) {
+        snprintf(name, sizeof name, "state.%d.step", i);
+        if (dl__optim_parse_long(dl_safetensors_meta(st, name)) < 0) { dl_set_error("%s: bad or missing %s", fn, name); return -1; }
+        for (k = 0; k < DL__OPT_MAXBUF; k++) {
+            dl_tensor *t;
+            if (!bn[k]) continue;
+            snprintf(name, sizeof name, "state.%d.%s", i, bn[k]);
+            t = dl_safetensors_get(st, name);
+            if (!t) { dl_set_error("%s: %s is missing", fn, name); return -1; }
+            if (t->dtype != DL_F32 || !dl_same_shape(t, o->ps[i].p)) {
+                char a[64], b[64];
+                dl_set_error("%s: %s is %s %s, the parameter is f32 %s", fn, name, dl_dtype_name(t->dtype),
+                             dl_shape_str(t, a, sizeof a), dl_shape_str(o->ps[i].p, b, sizeof b));
+                return -1;
+            }
+        }
+    }
+    /* All checked: copy. */
+    for (i = 0; i < o->n; i++) {
+        snprintf(name, sizeof name, "state.%d.step", i);
+        o->ps[i].step = dl__optim_parse_long(dl_safetensors_meta(st, name));
+        for (k = 0; k < DL__OPT_MAXBUF; k++) {
+            if (!bn[k]) continue;
+            snprintf(name, sizeof name, "state.%d.%s", i, bn[k]);
+            memcpy(dl_f32(o->ps[i].buf[k]), dl_f32(dl_safetensors_get(st, name)), o->ps[i].p->numel * sizeof(float));
+        }
+    }
+    o->lr = lr;
+    o->steps = steps;
+    return 0;
+}
+
+DLDEF int dl_optim_parse(dl_optim *o, const void *bytes, size_t size) {
+    dl_safetensors *st;
+    int r;
+    if (!o || !bytes) { dl_set_error("dl_optim_parse: NULL argument"); return -1; }
+    st = dl_safetensors_parse(bytes, size);
+    r = dl__optim_restore(o, st, "dl_optim_parse");
+    dl_safetensors_free(st);
+    return r;
+}
+
+#ifndef DL_NO_STDIO
+DLDEF int dl_optim_load(dl_optim *o, const char *path) {
+    dl_safetensors *st;
+    int r;
+    if (!o || !path) { dl_set_error("dl_optim_load: NULL argument"); return -1; }
+    st = dl_safetensors_load(path);
+    r = dl__optim_restore(o, st, "dl_optim_load");
+    dl_safetensors_free(st);
+    return r;
+}
+#endif
+
+#endif /* DL_IMPLEMENTATION */
+
+/*
+------------------------------------------------------------------------------
+MIT License
+
+Copyright (c) 2026 the dl authors
+
+Permission is hereby granted, free of charge, to any person obtaining a copy of
+this software and associated documentation files (the "Software"), to deal in
+the Software without restriction, including without limitation the rights to
+use, copy, modify, merge, publish, distribute, sublicense, and/or sell copies
+of the Software, and to permit persons to whom the Software is furnished to do
+so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all
+copies or substantial portions of the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+SOFTWARE.
+------------------------------------------------------------------------------
+*/

@@ -91,33 +91,121 @@ static int dl__conv_is_identity(const dl__conv_geom *g) {
            g->ow == g->w;
 }
 
-/* to_img == 0 (im2col): col[(c*kh + p)*kw + q][i*ow + j] = img[c][i*sh - ph + p*dh][j*sw - pw + q*dw],
-   0 outside the image. to_img == 1 (col2im): the adjoint, img[...] += col[...]. */
-static void dl__conv_im2col(const dl__conv_geom *g, float *img, float *col, int to_img) {
-    int c, p, q, i, j;
+/* dst[r*ld_dst + j] = src[r*ld_src + j] (add: +=) for r < rows, j < n: the inner copy of
+   im2col and col2im. Rows there are short (11 floats for a 13x13 input and a 3x3 kernel) and
+   many, so a memcpy call or a scalar loop per row costs more than the data; with AVX-512 each
+   row is one or two masked load/store pairs. Exact copies and adds: the kernel does not change
+   results. */
+static void dl__conv_rows_c(float *dst, size_t ld_dst, const float *src, size_t ld_src, int rows, int n, int add) {
+    int r, j;
+    for (r = 0; r < rows; r++, dst += ld_dst, src += ld_src)
+        if (add) for (j = 0; j < n; j++) dst[j] += src[j];
+        else memcpy(dst, src, sizeof(float) * (size_t)n);
+}
+
+#ifdef DL__X86_SIMD
+DL__TARGET_AVX512 static void dl__conv_rows_avx512(float *dst, size_t ld_dst, const float *src, size_t ld_src, int rows, int n,
+                                                   int add) {
+    int r, j, full = n & ~15;
+    __mmask16 tail = (__mmask16)((1u << (n & 15)) - 1u);
+    for (r = 0; r < rows; r++, dst += ld_dst, src += ld_src) {
+        for (j = 0; j < full; j += 16) {
+            __m512 v = _mm512_loadu_ps(src + j);
+            if (add) v = _mm512_add_ps(v, _mm512_loadu_ps(dst + j));
+            _mm512_storeu_ps(dst + j, v);
+        }
+        if (tail) {
+            __m512 v = _mm512_maskz_loadu_ps(tail, src + full);
+            if (add) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(tail, dst + full));
+            _mm512_mask_storeu_ps(dst + full, tail, v);
+        }
+    }
+}
+
+/* col2im with stride 1 along the width: each image row is loaded once, 16 columns at a time,
+   all kh*kw shifted col rows that land on it are summed in registers, and it is stored once.
+   (Adding one col row at a time makes each load of img overlap the previous masked store by all
+   but one float, a store-forwarding stall per row.) For each image element the terms are added
+   in the same (p, q) order as the plain loop, so the results are the same bits. */
+DL__TARGET_AVX512 static void dl__conv_col2im_avx512(const dl__conv_geom *g, float *img, const float *col, size_t ldcol) {
+    int c, p, q, r, x0, ow = g->ow, sh1 = g->sh == 1;
     for (c = 0; c < g->c; c++)
-        for (p = 0; p < g->kh; p++)
-            for (q = 0; q < g->kw; q++) {
-                int off = q * g->dw - g->pw, j0, j1; /* image column of output column j: j*sw + off */
-                dl__conv_valid_range(off, g->sw, g->w, g->ow, &j0, &j1);
-                for (i = 0; i < g->oh; i++, col += g->ow) {
-                    int ih = i * g->sh - g->ph + p * g->dh;
-                    float *row;
-                    if (ih < 0 || ih >= g->h) {
-                        if (!to_img) memset(col, 0, sizeof(float) * (size_t)g->ow);
-                        continue;
+        for (r = 0; r < g->h; r++) {
+            float *row = img + ((size_t)c * g->h + (size_t)r) * g->w;
+            for (x0 = 0; x0 < g->w; x0 += 16) {
+                int nl = g->w - x0 < 16 ? g->w - x0 : 16;
+                __mmask16 m = (__mmask16)((1u << nl) - 1u);
+                __m512 acc = _mm512_maskz_loadu_ps(m, row + x0);
+                for (p = 0; p < g->kh; p++) {
+                    int di = r - (p * g->dh - g->ph), i = sh1 ? di : di / g->sh; /* output row i reads row r */
+                    const float *ci;
+                    if (di < 0 || i >= g->oh || (!sh1 && di % g->sh)) continue; /* (no divisions when sh == 1) */
+                    ci = col + (((size_t)c * g->kh + p) * g->kw) * ldcol + (size_t)i * ow;
+                    for (q = 0; q < g->kw; q++) {
+                        /* lane l is image column x0 + l, output column j = x0 + l - off */
+                        int off = q * g->dw - g->pw, lo = off - x0, hi = ow + off - x0;
+                        if (lo < 0) lo = 0;
+                        if (hi > nl) hi = nl;
+                        if (hi <= lo) continue;
+                        acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps((__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u)),
+                                                                       ci + ((ptrdiff_t)((size_t)q * ldcol) + x0 - off)));
                     }
-                    row = img + ((size_t)c * g->h + (size_t)ih) * g->w;
-                    if (to_img) {
-                        for (j = j0; j < j1; j++) row[j * g->sw + off] += col[j];
-                        continue;
-                    }
-                    for (j = 0; j < j0; j++) col[j] = 0.0f;
-                    if (g->sw == 1 && j1 > j0) memcpy(col + j0, row + (j0 + off), sizeof(float) * (size_t)(j1 - j0));
-                    else for (j = j0; j < j1; j++) col[j] = row[j * g->sw + off];
-                    for (j = j1; j < g->ow; j++) col[j] = 0.0f;
                 }
+                _mm512_mask_storeu_ps(row + x0, m, acc);
             }
+        }
+}
+#endif
+
+static int dl__conv_has_avx512(void) {
+#ifdef DL__X86_SIMD
+    static int has = -1; /* benign race: every thread computes the same value */
+    if (has < 0) has = __builtin_cpu_supports("avx512f") ? 1 : 0;
+    return has;
+#else
+    return 0;
+#endif
+}
+
+static void dl__conv_rows(float *dst, size_t ld_dst, const float *src, size_t ld_src, int rows, int n, int add) {
+#ifdef DL__X86_SIMD
+    if (dl__conv_has_avx512()) { dl__conv_rows_avx512(dst, ld_dst, src, ld_src, rows, n, add); return; }
+#endif
+    dl__conv_rows_c(dst, ld_dst, src, ld_src, rows, n, add);
+}
+
+/* to_img == 0 (im2col): col[(c*kh + p)*kw + q][i*ow + j] = img[c][i*sh - ph + p*dh][j*sw - pw + q*dw],
+   0 outside the image. to_img == 1 (col2im): the adjoint, img[...] += col[...]. ldcol is the row
+   stride of col (>= oh*ow), so several images can sit side by side in one col matrix. For each
+   (c, p, q) the output rows [i0, i1) and columns [j0, j1) that land inside the image are found
+   once; with stride 1 along the width that block is a strided 2-D copy (dl__conv_rows), and
+   padding only costs a memset of the row's block before it. */
+static void dl__conv_im2col(const dl__conv_geom *g, float *img, float *col, size_t ldcol, int to_img) {
+    int c, p, q, i, j, ow = g->ow, hw = g->oh * g->ow;
+#ifdef DL__X86_SIMD
+    if (to_img && g->sw == 1 && dl__conv_has_avx512()) { dl__conv_col2im_avx512(g, img, col, ldcol); return; }
+#endif
+    for (c = 0; c < g->c; c++)
+        for (p = 0; p < g->kh; p++) {
+            int ih_off = p * g->dh - g->ph, i0, i1; /* image row of output row i: i*sh + ih_off */
+            dl__conv_valid_range(ih_off, g->sh, g->h, g->oh, &i0, &i1);
+            for (q = 0; q < g->kw; q++, col += ldcol) {
+                int off = q * g->dw - g->pw, j0, j1; /* image column of output column j: j*sw + off */
+                float *out = col + (size_t)i0 * ow, *row;
+                dl__conv_valid_range(off, g->sw, g->w, ow, &j0, &j1);
+                if (!to_img && (i0 > 0 || i1 < g->oh || j0 > 0 || j1 < ow)) memset(col, 0, sizeof(float) * (size_t)hw);
+                if (i1 <= i0 || j1 <= j0) continue;
+                row = img + ((size_t)c * g->h + (size_t)(i0 * g->sh + ih_off)) * g->w + off;
+                if (g->sw == 1) {
+                    if (to_img) dl__conv_rows(row + j0, (size_t)g->sh * g->w, out + j0, (size_t)ow, i1 - i0, j1 - j0, 1);
+                    else dl__conv_rows(out + j0, (size_t)ow, row + j0, (size_t)g->sh * g->w, i1 - i0, j1 - j0, 0);
+                    continue;
+                }
+                for (i = i0; i < i1; i++, out += ow, row += (size_t)g->sh * g->w)
+                    if (to_img) for (j = j0; j < j1; j++) row[j * g->sw] += out[j];
+                    else for (j = j0; j < j1; j++) out[j] = row[j * g->sw];
+            }
+        }
 }
 
 /* y[c][:] += b[c] over planes of hw elements. */
@@ -179,7 +267,7 @@ static void dl__conv_chunk(void *ctx, int chunk) {
         const float *small_in = jb->small_in ? jb->small_in + n * small_size : NULL;
         if (jb->img_in && (jb->small_out || dm)) {
             const float *cols = jb->img_in + n * img_size;
-            if (!identity) { dl__conv_im2col(g, (float *)cols, col, 0); cols = col; }
+            if (!identity) { dl__conv_im2col(g, (float *)cols, col, (size_t)hw, 0); cols = col; }
             if (jb->small_out) {
                 float *y = jb->small_out + n * small_size;
                 dl_sgemm(0, 0, rows, hw, k, 1.0f, jb->m, k, cols, hw, jb->small_beta, y, hw);
@@ -193,7 +281,7 @@ static void dl__conv_chunk(void *ctx, int chunk) {
                 dl_sgemm(1, 0, k, hw, rows, 1.0f, jb->m, k, small_in, hw, 1.0f, x, hw);
             } else {
                 dl_sgemm(1, 0, k, hw, rows, 1.0f, jb->m, k, small_in, hw, 0.0f, col, hw);
-                dl__conv_im2col(g, x, col, 1);
+                dl__conv_im2col(g, x, col, (size_t)hw, 1);
             }
             if (jb->img_bias) dl__conv_add_bias(x, jb->img_bias, g->c, (size_t)g->h * g->w);
         }

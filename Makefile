@@ -14,7 +14,7 @@
 CC      ?= cc
 CFLAGS  ?= -std=c99 -O2 -Wall -Wextra -Wpedantic
 LDLIBS   = -lm -lpthread
-HEADERS  = $(wildcard dl_*.h parts/*.h)
+HEADERS  = $(wildcard dl_*.h)
 EXAMPLES = $(patsubst examples/%.c,build/%,$(wildcard examples/*.c))
 
 # OpenBLAS' cblas.h: Debian's multiarch directory is searched by default; else look for it.

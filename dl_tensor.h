@@ -5640,29 +5640,51 @@ static int dl__conv_is_identity(const dl__conv_geom *g) {
    many, so a memcpy call or a scalar loop per row costs more than the data; with AVX-512 each
    row is one or two masked load/store pairs. Exact copies and adds: the kernel does not change
    results. */
-static void dl__conv_rows_c(float *dst, size_t ld_dst, const float *src, size_t ld_src, int rows, int n, int add) {
+static void dl__conv_rows_c(float *dst, size_t ld_dst, const float *src, size_t ld_src, int rows, int n, int add,
+                            const float *bias) {
     int r, j;
     for (r = 0; r < rows; r++, dst += ld_dst, src += ld_src)
-        if (add) for (j = 0; j < n; j++) dst[j] += src[j];
-        else memcpy(dst, src, sizeof(float) * (size_t)n);
+        if (bias && add) for (j = 0; j < n; j++) dst[j] = dst[j] + src[j] + bias[r];
+        else if (bias) for (j = 0; j < n; j++) dst[j] = src[j] + bias[r];
+        else if (add) for (j = 0; j < n; j++) dst[j] += src[j];
+        else if (dst != src) memcpy(dst, src, sizeof(float) * (size_t)n);
 }
 
 #ifdef DL__X86_SIMD
 DL__TARGET_AVX512 static void dl__conv_rows_avx512(float *dst, size_t ld_dst, const float *src, size_t ld_src, int rows, int n,
-                                                   int add) {
+                                                   int add, const float *bias) {
     int r, j, full = n & ~15;
     __mmask16 tail = (__mmask16)((1u << (n & 15)) - 1u);
     for (r = 0; r < rows; r++, dst += ld_dst, src += ld_src) {
+        __m512 b = _mm512_set1_ps(bias ? bias[r] : 0.0f);
         for (j = 0; j < full; j += 16) {
             __m512 v = _mm512_loadu_ps(src + j);
-            if (add) v = _mm512_add_ps(v, _mm512_loadu_ps(dst + j));
+            if (add) v = _mm512_add_ps(_mm512_loadu_ps(dst + j), v);
+            if (bias) v = _mm512_add_ps(v, b);
             _mm512_storeu_ps(dst + j, v);
         }
         if (tail) {
             __m512 v = _mm512_maskz_loadu_ps(tail, src + full);
-            if (add) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(tail, dst + full));
+            if (add) v = _mm512_add_ps(_mm512_maskz_loadu_ps(tail, dst + full), v);
+            if (bias) v = _mm512_add_ps(v, b);
             _mm512_mask_storeu_ps(dst + full, tail, v);
         }
+    }
+}
+
+/* acc[k] += sum of y[k][:] over planes of hw elements, in the order of dl__conv_add_sums. */
+DL__TARGET_AVX512 static void dl__conv_add_sums_avx512(const float *y, float *acc, int c, size_t hw) {
+    int k, l;
+    size_t i;
+    float s[16];
+    for (k = 0; k < c; k++, y += hw) {
+        __m512 v = _mm512_setzero_ps();
+        float total = 0.0f;
+        for (i = 0; i + 16 <= hw; i += 16) v = _mm512_add_ps(v, _mm512_loadu_ps(y + i));
+        for (; i < hw; i++) total += y[i];
+        _mm512_storeu_ps(s, v);
+        for (l = 0; l < 16; l++) total += s[l];
+        acc[k] += total;
     }
 }
 
@@ -5711,11 +5733,13 @@ static int dl__conv_has_avx512(void) {
 #endif
 }
 
-static void dl__conv_rows(float *dst, size_t ld_dst, const float *src, size_t ld_src, int rows, int n, int add) {
+/* dst = [dst +] src [+ bias[row]] over rows of n floats; dst == src (in place) is allowed. */
+static void dl__conv_rows(float *dst, size_t ld_dst, const float *src, size_t ld_src, int rows, int n, int add,
+                          const float *bias) {
 #ifdef DL__X86_SIMD
-    if (dl__conv_has_avx512()) { dl__conv_rows_avx512(dst, ld_dst, src, ld_src, rows, n, add); return; }
+    if (dl__conv_has_avx512()) { dl__conv_rows_avx512(dst, ld_dst, src, ld_src, rows, n, add, bias); return; }
 #endif
-    dl__conv_rows_c(dst, ld_dst, src, ld_src, rows, n, add);
+    dl__conv_rows_c(dst, ld_dst, src, ld_src, rows, n, add, bias);
 }
 
 /* to_img == 0 (im2col): col[(c*kh + p)*kw + q][i*ow + j] = img[c][i*sh - ph + p*dh][j*sw - pw + q*dw],
@@ -5741,8 +5765,8 @@ static void dl__conv_im2col(const dl__conv_geom *g, float *img, float *col, size
                 if (i1 <= i0 || j1 <= j0) continue;
                 row = img + ((size_t)c * g->h + (size_t)(i0 * g->sh + ih_off)) * g->w + off;
                 if (g->sw == 1) {
-                    if (to_img) dl__conv_rows(row + j0, (size_t)g->sh * g->w, out + j0, (size_t)ow, i1 - i0, j1 - j0, 1);
-                    else dl__conv_rows(out + j0, (size_t)ow, row + j0, (size_t)g->sh * g->w, i1 - i0, j1 - j0, 0);
+                    if (to_img) dl__conv_rows(row + j0, (size_t)g->sh * g->w, out + j0, (size_t)ow, i1 - i0, j1 - j0, 1, NULL);
+                    else dl__conv_rows(out + j0, (size_t)ow, row + j0, (size_t)g->sh * g->w, i1 - i0, j1 - j0, 0, NULL);
                     continue;
                 }
                 for (i = i0; i < i1; i++, out += ow, row += (size_t)g->sh * g->w)
@@ -5754,10 +5778,7 @@ static void dl__conv_im2col(const dl__conv_geom *g, float *img, float *col, size
 
 /* y[c][:] += b[c] over planes of hw elements. */
 static void dl__conv_add_bias(float *y, const float *b, int c, size_t hw) {
-    int k;
-    size_t i;
-    for (k = 0; k < c; k++, y += hw)
-        for (i = 0; i < hw; i++) y[i] += b[k];
+    dl__conv_rows(y, hw, y, hw, c, (int)hw, 0, b);
 }
 
 /* acc[c] += sum of y[c][:] over planes of hw elements. Sixteen running sums, so the compiler
@@ -5765,6 +5786,9 @@ static void dl__conv_add_bias(float *y, const float *b, int c, size_t hw) {
 static void dl__conv_add_sums(const float *y, float *acc, int c, size_t hw) {
     int k, l;
     size_t i;
+#ifdef DL__X86_SIMD
+    if (dl__conv_has_avx512()) { dl__conv_add_sums_avx512(y, acc, c, hw); return; }
+#endif
     for (k = 0; k < c; k++, y += hw) {
         float s[16] = {0}, total = 0.0f;
         for (i = 0; i + 16 <= hw; i += 16)

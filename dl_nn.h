@@ -8,8 +8,9 @@
 
    Do this:
        #define DL_IMPLEMENTATION
-   before you include dl_tensor.h, dl_optim.h and this file in *one* C or C++ file to create
-   the implementation. Every other file includes them plainly, in that order. For image
+   before you include this file in *one* C or C++ file to create the implementation. Every
+   other file includes it plainly. It includes dl_tensor.h and dl_optim.h (from its own folder)
+   itself when they were not included before, so the order of includes does not matter. For image
    folders, include stb_image.h (Debian: libstb-dev, <stb/stb_image.h>) before dl_nn.h, in the
    implementation file as well as where you call dl_load_image_folder.
 
@@ -73,11 +74,11 @@
 #ifndef DL_NN_H
 #define DL_NN_H
 
-#ifndef DL_TENSOR_H
-#error "include dl_tensor.h before dl_nn.h"
+#ifndef DL_TENSOR_H   /* the prerequisites, from this file's folder, unless already included */
+#include "dl_tensor.h"
 #endif
 #ifndef DL_OPTIM_H
-#error "include dl_optim.h before dl_nn.h"
+#include "dl_optim.h"
 #endif
 
 #ifdef __cplusplus

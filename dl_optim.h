@@ -3,8 +3,9 @@
 
    Do this:
        #define DL_IMPLEMENTATION
-   before you include dl_tensor.h and this file in *one* C or C++ file to create the
-   implementation. Every other file includes them plainly (dl_tensor.h first).
+   before you include this file in *one* C or C++ file to create the implementation. Every
+   other file includes it plainly. It includes dl_tensor.h (from its own folder) itself when
+   that was not included before, so the order of includes does not matter.
 
    EXAMPLE: the loop of dl_tensor.h's example, with Adam and a cosine schedule
 
@@ -91,8 +92,8 @@
 #ifndef DL_OPTIM_H
 #define DL_OPTIM_H
 
-#ifndef DL_TENSOR_H
-#error "include dl_tensor.h before dl_optim.h"
+#ifndef DL_TENSOR_H   /* the prerequisite, from this file's folder, unless already included */
+#include "dl_tensor.h"
 #endif
 
 #ifdef __cplusplus

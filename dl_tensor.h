@@ -5653,8 +5653,20 @@ static void dl__conv_rows_c(float *dst, size_t ld_dst, const float *src, size_t 
 #ifdef DL__X86_SIMD
 DL__TARGET_AVX512 static void dl__conv_rows_avx512(float *dst, size_t ld_dst, const float *src, size_t ld_src, int rows, int n,
                                                    int add, const float *bias) {
-    int r, j, full = n & ~15;
+    int r, j, full = n & ~15, span = (n + 15) & ~15;
     __mmask16 tail = (__mmask16)((1u << (n & 15)) - 1u);
+    /* A plain copy into a contiguous block (im2col): every row but the last is written with
+       whole 16-float stores; what spills past a row lands in the next one, which overwrites
+       it. Masked stores cost far more than the few extra floats. Reads stay inside the source
+       rows of the block (span <= ld_src + n). */
+    if (!add && !bias && tail && rows > 1 && (size_t)ld_dst == (size_t)n && span - n <= n &&
+        (size_t)span <= ld_src + (size_t)n && dst != src) {
+        for (r = 0; r < rows - 1; r++, dst += ld_dst, src += ld_src)
+            for (j = 0; j < span; j += 16) _mm512_storeu_ps(dst + j, _mm512_loadu_ps(src + j));
+        for (j = 0; j < full; j += 16) _mm512_storeu_ps(dst + j, _mm512_loadu_ps(src + j));
+        _mm512_mask_storeu_ps(dst + full, tail, _mm512_maskz_loadu_ps(tail, src + full));
+        return;
+    }
     for (r = 0; r < rows; r++, dst += ld_dst, src += ld_src) {
         __m512 b = _mm512_set1_ps(bias ? bias[r] : 0.0f);
         for (j = 0; j < full; j += 16) {
@@ -5695,6 +5707,36 @@ DL__TARGET_AVX512 static void dl__conv_add_sums_avx512(const float *y, float *ac
    in the same (p, q) order as the plain loop, so the results are the same bits. */
 DL__TARGET_AVX512 static void dl__conv_col2im_avx512(const dl__conv_geom *g, float *img, const float *col, size_t ldcol) {
     int c, p, q, r, x0, ow = g->ow, sh1 = g->sh == 1;
+    if (g->kw <= 16) {   /* the lanes and col offsets of each q depend only on q and x0: found once */
+        __mmask16 mq[16];
+        ptrdiff_t dq[16];
+        for (x0 = 0; x0 < g->w; x0 += 16) {
+            int nl = g->w - x0 < 16 ? g->w - x0 : 16, nq = 0;
+            __mmask16 m = (__mmask16)((1u << nl) - 1u);
+            for (q = 0; q < g->kw; q++) {
+                int off = q * g->dw - g->pw, lo = off - x0, hi = ow + off - x0;
+                if (lo < 0) lo = 0;
+                if (hi > nl) hi = nl;
+                if (hi <= lo) continue;   /* skipped in the plain loop too: same order of adds */
+                mq[nq] = (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+                dq[nq++] = (ptrdiff_t)((size_t)q * ldcol) + x0 - off;
+            }
+            for (c = 0; c < g->c; c++)
+                for (r = 0; r < g->h; r++) {
+                    float *row = img + ((size_t)c * g->h + (size_t)r) * g->w + x0;
+                    __m512 acc = _mm512_maskz_loadu_ps(m, row);
+                    for (p = 0; p < g->kh; p++) {
+                        int di = r - (p * g->dh - g->ph), i = sh1 ? di : di / g->sh;
+                        const float *ci;
+                        if (di < 0 || i >= g->oh || (!sh1 && di % g->sh)) continue;
+                        ci = col + (((size_t)c * g->kh + p) * g->kw) * ldcol + (size_t)i * ow;
+                        for (q = 0; q < nq; q++) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(mq[q], ci + dq[q]));
+                    }
+                    _mm512_mask_storeu_ps(row, m, acc);
+                }
+        }
+        return;
+    }
     for (c = 0; c < g->c; c++)
         for (r = 0; r < g->h; r++) {
             float *row = img + ((size_t)c * g->h + (size_t)r) * g->w;

@@ -124,6 +124,14 @@ int main(int argc, char **argv) {
             bench("dW-small", 1, 0, 784, 10, 128, t, reps);
             bench("dW-small", 1, 0, 256, 4, 64, t, reps);
             bench("conv", 0, 0, 64, 3136, 576, t, reps);
+            /* conv c2 of the MNIST convnet (13x13x32 -> 11x11x64, 3x3), one image and groups of
+               2, 4, 8 side by side: forward W @ cols, dW += dY @ cols^T, dcols = W^T @ dY */
+            bench("conv-img", 0, 0, 64, 121, 288, t, reps);
+            bench("conv-img2", 0, 0, 64, 242, 288, t, reps);
+            bench("conv-img4", 0, 0, 64, 484, 288, t, reps);
+            bench("conv-img8", 0, 0, 64, 968, 288, t, reps);
+            bench("conv-imgdW", 0, 1, 64, 288, 121, t, reps);
+            bench("conv-imgdX", 1, 0, 288, 121, 64, t, reps);
             bench("tn", 1, 0, 512, 512, 512, t, reps);
             bench("nt", 0, 1, 512, 512, 512, t, reps);
             bench("tt", 1, 1, 512, 512, 512, t, reps);

@@ -3401,7 +3401,8 @@ static void dl__binary_row(int op, float *o, const float *a, ptrdiff_t sa, const
     } while (0)
 
 /* The gradient of a op b with respect to a (side 0) or b (side 1); at ties of minimum/maximum
-   each side gets half, as in PyTorch. */
+   each side gets half, as in PyTorch, whose rule is "g, halved at ties, zeroed where the other
+   side won": where either side is NaN no comparison holds, so both get the whole g. */
 static void dl__binary_grad_row(int op, int side, float *gx, ptrdiff_t sx, const float *g, const float *a,
                                 ptrdiff_t sa, const float *b, ptrdiff_t sb, ptrdiff_t n) {
     ptrdiff_t i;
@@ -3412,10 +3413,10 @@ static void dl__binary_grad_row(int op, int side, float *gx, ptrdiff_t sx, const
     case DL__MUL * 2 + 1: DL__GRAD_ROW(G * A); break;
     case DL__DIV * 2: DL__GRAD_ROW(G / B); break;
     case DL__DIV * 2 + 1: DL__GRAD_ROW(-G * A / (B * B)); break;
-    case DL__MIN * 2: DL__GRAD_ROW(A < B ? G : A == B ? 0.5f * G : 0.0f); break;
-    case DL__MIN * 2 + 1: DL__GRAD_ROW(B < A ? G : A == B ? 0.5f * G : 0.0f); break;
-    case DL__MAX * 2: DL__GRAD_ROW(A > B ? G : A == B ? 0.5f * G : 0.0f); break;
-    case DL__MAX * 2 + 1: DL__GRAD_ROW(B > A ? G : A == B ? 0.5f * G : 0.0f); break;
+    case DL__MIN * 2: DL__GRAD_ROW(A > B ? 0.0f : A == B ? 0.5f * G : G); break;
+    case DL__MIN * 2 + 1: DL__GRAD_ROW(B > A ? 0.0f : A == B ? 0.5f * G : G); break;
+    case DL__MAX * 2: DL__GRAD_ROW(A < B ? 0.0f : A == B ? 0.5f * G : G); break;
+    case DL__MAX * 2 + 1: DL__GRAD_ROW(B < A ? 0.0f : A == B ? 0.5f * G : G); break;
     }
 }
 
@@ -3695,9 +3696,9 @@ static void dl__reduce_pass(int kind, const dl_tensor *x, const dl__reduce *r, d
         case DL__R_GRAD_VAR:
             for (i = 0; i < n; i++) gxr[i] += scale * g[j + i * sj] * (v[i * sv] - res[j + i * sj]);
             break;
-        case DL__R_GRAD_MAX:
+        case DL__R_GRAD_MAX: /* g [x == max] / count; a NaN maximum matches nothing: 0 / 0, as torch */
             for (i = 0; i < n; i++)
-                if (v[i * sv] == res[j + i * sj]) gxr[i] += g[j + i * sj] / (float)acc[j + i * sj];
+                gxr[i] += (v[i * sv] == res[j + i * sj] ? g[j + i * sj] : 0.0f) / (float)acc[j + i * sj];
             break;
         }
     }
@@ -4552,7 +4553,9 @@ static void dl__act_backward(const dl__act *a, size_t lo, size_t hi) {
     size_t i;
     switch (a->kind) {
     /* g loaded before the test lets compilers select without a branch (random signs mispredict) */
-    case DL__RELU: for (i = lo; i < hi; i++) { float g = gy[i]; gx[i] += x[i] > 0 ? g : 0.0f; } break;
+    case DL__RELU: /* torch zeroes where x <= 0, so a NaN input passes g through */
+        for (i = lo; i < hi; i++) { float g = gy[i]; gx[i] += x[i] <= 0 ? 0.0f : g; }
+        break;
     case DL__LEAKY_RELU: for (i = lo; i < hi; i++) { float g = gy[i]; gx[i] += x[i] > 0 ? g : al * g; } break;
     case DL__ELU: for (i = lo; i < hi; i++) { float g = gy[i]; gx[i] += x[i] > 0 ? g : g * al * expf(x[i]); } break;
     case DL__GELU:

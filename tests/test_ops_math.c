@@ -682,6 +682,36 @@ static void test_large_shapes(void) {
     dl_tensor_free(b);
 }
 
+/* NaN inputs: gradients as PyTorch 1.13 computes them (found by tools/torch_parity.py).
+   minimum/maximum give g to both sides where either is NaN; amax over a slice whose maximum
+   is NaN gives NaN to the whole slice (0 / 0 in torch's formula). */
+static void test_nan_gradients_like_torch(void) {
+    float av[3] = {1, NAN, 2}, bv[3] = {NAN, 0.5f, 2}, ones[3] = {1, 1, 1}, xv[6] = {1, NAN, 2, 0, 1, 1};
+    float want[3] = {1, 1, 0.5f}, gm[2] = {1, 1};
+    dl_tensor *a = dl_tensor_from(DL_F32, 1, DL_SHAPE(3), av), *b = dl_tensor_from(DL_F32, 1, DL_SHAPE(3), bv);
+    dl_tensor *x = dl_tensor_from(DL_F32, 2, DL_SHAPE(2, 3), xv);
+    int op, axis = 1;
+    dl_set_requires_grad(a, 1);
+    dl_set_requires_grad(b, 1);
+    dl_set_requires_grad(x, 1);
+    for (op = 0; op < 2; op++) {
+        dl_tensor *y = op ? dl_maximum(a, b) : dl_minimum(a, b);
+        dl_zero_grad(a);
+        dl_zero_grad(b);
+        CHECK(y && dl_backward_grad(y, ones) == 0, "%s", dl_error());
+        CHECK_ALL_NEAR(a->grad, want, 3, 0);
+        CHECK_ALL_NEAR(b->grad, want, 3, 0);
+    }
+    CHECK(dl_backward_grad(dl_max(x, 1, &axis, 0), gm) == 0, "%s", dl_error());
+    CHECK(isnan(x->grad[0]) && isnan(x->grad[1]) && isnan(x->grad[2]), "NaN slice of amax gets NaN gradients");
+    CHECK(x->grad[3] == 0 && x->grad[4] == 0.5f && x->grad[5] == 0.5f, "ties split evenly: %g %g %g",
+          x->grad[3], x->grad[4], x->grad[5]);
+    dl_arena_reset(dl_arena_current());
+    dl_tensor_free(a);
+    dl_tensor_free(b);
+    dl_tensor_free(x);
+}
+
 int main(void) {
     dl_rng_seed(&rng, 2024);
     RUN(test_binary_forward);
@@ -703,6 +733,7 @@ int main(void) {
     RUN(test_broadcast_to);
     RUN(test_errors);
     RUN(test_large_shapes);
+    RUN(test_nan_gradients_like_torch);
     dl_arena_free_default();
     return test_summary();
 }

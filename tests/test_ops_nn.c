@@ -561,6 +561,19 @@ static void test_errors(void) {
     dl_arena_reset(dl_arena_current());
 }
 
+/* torch's relu backward zeroes where x <= 0: a NaN input passes the gradient through. */
+static void test_relu_nan_gradient_like_torch(void) {
+    float xv[3] = {NAN, -1, 1}, ones[3] = {1, 1, 1}, want[3] = {1, 0, 1};
+    dl_tensor *x = dl_tensor_from(DL_F32, 1, DL_SHAPE(3), xv);
+    dl_tensor *y;
+    dl_set_requires_grad(x, 1);
+    y = dl_relu(x);
+    CHECK(y && isnan(dl_f32(y)[0]) && dl_backward_grad(y, ones) == 0, "%s", dl_error());
+    CHECK_ALL_NEAR(x->grad, want, 3, 0);
+    dl_arena_reset(dl_arena_current());
+    dl_tensor_free(x);
+}
+
 int main(void) {
     dl_rng_seed(&rng, 2024);
     RUN(test_matmul_values);
@@ -579,6 +592,7 @@ int main(void) {
     RUN(test_loss_grad);
     RUN(test_mlp_step_no_malloc);
     RUN(test_errors);
+    RUN(test_relu_nan_gradient_like_torch);
     dl_arena_free_default();
     (void)count_realloc;
     return test_summary();

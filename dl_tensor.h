@@ -67,8 +67,9 @@
        here calls exit or abort on bad input; loaders validate every field before use.
 
    THREADS
-       GEMM and convolutions split work over output blocks, never over a sum, and chunk sizes
-       depend only on shapes: results are bit-identical for any thread count. Arenas, the
+       Work is cut into pieces fixed by the shapes alone, never by the thread count (GEMM
+       splits output blocks, never a sum; convolutions add per-chunk weight gradients in chunk
+       order), so results are bit-identical for any thread count. Arenas, the
        error message and no-grad mode are per thread; a tape belongs to the thread that made it.
 
    NOT HERE

@@ -809,28 +809,32 @@ DLDEF dl_dataset *dl_load_csv(const char *path, const dl_csv_opts *opts) {
 #endif
 
 /* ---- Resizing and image folders ---- */
+
+/* Source taps of output position o along an axis of n inputs resized by scale = n / n_out,
+   with half-pixel centres (tf.image.resize, bilinear): i0, i1 and the weight t of i1. */
+static void dl__bilinear_taps(int o, float scale, int n, int *i0, int *i1, float *t) {
+    float f = ((float)o + 0.5f) * scale - 0.5f;
+    if (f < 0) f = 0;
+    *i0 = (int)f;
+    if (*i0 > n - 1) *i0 = n - 1;
+    *i1 = *i0 + 1 < n ? *i0 + 1 : n - 1;
+    *t = f - (float)*i0;
+}
+
 DLDEF int dl_resize_bilinear_u8(const unsigned char *src, int h, int w, int c, float *out, int oh, int ow, float scale) {
     int oy, ox, ch;
-    float sy = 0, sx = 0;
+    float sy, sx;
     if (!src || !out || h < 1 || w < 1 || c < 1 || oh < 1 || ow < 1) { dl_set_error("dl_resize_bilinear_u8: bad arguments"); return -1; }
     sy = (float)h / (float)oh;
     sx = (float)w / (float)ow;
     for (oy = 0; oy < oh; oy++) {
-        float fy = ((float)oy + 0.5f) * sy - 0.5f, ty;
         int y0, y1;
-        if (fy < 0) fy = 0;
-        y0 = (int)fy;
-        if (y0 > h - 1) y0 = h - 1;
-        y1 = y0 + 1 < h ? y0 + 1 : h - 1;
-        ty = fy - (float)y0;
+        float ty;
+        dl__bilinear_taps(oy, sy, h, &y0, &y1, &ty);
         for (ox = 0; ox < ow; ox++) {
-            float fx = ((float)ox + 0.5f) * sx - 0.5f, tx;
             int x0, x1;
-            if (fx < 0) fx = 0;
-            x0 = (int)fx;
-            if (x0 > w - 1) x0 = w - 1;
-            x1 = x0 + 1 < w ? x0 + 1 : w - 1;
-            tx = fx - (float)x0;
+            float tx;
+            dl__bilinear_taps(ox, sx, w, &x0, &x1, &tx);
             for (ch = 0; ch < c; ch++) {
                 float a = src[((size_t)y0 * (size_t)w + (size_t)x0) * (size_t)c + (size_t)ch];
                 float b = src[((size_t)y0 * (size_t)w + (size_t)x1) * (size_t)c + (size_t)ch];

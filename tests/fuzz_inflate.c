@@ -11,17 +11,7 @@
 
 /* Any crash, sanitizer report, leak, or allocation beyond what the input justifies (gzip:
    deflate's 1032:1 bound; IDX/CSV: 8 bytes per input byte, plus 4 KiB) is a bug. */
-static size_t fuzz_limit;
-static void *fuzz_malloc(size_t n) {
-    if (n > fuzz_limit) {
-        fprintf(stderr, "allocation of %zu bytes over the limit %zu\n", n, fuzz_limit);
-        abort();
-    }
-    return malloc(n);
-}
-#define DL_MALLOC(n) fuzz_malloc(n)
-#define DL_REALLOC(p, n) realloc(p, n)
-#define DL_FREE(p) free(p)
+#include "fuzz_alloc.h"
 
 #define DL_IMPLEMENTATION
 #include "../dl_tensor.h"

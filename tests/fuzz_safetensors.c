@@ -8,17 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static size_t fuzz_input_size;
-static void *fuzz_malloc(size_t n) {
-    if (n > 8 * fuzz_input_size + 1024) {
-        fprintf(stderr, "allocation of %zu bytes for a %zu-byte input\n", n, fuzz_input_size);
-        abort();
-    }
-    return malloc(n);
-}
-#define DL_MALLOC(n) fuzz_malloc(n)
-#define DL_REALLOC(p, n) realloc(p, n)
-#define DL_FREE(p) free(p)
+#include "fuzz_alloc.h" /* an allocation over 8 bytes per input byte + 1 KiB aborts */
 #define DL_IMPLEMENTATION
 #include "../dl_tensor.h"
 
@@ -27,7 +17,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     dl_safetensors *st;
     int i;
-    fuzz_input_size = size;
+    fuzz_limit = 8 * size + 1024;
     st = dl_safetensors_parse(data, size);
     if (!st && dl_error()[0] == 0) abort(); /* every failure has a message */
     for (i = 0; i < dl_safetensors_count(st); i++) { /* touch everything a caller could */

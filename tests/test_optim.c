@@ -6,7 +6,9 @@
    g = p*p - t (t_w = [0.3, -0.2, 1, 0.5], t_b = [-0.7]), computed in float32 on both sides;
    each row holds w and b after steps 1, 2, 3. Generated with torch 1.13 by:
        w.grad = w.detach()*w.detach() - tw; b.grad = ...; opt.step(); print('%.9g' % ...) */
+#include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "count_alloc.h"
 #define DL_IMPLEMENTATION
@@ -420,7 +422,44 @@ static void test_fit_line(void) {
     dl_tensor_free(x); dl_tensor_free(y); dl_tensor_free(w); dl_tensor_free(b);
 }
 
+
+/* The vectorized Adam/AdamW loops (16 and 8 lanes) against the formula in plain C, on a
+   parameter long enough to use them (1037 = 64*16 + 13: both the lanes and the scalar tail). */
+static void test_adam_simd_bits(void) {
+    enum { N = 1037 };
+    static float w0[N], ref[N], m[N], v[N], g[N];
+    int kind, step, i, bad = 0;
+    for (i = 0; i < N; i++) w0[i] = (float)sin(0.37 * i) * 2.0f;
+    for (kind = 0; kind < 2; kind++) {
+        double lr = 0.01, b1 = 0.9, b2 = 0.999, eps = 1e-8, wd = kind ? 0.05 : 0.0;
+        dl_optim *o = kind ? dl_adamw(lr, b1, b2, eps, wd) : dl_adam(lr, b1, b2, eps);
+        dl_tensor *w = dl_tensor_from(DL_F32, 1, DL_SHAPE(N), w0);
+        dl_set_requires_grad(w, 1);
+        dl_optim_add_params(o, 1, &w);
+        for (i = 0; i < N; i++) { ref[i] = w0[i]; m[i] = v[i] = 0; }
+        for (step = 1; step <= 3; step++) {
+            float *p = dl_f32(w), *gr;
+            double bc1 = 1.0 - pow(b1, step), bc2 = 1.0 - pow(b2, step);
+            dl_optim_zero_grad(o);
+            gr = w->grad ? w->grad : dl_grad_buf(w);
+            for (i = 0; i < N; i++) gr[i] = g[i] = p[i] * p[i] - 0.5f;
+            dl_optim_step(o);
+            for (i = 0; i < N; i++) {   /* torch's single-tensor Adam, as dl__adam_scalar */
+                if (kind) ref[i] = ref[i] * (float)(1.0 - lr * wd);
+                m[i] = fmaf((float)(1.0 - b1), g[i], m[i] * (float)b1);
+                v[i] = fmaf((float)(1.0 - b2) * g[i], g[i], v[i] * (float)b2);
+                ref[i] = ref[i] + (float)-(lr / bc1) * m[i] / (sqrtf(v[i]) / (float)sqrt(bc2) + (float)eps);
+            }
+            for (i = 0; i < N; i++) bad += memcmp(&ref[i], &dl_f32(w)[i], sizeof(float)) != 0;
+        }
+        CHECK(bad == 0, "%s: %d elements differ from the scalar formula", kind ? "adamw" : "adam", bad);
+        dl_optim_free(o);
+        dl_tensor_free(w);
+    }
+}
+
 int main(void) {
+    RUN(test_adam_simd_bits);
     RUN(test_against_pytorch);
     RUN(test_clip_in_optimizer);
     RUN(test_clipping);

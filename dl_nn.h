@@ -1,10 +1,8 @@
-/* dl_nn.h - v0.0 - datasets for dl: IDX (MNIST / Fashion-MNIST, plain or gzip), CSV, image
-   folders, batching, shuffling, normalization and augmentation, in C99.
+/* dl_nn.h - v0.1 - Keras-style layers, models and training for dl, in C99: Sequential,
+   Functional and custom models, compile/fit/evaluate/predict with metrics, callbacks and a
+   progress bar, summary(), premade estimators, whole-model save/load as safetensors, and data
+   sets (MNIST/Fashion-MNIST IDX, CSV, image folders) with batching and augmentation.
    Part of dl, a family of single-file deep-learning libraries; needs dl_tensor.h and dl_optim.h.
-
-   STATUS: this header will hold layers, models (Sequential / Functional / custom), losses,
-   metrics, fit/evaluate/predict and model save/load. So far only its DATA section exists (what
-   is listed under CONTENTS); the rest is coming and is not declared here yet.
 
    Do this:
        #define DL_IMPLEMENTATION
@@ -12,62 +10,83 @@
    other file includes it plainly. It includes dl_tensor.h and dl_optim.h (from its own folder)
    itself when they were not included before, so the order of includes does not matter. For image
    folders, include stb_image.h (Debian: libstb-dev, <stb/stb_image.h>) before dl_nn.h, in the
-   implementation file as well as where you call dl_load_image_folder.
+   implementation file as well as where you call dl_load_image_folder. Link with -lm -lpthread.
 
-   EXAMPLE: Fashion-MNIST in shuffled batches of 32
+   EXAMPLE: the Keras beginner's classifier on Fashion-MNIST (examples/mnist_mlp.c)
 
-       dl_dataset *train = dl_load_fashion_mnist(NULL, 1);     // yours: dl_dataset_free
-       if (!train) { puts(dl_error()); return 1; }             // x f32 [60000,1,28,28] in [0,1], y i32 [60000]
-       dl_batcher *b = dl_batcher_new(train, 32, &(dl_batch_opts){ .shuffle = 1, .seed = 42 });
-       dl_rng aug; dl_rng_seed(&aug, 7);
-       for (int epoch = 0; epoch < 5; epoch++) {
-           dl_tensor *x, *y;
-           dl_arena_reset(dl_arena_current());
-           while (dl_batcher_next(b, &x, &y) == 1) {           // arena tensors x [32,1,28,28], y [32]
-               dl_random_flip(x, &aug);                        // in place, seeded
-               ... forward, backward, step; then dl_arena_reset as usual ...
-           }
-       }
-       dl_batcher_free(b); dl_dataset_free(train);
+       dl_dataset *train = dl_load_fashion_mnist(NULL, 1), *test = dl_load_fashion_mnist(NULL, 0);
+       if (!train || !test) { puts(dl_error()); return 1; }
+       dl_nn_seed(42);                                         // initial weights, like set_random_seed
+       dl_model *m = dl_sequential(dl_Flatten(), dl_Dense(128, DL_RELU), dl_Dropout(0.2f),
+                                   dl_Dense(10, DL_LINEAR));                // yours: dl_model_free
+       dl_compile(m, dl_adam(1e-3, 0.9, 0.999, 1e-7), DL_LOSS_SPARSE_CATEGORICAL_CE,
+                  DL_METRIC_ACCURACY);                         // the model owns the optimizer
+       dl_fit_opts fo = {0}; fo.epochs = 10; fo.validation_split = 0.1f;
+       if (!dl_fit(m, train, &fo)) { puts(dl_error()); return 1; }   // prints a progress bar
+       dl_logs r;
+       dl_evaluate(m, test, 256, &r);                          // dl_logs_get(&r, "accuracy")
+       dl_model_save(m, "mlp.safetensors", 1);                 // dl_model_load(...) gets it back
+       dl_model_free(m); dl_dataset_free(train); dl_dataset_free(test);
 
-   CONTENTS (DATA section)
-       dl_dataset       x: f32 [N, C, H, W] or [N, F]; y: i32 [N] class labels or f32 [N] targets
-       loaders          dl_load_idx (IDX u8 images/labels, plain or gzip), dl_load_fashion_mnist,
-                        dl_load_csv (numeric tabular data), dl_load_image_folder (one subfolder per
-                        class, like Keras' image_dataset_from_directory; needs stb_image.h), and
-                        in-memory versions dl_parse_idx / dl_parse_csv
-       gzip             dl_gunzip / dl_inflate: a small bounded inflater (RFC 1951, RFC 1952),
-                        so no zlib is needed
-       batching         dl_batcher: batch size, per-epoch seeded shuffle, last partial batch kept
-                        or dropped; batches are copied into arena tensors (no malloc per batch)
-       splitting        dl_dataset_split (validation split), dl_dataset_subset
-       transforms       dl_dataset_mean_std + dl_normalize (per channel), dl_random_flip,
-                        dl_random_crop (padding then crop, as torchvision RandomCrop(size, padding))
+   CONTENTS (declarations below are grouped in this order)
+       DATA         dl_dataset; loaders: dl_load_idx (IDX images/labels, plain or gzip, with its
+                    own inflater dl_gunzip), dl_load_fashion_mnist, dl_load_csv, dl_load_image_folder
+                    (like Keras' image_dataset_from_directory; needs stb_image.h), dl_parse_*;
+                    dl_batcher (seeded per-epoch shuffles, no malloc per batch); splits and
+                    subsets; dl_normalize, dl_random_flip, dl_random_crop
+       LAYERS       named as Keras' classes: dl_Dense, dl_Conv2D, dl_Conv2DTranspose, dl_MaxPool2D,
+                    dl_AvgPool2D, dl_GlobalAvgPool2D, dl_Flatten, dl_Reshape, dl_Dropout,
+                    dl_BatchNormalization, dl_LayerNormalization, dl_Embedding, dl_Activation,
+                    dl_Add, dl_Multiply, dl_Concatenate, dl_SimpleRNN, dl_LSTM, dl_GRU; your own
+                    layers through dl_layer_ops + dl_layer_new + dl_layer_add_weight
+       MODELS       dl_sequential; functional graphs (dl_Input, dl_apply, dl_model_new: several
+                    inputs/outputs, shared layers, skip connections); custom models whose forward
+                    function you write (dl_custom_model); dl_model_call; dl_model_summary
+       TRAINING     dl_compile (loss, optimizer, metrics), dl_fit (epochs, batch size, seeded
+                    shuffling, validation split or set, callbacks: early stopping, checkpoints,
+                    LR schedules, your own), dl_evaluate, dl_predict, dl_train_on_batch; history
+       SAVING       dl_model_save/load (architecture + weights + optimizer state in one
+                    safetensors file), dl_model_save_weights/load_weights, in-memory versions
+       ESTIMATORS   dl_dnn_classifier, dl_linear_classifier, dl_linear_regressor (tf.estimator)
+
+   HOW A TRAINING STEP RUNS
+       dl_fit (and dl_train_on_batch) reset the current arena, copy a batch into it, run the
+       model's forward pass with training = 1 (the ops record a tape), compute the compiled
+       loss, call dl_backward and dl_optim_step. Weights are persistent tensors owned by their
+       layers; everything else lives in the arena, so a step in steady state calls malloc zero
+       times. The same seeds give the same bits, whatever the thread count.
 
    CONFIGURATION
        DL_FASHION_MNIST_DIR  default directory for dl_load_fashion_mnist(NULL, ...)
                              ("/usr/share/datasets/fashion-mnist", Debian's dataset-fashion-mnist)
        dl_tensor.h's DL_MALLOC/DL_FREE and DL_STATIC apply; DL_NO_STDIO leaves out the file
-       loaders (the dl_parse_* versions on memory remain).
+       functions (loaders, model save/load, dl_model_print_summary; the in-memory dl_parse_*,
+       dl_model_serialize/parse and dl_model_summary remain).
 
    OWNERSHIP
-       Loaders, dl_dataset_subset and dl_dataset_split return datasets you own: dl_dataset_free
-       frees x, y and the class names. dl_batcher_new returns a batcher you own (dl_batcher_free);
-       it borrows the dataset, which must outlive it. dl_gunzip returns a buffer you free with
-       DL_FREE (free() by default). Batches and augmentation scratch live in the current arena.
+       Loaders, dl_dataset_subset and dl_dataset_split return data sets you own (dl_dataset_free).
+       Layer constructors return layers that a model takes over; models are yours (dl_model_free
+       frees their layers, weights, optimizer and history). dl_compile takes over the optimizer.
+       dl_predict returns an owned tensor; dl_model_call, dl_layer_call and batches give arena
+       tensors. Callbacks made by dl_early_stopping & co. are yours (dl_callback_free).
 
    ERRORS
-       Every function that can fail returns NULL (or -1) and sets dl_error(), naming the file and,
-       for CSV, the line and column. Files are validated before use: IDX headers against the file
-       size, gzip streams by their Huffman codes, distances, CRC32 and length; truncated, corrupt
-       or hostile input gives an error, never a crash, and nothing allocates more than the input
-       justifies (a gzip stream's output is bounded by its ISIZE and by 1032x its input size).
-       Nothing here calls exit or abort.
+       Every function that can fail returns NULL (or -1, or NaN for a loss) and sets dl_error(),
+       naming the layer, the file and, for CSV, the line and column. A layer constructor given
+       bad settings returns NULL; dl_sequential notices, frees the other layers and returns
+       NULL with that message.
+       Shape errors in functional graphs appear at dl_apply, where the graph is written. Files
+       are validated before use (IDX headers, gzip streams, model architectures and every
+       weight's name, dtype and shape); truncated, corrupt or hostile input gives an error,
+       never a crash. Nothing here calls exit or abort.
 
    NOT HERE (yet)
-       layers, models, losses, metrics, fit (coming in this header); multi-member gzip, gzip
-       files over 4 GiB; CSV quoting, missing values and string columns; IDX types other than
-       unsigned byte; image folders on Windows; JPEG/PNG writing; data loading on other threads.
+       Keras' .keras/.h5 files; masking and variable-length sequences; bidirectional and stacked
+       RNN wrappers (stack layers instead); multi-input/output models in dl_fit (run them with
+       dl_model_call_n and your own loop); sample weights and class weights; regularizers and
+       constraints; mixed precision; data loading on other threads; multi-member gzip, CSV
+       quoting, missing values and string columns; IDX types other than unsigned byte; image
+       folders on Windows.
 
    LICENSE: MIT, see the end of the file.
 */
@@ -201,8 +220,321 @@ DLDEF int dl_random_flip(dl_tensor *x, dl_rng *r);
    sample of scratch from the current arena. 0 on success. */
 DLDEF int dl_random_crop(dl_tensor *x, int pad, dl_rng *r);
 
+/* ==== LAYERS ================================================================================
+   Layers are named after Keras' classes (dl_Dense is keras.layers.Dense), which keeps them
+   apart from the ops of dl_tensor.h they are made of (dl_Dense calls dl_linear, dl_Dropout
+   calls dl_dropout). A layer creates its weights on its first call, from the input's shape,
+   with Keras' initializers drawn from the generator dl_nn_seed sets. Data layout is PyTorch's:
+   images are NCHW, sequences [batch, time, features] (Keras' batch-first), and Dense kernels
+   [in, out] (Keras' layout; dl_linear multiplies x by it). */
+
+typedef enum dl_act {
+    DL_LINEAR = 0, DL_RELU, DL_SIGMOID, DL_TANH, DL_SOFTMAX, DL_GELU, DL_ELU, DL_LEAKY_RELU,
+    DL_SOFTPLUS
+} dl_act;   /* DL_SOFTMAX is over the last axis; DL_LEAKY_RELU has slope 0.2 (keras.activations.leaky_relu) */
+DLDEF dl_tensor *dl_activate(dl_tensor *x, dl_act act);   /* arena output; x itself for DL_LINEAR */
+DLDEF const char *dl_act_name(dl_act act);                /* "relu", ... as Keras spells them */
+
+typedef enum dl_padding { DL_VALID = 0, DL_SAME = 1 } dl_padding;  /* Keras' padding= */
+
+/* Initializers, as Keras names them. Fans: a [in, out] matrix has fan_in = in, fan_out = out;
+   a 4-d kernel [a, b, kh, kw] (torch layout) has fan_in = b*kh*kw, fan_out = a*kh*kw. */
+typedef enum dl_init {
+    DL_INIT_ZEROS = 0, DL_INIT_ONES, DL_INIT_GLOROT_UNIFORM, DL_INIT_GLOROT_NORMAL,
+    DL_INIT_HE_UNIFORM, DL_INIT_HE_NORMAL, DL_INIT_UNIFORM_005 /* U(-0.05, 0.05) */,
+    DL_INIT_ORTHOGONAL /* of a [rows, cols] matrix (gain 1) */
+} dl_init;
+DLDEF int dl_init_tensor(dl_tensor *t, dl_init init, dl_rng *rng);   /* 0 on success */
+
+/* The generator every layer draws its initial weights (and its dropout seed) from, like
+   keras.utils.set_random_seed. Layers draw in the order they are built, so a program that
+   seeds, builds and trains gets the same bits every run. Process-wide: build models on one
+   thread at a time. The default seed is 0. */
+DLDEF void dl_nn_seed(uint64_t seed);
+
+#define DL_LAYER_MAX_PARAMS 8
+#define DL_LAYER_MAX_CONF 8
+#define DL_LAYER_MAX_INPUTS 8
+typedef struct dl_layer dl_layer;
+
+/* What a kind of layer does. Your own layer: fill one of these (static) and call dl_layer_new. */
+typedef struct dl_layer_ops {
+    const char *kind;    /* "Dense", ...: the name saved in model files */
+    /* Called once, before the first forward, with the first inputs (batch axis included): make
+       the weights with dl_layer_add_weight. NULL when the layer has none. 0 on success. */
+    int (*build)(dl_layer *l, int n_in, dl_tensor *const *in);
+    /* The computation, with ops of dl_tensor.h (so backward is automatic). Returns an arena
+       tensor, or NULL + dl_error(). training: 1 in fit (dropout on, batch statistics). */
+    dl_tensor *(*forward)(dl_layer *l, int n_in, dl_tensor *const *in, int training);
+    void (*destroy)(dl_layer *l);   /* frees l->user; NULL when there is nothing to free */
+    int min_inputs, max_inputs;     /* 0, 0 mean 1, 1 */
+} dl_layer_ops;
+
+struct dl_layer {
+    const dl_layer_ops *ops;
+    char name[48];                          /* unique within a model: "dense", "dense_1", ... */
+    int iconf[DL_LAYER_MAX_CONF];           /* the kind's integer settings (saved in files) */
+    float fconf[DL_LAYER_MAX_CONF];         /* the kind's float settings (saved in files) */
+    int n_params;
+    dl_tensor *params[DL_LAYER_MAX_PARAMS]; /* owned, persistent */
+    char param_names[DL_LAYER_MAX_PARAMS][24];  /* "kernel", "bias", "moving_mean", ... */
+    unsigned char param_trainable[DL_LAYER_MAX_PARAMS]; /* 0 for statistics like moving_mean */
+    int trainable;                          /* 0 freezes the layer (Keras layer.trainable) */
+    int built;
+    dl_rng rng;                             /* for dropout; seeded from dl_nn_seed's generator */
+    void *user;                             /* your layer's state */
+    int refs;                               /* models holding this layer */
+    int out_ndim, out_shape[DL_MAX_DIMS];   /* per-sample shape of the last output (summary) */
+    unsigned flags;                         /* private (DL__LAYER_*) */
+};
+
+/* Built-in layers. Each returns a new layer (NULL + dl_error() on bad settings) that a model
+   takes over; a layer used by no model is freed with dl_layer_free. */
+DLDEF dl_layer *dl_Dense(int units, dl_act act);               /* x [..., in] -> [..., units] */
+/* NCHW convolutions with square kernels: kernel [filters, in, k, k] (torch layout), bias
+   [filters]. DL_SAME pads like Keras (the odd extra row/column at the bottom/right). */
+DLDEF dl_layer *dl_Conv2D(int filters, int kernel, int stride, dl_padding padding, dl_act act);
+/* Output size: DL_VALID (in-1)*stride + kernel; DL_SAME in*stride. kernel [in, filters, k, k]. */
+DLDEF dl_layer *dl_Conv2DTranspose(int filters, int kernel, int stride, dl_padding padding, dl_act act);
+DLDEF dl_layer *dl_MaxPool2D(int pool, int stride);            /* stride 0: = pool; valid only */
+DLDEF dl_layer *dl_AvgPool2D(int pool, int stride);
+DLDEF dl_layer *dl_GlobalAvgPool2D(void);                      /* [N, C, H, W] -> [N, C] */
+DLDEF dl_layer *dl_Flatten(void);                              /* [N, ...] -> [N, prod] */
+DLDEF dl_layer *dl_Reshape(int ndim, const int *shape);        /* per sample; one -1 allowed */
+DLDEF dl_layer *dl_Dropout(float rate);                        /* inverted dropout, fit only */
+/* Normalizes axis 1 (channels). momentum and epsilon as Keras (0.99, 1e-3 when <= 0 is given):
+   moving = momentum * moving + (1 - momentum) * batch statistic; the moving variance tracks
+   the unbiased batch variance (as PyTorch; Keras tracks the biased one). */
+DLDEF dl_layer *dl_BatchNormalization(float momentum, float epsilon);
+DLDEF dl_layer *dl_LayerNormalization(float epsilon);          /* last axis; 1e-3 when <= 0 */
+DLDEF dl_layer *dl_Embedding(int input_dim, int output_dim);   /* i32 ids [...] -> [..., dim] */
+DLDEF dl_layer *dl_Activation(dl_act act);
+DLDEF dl_layer *dl_Add(void);                                  /* 2..8 inputs, same shape */
+DLDEF dl_layer *dl_Multiply(void);
+DLDEF dl_layer *dl_Concatenate(int axis);                      /* axis of the full tensor; -1 last */
+/* Recurrent layers on [batch, time, features]: the state starts at zero; return_sequences 0
+   gives the last output [batch, units], 1 every output [batch, time, units]. Weights as Keras:
+   kernel [features, G*units], recurrent_kernel [units, G*units], bias [G*units] (G = 1, 4, 3),
+   gates in Keras' order (LSTM i f c o, GRU z r h), Keras' defaults (tanh; sigmoid gates;
+   LSTM unit_forget_bias; GRU reset_after=True, whose bias is [2, 3*units]). */
+DLDEF dl_layer *dl_SimpleRNN(int units, int return_sequences);
+DLDEF dl_layer *dl_LSTM(int units, int return_sequences);
+DLDEF dl_layer *dl_GRU(int units, int return_sequences);
+
+/* Your own layer (Keras' "subclassing a Layer"): ops says how to build and run it; the name
+   prefix becomes "prefix", "prefix_1", ... in a model. user is yours (ops->destroy frees it). */
+DLDEF dl_layer *dl_layer_new(const dl_layer_ops *ops, const char *name, void *user);
+/* In ops->build: a new persistent weight of the layer, initialized; NULL + dl_error(). */
+DLDEF dl_tensor *dl_layer_add_weight(dl_layer *l, const char *name, int ndim, const int *shape,
+                                     dl_init init, int trainable);
+DLDEF dl_tensor *dl_layer_weight(const dl_layer *l, const char *name);   /* NULL if absent */
+/* Runs a layer eagerly (building it on the first call). The output is an arena tensor. */
+DLDEF dl_tensor *dl_layer_call(dl_layer *l, dl_tensor *x, int training);
+DLDEF dl_tensor *dl_layer_call_n(dl_layer *l, int n_in, dl_tensor *const *in, int training);
+DLDEF void dl_layer_free(dl_layer *l);   /* only a layer no model holds; NULL is fine */
+
+/* ==== MODELS ================================================================================
+   Three ways, as Keras has:
+     Sequential   dl_sequential(dl_Flatten(), dl_Dense(10, DL_LINEAR))
+     Functional   dl_sym *x = dl_Input(3, DL_SHAPE(1, 28, 28)); dl_sym *h = dl_apply(layer, x);
+                  ... dl_model_new(1, &x, 1, &out)   (several inputs/outputs, shared layers,
+                  skip connections through dl_Add / dl_Concatenate)
+     Custom       dl_custom_model(forward, user, n, layers): you write the forward function
+                  and call the layers in it (Keras' "subclassing a Model").
+   A model owns its layers (a layer shared by two models lives until both are freed). */
+
+typedef struct dl_model dl_model;
+typedef struct dl_sym dl_sym;   /* a symbolic tensor: a layer output in a functional graph */
+
+/* dl_sequential(layer, layer, ...) is a macro that counts its arguments (no NULL at the end)
+   and calls dl_sequential_n, which takes over all n layers in every case: if one is NULL (its
+   constructor failed), it frees the others and returns NULL, keeping that constructor's
+   message. Up to 64 layers. Owned: dl_model_free. */
+DLDEF dl_model *dl_sequential_n(int n, dl_layer *const *layers);
+DLDEF int dl_sequential_add(dl_model *m, dl_layer *l);         /* Keras' model.add */
+
+/* A model input of per-sample shape (no batch axis). dtype DL_F32 (dl_Input) or DL_I32
+   (dl_Input_ids, for Embedding). Symbols are freed with the model that uses them. */
+DLDEF dl_sym *dl_Input(int ndim, const int *shape);
+DLDEF dl_sym *dl_Input_ids(int ndim, const int *shape);
+/* Applies a layer to symbolic inputs: shapes are checked now (the layer runs once on a batch
+   of one, which also builds it), so errors appear where the graph is written. */
+DLDEF dl_sym *dl_apply(dl_layer *l, dl_sym *x);
+DLDEF dl_sym *dl_apply_n(dl_layer *l, int n, dl_sym *const *xs);
+DLDEF int dl_sym_shape(const dl_sym *s, int *shape);   /* per-sample shape; returns ndim */
+/* The graph from inputs to outputs. Takes every symbol and layer between them. Owned. */
+DLDEF dl_model *dl_model_new(int n_in, dl_sym *const *inputs, int n_out, dl_sym *const *outputs);
+/* Frees symbols that no model took (when a graph is abandoned). */
+DLDEF void dl_sym_free_unused(void);
+
+/* forward(m, x, training) computes the output from x with dl_layer_call(dl_model_layer(m, i),
+   ...) and any ops; user is yours (dl_model_user). Layers: those whose weights the model owns,
+   trains and saves. */
+typedef dl_tensor *(*dl_model_fn)(dl_model *m, dl_tensor *x, int training);
+DLDEF dl_model *dl_custom_model(dl_model_fn forward, void *user, int n_layers, dl_layer *const *layers);
+DLDEF void *dl_model_user(const dl_model *m);
+
+DLDEF void dl_model_free(dl_model *m);   /* its layers, weights, optimizer, history; NULL is fine */
+
+/* Runs the model: x [batch, ...] -> arena output. training = 1 turns dropout and batch
+   statistics on. Multi-input/output graphs: dl_model_call_n (outputs in order). */
+DLDEF dl_tensor *dl_model_call(dl_model *m, dl_tensor *x, int training);
+DLDEF int dl_model_call_n(dl_model *m, int n_in, dl_tensor *const *in, int n_out, dl_tensor **out, int training);
+/* Builds the weights for per-sample input shape (sequential and custom models; functional ones
+   are built by dl_model_new). Not needed before fit. 0 on success. */
+DLDEF int dl_model_build(dl_model *m, int ndim, const int *shape);
+DLDEF int dl_model_build_ids(dl_model *m, int ndim, const int *shape);   /* i32 input */
+
+DLDEF int dl_model_num_layers(const dl_model *m);
+DLDEF dl_layer *dl_model_layer(const dl_model *m, int i);
+DLDEF dl_layer *dl_model_get_layer(const dl_model *m, const char *name);   /* NULL if absent */
+/* Weights: trainable ones (what the optimizer updates) when trainable_only, else all (running
+   statistics too). Fills up to cap pointers; returns the count. */
+DLDEF int dl_model_weights(const dl_model *m, int trainable_only, dl_tensor **out, int cap);
+DLDEF long dl_model_count_params(const dl_model *m, int trainable_only);
+/* Keras' model.summary(): layers, output shapes, parameter counts, into buf (always NUL-ended).
+   Returns the length it needed (like snprintf). Needs a built model. dl_model_print_summary
+   writes it to stdout. */
+DLDEF size_t dl_model_summary(dl_model *m, char *buf, size_t size);
+#ifndef DL_NO_STDIO
+DLDEF int dl_model_print_summary(dl_model *m);
+#endif
+
+/* ==== TRAINING: compile, fit, evaluate, predict ============================================= */
+
+/* Losses. The model outputs logits (Keras' from_logits=True), except that when the model's last
+   layer applies DL_SOFTMAX (or DL_SIGMOID for DL_LOSS_BINARY_CE) the outputs are taken as
+   probabilities, as Keras' default from_logits=False does (clipped to [1e-7, 1 - 1e-7]).
+     SPARSE_CATEGORICAL_CE  labels i32 [N]           CATEGORICAL_CE  targets f32 [N, C]
+     BINARY_CE              targets f32 [N] or [N,1] in [0, 1]
+     MSE, MAE, HUBER(1.0)   targets f32 shaped like the output (or [N] for an [N, 1] output) */
+typedef enum dl_loss {
+    DL_LOSS_SPARSE_CATEGORICAL_CE = 1, DL_LOSS_CATEGORICAL_CE, DL_LOSS_BINARY_CE, DL_LOSS_MSE,
+    DL_LOSS_MAE, DL_LOSS_HUBER
+} dl_loss;
+/* Metrics, or-ed together; each has Keras' name in logs and history. Accuracy compares the
+   argmax with the label (a 0.5 threshold for binary outputs); top-k counts labels among the k
+   largest outputs (k = 5, dl_model_set_top_k); precision and recall are binary (threshold 0.5 on
+   the probability), or for several classes the macro average over classes. */
+enum {
+    DL_METRIC_ACCURACY = 1, DL_METRIC_TOP_K = 2, DL_METRIC_PRECISION = 4, DL_METRIC_RECALL = 8,
+    DL_METRIC_MSE = 16, DL_METRIC_MAE = 32
+};
+#define DL_MAX_METRICS 6
+
+/* Sets how fit trains: the model takes over opt (it frees it). Builds nothing yet. 0 on success. */
+DLDEF int dl_compile(dl_model *m, dl_optim *opt, dl_loss loss, unsigned metrics);
+DLDEF void dl_model_set_top_k(dl_model *m, int k);
+DLDEF dl_optim *dl_model_optimizer(const dl_model *m);   /* borrowed */
+
+/* What callbacks and the history see: loss and metrics averaged over the samples seen so far
+   in the epoch (per batch) or over the epoch, then the validation ones. */
+typedef struct dl_logs {
+    int epoch, epochs;        /* 0-based epoch, and how many fit runs */
+    int batch, batches;       /* 0-based batch within the epoch, and batches per epoch */
+    int n;                    /* 1 + n_metrics values below are set */
+    const char *names[1 + DL_MAX_METRICS];        /* "loss", "accuracy", ... */
+    double values[1 + DL_MAX_METRICS];
+    int has_val;
+    double val_values[1 + DL_MAX_METRICS];        /* "val_loss", "val_accuracy", ... */
+    double lr;                /* the optimizer's learning rate */
+    double seconds;           /* time spent in the epoch so far */
+} dl_logs;
+/* A logged value by name ("loss", "val_accuracy", ...); NaN when absent. */
+DLDEF double dl_logs_get(const dl_logs *logs, const char *name);
+
+typedef struct dl_callback dl_callback;
+struct dl_callback {
+    void (*on_train_begin)(dl_callback *cb, dl_model *m);
+    void (*on_epoch_begin)(dl_callback *cb, dl_model *m, int epoch);
+    void (*on_batch_end)(dl_callback *cb, dl_model *m, const dl_logs *logs);
+    void (*on_epoch_end)(dl_callback *cb, dl_model *m, const dl_logs *logs);
+    void (*on_train_end)(dl_callback *cb, dl_model *m);
+    void (*destroy)(dl_callback *cb);   /* dl_callback_free calls it */
+    void *user;
+};
+DLDEF void dl_callback_free(dl_callback *cb);   /* NULL is fine */
+/* Stops after the current epoch when monitor ("val_loss", "accuracy", ...) has not improved by
+   more than min_delta for patience epochs (lower is better for names ending in "loss", "mse",
+   "mae"; higher otherwise). restore_best_weights puts the best epoch's weights back. Owned. */
+DLDEF dl_callback *dl_early_stopping(const char *monitor, double min_delta, int patience, int restore_best_weights);
+/* Saves the model (dl_model_save, with optimizer) to path after each epoch, or only when
+   monitor improves when save_best_only. "%d" in path, if present, gets the epoch (1-based). */
+DLDEF dl_callback *dl_model_checkpoint(const char *path, const char *monitor, int save_best_only);
+/* Sets the learning rate at the start of each epoch: schedule evaluated at the epoch index
+   (per_batch = 0) or at the optimizer's step count before each batch (per_batch = 1). */
+DLDEF dl_callback *dl_lr_scheduler(const dl_lr_schedule *schedule, int per_batch);
+DLDEF void dl_model_stop_training(dl_model *m);   /* from a callback: stop after this epoch */
+
+/* What fit did, epoch by epoch; owned by the model (valid until the next fit or free). */
+typedef struct dl_history {
+    int epochs;                          /* epochs run */
+    int n;                               /* columns: loss, metrics, then val_ ones */
+    const char *names[2 * (1 + DL_MAX_METRICS)];
+    double *values;                      /* epochs x n, row-major */
+} dl_history;
+DLDEF double dl_history_get(const dl_history *h, const char *name, int epoch);  /* NaN if absent */
+
+/* Zero-init gives Keras' defaults: 1 epoch, batch 32, shuffled (seed 0), no validation,
+   progress output chosen automatically. */
+typedef struct dl_fit_opts {
+    int epochs;                      /* 0 means 1 */
+    int batch_size;                  /* 0 means 32 */
+    int no_shuffle;                  /* 1: keep the data set's order */
+    uint64_t seed;                   /* shuffle seed (each epoch's order depends on it) */
+    float validation_split;          /* last fraction of the data held out, as Keras (before shuffling) */
+    const dl_dataset *validation_data;  /* or an explicit validation set (takes precedence) */
+    int verbose;                     /* 0 auto: a progress bar on a terminal, one line per epoch
+                                        otherwise; 1 bar; 2 lines; -1 silent */
+    int n_callbacks;
+    dl_callback *const *callbacks;   /* borrowed */
+    int initial_epoch;               /* to resume: epochs counted from here */
+} dl_fit_opts;
+/* Trains on ds (x, and y as the loss needs). Returns the history, or NULL + dl_error(). The
+   model's arena use: the current arena is reset before every batch. */
+DLDEF const dl_history *dl_fit(dl_model *m, const dl_dataset *ds, const dl_fit_opts *opts);
+/* Loss and metrics on ds, into *logs' values (batch_size 0: 32). 0 on success. */
+DLDEF int dl_evaluate(dl_model *m, const dl_dataset *ds, int batch_size, dl_logs *logs);
+/* Outputs for every sample of x, in batches: an owned tensor [N, ...] (dl_tensor_free). */
+DLDEF dl_tensor *dl_predict(dl_model *m, const dl_tensor *x, int batch_size);
+/* One step of training on one batch (what fit does per batch); returns the loss, NaN + dl_error()
+   on failure. */
+DLDEF double dl_train_on_batch(dl_model *m, dl_tensor *x, dl_tensor *y);
+/* The compiled loss of a batch of outputs (an arena scalar with gradient). */
+DLDEF dl_tensor *dl_model_loss(dl_model *m, dl_tensor *outputs, dl_tensor *targets);
+
+/* ==== SAVING ================================================================================
+   One safetensors file: weights as "layer_name/weight_name" (e.g. "dense/kernel"), and in
+   __metadata__: "dl.format" = "dl.model.v1", "dl.architecture" (the layers and their graph, one
+   line per layer, see the implementation's comment), "dl.compile" (loss, metrics, optimizer)
+   and the optimizer's state as "optimizer/..." tensors when include_optimizer. A model saved and
+   loaded predicts bit-identically, and training resumes exactly with the optimizer state.
+   Custom models and layers cannot be rebuilt from a file: build the model in code and use
+   dl_model_load_weights. */
+#ifndef DL_NO_STDIO
+DLDEF int dl_model_save(dl_model *m, const char *path, int include_optimizer);   /* 0 on success */
+DLDEF dl_model *dl_model_load(const char *path);    /* owned; NULL + dl_error() on any problem */
+DLDEF int dl_model_save_weights(dl_model *m, const char *path);
+/* Names, dtypes and shapes must match the (built) model; on failure nothing changes. */
+DLDEF int dl_model_load_weights(dl_model *m, const char *path);
+#endif
+/* The same, in memory: serialize returns the size needed and writes when it fits in cap. */
+DLDEF size_t dl_model_serialize(dl_model *m, int include_optimizer, void *out, size_t cap);
+DLDEF dl_model *dl_model_parse(const void *bytes, size_t size);
+
+#include "parts/nn_estimator_decl.h"
+
 #ifdef __cplusplus
 }
+/* C++ has no compound literals: a variadic template builds the array instead. */
+template <typename... L> static inline dl_model *dl__sequential_cxx(L... layers) {
+    dl_layer *list[] = {layers...};
+    return dl_sequential_n((int)sizeof...(layers), list);
+}
+#define dl_sequential(...) dl__sequential_cxx(__VA_ARGS__)
+#else
+#define dl_sequential(...)                                                                        \
+    dl_sequential_n((int)(sizeof((dl_layer *[]){__VA_ARGS__}) / sizeof(dl_layer *)), (dl_layer *[]){__VA_ARGS__})
 #endif
 #endif /* DL_NN_H */
 
@@ -1235,6 +1567,11 @@ DLDEF int dl_random_crop(dl_tensor *x, int pad, dl_rng *r) {
     }
     return 0;
 }
+
+/* ==== LAYERS, MODELS, TRAINING: implementation ==== */
+#include "parts/nn_core.h"
+#include "parts/nn_rnn.h"
+#include "parts/nn_estimator.h"
 
 #endif /* DL_IMPLEMENTATION */
 

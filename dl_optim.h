@@ -569,8 +569,10 @@ DL__OPTIM_FMA_CLONES static void dl__adam_scalar(float *p, const float *g, float
         }                                                                                                       \
         return i;                                                                                               \
     }
+/* (the masked sqrt: g++ warns about _mm512_sqrt_ps's undefined pass-through operand) */
+#define DL__SQRT512(v) _mm512_maskz_sqrt_ps((__mmask16)0xFFFF, v)
 DL__ADAM_SIMD(dl__adam_avx512, DL__TARGET_AVX512, __m512, 16, _mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps,
-              _mm512_mul_ps, _mm512_add_ps, _mm512_div_ps, _mm512_sqrt_ps, _mm512_fmadd_ps)
+              _mm512_mul_ps, _mm512_add_ps, _mm512_div_ps, DL__SQRT512, _mm512_fmadd_ps)
 DL__ADAM_SIMD(dl__adam_avx2, DL__TARGET_AVX2, __m256, 8, _mm256_set1_ps, _mm256_loadu_ps, _mm256_storeu_ps,
               _mm256_mul_ps, _mm256_add_ps, _mm256_div_ps, _mm256_sqrt_ps, _mm256_fmadd_ps)
 static int dl__optim_simd(void) {   /* 2: AVX-512, 1: AVX2+FMA, 0: neither */

@@ -118,6 +118,27 @@ DLDEF void dl_layer_free(dl_layer *l) {
     if (l && l->refs <= 0) dl__layer_destroy(l);
 }
 
+/* While dl_model_load builds a model, the file it reads: every weight is checked against the
+   file before it is allocated, so a hostile architecture cannot ask for more memory than the
+   file holds. */
+static DL__TLS const dl_safetensors *dl__loading;
+
+static int dl__check_file_weight(const dl_layer *l, const char *name, int ndim, const int *shape) {
+    char full[128];
+    const dl_tensor *src;
+    int i, ok;
+    snprintf(full, sizeof full, "%s/%s", l->name, name);
+    src = dl_safetensors_get(dl__loading, full);
+    ok = src && src->ndim == ndim;
+    for (i = 0; ok && i < ndim; i++) ok = src->shape[i] == shape[i];
+    if (!ok) {
+        char a[64];
+        dl_set_error("the file has %s '%s' %s, but the layer makes it with %d axes", src ? "a weight" : "no weight", full,
+                     src ? dl_shape_str(src, a, sizeof a) : "", ndim);
+    }
+    return ok ? 0 : -1;
+}
+
 DLDEF dl_tensor *dl_layer_add_weight(dl_layer *l, const char *name, int ndim, const int *shape,
                                      dl_init init, int trainable) {
     dl_tensor *t;
@@ -127,6 +148,7 @@ DLDEF dl_tensor *dl_layer_add_weight(dl_layer *l, const char *name, int ndim, co
         return NULL;
     }
     if (dl_layer_weight(l, name)) { dl_set_error("dl_layer_add_weight: %s already has '%s'", l->name, name); return NULL; }
+    if (dl__loading && dl__check_file_weight(l, name, ndim, shape) != 0) return NULL;
     t = dl_tensor_new(DL_F32, ndim, shape);
     if (!t) return NULL;
     if (dl_init_tensor(t, init, NULL) != 0) { dl_tensor_free(t); return NULL; }

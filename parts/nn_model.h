@@ -223,18 +223,20 @@ static int dl__probe(dl_layer *l, int n, dl_sym *const *xs, dl_sym *out) {
 DLDEF dl_sym *dl_apply_n(dl_layer *l, int n, dl_sym *const *xs) {
     dl_sym *s;
     int i;
+    int ok;
     if (!l) return NULL;   /* a failed constructor: its message stands */
-    if (n < 1 || n > DL_LAYER_MAX_INPUTS || !xs) { dl_set_error("dl_apply: 1..%d inputs", DL_LAYER_MAX_INPUTS); return NULL; }
-    for (i = 0; i < n; i++) if (!xs[i]) return NULL;
+    ok = n >= 1 && n <= DL_LAYER_MAX_INPUTS && xs;
+    if (!ok) dl_set_error("dl_apply: 1..%d inputs", DL_LAYER_MAX_INPUTS);
+    for (i = 0; ok && i < n; i++) ok = xs[i] != NULL;   /* an earlier failure: its message stands */
     if (!(s = dl__sym_new())) return NULL;
     s->layer = l;
-    s->n_in = n;
-    for (i = 0; i < n; i++) s->in[i] = xs[i];
-    if (dl__probe(l, n, xs, s) != 0) {
-        dl__sym_unlink(s);
-        DL_FREE(s);
+    if (!ok || dl__probe(l, n, xs, s) != 0) {
+        /* Not returned, but kept (without inputs) in the unused list, so that the layer, which
+           the caller may still hold, is freed with the abandoned graph by dl_sym_free_unused. */
         return NULL;
     }
+    s->n_in = n;
+    for (i = 0; i < n; i++) s->in[i] = xs[i];
     return s;
 }
 DLDEF dl_sym *dl_apply(dl_layer *l, dl_sym *x) { return dl_apply_n(l, 1, &x); }

@@ -148,8 +148,8 @@ static int dl__model_file_make(dl_model *m, int weights_only, int include_optimi
     }
     n_w = dl_model_weights(m, 0, NULL, 0);
     f->n = n_w + n_opt_t;
-    f->n_meta = weights_only ? 1 : 3 + n_opt_m;
-    text_size = arch.len + 1 + 128 + (size_t)f->n * 128 + (size_t)n_opt_m * 80;
+    f->n_meta = weights_only ? 1 : 4 + n_opt_m;
+    text_size = arch.len + 1 + 128 + (size_t)f->n * 128 + (size_t)n_opt_m * 80 + (size_t)m->n_layers * 128 + 1;
     f->names = (const char **)DL_MALLOC((size_t)(2 * f->n + 2 * f->n_meta + 1) * sizeof(char *) + (size_t)f->n * sizeof(dl_tensor *));
     f->text = (char *)DL_MALLOC(text_size);
     if (!f->names || !f->text) { dl_set_error("dl_model_save: out of memory"); dl__model_file_free(f); return -1; }
@@ -175,12 +175,22 @@ static int dl__model_file_make(dl_model *m, int weights_only, int include_optimi
         off += arch.len + 1;
         f->keys[2] = "dl.compile";
         f->values[2] = f->text + off;
-        off += (size_t)snprintf(f->text + off, 128, "loss %d metrics %u top_k %d compiled %d", (int)m->loss, m->metrics,
-                                m->top_k, m->compiled) + 1;
+        off += (size_t)snprintf(f->text + off, 128, "loss %d metrics %u top_k %d compiled %d state %d", (int)m->loss,
+                                m->metrics, m->top_k, m->compiled, m->compiled && include_optimizer) + 1;
+        /* each layer's generator (dropout masks), so that training resumes exactly */
+        f->keys[3] = "dl.rng";
+        f->values[3] = f->text + off;
+        for (i = 0; i < m->n_layers; i++) {
+            const uint64_t *r = m->layers[i]->rng.s;
+            off += (size_t)snprintf(f->text + off, 128, "%s %016llx %016llx %016llx %016llx\n", m->layers[i]->name,
+                                    (unsigned long long)r[0], (unsigned long long)r[1], (unsigned long long)r[2],
+                                    (unsigned long long)r[3]);
+        }
+        f->text[off++] = 0;
         for (i = 0; i < n_opt_m; i++) {
-            f->keys[3 + i] = f->text + off;
+            f->keys[4 + i] = f->text + off;
             off += (size_t)snprintf(f->text + off, 80, "optimizer/%s", dl_safetensors_meta_key(f->opt, i)) + 1;
-            f->values[3 + i] = dl_safetensors_meta(f->opt, dl_safetensors_meta_key(f->opt, i));
+            f->values[4 + i] = dl_safetensors_meta(f->opt, dl_safetensors_meta_key(f->opt, i));
         }
         for (i = 0; i < n_opt_t; i++, k++) {
             const char *nm = dl_safetensors_name(f->opt, i);
@@ -314,7 +324,6 @@ static int dl__load_optim_state(dl_model *m, const dl_safetensors *st) {
         const char *s = dl_safetensors_meta_key(st, i);
         if (strncmp(s, "optimizer/", 10) == 0) { keys[nk] = s + 10; values[nk++] = dl_safetensors_meta(st, s); }
     }
-    if (nt == 0) { DL_FREE(names); return 0; }   /* saved without state: a fresh optimizer */
     size = dl_safetensors_serialize(nt, names, ts, nk, keys, values, NULL, 0);
     if (size && (blob = DL_MALLOC(size)) != NULL) {
         dl_safetensors_serialize(nt, names, ts, nk, keys, values, blob, size);
@@ -343,6 +352,7 @@ static dl_model *dl__model_from(const dl_safetensors *st) {
     if (lines > 3 * DL__MAX_LOAD_LAYERS) { dl_set_error("dl_model_load: architecture too long"); return NULL; }
     syms = (dl_sym **)DL_MALLOC((size_t)(lines + 1) * sizeof *syms);
     if (!syms) { dl_set_error("dl_model_load: out of memory"); return NULL; }
+    dl__loading = st;
     for (p = arch; *p;) {
         const char *eol = strchr(p, '\n'), *q;
         char word[16];
@@ -399,6 +409,12 @@ static dl_model *dl__model_from(const dl_safetensors *st) {
                 dl_set_error("dl_model_load: layer %s: %s", name, msg);
                 goto done;
             }
+            for (i = 0; i < n_layers; i++)
+                if (strcmp(layers[i]->name, name) == 0) {
+                    dl_layer_free(l);
+                    dl_set_error("dl_model_load: two layers named %s", name);
+                    goto done;
+                }
             snprintf(l->name, sizeof l->name, "%s", name);
             l->flags |= DL__LAYER_NAMED;
             l->trainable = tr;
@@ -453,10 +469,26 @@ static dl_model *dl__model_from(const dl_safetensors *st) {
         goto done;
     }
     if (dl__load_weights_from(m, st, "dl_model_load") != 0) goto done;
+    if ((p = dl_safetensors_meta(st, "dl.rng")) != NULL) {   /* "name s0 s1 s2 s3" per line */
+        while (*p) {
+            char name[48];
+            unsigned long long r[4];
+            dl_layer *l;
+            int used = 0;
+            if (sscanf(p, "%47s %llx %llx %llx %llx%n", name, &r[0], &r[1], &r[2], &r[3], &used) != 5 || used <= 0) {
+                dl_set_error("dl_model_load: bad dl.rng");
+                goto done;
+            }
+            if ((l = dl_model_get_layer(m, name)) != NULL)
+                for (i = 0; i < 4; i++) l->rng.s[i] = (uint64_t)r[i];
+            p += used;
+            while (*p == '\n' || *p == ' ') p++;
+        }
+    }
     if (comp) {
-        int loss = 0, top_k = 5, compiled = 0;
+        int loss = 0, top_k = 5, compiled = 0, state = 0;
         unsigned metrics = 0;
-        if (sscanf(comp, "loss %d metrics %u top_k %d compiled %d", &loss, &metrics, &top_k, &compiled) != 4) {
+        if (sscanf(comp, "loss %d metrics %u top_k %d compiled %d state %d", &loss, &metrics, &top_k, &compiled, &state) != 5) {
             dl_set_error("dl_model_load: bad dl.compile");
             goto done;
         }
@@ -464,7 +496,7 @@ static dl_model *dl__model_from(const dl_safetensors *st) {
             dl_optim *o = dl__optim_from_meta(st);
             if (!o || dl_compile(m, o, (dl_loss)loss, metrics) != 0) goto done;
             dl_model_set_top_k(m, top_k);
-            if (dl__bind_optimizer(m) != 0 || dl__load_optim_state(m, st) != 0) goto done;
+            if (dl__bind_optimizer(m) != 0 || (state && dl__load_optim_state(m, st) != 0)) goto done;
         }
     }
     ok = 1;
@@ -472,7 +504,12 @@ done:
     if (!ok) {
         char msg[512];
         dl__error_copy(msg, sizeof msg);
-        if (m) { n_layers = 0; dl_model_free(m); m = NULL; }
+        if (m) {   /* the model frees its layers; free those it never took */
+            for (i = 0; i < n_layers; i++) if (!dl__model_has_layer(m, layers[i])) dl_layer_free(layers[i]);
+            n_layers = 0;
+            dl_model_free(m);
+            m = NULL;
+        }
         for (i = 0; i < n_layers; i++) {   /* layers not yet in a model, and their symbols */
             dl_sym *s, *nx;
             for (s = dl__free_syms; s; s = nx) { nx = s->next; if (s->layer == layers[i]) { dl__sym_unlink(s); DL_FREE(s); } }
@@ -486,6 +523,7 @@ done:
             }
         dl_set_error("%s", msg);
     }
+    dl__loading = NULL;
     DL_FREE(layers);
     DL_FREE(syms);
     return m;

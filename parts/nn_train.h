@@ -228,7 +228,7 @@ DLDEF double dl_history_get(const dl_history *h, const char *name, int epoch) {
 /* ---- One training step ---- */
 
 static int dl__bind_optimizer(dl_model *m) {
-    dl_tensor *w[256], **ws = w;
+    dl_tensor *w[256] = {NULL}, **ws = w;
     int n, r;
     if (m->opt_bound) return 0;
     n = dl_model_weights(m, 1, NULL, 0);
@@ -469,6 +469,7 @@ DLDEF const dl_history *dl_fit(dl_model *m, const dl_dataset *ds, const dl_fit_o
             r = dl_batcher_next(b, &x, &y);
             if (r < 0) goto done;
             if (r == 0) break;
+            out = NULL;
             loss = dl__train_step(m, x, y, &out);
             if (loss != loss && !out) goto done;   /* NaN from a failure (a NaN loss itself keeps going) */
             if (dl__meter_add(&mt, out, y, loss) != 0) goto done;

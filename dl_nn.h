@@ -50,9 +50,10 @@
        ESTIMATORS   dl_dnn_classifier, dl_linear_classifier, dl_linear_regressor (tf.estimator)
 
    HOW A TRAINING STEP RUNS
-       dl_fit (and dl_train_on_batch) reset the current arena, copy a batch into it, run the
-       model's forward pass with training = 1 (the ops record a tape), compute the compiled
-       loss, call dl_backward and dl_optim_step. Weights are persistent tensors owned by their
+       dl_fit resets the current arena, copies a batch into it, runs the model's forward pass
+       with training = 1 (the ops record a tape), computes the compiled loss, and calls
+       dl_backward and dl_optim_step. dl_train_on_batch does the same for a batch you made:
+       reset the arena yourself (dl_arena_reset) before making each batch. Weights are persistent tensors owned by their
        layers; everything else lives in the arena, so a step in steady state calls malloc zero
        times. The same seeds give the same bits, whatever the thread count.
 

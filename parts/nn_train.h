@@ -275,6 +275,12 @@ static void dl__fmt_time(char *s, size_t size, double sec) {
     else snprintf(s, size, "%ds", (int)sec);
 }
 
+static void dl__print_per_step(double sec) {   /* Keras: "2s/step", "35ms/step" or "512us/step" */
+    if (sec >= 1) printf("%.0fs/step", sec);
+    else if (sec >= 1e-3) printf("%.0fms/step", sec * 1e3);
+    else printf("%.0fus/step", sec * 1e6);
+}
+
 static void dl__print_values(const dl_logs *lg) {
     int i;
     for (i = 0; i < lg->n; i++) printf(" - %s: %.4f", lg->names[i], lg->values[i]);
@@ -292,14 +298,14 @@ static void dl__print_bar(const dl_logs *lg, int done) {
     printf("]");
     if (done) {
         dl__fmt_time(t, sizeof t, lg->seconds);
-        printf(" - %s %.0fms/step", t, 1000.0 * lg->seconds / (lg->batches ? lg->batches : 1));
+        printf(" - %s ", t);
+        dl__print_per_step(lg->seconds / (lg->batches ? lg->batches : 1));
     } else {
         dl__fmt_time(t, sizeof t, lg->seconds / (lg->batch + 1) * (lg->batches - lg->batch - 1));
         printf(" - ETA: %s", t);
     }
     dl__print_values(lg);
-    if (done) printf("\n");
-    printf("\033[K");   /* clear what a longer earlier line left */
+    printf("\033[K%s", done ? "\n" : "");   /* clear what a longer earlier line left */
     fflush(stdout);
 }
 
@@ -500,7 +506,8 @@ DLDEF const dl_history *dl_fit(dl_model *m, const dl_dataset *ds, const dl_fit_o
         else if (style == 2) {
             char t[32];
             dl__fmt_time(t, sizeof t, lg.seconds);
-            printf("%d/%d - %s - %.0fms/step", lg.batches, lg.batches, t, 1000.0 * lg.seconds / (lg.batches ? lg.batches : 1));
+            printf("%d/%d - %s - ", lg.batches, lg.batches, t);
+            dl__print_per_step(lg.seconds / (lg.batches ? lg.batches : 1));
             dl__print_values(&lg);
             printf("\n");
             fflush(stdout);

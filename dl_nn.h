@@ -37,7 +37,8 @@
        LAYERS       named as Keras' classes: dl_Dense, dl_Conv2D, dl_Conv2DTranspose, dl_MaxPool2D,
                     dl_AvgPool2D, dl_GlobalAvgPool2D, dl_Flatten, dl_Reshape, dl_Dropout,
                     dl_BatchNormalization, dl_LayerNormalization, dl_Embedding, dl_Activation,
-                    dl_Add, dl_Multiply, dl_Concatenate, dl_SimpleRNN, dl_LSTM, dl_GRU; your own
+                    dl_Add, dl_Multiply, dl_Concatenate, dl_RandomFlip, dl_SimpleRNN, dl_LSTM,
+                    dl_GRU; your own
                     layers through dl_layer_ops + dl_layer_new + dl_layer_add_weight
        MODELS       dl_sequential; functional graphs (dl_Input, dl_apply, dl_model_new: several
                     inputs/outputs, shared layers, skip connections); custom models whose forward
@@ -313,6 +314,9 @@ DLDEF dl_layer *dl_Activation(dl_act act);
 DLDEF dl_layer *dl_Add(void);                                  /* 2..8 inputs, same shape */
 DLDEF dl_layer *dl_Multiply(void);
 DLDEF dl_layer *dl_Concatenate(int axis);                      /* axis of the full tensor; -1 last */
+/* Keras' RandomFlip("horizontal"): in training, mirrors each sample's last axis with probability
+   1/2 (the layer's generator, so seeded); the identity otherwise. Augmentation inside the model. */
+DLDEF dl_layer *dl_RandomFlip(void);
 /* Recurrent layers on [batch, time, features]: the state starts at zero; return_sequences 0
    gives the last output [batch, units], 1 every output [batch, time, units]. Weights as Keras:
    kernel [features, G*units], recurrent_kernel [units, G*units], bias [G*units] (G = 1, 4, 3),

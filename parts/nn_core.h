@@ -541,6 +541,54 @@ DLDEF dl_layer *dl_Concatenate(int axis) {
     return l;
 }
 
+/* RandomFlip (Keras' RandomFlip("horizontal")): in training, each sample of [N, ..., W] is
+   mirrored left-right with probability 1/2 (the layer's generator); otherwise the identity.
+   The gradient goes back through the same mirror. */
+static void dl__flip_rows(float *DL__RESTRICT y, const float *DL__RESTRICT x, size_t rows, int w, int flip, int add) {
+    size_t r;
+    int j;
+    for (r = 0; r < rows; r++, x += w, y += w)
+        for (j = 0; j < w; j++) {
+            float v = x[flip ? w - 1 - j : j];
+            y[j] = add ? y[j] + v : v;
+        }
+}
+static void dl__flip_backward(dl_node *nd) {
+    const unsigned char *flip = (const unsigned char *)nd->ctx;
+    float *gx = dl_grad_buf(nd->in[0]);
+    int n = nd->out->shape[0], w = nd->out->shape[nd->out->ndim - 1], b;
+    size_t rows = nd->out->numel / (size_t)(n ? n : 1) / (size_t)(w ? w : 1), per = rows * (size_t)w;
+    if (!gx) return;
+    for (b = 0; b < n; b++) dl__flip_rows(gx + (size_t)b * per, nd->out->grad + (size_t)b * per, rows, w, flip[b], 1);
+}
+static dl_tensor *dl__flip_forward(dl_layer *l, int n_in, dl_tensor *const *in, int training) {
+    dl_tensor *x = in[0], *y;
+    const float *xs;
+    unsigned char *flip;
+    dl_node *nd;
+    int n, w, b;
+    size_t rows, per;
+    (void)n_in;
+    if (!training) return x;
+    if (!dl__need_rank(l, x, 2, DL_MAX_DIMS)) return NULL;
+    if (x->dtype != DL_F32) { dl_set_error("%s (RandomFlip): f32 input needed", l->name); return NULL; }
+    n = x->shape[0];
+    w = x->shape[x->ndim - 1];
+    rows = x->numel / (size_t)(n ? n : 1) / (size_t)(w ? w : 1);
+    per = rows * (size_t)w;
+    if (!(xs = dl_contig_f32(x)) || !(y = dl_tmp_uninit(DL_F32, x->ndim, x->shape))) return NULL;
+    if (!(flip = (unsigned char *)dl_arena_alloc(dl_arena_current(), (size_t)(n ? n : 1)))) return NULL;
+    for (b = 0; b < n; b++) {
+        flip[b] = dl_rng_uniform(&l->rng) < 0.5f;
+        dl__flip_rows(dl_f32(y) + (size_t)b * per, xs + (size_t)b * per, rows, w, flip[b], 0);
+    }
+    nd = dl_record("random_flip", y, 1, &x, dl__flip_backward, (size_t)(n ? n : 1));
+    if (nd) memcpy(nd->ctx, flip, (size_t)n);
+    return y;
+}
+static const dl_layer_ops dl__flip_ops = {"RandomFlip", NULL, dl__flip_forward, NULL, 1, 1};
+DLDEF dl_layer *dl_RandomFlip(void) { return dl__builtin(&dl__flip_ops, "random_flip"); }
+
 /* The layer's activation, when it has one (to know whether a model outputs probabilities). */
 static int dl__layer_act(const dl_layer *l) {
     return l && (l->flags & DL__LAYER_HAS_ACT) ? l->iconf[DL__ACT_SLOT] : -1;

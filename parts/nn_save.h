@@ -36,6 +36,7 @@ static dl_layer *dl__layer_from_conf(const char *kind, const int *ic, const floa
     else if (strcmp(kind, "Add") == 0) l = dl_Add();
     else if (strcmp(kind, "Multiply") == 0) l = dl_Multiply();
     else if (strcmp(kind, "Concatenate") == 0) l = dl_Concatenate(ic[0]);
+    else if (strcmp(kind, "RandomFlip") == 0) l = dl_RandomFlip();
     else if (!(l = dl__rnn_from_conf(kind, ic, fc))) {
         if (!dl_error()[0]) dl_set_error("unknown layer kind '%s' (custom layers: build the model in code and use dl_model_load_weights)", kind);
         return NULL;
@@ -46,7 +47,7 @@ static dl_layer *dl__layer_from_conf(const char *kind, const int *ic, const floa
 static int dl__is_builtin(const dl_layer *l) {
     static const dl_layer_ops *const ops[] = {&dl__dense_ops, &dl__conv_ops, &dl__convt_ops, &dl__maxpool_ops,
         &dl__avgpool_ops, &dl__gap_ops, &dl__flatten_ops, &dl__reshape_ops, &dl__dropout_ops, &dl__bn_ops,
-        &dl__ln_ops, &dl__emb_ops, &dl__activation_ops, &dl__add_ops, &dl__mul_ops, &dl__concat_ops};
+        &dl__ln_ops, &dl__emb_ops, &dl__activation_ops, &dl__add_ops, &dl__mul_ops, &dl__concat_ops, &dl__flip_ops};
     size_t i;
     for (i = 0; i < sizeof ops / sizeof ops[0]; i++) if (l->ops == ops[i]) return 1;
     return strcmp(l->ops->kind, "SimpleRNN") == 0 || strcmp(l->ops->kind, "LSTM") == 0 || strcmp(l->ops->kind, "GRU") == 0;

@@ -7,7 +7,8 @@
 #   asan  cc -std=c99 -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer ...
 #         (halts on the first UB report, checks for leaks; no -Werror here, since sanitizer
 #         instrumentation can cause spurious warnings - the O2 build already checks warnings)
-# then tests/test_compile.sh (gcc, clang, g++, DL_NO_THREADS, DL_STATIC, two-file builds).
+# then tests/test_compile.sh (gcc, clang, g++, DL_NO_THREADS, DL_STATIC, two-file builds) and
+# tests/test_examples.sh (every example built with -Werror and run briefly on the shipped data).
 # Each program's result line is printed with its name; a program that does not build, crashes,
 # hangs (TEST_TIMEOUT seconds, default 600) or prints no summary counts as 1 failed. The counts
 # of all programs are added up into the last line; the exit status is nonzero on any failure.
@@ -114,6 +115,12 @@ if [ $# -eq 0 ]; then
     echo $(( ($(date +%s%N) - t0) / 100000000 )) > "$out/test_compile.time"
     grep -E '^headers:' "$out/test_compile.out"
     report "test_compile" "$out/test_compile"
+    echo "== examples (short runs on the shipped data)"
+    t0=$(date +%s%N)
+    JOBS=$JOBS bash tests/test_examples.sh > "$out/test_examples.out" 2> "$out/test_examples.err"
+    echo $? > "$out/test_examples.rc"
+    echo $(( ($(date +%s%N) - t0) / 100000000 )) > "$out/test_examples.time"
+    report "test_examples" "$out/test_examples"
 fi
 
 echo "== done in $(( $(date +%s) - start ))s"

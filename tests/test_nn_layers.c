@@ -502,6 +502,38 @@ static void test_dropout(void) {
     dl_arena_reset(dl_arena_current());
 }
 
+/* ---- RandomFlip ---- */
+
+static void test_random_flip(void) {
+    dl_tensor *x = randn(4, DL_SHAPE(16, 2, 3, 5), 1.0f, 7), *y, *xs[1];
+    dl_layer *l;
+    int b, c, i, j, flipped = 0, bad = 0;
+    dl_nn_seed(9);
+    l = dl_RandomFlip();
+    y = dl_layer_call(l, x, 1);
+    CHECK(y && shape_is(y, 4, DL_SHAPE(16, 2, 3, 5)), "shape kept");
+    for (b = 0; y && b < 16; b++) {   /* each sample is x or x mirrored along the last axis, whole */
+        const float *xb = dl_f32(x) + b * 30, *yb = dl_contig_f32(y) + b * 30;
+        int same = 1, mirror = 1;
+        for (c = 0; c < 2; c++)
+            for (i = 0; i < 3; i++)
+                for (j = 0; j < 5; j++) {
+                    same &= yb[(c * 3 + i) * 5 + j] == xb[(c * 3 + i) * 5 + j];
+                    mirror &= yb[(c * 3 + i) * 5 + j] == xb[(c * 3 + i) * 5 + 4 - j];
+                }
+        bad += !same && !mirror;
+        flipped += mirror && !same;
+    }
+    CHECK(bad == 0, "%d samples neither kept nor mirrored", bad);
+    CHECK(flipped > 2 && flipped < 14, "about half mirrored: %d of 16", flipped);
+    CHECK(dl_layer_call(l, x, 0) == x, "inference: the input itself");
+    xs[0] = x;
+    CHECK(gradcheck_layer(l, 1, xs, 1, 1, 0), "RandomFlip backward (flips replayed): %s", dl_error());
+    dl_layer_free(l);
+    dl_tensor_free(x);
+    dl_arena_reset(dl_arena_current());
+}
+
 /* ---- BatchNormalization ---- */
 
 /* Per channel (axis 1) mean and variance (biased and unbiased) of x, in double. */
@@ -927,6 +959,7 @@ int main(void) {
     RUN(test_pooling);
     RUN(test_flatten_reshape);
     RUN(test_dropout);
+    RUN(test_random_flip);
     RUN(test_batch_norm);
     RUN(test_layer_norm);
     RUN(test_embedding);

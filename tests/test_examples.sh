@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# tests/test_examples.sh - build every examples/*.c and run the known ones briefly.
+#
+# Each example is built warning-free (-std=c99 -O2 -Wall -Wextra -Wpedantic -Werror) and, when
+# it is in the table below, run for a few seconds on the Fashion-MNIST subset shipped in
+# data/fashion-mnist: it must exit 0 and its last line must be its metric ("test_accuracy=..."
+# or "final_loss=...") within the bound given. Examples not in the table are only built.
+# Everything is written under build/test_examples/. Output ends like a test program's:
+# "N passed, N failed[, N skipped]"; the exit status is non-zero on any failure.
+# Run from anywhere: bash tests/test_examples.sh [name ...]   (CC=clang to use another compiler;
+# JOBS=n builds n at a time)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+CC=${CC:-cc}
+FLAGS="-std=c99 -O2 -Wall -Wextra -Wpedantic -Werror -I."
+out=build/test_examples
+mkdir -p "$out"
+sub=data/fashion-mnist
+
+# name | arguments for a short run | metric | bound: "min X" (metric >= X) or "max X" (<=)
+table="
+fit_toy       | --steps 1000 --threads 1                                                 | final_loss    | max 0.01
+mnist_mlp     | --data $sub --epochs 2 --threads 1 --save $out/mlp.safetensors --show 2 | test_accuracy | min 0.70
+mnist_cnn     | --data $sub --epochs 3 --threads 1                                      | test_accuracy | min 0.60
+graph_session | --data $sub --epochs 2 --threads 1                                      | test_accuracy | min 0.70
+image_folder  | --epochs 3 --threads 1                                                  | test_accuracy | min 0.60
+estimator     | --data $sub --epochs 3 --threads 1                                      | test_accuracy | min 0.70
+char_rnn      | --steps 30 --threads 1 --hidden 64 --sample-len 40                      | val_loss      | max 3.50
+"
+
+passed=0 failed=0 skipped=0
+names=()
+if [ $# -gt 0 ]; then names=("$@"); else for f in examples/*.c; do names+=("$(basename "$f" .c)"); done; fi
+# Build them all first, JOBS at a time (default: the number of CPUs), then run them one by one.
+jobs_max=${JOBS:-$(nproc 2>/dev/null || echo 2)}
+for name in "${names[@]}"; do
+    [ -f "examples/$name.c" ] || continue
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do wait -n; done
+    # shellcheck disable=SC2086
+    ( if $CC $FLAGS "examples/$name.c" -o "$out/$name" -lm -lpthread > "$out/$name.build" 2>&1; then
+          echo ok; else echo FAIL; fi > "$out/$name.status" ) &
+done
+wait
+for name in "${names[@]}"; do
+    src=examples/$name.c exe=$out/$name
+    if [ ! -f "$src" ]; then echo "FAIL $name: no $src"; failed=$((failed + 1)); continue; fi
+    if [ "$(cat "$exe.status")" != ok ]; then
+        echo "FAIL $name: does not build:"; sed 's/^/    /' "$exe.build" | head -20
+        failed=$((failed + 1)); continue
+    fi
+    row=$(printf '%s\n' "$table" | awk -F'|' -v n="$name" '{ k = $1; gsub(/ /, "", k) } k == n { print; exit }')
+    if [ -z "$row" ]; then echo "ok   $name (built; not in the run table)"; passed=$((passed + 1)); continue; fi
+    IFS='|' read -r _ args metric bound <<< "$row"
+    metric=$(echo $metric) bound=$(echo $bound)
+    t0=$(date +%s)
+    # shellcheck disable=SC2086
+    timeout 300 "$exe" $args > "$exe.out" 2>&1 < /dev/null
+    rc=$? secs=$(( $(date +%s) - t0 ))
+    last=$(tail -n 1 "$exe.out")
+    value=${last#"$metric="}
+    if [ $rc -ne 0 ]; then
+        echo "FAIL $name: exit status $rc; the end of its output:"; tail -n 5 "$exe.out" | sed 's/^/    /'
+        failed=$((failed + 1))
+    elif [ "$value" = "$last" ]; then
+        echo "FAIL $name: last line is not $metric=...: $last"; failed=$((failed + 1))
+    elif ! awk -v v="$value" -v b="$bound" 'BEGIN { split(b, p, " "); exit !(p[1] == "min" ? v + 0 >= p[2] : v + 0 <= p[2]) }'; then
+        echo "FAIL $name: $metric=$value, expected $bound"; failed=$((failed + 1))
+    else
+        echo "ok   $name: $metric=$value ($bound; ${secs}s)"; passed=$((passed + 1))
+    fi
+done
+echo "$passed passed, $failed failed, $skipped skipped"
+[ $failed -eq 0 ]

@@ -527,7 +527,135 @@ DLDEF int dl_model_load_weights(dl_model *m, const char *path);
 DLDEF size_t dl_model_serialize(dl_model *m, int include_optimizer, void *out, size_t cap);
 DLDEF dl_model *dl_model_parse(const void *bytes, size_t size);
 
-#include "parts/nn_estimator_decl.h"
+/* ==== ESTIMATORS ==============================================================================
+   Premade models with train / evaluate / predict / export in one object, as tf.estimator's
+   DNNClassifier, LinearClassifier and LinearRegressor. They are built on the Keras-style API
+   above (a Sequential model, dl_compile, dl_train_on_batch, dl_predict, dl_model_save), which
+   stays reachable (dl_estimator_model) for anything the estimator does not do.
+
+       dl_estimator *e = dl_dnn_classifier(4, &(dl_estimator_opts){
+           .hidden_units = (const int[]){32, 16}, .n_hidden = 2, .n_classes = 3 });
+       if (!e) { puts(dl_error()); return 1; }
+       dl_estimator_train(e, train, 1000);              // 1000 batches (the data repeats)
+       dl_logs r;
+       dl_estimator_evaluate(e, test, &r);              // dl_logs_get(&r, "accuracy"), ...
+       dl_tensor *p = dl_estimator_predict(e, test->x); // [N, 3] probabilities; yours
+       dl_estimator_export(e, "iris.safetensors");      // dl_model_load + dl_predict serve it
+       dl_tensor_free(p); dl_estimator_free(e);
+
+   Features are numeric columns: x f32 [N, F], or [N, d1, d2, ...] with d1*d2*... = F, which is
+   flattened (as a numeric_column of that shape). Labels: classifiers i32 [N] in [0, n_classes);
+   regressors f32 [N] (i32 is accepted). No feature-column machinery (buckets, vocabularies,
+   crosses, embeddings), weight columns, label_dimension > 1, or distribution.
+
+   The models (what tf.estimator builds, with Keras' layer defaults):
+     LinearClassifier / LinearRegressor   Flatten, Dense(K) "logits": kernel and bias start at
+                                          zeros, as TF's linear model
+     DNNClassifier                        Flatten, Dense(h_i, activation) "hiddenlayer_i" each
+                                          followed by Dropout(dropout) when dropout > 0, then
+                                          Dense(K) "logits" (glorot_uniform kernels, zero biases)
+   Heads: n_classes = 2 gives one logit (K = 1) and sigmoid cross-entropy, as TF's binary head;
+   n_classes > 2 gives K = n_classes logits and softmax cross-entropy; regressors have K = 1 and
+   the mean squared error. The model (dl_estimator_model) outputs logits; predictions go through
+   a serving model that shares its layers and adds the probabilities (dl_estimator_serving_model).
+
+   Default optimizers (opts.optimizer NULL), TF's:
+     DNN      Adagrad, lr 0.05, initial accumulator 0.1, eps 1e-7 (tf.keras Adagrad's settings)
+     linear   TF uses Ftrl with lr min(0.2, 1/sqrt(F)) and no l1/l2. dl_optim.h has no Ftrl; but
+              without regularization Ftrl-Proximal from zero weights makes exactly Adagrad's
+              updates (w -= lr g / sqrt(accumulator), accumulator from 0.1), so that is used:
+              dl_adagrad(min(0.2, 1/sqrt(F)), 0.1, 0). Ftrl's l1/l2 are not available.
+
+   Training: dl_estimator_train(e, ds, steps) runs `steps` batches (tf's train(input_fn, steps))
+   of batch_size samples, shuffled per epoch with a dl_batcher seeded by opts.seed; the data
+   repeats, so batches run on across epochs (the last batch of an epoch may be smaller, as with
+   dataset.batch(b).repeat()). global_step (the
+   optimizer's step count) persists across calls, and the data position is taken from it: on
+   the same data set, train(a) then train(b) gives bit-identically the weights of train(a + b).
+   A NaN loss stops training with an error, as TF's NanTensorHook. Like dl_fit, training and
+   evaluation reset the current arena before every batch.
+
+   Checkpoints (tf's model_dir): with opts.checkpoint set, a new estimator whose checkpoint file
+   exists starts from it (weights, optimizer and its state, so global_step too; the file must
+   match the estimator's architecture), and every train call writes it at its end
+   (dl_model_save with the optimizer). It is a file path, not a directory.
+
+   Errors: constructors return NULL and other calls -1 (or NULL) with dl_error() set; bad
+   arguments never crash. Ownership is noted at each function. */
+
+typedef struct dl_estimator dl_estimator;
+
+/* Zero-init gives TF's defaults. */
+typedef struct dl_estimator_opts {
+    const int *hidden_units;    /* DNN only (required): n_hidden layer sizes, input side first */
+    int n_hidden;               /* >= 1 for a DNN; ignored by linear estimators */
+    int n_classes;              /* classifiers: 0 means 2; must be >= 2. Ignored by regressors */
+    dl_optim *optimizer;        /* NULL: the default above. A fresh optimizer, which the
+                                   estimator takes over (it is freed even when the constructor fails) */
+    float learning_rate;        /* > 0: the default optimizer's learning rate instead of TF's */
+    dl_act activation;          /* DNN hidden layers; 0 (DL_LINEAR) means DL_RELU, TF's default */
+    float dropout;              /* DNN: rate of a Dropout after each hidden layer, in [0, 1); 0 none */
+    int batch_size;             /* 0 means 32 */
+    int no_shuffle;             /* 1: batches in the data set's order */
+    uint64_t seed;              /* dl_nn_seed(seed) before the weights are made (so it reseeds the
+                                   process-wide layer generator), and the shuffle seed */
+    int log_every;              /* > 0: train prints "global_step N: loss = X" every log_every
+                                   steps (tf's log_step_count_steps, 100 there); 0 silent */
+    const char *checkpoint;     /* NULL, or a file to resume from and save to (see above); copied */
+} dl_estimator_opts;
+
+/* Constructors. n_features F > 0; opts may be NULL only for the linear ones (the defaults).
+   Owned: dl_estimator_free. NULL + dl_error() on bad settings or a checkpoint that does not fit. */
+DLDEF dl_estimator *dl_dnn_classifier(int n_features, const dl_estimator_opts *opts);
+DLDEF dl_estimator *dl_linear_classifier(int n_features, const dl_estimator_opts *opts);
+DLDEF dl_estimator *dl_linear_regressor(int n_features, const dl_estimator_opts *opts);
+DLDEF void dl_estimator_free(dl_estimator *e);   /* its models and optimizer; NULL is fine */
+
+/* Trains for `steps` batches (0: one epoch's worth, ceil(N / batch_size)); see above. ds is
+   borrowed. 0 on success; -1 + dl_error() on bad data (wrong feature count, missing or
+   out-of-range labels), a NaN loss, or a checkpoint that cannot be written. */
+DLDEF int dl_estimator_train(dl_estimator *e, const dl_dataset *ds, long steps);
+
+/* Evaluates on every sample of ds (in order, no dropout), into *out (names, values, n, batches
+   and lr; the rest zero), in double precision over the whole set, in this order:
+     every estimator   "loss" (mean loss per sample, the compiled loss of the model, so
+                       dl_evaluate on dl_estimator_model agrees), "average_loss" (the same
+                       number: TF's "loss" is the mean of per-batch means, which differs only
+                       through a smaller last batch), ..., "global_step" (last)
+     classifiers       "accuracy" (the argmax; for 2 classes, probability > 0.5)
+     2 classes         "precision", "recall" (of class 1 at threshold 0.5; 0 when undefined),
+                       "auc" (exact area under the ROC curve, ties counted half; TF
+                       approximates it with 200 thresholds; NaN when ds holds one class only)
+     regressors        "label/mean", "prediction/mean"
+   0 on success, -1 + dl_error(). */
+DLDEF int dl_estimator_evaluate(dl_estimator *e, const dl_dataset *ds, dl_logs *out);
+
+/* Predictions for every sample of x: classifiers give probabilities f32 [N, n_classes] (2
+   columns for a binary one: 1 - p, p), regressors values f32 [N, 1]. It is dl_predict on the
+   serving model with batch_size, so an exported and reloaded model gives the same bits. Owned:
+   dl_tensor_free. NULL + dl_error(). */
+DLDEF dl_tensor *dl_estimator_predict(dl_estimator *e, const dl_tensor *x);
+/* Classifiers: the predicted class of every sample, i32 [N] (tf's class_ids): the argmax of the
+   logits, for 2 classes logit > 0. Owned: dl_tensor_free. NULL + dl_error() (also for regressors). */
+DLDEF dl_tensor *dl_estimator_predict_classes(dl_estimator *e, const dl_tensor *x);
+
+#ifndef DL_NO_STDIO
+/* Saves the serving model (tf's export_saved_model): dl_model_save without optimizer, not
+   compiled; dl_model_load gives a model whose dl_predict returns what dl_estimator_predict
+   does. 0 on success, -1 + dl_error(). */
+DLDEF int dl_estimator_export(dl_estimator *e, const char *path);
+#endif
+
+/* The trained model (outputs logits or values; compiled with the head's loss, accuracy for
+   classifiers): borrowed, valid until dl_estimator_free. Training it directly (dl_fit) is fine
+   and moves global_step on. */
+DLDEF dl_model *dl_estimator_model(const dl_estimator *e);
+/* The model that export saves: the same layers, plus the probabilities for classifiers (a Dense
+   layer "probabilities" with the fixed kernel [0, 1] and softmax for 2 classes, so that the
+   logit z gives [1 - sigmoid(z), sigmoid(z)]; an Activation(softmax) for more). Borrowed; not
+   compiled (dl_model_serialize it for an export in memory). */
+DLDEF dl_model *dl_estimator_serving_model(const dl_estimator *e);
+DLDEF long dl_estimator_global_step(const dl_estimator *e);   /* batches trained so far; -1 for NULL */
 
 #ifdef __cplusplus
 }
@@ -548,10 +676,15 @@ template <typename... L> static inline dl_model *dl__sequential_cxx(L... layers)
 
 #include <limits.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#if !defined(_WIN32)
+#include <sys/time.h>   /* gettimeofday, for progress bars and epoch times */
+#include <unistd.h>     /* isatty: a progress bar only on a terminal */
+#endif
 #if defined(DL_HAVE_IMAGE_FOLDER) && !defined(_WIN32)
 #include <dirent.h>
 #include <sys/stat.h>
@@ -1573,10 +1706,3311 @@ DLDEF int dl_random_crop(dl_tensor *x, int pad, dl_rng *r) {
     return 0;
 }
 
-/* ==== LAYERS, MODELS, TRAINING: implementation ==== */
-#include "parts/nn_core.h"
-#include "parts/nn_rnn.h"
-#include "parts/nn_estimator.h"
+/* ==== LAYERS: implementation ================================================================ */
+
+#define DL__LAYER_HAS_ACT 1u   /* iconf[DL__ACT_SLOT] holds the layer's dl_act */
+#define DL__LAYER_NAMED   2u   /* a model gave the layer its final name */
+#define DL__ACT_SLOT (DL_LAYER_MAX_CONF - 1)
+
+static dl_rng dl__nn_rng = {{0x9E3779B97F4A7C15ull, 0xBF58476D1CE4E5B9ull, 0x94D049BB133111EBull, 1}};
+static int dl__nn_rng_seeded = 0;
+
+DLDEF void dl_nn_seed(uint64_t seed) { dl_rng_seed(&dl__nn_rng, seed); dl__nn_rng_seeded = 1; }
+
+static dl_rng *dl__nn_gen(void) {
+    if (!dl__nn_rng_seeded) dl_nn_seed(0);
+    return &dl__nn_rng;
+}
+
+static double dl__now(void) {   /* seconds, for progress and timing only */
+#if !defined(_WIN32)
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (double)tv.tv_sec + 1e-6 * (double)tv.tv_usec;
+#else
+    return (double)clock() / CLOCKS_PER_SEC;
+#endif
+}
+
+DLDEF const char *dl_act_name(dl_act act) {
+    static const char *const names[] = {"linear", "relu", "sigmoid", "tanh", "softmax", "gelu", "elu",
+                                        "leaky_relu", "softplus"};
+    return (unsigned)act < sizeof names / sizeof names[0] ? names[act] : "?";
+}
+
+DLDEF dl_tensor *dl_activate(dl_tensor *x, dl_act act) {
+    if (!x) return NULL;
+    switch (act) {
+    case DL_LINEAR: return x;
+    case DL_RELU: return dl_relu(x);
+    case DL_SIGMOID: return dl_sigmoid(x);
+    case DL_TANH: return dl_tanh(x);
+    case DL_SOFTMAX: return dl_softmax(x, x->ndim - 1);
+    case DL_GELU: return dl_gelu(x);
+    case DL_ELU: return dl_elu(x, 1.0f);
+    case DL_LEAKY_RELU: return dl_leaky_relu(x, 0.2f);
+    case DL_SOFTPLUS: return dl_softplus(x);
+    }
+    dl_set_error("dl_activate: unknown activation %d", (int)act);
+    return NULL;
+}
+
+/* Keras' fans: [in, out] matrices; 4-d kernels [a, b, kh, kw] in torch layout. */
+static void dl__fans(const dl_tensor *t, double *fan_in, double *fan_out) {
+    double rf = 1;
+    int i;
+    if (t->ndim == 2) { *fan_in = t->shape[0]; *fan_out = t->shape[1]; return; }
+    if (t->ndim >= 3) {
+        for (i = 2; i < t->ndim; i++) rf *= t->shape[i];
+        *fan_in = t->shape[1] * rf;
+        *fan_out = t->shape[0] * rf;
+        return;
+    }
+    *fan_in = *fan_out = t->ndim == 1 ? t->shape[0] : 1;
+}
+
+static int dl__init_orthogonal(dl_tensor *t, dl_rng *r);   /* with the recurrent layers, below */
+
+DLDEF int dl_init_tensor(dl_tensor *t, dl_init init, dl_rng *rng) {
+    double fi, fo;
+    if (!t || t->dtype != DL_F32 || !dl_is_contiguous(t)) {
+        dl_set_error("dl_init_tensor: needs a contiguous f32 tensor");
+        return -1;
+    }
+    if (!rng) rng = dl__nn_gen();
+    dl__fans(t, &fi, &fo);
+    switch (init) {
+    case DL_INIT_ZEROS: dl_fill(t, 0.0f); return 0;
+    case DL_INIT_ONES: dl_fill(t, 1.0f); return 0;
+    case DL_INIT_GLOROT_UNIFORM: dl_init_glorot_uniform(t, rng, (int)fi, (int)fo); return 0;
+    case DL_INIT_GLOROT_NORMAL: dl_init_glorot_normal(t, rng, (int)fi, (int)fo); return 0;
+    case DL_INIT_HE_UNIFORM: dl_init_he_uniform(t, rng, (int)fi); return 0;
+    case DL_INIT_HE_NORMAL: dl_init_he_normal(t, rng, (int)fi); return 0;
+    case DL_INIT_UNIFORM_005: dl_fill_uniform(t, rng, -0.05f, 0.05f); return 0;
+    case DL_INIT_ORTHOGONAL: return dl__init_orthogonal(t, rng);
+    }
+    dl_set_error("dl_init_tensor: unknown initializer %d", (int)init);
+    return -1;
+}
+
+/* ---- The layer object ---- */
+
+DLDEF dl_layer *dl_layer_new(const dl_layer_ops *ops, const char *name, void *user) {
+    dl_layer *l;
+    if (!ops || !ops->forward) { dl_set_error("dl_layer_new: ops with a forward function needed"); return NULL; }
+    l = (dl_layer *)DL_MALLOC(sizeof *l);
+    if (!l) { dl_set_error("dl_layer_new: out of memory"); return NULL; }
+    memset(l, 0, sizeof *l);
+    l->ops = ops;
+    snprintf(l->name, sizeof l->name, "%s", name && name[0] ? name : (ops->kind ? ops->kind : "layer"));
+    l->trainable = 1;
+    l->user = user;
+    dl_rng_seed(&l->rng, dl_rng_u64(dl__nn_gen()));
+    return l;
+}
+
+static void dl__layer_destroy(dl_layer *l) {
+    int i;
+    if (l->ops->destroy) l->ops->destroy(l);
+    for (i = 0; i < l->n_params; i++) dl_tensor_free(l->params[i]);
+    DL_FREE(l);
+}
+
+DLDEF void dl_layer_free(dl_layer *l) {
+    if (l && l->refs <= 0) dl__layer_destroy(l);
+}
+
+/* While dl_model_load builds a model, the file it reads: every weight is checked against the
+   file before it is allocated, so a hostile architecture cannot ask for more memory than the
+   file holds. */
+static DL__TLS const dl_safetensors *dl__loading;
+
+static int dl__check_file_weight(const dl_layer *l, const char *name, int ndim, const int *shape) {
+    char full[128];
+    const dl_tensor *src;
+    int i, ok;
+    snprintf(full, sizeof full, "%s/%s", l->name, name);
+    src = dl_safetensors_get(dl__loading, full);
+    ok = src && src->ndim == ndim;
+    for (i = 0; ok && i < ndim; i++) ok = src->shape[i] == shape[i];
+    if (!ok) {
+        char a[64];
+        dl_set_error("the file has %s '%s' %s, but the layer makes it with %d axes", src ? "a weight" : "no weight", full,
+                     src ? dl_shape_str(src, a, sizeof a) : "", ndim);
+    }
+    return ok ? 0 : -1;
+}
+
+DLDEF dl_tensor *dl_layer_add_weight(dl_layer *l, const char *name, int ndim, const int *shape,
+                                     dl_init init, int trainable) {
+    dl_tensor *t;
+    if (!l || !name) { dl_set_error("dl_layer_add_weight: NULL layer or name"); return NULL; }
+    if (l->n_params >= DL_LAYER_MAX_PARAMS || strlen(name) >= sizeof l->param_names[0]) {
+        dl_set_error("dl_layer_add_weight: %s: too many weights or name '%s' too long", l->name, name);
+        return NULL;
+    }
+    if (dl_layer_weight(l, name)) { dl_set_error("dl_layer_add_weight: %s already has '%s'", l->name, name); return NULL; }
+    if (dl__loading && dl__check_file_weight(l, name, ndim, shape) != 0) return NULL;
+    t = dl_tensor_new(DL_F32, ndim, shape);
+    if (!t) return NULL;
+    if (dl_init_tensor(t, init, NULL) != 0) { dl_tensor_free(t); return NULL; }
+    if (trainable) dl_set_requires_grad(t, 1);
+    l->params[l->n_params] = t;
+    snprintf(l->param_names[l->n_params], sizeof l->param_names[0], "%s", name);
+    l->param_trainable[l->n_params] = (unsigned char)(trainable != 0);
+    l->n_params++;
+    return t;
+}
+
+DLDEF dl_tensor *dl_layer_weight(const dl_layer *l, const char *name) {
+    int i;
+    if (!l || !name) return NULL;
+    for (i = 0; i < l->n_params; i++)
+        if (strcmp(l->param_names[i], name) == 0) return l->params[i];
+    return NULL;
+}
+
+DLDEF dl_tensor *dl_layer_call_n(dl_layer *l, int n_in, dl_tensor *const *in, int training) {
+    int i, lo, hi;
+    dl_tensor *y;
+    if (!l) { dl_set_error("dl_layer_call: NULL layer"); return NULL; }
+    lo = l->ops->min_inputs ? l->ops->min_inputs : 1;
+    hi = l->ops->max_inputs ? l->ops->max_inputs : 1;
+    if (n_in < lo || n_in > hi || !in) {
+        dl_set_error("%s (%s): takes %d to %d inputs, got %d", l->name, l->ops->kind, lo, hi, n_in);
+        return NULL;
+    }
+    for (i = 0; i < n_in; i++) if (!in[i]) return NULL;   /* an earlier failure: keep its message */
+    if (!l->built) {
+        if (l->ops->build && l->ops->build(l, n_in, in) != 0) return NULL;
+        l->built = 1;
+    }
+    y = l->ops->forward(l, n_in, in, training);
+    if (y) {
+        l->out_ndim = y->ndim - 1;
+        for (i = 1; i < y->ndim; i++) l->out_shape[i - 1] = y->shape[i];
+    }
+    return y;
+}
+
+DLDEF dl_tensor *dl_layer_call(dl_layer *l, dl_tensor *x, int training) {
+    return dl_layer_call_n(l, 1, &x, training);
+}
+
+/* ---- Built-in layers ----
+   Settings live in iconf/fconf so that model files can store any layer the same way; each
+   constructor below documents its slots. */
+
+static dl_layer *dl__builtin(const dl_layer_ops *ops, const char *base) {
+    return dl_layer_new(ops, base, NULL);
+}
+
+/* Copies the current error message (to build a new one around it). */
+static void dl__error_copy(char *msg, size_t size) {
+    size_t n = strlen(dl_error());
+    if (n >= size) n = size - 1;
+    memcpy(msg, dl_error(), n);
+    msg[n] = 0;
+}
+
+static dl_layer *dl__ctor_fail(const char *fmt, ...) {
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    dl_set_error("%s", msg);
+    return NULL;
+}
+
+static dl_tensor *dl__need_rank(const dl_layer *l, dl_tensor *x, int lo, int hi) {
+    char s[64];
+    if (x->ndim < lo || x->ndim > hi) {
+        dl_set_error("%s (%s): input %s has %d axes, expected %d..%d (batch axis included)", l->name,
+                     l->ops->kind, dl_shape_str(x, s, sizeof s), x->ndim, lo, hi);
+        return NULL;
+    }
+    return x;
+}
+
+/* dl_layer_add_weight with the shape written out (C++ has no compound literals). */
+static dl_tensor *dl__weight(dl_layer *l, const char *name, int ndim, int d0, int d1, int d2, int d3,
+                             dl_init init, int trainable) {
+    int shape[4];
+    shape[0] = d0; shape[1] = d1; shape[2] = d2; shape[3] = d3;
+    return dl_layer_add_weight(l, name, ndim, shape, init, trainable);
+}
+
+/* Dense: iconf[0] units, act slot. kernel [in, units] glorot_uniform, bias [units] zeros. */
+static int dl__dense_build(dl_layer *l, int n, dl_tensor *const *in) {
+    int in_dim = in[0]->shape[in[0]->ndim - 1];
+    (void)n;
+    if (in[0]->ndim < 2) { dl_set_error("%s (Dense): input needs a batch axis and a feature axis", l->name); return -1; }
+    if (!dl__weight(l, "kernel", 2, in_dim, l->iconf[0], 0, 0, DL_INIT_GLOROT_UNIFORM, 1)) return -1;
+    if (!dl__weight(l, "bias", 1, l->iconf[0], 0, 0, 0, DL_INIT_ZEROS, 1)) return -1;
+    return 0;
+}
+static dl_tensor *dl__dense_forward(dl_layer *l, int n, dl_tensor *const *in, int training) {
+    dl_tensor *x = in[0];
+    (void)n; (void)training;
+    if (x->ndim < 2 || x->shape[x->ndim - 1] != l->params[0]->shape[0]) {
+        char s[64];
+        dl_set_error("%s (Dense): input %s, but the kernel expects %d features", l->name,
+                     dl_shape_str(x, s, sizeof s), l->params[0]->shape[0]);
+        return NULL;
+    }
+    return dl_activate(dl_linear(x, l->params[0], l->params[1]), (dl_act)l->iconf[DL__ACT_SLOT]);
+}
+static const dl_layer_ops dl__dense_ops = {"Dense", dl__dense_build, dl__dense_forward, NULL, 1, 1};
+
+static int dl__check_act(dl_act act) { return (unsigned)act <= (unsigned)DL_SOFTPLUS; }
+
+DLDEF dl_layer *dl_Dense(int units, dl_act act) {
+    dl_layer *l;
+    if (units <= 0 || !dl__check_act(act)) return dl__ctor_fail("dl_Dense: units %d must be > 0, activation %d known", units, (int)act);
+    if (!(l = dl__builtin(&dl__dense_ops, "dense"))) return NULL;
+    l->iconf[0] = units;
+    l->iconf[DL__ACT_SLOT] = act;
+    l->flags |= DL__LAYER_HAS_ACT;
+    return l;
+}
+
+/* Conv2D / Conv2DTranspose: iconf[0] filters, [1] kernel, [2] stride, [3] padding, act slot. */
+static int dl__conv_build(dl_layer *l, int n, dl_tensor *const *in) {
+    int cin, k = l->iconf[1], transpose = l->ops->kind[6] == 'T';
+    (void)n;
+    if (in[0]->ndim != 4) { dl_set_error("%s (%s): input must be [N, C, H, W]", l->name, l->ops->kind); return -1; }
+    cin = in[0]->shape[1];
+    if (!dl__weight(l, "kernel", 4, transpose ? cin : l->iconf[0], transpose ? l->iconf[0] : cin, k, k,
+                    DL_INIT_GLOROT_UNIFORM, 1))
+        return -1;
+    if (!dl__weight(l, "bias", 1, l->iconf[0], 0, 0, 0, DL_INIT_ZEROS, 1)) return -1;
+    return 0;
+}
+static dl_tensor *dl__conv_forward(dl_layer *l, int n, dl_tensor *const *in, int training) {
+    dl_tensor *x = in[0], *w = l->params[0];
+    int k = l->iconf[1], s = l->iconf[2], same = l->iconf[3] == DL_SAME;
+    dl_conv_opts o;
+    (void)n; (void)training;
+    if (!dl__need_rank(l, x, 4, 4)) return NULL;
+    if (x->shape[1] != w->shape[1]) {
+        dl_set_error("%s (Conv2D): input has %d channels, the kernel expects %d", l->name, x->shape[1], w->shape[1]);
+        return NULL;
+    }
+    memset(&o, 0, sizeof o);
+    o.stride[0] = o.stride[1] = s;
+    if (same) {   /* Keras: out = ceil(in / s); the odd extra padding row/column goes last */
+        int ph = 0, pw = 0, d;
+        for (d = 0; d < 2; d++) {
+            int len = x->shape[2 + d], out = (len + s - 1) / s, total = (out - 1) * s + k - len;
+            if (total < 0) total = 0;
+            if (d == 0) ph = total; else pw = total;
+        }
+        if (ph % 2 == 0 && pw % 2 == 0) { o.padding[0] = ph / 2; o.padding[1] = pw / 2; }
+        else x = dl_pad2d(x, pw / 2, pw - pw / 2, ph / 2, ph - ph / 2, DL_PAD_ZERO);
+    }
+    return dl_activate(dl_conv2d(x, w, l->params[1], &o), (dl_act)l->iconf[DL__ACT_SLOT]);
+}
+static dl_tensor *dl__convt_forward(dl_layer *l, int n, dl_tensor *const *in, int training) {
+    dl_tensor *x = in[0], *w = l->params[0], *y;
+    int k = l->iconf[1], s = l->iconf[2];
+    dl_conv_opts o;
+    (void)n; (void)training;
+    if (!dl__need_rank(l, x, 4, 4)) return NULL;
+    if (x->shape[1] != w->shape[0]) {
+        dl_set_error("%s (Conv2DTranspose): input has %d channels, the kernel expects %d", l->name, x->shape[1], w->shape[0]);
+        return NULL;
+    }
+    memset(&o, 0, sizeof o);
+    o.stride[0] = o.stride[1] = s;
+    y = dl_conv_transpose2d(x, w, l->params[1], &o);   /* full size (in - 1) * s + k */
+    if (y && l->iconf[3] == DL_SAME) {
+        /* Keras "same": in * s, the transpose of a "same" convolution, which pads
+           floor((k - s) / 2) first: crop that many at the start and the rest at the end. */
+        int total = k - s, first = total / 2;
+        y = dl_slice(dl_slice(y, 2, first, first + x->shape[2] * s, 1), 3, first, first + x->shape[3] * s, 1);
+    }
+    return dl_activate(y, (dl_act)l->iconf[DL__ACT_SLOT]);
+}
+static const dl_layer_ops dl__conv_ops = {"Conv2D", dl__conv_build, dl__conv_forward, NULL, 1, 1};
+static const dl_layer_ops dl__convt_ops = {"Conv2DTranspose", dl__conv_build, dl__convt_forward, NULL, 1, 1};
+
+static dl_layer *dl__conv_new(const dl_layer_ops *ops, const char *base, int filters, int kernel, int stride,
+                              dl_padding padding, dl_act act) {
+    dl_layer *l;
+    if (filters <= 0 || kernel <= 0 || stride <= 0 || (padding != DL_VALID && padding != DL_SAME) || !dl__check_act(act))
+        return dl__ctor_fail("dl_%s: filters %d, kernel %d and stride %d must be > 0, padding DL_VALID or DL_SAME",
+                             ops->kind, filters, kernel, stride);
+    if (ops == &dl__convt_ops && padding == DL_SAME && kernel < stride)
+        return dl__ctor_fail("dl_Conv2DTranspose: DL_SAME needs kernel >= stride (got %d < %d)", kernel, stride);
+    if (!(l = dl__builtin(ops, base))) return NULL;
+    l->iconf[0] = filters; l->iconf[1] = kernel; l->iconf[2] = stride; l->iconf[3] = padding;
+    l->iconf[DL__ACT_SLOT] = act;
+    l->flags |= DL__LAYER_HAS_ACT;
+    return l;
+}
+DLDEF dl_layer *dl_Conv2D(int filters, int kernel, int stride, dl_padding padding, dl_act act) {
+    return dl__conv_new(&dl__conv_ops, "conv2d", filters, kernel, stride, padding, act);
+}
+DLDEF dl_layer *dl_Conv2DTranspose(int filters, int kernel, int stride, dl_padding padding, dl_act act) {
+    return dl__conv_new(&dl__convt_ops, "conv2d_transpose", filters, kernel, stride, padding, act);
+}
+
+/* Pooling: iconf[0] pool, [1] stride. */
+static dl_tensor *dl__pool_forward(dl_layer *l, int n, dl_tensor *const *in, int training) {
+    dl_conv_opts o;
+    (void)n; (void)training;
+    if (!dl__need_rank(l, in[0], 4, 4)) return NULL;
+    memset(&o, 0, sizeof o);
+    o.stride[0] = o.stride[1] = l->iconf[1];
+    return l->ops->kind[0] == 'M' ? dl_max_pool2d(in[0], l->iconf[0], l->iconf[0], &o)
+                                  : dl_avg_pool2d(in[0], l->iconf[0], l->iconf[0], &o);
+}
+static const dl_layer_ops dl__maxpool_ops = {"MaxPool2D", NULL, dl__pool_forward, NULL, 1, 1};
+static const dl_layer_ops dl__avgpool_ops = {"AvgPool2D", NULL, dl__pool_forward, NULL, 1, 1};
+static dl_layer *dl__pool_new(const dl_layer_ops *ops, const char *base, int pool, int stride) {
+    dl_layer *l;
+    if (pool <= 0 || stride < 0) return dl__ctor_fail("dl_%s: pool %d must be > 0, stride %d >= 0", ops->kind, pool, stride);
+    if (!(l = dl__builtin(ops, base))) return NULL;
+    l->iconf[0] = pool;
+    l->iconf[1] = stride ? stride : pool;
+    return l;
+}
+DLDEF dl_layer *dl_MaxPool2D(int pool, int stride) { return dl__pool_new(&dl__maxpool_ops, "max_pooling2d", pool, stride); }
+DLDEF dl_layer *dl_AvgPool2D(int pool, int stride) { return dl__pool_new(&dl__avgpool_ops, "average_pooling2d", pool, stride); }
+
+static dl_tensor *dl__gap_forward(dl_layer *l, int n, dl_tensor *const *in, int training) {
+    (void)n; (void)training;
+    return dl__need_rank(l, in[0], 4, 4) ? dl_global_avg_pool2d(in[0]) : NULL;
+}
+static const dl_layer_ops dl__gap_ops = {"GlobalAvgPool2D", NULL, dl__gap_forward, NULL, 1, 1};
+DLDEF dl_layer *dl_GlobalAvgPool2D(void) { return dl__builtin(&dl__gap_ops, "global_average_pooling2d"); }
+
+static dl_tensor *dl__flatten_forward(dl_layer *l, int n, dl_tensor *const *in, int training) {
+    (void)n; (void)training;
+    if (in[0]->ndim == 1) return dl_unsqueeze(in[0], 1);
+    return dl__need_rank(l, in[0], 1, DL_MAX_DIMS) ? dl_flatten(in[0], 1, in[0]->ndim - 1) : NULL;
+}
+static const dl_layer_ops dl__flatten_ops = {"Flatten", NULL, dl__flatten_forward, NULL, 1, 1};
+DLDEF dl_layer *dl_Flatten(void) { return dl__builtin(&dl__flatten_ops, "flatten"); }
+
+/* Reshape: iconf[0] ndim, iconf[1..] the per-sample shape. */
+static dl_tensor *dl__reshape_forward(dl_layer *l, int n, dl_tensor *const *in, int training) {
+    int shape[DL_MAX_DIMS], i;
+    (void)n; (void)training;
+    shape[0] = in[0]->shape[0];
+    for (i = 0; i < l->iconf[0]; i++) shape[1 + i] = l->iconf[1 + i];
+    return dl_reshape(in[0], 1 + l->iconf[0], shape);
+}
+static const dl_layer_ops dl__reshape_ops = {"Reshape", NULL, dl__reshape_forward, NULL, 1, 1};
+DLDEF dl_layer *dl_Reshape(int ndim, const int *shape) {
+    dl_layer *l;
+    int i, neg = 0;
+    if (ndim < 1 || ndim > DL_LAYER_MAX_CONF - 2 || !shape) return dl__ctor_fail("dl_Reshape: 1..%d axes needed", DL_LAYER_MAX_CONF - 2);
+    for (i = 0; i < ndim; i++) {
+        if (shape[i] == -1) neg++;
+        else if (shape[i] <= 0) return dl__ctor_fail("dl_Reshape: axis %d has size %d", i, shape[i]);
+    }
+    if (neg > 1) return dl__ctor_fail("dl_Reshape: at most one -1");
+    if (!(l = dl__builtin(&dl__reshape_ops, "reshape"))) return NULL;
+    l->iconf[0] = ndim;
+    for (i = 0; i < ndim; i++) l->iconf[1 + i] = shape[i];
+    return l;
+}
+
+/* Dropout: fconf[0] rate. */
+static dl_tensor *dl__dropout_forward(dl_layer *l, int n, dl_tensor *const *in, int training) {
+    (void)n;
+    return dl_dropout(in[0], l->fconf[0], training, &l->rng);
+}
+static const dl_layer_ops dl__dropout_ops = {"Dropout", NULL, dl__dropout_forward, NULL, 1, 1};
+DLDEF dl_layer *dl_Dropout(float rate) {
+    dl_layer *l;
+    if (!(rate >= 0.0f && rate < 1.0f)) return dl__ctor_fail("dl_Dropout: rate %g must be in [0, 1)", (double)rate);
+    if (!(l = dl__builtin(&dl__dropout_ops, "dropout"))) return NULL;
+    l->fconf[0] = rate;
+    return l;
+}
+
+/* BatchNormalization: fconf[0] momentum (Keras' meaning), [1] epsilon. */
+static int dl__bn_build(dl_layer *l, int n, dl_tensor *const *in) {
+    int c;
+    (void)n;
+    if (in[0]->ndim < 2) { dl_set_error("%s (BatchNormalization): input needs a channel axis", l->name); return -1; }
+    c = in[0]->shape[1];
+    if (!dl__weight(l, "gamma", 1, c, 0, 0, 0, DL_INIT_ONES, 1) ||
+        !dl__weight(l, "beta", 1, c, 0, 0, 0, DL_INIT_ZEROS, 1) ||
+        !dl__weight(l, "moving_mean", 1, c, 0, 0, 0, DL_INIT_ZEROS, 0) ||
+        !dl__weight(l, "moving_variance", 1, c, 0, 0, 0, DL_INIT_ONES, 0))
+        return -1;
+    return 0;
+}
+static dl_tensor *dl__bn_forward(dl_layer *l, int n, dl_tensor *const *in, int training) {
+    (void)n;
+    /* A frozen BatchNormalization runs in inference mode, as in Keras (fine-tuning). */
+    return dl_batch_norm(in[0], l->params[0], l->params[1], l->params[2], l->params[3], training && l->trainable,
+                         1.0f - l->fconf[0], l->fconf[1]);
+}
+static const dl_layer_ops dl__bn_ops = {"BatchNormalization", dl__bn_build, dl__bn_forward, NULL, 1, 1};
+DLDEF dl_layer *dl_BatchNormalization(float momentum, float epsilon) {
+    dl_layer *l;
+    if (momentum <= 0.0f) momentum = 0.99f;
+    if (epsilon <= 0.0f) epsilon = 1e-3f;
+    if (!(momentum < 1.0f)) return dl__ctor_fail("dl_BatchNormalization: momentum %g must be < 1", (double)momentum);
+    if (!(l = dl__builtin(&dl__bn_ops, "batch_normalization"))) return NULL;
+    l->fconf[0] = momentum;
+    l->fconf[1] = epsilon;
+    return l;
+}
+
+/* LayerNormalization: fconf[0] epsilon; gamma, beta over the last axis. */
+static int dl__ln_build(dl_layer *l, int n, dl_tensor *const *in) {
+    int f = in[0]->shape[in[0]->ndim - 1];
+    (void)n;
+    if (in[0]->ndim < 1) { dl_set_error("%s (LayerNormalization): input needs an axis", l->name); return -1; }
+    if (!dl__weight(l, "gamma", 1, f, 0, 0, 0, DL_INIT_ONES, 1) ||
+        !dl__weight(l, "beta", 1, f, 0, 0, 0, DL_INIT_ZEROS, 1))
+        return -1;
+    return 0;
+}
+static dl_tensor *dl__ln_forward(dl_layer *l, int n, dl_tensor *const *in, int training) {
+    (void)n; (void)training;
+    return dl_layer_norm(in[0], 1, l->params[0], l->params[1], l->fconf[0]);
+}
+static const dl_layer_ops dl__ln_ops = {"LayerNormalization", dl__ln_build, dl__ln_forward, NULL, 1, 1};
+DLDEF dl_layer *dl_LayerNormalization(float epsilon) {
+    dl_layer *l;
+    if (!(l = dl__builtin(&dl__ln_ops, "layer_normalization"))) return NULL;
+    l->fconf[0] = epsilon > 0.0f ? epsilon : 1e-3f;
+    return l;
+}
+
+/* Embedding: iconf[0] input_dim, [1] output_dim; "embeddings" [input_dim, output_dim]. */
+static int dl__emb_build(dl_layer *l, int n, dl_tensor *const *in) {
+    (void)n; (void)in;
+    return dl__weight(l, "embeddings", 2, l->iconf[0], l->iconf[1], 0, 0, DL_INIT_UNIFORM_005, 1) ? 0 : -1;
+}
+static dl_tensor *dl__emb_forward(dl_layer *l, int n, dl_tensor *const *in, int training) {
+    dl_tensor *ids = in[0];
+    (void)n; (void)training;
+    if (ids->dtype == DL_F32) ids = dl_cast(ids, DL_I32);   /* data sets hold f32: whole numbers */
+    return dl_embedding(l->params[0], ids);
+}
+static const dl_layer_ops dl__emb_ops = {"Embedding", dl__emb_build, dl__emb_forward, NULL, 1, 1};
+DLDEF dl_layer *dl_Embedding(int input_dim, int output_dim) {
+    dl_layer *l;
+    if (input_dim <= 0 || output_dim <= 0) return dl__ctor_fail("dl_Embedding: input_dim %d, output_dim %d must be > 0", input_dim, output_dim);
+    if (!(l = dl__builtin(&dl__emb_ops, "embedding"))) return NULL;
+    l->iconf[0] = input_dim;
+    l->iconf[1] = output_dim;
+    return l;
+}
+
+static dl_tensor *dl__activation_forward(dl_layer *l, int n, dl_tensor *const *in, int training) {
+    (void)n; (void)training;
+    return dl_activate(in[0], (dl_act)l->iconf[DL__ACT_SLOT]);
+}
+static const dl_layer_ops dl__activation_ops = {"Activation", NULL, dl__activation_forward, NULL, 1, 1};
+DLDEF dl_layer *dl_Activation(dl_act act) {
+    dl_layer *l;
+    if (!dl__check_act(act)) return dl__ctor_fail("dl_Activation: unknown activation %d", (int)act);
+    if (!(l = dl__builtin(&dl__activation_ops, "activation"))) return NULL;
+    l->iconf[DL__ACT_SLOT] = act;
+    l->flags |= DL__LAYER_HAS_ACT;
+    return l;
+}
+
+/* Merging layers: Add, Multiply (same shapes, or broadcastable), Concatenate (iconf[0] axis). */
+static dl_tensor *dl__merge_forward(dl_layer *l, int n, dl_tensor *const *in, int training) {
+    dl_tensor *y = in[0];
+    int i;
+    (void)training;
+    if (l->ops->kind[0] == 'C') {
+        int axis = l->iconf[0] < 0 ? in[0]->ndim + l->iconf[0] : l->iconf[0];
+        return dl_concat(n, in, axis);
+    }
+    for (i = 1; i < n; i++) y = l->ops->kind[0] == 'A' ? dl_add(y, in[i]) : dl_mul(y, in[i]);
+    return y;
+}
+static const dl_layer_ops dl__add_ops = {"Add", NULL, dl__merge_forward, NULL, 2, DL_LAYER_MAX_INPUTS};
+static const dl_layer_ops dl__mul_ops = {"Multiply", NULL, dl__merge_forward, NULL, 2, DL_LAYER_MAX_INPUTS};
+static const dl_layer_ops dl__concat_ops = {"Concatenate", NULL, dl__merge_forward, NULL, 2, DL_LAYER_MAX_INPUTS};
+DLDEF dl_layer *dl_Add(void) { return dl__builtin(&dl__add_ops, "add"); }
+DLDEF dl_layer *dl_Multiply(void) { return dl__builtin(&dl__mul_ops, "multiply"); }
+DLDEF dl_layer *dl_Concatenate(int axis) {
+    dl_layer *l = dl__builtin(&dl__concat_ops, "concatenate");
+    if (l) l->iconf[0] = axis;
+    return l;
+}
+
+/* RandomFlip (Keras' RandomFlip("horizontal")): in training, each sample of [N, ..., W] is
+   mirrored left-right with probability 1/2 (the layer's generator); otherwise the identity.
+   The gradient goes back through the same mirror. */
+static void dl__flip_rows(float *DL__RESTRICT y, const float *DL__RESTRICT x, size_t rows, int w, int flip, int add) {
+    size_t r;
+    int j;
+    for (r = 0; r < rows; r++, x += w, y += w)
+        for (j = 0; j < w; j++) {
+            float v = x[flip ? w - 1 - j : j];
+            y[j] = add ? y[j] + v : v;
+        }
+}
+static void dl__flip_backward(dl_node *nd) {
+    const unsigned char *flip = (const unsigned char *)nd->ctx;
+    float *gx = dl_grad_buf(nd->in[0]);
+    int n = nd->out->shape[0], w = nd->out->shape[nd->out->ndim - 1], b;
+    size_t rows = nd->out->numel / (size_t)(n ? n : 1) / (size_t)(w ? w : 1), per = rows * (size_t)w;
+    if (!gx) return;
+    for (b = 0; b < n; b++) dl__flip_rows(gx + (size_t)b * per, nd->out->grad + (size_t)b * per, rows, w, flip[b], 1);
+}
+static dl_tensor *dl__flip_forward(dl_layer *l, int n_in, dl_tensor *const *in, int training) {
+    dl_tensor *x = in[0], *y;
+    const float *xs;
+    unsigned char *flip;
+    dl_node *nd;
+    int n, w, b;
+    size_t rows, per;
+    (void)n_in;
+    if (!training) return x;
+    if (!dl__need_rank(l, x, 2, DL_MAX_DIMS)) return NULL;
+    if (x->dtype != DL_F32) { dl_set_error("%s (RandomFlip): f32 input needed", l->name); return NULL; }
+    n = x->shape[0];
+    w = x->shape[x->ndim - 1];
+    rows = x->numel / (size_t)(n ? n : 1) / (size_t)(w ? w : 1);
+    per = rows * (size_t)w;
+    if (!(xs = dl_contig_f32(x)) || !(y = dl_tmp_uninit(DL_F32, x->ndim, x->shape))) return NULL;
+    if (!(flip = (unsigned char *)dl_arena_alloc(dl_arena_current(), (size_t)(n ? n : 1)))) return NULL;
+    for (b = 0; b < n; b++) {
+        flip[b] = dl_rng_uniform(&l->rng) < 0.5f;
+        dl__flip_rows(dl_f32(y) + (size_t)b * per, xs + (size_t)b * per, rows, w, flip[b], 0);
+    }
+    nd = dl_record("random_flip", y, 1, &x, dl__flip_backward, (size_t)(n ? n : 1));
+    if (nd) memcpy(nd->ctx, flip, (size_t)n);
+    return y;
+}
+static const dl_layer_ops dl__flip_ops = {"RandomFlip", NULL, dl__flip_forward, NULL, 1, 1};
+DLDEF dl_layer *dl_RandomFlip(void) { return dl__builtin(&dl__flip_ops, "random_flip"); }
+
+/* The layer's activation, when it has one (to know whether a model outputs probabilities). */
+static int dl__layer_act(const dl_layer *l) {
+    return l && (l->flags & DL__LAYER_HAS_ACT) ? l->iconf[DL__ACT_SLOT] : -1;
+}
+
+/* ==== MODELS: implementation ================================================================
+   Every model keeps its distinct layers in `layers` (the order Keras lists them). A Sequential
+   model runs them in that order; a functional one runs its graph `nodes` (inputs first, then
+   every layer application after the nodes it reads); a custom one calls the user's function. */
+
+enum { DL__SEQUENTIAL = 0, DL__FUNCTIONAL = 1, DL__CUSTOM = 2 };
+#define DL__MAX_IO 8   /* inputs and outputs of a functional model */
+
+struct dl_sym {
+    dl_sym *prev, *next;          /* the list of symbols no model has taken yet */
+    dl_layer *layer;              /* NULL for an input */
+    int n_in;
+    dl_sym *in[DL_LAYER_MAX_INPUTS];
+    dl_dtype dtype;
+    int ndim, shape[DL_MAX_DIMS]; /* per sample */
+    int mark;                     /* dl_model_new: 1 + the node index once placed */
+};
+static dl_sym *dl__free_syms;
+
+typedef struct dl__gnode {
+    dl_layer *layer;              /* NULL for an input */
+    int n_in, in[DL_LAYER_MAX_INPUTS];   /* indices of earlier nodes */
+    dl_dtype dtype;
+    int ndim, shape[DL_MAX_DIMS]; /* per-sample output shape */
+} dl__gnode;
+
+struct dl_model {
+    int kind;
+    char name[32];
+    int n_layers, cap_layers;
+    dl_layer **layers;            /* distinct layers, each holding one reference */
+    int n_nodes, n_inputs, n_outputs;
+    dl__gnode *nodes;             /* functional */
+    int inputs[DL__MAX_IO], outputs[DL__MAX_IO];
+    dl_model_fn fn;               /* custom */
+    void *user;
+    int built;                    /* the input shape is known and every layer built */
+    dl_dtype in_dtype;
+    int in_ndim, in_shape[DL_MAX_DIMS];
+    /* compile / fit state (TRAINING) */
+    int compiled, opt_bound, top_k, stop;
+    dl_optim *opt;
+    dl_loss loss;
+    unsigned metrics;
+    dl_history history;
+};
+
+static dl_model *dl__model_alloc(int kind, const char *name) {
+    dl_model *m = (dl_model *)DL_MALLOC(sizeof *m);
+    if (!m) { dl_set_error("dl_model: out of memory"); return NULL; }
+    memset(m, 0, sizeof *m);
+    m->kind = kind;
+    snprintf(m->name, sizeof m->name, "%s", name);
+    m->top_k = 5;
+    return m;
+}
+
+static int dl__model_has_layer(const dl_model *m, const dl_layer *l) {
+    int i;
+    for (i = 0; i < m->n_layers; i++) if (m->layers[i] == l) return 1;
+    return 0;
+}
+
+/* Adds a reference to l (once) and, for a layer no model named yet, makes its name unique in
+   the model the way Keras does: "dense", "dense_1", "dense_2", ... */
+static int dl__model_take(dl_model *m, dl_layer *l) {
+    if (dl__model_has_layer(m, l)) return 0;
+    if (m->n_layers == m->cap_layers) {
+        int cap = m->cap_layers ? 2 * m->cap_layers : 8;
+        dl_layer **p = (dl_layer **)DL_REALLOC(m->layers, (size_t)cap * sizeof *p);
+        if (!p) { dl_set_error("dl_model: out of memory"); return -1; }
+        m->layers = p;
+        m->cap_layers = cap;
+    }
+    if (!(l->flags & DL__LAYER_NAMED)) {
+        char base[sizeof l->name];
+        int k = 0;
+        memcpy(base, l->name, sizeof base);
+        while (dl_model_get_layer(m, l->name)) {
+            char suffix[16];
+            snprintf(suffix, sizeof suffix, "_%d", ++k);
+            snprintf(l->name, sizeof l->name, "%.*s%s", (int)(sizeof l->name - 1 - strlen(suffix)), base, suffix);
+        }
+        l->flags |= DL__LAYER_NAMED;
+    }
+    m->layers[m->n_layers++] = l;
+    l->refs++;
+    return 0;
+}
+
+DLDEF void dl_model_free(dl_model *m) {
+    int i;
+    if (!m) return;
+    for (i = 0; i < m->n_layers; i++)
+        if (--m->layers[i]->refs <= 0) dl__layer_destroy(m->layers[i]);
+    DL_FREE(m->layers);
+    DL_FREE(m->nodes);
+    dl_optim_free(m->opt);
+    DL_FREE(m->history.values);
+    DL_FREE(m);
+}
+
+DLDEF dl_model *dl_sequential_n(int n, dl_layer *const *layers) {
+    dl_model *m = NULL;
+    int i, j, bad = -1;
+    if (n < 0 || (n > 0 && !layers)) { dl_set_error("dl_sequential: bad layer list"); return NULL; }
+    for (i = 0; i < n && bad < 0; i++) {
+        if (!layers[i]) {   /* a failed constructor (its message is kept) or a stray terminator */
+            char msg[512];
+            dl__error_copy(msg, sizeof msg);
+            if (i == n - 1 && n > 1)   /* most likely a terminator out of habit */
+                dl_set_error("dl_sequential: the last layer is NULL (no NULL terminator is needed; last error: %s)",
+                             msg[0] ? msg : "none");
+            else dl_set_error("dl_sequential: layer %d of %d is NULL (a failed constructor: %s)", i, n, msg[0] ? msg : "?");
+            bad = i;
+        }
+        for (j = 0; j < i && bad < 0; j++)
+            if (layers[j] == layers[i]) { dl_set_error("dl_sequential: layer %d appears twice", i); bad = i; }
+    }
+    if (bad < 0 && (m = dl__model_alloc(DL__SEQUENTIAL, "sequential")) != NULL)
+        for (i = 0; i < n; i++)
+            if (dl__model_take(m, layers[i]) != 0) {   /* out of memory: give every layer back */
+                for (j = 0; j < m->n_layers; j++) m->layers[j]->refs--;
+                m->n_layers = 0;
+                dl_model_free(m);
+                m = NULL;
+                break;
+            }
+    if (!m)   /* free what no model holds (each layer once) */
+        for (i = 0; i < n; i++) {
+            int dup = 0;
+            for (j = 0; j < i; j++) dup |= layers[j] == layers[i];
+            if (layers[i] && !dup) dl_layer_free(layers[i]);
+        }
+    return m;
+}
+
+/* ---- Symbolic graphs (functional models) ---- */
+
+static dl_sym *dl__sym_new(void) {
+    dl_sym *s = (dl_sym *)DL_MALLOC(sizeof *s);
+    if (!s) { dl_set_error("dl_Input: out of memory"); return NULL; }
+    memset(s, 0, sizeof *s);
+    s->next = dl__free_syms;
+    if (dl__free_syms) dl__free_syms->prev = s;
+    dl__free_syms = s;
+    return s;
+}
+
+static void dl__sym_unlink(dl_sym *s) {
+    if (s->prev) s->prev->next = s->next; else dl__free_syms = s->next;
+    if (s->next) s->next->prev = s->prev;
+    s->prev = s->next = NULL;
+}
+
+DLDEF void dl_sym_free_unused(void) {
+    while (dl__free_syms) {
+        dl_sym *s = dl__free_syms;
+        dl__sym_unlink(s);
+        if (s->layer && s->layer->refs <= 0) {
+            /* a layer only this abandoned graph used: free it once (clear other uses first) */
+            dl_layer *l = s->layer;
+            dl_sym *t;
+            for (t = dl__free_syms; t; t = t->next) if (t->layer == l) t->layer = NULL;
+            dl_layer_free(l);
+        }
+        DL_FREE(s);
+    }
+}
+
+static dl_sym *dl__input(dl_dtype dtype, int ndim, const int *shape) {
+    dl_sym *s;
+    int i;
+    if (ndim < 0 || ndim >= DL_MAX_DIMS || (ndim > 0 && !shape)) {
+        dl_set_error("dl_Input: 0..%d axes per sample", DL_MAX_DIMS - 1);
+        return NULL;
+    }
+    for (i = 0; i < ndim; i++)
+        if (shape[i] <= 0) { dl_set_error("dl_Input: axis %d has size %d", i, shape[i]); return NULL; }
+    if (!(s = dl__sym_new())) return NULL;
+    s->dtype = dtype;
+    s->ndim = ndim;
+    for (i = 0; i < ndim; i++) s->shape[i] = shape[i];
+    return s;
+}
+DLDEF dl_sym *dl_Input(int ndim, const int *shape) { return dl__input(DL_F32, ndim, shape); }
+DLDEF dl_sym *dl_Input_ids(int ndim, const int *shape) { return dl__input(DL_I32, ndim, shape); }
+
+DLDEF int dl_sym_shape(const dl_sym *s, int *shape) {
+    int i;
+    if (!s) return -1;
+    if (shape) for (i = 0; i < s->ndim; i++) shape[i] = s->shape[i];
+    return s->ndim;
+}
+
+/* Runs a layer once on zero inputs of batch 1, in a scratch arena without gradients: builds it
+   and tells the output's shape. Returns 0 and fills *out_sym's shape, or -1. */
+static int dl__probe(dl_layer *l, int n, dl_sym *const *xs, dl_sym *out) {
+    dl_arena *a = dl_arena_new((size_t)1 << 16), *prev;
+    dl_tensor *in[DL_LAYER_MAX_INPUTS], *y = NULL;
+    int i, grad, shape[DL_MAX_DIMS];
+    if (!a) return -1;
+    prev = dl_arena_use(a);
+    grad = dl_no_grad(1);
+    for (i = 0; i < n; i++) {
+        int d;
+        shape[0] = 1;
+        for (d = 0; d < xs[i]->ndim; d++) shape[1 + d] = xs[i]->shape[d];
+        in[i] = dl_tmp(xs[i]->dtype, 1 + xs[i]->ndim, shape);
+    }
+    y = dl_layer_call_n(l, n, in, 0);
+    if (y) {
+        out->dtype = y->dtype;
+        out->ndim = y->ndim - 1;
+        for (i = 1; i < y->ndim; i++) out->shape[i - 1] = y->shape[i];
+    }
+    dl_no_grad(grad);
+    dl_arena_use(prev);
+    dl_arena_free(a);
+    return y ? 0 : -1;
+}
+
+DLDEF dl_sym *dl_apply_n(dl_layer *l, int n, dl_sym *const *xs) {
+    dl_sym *s;
+    int i;
+    int ok;
+    if (!l) return NULL;   /* a failed constructor: its message stands */
+    ok = n >= 1 && n <= DL_LAYER_MAX_INPUTS && xs;
+    if (!ok) dl_set_error("dl_apply: 1..%d inputs", DL_LAYER_MAX_INPUTS);
+    for (i = 0; ok && i < n; i++) ok = xs[i] != NULL;   /* an earlier failure: its message stands */
+    if (!(s = dl__sym_new())) return NULL;
+    s->layer = l;
+    if (!ok || dl__probe(l, n, xs, s) != 0) {
+        /* Not returned, but kept (without inputs) in the unused list, so that the layer, which
+           the caller may still hold, is freed with the abandoned graph by dl_sym_free_unused. */
+        return NULL;
+    }
+    s->n_in = n;
+    for (i = 0; i < n; i++) s->in[i] = xs[i];
+    return s;
+}
+DLDEF dl_sym *dl_apply(dl_layer *l, dl_sym *x) { return dl_apply_n(l, 1, &x); }
+
+/* Depth-first, inputs before the node: places s and everything it reads into m->nodes. */
+static int dl__place(dl_model *m, dl_sym *s, int depth) {
+    int i;
+    dl__gnode *g;
+    if (s->mark) return 0;
+    if (depth > 100000) { dl_set_error("dl_model_new: graph too deep"); return -1; }
+    if (!s->layer) {
+        dl_set_error("dl_model_new: an output depends on an input not listed in inputs");
+        return -1;
+    }
+    for (i = 0; i < s->n_in; i++)
+        if (dl__place(m, s->in[i], depth + 1) != 0) return -1;
+    g = &m->nodes[m->n_nodes];
+    memset(g, 0, sizeof *g);
+    g->layer = s->layer;
+    g->n_in = s->n_in;
+    for (i = 0; i < s->n_in; i++) g->in[i] = s->in[i]->mark - 1;
+    g->dtype = s->dtype;
+    g->ndim = s->ndim;
+    memcpy(g->shape, s->shape, sizeof g->shape);
+    s->mark = ++m->n_nodes;
+    return 0;
+}
+
+DLDEF dl_model *dl_model_new(int n_in, dl_sym *const *inputs, int n_out, dl_sym *const *outputs) {
+    dl_model *m;
+    dl_sym *s, *next;
+    int i, n_syms = 0, ok = 1;
+    if (n_in < 1 || n_in > DL__MAX_IO || n_out < 1 || n_out > DL__MAX_IO || !inputs || !outputs) {
+        dl_set_error("dl_model_new: 1..%d inputs and outputs", DL__MAX_IO);
+        return NULL;
+    }
+    for (i = 0; i < n_in; i++) {
+        if (!inputs[i]) return NULL;
+        if (inputs[i]->layer) { dl_set_error("dl_model_new: inputs[%d] is not a dl_Input", i); return NULL; }
+    }
+    for (i = 0; i < n_out; i++) if (!outputs[i]) return NULL;
+    for (s = dl__free_syms; s; s = s->next) { n_syms++; s->mark = 0; }
+    if (!(m = dl__model_alloc(DL__FUNCTIONAL, "model"))) return NULL;
+    m->nodes = (dl__gnode *)DL_MALLOC((size_t)(n_syms ? n_syms : 1) * sizeof *m->nodes);
+    if (!m->nodes) { dl_set_error("dl_model_new: out of memory"); DL_FREE(m); return NULL; }
+    for (i = 0; i < n_in && ok; i++) {
+        dl__gnode *g = &m->nodes[m->n_nodes];
+        if (inputs[i]->mark) { dl_set_error("dl_model_new: inputs[%d] listed twice", i); ok = 0; break; }
+        memset(g, 0, sizeof *g);
+        g->dtype = inputs[i]->dtype;
+        g->ndim = inputs[i]->ndim;
+        memcpy(g->shape, inputs[i]->shape, sizeof g->shape);
+        m->inputs[i] = m->n_nodes;
+        inputs[i]->mark = ++m->n_nodes;
+    }
+    m->n_inputs = n_in;
+    for (i = 0; i < n_out && ok; i++) {
+        if (dl__place(m, outputs[i], 0) != 0) ok = 0;
+        else m->outputs[i] = outputs[i]->mark - 1;
+    }
+    m->n_outputs = n_out;
+    for (i = 0; i < m->n_nodes && ok; i++)
+        if (m->nodes[i].layer && dl__model_take(m, m->nodes[i].layer) != 0) ok = 0;
+    if (!ok) {   /* nothing taken: the symbols stay with the caller */
+        for (i = 0; i < m->n_layers; i++) m->layers[i]->refs--;
+        m->n_layers = 0;
+        dl_model_free(m);
+        return NULL;
+    }
+    for (s = dl__free_syms; s; s = next) {   /* the model now owns what it placed */
+        next = s->next;
+        if (s->mark) { dl__sym_unlink(s); DL_FREE(s); }
+    }
+    m->built = 1;
+    m->in_dtype = m->nodes[m->inputs[0]].dtype;
+    m->in_ndim = m->nodes[m->inputs[0]].ndim;
+    memcpy(m->in_shape, m->nodes[m->inputs[0]].shape, sizeof m->in_shape);
+    return m;
+}
+
+DLDEF dl_model *dl_custom_model(dl_model_fn forward, void *user, int n_layers, dl_layer *const *layers) {
+    dl_model *m;
+    int i;
+    if (!forward || n_layers < 0 || (n_layers > 0 && !layers)) {
+        dl_set_error("dl_custom_model: a forward function and a layer list needed");
+        return NULL;
+    }
+    for (i = 0; i < n_layers; i++) if (!layers[i]) { dl_set_error("dl_custom_model: layer %d is NULL", i); return NULL; }
+    if (!(m = dl__model_alloc(DL__CUSTOM, "custom_model"))) return NULL;
+    m->fn = forward;
+    m->user = user;
+    for (i = 0; i < n_layers; i++)
+        if (dl__model_take(m, layers[i]) != 0) { dl_model_free(m); return NULL; }
+    return m;
+}
+
+DLDEF void *dl_model_user(const dl_model *m) { return m ? m->user : NULL; }
+
+DLDEF int dl_sequential_add(dl_model *m, dl_layer *l) {
+    if (!m || m->kind != DL__SEQUENTIAL) { dl_set_error("dl_sequential_add: not a sequential model"); return -1; }
+    if (!l) return -1;
+    if (dl__model_has_layer(m, l)) { dl_set_error("dl_sequential_add: %s is already in the model", l->name); return -1; }
+    if (dl__model_take(m, l) != 0) return -1;
+    if (m->built) {   /* build the new layer now, so shapes and summaries stay valid */
+        m->built = 0;
+        return m->in_dtype == DL_I32 ? dl_model_build_ids(m, m->in_ndim, m->in_shape)
+                                     : dl_model_build(m, m->in_ndim, m->in_shape);
+    }
+    return 0;
+}
+
+/* ---- Running ---- */
+
+static void dl__model_note_input(dl_model *m, const dl_tensor *x) {
+    int i;
+    m->in_dtype = x->dtype;
+    m->in_ndim = x->ndim - 1;
+    for (i = 1; i < x->ndim; i++) m->in_shape[i - 1] = x->shape[i];
+}
+
+static int dl__graph_run(dl_model *m, int n_in, dl_tensor *const *in, int n_out, dl_tensor **out, int training) {
+    dl_tensor **val, *args[DL_LAYER_MAX_INPUTS];
+    int i, j;
+    if (n_in != m->n_inputs || n_out != m->n_outputs) {
+        dl_set_error("dl_model_call: %s takes %d inputs and gives %d outputs (called with %d and %d)", m->name,
+                     m->n_inputs, m->n_outputs, n_in, n_out);
+        return -1;
+    }
+    val = (dl_tensor **)dl_arena_alloc(dl_arena_current(), (size_t)m->n_nodes * sizeof *val);
+    if (!val) return -1;
+    for (i = 0; i < n_in; i++) {
+        const dl__gnode *g = &m->nodes[m->inputs[i]];
+        int ok = in[i] && in[i]->ndim == g->ndim + 1;
+        for (j = 0; ok && j < g->ndim; j++) ok = in[i]->shape[1 + j] == g->shape[j];
+        if (!in[i]) return -1;
+        if (!ok) {
+            char s[64];
+            dl_set_error("dl_model_call: input %d is %s, the model expects [batch%s%s", i, dl_shape_str(in[i], s, sizeof s),
+                         g->ndim ? ", ..." : "", "] as given to dl_Input");
+            return -1;
+        }
+        val[m->inputs[i]] = in[i];
+    }
+    for (i = 0; i < m->n_nodes; i++) {
+        const dl__gnode *g = &m->nodes[i];
+        if (!g->layer) continue;
+        for (j = 0; j < g->n_in; j++) args[j] = val[g->in[j]];
+        if (!(val[i] = dl_layer_call_n(g->layer, g->n_in, args, training))) return -1;
+    }
+    for (i = 0; i < n_out; i++) out[i] = val[m->outputs[i]];
+    return 0;
+}
+
+DLDEF int dl_model_call_n(dl_model *m, int n_in, dl_tensor *const *in, int n_out, dl_tensor **out, int training) {
+    int i;
+    if (!m || !in || !out) { dl_set_error("dl_model_call: NULL model or arguments"); return -1; }
+    if (m->kind == DL__FUNCTIONAL) return dl__graph_run(m, n_in, in, n_out, out, training);
+    if (n_in != 1 || n_out != 1) { dl_set_error("dl_model_call_n: %s has one input and one output", m->name); return -1; }
+    if (!in[0]) return -1;
+    if (m->kind == DL__SEQUENTIAL) {
+        dl_tensor *x = in[0];
+        for (i = 0; i < m->n_layers && x; i++) x = dl_layer_call(m->layers[i], x, training);
+        out[0] = x;
+    } else {
+        out[0] = m->fn(m, in[0], training);
+    }
+    if (!out[0]) return -1;
+    if (!m->built) { dl__model_note_input(m, in[0]); m->built = 1; }
+    return 0;
+}
+
+DLDEF dl_tensor *dl_model_call(dl_model *m, dl_tensor *x, int training) {
+    dl_tensor *y = NULL;
+    return dl_model_call_n(m, 1, &x, 1, &y, training) == 0 ? y : NULL;
+}
+
+static int dl__model_build(dl_model *m, dl_dtype dtype, int ndim, const int *shape) {
+    dl_arena *a, *prev;
+    dl_tensor *x, *y;
+    int full[DL_MAX_DIMS], i, grad;
+    if (!m) { dl_set_error("dl_model_build: NULL model"); return -1; }
+    if (ndim < 0 || ndim >= DL_MAX_DIMS || (ndim > 0 && !shape)) { dl_set_error("dl_model_build: bad shape"); return -1; }
+    if (m->kind == DL__FUNCTIONAL) return 0;   /* built by dl_model_new */
+    full[0] = 1;
+    for (i = 0; i < ndim; i++) {
+        if (shape[i] <= 0) { dl_set_error("dl_model_build: axis %d has size %d", i, shape[i]); return -1; }
+        full[1 + i] = shape[i];
+    }
+    if (!(a = dl_arena_new((size_t)1 << 16))) return -1;
+    prev = dl_arena_use(a);
+    grad = dl_no_grad(1);
+    x = dl_tmp(dtype, 1 + ndim, full);
+    y = dl_model_call(m, x, 0);
+    dl_no_grad(grad);
+    dl_arena_use(prev);
+    dl_arena_free(a);
+    return y ? 0 : -1;
+}
+DLDEF int dl_model_build(dl_model *m, int ndim, const int *shape) { return dl__model_build(m, DL_F32, ndim, shape); }
+DLDEF int dl_model_build_ids(dl_model *m, int ndim, const int *shape) { return dl__model_build(m, DL_I32, ndim, shape); }
+
+/* ---- Inspecting ---- */
+
+DLDEF int dl_model_num_layers(const dl_model *m) { return m ? m->n_layers : 0; }
+DLDEF dl_layer *dl_model_layer(const dl_model *m, int i) {
+    return m && i >= 0 && i < m->n_layers ? m->layers[i] : NULL;
+}
+DLDEF dl_layer *dl_model_get_layer(const dl_model *m, const char *name) {
+    int i;
+    if (!m || !name) return NULL;
+    for (i = 0; i < m->n_layers; i++) if (strcmp(m->layers[i]->name, name) == 0) return m->layers[i];
+    return NULL;
+}
+
+static int dl__weight_trainable(const dl_layer *l, int i) { return l->trainable && l->param_trainable[i]; }
+
+DLDEF int dl_model_weights(const dl_model *m, int trainable_only, dl_tensor **out, int cap) {
+    int i, j, n = 0;
+    if (!m) return 0;
+    for (i = 0; i < m->n_layers; i++)
+        for (j = 0; j < m->layers[i]->n_params; j++) {
+            if (trainable_only && !dl__weight_trainable(m->layers[i], j)) continue;
+            if (out && n < cap) out[n] = m->layers[i]->params[j];
+            n++;
+        }
+    return n;
+}
+
+static long dl__layer_count(const dl_layer *l, int trainable_only) {
+    long n = 0;
+    int j;
+    for (j = 0; j < l->n_params; j++)
+        if (!trainable_only || dl__weight_trainable(l, j)) n += (long)l->params[j]->numel;
+    return n;
+}
+
+DLDEF long dl_model_count_params(const dl_model *m, int trainable_only) {
+    long n = 0;
+    int i;
+    if (!m) return 0;
+    for (i = 0; i < m->n_layers; i++) n += dl__layer_count(m->layers[i], trainable_only);
+    return n;
+}
+
+/* A growing text buffer for the summary (snprintf semantics: counts what did not fit). */
+typedef struct dl__text { char *buf; size_t size, len; } dl__text;
+static void dl__put(dl__text *t, const char *fmt, ...) {
+    va_list ap;
+    int n;
+    va_start(ap, fmt);
+    n = vsnprintf(t->len < t->size ? t->buf + t->len : NULL, t->len < t->size ? t->size - t->len : 0, fmt, ap);
+    va_end(ap);
+    if (n > 0) t->len += (size_t)n;
+}
+
+static void dl__shape_tuple(char *s, size_t size, int ndim, const int *shape) {   /* "(None, 28, 28)" */
+    size_t n = (size_t)snprintf(s, size, "(None");
+    int i;
+    for (i = 0; i < ndim && n < size; i++) n += (size_t)snprintf(s + n, size - n, ", %d", shape[i]);
+    if (n < size) snprintf(s + n, size - n, ")");
+}
+
+static void dl__thousands(char *s, size_t size, long v) {   /* 101770 -> "101,770" */
+    char d[32];
+    int len = snprintf(d, sizeof d, "%ld", v), i, o = 0;
+    for (i = 0; i < len && (size_t)o + 2 < size; i++) {
+        if (i > 0 && d[i - 1] != '-' && (len - i) % 3 == 0) s[o++] = ',';
+        s[o++] = d[i];
+    }
+    s[o] = 0;
+}
+
+static void dl__rule(dl__text *t, char c, int width) {
+    int i;
+    for (i = 0; i < width; i++) dl__put(t, "%c", c);
+    dl__put(t, "\n");
+}
+
+DLDEF size_t dl_model_summary(dl_model *m, char *buf, size_t size) {
+    dl__text t;
+    char a[96], b[64], c[32];
+    int i, j, k, graph, width;
+    long total, trainable;
+    t.buf = buf; t.size = buf ? size : 0; t.len = 0;
+    if (buf && size) buf[0] = 0;
+    if (!m) { dl_set_error("dl_model_summary: NULL model"); return 0; }
+    if (!m->built) {
+        dl_set_error("dl_model_summary: %s is not built yet: call dl_model_build (or fit) first", m->name);
+        return 0;
+    }
+    graph = m->kind == DL__FUNCTIONAL;
+    width = graph ? 98 : 65;
+    dl__put(&t, "Model: \"%s\"\n", m->name);
+    dl__rule(&t, '_', width);
+    if (graph) dl__put(&t, " %-30s %-20s %-11s %s\n", "Layer (type)", "Output Shape", "Param #", "Connected to");
+    else dl__put(&t, " %-27s %-25s %s\n", "Layer (type)", "Output Shape", "Param #");
+    dl__rule(&t, '=', width);
+    if (graph) {
+        for (i = 0; i < m->n_inputs; i++) {
+            const dl__gnode *g = &m->nodes[m->inputs[i]];
+            snprintf(a, sizeof a, "input_%d (InputLayer)", i + 1);
+            dl__shape_tuple(b, sizeof b, g->ndim, g->shape);
+            dl__put(&t, " %-30s [%s]%*s %-11d []\n\n", a, b, (int)(19 - strlen(b) > 0 ? 19 - (int)strlen(b) : 0), "", 0);
+        }
+    }
+    for (i = 0; i < m->n_layers; i++) {
+        dl_layer *l = m->layers[i];
+        snprintf(a, sizeof a, "%s (%s)", l->name, l->ops->kind);
+        dl__shape_tuple(b, sizeof b, l->out_ndim, l->out_shape);
+        snprintf(c, sizeof c, "%ld", dl__layer_count(l, 0));   /* Keras: no separators in the rows */
+        if (!graph) { dl__put(&t, " %-27s %-25s %s\n\n", a, b, c); continue; }
+        dl__put(&t, " %-30s %-20s %-11s ", a, b, c);
+        dl__put(&t, "[");
+        for (j = 0, k = 0; j < m->n_nodes; j++) {   /* every application of the layer */
+            const dl__gnode *g = &m->nodes[j];
+            int q;
+            if (g->layer != l) continue;
+            for (q = 0; q < g->n_in; q++, k++) {
+                const dl__gnode *src = &m->nodes[g->in[q]];
+                int p;
+                if (src->layer) dl__put(&t, "%s'%s[0][0]'", k ? ", " : "", src->layer->name);
+                else
+                    for (p = 0; p < m->n_inputs; p++)
+                        if (m->inputs[p] == g->in[q]) dl__put(&t, "%s'input_%d[0][0]'", k ? ", " : "", p + 1);
+            }
+        }
+        dl__put(&t, "]\n\n");
+    }
+    dl__rule(&t, '=', width);
+    total = dl_model_count_params(m, 0);
+    trainable = dl_model_count_params(m, 1);
+    dl__thousands(c, sizeof c, total);
+    dl__put(&t, "Total params: %s\n", c);
+    dl__thousands(c, sizeof c, trainable);
+    dl__put(&t, "Trainable params: %s\n", c);
+    dl__thousands(c, sizeof c, total - trainable);
+    dl__put(&t, "Non-trainable params: %s\n", c);
+    dl__rule(&t, '_', width);
+    return t.len;
+}
+
+#ifndef DL_NO_STDIO
+DLDEF int dl_model_print_summary(dl_model *m) {
+    size_t n = dl_model_summary(m, NULL, 0);
+    char *s;
+    if (!n) return -1;
+    if (!(s = (char *)DL_MALLOC(n + 1))) { dl_set_error("dl_model_print_summary: out of memory"); return -1; }
+    dl_model_summary(m, s, n + 1);
+    fputs(s, stdout);
+    DL_FREE(s);
+    return 0;
+}
+#endif
+/* ==== TRAINING: implementation ============================================================== */
+
+static const char *const dl__metric_names[DL_MAX_METRICS] = {"accuracy", "top_k_accuracy", "precision", "recall",
+                                                             "mse", "mae"};
+
+DLDEF int dl_compile(dl_model *m, dl_optim *opt, dl_loss loss, unsigned metrics) {
+    if (!m) { dl_optim_free(opt); dl_set_error("dl_compile: NULL model"); return -1; }
+    if (!opt) { dl_set_error("dl_compile: NULL optimizer (did its constructor fail? %s)", dl_error()); return -1; }
+    if (loss < DL_LOSS_SPARSE_CATEGORICAL_CE || loss > DL_LOSS_HUBER) {
+        dl_optim_free(opt);
+        dl_set_error("dl_compile: unknown loss %d", (int)loss);
+        return -1;
+    }
+    if (metrics >> DL_MAX_METRICS) { dl_optim_free(opt); dl_set_error("dl_compile: unknown metric bits 0x%x", metrics); return -1; }
+    if (dl_optim_param_count(opt) != 0) {
+        dl_optim_free(opt);
+        dl_set_error("dl_compile: give a fresh optimizer (the model adds its own weights to it)");
+        return -1;
+    }
+    if (m->opt != opt) dl_optim_free(m->opt);
+    m->opt = opt;
+    m->opt_bound = 0;
+    m->loss = loss;
+    m->metrics = metrics;
+    m->compiled = 1;
+    return 0;
+}
+
+DLDEF void dl_model_set_top_k(dl_model *m, int k) { if (m && k > 0) m->top_k = k; }
+DLDEF dl_optim *dl_model_optimizer(const dl_model *m) { return m ? m->opt : NULL; }
+DLDEF void dl_model_stop_training(dl_model *m) { if (m) m->stop = 1; }
+
+/* The layer whose output is the model's (single) output, to know whether it is a probability. */
+static const dl_layer *dl__output_layer(const dl_model *m) {
+    if (m->kind == DL__SEQUENTIAL && m->n_layers) return m->layers[m->n_layers - 1];
+    if (m->kind == DL__FUNCTIONAL && m->n_outputs == 1) return m->nodes[m->outputs[0]].layer;
+    return NULL;
+}
+static int dl__outputs_probs(const dl_model *m) {
+    int act = dl__layer_act(dl__output_layer(m));
+    return m->loss == DL_LOSS_BINARY_CE ? act == DL_SIGMOID : act == DL_SOFTMAX;
+}
+
+/* targets in the shape of pred when they hold as many values ([N] for [N, 1]) */
+static dl_tensor *dl__match(dl_tensor *target, dl_tensor *pred) {
+    if (target->ndim != pred->ndim && target->numel == pred->numel) return dl_reshape(target, pred->ndim, pred->shape);
+    return target;
+}
+
+DLDEF dl_tensor *dl_model_loss(dl_model *m, dl_tensor *out, dl_tensor *y) {
+    const float eps = 1e-7f;
+    int probs;
+    if (!m || !m->compiled) { dl_set_error("dl_model_loss: the model is not compiled"); return NULL; }
+    if (!out || !y) { if (!y && out) dl_set_error("dl_model_loss: no targets (the data set has no labels)"); return NULL; }
+    probs = dl__outputs_probs(m);
+    switch (m->loss) {
+    case DL_LOSS_SPARSE_CATEGORICAL_CE:
+        if (y->dtype != DL_I32) y = dl_cast(y, DL_I32);
+        if (!probs) return dl_cross_entropy(out, y);
+        if (!y || out->ndim != 2 || y->ndim != 1 || y->shape[0] != out->shape[0]) {
+            dl_set_error("dl_model_loss: probabilities [N, C] and labels [N] needed");
+            return NULL;
+        }   /* -mean(log p[label]) with p clipped as Keras does */
+        return dl_neg(dl_mean_all(dl_gather(dl_log(dl_clamp(out, eps, 1.0f - eps)), 1, dl_unsqueeze(y, 1))));
+    case DL_LOSS_CATEGORICAL_CE: {
+        dl_tensor *logp;
+        int axis = out->ndim - 1;
+        if (y->dtype != DL_F32) y = dl_cast(y, DL_F32);
+        logp = probs ? dl_log(dl_clamp(out, eps, 1.0f - eps)) : dl_log_softmax(out, axis);
+        return dl_neg(dl_mean_all(dl_sum(dl_mul(y, logp), 1, &axis, 0)));
+    }
+    case DL_LOSS_BINARY_CE:
+        if (y->dtype != DL_F32) y = dl_cast(y, DL_F32);
+        y = dl__match(y, out);
+        if (!probs) return dl_bce_with_logits(out, y);
+        {   /* -mean(y log p + (1 - y) log(1 - p)) */
+            dl_tensor *p = dl_clamp(out, eps, 1.0f - eps);
+            return dl_neg(dl_mean_all(dl_add(dl_mul(y, dl_log(p)), dl_mul(dl_rsub_scalar(1.0f, y), dl_log(dl_rsub_scalar(1.0f, p))))));
+        }
+    case DL_LOSS_MSE: case DL_LOSS_MAE: case DL_LOSS_HUBER:
+        if (y->dtype != DL_F32) y = dl_cast(y, DL_F32);
+        y = dl__match(y, out);
+        return m->loss == DL_LOSS_MSE ? dl_mse(out, y) : m->loss == DL_LOSS_MAE ? dl_l1(out, y) : dl_huber(out, y, 1.0f);
+    }
+    dl_set_error("dl_model_loss: unknown loss");
+    return NULL;
+}
+
+/* ---- Metrics: accumulated over batches, read as Keras reports them ---- */
+
+typedef struct dl__meter {
+    unsigned metrics;
+    int top_k, probs;
+    dl_loss loss;
+    double loss_sum, sq_sum, abs_sum, n_values;
+    long n, correct, topk;
+    int classes;               /* for macro precision/recall (0 until the first batch) */
+    double *tp, *fp, *fn;      /* [classes] each, one allocation */
+} dl__meter;
+
+static void dl__meter_init(dl__meter *mt, const dl_model *m) {
+    memset(mt, 0, sizeof *mt);
+    mt->metrics = m->metrics;
+    mt->top_k = m->top_k;
+    mt->loss = m->loss;
+    mt->probs = dl__outputs_probs(m);
+}
+static void dl__meter_reset(dl__meter *mt) {
+    int c;
+    mt->loss_sum = mt->sq_sum = mt->abs_sum = mt->n_values = 0;
+    mt->n = mt->correct = mt->topk = 0;
+    for (c = 0; c < mt->classes * 3; c++) mt->tp[c] = 0;
+}
+static void dl__meter_free(dl__meter *mt) { DL_FREE(mt->tp); mt->tp = NULL; }
+
+/* The label of sample i: a class index, or a value for binary/regression targets. */
+static int dl__meter_add(dl__meter *mt, dl_tensor *out, dl_tensor *y, double loss) {
+    const float *o;
+    int b, c, C, i, k, binary;
+    if (!out || out->dtype != DL_F32) return -1;
+    b = out->shape[0];
+    mt->loss_sum += loss * b;
+    mt->n += b;
+    if (!mt->metrics || !y) return 0;
+    if (!(o = dl_contig_f32(out))) return -1;
+    C = (int)(out->numel / (size_t)b);
+    binary = C == 1 || mt->loss == DL_LOSS_BINARY_CE;
+    if ((mt->metrics & (DL_METRIC_PRECISION | DL_METRIC_RECALL)) && !mt->tp) {
+        mt->classes = binary ? 1 : C;
+        mt->tp = (double *)DL_MALLOC(sizeof(double) * 3 * (size_t)mt->classes);
+        if (!mt->tp) { dl_set_error("dl_fit: out of memory"); return -1; }
+        mt->fp = mt->tp + mt->classes;
+        mt->fn = mt->fp + mt->classes;
+        for (c = 0; c < 3 * mt->classes; c++) mt->tp[c] = 0;
+    }
+    for (i = 0; i < b; i++) {
+        const float *row = o + (size_t)i * (size_t)C;
+        double target;
+        int label, pred;
+        size_t yi = (size_t)i * (y->numel / (size_t)b);
+        if (y->dtype == DL_I32) target = ((const int32_t *)y->data)[yi];
+        else if (mt->loss == DL_LOSS_CATEGORICAL_CE) {   /* one-hot targets: the argmax */
+            const float *t = (const float *)y->data + yi;
+            for (k = 1, target = 0; k < C; k++) if (t[k] > t[(int)target]) target = k;
+        } else target = ((const float *)y->data)[yi];
+        if (binary) {
+            double p = mt->probs || (mt->loss != DL_LOSS_BINARY_CE) ? row[0] : 1.0 / (1.0 + exp(-row[0]));
+            pred = p > 0.5;
+            label = target > 0.5;
+        } else {
+            for (k = 1, pred = 0; k < C; k++) if (row[k] > row[pred]) pred = k;
+            label = (int)target;
+        }
+        if (mt->metrics & DL_METRIC_ACCURACY) mt->correct += pred == label;
+        if ((mt->metrics & DL_METRIC_TOP_K) && !binary && label >= 0 && label < C) {
+            int above = 0;   /* ties count as in the top k, as tf.math.in_top_k */
+            for (k = 0; k < C; k++) above += row[k] > row[label];
+            mt->topk += above < mt->top_k;
+        }
+        if (mt->tp) {
+            if (binary) { mt->tp[0] += pred && label; mt->fp[0] += pred && !label; mt->fn[0] += !pred && label; }
+            else if (label >= 0 && label < C) {
+                if (pred == label) mt->tp[pred] += 1;
+                else { mt->fp[pred] += 1; mt->fn[label] += 1; }
+            }
+        }
+        if (mt->metrics & (DL_METRIC_MSE | DL_METRIC_MAE)) {
+            if (C == 1 || (y->dtype == DL_F32 && y->numel == out->numel)) {
+                const float *t = y->dtype == DL_F32 ? (const float *)y->data + yi : NULL;
+                for (k = 0; k < C; k++) {
+                    double d = row[k] - (t ? t[k] : target);
+                    mt->sq_sum += d * d;
+                    mt->abs_sum += fabs(d);
+                }
+                mt->n_values += C;
+            }
+        }
+    }
+    return 0;
+}
+
+static double dl__ratio(double a, double b) { return b > 0 ? a / b : 0.0; }
+
+/* Fills names/values (loss first) in logs order; returns how many. */
+static int dl__meter_read(const dl__meter *mt, const char **names, double *values) {
+    int n = 0, j, c;
+    names[n] = "loss";
+    values[n++] = dl__ratio(mt->loss_sum, (double)mt->n);
+    for (j = 0; j < DL_MAX_METRICS; j++) {
+        double v = 0;
+        if (!(mt->metrics & (1u << j))) continue;
+        switch (1u << j) {
+        case DL_METRIC_ACCURACY: v = dl__ratio((double)mt->correct, (double)mt->n); break;
+        case DL_METRIC_TOP_K: v = dl__ratio((double)mt->topk, (double)mt->n); break;
+        case DL_METRIC_PRECISION: case DL_METRIC_RECALL:
+            for (c = 0; c < mt->classes; c++)
+                v += dl__ratio(mt->tp[c], mt->tp[c] + ((1u << j) == DL_METRIC_PRECISION ? mt->fp[c] : mt->fn[c]));
+            v = dl__ratio(v, mt->classes);
+            break;
+        case DL_METRIC_MSE: v = dl__ratio(mt->sq_sum, mt->n_values); break;
+        case DL_METRIC_MAE: v = dl__ratio(mt->abs_sum, mt->n_values); break;
+        }
+        names[n] = dl__metric_names[j];
+        values[n++] = v;
+    }
+    return n;
+}
+
+DLDEF double dl_logs_get(const dl_logs *logs, const char *name) {
+    int i, val;
+    if (!logs || !name) return NAN;
+    val = strncmp(name, "val_", 4) == 0;
+    if (val && !logs->has_val) return NAN;
+    for (i = 0; i < logs->n; i++)
+        if (strcmp(logs->names[i], name + (val ? 4 : 0)) == 0) return val ? logs->val_values[i] : logs->values[i];
+    if (strcmp(name, "lr") == 0) return logs->lr;
+    return NAN;
+}
+
+DLDEF double dl_history_get(const dl_history *h, const char *name, int epoch) {
+    int i;
+    if (!h || !name || epoch < 0 || epoch >= h->epochs) return NAN;
+    for (i = 0; i < h->n; i++)
+        if (strcmp(h->names[i], name) == 0) return h->values[(size_t)epoch * (size_t)h->n + (size_t)i];
+    return NAN;
+}
+
+/* ---- One training step ---- */
+
+static int dl__bind_optimizer(dl_model *m) {
+    dl_tensor *w[256] = {NULL}, **ws = w;
+    int n, r;
+    if (m->opt_bound) return 0;
+    n = dl_model_weights(m, 1, NULL, 0);
+    if (n > 256 && !(ws = (dl_tensor **)DL_MALLOC((size_t)n * sizeof *ws))) { dl_set_error("dl_fit: out of memory"); return -1; }
+    dl_model_weights(m, 1, ws, n);
+    r = dl_optim_add_params(m->opt, n, ws);
+    if (ws != w) DL_FREE(ws);
+    if (r != 0) return -1;
+    m->opt_bound = 1;
+    return 0;
+}
+
+/* forward, loss, backward, update; the output goes to *out for the metrics */
+static double dl__train_step(dl_model *m, dl_tensor *x, dl_tensor *y, dl_tensor **out) {
+    dl_tensor *o, *loss;
+    double v;
+    if (!m->compiled) { dl_set_error("dl_fit: compile the model first (dl_compile)"); return NAN; }
+    if (!m->built || !m->opt_bound) {   /* the first batch builds the weights, then the optimizer gets them */
+        int grad = dl_no_grad(1);
+        o = dl_model_call(m, x, 0);
+        dl_no_grad(grad);
+        if (!o || dl__bind_optimizer(m) != 0) return NAN;
+    }
+    dl_optim_zero_grad(m->opt);
+    o = dl_model_call(m, x, 1);
+    loss = dl_model_loss(m, o, y);
+    if (!loss) return NAN;
+    v = dl_item(loss);
+    if (dl_backward(loss) != 0 || dl_optim_step(m->opt) != 0) return NAN;
+    if (out) *out = o;
+    return v;
+}
+
+DLDEF double dl_train_on_batch(dl_model *m, dl_tensor *x, dl_tensor *y) {
+    if (!m) { dl_set_error("dl_train_on_batch: NULL model"); return NAN; }
+    return dl__train_step(m, x, y, NULL);
+}
+
+/* ---- Progress output, Keras style ---- */
+
+static void dl__fmt_time(char *s, size_t size, double sec) {
+    if (sec >= 3600) snprintf(s, size, "%d:%02d:%02d", (int)(sec / 3600), (int)(sec / 60) % 60, (int)sec % 60);
+    else if (sec >= 60) snprintf(s, size, "%d:%02d", (int)(sec / 60), (int)sec % 60);
+    else snprintf(s, size, "%ds", (int)sec);
+}
+
+static void dl__print_per_step(double sec) {   /* Keras: "2s/step", "35ms/step" or "512us/step" */
+    if (sec >= 1) printf("%.0fs/step", sec);
+    else if (sec >= 1e-3) printf("%.0fms/step", sec * 1e3);
+    else printf("%.0fus/step", sec * 1e6);
+}
+
+static void dl__print_values(const dl_logs *lg) {
+    int i;
+    for (i = 0; i < lg->n; i++) printf(" - %s: %.4f", lg->names[i], lg->values[i]);
+    if (lg->has_val)
+        for (i = 0; i < lg->n; i++) printf(" - val_%s: %.4f", lg->names[i], lg->val_values[i]);
+}
+
+/* The bar: "  32/1875 [>.....] - ETA: 30s - loss: 0.61 - accuracy: 0.78" (carriage return) */
+static void dl__print_bar(const dl_logs *lg, int done) {
+    char t[32];
+    int i, width = 30, filled = lg->batches ? (int)((double)width * (lg->batch + 1) / lg->batches) : width;
+    int digits = snprintf(t, sizeof t, "%d", lg->batches);
+    printf("\r%*d/%d [", digits, lg->batch + 1, lg->batches);
+    for (i = 0; i < width; i++) putchar(i < filled - 1 || (done && i < filled) ? '=' : i == filled - 1 ? '>' : '.');
+    printf("]");
+    if (done) {
+        dl__fmt_time(t, sizeof t, lg->seconds);
+        printf(" - %s ", t);
+        dl__print_per_step(lg->seconds / (lg->batches ? lg->batches : 1));
+    } else {
+        dl__fmt_time(t, sizeof t, lg->seconds / (lg->batch + 1) * (lg->batches - lg->batch - 1));
+        printf(" - ETA: %s", t);
+    }
+    dl__print_values(lg);
+    printf("\033[K%s", done ? "\n" : "");   /* clear what a longer earlier line left */
+    fflush(stdout);
+}
+
+static int dl__stdout_is_terminal(void) {
+#if !defined(_WIN32)
+    return isatty(1);
+#else
+    return 0;
+#endif
+}
+
+/* ---- evaluate / predict ---- */
+
+static int dl__evaluate(dl_model *m, const dl_dataset *ds, int batch_size, dl__meter *mt) {
+    dl_batcher *b;
+    dl_tensor *x, *y, *out, *loss;
+    dl_arena *arena = dl_arena_current();
+    int r, grad = dl_no_grad(1), ok = 0;
+    dl__meter_reset(mt);
+    if (!(b = dl_batcher_new(ds, batch_size, NULL))) { dl_no_grad(grad); return -1; }
+    for (;;) {
+        dl_arena_reset(arena);
+        r = dl_batcher_next(b, &x, &y);
+        if (r <= 0) { ok = r == 0; break; }
+        out = dl_model_call(m, x, 0);
+        loss = dl_model_loss(m, out, y);
+        if (!loss || dl__meter_add(mt, out, y, dl_item(loss)) != 0) break;
+    }
+    dl_batcher_free(b);
+    dl_no_grad(grad);
+    return ok ? 0 : -1;
+}
+
+DLDEF int dl_evaluate(dl_model *m, const dl_dataset *ds, int batch_size, dl_logs *logs) {
+    dl__meter mt;
+    int r;
+    if (!m || !ds || !logs) { dl_set_error("dl_evaluate: NULL argument"); return -1; }
+    if (!m->compiled) { dl_set_error("dl_evaluate: compile the model first (dl_compile)"); return -1; }
+    memset(logs, 0, sizeof *logs);
+    dl__meter_init(&mt, m);
+    r = dl__evaluate(m, ds, batch_size > 0 ? batch_size : 32, &mt);
+    if (r == 0) logs->n = dl__meter_read(&mt, logs->names, logs->values);
+    dl__meter_free(&mt);
+    return r;
+}
+
+DLDEF dl_tensor *dl_predict(dl_model *m, const dl_tensor *x, int batch_size) {
+    dl_tensor *res = NULL;
+    dl_arena *arena = dl_arena_current();
+    int n, start, grad, shape[DL_MAX_DIMS], i;
+    if (!m || !x) { dl_set_error("dl_predict: NULL argument"); return NULL; }
+    if (x->ndim < 1 || x->device != DL_CPU) { dl_set_error("dl_predict: x needs a batch axis"); return NULL; }
+    if (batch_size <= 0) batch_size = 32;
+    n = x->shape[0];
+    grad = dl_no_grad(1);
+    for (start = 0; start < n; start += batch_size) {
+        int stop = start + batch_size < n ? start + batch_size : n;
+        dl_tensor *xb, *out;
+        dl_arena_reset(arena);
+        xb = dl_slice((dl_tensor *)x, 0, start, stop, 1);   /* a view: read only */
+        if (!(out = dl_contiguous(dl_model_call(m, xb, 0)))) break;
+        if (!res) {
+            shape[0] = n;
+            for (i = 1; i < out->ndim; i++) shape[i] = out->shape[i];
+            if (!(res = dl_tensor_new(out->dtype, out->ndim, shape))) break;
+        }
+        memcpy((char *)res->data + (size_t)start * (res->numel / (size_t)n) * dl_dtype_size(res->dtype), out->data,
+               out->numel * dl_dtype_size(out->dtype));
+    }
+    dl_no_grad(grad);
+    if (start < n) { dl_tensor_free(res); return NULL; }
+    if (!res) dl_set_error("dl_predict: no samples");
+    return res;
+}
+
+/* ---- fit ---- */
+
+static int dl__history_add(dl_history *h, const dl_logs *lg) {
+    int i, n = lg->n * (lg->has_val ? 2 : 1);
+    double *v;
+    if (h->epochs == 0) {
+        h->n = n;
+        for (i = 0; i < lg->n; i++) h->names[i] = lg->names[i];
+        for (i = 0; lg->has_val && i < lg->n; i++) {
+            static const char *const val_names[1 + DL_MAX_METRICS] = {"val_loss", "val_accuracy", "val_top_k_accuracy",
+                "val_precision", "val_recall", "val_mse", "val_mae"};
+            int j;
+            h->names[lg->n + i] = "val_?";
+            if (strcmp(lg->names[i], "loss") == 0) h->names[lg->n + i] = val_names[0];
+            for (j = 0; j < DL_MAX_METRICS; j++)
+                if (strcmp(lg->names[i], dl__metric_names[j]) == 0) h->names[lg->n + i] = val_names[1 + j];
+        }
+    }
+    v = (double *)DL_REALLOC(h->values, (size_t)(h->epochs + 1) * (size_t)h->n * sizeof *v);
+    if (!v) { dl_set_error("dl_fit: out of memory"); return -1; }
+    h->values = v;
+    v += (size_t)h->epochs * (size_t)h->n;
+    for (i = 0; i < lg->n; i++) v[i] = lg->values[i];
+    for (i = 0; lg->has_val && i < lg->n && lg->n + i < h->n; i++) v[lg->n + i] = lg->val_values[i];
+    h->epochs++;
+    return 0;
+}
+
+DLDEF const dl_history *dl_fit(dl_model *m, const dl_dataset *ds, const dl_fit_opts *opts) {
+    dl_fit_opts o;
+    dl_dataset *train_part = NULL, *val_part = NULL;
+    const dl_dataset *train, *val;
+    dl_batcher *b = NULL;
+    dl_batch_opts bo;
+    dl__meter mt, vmt;
+    dl_logs lg;
+    dl_arena *arena = dl_arena_current();
+    int epoch, i, style, ok = 0, r;
+    double t0;
+    if (!m || !ds) { dl_set_error("dl_fit: NULL model or data set"); return NULL; }
+    if (!m->compiled) { dl_set_error("dl_fit: compile the model first (dl_compile)"); return NULL; }
+    if (opts) o = *opts; else memset(&o, 0, sizeof o);
+    if (o.epochs <= 0) o.epochs = 1;
+    if (o.batch_size <= 0) o.batch_size = 32;
+    if (o.n_callbacks < 0 || (o.n_callbacks > 0 && !o.callbacks)) { dl_set_error("dl_fit: bad callback list"); return NULL; }
+    if (!(o.validation_split >= 0.0f && o.validation_split < 1.0f)) {
+        dl_set_error("dl_fit: validation_split %g must be in [0, 1)", (double)o.validation_split);
+        return NULL;
+    }
+    if (!ds->x || ds->n <= 0) { dl_set_error("dl_fit: empty data set"); return NULL; }
+    train = ds;
+    val = o.validation_data;
+    if (!val && o.validation_split > 0.0f) {   /* Keras: the last samples, before any shuffling */
+        int nv = (int)((double)o.validation_split * ds->n), nt = ds->n - nv, *idx;
+        if (nv < 1 || nt < 1) { dl_set_error("dl_fit: validation_split leaves an empty part"); return NULL; }
+        if (!(idx = (int *)DL_MALLOC((size_t)ds->n * sizeof *idx))) { dl_set_error("dl_fit: out of memory"); return NULL; }
+        for (i = 0; i < ds->n; i++) idx[i] = i;
+        train_part = dl_dataset_subset(ds, idx, nt);
+        val_part = dl_dataset_subset(ds, idx + nt, nv);
+        DL_FREE(idx);
+        if (!train_part || !val_part) { dl_dataset_free(train_part); dl_dataset_free(val_part); return NULL; }
+        train = train_part;
+        val = val_part;
+    }
+    memset(&bo, 0, sizeof bo);
+    bo.shuffle = !o.no_shuffle;
+    bo.seed = o.seed;
+    style = o.verbose == 0 ? (dl__stdout_is_terminal() ? 1 : 2) : o.verbose;
+    dl__meter_init(&mt, m);
+    dl__meter_init(&vmt, m);
+    DL_FREE(m->history.values);
+    memset(&m->history, 0, sizeof m->history);
+    m->stop = 0;
+    if (!(b = dl_batcher_new(train, o.batch_size, &bo))) goto done;
+    for (i = 0; i < o.n_callbacks; i++)
+        if (o.callbacks[i] && o.callbacks[i]->on_train_begin) o.callbacks[i]->on_train_begin(o.callbacks[i], m);
+    for (epoch = o.initial_epoch; epoch < o.epochs && !m->stop; epoch++) {
+        dl_tensor *x, *y, *out = NULL;
+        memset(&lg, 0, sizeof lg);
+        lg.epoch = epoch;
+        lg.epochs = o.epochs;
+        lg.batches = dl_batcher_len(b);
+        dl_batcher_set_epoch(b, epoch);
+        for (i = 0; i < o.n_callbacks; i++)
+            if (o.callbacks[i] && o.callbacks[i]->on_epoch_begin) o.callbacks[i]->on_epoch_begin(o.callbacks[i], m, epoch);
+        if (style == 1 || style == 2) printf("Epoch %d/%d\n", epoch + 1, o.epochs);
+        dl__meter_reset(&mt);
+        t0 = dl__now();
+        for (lg.batch = 0;; lg.batch++) {
+            double loss;
+            dl_arena_reset(arena);
+            r = dl_batcher_next(b, &x, &y);
+            if (r < 0) goto done;
+            if (r == 0) break;
+            out = NULL;
+            loss = dl__train_step(m, x, y, &out);
+            if (loss != loss && !out) goto done;   /* NaN from a failure (a NaN loss itself keeps going) */
+            if (dl__meter_add(&mt, out, y, loss) != 0) goto done;
+            lg.n = dl__meter_read(&mt, lg.names, lg.values);
+            lg.lr = dl_optim_lr(m->opt);
+            lg.seconds = dl__now() - t0;
+            for (i = 0; i < o.n_callbacks; i++)
+                if (o.callbacks[i] && o.callbacks[i]->on_batch_end) o.callbacks[i]->on_batch_end(o.callbacks[i], m, &lg);
+            if (style == 1) {
+                static double last;
+                double now = dl__now();
+                if (now - last > 0.1 || lg.batch == 0) { dl__print_bar(&lg, 0); last = now; }
+            }
+        }
+        lg.batch = lg.batches - 1;
+        lg.n = dl__meter_read(&mt, lg.names, lg.values);
+        if (val) {
+            if (dl__evaluate(m, val, o.batch_size, &vmt) != 0) goto done;
+            dl__meter_read(&vmt, lg.names, lg.val_values);
+            lg.has_val = 1;
+        }
+        lg.lr = dl_optim_lr(m->opt);
+        lg.seconds = dl__now() - t0;
+        if (dl__history_add(&m->history, &lg) != 0) goto done;
+        for (i = 0; i < o.n_callbacks; i++)
+            if (o.callbacks[i] && o.callbacks[i]->on_epoch_end) o.callbacks[i]->on_epoch_end(o.callbacks[i], m, &lg);
+        if (style == 1) dl__print_bar(&lg, 1);
+        else if (style == 2) {
+            char t[32];
+            dl__fmt_time(t, sizeof t, lg.seconds);
+            printf("%d/%d - %s - ", lg.batches, lg.batches, t);
+            dl__print_per_step(lg.seconds / (lg.batches ? lg.batches : 1));
+            dl__print_values(&lg);
+            printf("\n");
+            fflush(stdout);
+        }
+    }
+    for (i = 0; i < o.n_callbacks; i++)
+        if (o.callbacks[i] && o.callbacks[i]->on_train_end) o.callbacks[i]->on_train_end(o.callbacks[i], m);
+    ok = 1;
+done:
+    dl_batcher_free(b);
+    dl__meter_free(&mt);
+    dl__meter_free(&vmt);
+    dl_dataset_free(train_part);
+    dl_dataset_free(val_part);
+    dl_arena_reset(arena);
+    return ok ? &m->history : NULL;
+}
+
+/* ---- Built-in callbacks ---- */
+
+DLDEF void dl_callback_free(dl_callback *cb) {
+    if (!cb) return;
+    if (cb->destroy) cb->destroy(cb);
+    DL_FREE(cb);
+}
+
+static dl_callback *dl__callback_new(size_t state) {
+    dl_callback *cb = (dl_callback *)DL_MALLOC(sizeof *cb + state);
+    if (!cb) { dl_set_error("dl_callback: out of memory"); return NULL; }
+    memset(cb, 0, sizeof *cb + state);
+    cb->user = cb + 1;
+    return cb;
+}
+
+/* lower is better for losses and errors */
+static int dl__lower_is_better(const char *monitor) {
+    size_t n = strlen(monitor);
+    return (n >= 4 && strcmp(monitor + n - 4, "loss") == 0) || (n >= 3 && (strcmp(monitor + n - 3, "mse") == 0 ||
+                                                                          strcmp(monitor + n - 3, "mae") == 0));
+}
+
+typedef struct dl__early {
+    char monitor[48];
+    double min_delta, best;
+    int patience, restore, wait, lower, stopped;
+    int n_saved;
+    dl_tensor **live, **saved;   /* the model's weights and copies from the best epoch */
+} dl__early;
+
+static void dl__early_free_saved(dl__early *e) {
+    int i;
+    for (i = 0; i < e->n_saved; i++) dl_tensor_free(e->saved[i]);
+    DL_FREE(e->live);
+    e->live = e->saved = NULL;
+    e->n_saved = 0;
+}
+static void dl__early_begin(dl_callback *cb, dl_model *m) {
+    dl__early *e = (dl__early *)cb->user;
+    (void)m;
+    e->wait = 0;
+    e->stopped = 0;
+    e->best = e->lower ? INFINITY : -INFINITY;
+    dl__early_free_saved(e);
+}
+static void dl__early_epoch(dl_callback *cb, dl_model *m, const dl_logs *lg) {
+    dl__early *e = (dl__early *)cb->user;
+    double v = dl_logs_get(lg, e->monitor);
+    int i, n;
+    if (v != v) return;   /* not logged (yet): Keras warns and goes on */
+    if (e->lower ? v < e->best - e->min_delta : v > e->best + e->min_delta) {
+        e->best = v;
+        e->wait = 0;
+        if (!e->restore) return;
+        if (!e->live) {   /* first improvement: remember which tensors, and copy them */
+            n = dl_model_weights(m, 0, NULL, 0);
+            if (!(e->live = (dl_tensor **)DL_MALLOC(2 * (size_t)(n ? n : 1) * sizeof *e->live))) return;
+            e->saved = e->live + n;
+            dl_model_weights(m, 0, e->live, n);
+            for (i = 0; i < n; i++) e->saved[i] = dl_tensor_clone(e->live[i]);
+            e->n_saved = n;
+        } else {
+            for (i = 0; i < e->n_saved; i++) dl_copy(e->saved[i], e->live[i]);
+        }
+        return;
+    }
+    if (++e->wait >= e->patience) {
+        e->stopped = 1;
+        dl_model_stop_training(m);
+    }
+}
+/* Keras puts the best weights back when it stopped the training early. */
+static void dl__early_end(dl_callback *cb, dl_model *m) {
+    dl__early *e = (dl__early *)cb->user;
+    int i;
+    (void)m;
+    if (!e->restore || !e->stopped) return;
+    for (i = 0; i < e->n_saved; i++) if (e->saved[i]) dl_copy(e->live[i], e->saved[i]);
+}
+static void dl__early_destroy(dl_callback *cb) { dl__early_free_saved((dl__early *)cb->user); }
+
+DLDEF dl_callback *dl_early_stopping(const char *monitor, double min_delta, int patience, int restore_best_weights) {
+    dl_callback *cb;
+    dl__early *e;
+    if (!monitor || strlen(monitor) >= sizeof e->monitor || patience < 0 || !(min_delta >= 0)) {
+        dl_set_error("dl_early_stopping: a monitor name, patience >= 0 and min_delta >= 0 needed");
+        return NULL;
+    }
+    if (!(cb = dl__callback_new(sizeof(dl__early)))) return NULL;
+    e = (dl__early *)cb->user;
+    snprintf(e->monitor, sizeof e->monitor, "%s", monitor);
+    e->min_delta = min_delta;
+    e->patience = patience > 0 ? patience : 1;
+    e->restore = restore_best_weights;
+    e->lower = dl__lower_is_better(monitor);
+    cb->on_train_begin = dl__early_begin;
+    cb->on_epoch_end = dl__early_epoch;
+    cb->on_train_end = dl__early_end;
+    cb->destroy = dl__early_destroy;
+    return cb;
+}
+
+typedef struct dl__ckpt {
+    char path[512], monitor[48];
+    int best_only, lower;
+    double best;
+} dl__ckpt;
+
+static void dl__ckpt_begin(dl_callback *cb, dl_model *m) {
+    dl__ckpt *c = (dl__ckpt *)cb->user;
+    (void)m;
+    c->best = c->lower ? INFINITY : -INFINITY;
+}
+static void dl__ckpt_epoch(dl_callback *cb, dl_model *m, const dl_logs *lg) {
+    dl__ckpt *c = (dl__ckpt *)cb->user;
+    char path[600];
+    const char *pct = strstr(c->path, "%d");
+    if (c->best_only) {
+        double v = dl_logs_get(lg, c->monitor);
+        if (v != v || !(c->lower ? v < c->best : v > c->best)) return;
+        c->best = v;
+    }
+    if (pct) snprintf(path, sizeof path, "%.*s%d%s", (int)(pct - c->path), c->path, lg->epoch + 1, pct + 2);
+    else snprintf(path, sizeof path, "%s", c->path);
+#ifndef DL_NO_STDIO
+    if (dl_model_save(m, path, 1) != 0) fprintf(stderr, "dl_model_checkpoint: %s\n", dl_error());
+#else
+    (void)m;
+#endif
+}
+
+DLDEF dl_callback *dl_model_checkpoint(const char *path, const char *monitor, int save_best_only) {
+    dl_callback *cb;
+    dl__ckpt *c;
+    if (!path || strlen(path) >= sizeof c->path || (save_best_only && (!monitor || strlen(monitor) >= sizeof c->monitor))) {
+        dl_set_error("dl_model_checkpoint: a path (< 512 bytes) and, with save_best_only, a monitor needed");
+        return NULL;
+    }
+    if (!(cb = dl__callback_new(sizeof(dl__ckpt)))) return NULL;
+    c = (dl__ckpt *)cb->user;
+    snprintf(c->path, sizeof c->path, "%s", path);
+    snprintf(c->monitor, sizeof c->monitor, "%s", monitor ? monitor : "val_loss");
+    c->best_only = save_best_only;
+    c->lower = dl__lower_is_better(c->monitor);
+    cb->on_train_begin = dl__ckpt_begin;
+    cb->on_epoch_end = dl__ckpt_epoch;
+    return cb;
+}
+
+typedef struct dl__sched { dl_lr_schedule s; int per_batch; } dl__sched;
+
+static void dl__sched_epoch(dl_callback *cb, dl_model *m, int epoch) {
+    dl__sched *s = (dl__sched *)cb->user;
+    dl_optim_set_lr(m->opt, dl_lr_at(&s->s, s->per_batch ? dl_optim_steps(m->opt) : epoch));
+}
+static void dl__sched_batch(dl_callback *cb, dl_model *m, const dl_logs *lg) {
+    dl__sched *s = (dl__sched *)cb->user;
+    (void)lg;
+    if (s->per_batch) dl_optim_set_lr(m->opt, dl_lr_at(&s->s, dl_optim_steps(m->opt)));
+}
+
+DLDEF dl_callback *dl_lr_scheduler(const dl_lr_schedule *schedule, int per_batch) {
+    dl_callback *cb;
+    if (!schedule) { dl_set_error("dl_lr_scheduler: NULL schedule"); return NULL; }
+    if (!(cb = dl__callback_new(sizeof(dl__sched)))) return NULL;
+    ((dl__sched *)cb->user)->s = *schedule;
+    ((dl__sched *)cb->user)->per_batch = per_batch;
+    cb->on_epoch_begin = dl__sched_epoch;
+    cb->on_batch_end = dl__sched_batch;
+    return cb;
+}
+
+/* ==== SAVING: implementation ================================================================
+   "dl.architecture" is text, one item per line, numbers in decimal ("%.9g" for floats, which
+   round-trips every float):
+       model sequential | model functional
+       input f32|i32 NDIM D1 .. DNDIM          per-sample shape (one line per model input)
+       layer KIND NAME TRAINABLE i I0 .. I7 f F0 .. F7     iconf and fconf, as the constructors set them
+       node LAYER N IN1 .. INN                  functional: layer index applied to earlier nodes
+                                                (nodes 0.. are the inputs, then one per node line)
+       output NODE ..                           functional: the output nodes
+   "dl.compile" = "loss L metrics M top_k K"; the optimizer's own file (dl_optim_serialize) is
+   embedded with every key and tensor name prefixed by "optimizer/" (its hyperparameters always,
+   its state tensors only with include_optimizer). */
+
+#define DL__MODEL_FORMAT "dl.model.v1"
+#define DL__MAX_LOAD_LAYERS 100000
+
+static dl_layer *dl__rnn_from_conf(const char *kind, const int *iconf, const float *fconf);   /* RECURRENT LAYERS */
+
+/* A new built-in layer of this kind with these settings; NULL + dl_error() if unknown. */
+static dl_layer *dl__layer_from_conf(const char *kind, const int *ic, const float *fc) {
+    dl_act act = (dl_act)ic[DL__ACT_SLOT];
+    dl_layer *l = NULL;
+    if (strcmp(kind, "Dense") == 0) l = dl_Dense(ic[0], act);
+    else if (strcmp(kind, "Conv2D") == 0) l = dl_Conv2D(ic[0], ic[1], ic[2], (dl_padding)ic[3], act);
+    else if (strcmp(kind, "Conv2DTranspose") == 0) l = dl_Conv2DTranspose(ic[0], ic[1], ic[2], (dl_padding)ic[3], act);
+    else if (strcmp(kind, "MaxPool2D") == 0) l = dl_MaxPool2D(ic[0], ic[1]);
+    else if (strcmp(kind, "AvgPool2D") == 0) l = dl_AvgPool2D(ic[0], ic[1]);
+    else if (strcmp(kind, "GlobalAvgPool2D") == 0) l = dl_GlobalAvgPool2D();
+    else if (strcmp(kind, "Flatten") == 0) l = dl_Flatten();
+    else if (strcmp(kind, "Reshape") == 0) l = dl_Reshape(ic[0], ic + 1);
+    else if (strcmp(kind, "Dropout") == 0) l = dl_Dropout(fc[0]);
+    else if (strcmp(kind, "BatchNormalization") == 0) l = dl_BatchNormalization(fc[0], fc[1]);
+    else if (strcmp(kind, "LayerNormalization") == 0) l = dl_LayerNormalization(fc[0]);
+    else if (strcmp(kind, "Embedding") == 0) l = dl_Embedding(ic[0], ic[1]);
+    else if (strcmp(kind, "Activation") == 0) l = dl_Activation(act);
+    else if (strcmp(kind, "Add") == 0) l = dl_Add();
+    else if (strcmp(kind, "Multiply") == 0) l = dl_Multiply();
+    else if (strcmp(kind, "Concatenate") == 0) l = dl_Concatenate(ic[0]);
+    else if (strcmp(kind, "RandomFlip") == 0) l = dl_RandomFlip();
+    else if (!(l = dl__rnn_from_conf(kind, ic, fc))) {
+        if (!dl_error()[0]) dl_set_error("unknown layer kind '%s' (custom layers: build the model in code and use dl_model_load_weights)", kind);
+        return NULL;
+    }
+    return l;
+}
+
+static int dl__is_builtin(const dl_layer *l) {
+    static const dl_layer_ops *const ops[] = {&dl__dense_ops, &dl__conv_ops, &dl__convt_ops, &dl__maxpool_ops,
+        &dl__avgpool_ops, &dl__gap_ops, &dl__flatten_ops, &dl__reshape_ops, &dl__dropout_ops, &dl__bn_ops,
+        &dl__ln_ops, &dl__emb_ops, &dl__activation_ops, &dl__add_ops, &dl__mul_ops, &dl__concat_ops, &dl__flip_ops};
+    size_t i;
+    for (i = 0; i < sizeof ops / sizeof ops[0]; i++) if (l->ops == ops[i]) return 1;
+    return strcmp(l->ops->kind, "SimpleRNN") == 0 || strcmp(l->ops->kind, "LSTM") == 0 || strcmp(l->ops->kind, "GRU") == 0;
+}
+
+static int dl__layer_index(const dl_model *m, const dl_layer *l) {
+    int i;
+    for (i = 0; i < m->n_layers; i++) if (m->layers[i] == l) return i;
+    return -1;
+}
+
+static void dl__put_shape_line(dl__text *t, dl_dtype dtype, int ndim, const int *shape) {
+    int i;
+    dl__put(t, "input %s %d", dtype == DL_I32 ? "i32" : "f32", ndim);
+    for (i = 0; i < ndim; i++) dl__put(t, " %d", shape[i]);
+    dl__put(t, "\n");
+}
+
+/* The architecture text into t; -1 + dl_error() when the model cannot be described. */
+static int dl__arch_text(const dl_model *m, dl__text *t) {
+    int i, j;
+    if (m->kind == DL__CUSTOM) {
+        dl_set_error("dl_model_save: a custom model's forward function cannot be saved: use dl_model_save_weights");
+        return -1;
+    }
+    dl__put(t, "model %s\n", m->kind == DL__SEQUENTIAL ? "sequential" : "functional");
+    if (m->kind == DL__SEQUENTIAL && m->built) dl__put_shape_line(t, m->in_dtype, m->in_ndim, m->in_shape);
+    if (m->kind == DL__FUNCTIONAL)
+        for (i = 0; i < m->n_inputs; i++) {
+            const dl__gnode *g = &m->nodes[m->inputs[i]];
+            dl__put_shape_line(t, g->dtype, g->ndim, g->shape);
+        }
+    for (i = 0; i < m->n_layers; i++) {
+        const dl_layer *l = m->layers[i];
+        const char *c;
+        if (!dl__is_builtin(l)) {
+            dl_set_error("dl_model_save: layer %s is a custom %s: use dl_model_save_weights", l->name, l->ops->kind);
+            return -1;
+        }
+        for (c = l->name; *c; c++)
+            if (*c <= ' ' || *c == '/') { dl_set_error("dl_model_save: layer name '%s' has a space or '/'", l->name); return -1; }
+        dl__put(t, "layer %s %s %d i", l->ops->kind, l->name, l->trainable);
+        for (j = 0; j < DL_LAYER_MAX_CONF; j++) dl__put(t, " %d", l->iconf[j]);
+        dl__put(t, " f");
+        for (j = 0; j < DL_LAYER_MAX_CONF; j++) dl__put(t, " %.9g", (double)l->fconf[j]);
+        dl__put(t, "\n");
+    }
+    if (m->kind == DL__FUNCTIONAL) {
+        for (i = 0; i < m->n_nodes; i++) {
+            const dl__gnode *g = &m->nodes[i];
+            if (!g->layer) continue;
+            dl__put(t, "node %d %d", dl__layer_index(m, g->layer), g->n_in);
+            for (j = 0; j < g->n_in; j++) dl__put(t, " %d", g->in[j]);
+            dl__put(t, "\n");
+        }
+        dl__put(t, "output");
+        for (i = 0; i < m->n_outputs; i++) dl__put(t, " %d", m->outputs[i]);
+        dl__put(t, "\n");
+    }
+    return 0;
+}
+
+/* Everything a model file holds, gathered for dl_safetensors_save / _serialize. */
+typedef struct dl__model_file {
+    int n, n_meta;
+    const char **names, **keys, **values;
+    dl_tensor **ts;
+    char *text;              /* names, the architecture, the compile line */
+    dl_safetensors *opt;     /* the optimizer's own file, parsed (its tensors are borrowed) */
+} dl__model_file;
+
+static void dl__model_file_free(dl__model_file *f) {
+    DL_FREE(f->names);
+    DL_FREE(f->text);
+    dl_safetensors_free(f->opt);
+    memset(f, 0, sizeof *f);
+}
+
+static int dl__model_file_make(dl_model *m, int weights_only, int include_optimizer, dl__model_file *f) {
+    dl__text arch;
+    size_t text_size, off = 0, opt_size;
+    int n_w, n_opt_t = 0, n_opt_m = 0, i, j, k;
+    void *blob = NULL;
+    memset(f, 0, sizeof *f);
+    if (!m) { dl_set_error("dl_model_save: NULL model"); return -1; }
+    if (!m->built) { dl_set_error("dl_model_save: %s has no weights yet: build or fit it first", m->name); return -1; }
+    arch.buf = NULL; arch.size = 0; arch.len = 0;
+    if (!weights_only && dl__arch_text(m, &arch) != 0) return -1;
+    if (!weights_only && m->compiled) {   /* the optimizer's own file, parsed back to borrow its parts */
+        if (!m->opt_bound && dl__bind_optimizer(m) != 0) return -1;
+        opt_size = dl_optim_serialize(m->opt, NULL, 0);
+        if (!opt_size || !(blob = DL_MALLOC(opt_size))) { if (opt_size) dl_set_error("dl_model_save: out of memory"); return -1; }
+        dl_optim_serialize(m->opt, blob, opt_size);
+        f->opt = dl_safetensors_parse(blob, opt_size);
+        DL_FREE(blob);
+        if (!f->opt) return -1;
+        n_opt_t = include_optimizer ? dl_safetensors_count(f->opt) : 0;
+        n_opt_m = dl_safetensors_meta_count(f->opt);
+    }
+    n_w = dl_model_weights(m, 0, NULL, 0);
+    f->n = n_w + n_opt_t;
+    f->n_meta = weights_only ? 1 : 4 + n_opt_m;
+    text_size = arch.len + 1 + 128 + (size_t)f->n * 128 + (size_t)n_opt_m * 80 + (size_t)m->n_layers * 128 + 1;
+    f->names = (const char **)DL_MALLOC((size_t)(2 * f->n + 2 * f->n_meta + 1) * sizeof(char *) + (size_t)f->n * sizeof(dl_tensor *));
+    f->text = (char *)DL_MALLOC(text_size);
+    if (!f->names || !f->text) { dl_set_error("dl_model_save: out of memory"); dl__model_file_free(f); return -1; }
+    f->keys = f->names + f->n;
+    f->values = f->keys + f->n_meta;
+    f->ts = (dl_tensor **)(f->values + f->n_meta + 1);
+    /* weights: "layer/weight" */
+    for (i = 0, k = 0; i < m->n_layers; i++)
+        for (j = 0; j < m->layers[i]->n_params; j++, k++) {
+            f->names[k] = f->text + off;
+            off += (size_t)snprintf(f->text + off, 128, "%s/%s", m->layers[i]->name, m->layers[i]->param_names[j]) + 1;
+            f->ts[k] = m->layers[i]->params[j];
+        }
+    f->keys[0] = "dl.format";
+    f->values[0] = DL__MODEL_FORMAT;
+    if (!weights_only) {
+        arch.buf = f->text + off;   /* write the architecture for real this time */
+        arch.size = arch.len + 1;
+        arch.len = 0;
+        dl__arch_text(m, &arch);
+        f->keys[1] = "dl.architecture";
+        f->values[1] = arch.buf;
+        off += arch.len + 1;
+        f->keys[2] = "dl.compile";
+        f->values[2] = f->text + off;
+        off += (size_t)snprintf(f->text + off, 128, "loss %d metrics %u top_k %d compiled %d state %d", (int)m->loss,
+                                m->metrics, m->top_k, m->compiled, m->compiled && include_optimizer) + 1;
+        /* each layer's generator (dropout masks), so that training resumes exactly */
+        f->keys[3] = "dl.rng";
+        f->values[3] = f->text + off;
+        for (i = 0; i < m->n_layers; i++) {
+            const uint64_t *r = m->layers[i]->rng.s;
+            off += (size_t)snprintf(f->text + off, 128, "%s %016llx %016llx %016llx %016llx\n", m->layers[i]->name,
+                                    (unsigned long long)r[0], (unsigned long long)r[1], (unsigned long long)r[2],
+                                    (unsigned long long)r[3]);
+        }
+        f->text[off++] = 0;
+        for (i = 0; i < n_opt_m; i++) {
+            f->keys[4 + i] = f->text + off;
+            off += (size_t)snprintf(f->text + off, 80, "optimizer/%s", dl_safetensors_meta_key(f->opt, i)) + 1;
+            f->values[4 + i] = dl_safetensors_meta(f->opt, dl_safetensors_meta_key(f->opt, i));
+        }
+        for (i = 0; i < n_opt_t; i++, k++) {
+            const char *nm = dl_safetensors_name(f->opt, i);
+            f->names[k] = f->text + off;
+            off += (size_t)snprintf(f->text + off, 128, "optimizer/%s", nm) + 1;
+            f->ts[k] = dl_safetensors_get(f->opt, nm);
+        }
+    }
+    return 0;
+}
+
+DLDEF size_t dl_model_serialize(dl_model *m, int include_optimizer, void *out, size_t cap) {
+    dl__model_file f;
+    size_t r;
+    if (dl__model_file_make(m, 0, include_optimizer, &f) != 0) return 0;
+    r = dl_safetensors_serialize(f.n, f.names, f.ts, f.n_meta, f.keys, f.values, out, cap);
+    dl__model_file_free(&f);
+    return r;
+}
+
+#ifndef DL_NO_STDIO
+static int dl__model_save(dl_model *m, const char *path, int weights_only, int include_optimizer) {
+    dl__model_file f;
+    int r;
+    if (!path) { dl_set_error("dl_model_save: NULL path"); return -1; }
+    if (dl__model_file_make(m, weights_only, include_optimizer, &f) != 0) return -1;
+    r = dl_safetensors_save(path, f.n, f.names, f.ts, f.n_meta, f.keys, f.values);
+    dl__model_file_free(&f);
+    return r;
+}
+DLDEF int dl_model_save(dl_model *m, const char *path, int include_optimizer) { return dl__model_save(m, path, 0, include_optimizer); }
+DLDEF int dl_model_save_weights(dl_model *m, const char *path) { return dl__model_save(m, path, 1, 0); }
+#endif
+
+/* ---- Loading ---- */
+
+/* Copies every weight of m from st (names "layer/weight"), after checking them all. */
+static int dl__load_weights_from(dl_model *m, const dl_safetensors *st, const char *fn) {
+    char name[128];
+    int pass, i, j;
+    if (!m->built) { dl_set_error("%s: build the model first (dl_model_build)", fn); return -1; }
+    for (pass = 0; pass < 2; pass++)   /* check everything, then copy: a failure changes nothing */
+        for (i = 0; i < m->n_layers; i++)
+            for (j = 0; j < m->layers[i]->n_params; j++) {
+                dl_tensor *w = m->layers[i]->params[j], *src;
+                char a[64], b[64];
+                snprintf(name, sizeof name, "%s/%s", m->layers[i]->name, m->layers[i]->param_names[j]);
+                src = dl_safetensors_get(st, name);
+                if (pass == 1) { dl_copy(w, src); continue; }
+                if (!src) { dl_set_error("%s: the file has no weight '%s'", fn, name); return -1; }
+                if (src->dtype != DL_F32 || !dl_same_shape(src, w)) {
+                    dl_set_error("%s: '%s' is %s %s in the file, the model needs f32 %s", fn, name, dl_dtype_name(src->dtype),
+                                 dl_shape_str(src, a, sizeof a), dl_shape_str(w, b, sizeof b));
+                    return -1;
+                }
+            }
+    return 0;
+}
+
+static const char *dl__skip_word(const char *p) {
+    while (*p == ' ') p++;
+    while (*p && *p != ' ' && *p != '\n') p++;
+    return p;
+}
+
+/* Reads "N" integers from p (after a keyword); returns the end or NULL. */
+static const char *dl__read_ints(const char *p, int n, int *out, long lo, long hi) {
+    int i;
+    for (i = 0; i < n; i++) {
+        char *end;
+        long v;
+        while (*p == ' ') p++;
+        v = strtol(p, &end, 10);
+        if (end == p || v < lo || v > hi) return NULL;
+        out[i] = (int)v;
+        p = end;
+    }
+    return p;
+}
+
+/* Reads the dl.optim hyperparameters from "optimizer/..." metadata and makes that optimizer. */
+static double dl__meta_num(const dl_safetensors *st, const char *key, double dflt) {
+    char k[64];
+    const char *s;
+    char *end;
+    double v;
+    snprintf(k, sizeof k, "optimizer/%s", key);
+    s = dl_safetensors_meta(st, k);
+    if (!s) return dflt;
+    v = strtod(s, &end);
+    return end != s ? v : dflt;
+}
+
+static dl_optim *dl__optim_from_meta(const dl_safetensors *st) {
+    const char *kind = dl_safetensors_meta(st, "optimizer/kind");
+    double lr = dl__meta_num(st, "lr", 1e-3), eps = dl__meta_num(st, "eps", 1e-8), mom = dl__meta_num(st, "momentum", 0);
+    double b1 = dl__meta_num(st, "beta1", 0.9), b2 = dl__meta_num(st, "beta2", 0.999), wd = dl__meta_num(st, "weight_decay", 0);
+    dl_optim *o = NULL;
+    if (!kind) { dl_set_error("dl_model_load: the file's optimizer has no kind"); return NULL; }
+    if (strcmp(kind, "sgd") == 0) o = dl_sgd(lr, mom, wd, (int)dl__meta_num(st, "nesterov", 0));
+    else if (strcmp(kind, "rmsprop") == 0)
+        o = dl_rmsprop(lr, dl__meta_num(st, "alpha", 0.99), eps, mom, (int)dl__meta_num(st, "centered", 0));
+    else if (strcmp(kind, "adagrad") == 0) o = dl_adagrad(lr, dl__meta_num(st, "initial_accumulator", 0), eps);
+    else if (strcmp(kind, "adam") == 0) o = dl_adam(lr, b1, b2, eps);
+    else if (strcmp(kind, "adamw") == 0) o = dl_adamw(lr, b1, b2, eps, wd);
+    else { dl_set_error("dl_model_load: unknown optimizer kind '%s'", kind); return NULL; }
+    if (o && dl_optim_set_clip(o, dl__meta_num(st, "max_norm", 0), dl__meta_num(st, "clip_value", 0)) != 0) {
+        dl_optim_free(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* Puts the optimizer state embedded in st back into m's (bound) optimizer. */
+static int dl__load_optim_state(dl_model *m, const dl_safetensors *st) {
+    int n = dl_safetensors_count(st), nm = dl_safetensors_meta_count(st), nt = 0, nk = 0, i, r = -1;
+    const char **names, **keys, **values;
+    dl_tensor **ts;
+    size_t size;
+    void *blob;
+    names = (const char **)DL_MALLOC((size_t)(n + 2 * nm + 1) * sizeof(char *) + (size_t)(n + 1) * sizeof(dl_tensor *));
+    if (!names) { dl_set_error("dl_model_load: out of memory"); return -1; }
+    keys = names + n;
+    values = keys + nm;
+    ts = (dl_tensor **)(values + nm + 1);
+    for (i = 0; i < n; i++) {
+        const char *s = dl_safetensors_name(st, i);
+        if (strncmp(s, "optimizer/", 10) == 0) { names[nt] = s + 10; ts[nt++] = dl_safetensors_get(st, s); }
+    }
+    for (i = 0; i < nm; i++) {
+        const char *s = dl_safetensors_meta_key(st, i);
+        if (strncmp(s, "optimizer/", 10) == 0) { keys[nk] = s + 10; values[nk++] = dl_safetensors_meta(st, s); }
+    }
+    size = dl_safetensors_serialize(nt, names, ts, nk, keys, values, NULL, 0);
+    if (size && (blob = DL_MALLOC(size)) != NULL) {
+        dl_safetensors_serialize(nt, names, ts, nk, keys, values, blob, size);
+        r = dl_optim_parse(m->opt, blob, size);
+        DL_FREE(blob);
+    } else if (size) dl_set_error("dl_model_load: out of memory");
+    DL_FREE(names);
+    return r;
+}
+
+static dl_model *dl__model_from(const dl_safetensors *st) {
+    const char *fmt = dl_safetensors_meta(st, "dl.format"), *arch = dl_safetensors_meta(st, "dl.architecture");
+    const char *comp = dl_safetensors_meta(st, "dl.compile"), *p;
+    dl_layer **layers = NULL;
+    dl_sym **syms = NULL;
+    dl_model *m = NULL;
+    int n_layers = 0, cap = 0, functional = -1, n_syms = 0, n_in = 0, in_ndim = -1, in_shape[DL_MAX_DIMS], i, ok = 0;
+    int outs[DL__MAX_IO], n_out = 0, lines = 0;
+    dl_dtype in_dtype = DL_F32;
+    if (!fmt || strcmp(fmt, DL__MODEL_FORMAT) != 0) {
+        dl_set_error("dl_model_load: not a dl model file (dl.format is %s)", fmt ? fmt : "missing");
+        return NULL;
+    }
+    if (!arch) { dl_set_error("dl_model_load: no dl.architecture (a weights-only file? use dl_model_load_weights)"); return NULL; }
+    for (p = arch; *p; p++) lines += *p == '\n';
+    if (lines > 3 * DL__MAX_LOAD_LAYERS) { dl_set_error("dl_model_load: architecture too long"); return NULL; }
+    syms = (dl_sym **)DL_MALLOC((size_t)(lines + 1) * sizeof *syms);
+    if (!syms) { dl_set_error("dl_model_load: out of memory"); return NULL; }
+    dl__loading = st;
+    for (p = arch; *p;) {
+        const char *eol = strchr(p, '\n'), *q;
+        char word[16];
+        size_t wl;
+        if (!eol) eol = p + strlen(p);
+        q = dl__skip_word(p);
+        wl = (size_t)(q - p);
+        if (wl >= sizeof word) wl = sizeof word - 1;
+        memcpy(word, p, wl);
+        word[wl] = 0;
+        if (strcmp(word, "model") == 0) {
+            while (*q == ' ') q++;
+            functional = strncmp(q, "functional", 10) == 0 ? 1 : strncmp(q, "sequential", 10) == 0 ? 0 : -1;
+            if (functional < 0) { dl_set_error("dl_model_load: unknown model type"); goto done; }
+        } else if (strcmp(word, "input") == 0) {
+            int nd;
+            while (*q == ' ') q++;
+            in_dtype = strncmp(q, "i32", 3) == 0 ? DL_I32 : DL_F32;
+            if (!(q = dl__read_ints(dl__skip_word(q), 1, &nd, 0, DL_MAX_DIMS - 1)) ||
+                !(q = dl__read_ints(q, nd, in_shape, 1, INT_MAX))) { dl_set_error("dl_model_load: bad input line"); goto done; }
+            in_ndim = nd;
+            if (functional == 1) {
+                if (n_in >= DL__MAX_IO) { dl_set_error("dl_model_load: too many inputs"); goto done; }
+                if (!(syms[n_syms] = dl__input(in_dtype, nd, in_shape))) goto done;
+                n_syms++;
+                n_in++;
+            }
+        } else if (strcmp(word, "layer") == 0) {
+            char kind[32], name[48];
+            int ic[DL_LAYER_MAX_CONF], tr;
+            float fc[DL_LAYER_MAX_CONF];
+            const char *k0, *k1;
+            dl_layer *l;
+            k0 = q; while (*k0 == ' ') k0++; k1 = dl__skip_word(k0);
+            if (k1 - k0 <= 0 || (size_t)(k1 - k0) >= sizeof kind) { dl_set_error("dl_model_load: bad layer kind"); goto done; }
+            memcpy(kind, k0, (size_t)(k1 - k0)); kind[k1 - k0] = 0;
+            k0 = k1; while (*k0 == ' ') k0++; k1 = dl__skip_word(k0);
+            if (k1 - k0 <= 0 || (size_t)(k1 - k0) >= sizeof name) { dl_set_error("dl_model_load: bad layer name"); goto done; }
+            memcpy(name, k0, (size_t)(k1 - k0)); name[k1 - k0] = 0;
+            q = dl__read_ints(k1, 1, &tr, 0, 1);
+            if (q) { while (*q == ' ') q++; q = *q == 'i' ? dl__read_ints(q + 1, DL_LAYER_MAX_CONF, ic, INT_MIN + 1, INT_MAX) : NULL; }
+            if (q) { while (*q == ' ') q++; q = *q == 'f' ? q + 1 : NULL; }
+            for (i = 0; q && i < DL_LAYER_MAX_CONF; i++) {
+                char *end;
+                double v = strtod(q, &end);
+                if (end == q || !(v == v) || v > 3.4e38 || v < -3.4e38) q = NULL; else { fc[i] = (float)v; q = end; }
+            }
+            if (!q) { dl_set_error("dl_model_load: bad settings for layer %s", name); goto done; }
+            if (n_layers >= DL__MAX_LOAD_LAYERS) { dl_set_error("dl_model_load: too many layers"); goto done; }
+            dl_clear_error();
+            if (!(l = dl__layer_from_conf(kind, ic, fc))) {
+                char msg[512];
+                dl__error_copy(msg, sizeof msg);
+                dl_set_error("dl_model_load: layer %s: %s", name, msg);
+                goto done;
+            }
+            for (i = 0; i < n_layers; i++)
+                if (strcmp(layers[i]->name, name) == 0) {
+                    dl_layer_free(l);
+                    dl_set_error("dl_model_load: two layers named %s", name);
+                    goto done;
+                }
+            snprintf(l->name, sizeof l->name, "%s", name);
+            l->flags |= DL__LAYER_NAMED;
+            l->trainable = tr;
+            if (n_layers == cap) {
+                dl_layer **nl = (dl_layer **)DL_REALLOC(layers, (size_t)(cap ? 2 * cap : 16) * sizeof *nl);
+                if (!nl) { dl_layer_free(l); dl_set_error("dl_model_load: out of memory"); goto done; }
+                layers = nl;
+                cap = cap ? 2 * cap : 16;
+            }
+            layers[n_layers++] = l;
+        } else if (strcmp(word, "node") == 0) {
+            int li, n, idx[DL_LAYER_MAX_INPUTS];
+            dl_sym *args[DL_LAYER_MAX_INPUTS];
+            if (functional != 1 || !(q = dl__read_ints(q, 1, &li, 0, n_layers - 1)) ||
+                !(q = dl__read_ints(q, 1, &n, 1, DL_LAYER_MAX_INPUTS)) || !(q = dl__read_ints(q, n, idx, 0, n_syms - 1))) {
+                dl_set_error("dl_model_load: bad node line");
+                goto done;
+            }
+            for (i = 0; i < n; i++) args[i] = syms[idx[i]];
+            if (!(syms[n_syms] = dl_apply_n(layers[li], n, args))) goto done;
+            n_syms++;
+        } else if (strcmp(word, "output") == 0) {
+            while (q < eol && n_out < DL__MAX_IO) {
+                const char *r = dl__read_ints(q, 1, &outs[n_out], 0, n_syms - 1);
+                if (!r) break;
+                q = r;
+                n_out++;
+                while (*q == ' ') q++;
+            }
+        } else if (wl > 0) {
+            dl_set_error("dl_model_load: unknown architecture line '%s'", word);
+            goto done;
+        }
+        p = *eol ? eol + 1 : eol;
+    }
+    if (functional == 0) {
+        if (!(m = dl_sequential_n(n_layers, layers))) goto done;
+        n_layers = 0;   /* the model has them */
+        if (in_ndim < 0) { dl_set_error("dl_model_load: the sequential model has no input shape"); goto done; }
+        if (dl__model_build(m, in_dtype, in_ndim, in_shape) != 0) goto done;
+    } else if (functional == 1) {
+        dl_sym *outputs[DL__MAX_IO];
+        if (n_in < 1 || n_out < 1) { dl_set_error("dl_model_load: a functional model needs inputs and outputs"); goto done; }
+        for (i = 0; i < n_out; i++) outputs[i] = syms[outs[i]];
+        if (!(m = dl_model_new(n_in, syms, n_out, outputs))) goto done;
+        n_syms = 0;
+        for (i = 0; i < n_layers; i++)
+            if (!dl__model_has_layer(m, layers[i])) { dl_set_error("dl_model_load: layer %s is never applied", layers[i]->name); goto done; }
+        n_layers = 0;
+    } else {
+        dl_set_error("dl_model_load: no model line");
+        goto done;
+    }
+    if (dl__load_weights_from(m, st, "dl_model_load") != 0) goto done;
+    if ((p = dl_safetensors_meta(st, "dl.rng")) != NULL) {   /* "name s0 s1 s2 s3" per line */
+        while (*p) {
+            char name[48];
+            unsigned long long r[4];
+            dl_layer *l;
+            int used = 0;
+            if (sscanf(p, "%47s %llx %llx %llx %llx%n", name, &r[0], &r[1], &r[2], &r[3], &used) != 5 || used <= 0) {
+                dl_set_error("dl_model_load: bad dl.rng");
+                goto done;
+            }
+            if ((l = dl_model_get_layer(m, name)) != NULL)
+                for (i = 0; i < 4; i++) l->rng.s[i] = (uint64_t)r[i];
+            p += used;
+            while (*p == '\n' || *p == ' ') p++;
+        }
+    }
+    if (comp) {
+        int loss = 0, top_k = 5, compiled = 0, state = 0;
+        unsigned metrics = 0;
+        if (sscanf(comp, "loss %d metrics %u top_k %d compiled %d state %d", &loss, &metrics, &top_k, &compiled, &state) != 5) {
+            dl_set_error("dl_model_load: bad dl.compile");
+            goto done;
+        }
+        if (compiled) {
+            dl_optim *o = dl__optim_from_meta(st);
+            if (!o || dl_compile(m, o, (dl_loss)loss, metrics) != 0) goto done;
+            dl_model_set_top_k(m, top_k);
+            if (dl__bind_optimizer(m) != 0 || (state && dl__load_optim_state(m, st) != 0)) goto done;
+        }
+    }
+    ok = 1;
+done:
+    if (!ok) {
+        char msg[512];
+        dl__error_copy(msg, sizeof msg);
+        if (m) {   /* the model frees its layers; free those it never took */
+            for (i = 0; i < n_layers; i++) if (!dl__model_has_layer(m, layers[i])) dl_layer_free(layers[i]);
+            n_layers = 0;
+            dl_model_free(m);
+            m = NULL;
+        }
+        for (i = 0; i < n_layers; i++) {   /* layers not yet in a model, and their symbols */
+            dl_sym *s, *nx;
+            for (s = dl__free_syms; s; s = nx) { nx = s->next; if (s->layer == layers[i]) { dl__sym_unlink(s); DL_FREE(s); } }
+            dl_layer_free(layers[i]);
+        }
+        for (i = 0; i < n_syms; i++)
+            if (syms[i]) {
+                dl_sym *s;
+                for (s = dl__free_syms; s && s != syms[i]; s = s->next) {}
+                if (s) { dl__sym_unlink(s); DL_FREE(s); }
+            }
+        dl_set_error("%s", msg);
+    }
+    dl__loading = NULL;
+    DL_FREE(layers);
+    DL_FREE(syms);
+    return m;
+}
+
+DLDEF dl_model *dl_model_parse(const void *bytes, size_t size) {
+    dl_safetensors *st = dl_safetensors_parse(bytes, size);
+    dl_model *m;
+    if (!st) return NULL;
+    m = dl__model_from(st);
+    dl_safetensors_free(st);
+    return m;
+}
+
+#ifndef DL_NO_STDIO
+DLDEF dl_model *dl_model_load(const char *path) {
+    dl_safetensors *st = dl_safetensors_load(path);
+    dl_model *m;
+    if (!st) return NULL;
+    m = dl__model_from(st);
+    if (!m) {
+        char msg[512];
+        dl__error_copy(msg, sizeof msg);
+        dl_set_error("%s: %s", path, msg);
+    }
+    dl_safetensors_free(st);
+    return m;
+}
+
+DLDEF int dl_model_load_weights(dl_model *m, const char *path) {
+    dl_safetensors *st;
+    int r;
+    if (!m || !path) { dl_set_error("dl_model_load_weights: NULL argument"); return -1; }
+    if (!(st = dl_safetensors_load(path))) return -1;
+    r = dl__load_weights_from(m, st, path);
+    dl_safetensors_free(st);
+    return r;
+}
+#endif
+
+/* ==== RECURRENT LAYERS: implementation =======================================================
+   SimpleRNN, LSTM, GRU, and the Orthogonal initializer of their recurrent kernels.
+   Layout and math follow Keras (so Keras weights load as they are, PyTorch ones after a
+   transpose and, for GRU, a gate reorder). x is [B, T, F]; U = units; G gates:
+       kernel            [F, G*U]   glorot_uniform
+       recurrent_kernel  [U, G*U]   orthogonal
+       bias              [G*U]      zeros (LSTM: ones for the forget gate; GRU: [2, 3U])
+   The state starts at zero. The forward pass is built from taped ops, so autograd gives the
+   backward pass (BPTT): the input projection of all steps is one GEMM before the loop, in
+   time-major order ([T*B, F] @ [F, G*U], dl_linear), so step t's rows are a contiguous block;
+   each step adds one GEMM h @ recurrent_kernel (dl_matmul); the gate arithmetic is tanh/add
+   for SimpleRNN and one fused op per step for LSTM and GRU (dl__rnn_cell, with its own
+   backward, checked by finite differences and against PyTorch in tests/test_nn_rnn.c).
+   Step 0 skips the recurrent terms, which are exactly zero there. */
+
+/* ---- Orthogonal initializer ----
+   Keras' Orthogonal(gain=1) for a 2-d [rows, cols] tensor: A ~ N(0, 1) of shape
+   [max(rows, cols), min(rows, cols)], A = QR (reduced), Q's columns multiplied by sign(diag R)
+   (which makes the factorization unique), then Q^T when rows < cols. Householder QR in double
+   precision. The draws are dl_rng_normal in row-major order of A, so the values differ from
+   Keras' (another generator) but have the same distribution. */
+static int dl__init_orthogonal(dl_tensor *t, dl_rng *r) {
+    int rows, cols, m, n, i, j, k;
+    double *a, *q, *vv, *rdiag;
+    float *out;
+    if (!t || !r || t->dtype != DL_F32 || t->ndim != 2 || !dl_is_contiguous(t)) {
+        dl_set_error("dl_init_tensor: orthogonal needs a contiguous 2-d f32 tensor");
+        return -1;
+    }
+    rows = t->shape[0];
+    cols = t->shape[1];
+    if (rows == 0 || cols == 0) return 0;
+    m = rows > cols ? rows : cols;    /* A is m x n with m >= n */
+    n = rows > cols ? cols : rows;
+    a = (double *)DL_MALLOC(sizeof(double) * (2 * (size_t)m * (size_t)n + 2 * (size_t)n));
+    if (!a) {
+        dl_set_error("dl_init_tensor: out of memory for an orthogonal [%d, %d]", rows, cols);
+        return -1;
+    }
+    q = a + (size_t)m * (size_t)n;
+    vv = q + (size_t)m * (size_t)n;
+    rdiag = vv + n;
+#define DL__A(i, j) a[(size_t)(i) * (size_t)n + (size_t)(j)]
+#define DL__Q(i, j) q[(size_t)(i) * (size_t)n + (size_t)(j)]
+    for (i = 0; i < m * n; i++) a[i] = (double)dl_rng_normal(r);
+    /* Householder QR: step k reflects A[k:, k] onto alpha e_0 with H_k = I - 2 v v^T / (v.v),
+       v = A[k:, k] - alpha e_0, alpha = -sign(A[k][k]) |A[k:, k]| = R[k][k]. v replaces
+       A[k:, k] (that column of R is not needed beyond its diagonal). */
+    for (k = 0; k < n; k++) {
+        double norm = 0, alpha, s = 0;
+        for (i = k; i < m; i++) norm += DL__A(i, k) * DL__A(i, k);
+        norm = sqrt(norm);
+        alpha = DL__A(k, k) >= 0 ? -norm : norm;
+        rdiag[k] = alpha;
+        DL__A(k, k) -= alpha;
+        for (i = k; i < m; i++) s += DL__A(i, k) * DL__A(i, k);
+        vv[k] = s;
+        if (s > 0)
+            for (j = k + 1; j < n; j++) {   /* A[k:, j] -= v 2 (v . A[k:, j]) / (v . v) */
+                double d = 0;
+                for (i = k; i < m; i++) d += DL__A(i, k) * DL__A(i, j);
+                d = 2 * d / s;
+                for (i = k; i < m; i++) DL__A(i, j) -= d * DL__A(i, k);
+            }
+    }
+    /* Q = H_0 H_1 ... H_{n-1} I[m, n] (the reduced Q), applying the reflectors right to left. */
+    for (i = 0; i < m * n; i++) q[i] = 0;
+    for (i = 0; i < n; i++) DL__Q(i, i) = 1;
+    for (k = n - 1; k >= 0; k--) {
+        if (vv[k] <= 0) continue;
+        for (j = k; j < n; j++) {   /* columns left of k are still e_j, untouched by H_k */
+            double d = 0;
+            for (i = k; i < m; i++) d += DL__A(i, k) * DL__Q(i, j);
+            d = 2 * d / vv[k];
+            for (i = k; i < m; i++) DL__Q(i, j) -= d * DL__A(i, k);
+        }
+    }
+    /* Q[:, j] *= sign(R[j][j]), which makes the factors unique (R's diagonal positive), then
+       Q [rows, cols] when rows >= cols, else Q^T. */
+    out = dl_f32(t);
+    for (i = 0; i < m; i++)
+        for (j = 0; j < n; j++) {
+            float x = (float)(rdiag[j] < 0 ? -DL__Q(i, j) : DL__Q(i, j));
+            if (rows >= cols) out[(size_t)i * (size_t)cols + (size_t)j] = x;
+            else out[(size_t)j * (size_t)cols + (size_t)i] = x;
+        }
+#undef DL__A
+#undef DL__Q
+    DL_FREE(a);
+    return 0;
+}
+
+/* ---- The layers ---- */
+
+enum { DL__RNN_SIMPLE = 0, DL__RNN_LSTM = 1, DL__RNN_GRU = 2 };
+
+static int dl__rnn_kind(const dl_layer *l) {
+    if (strcmp(l->ops->kind, "LSTM") == 0) return DL__RNN_LSTM;
+    return strcmp(l->ops->kind, "GRU") == 0 ? DL__RNN_GRU : DL__RNN_SIMPLE;
+}
+
+static int dl__rnn_gates(int kind) { return kind == DL__RNN_LSTM ? 4 : kind == DL__RNN_GRU ? 3 : 1; }
+
+/* x must be f32 [B, T, F] with T >= 1 (and F = the kernel's rows once built). */
+static int dl__rnn_check_input(const dl_layer *l, const dl_tensor *x) {
+    char s[64];
+    if (x->dtype != DL_F32 || x->ndim != 3 || x->shape[1] < 1) {
+        dl_set_error("%s (%s): expected an f32 input [batch, time, features] with time >= 1, got %s %s",
+                     l->name, l->ops->kind, dl_dtype_name(x->dtype), dl_shape_str(x, s, sizeof s));
+        return 0;
+    }
+    if (l->built && l->n_params > 0 && l->params[0]->shape[0] != x->shape[2]) {
+        dl_set_error("%s (%s): built for %d features, got input %s", l->name, l->ops->kind,
+                     l->params[0]->shape[0], dl_shape_str(x, s, sizeof s));
+        return 0;
+    }
+    return 1;
+}
+
+static int dl__rnn_build(dl_layer *l, int n_in, dl_tensor *const *in) {
+    int kind = dl__rnn_kind(l), U = l->iconf[0], GU = dl__rnn_gates(kind) * U, F, i;
+    dl_tensor *bias;
+    (void)n_in;
+    if (!dl__rnn_check_input(l, in[0])) return -1;
+    F = in[0]->shape[2];
+    if (!dl__weight(l, "kernel", 2, F, GU, 0, 0, DL_INIT_GLOROT_UNIFORM, 1)) return -1;
+    if (!dl__weight(l, "recurrent_kernel", 2, U, GU, 0, 0, DL_INIT_ORTHOGONAL, 1)) return -1;
+    if (kind == DL__RNN_GRU) bias = dl__weight(l, "bias", 2, 2, GU, 0, 0, DL_INIT_ZEROS, 1);
+    else bias = dl__weight(l, "bias", 1, GU, 0, 0, 0, DL_INIT_ZEROS, 1);
+    if (!bias) return -1;
+    if (kind == DL__RNN_LSTM)   /* Keras' unit_forget_bias: the forget gate starts open */
+        for (i = U; i < 2 * U; i++) dl_f32(bias)[i] = 1.0f;
+    return 0;
+}
+
+/* ---- Fused cells ----
+   The gate arithmetic of one LSTM or GRU step as one op (the GEMMs stay dl_matmul / dl_linear).
+   Composed from elementwise ops, a step is about a dozen passes over memory, each with its own
+   arena tensor and gradient buffer; a cell is one pass forward and one backward and keeps only
+   the gate activations. Rows are cut into tasks by the shapes alone, and every element is
+   computed the same way whatever the thread count. */
+
+typedef struct dl__cell {
+    const float *x, *m, *prev;   /* inputs (m, prev may be NULL: zero state) */
+    const float *gy;             /* backward: the output gradient */
+    float *y, *act;              /* forward outputs: the cell's output and saved activations */
+    float *gx, *gm, *gprev;      /* backward: gradient buffers (NULL: not needed) */
+    int B, U, rows_per_task, backward;
+} dl__cell;
+
+static float dl__sigmoidf(float v) { return 1.0f / (1.0f + expf(-v)); }
+
+static int dl__cell_tasks(dl__cell *c, int width) {
+    c->rows_per_task = 32768 / (width > 0 ? width : 1);
+    if (c->rows_per_task < 1) c->rows_per_task = 1;
+    return (c->B + c->rows_per_task - 1) / c->rows_per_task;
+}
+
+/* LSTM, per row: z = x + m = [z_i z_f z_c z_o] (x: the input projection with bias, m = h R);
+     i = s(z_i), f = s(z_f), g = tanh(z_c), o = s(z_o);  c = f c_prev + i g;  h = o tanh(c)
+   y is [2, B, U]: y[0] = h, y[1] = c. act per row: [i f g o tanh(c)], 5U values.
+   Backward, with dh and dc the gradients of y[0] and y[1]:
+     dc' = dc + dh o (1 - tanh(c)^2);  dz_i = dc' g i (1 - i);  dz_f = dc' c_prev f (1 - f);
+     dz_c = dc' i (1 - g^2);  dz_o = dh tanh(c) o (1 - o);  dc_prev = dc' f;  dx = dm = dz */
+static void dl__lstm_task(void *ctx, int task) {
+    const dl__cell *c = (const dl__cell *)ctx;
+    int U = c->U, b0 = task * c->rows_per_task, b1 = b0 + c->rows_per_task, b, u;
+    size_t BU = (size_t)c->B * (size_t)U;
+    if (b1 > c->B) b1 = c->B;
+    for (b = b0; b < b1; b++) {
+        const float *x = c->x + (size_t)b * 4 * U, *m = c->m ? c->m + (size_t)b * 4 * U : NULL;
+        const float *cp = c->prev ? c->prev + (size_t)b * U : NULL;
+        float *a = c->act + (size_t)b * 5 * U;
+        if (!c->backward) {
+            float *h = c->y + (size_t)b * U, *cn = c->y + BU + (size_t)b * U;
+            for (u = 0; u < 4 * U; u++) a[u] = x[u] + (m ? m[u] : 0.0f);
+            for (u = 0; u < 2 * U; u++) a[u] = dl__sigmoidf(a[u]);
+            for (u = 2 * U; u < 3 * U; u++) a[u] = tanhf(a[u]);
+            for (u = 3 * U; u < 4 * U; u++) a[u] = dl__sigmoidf(a[u]);
+            for (u = 0; u < U; u++) {
+                float cv = a[u] * a[2 * U + u] + (cp ? a[U + u] * cp[u] : 0.0f), tc = tanhf(cv);
+                cn[u] = cv;
+                a[4 * U + u] = tc;
+                h[u] = a[3 * U + u] * tc;
+            }
+        } else {
+            const float *dh = c->gy + (size_t)b * U, *dc = c->gy + BU + (size_t)b * U;
+            float *gx = c->gx ? c->gx + (size_t)b * 4 * U : NULL;
+            float *gm = c->gm ? c->gm + (size_t)b * 4 * U : NULL;
+            float *gp = c->gprev ? c->gprev + (size_t)b * U : NULL;
+            for (u = 0; u < U; u++) {
+                float i = a[u], f = a[U + u], g = a[2 * U + u], o = a[3 * U + u], tc = a[4 * U + u];
+                float d = dc[u] + dh[u] * o * (1.0f - tc * tc), p = cp ? cp[u] : 0.0f;
+                float zi = d * g * i * (1.0f - i), zf = d * p * f * (1.0f - f);
+                float zc = d * i * (1.0f - g * g), zo = dh[u] * tc * o * (1.0f - o);
+                if (gx) { gx[u] += zi; gx[U + u] += zf; gx[2 * U + u] += zc; gx[3 * U + u] += zo; }
+                if (gm) { gm[u] += zi; gm[U + u] += zf; gm[2 * U + u] += zc; gm[3 * U + u] += zo; }
+                if (gp) gp[u] += d * f;
+            }
+        }
+    }
+}
+
+/* GRU (reset_after), per row: x = [x_z x_r x_h] (input projection with its bias), a = h R + b_rec
+   = [a_z a_r a_h] (here m);  z = s(x_z + a_z), r = s(x_r + a_r), n = tanh(x_h + r a_h);
+   h = z h_prev + (1 - z) n. act per row: [z r n a_h], 4U values.
+   Backward: dn = dh (1 - z), dp = dn (1 - n^2) (= dx_h), da_h = dp r, dr = dp a_h,
+     dz = dh (h_prev - n);  dx_z = da_z = dz z (1 - z);  dx_r = da_r = dr r (1 - r);  dh_prev = dh z */
+static void dl__gru_task(void *ctx, int task) {
+    const dl__cell *c = (const dl__cell *)ctx;
+    int U = c->U, b0 = task * c->rows_per_task, b1 = b0 + c->rows_per_task, b, u;
+    if (b1 > c->B) b1 = c->B;
+    for (b = b0; b < b1; b++) {
+        const float *x = c->x + (size_t)b * 3 * U, *m = c->m + (size_t)b * 3 * U;
+        const float *hp = c->prev ? c->prev + (size_t)b * U : NULL;
+        float *a = c->act + (size_t)b * 4 * U;
+        if (!c->backward) {
+            float *h = c->y + (size_t)b * U;
+            for (u = 0; u < 2 * U; u++) a[u] = dl__sigmoidf(x[u] + m[u]);
+            for (u = 0; u < U; u++) {
+                float z = a[u], n = tanhf(x[2 * U + u] + a[U + u] * m[2 * U + u]);
+                a[2 * U + u] = n;
+                a[3 * U + u] = m[2 * U + u];
+                h[u] = z * (hp ? hp[u] : 0.0f) + (1.0f - z) * n;
+            }
+        } else {
+            const float *dh = c->gy + (size_t)b * U;
+            float *gx = c->gx ? c->gx + (size_t)b * 3 * U : NULL;
+            float *gm = c->gm ? c->gm + (size_t)b * 3 * U : NULL;
+            float *gp = c->gprev ? c->gprev + (size_t)b * U : NULL;
+            for (u = 0; u < U; u++) {
+                float z = a[u], r = a[U + u], n = a[2 * U + u], ah = a[3 * U + u], p = hp ? hp[u] : 0.0f;
+                float dp = dh[u] * (1.0f - z) * (1.0f - n * n);
+                float dz = dh[u] * (p - n) * z * (1.0f - z), dr = dp * ah * r * (1.0f - r);
+                if (gx) { gx[u] += dz; gx[U + u] += dr; gx[2 * U + u] += dp; }
+                if (gm) { gm[u] += dz; gm[U + u] += dr; gm[2 * U + u] += dp * r; }
+                if (gp) gp[u] += dh[u] * z;
+            }
+        }
+    }
+}
+
+typedef struct dl__cell_ctx {
+    const float *act;   /* saved activations */
+    int lstm, B, U;
+    size_t x_off;       /* where the step's rows start in the input projection */
+} dl__cell_ctx;
+
+static void dl__cell_backward(dl_node *nd) {
+    const dl__cell_ctx *k = (const dl__cell_ctx *)nd->ctx;
+    dl__cell c;
+    int width = (k->lstm ? 4 : 3) * k->U, n;
+    memset(&c, 0, sizeof c);
+    c.B = k->B;
+    c.U = k->U;
+    c.backward = 1;
+    c.act = (float *)k->act;
+    c.gy = nd->out->grad;
+    c.prev = nd->in[2] ? dl_contig_f32(nd->in[2]) : NULL;
+    c.gx = dl_grad_buf(nd->in[0]);
+    if (c.gx) c.gx += k->x_off;
+    c.gm = dl_grad_buf(nd->in[1]);
+    c.gprev = dl_grad_buf(nd->in[2]);
+    if (nd->in[2] && !c.prev) return;
+    n = dl__cell_tasks(&c, width);
+    dl_parallel_for(n, k->lstm ? dl__lstm_task : dl__gru_task, &c);
+}
+
+/* Step t: x = rows t*B .. t*B+B-1 of xw [T*B, G*U] (the input projection of every step, read
+   in place), m [B, G*U] (LSTM: h R, NULL at t = 0; GRU: h R + b_rec), prev [B, U] (LSTM: c; GRU:
+   h; NULL at t = 0); m and prev may have extra leading axes of size 1. Returns LSTM's [2, B, U]
+   (h, c) or GRU's h [B, U]. After t = 0 a NULL m or prev means an earlier op failed. */
+static dl_tensor *dl__rnn_cell(int lstm, int B, int U, dl_tensor *xw, int t, dl_tensor *m, dl_tensor *prev) {
+    dl__cell c;
+    dl_tensor *y, *in[3];
+    dl_node *nd;
+    int width = (lstm ? 4 : 3) * U, n, shape[3];
+    size_t x_off = (size_t)t * (size_t)B * (size_t)width;
+    if (!xw || (!m && (!lstm || t)) || (!prev && t)) return NULL;
+    memset(&c, 0, sizeof c);
+    c.B = B;
+    c.U = U;
+    c.x = dl_contig_f32(xw);   /* xw is a fresh dl_linear output: contiguous, no copy */
+    c.m = m ? dl_contig_f32(m) : NULL;
+    c.prev = prev ? dl_contig_f32(prev) : NULL;
+    shape[0] = 2;
+    shape[1] = B;
+    shape[2] = U;
+    y = dl_tmp_uninit(DL_F32, lstm ? 3 : 2, lstm ? shape : shape + 1);
+    c.act = (float *)dl_arena_alloc(dl_arena_current(), sizeof(float) * (size_t)B * (size_t)(width + U));
+    if (!c.x || (m && !c.m) || (prev && !c.prev) || !y || !c.act) return NULL;
+    c.x += x_off;
+    c.y = dl_f32(y);
+    n = dl__cell_tasks(&c, width);
+    dl_parallel_for(n, lstm ? dl__lstm_task : dl__gru_task, &c);
+    in[0] = xw;
+    in[1] = m;
+    in[2] = prev;
+    nd = dl_record(lstm ? "lstm_cell" : "gru_cell", y, 3, in, dl__cell_backward, sizeof(dl__cell_ctx));
+    if (nd) {
+        dl__cell_ctx *k = (dl__cell_ctx *)nd->ctx;
+        k->act = c.act;
+        k->lstm = lstm;
+        k->B = B;
+        k->U = U;
+        k->x_off = x_off;
+    }
+    return y;
+}
+
+static dl_tensor *dl__rnn_forward(dl_layer *l, int n_in, dl_tensor *const *in, int training) {
+    dl_tensor *x = in[0], *W, *R, *bias, *b_in, *b_rec = NULL, *xw, *h = NULL, *c = NULL, **hs;
+    int kind = dl__rnn_kind(l), U = l->iconf[0], B, T, t, shape[3], bshape[2];
+    (void)n_in;
+    (void)training;
+    if (!x) return NULL;
+    if (!dl__rnn_check_input(l, x)) return NULL;
+    W = dl_layer_weight(l, "kernel");
+    R = dl_layer_weight(l, "recurrent_kernel");
+    bias = dl_layer_weight(l, "bias");
+    if (!W || !R || !bias) { dl_set_error("%s (%s): weights missing", l->name, l->ops->kind); return NULL; }
+    B = x->shape[0];
+    T = x->shape[1];
+    hs = (dl_tensor **)dl_arena_alloc(dl_arena_current(), sizeof(dl_tensor *) * (size_t)T);
+    if (!hs) return NULL;
+    b_in = bias;
+    if (kind == DL__RNN_GRU) {   /* reset_after: row 0 is the input bias, row 1 the recurrent bias */
+        b_in = dl_squeeze(dl_slice(bias, 0, 0, 1, 1), 0);
+        b_rec = dl_squeeze(dl_slice(bias, 0, 1, 2, 1), 0);
+    }
+    /* xw = x W + b for every step at once, time-major: rows t*B .. t*B+B-1 are step t. */
+    shape[0] = T * B;
+    shape[1] = x->shape[2];
+    xw = dl_linear(dl_reshape(dl_transpose(x, 0, 1), 2, shape), W, b_in);
+    shape[0] = B;   /* from here: the output [B, T, U], and GRU's [B, 3U] */
+    shape[1] = T;
+    shape[2] = U;
+    bshape[0] = B;
+    bshape[1] = 3 * U;
+    if (!xw) return NULL;
+    for (t = 0; t < T; t++) {
+        if (kind == DL__RNN_SIMPLE) {
+            /* h = tanh(x W + b + h R) */
+            dl_tensor *xt = dl_slice(xw, 0, t * B, t * B + B, 1);   /* [B, U], contiguous */
+            h = dl_tanh(t ? dl_add(xt, dl_matmul(h, R)) : xt);
+        } else if (kind == DL__RNN_LSTM) {
+            /* (h, c) = cell(x W + b, h R, c), see dl__lstm_task; h and c are [1, B, U] views */
+            dl_tensor *hc = dl__rnn_cell(1, B, U, xw, t, t ? dl_matmul(h, R) : NULL, c);
+            h = dl_slice(hc, 0, 0, 1, 1);
+            c = dl_slice(hc, 0, 1, 2, 1);
+        } else {
+            /* h = cell(x W + b_in, h R + b_rec, h), see dl__gru_task */
+            dl_tensor *a = t ? dl_add(dl_matmul(h, R), b_rec) : dl_broadcast_to(b_rec, 2, bshape);
+            h = dl__rnn_cell(0, B, U, xw, t, a, t ? h : NULL);
+        }
+        if (!h) return NULL;
+        hs[t] = h;
+    }
+    if (!l->iconf[1]) {   /* the last step: [(1,) B, U] -> [B, U] */
+        bshape[1] = U;
+        return h->ndim == 2 ? h : dl_reshape(h, 2, bshape);
+    }
+    /* every step: [(1,) B, U] x T -> [(1,) B, T*U] -> [B, T, U] */
+    return dl_reshape(dl_concat(T, hs, -1), 3, shape);
+}
+
+static const dl_layer_ops dl__simple_rnn_ops = { "SimpleRNN", dl__rnn_build, dl__rnn_forward, NULL, 1, 1 };
+static const dl_layer_ops dl__lstm_ops = { "LSTM", dl__rnn_build, dl__rnn_forward, NULL, 1, 1 };
+static const dl_layer_ops dl__gru_ops = { "GRU", dl__rnn_build, dl__rnn_forward, NULL, 1, 1 };
+
+/* iconf[0] units, iconf[1] return_sequences (0 or 1). */
+static dl_layer *dl__rnn_new(const dl_layer_ops *ops, const char *fn, const char *name, int units,
+                             int return_sequences) {
+    dl_layer *l;
+    if (units <= 0) return dl__ctor_fail("%s: units must be > 0, got %d", fn, units);
+    if (!(l = dl__builtin(ops, name))) return NULL;
+    l->iconf[0] = units;
+    l->iconf[1] = return_sequences != 0;
+    return l;
+}
+
+DLDEF dl_layer *dl_SimpleRNN(int units, int return_sequences) {
+    return dl__rnn_new(&dl__simple_rnn_ops, "dl_SimpleRNN", "simple_rnn", units, return_sequences);
+}
+DLDEF dl_layer *dl_LSTM(int units, int return_sequences) {
+    return dl__rnn_new(&dl__lstm_ops, "dl_LSTM", "lstm", units, return_sequences);
+}
+DLDEF dl_layer *dl_GRU(int units, int return_sequences) {
+    return dl__rnn_new(&dl__gru_ops, "dl_GRU", "gru", units, return_sequences);
+}
+
+/* For the model loader: a new layer of `kind` from its saved settings (iconf[0] units, iconf[1]
+   return_sequences); NULL without an error when kind is not a recurrent layer, NULL + dl_error()
+   for bad settings. */
+static dl_layer *dl__rnn_from_conf(const char *kind, const int *iconf, const float *fconf) {
+    (void)fconf;
+    if (!kind || !iconf) return NULL;
+    if (strcmp(kind, "SimpleRNN") == 0) return dl_SimpleRNN(iconf[0], iconf[1]);
+    if (strcmp(kind, "LSTM") == 0) return dl_LSTM(iconf[0], iconf[1]);
+    if (strcmp(kind, "GRU") == 0) return dl_GRU(iconf[0], iconf[1]);
+    return NULL;
+}
+/* ==== ESTIMATORS: implementation ==============================================================
+   An estimator is a compiled Sequential model that outputs logits (or values), a serving model
+   holding the same layers plus the probabilities, and the settings train/evaluate need. Every
+   number it reports is computed here from dl_predict's outputs, in double precision. */
+
+enum { DL__EST_DNN_CLASSIFIER = 1, DL__EST_LINEAR_CLASSIFIER, DL__EST_LINEAR_REGRESSOR };
+
+struct dl_estimator {
+    int kind;
+    int n_features;       /* F */
+    int n_classes;        /* classifiers: >= 2; regressors: 0 */
+    int batch_size, shuffle, log_every;
+    uint64_t seed;
+    dl_model *model;      /* Flatten, ..., Dense "logits": owned, compiled */
+    dl_model *serving;    /* the same layers (shared) + probabilities: owned, not compiled */
+    char *checkpoint;     /* owned copy, or NULL */
+};
+
+/* evaluate fills at most 7 names (binary: loss, average_loss, accuracy, precision, recall, auc,
+   global_step): dl_logs must have room for them. */
+typedef char dl__est_logs_room[(1 + DL_MAX_METRICS >= 7) ? 1 : -1];
+
+static const char *dl__est_fn(int kind) {
+    return kind == DL__EST_DNN_CLASSIFIER ? "dl_dnn_classifier" : kind == DL__EST_LINEAR_CLASSIFIER ? "dl_linear_classifier"
+                                                                                                  : "dl_linear_regressor";
+}
+
+/* Appends a new layer to m, naming it `name` when not NULL. On failure frees the layer. */
+static int dl__est_add(dl_model *m, dl_layer *l, const char *name) {
+    if (!l) return -1;
+    if (name) snprintf(l->name, sizeof l->name, "%s", name);
+    if (dl_sequential_add(m, l) != 0) { dl_layer_free(l); return -1; }
+    return 0;
+}
+
+/* The training model, built for input [F] (weights made; zeros for linear models). */
+static dl_model *dl__est_model(int kind, int F, int K, const dl_estimator_opts *o, dl_act act) {
+    dl_model *m = dl_sequential_n(0, NULL);
+    int i;
+    if (!m) return NULL;
+    if (dl__est_add(m, dl_Flatten(), NULL) != 0) goto fail;
+    if (kind == DL__EST_DNN_CLASSIFIER)
+        for (i = 0; i < o->n_hidden; i++) {
+            char name[32];
+            snprintf(name, sizeof name, "hiddenlayer_%d", i);
+            if (dl__est_add(m, dl_Dense(o->hidden_units[i], act), name) != 0) goto fail;
+            if (o->dropout > 0.0f && dl__est_add(m, dl_Dropout(o->dropout), NULL) != 0) goto fail;
+        }
+    if (dl__est_add(m, dl_Dense(K, DL_LINEAR), "logits") != 0) goto fail;
+    if (dl_model_build(m, 1, &F) != 0) goto fail;
+    if (kind != DL__EST_DNN_CLASSIFIER) {   /* TF's linear model starts at zero */
+        dl_tensor *w[8];
+        int n = dl_model_weights(m, 0, w, 8);
+        for (i = 0; i < n && i < 8; i++) dl_fill(w[i], 0.0f);
+    }
+    return m;
+fail:
+    dl_model_free(m);
+    return NULL;
+}
+
+/* The serving model: e->model's layers and, for classifiers, the probabilities. */
+static dl_model *dl__est_serving(const dl_estimator *e) {
+    dl_model *s = dl_sequential_n(0, NULL);
+    int i, n = dl_model_num_layers(e->model);
+    if (!s) return NULL;
+    for (i = 0; i < n; i++)
+        if (dl_sequential_add(s, dl_model_layer(e->model, i)) != 0) goto fail;
+    if (e->n_classes == 2) {   /* z -> [0, z] -> softmax = [1 - sigmoid(z), sigmoid(z)] */
+        dl_layer *p = dl_Dense(2, DL_SOFTMAX);
+        if (dl__est_add(s, p, "probabilities") != 0) goto fail;
+        if (dl_model_build(s, 1, &e->n_features) != 0) goto fail;
+        dl_f32(dl_layer_weight(p, "kernel"))[0] = 0.0f;
+        dl_f32(dl_layer_weight(p, "kernel"))[1] = 1.0f;
+        dl_fill(dl_layer_weight(p, "bias"), 0.0f);
+        p->trainable = 0;
+    } else {
+        if (e->n_classes > 2 && dl__est_add(s, dl_Activation(DL_SOFTMAX), "probabilities") != 0) goto fail;
+        if (dl_model_build(s, 1, &e->n_features) != 0) goto fail;
+    }
+    return s;
+fail:
+    dl_model_free(s);
+    return NULL;
+}
+
+#ifndef DL_NO_STDIO
+/* Whether a loaded checkpoint has exactly the layers (kinds, names, settings, weight shapes) of
+   the freshly built model, and the same loss. */
+static int dl__est_same_model(const dl_model *a, const dl_model *b) {
+    int i, j, k, n = dl_model_num_layers(a);
+    if (n != dl_model_num_layers(b) || !dl_model_optimizer(b) || a->loss != b->loss) return 0;
+    for (i = 0; i < n; i++) {
+        const dl_layer *x = dl_model_layer(a, i), *y = dl_model_layer(b, i);
+        if (strcmp(x->ops->kind, y->ops->kind) != 0 || strcmp(x->name, y->name) != 0 || x->n_params != y->n_params ||
+            memcmp(x->iconf, y->iconf, sizeof x->iconf) != 0 || memcmp(x->fconf, y->fconf, sizeof x->fconf) != 0)
+            return 0;
+        for (j = 0; j < x->n_params; j++) {
+            if (x->params[j]->ndim != y->params[j]->ndim || strcmp(x->param_names[j], y->param_names[j]) != 0) return 0;
+            for (k = 0; k < x->params[j]->ndim; k++)
+                if (x->params[j]->shape[k] != y->params[j]->shape[k]) return 0;
+        }
+    }
+    return 1;
+}
+#endif
+
+/* Re-sets dl_error() as "fn: <message>" unless it already starts with fn. */
+static void dl__est_wrap(const char *fn) {
+    char msg[512];
+    size_t k = strlen(fn);
+    if (strncmp(dl_error(), fn, k) == 0) return;
+    snprintf(msg, sizeof msg, "%s", dl_error());
+    dl_set_error("%s: %s", fn, msg[0] ? msg : "failed");
+}
+
+static dl_estimator *dl__est_new(int kind, int F, const dl_estimator_opts *opts) {
+    const char *fn = dl__est_fn(kind);
+    dl_estimator_opts o;
+    dl_optim *opt;
+    dl_estimator *e = NULL;
+    dl_act act;
+    int K, i, classifier = kind != DL__EST_LINEAR_REGRESSOR;
+    if (opts) o = *opts; else memset(&o, 0, sizeof o);
+    opt = o.optimizer;   /* ours from here on: freed on every failure */
+    act = o.activation == DL_LINEAR ? DL_RELU : o.activation;
+    if (F <= 0) { dl_set_error("%s: n_features %d must be > 0", fn, F); goto fail; }
+    if (classifier && o.n_classes == 0) o.n_classes = 2;
+    if (classifier && o.n_classes < 2) { dl_set_error("%s: n_classes %d must be >= 2", fn, o.n_classes); goto fail; }
+    if (o.batch_size < 0 || o.log_every < 0) { dl_set_error("%s: batch_size and log_every must be >= 0", fn); goto fail; }
+    if (!(o.learning_rate >= 0.0f) || isinf(o.learning_rate)) { dl_set_error("%s: learning_rate %g must be >= 0", fn, (double)o.learning_rate); goto fail; }
+    if (kind == DL__EST_DNN_CLASSIFIER) {
+        if (o.n_hidden < 1 || !o.hidden_units) { dl_set_error("%s: hidden_units and n_hidden >= 1 needed", fn); goto fail; }
+        for (i = 0; i < o.n_hidden; i++)
+            if (o.hidden_units[i] <= 0) { dl_set_error("%s: hidden_units[%d] = %d must be > 0", fn, i, o.hidden_units[i]); goto fail; }
+        if (!(o.dropout >= 0.0f && o.dropout < 1.0f)) { dl_set_error("%s: dropout %g must be in [0, 1)", fn, (double)o.dropout); goto fail; }
+        if ((unsigned)act > (unsigned)DL_SOFTPLUS) { dl_set_error("%s: unknown activation %d", fn, (int)act); goto fail; }
+    }
+#ifdef DL_NO_STDIO
+    if (o.checkpoint) { dl_set_error("%s: checkpoints need stdio (built with DL_NO_STDIO)", fn); goto fail; }
+#endif
+    if (!opt) {
+        double lr = o.learning_rate > 0.0f ? (double)o.learning_rate : 0.05;
+        if (kind == DL__EST_DNN_CLASSIFIER) opt = dl_adagrad(lr, 0.1, 1e-7);
+        else {   /* Ftrl(min(0.2, 1/sqrt(F))) without l1/l2 = Adagrad from zero weights */
+            if (!(o.learning_rate > 0.0f)) lr = 1.0 / sqrt((double)F) < 0.2 ? 1.0 / sqrt((double)F) : 0.2;
+            opt = dl_adagrad(lr, 0.1, 0.0);
+        }
+        if (!opt) goto fail;
+    }
+    if (!(e = (dl_estimator *)DL_MALLOC(sizeof *e))) { dl_set_error("%s: out of memory", fn); goto fail; }
+    memset(e, 0, sizeof *e);
+    e->kind = kind;
+    e->n_features = F;
+    e->n_classes = classifier ? o.n_classes : 0;
+    e->batch_size = o.batch_size > 0 ? o.batch_size : 32;
+    e->shuffle = !o.no_shuffle;
+    e->log_every = o.log_every;
+    e->seed = o.seed;
+    if (o.checkpoint) {
+        size_t n = strlen(o.checkpoint) + 1;
+        if (!(e->checkpoint = (char *)DL_MALLOC(n))) { dl_set_error("%s: out of memory", fn); goto fail; }
+        memcpy(e->checkpoint, o.checkpoint, n);
+    }
+    K = e->n_classes > 2 ? e->n_classes : 1;
+    dl_nn_seed(o.seed);
+    if (!(e->model = dl__est_model(kind, F, K, &o, act))) goto fail;
+    i = dl_compile(e->model, opt, classifier ? (K == 1 ? DL_LOSS_BINARY_CE : DL_LOSS_SPARSE_CATEGORICAL_CE) : DL_LOSS_MSE,
+                   classifier ? DL_METRIC_ACCURACY : 0);
+    opt = NULL;   /* the model has it (or dl_compile freed it) */
+    if (i != 0) goto fail;
+#ifndef DL_NO_STDIO
+    if (e->checkpoint) {
+        FILE *f = fopen(e->checkpoint, "rb");
+        if (f) {   /* resume: the file's model replaces the fresh one, which must look the same */
+            dl_model *m;
+            fclose(f);
+            if (!(m = dl_model_load(e->checkpoint))) { dl__est_wrap(fn); goto fail; }
+            if (!dl__est_same_model(e->model, m)) {
+                dl_model_free(m);
+                dl_set_error("%s: checkpoint %s holds a different model than this estimator builds", fn, e->checkpoint);
+                goto fail;
+            }
+            dl_model_free(e->model);
+            e->model = m;
+        }
+    }
+#endif
+    if (!(e->serving = dl__est_serving(e))) goto fail;
+    return e;
+fail:
+    dl__est_wrap(fn);
+    dl_optim_free(opt);
+    dl_estimator_free(e);
+    return NULL;
+}
+
+DLDEF dl_estimator *dl_dnn_classifier(int n_features, const dl_estimator_opts *opts) {
+    if (!opts) { dl_set_error("dl_dnn_classifier: opts with hidden_units needed"); return NULL; }
+    return dl__est_new(DL__EST_DNN_CLASSIFIER, n_features, opts);
+}
+DLDEF dl_estimator *dl_linear_classifier(int n_features, const dl_estimator_opts *opts) {
+    return dl__est_new(DL__EST_LINEAR_CLASSIFIER, n_features, opts);
+}
+DLDEF dl_estimator *dl_linear_regressor(int n_features, const dl_estimator_opts *opts) {
+    return dl__est_new(DL__EST_LINEAR_REGRESSOR, n_features, opts);
+}
+
+DLDEF void dl_estimator_free(dl_estimator *e) {
+    if (!e) return;
+    dl_model_free(e->serving);   /* drops its references to the shared layers first */
+    dl_model_free(e->model);
+    DL_FREE(e->checkpoint);
+    DL_FREE(e);
+}
+
+DLDEF dl_model *dl_estimator_model(const dl_estimator *e) { return e ? e->model : NULL; }
+DLDEF dl_model *dl_estimator_serving_model(const dl_estimator *e) { return e ? e->serving : NULL; }
+DLDEF long dl_estimator_global_step(const dl_estimator *e) { return e ? dl_optim_steps(dl_model_optimizer(e->model)) : -1; }
+
+/* ---- Checking inputs ---- */
+
+static int dl__est_check_x(const char *fn, const dl_estimator *e, const dl_tensor *x) {
+    char s[64];
+    if (!e || !x) { dl_set_error("%s: NULL argument", fn); return -1; }
+    if (x->dtype != DL_F32 || x->device != DL_CPU || x->ndim < 2 || x->shape[0] < 1 ||
+        x->numel / (size_t)x->shape[0] != (size_t)e->n_features) {
+        dl_set_error("%s: x is %s; need f32 [N >= 1, %d] (or [N, ...] of %d values per sample)", fn,
+                     dl_shape_str(x, s, sizeof s), e->n_features, e->n_features);
+        return -1;
+    }
+    return 0;
+}
+
+/* x as above, and labels: i32 in [0, n_classes) for classifiers, f32 or i32 for regressors. */
+static int dl__est_check_data(const char *fn, const dl_estimator *e, const dl_dataset *ds) {
+    const dl_tensor *y;
+    int i;
+    if (!e || !ds) { dl_set_error("%s: NULL argument", fn); return -1; }
+    if (dl__est_check_x(fn, e, ds->x) != 0) return -1;
+    if (ds->n != ds->x->shape[0]) { dl_set_error("%s: the data set says n = %d, x has %d samples", fn, ds->n, ds->x->shape[0]); return -1; }
+    if (!(y = ds->y)) { dl_set_error("%s: the data set has no labels", fn); return -1; }
+    if (y->device != DL_CPU || y->numel != (size_t)ds->n || !dl_is_contiguous(y) || (y->dtype != DL_I32 && y->dtype != DL_F32)) {
+        dl_set_error("%s: labels must be i32 or f32 [%d]", fn, ds->n);
+        return -1;
+    }
+    if (!e->n_classes) return 0;
+    if (y->dtype != DL_I32) { dl_set_error("%s: a classifier needs i32 class labels", fn); return -1; }
+    for (i = 0; i < ds->n; i++) {
+        int32_t v = ((const int32_t *)y->data)[i];
+        if (v < 0 || v >= e->n_classes) {
+            dl_set_error("%s: label %d of sample %d is not in [0, %d)", fn, (int)v, i, e->n_classes);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- Training ---- */
+
+DLDEF int dl_estimator_train(dl_estimator *e, const dl_dataset *ds, long steps) {
+    const char *fn = "dl_estimator_train";
+    dl_arena *arena = dl_arena_current();
+    dl_batcher *b;
+    dl_batch_opts bo;
+    dl_tensor *x, *y;
+    long gs, len, skip, s = 0;
+    int r = 0, empty = 0, ok = 0;
+    if (dl__est_check_data(fn, e, ds) != 0) return -1;
+    if (steps < 0) { dl_set_error("%s: steps %ld must be >= 0", fn, steps); return -1; }
+    memset(&bo, 0, sizeof bo);
+    bo.shuffle = e->shuffle;
+    bo.seed = e->seed;
+    if (!(b = dl_batcher_new(ds, e->batch_size, &bo))) { dl__est_wrap(fn); return -1; }
+    len = dl_batcher_len(b);
+    if (len < 1) { dl_batcher_free(b); dl_set_error("%s: no batches", fn); return -1; }
+    if (steps == 0) steps = len;
+    gs = dl_estimator_global_step(e);
+    /* Continue where global_step says the data is: that epoch's order, minus the batches done. */
+    dl_batcher_set_epoch(b, gs / len < INT_MAX ? (int)(gs / len) : INT_MAX);
+    for (skip = gs % len; skip > 0; skip--) {
+        dl_arena_reset(arena);
+        if ((r = dl_batcher_next(b, &x, &y)) != 1) break;
+    }
+    while (r >= 0 && s < steps) {
+        double loss;
+        dl_arena_reset(arena);
+        r = dl_batcher_next(b, &x, &y);
+        if (r < 0) break;
+        if (r == 0) {   /* the epoch is over; the next call starts the next one */
+            if (++empty > 1) { r = -1; dl_set_error("%s: the batcher gives no batches", fn); break; }
+            continue;
+        }
+        empty = 0;
+        dl_clear_error();
+        loss = dl_train_on_batch(e->model, x, y);
+        if (loss != loss) {   /* a failure sets a message; a NaN loss itself does not */
+            if (!dl_error()[0]) dl_set_error("%s: NaN loss at global_step %ld", fn, gs + s + 1);
+            r = -1;
+            break;
+        }
+        s++;
+#ifndef DL_NO_STDIO
+        if (e->log_every > 0 && (gs + s) % e->log_every == 0) {
+            printf("global_step %ld: loss = %.6f\n", gs + s, loss);
+            fflush(stdout);
+        }
+#endif
+    }
+    ok = r >= 0 && s == steps;
+    dl_batcher_free(b);
+    dl_arena_reset(arena);
+#ifndef DL_NO_STDIO
+    if (ok && e->checkpoint && dl_model_save(e->model, e->checkpoint, 1) != 0) ok = 0;
+#endif
+    if (!ok) { dl__est_wrap(fn); return -1; }
+    return 0;
+}
+
+/* ---- Evaluation ---- */
+
+typedef struct dl__est_scored { float s; int y; } dl__est_scored;
+
+static int dl__est_cmp(const void *pa, const void *pb) {   /* ascending; NaN first, so the order is total */
+    float a = ((const dl__est_scored *)pa)->s, b = ((const dl__est_scored *)pb)->s;
+    if (a != a || b != b) return (b != b) - (a != a);
+    return (a > b) - (a < b);
+}
+
+/* Area under the ROC curve from scores and 0/1 labels: the Mann-Whitney statistic with tied
+   scores given their mean rank. NaN when one class is absent. */
+static double dl__est_auc(dl__est_scored *v, int n) {
+    double pos = 0, rank_sum = 0;
+    int i = 0, j, k;
+    qsort(v, (size_t)n, sizeof *v, dl__est_cmp);
+    while (i < n) {
+        int p = 0;
+        for (j = i; j < n && dl__est_cmp(&v[j], &v[i]) == 0; j++) p += v[j].y;
+        rank_sum += p * (0.5 * (double)(i + 1 + j));   /* ranks i+1 .. j, averaged */
+        pos += p;
+        i = j;
+    }
+    k = n - (int)pos;
+    if (pos == 0 || k == 0) return NAN;
+    return (rank_sum - pos * (pos + 1) / 2) / (pos * (double)k);
+}
+
+DLDEF int dl_estimator_evaluate(dl_estimator *e, const dl_dataset *ds, dl_logs *out) {
+    const char *fn = "dl_estimator_evaluate";
+    dl_tensor *z;
+    const float *zs;
+    double loss = 0, correct = 0, tp = 0, fp = 0, fn_ = 0, ysum = 0, zsum = 0, auc = 0;
+    dl__est_scored *sc = NULL;
+    int i, k, n, K;
+    if (!out) { dl_set_error("%s: NULL argument", fn); return -1; }
+    memset(out, 0, sizeof *out);
+    if (dl__est_check_data(fn, e, ds) != 0) return -1;
+    n = ds->n;
+    if (!(z = dl_predict(e->model, ds->x, e->batch_size))) { dl__est_wrap(fn); return -1; }
+    zs = dl_f32(z);
+    K = (int)(z->numel / (size_t)n);
+    if (e->n_classes == 2 && !(sc = (dl__est_scored *)DL_MALLOC((size_t)n * sizeof *sc))) {
+        dl_tensor_free(z);
+        dl_set_error("%s: out of memory", fn);
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        const float *row = zs + (size_t)i * (size_t)K;
+        if (e->n_classes == 0) {   /* squared error */
+            double t = ds->y->dtype == DL_F32 ? (double)dl_f32(ds->y)[i] : (double)dl_i32(ds->y)[i], d = row[0] - t;
+            loss += d * d;
+            ysum += t;
+            zsum += row[0];
+        } else if (e->n_classes == 2) {   /* sigmoid cross-entropy: softplus(z) - y z */
+            double v = row[0];
+            int label = dl_i32(ds->y)[i], pred = v > 0;
+            loss += (v > 0 ? v : 0) - v * label + log1p(exp(-fabs(v)));
+            correct += pred == label;
+            tp += pred && label;
+            fp += pred && !label;
+            fn_ += !pred && label;
+            sc[i].s = row[0];
+            sc[i].y = label;
+        } else {   /* softmax cross-entropy: logsumexp(z) - z[label] */
+            int label = dl_i32(ds->y)[i], pred = 0;
+            double sum = 0;
+            for (k = 1; k < K; k++) if (row[k] > row[pred]) pred = k;
+            for (k = 0; k < K; k++) sum += exp((double)row[k] - row[pred]);
+            loss += row[pred] + log(sum) - row[label];
+            correct += pred == label;
+        }
+    }
+    if (sc) auc = dl__est_auc(sc, n);
+    DL_FREE(sc);
+    dl_tensor_free(z);
+    k = 0;
+    out->names[k] = "loss"; out->values[k++] = loss / n;
+    out->names[k] = "average_loss"; out->values[k++] = loss / n;
+    if (e->n_classes) { out->names[k] = "accuracy"; out->values[k++] = correct / n; }
+    if (e->n_classes == 2) {
+        out->names[k] = "precision"; out->values[k++] = tp + fp > 0 ? tp / (tp + fp) : 0.0;
+        out->names[k] = "recall"; out->values[k++] = tp + fn_ > 0 ? tp / (tp + fn_) : 0.0;
+        out->names[k] = "auc"; out->values[k++] = auc;
+    }
+    if (!e->n_classes) {
+        out->names[k] = "label/mean"; out->values[k++] = ysum / n;
+        out->names[k] = "prediction/mean"; out->values[k++] = zsum / n;
+    }
+    out->names[k] = "global_step"; out->values[k++] = (double)dl_estimator_global_step(e);
+    out->n = k;
+    out->batches = (n + e->batch_size - 1) / e->batch_size;
+    out->lr = dl_optim_lr(dl_model_optimizer(e->model));
+    return 0;
+}
+
+/* ---- Prediction and export ---- */
+
+DLDEF dl_tensor *dl_estimator_predict(dl_estimator *e, const dl_tensor *x) {
+    dl_tensor *p;
+    if (dl__est_check_x("dl_estimator_predict", e, x) != 0) return NULL;
+    if (!(p = dl_predict(e->serving, x, e->batch_size))) dl__est_wrap("dl_estimator_predict");
+    return p;
+}
+
+DLDEF dl_tensor *dl_estimator_predict_classes(dl_estimator *e, const dl_tensor *x) {
+    const char *fn = "dl_estimator_predict_classes";
+    dl_tensor *z, *c;
+    int i, k, n, K;
+    if (dl__est_check_x(fn, e, x) != 0) return NULL;
+    if (!e->n_classes) { dl_set_error("%s: a regressor has no classes", fn); return NULL; }
+    if (!(z = dl_predict(e->model, x, e->batch_size))) { dl__est_wrap(fn); return NULL; }
+    n = x->shape[0];
+    K = (int)(z->numel / (size_t)n);
+    if ((c = dl_tensor_new(DL_I32, 1, &n)) != NULL)
+        for (i = 0; i < n; i++) {
+            const float *row = dl_f32(z) + (size_t)i * (size_t)K;
+            int pred = 0;
+            if (K == 1) pred = row[0] > 0;
+            else for (k = 1; k < K; k++) if (row[k] > row[pred]) pred = k;
+            dl_i32(c)[i] = pred;
+        }
+    else dl__est_wrap(fn);
+    dl_tensor_free(z);
+    return c;
+}
+
+#ifndef DL_NO_STDIO
+DLDEF int dl_estimator_export(dl_estimator *e, const char *path) {
+    if (!e || !path) { dl_set_error("dl_estimator_export: NULL argument"); return -1; }
+    if (dl_model_save(e->serving, path, 0) != 0) { dl__est_wrap("dl_estimator_export"); return -1; }
+    return 0;
+}
+#endif
 
 #endif /* DL_IMPLEMENTATION */
 

@@ -4,6 +4,7 @@
 #                   summary, 10 epochs, test accuracy, save + reload check, a few images as text
 #   make test       every test program (-O2, then ASan+UBSan) and the compile checks
 #   make bench      GEMM and convolution benchmarks against OpenBLAS
+#   make bench-train  Fashion-MNIST MLP and CNN training, dl against PyTorch (bench/train.sh)
 #   make examples   build every examples/*.c into build/
 #   make clean
 #
@@ -28,7 +29,7 @@ BLAS_INC = $(if $(wildcard /usr/include/cblas.h /usr/include/*-linux-gnu/cblas.h
 BENCH_ENV = env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE
 BENCHES   = $(patsubst bench/%.c,build/bench_%,$(wildcard bench/gemm.c bench/conv.c))
 
-.PHONY: all demo test bench examples setup clean
+.PHONY: all demo test bench bench-train examples setup clean
 all: examples
 
 setup:
@@ -52,6 +53,10 @@ bench:
 	@bash tools/setup.sh --bench
 	@$(MAKE) --no-print-directory $(BENCHES)
 	@for b in $(BENCHES); do echo "== $$b"; $(BENCH_ENV) ./$$b || exit 1; done
+
+bench-train:
+	@bash tools/setup.sh
+	bash bench/train.sh $(ARGS)
 
 build/bench_gemm: bench/gemm.c $(HEADERS) | build
 	$(CC) -O2 $(BLAS_INC) -I. bench/gemm.c -o $@ -lopenblas -lpthread -lm

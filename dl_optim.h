@@ -583,22 +583,43 @@ static int dl__optim_simd(void) {   /* 2: AVX-512, 1: AVX2+FMA, 0: neither */
 }
 #endif
 
+/* One Adam update of a parameter, cut into chunks that threads share: every element's update
+   is independent, so any split gives the same bits. */
+#define DL__ADAM_CHUNK 16384   /* elements per task (a multiple of every SIMD width) */
+typedef struct dl__adam_job {
+    float *p, *m, *v, k[8];
+    const float *g;
+    size_t n;
+    int adamw;
+} dl__adam_job;
+
+static void dl__adam_task(void *ctx, int task) {
+    const dl__adam_job *j = (const dl__adam_job *)ctx;
+    size_t lo = (size_t)task * DL__ADAM_CHUNK, n = j->n - lo < DL__ADAM_CHUNK ? j->n - lo : DL__ADAM_CHUNK, i = 0;
+    float *p = j->p + lo, *m = j->m + lo, *v = j->v + lo;
+    const float *g = j->g + lo;
+#if defined(DL__X86_SIMD) && !defined(DL_OPTIM_NO_FMA)
+    if (dl__optim_simd() == 2) i = dl__adam_avx512(p, g, m, v, n, j->k, j->adamw);
+    else if (dl__optim_simd() == 1) i = dl__adam_avx2(p, g, m, v, n, j->k, j->adamw);
+#endif
+    dl__adam_scalar(p, g, m, v, i, n, j->k, j->adamw);
+}
+
 static void dl__adam_update(const dl_optim *o, dl__optim_param *q) {
-    float *p = dl_f32(q->p), *g = q->p->grad, *m = dl_f32(q->buf[0]), *v = dl_f32(q->buf[1]);
+    dl__adam_job j;
     double t = (double)q->step; /* already incremented */
     double bc1 = 1.0 - pow(o->beta1, t), bc2 = 1.0 - pow(o->beta2, t);
-    float k[8];
-    size_t i = 0, n = q->p->numel;
-    int adamw = o->kind == DL_OPTIM_ADAMW;
-    k[0] = (float)o->beta1; k[1] = (float)o->beta2;
-    k[2] = (float)(1.0 - o->beta1); k[3] = (float)(1.0 - o->beta2);
-    k[4] = (float)-(o->lr / bc1); k[5] = (float)sqrt(bc2); k[6] = (float)o->eps;
-    k[7] = (float)(1.0 - o->lr * o->weight_decay);
-#if defined(DL__X86_SIMD) && !defined(DL_OPTIM_NO_FMA)
-    if (dl__optim_simd() == 2) i = dl__adam_avx512(p, g, m, v, n, k, adamw);
-    else if (dl__optim_simd() == 1) i = dl__adam_avx2(p, g, m, v, n, k, adamw);
-#endif
-    dl__adam_scalar(p, g, m, v, i, n, k, adamw);
+    int tasks;
+    j.p = dl_f32(q->p); j.g = q->p->grad; j.m = dl_f32(q->buf[0]); j.v = dl_f32(q->buf[1]);
+    j.n = q->p->numel;
+    j.adamw = o->kind == DL_OPTIM_ADAMW;
+    j.k[0] = (float)o->beta1; j.k[1] = (float)o->beta2;
+    j.k[2] = (float)(1.0 - o->beta1); j.k[3] = (float)(1.0 - o->beta2);
+    j.k[4] = (float)-(o->lr / bc1); j.k[5] = (float)sqrt(bc2); j.k[6] = (float)o->eps;
+    j.k[7] = (float)(1.0 - o->lr * o->weight_decay);
+    tasks = (int)((j.n + DL__ADAM_CHUNK - 1) / DL__ADAM_CHUNK);
+    if (tasks <= 1) dl__adam_task(&j, 0);
+    else dl_parallel_for(tasks, dl__adam_task, &j);
 }
 
 DLDEF int dl_optim_step(dl_optim *o) {

@@ -8,24 +8,7 @@
    Allocations are counted (live blocks), so a leak on an error path shows in the plain build too. */
 #include <stdlib.h>
 
-static long test_live;
-static void *live_malloc(size_t n) {
-    void *p = malloc(n);
-    if (p) __atomic_fetch_add(&test_live, 1, __ATOMIC_RELAXED);
-    return p;
-}
-static void *live_realloc(void *p, size_t n) {
-    void *q = realloc(p, n);
-    if (q && !p) __atomic_fetch_add(&test_live, 1, __ATOMIC_RELAXED);
-    return q;
-}
-static void live_free(void *p) {
-    if (p) __atomic_fetch_sub(&test_live, 1, __ATOMIC_RELAXED);
-    free(p);
-}
-#define DL_MALLOC(n) live_malloc(n)
-#define DL_REALLOC(p, n) live_realloc(p, n)
-#define DL_FREE(p) live_free(p)
+#include "count_alloc.h"
 #define DL_IMPLEMENTATION
 #include "../dl_nn.h"
 #include "test.h"

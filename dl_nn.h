@@ -281,7 +281,7 @@ struct dl_layer {
     dl_tensor *params[DL_LAYER_MAX_PARAMS]; /* owned, persistent */
     char param_names[DL_LAYER_MAX_PARAMS][24];  /* "kernel", "bias", "moving_mean", ... */
     unsigned char param_trainable[DL_LAYER_MAX_PARAMS]; /* 0 for statistics like moving_mean */
-    int trainable;                          /* 0 freezes the layer (Keras layer.trainable) */
+    int trainable;                          /* 0 freezes it (Keras layer.trainable; call dl_compile after a change) */
     int built;
     dl_rng rng;                             /* for dropout; seeded from dl_nn_seed's generator */
     void *user;                             /* your layer's state */

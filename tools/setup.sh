@@ -57,8 +57,8 @@ if [ "$(id -u)" != 0 ]; then
     if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo_cmd=(sudo -n); fi
 fi
 if command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" = 0 ] || [ ${#sudo_cmd[@]} -gt 0 ]; }; then
-    todo=(${missing[@]+"${missing[@]}"} ${optional[@]+"${optional[@]}"})
-    echo "setup: installing ${todo[*]} (apt-get)"
+    to_install=(${missing[@]+"${missing[@]}"} ${optional[@]+"${optional[@]}"})
+    echo "setup: installing ${to_install[*]} (apt-get)"
     export DEBIAN_FRONTEND=noninteractive
     "${sudo_cmd[@]}" apt-get update -qq >/dev/null || echo "setup: warning: apt-get update failed" >&2
     if [ ${#missing[@]} -gt 0 ]; then

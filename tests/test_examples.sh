@@ -27,6 +27,8 @@ graph_session | --data $sub --epochs 2 --threads 1                              
 image_folder  | --epochs 3 --threads 1                                                  | test_accuracy | min 0.60
 estimator     | --data $sub --epochs 3 --threads 1                                      | test_accuracy | min 0.70
 char_rnn      | --steps 30 --threads 1 --hidden 64 --sample-len 40                      | val_loss      | max 3.50
+gridworld_dp  | --steps 300 --threads 1                                                  | max_err       | max 0.001
+frozenlake_q  | --steps 100000 --threads 1                                               | success_rate  | min 0.70
 "
 
 passed=0 failed=0 skipped=0

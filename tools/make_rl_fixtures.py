@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Writes tests/data/rl_cartpole.txt (Gymnasium's CartPole-v1 dynamics) and
+tests/data/rl_frozenlake.txt (FrozenLake-v1's transition tables) for tests/test_rl.c (run from
+the repository root with a Python that has gymnasium; made with gymnasium 1.4.0, numpy 2.4).
+
+One line per step, all numbers as the hex of their IEEE-754 bits, so that the test can demand
+the same bits:
+    s0 s1 s2 s3  action  n0 n1 n2 n3  o0 o1 o2 o3  terminated
+s = the float64 state before the step (x, x_dot, theta, theta_dot; 16 hex digits each), action
+0 or 1, n = the float64 state after it (env.unwrapped.state), o = the float32 observation that
+step() returned (8 hex digits each), terminated 0 or 1. Lines starting with '#' are comments.
+The steps come from
+  - 12 episodes reset with seeds 0..11, random actions (numpy default_rng(1000 + seed)),
+    until termination;
+  - one episode (seed 42) under the policy "push toward the side the pole leans to"
+    (action = theta + theta_dot > 0), which lasts the full 500 steps;
+  - 200 states set explicitly (uniform over x in [-2.4, 2.4], x_dot in [-3, 3], theta in
+    [-0.2, 0.2], theta_dot in [-3, 3] from default_rng(7)), one step each with a random action.
+Each env's TimeLimit is bypassed by stepping env.unwrapped (truncation is tested in C).
+
+rl_frozenlake.txt: for the maps "4x4" and "8x8", slippery and not, a line "map M slippery K"
+then one line per transition of env.unwrapped.P in order of (state, action, list position):
+    s a prob next reward terminated      (prob as the hex bits of its float64)
+"""
+import struct
+
+import gymnasium as gym
+import numpy as np
+
+
+def h64(v):
+    return "%016x" % struct.unpack("<Q", struct.pack("<d", float(v)))[0]
+
+
+def h32(v):
+    return "%08x" % struct.unpack("<I", struct.pack("<f", np.float32(v)))[0]
+
+
+def step_line(env, action):
+    u = env.unwrapped
+    before = [float(v) for v in u.state]
+    obs, reward, terminated, truncated, _ = u.step(int(action))
+    assert reward == 1.0 and not truncated
+    after = [float(v) for v in u.state]
+    line = " ".join([h64(v) for v in before] + [str(int(action))] + [h64(v) for v in after] +
+                    [h32(v) for v in obs] + [str(int(terminated))])
+    return line, obs, terminated
+
+
+def main():
+    lines = ["# CartPole-v1 steps from gymnasium %s, numpy %s (see tools/make_rl_fixtures.py)"
+             % (gym.__version__, np.__version__)]
+    env = gym.make("CartPole-v1")
+    for seed in range(12):
+        env.reset(seed=seed)
+        rng = np.random.default_rng(1000 + seed)
+        terminated = False
+        while not terminated:
+            line, _, terminated = step_line(env, rng.integers(2))
+            lines.append(line)
+    obs, _ = env.reset(seed=42)
+    for _ in range(500):
+        line, obs, terminated = step_line(env, int(obs[2] + obs[3] > 0))
+        lines.append(line)
+        if terminated:
+            break
+    rng = np.random.default_rng(7)
+    lo = np.array([-2.4, -3.0, -0.2, -3.0])
+    for _ in range(200):
+        env.reset(seed=0)
+        env.unwrapped.state = rng.uniform(lo, -lo)
+        line, _, _ = step_line(env, rng.integers(2))
+        lines.append(line)
+    with open("tests/data/rl_cartpole.txt", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("wrote tests/data/rl_cartpole.txt: %d steps" % (len(lines) - 1))
+
+    lines = ["# FrozenLake-v1 env.unwrapped.P from gymnasium %s (see tools/make_rl_fixtures.py)"
+             % gym.__version__]
+    for name in ("4x4", "8x8"):
+        for slippery in (1, 0):
+            u = gym.make("FrozenLake-v1", map_name=name, is_slippery=bool(slippery)).unwrapped
+            lines.append("map %s slippery %d" % (name[0], slippery))
+            for s in range(u.observation_space.n):
+                for a in range(4):
+                    for prob, nxt, reward, term in u.P[s][a]:
+                        lines.append("%d %d %s %d %d %d" % (s, a, h64(prob), nxt, int(reward), int(term)))
+    with open("tests/data/rl_frozenlake.txt", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("wrote tests/data/rl_frozenlake.txt: %d lines" % len(lines))
+
+
+if __name__ == "__main__":
+    main()

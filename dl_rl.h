@@ -1,5 +1,6 @@
 /* dl_rl.h - v0.1 - reinforcement learning for dl, in C99: a Gymnasium-like environment
-   interface, CartPole-v1 (Gymnasium's dynamics to the last bit), FrozenLake-v1, the gridworld
+   interface, CartPole-v1 and MountainCar-v0 (Gymnasium's dynamics to the last bit),
+   FrozenLake-v1, the gridworld
    of Sutton & Barto's Example 4.1, tabular MDPs, dynamic programming (policy evaluation,
    policy iteration, value iteration), tabular TD control (Q-learning, SARSA, expected SARSA)
    and first-visit Monte Carlo control.
@@ -33,7 +34,8 @@
        SPACES        dl_space: discrete (n values) or box (n floats of a shape, low/high bounds)
        ENVIRONMENTS  dl_env + dl_env_ops (write your own: dl_env_new), dl_env_reset,
                      dl_env_step, dl_env_get_state / dl_env_set_state; built-ins:
-                     dl_env_cartpole, dl_env_frozenlake (4x4, 8x8 or your map), dl_env_gridworld
+                     dl_env_cartpole, dl_env_mountaincar, dl_env_frozenlake (4x4, 8x8 or your
+                     map), dl_env_gridworld
                      (Example 4.1), dl_env_from_mdp (any tabular MDP as an environment)
        MDPS          dl_mdp: P[s][a] as a list of (prob, next, reward, terminal), as Gymnasium's
                      env.P; dl_mdp_new / dl_mdp_add to build one; dl_mdp_frozenlake,
@@ -61,6 +63,15 @@
        and -ffast-math break it). reset draws each state variable uniformly from
        [-0.05, 0.05) like Gymnasium, but from dl_rng (xoshiro256**), not NumPy's PCG64: the
        same seed gives other initial states than Gymnasium's.
+       MountainCar-v0: Gymnasium's MountainCarEnv (goal_velocity 0): float64 state (position,
+       velocity), float32 observation with bounds [-1.2, -0.07] .. [0.6, 0.07], actions 0 push
+       left, 1 none, 2 push right; velocity += (action - 1) * 0.001 + cos(3 * position) *
+       (-0.0025) (libm cos, as Python's math.cos), clipped to [-0.07, 0.07]; position +=
+       velocity, clipped to [-1.2, 0.6]; at position -1.2 a negative velocity becomes 0;
+       terminated when position >= 0.5 and velocity >= 0; reward -1 on every step; truncated at
+       200 steps. Next states have Gymnasium's bits (tests/test_rl.c checks 2372 recorded steps,
+       walls and goal included; same arithmetic rules as CartPole). reset: position uniform in
+       [-0.6, -0.4) from dl_rng (not NumPy's generator), velocity 0.
        FrozenLake-v1: Gymnasium's maps and rules; actions 0 left, 1 down, 2 right, 3 up;
        slippery: the intended direction or either perpendicular one, 1/3 each; reward 1 on
        reaching G; terminated in a hole or at the goal; truncated after 100 steps (4x4) or 200
@@ -87,8 +98,8 @@
        NaN on error. Nothing here calls exit or abort.
 
    NOT HERE (yet)
-       MountainCar, Breakout (MinAtar), rendering, vectorized environments, DQN and agents
-       (act/save/load), benchmarks: see issue 4.
+       Breakout (MinAtar), MountainCarContinuous, Acrobot, Pendulum, rendering, vectorized
+       environments, DQN and agents (act/save/load), benchmarks: see issue 4.
 
    LICENSE: MIT, see the end of the file.
 */
@@ -182,6 +193,7 @@ DLDEF dl_env *dl_env_new(const dl_env_ops *ops, const dl_space *observation_spac
                          const dl_space *action_space, int max_episode_steps, void *user);
 DLDEF void dl_env_free(dl_env *env);   /* NULL is fine */
 DLDEF dl_env *dl_env_cartpole(void);                        /* CartPole-v1, 500 steps */
+DLDEF dl_env *dl_env_mountaincar(void);                     /* MountainCar-v0, 200 steps */
 DLDEF dl_env *dl_env_frozenlake(int map_name, int slippery); /* 4 or 8; 100 or 200 steps */
 DLDEF dl_env *dl_env_gridworld(void);                       /* Example 4.1, no time limit */
 /* Any MDP as an environment (borrowed): reset draws from m->isd, step from P[s][a]; the
@@ -499,6 +511,9 @@ DLDEF int dl_env_set_state(dl_env *env, const double *state, float *obs) {
     return 0;
 }
 
+/* uniform in [0, 1) from the top 53 bits */
+static double dl__uniform01(dl_rng *r) { return (double)(dl_rng_u64(r) >> 11) * (1.0 / 9007199254740992.0); }
+
 /* ---- CartPole-v1 ----------------------------------------------------------------------------
    Gymnasium's CartPoleEnv.step, one rounding per statement in the same order as its Python
    expressions (left to right), so the result has its bits. */
@@ -591,6 +606,67 @@ DLDEF dl_env *dl_env_cartpole(void) {
     return dl_env_new(&dl__cartpole_ops, &obs, &act, 500, NULL);
 }
 
+/* ---- MountainCar-v0 --------------------------------------------------------------------------
+   Gymnasium's MountainCarEnv.step in float64, one rounding per statement in its order:
+       velocity += (action - 1) * force + math.cos(3 * position) * (-gravity)
+   i.e. velocity + ((action - 1) * force + cos(3 * position) * -gravity), then np.clip (max
+   with the low bound, then min with the high one), position += velocity, clip, and velocity 0
+   at the left wall when it is negative. */
+static void dl__mountaincar_reset(dl_env *env) {
+    double u = dl__uniform01(&env->rng);   /* uniform in [-0.6, -0.4): low + (high - low) * u */
+    double span = -0.4 - (-0.6);
+    double t = span * u;
+    env->state[0] = -0.6 + t;
+    env->state[1] = 0.0;
+}
+
+static double dl__clip(double v, double lo, double hi) {   /* np.clip: min(max(v, lo), hi) */
+    v = v < lo ? lo : v;
+    return v > hi ? hi : v;
+}
+
+DL__NO_FP_CONTRACT static void dl__mountaincar_step(dl_env *env, int action, double *reward, int *terminated) {
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#endif
+    const double min_position = -1.2, max_position = 0.6, max_speed = 0.07, goal_position = 0.5;
+    const double goal_velocity = 0.0, force = 0.001, gravity = 0.0025;
+    double position = env->state[0], velocity = env->state[1];
+    double push = (double)(action - 1) * force, p3 = 3.0 * position, c, g, dv;
+    c = cos(p3);
+    g = c * -gravity;
+    dv = push + g;
+    velocity = velocity + dv;
+    velocity = dl__clip(velocity, -max_speed, max_speed);
+    position = position + velocity;
+    position = dl__clip(position, min_position, max_position);
+    if (position == min_position && velocity < 0) velocity = 0.0;
+    env->state[0] = position;
+    env->state[1] = velocity;
+    *terminated = position >= goal_position && velocity >= goal_velocity;
+    *reward = -1.0;
+}
+
+static void dl__mountaincar_observe(const dl_env *env, float *obs) {
+    obs[0] = (float)env->state[0];
+    obs[1] = (float)env->state[1];
+}
+
+static const dl_env_ops dl__mountaincar_ops = {"MountainCar-v0", 2, dl__mountaincar_reset, dl__mountaincar_step, dl__mountaincar_observe};
+/* Gymnasium's bounds: [min_position, -max_speed] and [max_position, max_speed] as float32 */
+static const float dl__mountaincar_low[2] = {(float)-1.2, (float)-0.07};
+static const float dl__mountaincar_high[2] = {(float)0.6, (float)0.07};
+
+DLDEF dl_env *dl_env_mountaincar(void) {
+    dl_space obs, act;
+    memset(&obs, 0, sizeof(obs));
+    memset(&act, 0, sizeof(act));
+    obs.kind = DL_SPACE_BOX, obs.n = 2, obs.ndim = 1, obs.shape[0] = 2;
+    obs.low = dl__mountaincar_low, obs.high = dl__mountaincar_high;
+    act.kind = DL_SPACE_DISCRETE, act.n = 3;
+    return dl_env_new(&dl__mountaincar_ops, &obs, &act, 200, NULL);
+}
+
 /* ---- Tabular environments (any dl_mdp) -------------------------------------------------------
    Gymnasium's categorical_sample: the first index whose cumulative probability exceeds u. */
 static int dl__sample(const double *p, int stride, int n, double u) {
@@ -602,8 +678,6 @@ static int dl__sample(const double *p, int stride, int n, double u) {
     }
     return n - 1;
 }
-
-static double dl__uniform01(dl_rng *r) { return (double)(dl_rng_u64(r) >> 11) * (1.0 / 9007199254740992.0); }
 
 static void dl__mdp_env_reset(dl_env *env) {
     env->state[0] = (double)dl__sample(env->mdp->isd, 1, env->mdp->n_states, dl__uniform01(&env->rng));

@@ -1,10 +1,10 @@
-/* dl_rl.h: CartPole-v1 against Gymnasium to the last bit, FrozenLake-v1's tables against
-   Gymnasium's, Example 4.1's values, policy and value iteration, Q-learning / SARSA / expected
-   SARSA on slippery FrozenLake, the environment interface's rules and errors, and no
-   allocation in reset or step.
+/* dl_rl.h: CartPole-v1 and MountainCar-v0 against Gymnasium to the last bit, FrozenLake-v1's
+   tables against Gymnasium's, Example 4.1's values, policy and value iteration, Q-learning /
+   SARSA / expected SARSA on slippery FrozenLake, the environment interface's rules and errors,
+   and no allocation in reset or step.
 
-   tests/data/rl_cartpole.txt and rl_frozenlake.txt come from Gymnasium 1.4.0 through
-   tools/make_rl_fixtures.py (their format is described there). */
+   tests/data/rl_cartpole.txt, rl_mountaincar.txt and rl_frozenlake.txt come from Gymnasium
+   1.4.0 through tools/make_rl_fixtures.py (their format is described there). */
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -98,6 +98,94 @@ static void test_cartpole_gymnasium_parity(void) {
     dl_env_free(env);
 }
 
+/* MountainCar-v0: every step recorded from Gymnasium (episodes and states set at the walls
+   and near the goal): the next float64 state and float32 observation have the same bits, and
+   terminated / truncated agree (the step count since reset comes from the fixture). */
+static void test_mountaincar_gymnasium_parity(void) {
+    FILE *f = fopen("tests/data/rl_mountaincar.txt", "r");
+    char line[512];
+    int n = 0, bad_state = 0, bad_obs = 0, bad_flags = 0, first_bad = -1, n_term = 0, n_trunc = 0, n_wall = 0;
+    dl_env *env = dl_env_mountaincar();
+    CHECK(f != NULL, "cannot open tests/data/rl_mountaincar.txt (run from the repository root)");
+    if (!f || !env) { if (f) fclose(f); dl_env_free(env); return; }
+    while (fgets(line, sizeof line, f)) {
+        char h[6][24];
+        double s[2], got[2], r = 0;
+        float obs[2];
+        int t, action, term, trunc, got_term = -1, got_trunc = -1, i, fail = 0;
+        if (line[0] == '#') continue;
+        if (sscanf(line, "%23s %23s %d %d %23s %23s %23s %23s %d %d", h[0], h[1], &t, &action, h[2], h[3], h[4], h[5],
+                   &term, &trunc) != 10) {
+            CHECK(0, "bad fixture line %d", n);
+            break;
+        }
+        for (i = 0; i < 2; i++) s[i] = bits64(h[i]);
+        dl_env_set_state(env, s, NULL);
+        env->elapsed = t;
+        if (dl_env_step(env, action, obs, &r, &got_term, &got_trunc) != 0) { CHECK(0, "%s", dl_error()); break; }
+        dl_env_get_state(env, got);
+        for (i = 0; i < 2; i++) {
+            if (dbits(got[i]) != strtoull(h[2 + i], NULL, 16)) bad_state++, fail = 1;
+            if (fbits(obs[i]) != (uint32_t)strtoul(h[4 + i], NULL, 16)) bad_obs++, fail = 1;
+        }
+        if (got_term != term || got_trunc != trunc || r != -1.0) bad_flags++, fail = 1;
+        if (fail && first_bad < 0) first_bad = n;
+        n_term += term, n_trunc += trunc;
+        n_wall += got[0] == -1.2 && s[1] + (action - 1) * 0.001 < 0 && dbits(got[1]) == 0;
+        n++;
+    }
+    fclose(f);
+    printf("    mountaincar parity: %d steps (%d terminated, %d truncated, %d stopped at the left wall), "
+           "%d state values and %d observation values differ, %d flags\n",
+           n, n_term, n_trunc, n_wall, bad_state, bad_obs, bad_flags);
+    CHECK(n == 2372 && n_term > 4 && n_trunc > 4 && n_wall > 10, "%d steps, %d terminated, %d truncated, %d at the wall in the fixture",
+          n, n_term, n_trunc, n_wall);
+    CHECK(bad_state == 0 && bad_obs == 0 && bad_flags == 0, "first mismatch at step %d", first_bad);
+    dl_env_free(env);
+}
+
+/* MountainCar-v0's spaces, reset range, time limit, and an episode under the energy-pumping
+   policy that reaches the goal. */
+static void test_mountaincar_env(void) {
+    dl_env *env = dl_env_mountaincar();
+    float a[2], b[2], obs[2];
+    double r, total = 0.0;
+    int i, t, term = 0, trunc = 0;
+    if (!env) { CHECK(0, "%s", dl_error()); return; }
+    CHECK(strcmp(env->ops->name, "MountainCar-v0") == 0 && dl_env_obs_size(env) == 2, "name, obs size");
+    CHECK(env->observation_space.kind == DL_SPACE_BOX && env->observation_space.n == 2, "obs space");
+    CHECK(env->action_space.kind == DL_SPACE_DISCRETE && env->action_space.n == 3, "action space");
+    CHECK(env->observation_space.low[0] == -1.2f && env->observation_space.low[1] == -0.07f &&
+          env->observation_space.high[0] == 0.6f && env->observation_space.high[1] == 0.07f, "bounds");
+    CHECK(env->max_episode_steps == 200, "time limit");
+    dl_env_reset(env, 7, a);
+    dl_env_reset(env, 7, b);
+    CHECK(a[0] == b[0] && a[0] >= -0.6f && a[0] <= -0.4f && a[1] == 0.0f && b[1] == 0.0f, "reset(7) = %g %g", a[0], a[1]);
+    for (i = 0; i < 1000; i++) {
+        dl_env_reset(env, -1, b);
+        if (!(b[0] >= -0.6f && b[0] <= -0.4f && b[1] == 0.0f)) break;
+    }
+    CHECK(i == 1000, "reset %d out of range: %g %g", i, b[0], b[1]);
+    /* action 1 (no push) never leaves the valley: truncated at 200 */
+    dl_env_reset(env, 3, obs);
+    for (t = 1; t <= 300; t++) {
+        dl_env_step(env, 1, obs, &r, &term, &trunc);
+        total += r;
+        if (term || trunc) break;
+    }
+    CHECK(t == 200 && trunc && !term && total == -200.0, "truncated %d terminated %d at step %d, return %g", trunc, term, t, total);
+    CHECK(dl_env_step(env, 1, obs, &r, &term, &trunc) == -1, "step after truncation fails");
+    dl_env_reset(env, 3, obs);
+    for (t = 1; t <= 200; t++) {
+        dl_env_step(env, obs[1] >= 0 ? 2 : 0, obs, &r, &term, &trunc);
+        if (term || trunc) break;
+    }
+    CHECK(term && !trunc && t < 200 && obs[0] >= 0.5f, "energy pumping: terminated %d at step %d (x %g)", term, t, obs[0]);
+    dl_env_reset(env, 3, obs);
+    CHECK(dl_env_step(env, 3, obs, &r, &term, &trunc) == -1 && strstr(dl_error(), "action"), "bad action: %s", dl_error());
+    dl_env_free(env);
+}
+
 static void test_cartpole_reset_truncation(void) {
     dl_env *env = dl_env_cartpole();
     float a[4], b[4], obs[4];
@@ -126,13 +214,14 @@ static void test_cartpole_reset_truncation(void) {
     dl_env_free(env);
 }
 
-/* No allocation in reset or step, for CartPole and FrozenLake. */
+/* No allocation in reset or step, for CartPole, FrozenLake and MountainCar. */
 static void test_env_no_alloc(void) {
-    dl_env *envs[2];
+    dl_env *envs[3];
     int k, t;
     envs[0] = dl_env_cartpole();
     envs[1] = dl_env_frozenlake(8, 1);
-    for (k = 0; k < 2; k++) {
+    envs[2] = dl_env_mountaincar();
+    for (k = 0; k < 3; k++) {
         float obs[4];
         double r;
         int term, trunc;
@@ -140,7 +229,7 @@ static void test_env_no_alloc(void) {
         if (!envs[k]) { CHECK(0, "%s", dl_error()); continue; }
         dl_env_reset(envs[k], 3, obs);
         for (t = 0; t < 2000; t++) {
-            dl_env_step(envs[k], t % 2 + k, obs, &r, &term, &trunc);
+            dl_env_step(envs[k], (t % 2 + k) % envs[k]->action_space.n, obs, &r, &term, &trunc);
             if (term || trunc) dl_env_reset(envs[k], -1, obs);
         }
         CHECK(test_mallocs == before, "env %d: %ld allocations", k, test_mallocs - before);
@@ -411,6 +500,8 @@ int main(void) {
     RUN(test_cartpole_reference);
     RUN(test_cartpole_gymnasium_parity);
     RUN(test_cartpole_reset_truncation);
+    RUN(test_mountaincar_gymnasium_parity);
+    RUN(test_mountaincar_env);
     RUN(test_env_no_alloc);
     RUN(test_frozenlake_tables);
     RUN(test_gridworld_random_policy);

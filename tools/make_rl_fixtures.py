@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Writes tests/data/rl_cartpole.txt (Gymnasium's CartPole-v1 dynamics) and
-tests/data/rl_frozenlake.txt (FrozenLake-v1's transition tables) for tests/test_rl.c (run from
-the repository root with a Python that has gymnasium; made with gymnasium 1.4.0, numpy 2.4).
+"""Writes tests/data/rl_cartpole.txt (Gymnasium's CartPole-v1 dynamics),
+tests/data/rl_mountaincar.txt (MountainCar-v0's) and tests/data/rl_frozenlake.txt
+(FrozenLake-v1's transition tables) for tests/test_rl.c (run from the repository root with a
+Python that has gymnasium; made with gymnasium 1.4.0, numpy 2.4).
 
 One line per step, all numbers as the hex of their IEEE-754 bits, so that the test can demand
 the same bits:
@@ -17,6 +18,20 @@ The steps come from
   - 200 states set explicitly (uniform over x in [-2.4, 2.4], x_dot in [-3, 3], theta in
     [-0.2, 0.2], theta_dot in [-3, 3] from default_rng(7)), one step each with a random action.
 Each env's TimeLimit is bypassed by stepping env.unwrapped (truncation is tested in C).
+
+rl_mountaincar.txt: MountainCar-v0 (gym.make, so with its 200-step TimeLimit), one line per step:
+    s0 s1  t  action  n0 n1  o0 o1  terminated truncated
+s = the float64 state (position, velocity) before the step, t = the steps taken since reset
+before this one, n = the state after it, o = the float32 observation returned. The steps come
+from
+  - 8 episodes reset with seeds 0..7, random actions (numpy default_rng(2000 + seed)), until
+    termination or truncation (random actions do not reach the goal: truncated at 200);
+  - 4 episodes (seeds 10..13) under the energy-pumping policy "push the way the car moves"
+    (action 2 if velocity >= 0 else 0), which reach the goal (terminated);
+  - 300 states set explicitly with t = 0, one step each with a random action (default_rng(8)):
+    100 uniform over position in [-1.2, 0.6], velocity in [-0.07, 0.07]; 100 at the left wall
+    (position within 0.02 of -1.2 or exactly -1.2, velocity in [-0.07, 0.01]); 100 near the
+    goal (position in [0.45, 0.55] or exactly 0.5, velocity in [-0.005, 0.005] or exactly 0).
 
 rl_frozenlake.txt: for the maps "4x4" and "8x8", slippery and not, a line "map M slippery K"
 then one line per transition of env.unwrapped.P in order of (state, action, list position):
@@ -47,6 +62,64 @@ def step_line(env, action):
     return line, obs, terminated
 
 
+def mountaincar_elapsed(env):
+    e = env
+    while e is not None:
+        if hasattr(e, "_elapsed_steps"):
+            return e._elapsed_steps
+        e = getattr(e, "env", None)
+    raise RuntimeError("no TimeLimit wrapper")
+
+
+def mountaincar(path):
+    lines = ["# MountainCar-v0 steps from gymnasium %s, numpy %s (see tools/make_rl_fixtures.py)"
+             % (gym.__version__, np.__version__)]
+    env = gym.make("MountainCar-v0")
+    n_term = n_trunc = 0
+
+    def step(action, t=None):
+        nonlocal n_term, n_trunc
+        u = env.unwrapped
+        before = [float(v) for v in u.state]
+        if t is None:
+            t = mountaincar_elapsed(env)
+        obs, reward, terminated, truncated, _ = env.step(int(action))
+        assert reward == -1.0
+        after = [float(v) for v in u.state]
+        n_term += bool(terminated)
+        n_trunc += bool(truncated)
+        lines.append(" ".join([h64(v) for v in before] + [str(t), str(int(action))] + [h64(v) for v in after] +
+                              [h32(v) for v in obs] + [str(int(terminated)), str(int(truncated))]))
+        return obs, terminated or truncated
+
+    for seed in range(8):
+        env.reset(seed=seed)
+        rng = np.random.default_rng(2000 + seed)
+        done = False
+        while not done:
+            _, done = step(rng.integers(3))
+    for seed in range(10, 14):
+        obs, _ = env.reset(seed=seed)
+        done = False
+        while not done:
+            obs, done = step(2 if obs[1] >= 0 else 0)
+    rng = np.random.default_rng(8)
+    for k in range(300):
+        env.reset(seed=0)
+        if k < 100:
+            st = [rng.uniform(-1.2, 0.6), rng.uniform(-0.07, 0.07)]
+        elif k < 200:
+            st = [-1.2 if k % 4 == 0 else rng.uniform(-1.2, -1.18), rng.uniform(-0.07, 0.01)]
+        else:
+            st = [0.5 if k % 4 == 0 else rng.uniform(0.45, 0.55),
+                  0.0 if k % 5 == 0 else rng.uniform(-0.005, 0.005)]
+        env.unwrapped.state = np.array(st, dtype=np.float64)
+        step(rng.integers(3), t=0)
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("wrote %s: %d steps, %d terminated, %d truncated" % (path, len(lines) - 1, n_term, n_trunc))
+
+
 def main():
     lines = ["# CartPole-v1 steps from gymnasium %s, numpy %s (see tools/make_rl_fixtures.py)"
              % (gym.__version__, np.__version__)]
@@ -74,6 +147,8 @@ def main():
     with open("tests/data/rl_cartpole.txt", "w") as f:
         f.write("\n".join(lines) + "\n")
     print("wrote tests/data/rl_cartpole.txt: %d steps" % (len(lines) - 1))
+
+    mountaincar("tests/data/rl_mountaincar.txt")
 
     lines = ["# FrozenLake-v1 env.unwrapped.P from gymnasium %s (see tools/make_rl_fixtures.py)"
              % gym.__version__]

@@ -1,7 +1,7 @@
 /* dl_rl.h - v0.1 - reinforcement learning for dl, in C99: a Gymnasium-like environment
    interface, CartPole-v1 and MountainCar-v0 (Gymnasium's dynamics to the last bit),
-   FrozenLake-v1, the gridworld
-   of Sutton & Barto's Example 4.1, tabular MDPs, dynamic programming (policy evaluation,
+   FrozenLake-v1, MinAtar's Breakout, the gridworld of Sutton & Barto's Example 4.1, rendering
+   to RGB pictures, vectorized environments with autoreset, tabular MDPs, dynamic programming (policy evaluation,
    policy iteration, value iteration), tabular TD control (Q-learning, SARSA, expected SARSA)
    and first-visit Monte Carlo control.
    Part of dl, a family of single-file deep-learning libraries; needs dl_nn.h.
@@ -35,8 +35,11 @@
        ENVIRONMENTS  dl_env + dl_env_ops (write your own: dl_env_new), dl_env_reset,
                      dl_env_step, dl_env_get_state / dl_env_set_state; built-ins:
                      dl_env_cartpole, dl_env_mountaincar, dl_env_frozenlake (4x4, 8x8 or your
-                     map), dl_env_gridworld
-                     (Example 4.1), dl_env_from_mdp (any tabular MDP as an environment)
+                     map), dl_env_breakout (MinAtar), dl_env_gridworld (Example 4.1),
+                     dl_env_from_mdp (any tabular MDP as an environment);
+                     dl_env_render_size / dl_env_render (RGB picture of the state; every
+                     built-in but dl_env_from_mdp's), dl_write_ppm, dl_env_save_png (with
+                     stb_image_write.h); dl_vec_env (n envs stepped together, autoreset)
        MDPS          dl_mdp: P[s][a] as a list of (prob, next, reward, terminal), as Gymnasium's
                      env.P; dl_mdp_new / dl_mdp_add to build one; dl_mdp_frozenlake,
                      dl_mdp_gridworld
@@ -81,15 +84,49 @@
        terminal, actions 0 left, 1 down, 2 right, 3 up (moves off the grid leave the state
        unchanged), reward -1 on every step; episodes start in a uniformly drawn non-terminal
        state; no time limit.
+       Breakout: MinAtar's (Young & Tian 2019, "MinAtar: An Atari-inspired testbed for thorough
+       and reproducible reinforcement learning experiments", arXiv:1903.03176; its
+       breakout.py). A 10x10 grid (x column, y row from the top): paddle on row 9 at x (starts
+       at 4), bricks filling rows 1..3, a ball moving diagonally (direction 0 up-left, 1
+       up-right, 2 down-right, 3 down-left) that starts at row 3 either at x 0 going down-right
+       or at x 9 going down-left (1/2 each). Actions (MinAtar's minimal set): 0 no-op, 1 left,
+       2 right (the paddle stops at the edges). A step moves the paddle, then the ball by its
+       direction: past a side wall it is held at the edge and its x-direction turns; above the
+       top it is held at row 0 and its y-direction turns; else on a brick it takes the brick
+       (reward 1), stays on its old row and its y-direction turns, unless the step before
+       also landed on a brick (the strike flag: then it moves onto this one, no reward); else on row 9 it
+       refills the wall when no brick is left and bounces (stays on its old row) when the
+       paddle is under the ball's old column (y-direction turns) or under its new one (both
+       turn); otherwise the episode terminates. Sticky actions (MinAtar's default p = 0.1): with
+       probability p the previous action (0 after reset; MinAtar keeps it across resets) is
+       taken instead. The observation is MinAtar's state as 0/1 floats, channel-first [4, 10,
+       10] (channels paddle, ball, trail = the ball's previous cell, brick; index c * 100 + y
+       * 10 + x), ready for an NCHW conv. No time limit (set max_episode_steps). The state
+       (get_state/set_state) is 9 doubles: ball x, y, direction, trail x, y, paddle x, strike
+       flag, bricks (bit (y - 1) * 10 + x), previous action. Given a state and an action the
+       next state equals MinAtar's (tests/test_rl.c checks 5520 recorded steps with refills);
+       random play returns about 0.38 a game, as MinAtar's random agent.
+       Rendering: CartPole and MountainCar draw Gymnasium's rgb_array pictures (600x400: cart,
+       pole, axle, track; hill, car, flag), Breakout 16x16-pixel cells in MinAtar's colors on
+       black, FrozenLake and the gridworld 64-pixel tiles with the agent as a red disc. Your own
+       env renders when its ops set render_width, render_height and render.
+       Vectorized (dl_vec_env): Gymnasium's SyncVectorEnv in its default autoreset mode
+       (NEXT_STEP): env i ends on a step, the next step resets it (its action ignored) and
+       reports the first observation with reward 0, not terminated, not truncated. Reset with
+       seed >= 0 seeds env i with seed + i.
 
    CONFIGURATION
-       dl_tensor.h's DL_MALLOC/DL_FREE, DL_STATIC and DL_NO_STDIO apply (nothing here does I/O).
+       dl_tensor.h's DL_MALLOC/DL_FREE, DL_STATIC and DL_NO_STDIO apply (DL_NO_STDIO leaves out
+       dl_write_ppm; the only file I/O here). dl_env_save_png exists when <stb_image_write.h>
+       (Debian: <stb/stb_image_write.h>, libstb-dev) was included before this file.
 
    OWNERSHIP
        dl_env_* constructors return environments you own (dl_env_free); dl_env_from_mdp borrows
        its MDP (it must outlive the env), dl_env_frozenlake and dl_env_gridworld own theirs
-       (dl_env_mdp borrows it back). dl_mdp_* return MDPs you own (dl_mdp_free). Every array
-       argument (V, Q, policies, observations) is the caller's; nothing is kept.
+       (dl_env_mdp borrows it back). dl_vec_env_new takes over the envs it is given
+       (dl_vec_env_free frees them) unless it fails. dl_mdp_* return MDPs you own
+       (dl_mdp_free). Every array argument (V, Q, policies, observations, pictures) is the
+       caller's; nothing is kept.
 
    ERRORS
        Functions returning int give >= 0 on success and -1 + dl_error() on bad arguments (NULL,
@@ -98,8 +135,8 @@
        NaN on error. Nothing here calls exit or abort.
 
    NOT HERE (yet)
-       Breakout (MinAtar), MountainCarContinuous, Acrobot, Pendulum, rendering, vectorized
-       environments, DQN and agents (act/save/load), benchmarks: see issue 4.
+       MountainCarContinuous, Acrobot, Pendulum, the other MinAtar games, DQN and agents
+       (act/save/load), benchmarks: see issue 4.
 
    LICENSE: MIT, see the end of the file.
 */
@@ -162,7 +199,7 @@ DLDEF dl_mdp *dl_mdp_gridworld(void);  /* Example 4.1 (see the top of the file);
 
 /* ==== ENVIRONMENTS ========================================================================== */
 
-#define DL_ENV_MAX_STATE 8      /* doubles of internal state an environment keeps inline */
+#define DL_ENV_MAX_STATE 16     /* doubles of internal state an environment keeps inline */
 typedef struct dl_env dl_env;
 /* An environment's behaviour. Write your own and make it with dl_env_new; the functions get
    the env (your data in env->user) and never need to allocate. */
@@ -172,6 +209,10 @@ typedef struct dl_env_ops {
     void (*reset)(dl_env *env);                           /* draw env->state from env->rng */
     void (*step)(dl_env *env, int action, double *reward, int *terminated); /* advance env->state */
     void (*observe)(const dl_env *env, float *obs);       /* the observation of env->state */
+    /* optional (0, 0, NULL: no renderer): an RGB picture of env->state, render_width x
+       render_height pixels, 3 bytes each, row by row from the top left */
+    int render_width, render_height;
+    void (*render)(const dl_env *env, unsigned char *rgb);
 } dl_env_ops;
 
 struct dl_env {
@@ -181,7 +222,8 @@ struct dl_env {
     int elapsed;                /* steps since the last reset */
     int running;                /* 1 between reset (or set_state) and the end of the episode */
     dl_rng rng;                 /* the environment's own generator (reset, slippery moves) */
-    double state[DL_ENV_MAX_STATE]; /* CartPole: x, x_dot, theta, theta_dot; tabular: the index */
+    double state[DL_ENV_MAX_STATE]; /* CartPole: x, x_dot, theta, theta_dot; tabular: the index;
+                                       Breakout: see the top of the file */
     const dl_mdp *mdp;          /* tabular environments: their model (else NULL) */
     dl_mdp *owned_mdp;          /* freed by dl_env_free */
     void *user;                 /* yours (dl_env_new) */
@@ -196,6 +238,9 @@ DLDEF dl_env *dl_env_cartpole(void);                        /* CartPole-v1, 500 
 DLDEF dl_env *dl_env_mountaincar(void);                     /* MountainCar-v0, 200 steps */
 DLDEF dl_env *dl_env_frozenlake(int map_name, int slippery); /* 4 or 8; 100 or 200 steps */
 DLDEF dl_env *dl_env_gridworld(void);                       /* Example 4.1, no time limit */
+/* MinAtar's Breakout (see the top of the file); sticky_action_prob < 0: MinAtar's 0.1. No time
+   limit (set env->max_episode_steps for one). */
+DLDEF dl_env *dl_env_breakout(double sticky_action_prob);
 /* Any MDP as an environment (borrowed): reset draws from m->isd, step from P[s][a]; the
    observation is the state index. */
 DLDEF dl_env *dl_env_from_mdp(const dl_mdp *m, int max_episode_steps, const char *name);
@@ -213,6 +258,43 @@ DLDEF int dl_env_step(dl_env *env, int action, float *obs, double *reward, int *
    observation of the new state to obs (may be NULL). 0 on success, -1 + dl_error(). */
 DLDEF int dl_env_get_state(const dl_env *env, double *state);
 DLDEF int dl_env_set_state(dl_env *env, const double *state, float *obs);
+
+/* Rendering: the picture's size, and the picture of the current state into rgb (width * height
+   * 3 bytes, RGB, row-major from the top left; nothing is allocated). -1 + dl_error() when the
+   env has no renderer. */
+DLDEF int dl_env_render_size(const dl_env *env, int *width, int *height);
+DLDEF int dl_env_render(const dl_env *env, unsigned char *rgb);
+#ifndef DL_NO_STDIO
+/* rgb (w x h, as dl_env_render writes it) as a binary PPM (P6) file. 0 or -1 + dl_error(). */
+DLDEF int dl_write_ppm(const char *path, const unsigned char *rgb, int w, int h);
+#endif
+#if defined(INCLUDE_STB_IMAGE_WRITE_H) && !defined(STBI_WRITE_NO_STDIO)
+/* Only when stb_image_write.h was included before this file: the env's picture as a PNG
+   (stbi_write_png; allocates the picture's buffer for the call). 0 or -1 + dl_error(). */
+DLDEF int dl_env_save_png(const dl_env *env, const char *path);
+#endif
+
+/* Vectorized environments: n environments of the same spaces stepped together, as Gymnasium's
+   SyncVectorEnv with its default autoreset mode (NEXT_STEP): when env i ended (terminated or
+   truncated) on a step, the next dl_vec_env_step resets it instead of stepping it (its action is
+   ignored) and returns the reset observation with reward 0, terminated 0, truncated 0.
+   Observations are n * obs_size floats, env i's at obs + i * obs_size. */
+typedef struct dl_vec_env {
+    int n, obs_size;
+    dl_env **envs;              /* [n], owned */
+    int *ended;                 /* [n]: 1 when env i ended on the last step (reset on the next) */
+} dl_vec_env;
+/* Takes over envs[0..n-1] (freed by dl_vec_env_free), which must have equal observation and
+   action spaces. On failure: NULL + dl_error(), and the envs stay the caller's. */
+DLDEF dl_vec_env *dl_vec_env_new(int n, dl_env *const *envs);
+DLDEF void dl_vec_env_free(dl_vec_env *v);   /* frees the envs too; NULL is fine */
+/* Resets every env, env i with seed + i when seed >= 0 (else each continues its generator).
+   obs may be NULL. 0 or -1 + dl_error(). */
+DLDEF int dl_vec_env_reset(dl_vec_env *v, int64_t seed, float *obs);
+/* One step of every env with actions[i] (autoreset as above). Output arrays (n each; obs n *
+   obs_size) may be NULL. Nothing allocates. 0 or -1 + dl_error() (bad action: then no env
+   moved; not reset yet). */
+DLDEF int dl_vec_env_step(dl_vec_env *v, const int *actions, float *obs, double *rewards, int *terminated, int *truncated);
 
 /* ==== PLANNING (dynamic programming, Sutton & Barto ch. 4) ==================================
    q(s, a) = sum over P[s][a] of prob * (reward + gamma * (terminal ? 0 : V[next])).
@@ -274,6 +356,133 @@ DLDEF void dl_greedy_policy(const double *Q, int n_states, int n_actions, int *p
    success rate), or NaN + dl_error(). */
 DLDEF double dl_run_policy(dl_env *env, const int *policy, int episodes, uint64_t seed);
 
+/* ==== REPLAY BUFFER ========================================================================
+   A ring of transitions (obs, action, reward, next_obs, terminated): slot `pos` is written
+   next; once `capacity` are stored, each new one replaces the oldest. Observations are kept
+   as floats, or as bytes when obs_u8 (observations whose values are integers in 0..255, like
+   MinAtar's 0/1 planes: a quarter of the memory). Sampling draws indices uniformly, with
+   replacement, from the transitions stored (Stable-Baselines3's ReplayBuffer.sample, which
+   CleanRL's DQN uses). */
+typedef struct dl_replay {
+    int capacity, size, pos;   /* slots, transitions stored, next slot written */
+    int obs_size, obs_u8;
+    void *obs, *next_obs;      /* capacity * obs_size floats (or bytes when obs_u8) */
+    int32_t *action;
+    float *reward;
+    unsigned char *terminated;
+} dl_replay;
+DLDEF dl_replay *dl_replay_new(int capacity, int obs_size, int obs_u8);   /* owned: dl_replay_free */
+DLDEF void dl_replay_free(dl_replay *r);                                   /* NULL is fine */
+/* Stores one transition (copied). With obs_u8, every value must be an integer in 0..255.
+   0 on success, -1 + dl_error(). */
+DLDEF int dl_replay_add(dl_replay *r, const float *obs, int action, double reward, const float *next_obs, int terminated);
+/* n indices drawn uniformly from [0, size) with rng. 0, or -1 + dl_error() when empty. */
+DLDEF int dl_replay_sample(const dl_replay *r, dl_rng *rng, int n, int *idx);
+/* Transition i (0 <= i < size) copied out; any output may be NULL. 0 or -1. */
+DLDEF int dl_replay_get(const dl_replay *r, int i, float *obs, int *action, float *reward, float *next_obs, int *terminated);
+
+/* ==== DQN ==================================================================================
+   Deep Q-learning (Mnih et al. 2015) as CleanRL's dqn.py runs it: epsilon-greedy steps with a
+   linear schedule, a replay buffer, one gradient step every train_freq environment steps once
+   learning_starts steps are done, and a target network updated every target_update_freq steps
+   (target = tau * online + (1 - tau) * target; tau 1 copies). The TD target of a transition is
+       y = r + gamma * (1 - terminated) * Q_target(s', a*),
+   a* = argmax Q_target(s', .) (DQN) or argmax Q_online(s', .) (Double DQN, van Hasselt et al.
+   2016); the loss is the mean over the batch of (Q_online(s, a) - y)^2 or its Huber form.
+   Truncated episodes keep their bootstrap (only `terminated` stops it).
+
+   An agent owns: the online Q network (any dl_nn.h model mapping a batch of observations to
+   [batch, n_actions]), the target network, the optimizer, the replay buffer and one arena;
+   steps after the first allocate nothing. Acting is greedy and deterministic (ties go to the
+   lowest action), one observation or a batch, with an optional mask of allowed actions. */
+typedef enum dl_dqn_loss { DL_DQN_MSE = 0, DL_DQN_HUBER = 1 } dl_dqn_loss;
+typedef struct dl_dqn_opts {
+    long total_steps;         /* the run's length in env steps (the epsilon schedule spans it) */
+    int buffer_size;          /* replay capacity */
+    int obs_u8;               /* replay stores observations as bytes (see dl_replay) */
+    int batch_size;
+    long learning_starts;     /* steps before the first update (the buffer fills meanwhile) */
+    int train_freq;           /* an update every train_freq steps after learning_starts ... */
+    int gradient_steps;       /* ... of this many gradient steps */
+    int target_update_freq;   /* steps between target updates (after learning_starts) */
+    double tau;               /* 1: hard copy; < 1: Polyak averaging */
+    double gamma;
+    double eps_start, eps_end, eps_fraction;  /* eps_start -> eps_end over eps_fraction * total_steps */
+    int double_dqn;           /* 1: Double DQN targets */
+    dl_dqn_loss loss;
+    double huber_delta;       /* DL_DQN_HUBER: 1 as torch's default */
+    double max_grad_norm;     /* > 0: gradients clipped to this global L2 norm */
+    uint64_t seed;            /* exploration and replay sampling; the first env reset */
+} dl_dqn_opts;
+/* CleanRL's CartPole-v1 settings (its dqn.py defaults): 500000 steps, buffer 10000, batch 128,
+   learning_starts 10000, train_freq 10, 1 gradient step, target copy every 500 steps (tau 1),
+   gamma 0.99, epsilon 1 -> 0.05 over half the run, MSE, no clipping, no Double DQN, seed 1.
+   Pair it with dl_adam(2.5e-4, 0.9, 0.999, 1e-8). */
+DLDEF dl_dqn_opts dl_dqn_defaults(void);
+
+typedef struct dl_dqn dl_dqn;
+/* An agent for observations of obs_space's shape and n_actions actions. Takes over q,
+   target (NULL: made from q by dl_model_serialize + dl_model_parse; custom models need one made
+   in code) and opt (the online weights are added to it; NULL makes an agent that can only act).
+   q is built for the observation shape if it is not. opts NULL: dl_dqn_defaults(). Everything
+   given is freed on failure too. Owned: dl_dqn_free. */
+DLDEF dl_dqn *dl_dqn_new(dl_model *q, dl_model *target, dl_optim *opt, const dl_space *obs_space,
+                         int n_actions, const dl_dqn_opts *opts);
+DLDEF void dl_dqn_free(dl_dqn *a);   /* NULL is fine */
+
+/* Greedy action for one observation (obs_size floats); mask (may be NULL) has n_actions bytes,
+   nonzero for allowed actions. Returns the action, or -1 + dl_error() (every action masked).
+   No allocation after the first call. */
+DLDEF int dl_dqn_act(dl_dqn *a, const float *obs, const unsigned char *mask);
+/* The same for n observations at once (mask: n * n_actions bytes or NULL). 0 or -1. */
+DLDEF int dl_dqn_act_batch(dl_dqn *a, int n, const float *obs, const unsigned char *mask, int *actions);
+/* Q values of n observations into q[n * n_actions]. 0 or -1. */
+DLDEF int dl_dqn_q_values(dl_dqn *a, int n, const float *obs, float *q);
+
+/* The pieces of the training loop, for loops you write yourself (a game's frame loop):
+   dl_dqn_epsilon: epsilon at the current step; dl_dqn_explore: epsilon-greedy action (uses and
+   advances the agent's generator); dl_dqn_observe: stores a transition, counts a step, and runs
+   the updates and target updates that fall due on it (CleanRL's order). */
+DLDEF double dl_dqn_epsilon(const dl_dqn *a);
+DLDEF int dl_dqn_explore(dl_dqn *a, const float *obs, const unsigned char *mask);
+DLDEF int dl_dqn_observe(dl_dqn *a, const float *obs, int action, double reward, const float *next_obs, int terminated);
+/* One gradient step on a sampled batch; *loss (may be NULL) gets its loss. 0 or -1. */
+DLDEF int dl_dqn_update(dl_dqn *a, double *loss);
+DLDEF void dl_dqn_update_target(dl_dqn *a);   /* target = tau * online + (1 - tau) * target */
+
+/* Runs `steps` environment steps of training on env, continuing where the last call (or a
+   loaded training state) stopped: the first call resets env with opts.seed, later episodes
+   with the env's own generator. on_episode (may be NULL) is called after each episode with
+   its return; returning nonzero stops early. Returns the episodes finished in this call, or -1
+   + dl_error(). */
+typedef int (*dl_dqn_episode_fn)(dl_dqn *a, double episode_return, void *user);
+DLDEF long dl_dqn_learn(dl_dqn *a, dl_env *env, long steps, dl_dqn_episode_fn on_episode, void *user);
+/* Mean return of the last n (<= 100) finished episodes (fewer when fewer ended; NaN if none). */
+DLDEF double dl_dqn_mean_return(const dl_dqn *a, int n);
+DLDEF long dl_dqn_steps(const dl_dqn *a);      /* environment steps observed */
+DLDEF long dl_dqn_episodes(const dl_dqn *a);   /* episodes finished in dl_dqn_learn */
+DLDEF long dl_dqn_updates(const dl_dqn *a);    /* gradient steps */
+DLDEF dl_model *dl_dqn_model(const dl_dqn *a);         /* the online network (borrowed) */
+DLDEF dl_model *dl_dqn_target_model(const dl_dqn *a);  /* the target network (borrowed) */
+DLDEF const dl_replay *dl_dqn_replay(const dl_dqn *a); /* NULL for an act-only agent */
+
+/* Saving. The policy alone is the online network as a dl_nn.h model file (dl_model_save, no
+   optimizer): dl_dqn_load_policy gives an act-only agent, and dl_model_load reads it too. The
+   training state is one safetensors file ("dl.format" = "dl.dqn.v1") holding both networks
+   (each a whole dl_nn.h model file stored as a U8 tensor, the online one with the optimizer's
+   state), the replay
+   buffer, the counters, the last 100 returns, the agent's generator, the options, the current
+   observation and episode progress, and, when env is given, the environment's state and
+   generator: loading it and calling dl_dqn_learn continues exactly as the saved run would
+   have (same bits). */
+#ifndef DL_NO_STDIO
+DLDEF int dl_dqn_save_policy(dl_dqn *a, const char *path);
+DLDEF dl_dqn *dl_dqn_load_policy(const char *path);
+DLDEF int dl_dqn_save(dl_dqn *a, const dl_env *env, const char *path);
+/* env (may be NULL) must be the same kind as the saved one; its state is restored. */
+DLDEF dl_dqn *dl_dqn_load(const char *path, dl_env *env);
+#endif
+
 #ifdef __cplusplus
 }
 #endif
@@ -284,6 +493,9 @@ DLDEF double dl_run_policy(dl_env *env, const int *policy, int episodes, uint64_
 
 #include <math.h>
 #include <string.h>
+#ifndef DL_NO_STDIO
+#include <stdio.h>
+#endif
 
 /* ==== MDPS: implementation ================================================================== */
 
@@ -590,7 +802,9 @@ static void dl__cartpole_observe(const dl_env *env, float *obs) {
     for (i = 0; i < 4; i++) obs[i] = (float)env->state[i];
 }
 
-static const dl_env_ops dl__cartpole_ops = {"CartPole-v1", 4, dl__cartpole_reset, dl__cartpole_step, dl__cartpole_observe};
+static void dl__cartpole_render(const dl_env *env, unsigned char *rgb);
+static const dl_env_ops dl__cartpole_ops = {"CartPole-v1", 4, dl__cartpole_reset, dl__cartpole_step, dl__cartpole_observe,
+                                            600, 400, dl__cartpole_render};
 /* Gymnasium's bounds: x_threshold * 2, inf, theta_threshold * 2, inf (as float32) */
 #define DL__CP_THETA2 ((float)(12 * 2 * 3.141592653589793 / 360 * 2))
 static const float dl__cartpole_high[4] = {(float)(2.4 * 2), INFINITY, DL__CP_THETA2, INFINITY};
@@ -652,7 +866,9 @@ static void dl__mountaincar_observe(const dl_env *env, float *obs) {
     obs[1] = (float)env->state[1];
 }
 
-static const dl_env_ops dl__mountaincar_ops = {"MountainCar-v0", 2, dl__mountaincar_reset, dl__mountaincar_step, dl__mountaincar_observe};
+static void dl__mountaincar_render(const dl_env *env, unsigned char *rgb);
+static const dl_env_ops dl__mountaincar_ops = {"MountainCar-v0", 2, dl__mountaincar_reset, dl__mountaincar_step,
+                                               dl__mountaincar_observe, 600, 400, dl__mountaincar_render};
 /* Gymnasium's bounds: [min_position, -max_speed] and [max_position, max_speed] as float32 */
 static const float dl__mountaincar_low[2] = {(float)-1.2, (float)-0.07};
 static const float dl__mountaincar_high[2] = {(float)0.6, (float)0.07};
@@ -665,6 +881,96 @@ DLDEF dl_env *dl_env_mountaincar(void) {
     obs.low = dl__mountaincar_low, obs.high = dl__mountaincar_high;
     act.kind = DL_SPACE_DISCRETE, act.n = 3;
     return dl_env_new(&dl__mountaincar_ops, &obs, &act, 200, NULL);
+}
+
+/* ---- Breakout (MinAtar) ----------------------------------------------------------------------
+   MinAtar's breakout.py rules (summarized at the top of the file). env->state holds
+       0 ball x, 1 ball y, 2 ball direction (0 up-left, 1 up-right, 2 down-right, 3 down-left),
+       3 trail x, 4 trail y (the ball's previous cell), 5 paddle x, 6 strike flag (0/1),
+       7 bricks: bit (y - 1) * 10 + x set for a brick at row y (1..3), column x,
+       8 the previous action (sticky actions repeat it)
+   and the sticky-action probability lives in a double right after the dl_env, in its block. */
+#define DL__BRICKS_ALL 0x3FFFFFFFu
+static int dl__grid_index(double v, int hi) { return v >= 0 && v <= hi ? (int)v : (v > hi ? hi : 0); }  /* NaN: 0 */
+
+static void dl__breakout_reset(dl_env *env) {
+    double *s = env->state;
+    int right = dl_rng_int(&env->rng, 2);   /* MinAtar: (x 0, down-right) or (x 9, down-left) */
+    s[0] = right ? 9 : 0, s[1] = 3, s[2] = right ? 3 : 2;
+    s[3] = s[0], s[4] = s[1];
+    s[5] = 4, s[6] = 0, s[7] = (double)DL__BRICKS_ALL, s[8] = 0;
+}
+
+static void dl__breakout_step(dl_env *env, int action, double *reward, int *terminated) {
+    static const int dx[4] = {-1, 1, 1, -1}, dy[4] = {-1, -1, 1, 1};
+    static const int mirror_x[4] = {1, 0, 3, 2}, mirror_y[4] = {3, 2, 1, 0}, corner[4] = {2, 3, 0, 1};
+    double *s = env->state, sticky = *(const double *)(const void *)(env + 1);
+    int bx = dl__grid_index(s[0], 9), by = dl__grid_index(s[1], 9), dir = dl__grid_index(s[2], 3), pos = dl__grid_index(s[5], 9);
+    int strike = s[6] != 0, hit = 0, nx, ny;
+    uint32_t bricks = (uint32_t)(s[7] >= 0 && s[7] <= DL__BRICKS_ALL ? s[7] : 0) & DL__BRICKS_ALL;
+    *reward = 0.0, *terminated = 0;
+    if (sticky > 0 && dl__uniform01(&env->rng) < sticky) action = dl__grid_index(s[8], 2);
+    s[8] = action;
+    if (action == 1) pos = pos > 0 ? pos - 1 : 0;
+    else if (action == 2) pos = pos < 9 ? pos + 1 : 9;
+    nx = bx + dx[dir], ny = by + dy[dir];
+    if (ny > 9) ny = 9;   /* only from a state set by hand with the ball on the paddle row */
+    if (nx < 0 || nx > 9) nx = nx < 0 ? 0 : 9, dir = mirror_x[dir];   /* side walls */
+    if (ny < 0) {                                                     /* top wall */
+        ny = 0, dir = mirror_y[dir];
+    } else if (ny >= 1 && ny <= 3 && ((bricks >> ((ny - 1) * 10 + nx)) & 1u)) {
+        hit = 1;              /* a brick: only the first of consecutive brick steps counts */
+        if (!strike) {
+            *reward = 1.0, strike = 1;
+            bricks &= ~(1u << ((ny - 1) * 10 + nx));
+            ny = by, dir = mirror_y[dir];
+        }
+    } else if (ny == 9) {     /* the paddle row */
+        if (bricks == 0) bricks = DL__BRICKS_ALL;
+        if (bx == pos) dir = mirror_y[dir], ny = by;       /* paddle under the ball: straight back */
+        else if (nx == pos) dir = corner[dir], ny = by;    /* ball lands on its edge: reversed */
+        else *terminated = 1;
+    }
+    if (!hit) strike = 0;
+    s[0] = nx, s[1] = ny, s[2] = dir, s[3] = bx, s[4] = by, s[5] = pos, s[6] = strike, s[7] = (double)bricks;
+}
+
+/* MinAtar's state as [channel][y][x]: 0 paddle, 1 ball, 2 trail, 3 brick. */
+static void dl__breakout_observe(const dl_env *env, float *obs) {
+    const double *s = env->state;
+    uint32_t bricks = (uint32_t)(s[7] >= 0 && s[7] <= DL__BRICKS_ALL ? s[7] : 0);
+    int i;
+    for (i = 0; i < 400; i++) obs[i] = 0.0f;
+    obs[90 + dl__grid_index(s[5], 9)] = 1.0f;
+    obs[100 + dl__grid_index(s[1], 9) * 10 + dl__grid_index(s[0], 9)] = 1.0f;
+    obs[200 + dl__grid_index(s[4], 9) * 10 + dl__grid_index(s[3], 9)] = 1.0f;
+    for (i = 0; i < 30; i++)
+        if ((bricks >> i) & 1u) obs[310 + i] = 1.0f;
+}
+
+static void dl__breakout_render(const dl_env *env, unsigned char *rgb);
+static const dl_env_ops dl__breakout_ops = {"MinAtar/Breakout", 9, dl__breakout_reset, dl__breakout_step,
+                                            dl__breakout_observe, 160, 160, dl__breakout_render};
+#define DL__ONES10 1, 1, 1, 1, 1, 1, 1, 1, 1, 1
+#define DL__ONES100 DL__ONES10, DL__ONES10, DL__ONES10, DL__ONES10, DL__ONES10, DL__ONES10, DL__ONES10, DL__ONES10, DL__ONES10, DL__ONES10
+static const float dl__breakout_low[400] = {0};
+static const float dl__breakout_high[400] = {DL__ONES100, DL__ONES100, DL__ONES100, DL__ONES100};
+
+DLDEF dl_env *dl_env_breakout(double sticky_action_prob) {
+    dl_env *env;
+    if (sticky_action_prob < 0) sticky_action_prob = 0.1;
+    if (!(sticky_action_prob <= 1.0)) { dl_set_error("dl_env_breakout: sticky_action_prob %g above 1", sticky_action_prob); return NULL; }
+    env = (dl_env *)DL_MALLOC(sizeof(dl_env) + sizeof(double));
+    if (!env) { dl_set_error("dl_env_breakout: out of memory"); return NULL; }
+    memset(env, 0, sizeof(dl_env));
+    env->ops = &dl__breakout_ops;
+    env->observation_space.kind = DL_SPACE_BOX, env->observation_space.n = 400, env->observation_space.ndim = 3;
+    env->observation_space.shape[0] = 4, env->observation_space.shape[1] = 10, env->observation_space.shape[2] = 10;
+    env->observation_space.low = dl__breakout_low, env->observation_space.high = dl__breakout_high;
+    env->action_space.kind = DL_SPACE_DISCRETE, env->action_space.n = 3;
+    *(double *)(void *)(env + 1) = sticky_action_prob;
+    dl_rng_seed(&env->rng, 0);
+    return env;
 }
 
 /* ---- Tabular environments (any dl_mdp) -------------------------------------------------------
@@ -725,11 +1031,21 @@ DLDEF dl_env *dl_env_from_mdp(const dl_mdp *m, int max_episode_steps, const char
     return env;
 }
 
+static void dl__lake_render(const dl_env *env, unsigned char *rgb);
+static void dl__gridworld_render(const dl_env *env, unsigned char *rgb);
+/* The ops of dl_env_from_mdp live in the env's block: a grid gets a renderer of 64-pixel tiles. */
+static void dl__set_tile_renderer(dl_env *env, int side, void (*render)(const dl_env *, unsigned char *)) {
+    dl_env_ops *ops = (dl_env_ops *)(void *)(env + 1);
+    ops->render_width = ops->render_height = side * 64;
+    ops->render = render;
+}
+
 DLDEF dl_env *dl_env_frozenlake(int map_name, int slippery) {
     dl_mdp *m = dl_mdp_frozenlake(map_name, slippery);
     dl_env *env = dl_env_from_mdp(m, map_name == 4 ? 100 : 200, "FrozenLake-v1");
     if (!env) { dl_mdp_free(m); return NULL; }
     env->owned_mdp = m;
+    dl__set_tile_renderer(env, map_name, dl__lake_render);
     return env;
 }
 
@@ -738,7 +1054,297 @@ DLDEF dl_env *dl_env_gridworld(void) {
     dl_env *env = dl_env_from_mdp(m, 0, "Gridworld-4x4");
     if (!env) { dl_mdp_free(m); return NULL; }
     env->owned_mdp = m;
+    dl__set_tile_renderer(env, 4, dl__gridworld_render);
     return env;
+}
+
+/* ---- Rendering -------------------------------------------------------------------------------
+   A few filled shapes. CartPole and MountainCar draw in Gymnasium's coordinates (y up, origin at
+   the bottom left) and flip, as its pygame renderer does: pixel (c, r) of the picture is the
+   point (c + 0.5, H - r - 0.5). A pixel is painted when its center is inside the shape. */
+static void dl__fill_rect(unsigned char *rgb, int W, int x0, int y0, int x1, int y1, const unsigned char *c) {
+    int x, y;   /* picture coordinates, [x0, x1) x [y0, y1), inside the picture */
+    for (y = y0; y < y1; y++)
+        for (x = x0; x < x1; x++) memcpy(rgb + ((size_t)y * W + x) * 3, c, 3);
+}
+
+/* The convex polygon p[0..n-1] (x, y pairs in Gymnasium's coordinates, either orientation). */
+static void dl__fill_poly(unsigned char *rgb, int W, int H, const double *p, int n, const unsigned char *c) {
+    double lo_x = p[0], hi_x = p[0], lo_y = p[1], hi_y = p[1];
+    int i, col, row, r0, r1, c0, c1;
+    for (i = 1; i < n; i++) {
+        lo_x = p[2 * i] < lo_x ? p[2 * i] : lo_x, hi_x = p[2 * i] > hi_x ? p[2 * i] : hi_x;
+        lo_y = p[2 * i + 1] < lo_y ? p[2 * i + 1] : lo_y, hi_y = p[2 * i + 1] > hi_y ? p[2 * i + 1] : hi_y;
+    }
+    if (!(hi_x >= 0 && lo_x <= W && hi_y >= 0 && lo_y <= H)) return;   /* off the picture, or NaN */
+    c0 = lo_x > 0 ? (int)lo_x : 0, c1 = hi_x < W - 1 ? (int)hi_x : W - 1;
+    r0 = H - 1 - (hi_y < H - 1 ? (int)hi_y : H - 1), r1 = H - 1 - (lo_y > 0 ? (int)lo_y : 0);
+    for (row = r0; row <= r1; row++)
+        for (col = c0; col <= c1; col++) {
+            double x = col + 0.5, y = H - row - 0.5;
+            int pos = 0, neg = 0;
+            for (i = 0; i < n; i++) {
+                const double *a = p + 2 * i, *b = p + 2 * ((i + 1) % n);
+                double cross = (b[0] - a[0]) * (y - a[1]) - (b[1] - a[1]) * (x - a[0]);
+                pos += cross > 0, neg += cross < 0;
+            }
+            if (!pos || !neg) memcpy(rgb + ((size_t)row * W + col) * 3, c, 3);
+        }
+}
+
+/* A segment of the given width, as a rectangle around it. */
+static void dl__fill_segment(unsigned char *rgb, int W, int H, double x0, double y0, double x1, double y1, double width,
+                             const unsigned char *c) {
+    double dx = x1 - x0, dy = y1 - y0, len = sqrt(dx * dx + dy * dy), nx, ny, q[8];
+    if (!(len > 0)) return;
+    nx = -dy / len * width / 2, ny = dx / len * width / 2;
+    q[0] = x0 + nx, q[1] = y0 + ny, q[2] = x1 + nx, q[3] = y1 + ny;
+    q[4] = x1 - nx, q[5] = y1 - ny, q[6] = x0 - nx, q[7] = y0 - ny;
+    dl__fill_poly(rgb, W, H, q, 4, c);
+}
+
+static void dl__fill_disc(unsigned char *rgb, int W, int H, double cx, double cy, double radius, const unsigned char *c) {
+    double q[32];   /* a 16-gon is round enough at these sizes */
+    int i;
+    for (i = 0; i < 16; i++) {
+        q[2 * i] = cx + radius * cos(i * (3.141592653589793 / 8));
+        q[2 * i + 1] = cy + radius * sin(i * (3.141592653589793 / 8));
+    }
+    dl__fill_poly(rgb, W, H, q, 16, c);
+}
+
+/* The rectangle [l, r] x [b, t] turned by angle (radians, counterclockwise) about the origin,
+   then moved to (ox, oy): Gymnasium's rotate-and-translate of a polygon's corners. */
+static void dl__fill_turned_rect(unsigned char *rgb, int W, int H, double l, double r, double b, double t, double angle,
+                                 double ox, double oy, const unsigned char *c) {
+    double corner[8], q[8], cs = cos(angle), sn = sin(angle);
+    int i;
+    corner[0] = l, corner[1] = b, corner[2] = l, corner[3] = t, corner[4] = r, corner[5] = t, corner[6] = r, corner[7] = b;
+    for (i = 0; i < 4; i++) {
+        q[2 * i] = corner[2 * i] * cs - corner[2 * i + 1] * sn + ox;
+        q[2 * i + 1] = corner[2 * i] * sn + corner[2 * i + 1] * cs + oy;
+    }
+    dl__fill_poly(rgb, W, H, q, 4, c);
+}
+
+static const unsigned char dl__white[3] = {255, 255, 255}, dl__black[3] = {0, 0, 0};
+
+/* Gymnasium's CartPole picture: 600 x 400, 125 pixels per unit, cart 50 x 30 with its top edge
+   at y 115, pole 10 x 125 about the axle 7.5 above the cart's center, track at y 100. */
+static void dl__cartpole_render(const dl_env *env, unsigned char *rgb) {
+    static const unsigned char pole[3] = {202, 152, 101}, axle[3] = {129, 132, 203};
+    const double scale = 600 / 4.8, cart_y = 100, axle_y = cart_y + 7.5;
+    double cart_x = env->state[0] * scale + 300;
+    dl__fill_rect(rgb, 600, 0, 0, 600, 400, dl__white);
+    dl__fill_turned_rect(rgb, 600, 400, -25, 25, -15, 15, 0, cart_x, cart_y, dl__black);
+    dl__fill_turned_rect(rgb, 600, 400, -5, 5, -5, 120, -env->state[2], cart_x, axle_y, pole);
+    dl__fill_disc(rgb, 600, 400, cart_x, axle_y, 5, axle);
+    dl__fill_rect(rgb, 600, 0, 400 - 1 - (int)cart_y, 600, 400 - (int)cart_y, dl__black);   /* the track */
+}
+
+/* Gymnasium's MountainCar picture: 600 x 400, the hill y = sin(3 x) * 0.45 + 0.55 scaled by
+   600 / 1.8, the car (40 x 20, tilted by cos(3 x) radians as Gymnasium does) with two wheels
+   10 pixels above the hill, and the flag at x = 0.5. */
+static double dl__hill(double x) { return sin(3 * x) * 0.45 + 0.55; }
+static void dl__mountaincar_render(const dl_env *env, unsigned char *rgb) {
+    static const unsigned char wheel[3] = {128, 128, 128}, flag[3] = {204, 204, 0};
+    const double scale = 600 / 1.8, x = env->state[0], angle = cos(3 * x);
+    const double car_x = (x + 1.2) * scale, car_y = 10 + dl__hill(x) * scale;
+    const double flag_x = (0.5 + 1.2) * scale, flag_y = dl__hill(0.5) * scale + 50;
+    double tri[6];
+    int i;
+    dl__fill_rect(rgb, 600, 0, 0, 600, 400, dl__white);
+    for (i = 0; i < 99; i++) {   /* the hill through 100 points, as Gymnasium */
+        double a = -1.2 + 1.8 * i / 99, b = -1.2 + 1.8 * (i + 1) / 99;
+        dl__fill_segment(rgb, 600, 400, (a + 1.2) * scale, dl__hill(a) * scale, (b + 1.2) * scale, dl__hill(b) * scale, 2, dl__black);
+    }
+    dl__fill_turned_rect(rgb, 600, 400, -20, 20, 0, 20, angle, car_x, car_y, dl__black);
+    for (i = -1; i <= 1; i += 2)
+        dl__fill_disc(rgb, 600, 400, car_x + 10 * i * cos(angle), car_y + 10 * i * sin(angle), 8, wheel);
+    dl__fill_segment(rgb, 600, 400, flag_x, flag_y - 50, flag_x, flag_y, 1, dl__black);
+    tri[0] = flag_x, tri[1] = flag_y, tri[2] = flag_x, tri[3] = flag_y - 10, tri[4] = flag_x + 25, tri[5] = flag_y - 5;
+    dl__fill_poly(rgb, 600, 400, tri, 3, flag);
+}
+
+/* MinAtar's picture: 16 x 16 pixels a cell, black background, the highest channel present in a
+   cell gives its color (brick over trail over ball over paddle), with MinAtar's palette
+   (seaborn's 4-color cubehelix). */
+static void dl__breakout_render(const dl_env *env, unsigned char *rgb) {
+    static const unsigned char color[4][3] = {{22, 61, 78}, {84, 121, 47}, {208, 126, 147}, {193, 202, 243}};
+    float obs[400];
+    int y, x, ch;
+    dl__breakout_observe(env, obs);
+    for (y = 0; y < 10; y++)
+        for (x = 0; x < 10; x++) {
+            const unsigned char *c = dl__black;
+            for (ch = 0; ch < 4; ch++)
+                if (obs[ch * 100 + y * 10 + x] != 0) c = color[ch];
+            dl__fill_rect(rgb, 160, x * 16, y * 16, x * 16 + 16, y * 16 + 16, c);
+        }
+}
+
+/* Tiles of 64 pixels with a 1-pixel dark border, the agent as a red disc. A terminal state
+   (a self-loop that ends the episode) is a hole, or the goal when some transition into it
+   pays a positive reward; a start state is one with isd > 0. */
+static void dl__tiles(const dl_env *env, unsigned char *rgb, const unsigned char (*palette)[3]) {
+    static const unsigned char border[3] = {70, 70, 70}, agent[3] = {220, 40, 40};
+    const dl_mdp *m = env->mdp;
+    int side = env->ops->render_width / 64, W = side * 64, s, i, n;
+    dl__fill_rect(rgb, W, 0, 0, W, W, border);
+    for (s = 0; s < side * side && s < m->n_states; s++) {
+        const dl_transition *t = dl_mdp_transitions(m, s, 0, &n);
+        int kind = m->isd[s] > 0 ? 1 : 0;   /* 0 plain, 1 start, 2 terminal, 3 goal */
+        if (n == 1 && t[0].next == s && t[0].terminal) {
+            kind = 2;
+            for (i = 0; i < m->n_tr; i++)
+                if (m->tr[i].next == s && m->tr[i].reward > 0) kind = 3;
+        }
+        dl__fill_rect(rgb, W, (s % side) * 64 + 1, (s / side) * 64 + 1, (s % side) * 64 + 63, (s / side) * 64 + 63, palette[kind]);
+    }
+    s = dl__grid_index(env->state[0], side * side - 1);
+    dl__fill_disc(rgb, W, W, (s % side) * 64 + 32, W - (s / side) * 64 - 32, 18, agent);
+}
+static void dl__lake_render(const dl_env *env, unsigned char *rgb) {
+    static const unsigned char palette[4][3] = {{204, 230, 247}, {150, 200, 120}, {25, 45, 100}, {245, 200, 40}};
+    dl__tiles(env, rgb, palette);   /* frozen, start, hole, goal */
+}
+static void dl__gridworld_render(const dl_env *env, unsigned char *rgb) {
+    static const unsigned char palette[4][3] = {{245, 245, 245}, {245, 245, 245}, {150, 150, 150}, {150, 150, 150}};
+    dl__tiles(env, rgb, palette);   /* cells; terminal corners grey */
+}
+
+DLDEF int dl_env_render_size(const dl_env *env, int *width, int *height) {
+    if (width) *width = 0;
+    if (height) *height = 0;
+    if (!env) { dl_set_error("dl_env_render_size: NULL env"); return -1; }
+    if (!env->ops->render || env->ops->render_width <= 0 || env->ops->render_height <= 0) {
+        dl_set_error("dl_env_render: %s has no renderer", env->ops->name ? env->ops->name : "env");
+        return -1;
+    }
+    if (width) *width = env->ops->render_width;
+    if (height) *height = env->ops->render_height;
+    return 0;
+}
+
+DLDEF int dl_env_render(const dl_env *env, unsigned char *rgb) {
+    if (dl_env_render_size(env, NULL, NULL) != 0) return -1;
+    if (!rgb) { dl_set_error("dl_env_render: NULL buffer"); return -1; }
+    env->ops->render(env, rgb);
+    return 0;
+}
+
+#ifndef DL_NO_STDIO
+DLDEF int dl_write_ppm(const char *path, const unsigned char *rgb, int w, int h) {
+    FILE *f;
+    int ok;
+    if (!path || !rgb || w <= 0 || h <= 0) { dl_set_error("dl_write_ppm: NULL argument or empty picture"); return -1; }
+    f = fopen(path, "wb");
+    if (!f) { dl_set_error("dl_write_ppm: cannot open %s", path); return -1; }
+    ok = fprintf(f, "P6\n%d %d\n255\n", w, h) > 0;
+    ok = ok && fwrite(rgb, 3, (size_t)w * h, f) == (size_t)w * h;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok) { dl_set_error("dl_write_ppm: cannot write %s", path); return -1; }
+    return 0;
+}
+#endif
+
+#if defined(INCLUDE_STB_IMAGE_WRITE_H) && !defined(STBI_WRITE_NO_STDIO)
+DLDEF int dl_env_save_png(const dl_env *env, const char *path) {
+    int w, h, ok;
+    unsigned char *rgb;
+    if (!path) { dl_set_error("dl_env_save_png: NULL path"); return -1; }
+    if (dl_env_render_size(env, &w, &h) != 0) return -1;
+    rgb = (unsigned char *)DL_MALLOC((size_t)w * h * 3);
+    if (!rgb) { dl_set_error("dl_env_save_png: out of memory"); return -1; }
+    env->ops->render(env, rgb);
+    ok = stbi_write_png(path, w, h, 3, rgb, w * 3) != 0;
+    DL_FREE(rgb);
+    if (!ok) { dl_set_error("dl_env_save_png: cannot write %s", path); return -1; }
+    return 0;
+}
+#endif
+
+/* ---- Vectorized environments ------------------------------------------------------------- */
+
+static int dl__same_space(const dl_space *a, const dl_space *b) {
+    int i;
+    if (a->kind != b->kind || a->n != b->n || a->ndim != b->ndim) return 0;
+    for (i = 0; i < a->ndim && i < DL_SPACE_MAX_DIMS; i++)
+        if (a->shape[i] != b->shape[i]) return 0;
+    if ((!a->low) != (!b->low) || (!a->high) != (!b->high)) return 0;
+    for (i = 0; i < a->n && a->low && a->low != b->low; i++)
+        if (a->low[i] != b->low[i]) return 0;
+    for (i = 0; i < a->n && a->high && a->high != b->high; i++)
+        if (a->high[i] != b->high[i]) return 0;
+    return 1;
+}
+
+DLDEF dl_vec_env *dl_vec_env_new(int n, dl_env *const *envs) {
+    dl_vec_env *v;
+    int i;
+    if (n <= 0 || n > (1 << 20) || !envs) { dl_set_error("dl_vec_env_new: bad count %d or NULL envs", n); return NULL; }
+    for (i = 0; i < n; i++) {
+        if (!envs[i]) { dl_set_error("dl_vec_env_new: env %d is NULL", i); return NULL; }
+        if (!dl__same_space(&envs[i]->observation_space, &envs[0]->observation_space) ||
+            !dl__same_space(&envs[i]->action_space, &envs[0]->action_space)) {
+            dl_set_error("dl_vec_env_new: env %d's spaces differ from env 0's", i);
+            return NULL;
+        }
+    }
+    /* one block: the struct, the env pointers, the flags */
+    v = (dl_vec_env *)DL_MALLOC(sizeof(dl_vec_env) + sizeof(dl_env *) * (size_t)n + sizeof(int) * (size_t)n);
+    if (!v) { dl_set_error("dl_vec_env_new: out of memory"); return NULL; }
+    v->n = n, v->obs_size = dl_env_obs_size(envs[0]);
+    v->envs = (dl_env **)(void *)(v + 1);
+    v->ended = (int *)(void *)(v->envs + n);
+    for (i = 0; i < n; i++) v->envs[i] = envs[i], v->ended[i] = 0;
+    return v;
+}
+
+DLDEF void dl_vec_env_free(dl_vec_env *v) {
+    int i;
+    if (!v) return;
+    for (i = 0; i < v->n; i++) dl_env_free(v->envs[i]);
+    DL_FREE(v);
+}
+
+DLDEF int dl_vec_env_reset(dl_vec_env *v, int64_t seed, float *obs) {
+    int i;
+    if (!v) { dl_set_error("dl_vec_env_reset: NULL vec env"); return -1; }
+    for (i = 0; i < v->n; i++) {
+        if (dl_env_reset(v->envs[i], seed >= 0 ? seed + i : -1, obs ? obs + (size_t)i * v->obs_size : NULL) != 0) return -1;
+        v->ended[i] = 0;
+    }
+    return 0;
+}
+
+DLDEF int dl_vec_env_step(dl_vec_env *v, const int *actions, float *obs, double *rewards, int *terminated, int *truncated) {
+    int i;
+    if (!v || !actions) { dl_set_error("dl_vec_env_step: NULL argument"); return -1; }
+    for (i = 0; i < v->n; i++) {   /* check everything first, so that an error moves nothing */
+        if (v->ended[i]) continue;
+        if (!v->envs[i]->running) { dl_set_error("dl_vec_env_step: env %d has no episode running: call dl_vec_env_reset", i); return -1; }
+        if (actions[i] < 0 || actions[i] >= v->envs[i]->action_space.n) {
+            dl_set_error("dl_vec_env_step: action %d of env %d outside [0, %d)", actions[i], i, v->envs[i]->action_space.n);
+            return -1;
+        }
+    }
+    for (i = 0; i < v->n; i++) {
+        float *o = obs ? obs + (size_t)i * v->obs_size : NULL;
+        double r = 0.0;
+        int term = 0, trunc = 0;
+        if (v->ended[i]) {
+            dl_env_reset(v->envs[i], -1, o);
+            v->ended[i] = 0;
+        } else {
+            dl_env_step(v->envs[i], actions[i], o, &r, &term, &trunc);
+            v->ended[i] = term || trunc;
+        }
+        if (rewards) rewards[i] = r;
+        if (terminated) terminated[i] = term;
+        if (truncated) truncated[i] = trunc;
+    }
+    return 0;
 }
 
 /* ==== PLANNING: implementation ============================================================== */
@@ -1044,6 +1650,735 @@ DLDEF double dl_run_policy(dl_env *env, const int *policy, int episodes, uint64_
     }
     return total / episodes;
 }
+
+/* ==== REPLAY BUFFER: implementation ========================================================= */
+
+DLDEF dl_replay *dl_replay_new(int capacity, int obs_size, int obs_u8) {
+    dl_replay *r;
+    size_t osz;
+    if (capacity <= 0 || obs_size <= 0 || (size_t)capacity > ((size_t)1 << 40) / (size_t)obs_size) {
+        dl_set_error("dl_replay_new: bad capacity %d or observation size %d", capacity, obs_size);
+        return NULL;
+    }
+    osz = (size_t)capacity * (size_t)obs_size * (obs_u8 ? 1 : sizeof(float));
+    r = (dl_replay *)DL_MALLOC(sizeof *r);
+    if (!r) { dl_set_error("dl_replay_new: out of memory"); return NULL; }
+    memset(r, 0, sizeof *r);
+    r->capacity = capacity;
+    r->obs_size = obs_size;
+    r->obs_u8 = obs_u8 != 0;
+    r->obs = DL_MALLOC(osz);
+    r->next_obs = DL_MALLOC(osz);
+    r->action = (int32_t *)DL_MALLOC((size_t)capacity * sizeof(int32_t));
+    r->reward = (float *)DL_MALLOC((size_t)capacity * sizeof(float));
+    r->terminated = (unsigned char *)DL_MALLOC((size_t)capacity);
+    if (!r->obs || !r->next_obs || !r->action || !r->reward || !r->terminated) {
+        dl_replay_free(r);
+        dl_set_error("dl_replay_new: out of memory for %d transitions", capacity);
+        return NULL;
+    }
+    return r;
+}
+
+DLDEF void dl_replay_free(dl_replay *r) {
+    if (!r) return;
+    DL_FREE(r->obs); DL_FREE(r->next_obs); DL_FREE(r->action); DL_FREE(r->reward); DL_FREE(r->terminated);
+    DL_FREE(r);
+}
+
+static int dl__replay_put_obs(const dl_replay *r, void *base, int slot, const float *src) {
+    size_t off = (size_t)slot * (size_t)r->obs_size;
+    int i;
+    if (!r->obs_u8) { memcpy((float *)base + off, src, (size_t)r->obs_size * sizeof(float)); return 0; }
+    for (i = 0; i < r->obs_size; i++) {
+        float v = src[i];
+        if (!(v >= 0 && v <= 255 && v == (float)(int)v)) {
+            dl_set_error("dl_replay_add: observation value %g at %d is not an integer in 0..255 (obs_u8)", (double)v, i);
+            return -1;
+        }
+        ((unsigned char *)base)[off + (size_t)i] = (unsigned char)v;
+    }
+    return 0;
+}
+
+static void dl__replay_get_obs(const dl_replay *r, const void *base, int slot, float *dst) {
+    size_t off = (size_t)slot * (size_t)r->obs_size;
+    int i;
+    if (!r->obs_u8) { memcpy(dst, (const float *)base + off, (size_t)r->obs_size * sizeof(float)); return; }
+    for (i = 0; i < r->obs_size; i++) dst[i] = (float)((const unsigned char *)base)[off + (size_t)i];
+}
+
+DLDEF int dl_replay_add(dl_replay *r, const float *obs, int action, double reward, const float *next_obs, int terminated) {
+    if (!r || !obs || !next_obs) { dl_set_error("dl_replay_add: NULL argument"); return -1; }
+    if (dl__replay_put_obs(r, r->obs, r->pos, obs) != 0 || dl__replay_put_obs(r, r->next_obs, r->pos, next_obs) != 0)
+        return -1;
+    r->action[r->pos] = action;
+    r->reward[r->pos] = (float)reward;
+    r->terminated[r->pos] = terminated != 0;
+    r->pos = r->pos + 1 == r->capacity ? 0 : r->pos + 1;
+    if (r->size < r->capacity) r->size++;
+    return 0;
+}
+
+DLDEF int dl_replay_sample(const dl_replay *r, dl_rng *rng, int n, int *idx) {
+    int i;
+    if (!r || !rng || !idx || n < 0) { dl_set_error("dl_replay_sample: bad argument"); return -1; }
+    if (r->size == 0) { dl_set_error("dl_replay_sample: the buffer is empty"); return -1; }
+    for (i = 0; i < n; i++) idx[i] = dl_rng_int(rng, r->size);
+    return 0;
+}
+
+DLDEF int dl_replay_get(const dl_replay *r, int i, float *obs, int *action, float *reward, float *next_obs, int *terminated) {
+    if (!r || i < 0 || i >= r->size) { dl_set_error("dl_replay_get: no transition %d", i); return -1; }
+    if (obs) dl__replay_get_obs(r, r->obs, i, obs);
+    if (next_obs) dl__replay_get_obs(r, r->next_obs, i, next_obs);
+    if (action) *action = r->action[i];
+    if (reward) *reward = r->reward[i];
+    if (terminated) *terminated = r->terminated[i];
+    return 0;
+}
+
+/* ==== DQN: implementation =================================================================== */
+
+#define DL__DQN_RETURNS 100
+struct dl_dqn {
+    dl_dqn_opts o;
+    dl_model *online, *target;
+    dl_optim *opt;                 /* the online model's (it owns it: dl_compile); NULL: act only */
+    dl_replay *replay;             /* NULL: act only */
+    int obs_ndim, obs_shape[DL_MAX_DIMS], obs_size, n_actions;
+    int n_weights, n_trainable;
+    dl_tensor **w_online, **w_target, **w_train;   /* all weights (same order in both), trainable ones */
+    dl_arena *arena;
+    dl_rng rng;                    /* exploration and sampling */
+    long step, updates, episodes;
+    int *batch_idx;                /* [batch_size] */
+    float *obs, *next_obs;         /* dl_dqn_learn's current observation, and a scratch one */
+    int obs_valid;                 /* obs holds an observation of a running episode */
+    double ep_return;
+    double returns[DL__DQN_RETURNS];   /* ring of the last finished episodes' returns */
+};
+
+DLDEF dl_dqn_opts dl_dqn_defaults(void) {
+    dl_dqn_opts o;
+    memset(&o, 0, sizeof o);
+    o.total_steps = 500000;
+    o.buffer_size = 10000;
+    o.batch_size = 128;
+    o.learning_starts = 10000;
+    o.train_freq = 10;
+    o.gradient_steps = 1;
+    o.target_update_freq = 500;
+    o.tau = 1.0;
+    o.gamma = 0.99;
+    o.eps_start = 1.0;
+    o.eps_end = 0.05;
+    o.eps_fraction = 0.5;
+    o.loss = DL_DQN_MSE;
+    o.huber_delta = 1.0;
+    o.seed = 1;
+    return o;
+}
+
+static int dl__dqn_check_opts(const dl_dqn_opts *o) {
+    if (o->total_steps < 0 || o->buffer_size <= 0 || o->batch_size <= 0 || o->learning_starts < 0 ||
+        o->train_freq <= 0 || o->gradient_steps < 0 || o->target_update_freq <= 0 ||
+        !(o->tau > 0 && o->tau <= 1) || !(o->gamma >= 0 && o->gamma <= 1) ||
+        !(o->eps_start >= 0 && o->eps_start <= 1) || !(o->eps_end >= 0 && o->eps_end <= 1) ||
+        !(o->eps_fraction >= 0 && o->eps_fraction <= 1) || (o->loss != DL_DQN_MSE && o->loss != DL_DQN_HUBER) ||
+        (o->loss == DL_DQN_HUBER && !(o->huber_delta > 0)) || !(o->max_grad_norm >= 0)) {
+        dl_set_error("dl_dqn: bad options (sizes and frequencies must be > 0, tau in (0, 1], gamma and "
+                     "epsilons in [0, 1], huber_delta > 0, max_grad_norm >= 0)");
+        return -1;
+    }
+    return 0;
+}
+
+DLDEF void dl_dqn_free(dl_dqn *a) {
+    if (!a) return;
+    dl_model_free(a->online);
+    dl_model_free(a->target);
+    dl_replay_free(a->replay);
+    dl_arena_free(a->arena);
+    DL_FREE(a->w_online); DL_FREE(a->w_target); DL_FREE(a->w_train);
+    DL_FREE(a->batch_idx); DL_FREE(a->obs); DL_FREE(a->next_obs);
+    DL_FREE(a);
+}
+
+/* The target network as a copy of the online one: its file, parsed. */
+static dl_model *dl__dqn_clone(dl_model *q) {
+    size_t n = dl_model_serialize(q, 0, NULL, 0);
+    void *buf;
+    dl_model *c;
+    if (!n) return NULL;
+    if (!(buf = DL_MALLOC(n))) { dl_set_error("dl_dqn: out of memory"); return NULL; }
+    c = dl_model_serialize(q, 0, buf, n) == n ? dl_model_parse(buf, n) : NULL;
+    DL_FREE(buf);
+    if (!c) dl_set_error("dl_dqn: cannot copy the Q network for the target (%s); give a target network", dl_error());
+    return c;
+}
+
+/* Runs net on n observations in the agent's arena (reset first), without a tape: [n, A]. */
+static dl_tensor *dl__dqn_forward(dl_dqn *a, dl_model *net, int n, const float *obs) {
+    int shape[DL_MAX_DIMS], i, grad;
+    dl_tensor *x, *q;
+    dl_arena *prev = dl_arena_use(a->arena);
+    dl_arena_reset(a->arena);
+    shape[0] = n;
+    for (i = 0; i < a->obs_ndim; i++) shape[1 + i] = a->obs_shape[i];
+    x = dl_tmp(DL_F32, 1 + a->obs_ndim, shape);
+    if (x) memcpy(dl_f32(x), obs, (size_t)n * (size_t)a->obs_size * sizeof(float));
+    grad = dl_no_grad(1);
+    q = x ? dl_model_call(net, x, 0) : NULL;
+    dl_no_grad(grad);
+    dl_arena_use(prev);
+    if (q && (q->ndim != 2 || q->shape[0] != n || q->shape[1] != a->n_actions || q->dtype != DL_F32)) {
+        dl_set_error("dl_dqn: the Q network gives shape [%d, %d], not [%d, %d]", q->shape[0],
+                     q->ndim > 1 ? q->shape[1] : 0, n, a->n_actions);
+        return NULL;
+    }
+    return q ? dl_contiguous(q) : NULL;   /* a contiguous view is returned as is */
+}
+
+/* argmax over the allowed actions, ties to the lowest; -1 when none is allowed */
+static int dl__dqn_argmax(const float *q, int n, const unsigned char *mask) {
+    int i, best = -1;
+    for (i = 0; i < n; i++)
+        if ((!mask || mask[i]) && (best < 0 || q[i] > q[best])) best = i;
+    return best;
+}
+
+/* target = tau * online + (1 - tau) * target, weight by weight (running statistics too) */
+static void dl__dqn_blend(dl_dqn *a, double tau) {
+    int i;
+    size_t j;
+    for (i = 0; i < a->n_weights; i++) {
+        float *t = dl_f32(a->w_target[i]);
+        const float *o = dl_f32(a->w_online[i]);
+        size_t n = (size_t)a->w_online[i]->numel;
+        if (tau >= 1) { memcpy(t, o, n * sizeof(float)); continue; }
+        {
+            const float wo = (float)tau, wt = (float)(1.0 - tau);
+            for (j = 0; j < n; j++) t[j] = wo * o[j] + wt * t[j];
+        }
+    }
+}
+
+/* trainable: use opt, or when opt is NULL the optimizer q was compiled with (a loaded state) */
+static dl_dqn *dl__dqn_make(dl_model *q, dl_model *target, dl_optim *opt, const dl_space *obs_space,
+                            int n_actions, const dl_dqn_opts *opts, int trainable) {
+    dl_dqn *a = NULL;
+    int i, nw;
+    if (!q || !obs_space || n_actions <= 0) { dl_set_error("dl_dqn_new: NULL model or space, or no actions"); goto fail; }
+    if (obs_space->kind == DL_SPACE_BOX && (obs_space->ndim < 1 || obs_space->ndim >= DL_MAX_DIMS)) {
+        dl_set_error("dl_dqn_new: observation shape of %d dimensions", obs_space->ndim);
+        goto fail;
+    }
+    if (!(a = (dl_dqn *)DL_MALLOC(sizeof *a))) { dl_set_error("dl_dqn_new: out of memory"); goto fail; }
+    memset(a, 0, sizeof *a);
+    a->o = opts ? *opts : dl_dqn_defaults();
+    a->online = q; q = NULL;
+    a->target = target; target = NULL;
+    if (dl__dqn_check_opts(&a->o) != 0) goto fail;
+    if (opt) {   /* the online model owns the optimizer, so its file carries the optimizer state */
+        int r = dl_compile(a->online, opt, a->o.loss == DL_DQN_HUBER ? DL_LOSS_HUBER : DL_LOSS_MSE, 0);
+        opt = NULL;   /* taken over (freed on failure) */
+        if (r != 0) goto fail;
+    }
+    if (obs_space->kind == DL_SPACE_DISCRETE) { a->obs_ndim = 1; a->obs_shape[0] = 1; }
+    else { a->obs_ndim = obs_space->ndim; memcpy(a->obs_shape, obs_space->shape, sizeof(int) * (size_t)obs_space->ndim); }
+    a->obs_size = 1;
+    for (i = 0; i < a->obs_ndim; i++) a->obs_size *= a->obs_shape[i];
+    a->n_actions = n_actions;
+    if (dl_model_build(a->online, a->obs_ndim, a->obs_shape) != 0) goto fail;
+    if (!a->target && !(a->target = dl__dqn_clone(a->online))) goto fail;
+    if (dl_model_build(a->target, a->obs_ndim, a->obs_shape) != 0) goto fail;
+    nw = dl_model_weights(a->online, 0, NULL, 0);
+    if (nw != dl_model_weights(a->target, 0, NULL, 0)) { dl_set_error("dl_dqn_new: the target network's weights differ from the Q network's"); goto fail; }
+    a->n_weights = nw;
+    a->w_online = (dl_tensor **)DL_MALLOC(sizeof(dl_tensor *) * (size_t)(nw + 1));
+    a->w_target = (dl_tensor **)DL_MALLOC(sizeof(dl_tensor *) * (size_t)(nw + 1));
+    a->w_train = (dl_tensor **)DL_MALLOC(sizeof(dl_tensor *) * (size_t)(nw + 1));
+    a->obs = (float *)DL_MALLOC(sizeof(float) * (size_t)a->obs_size);
+    a->next_obs = (float *)DL_MALLOC(sizeof(float) * (size_t)a->obs_size);
+    a->arena = dl_arena_new((size_t)1 << 20);
+    if (!a->w_online || !a->w_target || !a->w_train || !a->obs || !a->next_obs || !a->arena) { dl_set_error("dl_dqn_new: out of memory"); goto fail; }
+    dl_model_weights(a->online, 0, a->w_online, nw);
+    dl_model_weights(a->target, 0, a->w_target, nw);
+    for (i = 0; i < nw; i++)
+        if (a->w_online[i]->numel != a->w_target[i]->numel) { dl_set_error("dl_dqn_new: the target network's weights differ from the Q network's"); goto fail; }
+    a->n_trainable = dl_model_weights(a->online, 1, a->w_train, nw);
+    dl_rng_seed(&a->rng, a->o.seed);
+    /* the Q network must give [n, n_actions] */
+    memset(a->obs, 0, sizeof(float) * (size_t)a->obs_size);
+    if (!dl__dqn_forward(a, a->online, 1, a->obs)) goto fail;
+    if (trainable) {
+        if (!a->online->compiled) { dl_set_error("dl_dqn_new: no optimizer"); goto fail; }
+        if (dl__bind_optimizer(a->online) != 0) goto fail;
+        a->opt = a->online->opt;
+        if (!(a->replay = dl_replay_new(a->o.buffer_size, a->obs_size, a->o.obs_u8))) goto fail;
+        if (!(a->batch_idx = (int *)DL_MALLOC(sizeof(int) * (size_t)a->o.batch_size))) { dl_set_error("dl_dqn_new: out of memory"); goto fail; }
+    }
+    return a;
+fail:
+    dl_model_free(q); dl_model_free(target); dl_optim_free(opt);
+    dl_dqn_free(a);
+    return NULL;
+}
+
+DLDEF dl_dqn *dl_dqn_new(dl_model *q, dl_model *target, dl_optim *opt, const dl_space *obs_space,
+                         int n_actions, const dl_dqn_opts *opts) {
+    int fresh_target = target == NULL;
+    dl_dqn *a = dl__dqn_make(q, target, opt, obs_space, n_actions, opts, opt != NULL);
+    if (a && !fresh_target) dl__dqn_blend(a, 1.0);   /* a given target starts equal too */
+    return a;
+}
+
+DLDEF int dl_dqn_q_values(dl_dqn *a, int n, const float *obs, float *q) {
+    dl_tensor *t;
+    if (!a || !obs || !q || n <= 0) { dl_set_error("dl_dqn_q_values: bad argument"); return -1; }
+    if (!(t = dl__dqn_forward(a, a->online, n, obs))) return -1;
+    memcpy(q, dl_f32(t), sizeof(float) * (size_t)n * (size_t)a->n_actions);
+    return 0;
+}
+
+DLDEF int dl_dqn_act_batch(dl_dqn *a, int n, const float *obs, const unsigned char *mask, int *actions) {
+    dl_tensor *t;
+    const float *q;
+    int i;
+    if (!a || !obs || !actions || n <= 0) { dl_set_error("dl_dqn_act: bad argument"); return -1; }
+    if (!(t = dl__dqn_forward(a, a->online, n, obs))) return -1;
+    q = dl_f32(t);
+    for (i = 0; i < n; i++) {
+        const unsigned char *m = mask ? mask + (size_t)i * (size_t)a->n_actions : NULL;
+        if ((actions[i] = dl__dqn_argmax(q + (size_t)i * (size_t)a->n_actions, a->n_actions, m)) < 0) {
+            dl_set_error("dl_dqn_act: observation %d has every action masked", i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+DLDEF int dl_dqn_act(dl_dqn *a, const float *obs, const unsigned char *mask) {
+    int action;
+    return dl_dqn_act_batch(a, 1, obs, mask, &action) == 0 ? action : -1;
+}
+
+/* CleanRL's linear_schedule: max(start + (end - start) * t / duration, end) */
+DLDEF double dl_dqn_epsilon(const dl_dqn *a) {
+    double duration, e;
+    if (!a) return 0;
+    duration = a->o.eps_fraction * (double)a->o.total_steps;
+    if (duration <= 0) return a->o.eps_end;
+    e = (a->o.eps_end - a->o.eps_start) / duration * (double)a->step + a->o.eps_start;
+    return a->o.eps_end > a->o.eps_start ? (e < a->o.eps_end ? e : a->o.eps_end) : (e > a->o.eps_end ? e : a->o.eps_end);
+}
+
+DLDEF int dl_dqn_explore(dl_dqn *a, const float *obs, const unsigned char *mask) {
+    if (!a || !obs) { dl_set_error("dl_dqn_explore: NULL argument"); return -1; }
+    if ((double)dl_rng_uniform(&a->rng) < dl_dqn_epsilon(a)) {
+        int allowed = a->n_actions, k, i;
+        if (mask) for (allowed = 0, i = 0; i < a->n_actions; i++) allowed += mask[i] != 0;
+        if (allowed == 0) { dl_set_error("dl_dqn_explore: every action is masked"); return -1; }
+        k = dl_rng_int(&a->rng, allowed);
+        if (!mask) return k;
+        for (i = 0; i < a->n_actions; i++) if (mask[i] && k-- == 0) return i;
+    }
+    return dl_dqn_act(a, obs, mask);
+}
+
+DLDEF void dl_dqn_update_target(dl_dqn *a) { if (a) dl__dqn_blend(a, a->o.tau); }
+
+/* Sampled observations (both ends) into arena tensors of [B, obs shape]. */
+static dl_tensor *dl__dqn_batch_obs(dl_dqn *a, const void *base) {
+    int shape[DL_MAX_DIMS], i, B = a->o.batch_size;
+    dl_tensor *x;
+    shape[0] = B;
+    for (i = 0; i < a->obs_ndim; i++) shape[1 + i] = a->obs_shape[i];
+    if (!(x = dl_tmp(DL_F32, 1 + a->obs_ndim, shape))) return NULL;
+    for (i = 0; i < B; i++) dl__replay_get_obs(a->replay, base, a->batch_idx[i], dl_f32(x) + (size_t)i * (size_t)a->obs_size);
+    return x;
+}
+
+/* One gradient step on the transitions a->batch_idx[0 .. batch_size) of the replay buffer. */
+static int dl__dqn_learn_batch(dl_dqn *a, double *loss_out) {
+    const dl_replay *rb = a->replay;
+    dl_arena *prev;
+    dl_tensor *x, *nx, *act, *y, *qn, *qn_online = NULL, *q, *qa, *loss = NULL;
+    int B = a->o.batch_size, A = a->n_actions, i, grad, rc = -1;
+    prev = dl_arena_use(a->arena);
+    dl_arena_reset(a->arena);
+    {
+        int ashape[2];
+        ashape[0] = B; ashape[1] = 1;
+        x = dl__dqn_batch_obs(a, rb->obs);
+        nx = dl__dqn_batch_obs(a, rb->next_obs);
+        act = dl_tmp(DL_I32, 2, ashape);
+        y = dl_tmp(DL_F32, 2, ashape);
+    }
+    if (!x || !nx || !act || !y) goto done;
+    /* TD targets, without a tape */
+    grad = dl_no_grad(1);
+    qn = dl_contiguous(dl_model_call(a->target, nx, 0));
+    if (qn && a->o.double_dqn) qn_online = dl_contiguous(dl_model_call(a->online, nx, 0));
+    dl_no_grad(grad);
+    if (!qn || (a->o.double_dqn && !qn_online)) goto done;
+    {
+        const float gamma = (float)a->o.gamma;
+        const float *qt = dl_f32(qn);
+        float *yv = dl_f32(y);
+        int32_t *av = (int32_t *)act->data;
+        for (i = 0; i < B; i++) {
+            int k = a->batch_idx[i];
+            const float *row = qt + (size_t)i * (size_t)A;
+            int best = dl__dqn_argmax(a->o.double_dqn ? dl_f32(qn_online) + (size_t)i * (size_t)A : row, A, NULL);
+            float done = rb->terminated[k] ? 1.0f : 0.0f;
+            yv[i] = rb->reward[k] + gamma * row[best] * (1.0f - done);
+            av[i] = rb->action[k];
+        }
+    }
+    /* the loss on Q(s, a), with a tape */
+    q = dl_model_call(a->online, x, 1);
+    qa = q ? dl_gather(q, 1, act) : NULL;
+    if (qa) loss = a->o.loss == DL_DQN_HUBER ? dl_huber(qa, y, (float)a->o.huber_delta) : dl_mse(qa, y);
+    if (!loss) goto done;
+    dl_optim_zero_grad(a->opt);
+    if (dl_backward(loss) != 0) goto done;
+    if (a->o.max_grad_norm > 0 && dl_clip_grad_norm(a->n_trainable, a->w_train, a->o.max_grad_norm) < 0) goto done;
+    if (dl_optim_step(a->opt) != 0) goto done;
+    if (loss_out) *loss_out = dl_item(loss);
+    a->updates++;
+    rc = 0;
+done:
+    dl_arena_use(prev);
+    return rc;
+}
+
+DLDEF int dl_dqn_update(dl_dqn *a, double *loss) {
+    if (!a) { dl_set_error("dl_dqn_update: NULL agent"); return -1; }
+    if (!a->opt) { dl_set_error("dl_dqn_update: this agent can only act (no optimizer)"); return -1; }
+    if (dl_replay_sample(a->replay, &a->rng, a->o.batch_size, a->batch_idx) != 0) return -1;
+    return dl__dqn_learn_batch(a, loss);
+}
+
+DLDEF int dl_dqn_observe(dl_dqn *a, const float *obs, int action, double reward, const float *next_obs, int terminated) {
+    long t;
+    int g;
+    if (!a) { dl_set_error("dl_dqn_observe: NULL agent"); return -1; }
+    if (!a->replay) { dl_set_error("dl_dqn_observe: this agent can only act (no optimizer)"); return -1; }
+    if (action < 0 || action >= a->n_actions) { dl_set_error("dl_dqn_observe: action %d outside [0, %d)", action, a->n_actions); return -1; }
+    if (dl_replay_add(a->replay, obs, action, reward, next_obs, terminated) != 0) return -1;
+    t = a->step++;   /* CleanRL's global_step of this transition */
+    if (t > a->o.learning_starts) {
+        if (t % a->o.train_freq == 0)
+            for (g = 0; g < a->o.gradient_steps; g++)
+                if (dl_dqn_update(a, NULL) != 0) return -1;
+        if (t % a->o.target_update_freq == 0) dl_dqn_update_target(a);
+    }
+    return 0;
+}
+
+DLDEF long dl_dqn_learn(dl_dqn *a, dl_env *env, long steps, dl_dqn_episode_fn on_episode, void *user) {
+    long i, done_episodes = 0;
+    if (!a || !env || steps < 0) { dl_set_error("dl_dqn_learn: bad argument"); return -1; }
+    if (!a->replay) { dl_set_error("dl_dqn_learn: this agent can only act (no optimizer)"); return -1; }
+    if (dl_env_obs_size(env) != a->obs_size || env->action_space.n != a->n_actions) {
+        dl_set_error("dl_dqn_learn: %s has %d observation values and %d actions, the agent %d and %d",
+                     env->ops->name ? env->ops->name : "env", dl_env_obs_size(env), env->action_space.n, a->obs_size, a->n_actions);
+        return -1;
+    }
+    for (i = 0; i < steps; i++) {
+        double r;
+        int action, term, trunc;
+        if (!a->obs_valid) {
+            if (dl_env_reset(env, a->step == 0 && a->episodes == 0 ? (int64_t)(a->o.seed & 0x7fffffffffffffffULL) : -1, a->obs) != 0) return -1;
+            a->obs_valid = 1;
+            a->ep_return = 0;
+        }
+        if ((action = dl_dqn_explore(a, a->obs, NULL)) < 0) return -1;
+        if (dl_env_step(env, action, a->next_obs, &r, &term, &trunc) != 0) return -1;
+        a->ep_return += r;
+        if (dl_dqn_observe(a, a->obs, action, r, a->next_obs, term) != 0) return -1;
+        memcpy(a->obs, a->next_obs, sizeof(float) * (size_t)a->obs_size);
+        if (term || trunc) {
+            a->returns[a->episodes % DL__DQN_RETURNS] = a->ep_return;
+            a->episodes++;
+            done_episodes++;
+            a->obs_valid = 0;
+            if (on_episode && on_episode(a, a->ep_return, user)) break;
+        }
+    }
+    return done_episodes;
+}
+
+DLDEF double dl_dqn_mean_return(const dl_dqn *a, int n) {
+    double s = 0;
+    int i;
+    if (!a || a->episodes == 0 || n <= 0) return NAN;
+    if (n > DL__DQN_RETURNS) n = DL__DQN_RETURNS;
+    if ((long)n > a->episodes) n = (int)a->episodes;
+    for (i = 1; i <= n; i++) s += a->returns[(a->episodes - i) % DL__DQN_RETURNS];
+    return s / n;
+}
+
+DLDEF long dl_dqn_steps(const dl_dqn *a) { return a ? a->step : 0; }
+DLDEF long dl_dqn_episodes(const dl_dqn *a) { return a ? a->episodes : 0; }
+DLDEF long dl_dqn_updates(const dl_dqn *a) { return a ? a->updates : 0; }
+DLDEF dl_model *dl_dqn_model(const dl_dqn *a) { return a ? a->online : NULL; }
+DLDEF dl_model *dl_dqn_target_model(const dl_dqn *a) { return a ? a->target : NULL; }
+DLDEF const dl_replay *dl_dqn_replay(const dl_dqn *a) { return a ? a->replay : NULL; }
+
+/* ---- Saving ---- */
+#ifndef DL_NO_STDIO
+
+DLDEF int dl_dqn_save_policy(dl_dqn *a, const char *path) {
+    if (!a || !path) { dl_set_error("dl_dqn_save_policy: NULL argument"); return -1; }
+    return dl_model_save(a->online, path, 0);
+}
+
+/* The observation shape and action count of a loaded Q network: its input shape, and the
+   width of its output for one zero observation. */
+DLDEF dl_dqn *dl_dqn_load_policy(const char *path) {
+    dl_model *m = dl_model_load(path);
+    dl_space sp;
+    dl_tensor *y;
+    dl_arena *ar, *prev;
+    int i, grad, full[DL_MAX_DIMS], n_actions = 0;
+    if (!m) return NULL;
+    if (!m->built || m->in_dtype != DL_F32 || m->in_ndim < 1) {
+        dl_set_error("dl_dqn_load_policy: %s: not a Q network on float observations", path);
+        dl_model_free(m);
+        return NULL;
+    }
+    memset(&sp, 0, sizeof sp);
+    sp.kind = DL_SPACE_BOX;
+    sp.ndim = m->in_ndim;
+    sp.n = 1;
+    full[0] = 1;
+    for (i = 0; i < m->in_ndim; i++) { sp.shape[i] = full[1 + i] = m->in_shape[i]; sp.n *= m->in_shape[i]; }
+    if (!(ar = dl_arena_new((size_t)1 << 16))) { dl_model_free(m); return NULL; }
+    prev = dl_arena_use(ar);
+    grad = dl_no_grad(1);
+    y = dl_model_call(m, dl_tmp(DL_F32, 1 + m->in_ndim, full), 0);
+    if (y && y->ndim == 2) n_actions = y->shape[1];
+    dl_no_grad(grad);
+    dl_arena_use(prev);
+    dl_arena_free(ar);
+    if (n_actions <= 0) {
+        dl_set_error("dl_dqn_load_policy: %s: the network's output is not [batch, actions]", path);
+        dl_model_free(m);
+        return NULL;
+    }
+    return dl_dqn_new(m, NULL, NULL, &sp, n_actions, NULL);
+}
+
+/* Training-state file. Tensors: "online" (with its optimizer), "target" (U8: whole model files), "replay/obs",
+   "replay/next_obs" (F32, or U8 with obs_u8), "replay/action" (I32), "replay/reward" (F32),
+   "replay/terminated" (U8), each over the `size` stored slots, "agent/obs" (F32). Metadata:
+   dl.format, dl.dqn.opts, dl.dqn.counters, dl.dqn.rng, dl.dqn.returns, dl.dqn.env. */
+#define DL__DQN_SAVE_MAX 11
+
+static const char *dl__dqn_opts_fmt = "total_steps %ld buffer_size %d obs_u8 %d batch_size %d learning_starts %ld "
+    "train_freq %d gradient_steps %d target_update_freq %d tau %la gamma %la eps_start %la eps_end %la "
+    "eps_fraction %la double_dqn %d loss %d huber_delta %la max_grad_norm %la seed %llu";
+
+static void dl__dqn_put_opts(char *s, size_t n, const dl_dqn_opts *o) {
+    snprintf(s, n, "total_steps %ld buffer_size %d obs_u8 %d batch_size %d learning_starts %ld "
+             "train_freq %d gradient_steps %d target_update_freq %d tau %a gamma %a eps_start %a eps_end %a "
+             "eps_fraction %a double_dqn %d loss %d huber_delta %a max_grad_norm %a seed %llu",
+             o->total_steps, o->buffer_size, o->obs_u8, o->batch_size, o->learning_starts, o->train_freq,
+             o->gradient_steps, o->target_update_freq, o->tau, o->gamma, o->eps_start, o->eps_end,
+             o->eps_fraction, o->double_dqn, (int)o->loss, o->huber_delta, o->max_grad_norm, (unsigned long long)o->seed);
+}
+
+static int dl__dqn_get_opts(const char *s, dl_dqn_opts *o) {
+    int loss = 0;
+    unsigned long long seed = 0;
+    memset(o, 0, sizeof *o);
+    if (!s || sscanf(s, dl__dqn_opts_fmt, &o->total_steps, &o->buffer_size, &o->obs_u8, &o->batch_size,
+                     &o->learning_starts, &o->train_freq, &o->gradient_steps, &o->target_update_freq, &o->tau,
+                     &o->gamma, &o->eps_start, &o->eps_end, &o->eps_fraction, &o->double_dqn, &loss,
+                     &o->huber_delta, &o->max_grad_norm, &seed) != 18) return -1;
+    o->loss = (dl_dqn_loss)loss;
+    o->seed = seed;
+    return dl__dqn_check_opts(o);
+}
+
+/* A whole serialized file (model or optimizer) as an owned U8 tensor. */
+static dl_tensor *dl__dqn_blob_model(dl_model *m, int with_opt) {
+    size_t n = dl_model_serialize(m, with_opt, NULL, 0);
+    int shape[1];
+    dl_tensor *t;
+    if (!n || n > (size_t)INT32_MAX) return NULL;
+    shape[0] = (int)n;
+    if (!(t = dl_tensor_new(DL_U8, 1, shape))) return NULL;
+    if (dl_model_serialize(m, with_opt, t->data, n) != n) { dl_tensor_free(t); return NULL; }
+    return t;
+}
+
+DLDEF int dl_dqn_save(dl_dqn *a, const dl_env *env, const char *path) {
+    dl_tensor *t[DL__DQN_SAVE_MAX] = {0};
+    const char *names[DL__DQN_SAVE_MAX];
+    const char *keys[6], *vals[6];
+    char opts_s[768], counters[256], rng_s[128], env_s[1024], *returns_s = NULL;
+    int n = 0, nm = 0, i, rc = -1, size;
+    size_t used;
+    if (!a || !path) { dl_set_error("dl_dqn_save: NULL argument"); return -1; }
+    if (!a->opt) { dl_set_error("dl_dqn_save: an act-only agent has no training state (dl_dqn_save_policy)"); return -1; }
+    size = a->replay->size;
+    names[n] = "online"; if (!(t[n++] = dl__dqn_blob_model(a->online, 1))) goto done;
+    names[n] = "target"; if (!(t[n++] = dl__dqn_blob_model(a->target, 0))) goto done;
+    names[n] = "agent/obs";
+    if (!(t[n++] = dl_tensor_from(DL_F32, 1, &a->obs_size, a->obs))) goto done;
+    if (size > 0) {
+        int os[2];
+        dl_dtype od = a->replay->obs_u8 ? DL_U8 : DL_F32;
+        os[0] = size; os[1] = a->obs_size;
+        names[n] = "replay/obs"; if (!(t[n++] = dl_tensor_from(od, 2, os, a->replay->obs))) goto done;
+        names[n] = "replay/next_obs"; if (!(t[n++] = dl_tensor_from(od, 2, os, a->replay->next_obs))) goto done;
+        names[n] = "replay/action"; if (!(t[n++] = dl_tensor_from(DL_I32, 1, &size, a->replay->action))) goto done;
+        names[n] = "replay/reward"; if (!(t[n++] = dl_tensor_from(DL_F32, 1, &size, a->replay->reward))) goto done;
+        names[n] = "replay/terminated"; if (!(t[n++] = dl_tensor_from(DL_U8, 1, &size, a->replay->terminated))) goto done;
+    }
+    dl__dqn_put_opts(opts_s, sizeof opts_s, &a->o);
+    snprintf(counters, sizeof counters, "obs_shape %d %d %d %d %d actions %d step %ld updates %ld episodes %ld obs_valid %d ep_return %a replay_pos %d replay_size %d",
+             a->obs_ndim, a->obs_ndim > 0 ? a->obs_shape[0] : 0, a->obs_ndim > 1 ? a->obs_shape[1] : 0,
+             a->obs_ndim > 2 ? a->obs_shape[2] : 0, a->obs_ndim > 3 ? a->obs_shape[3] : 0, a->n_actions,
+             a->step, a->updates, a->episodes, a->obs_valid, a->ep_return, a->replay->pos, size);
+    snprintf(rng_s, sizeof rng_s, "%llu %llu %llu %llu", (unsigned long long)a->rng.s[0], (unsigned long long)a->rng.s[1],
+             (unsigned long long)a->rng.s[2], (unsigned long long)a->rng.s[3]);
+    if (!(returns_s = (char *)DL_MALLOC(DL__DQN_RETURNS * 32 + 1))) { dl_set_error("dl_dqn_save: out of memory"); goto done; }
+    for (used = 0, returns_s[0] = 0, i = 0; i < DL__DQN_RETURNS; i++)
+        used += (size_t)snprintf(returns_s + used, DL__DQN_RETURNS * 32 + 1 - used, i ? " %a" : "%a", a->returns[i]);
+    keys[nm] = "dl.format"; vals[nm++] = "dl.dqn.v1";
+    keys[nm] = "dl.dqn.opts"; vals[nm++] = opts_s;
+    keys[nm] = "dl.dqn.counters"; vals[nm++] = counters;
+    keys[nm] = "dl.dqn.rng"; vals[nm++] = rng_s;
+    keys[nm] = "dl.dqn.returns"; vals[nm++] = returns_s;
+    if (env) {
+        int k = env->ops->state_dim;
+        used = (size_t)snprintf(env_s, sizeof env_s, "%s|%d %d %llu %llu %llu %llu %d", env->ops->name ? env->ops->name : "",
+                                env->elapsed, env->running, (unsigned long long)env->rng.s[0], (unsigned long long)env->rng.s[1],
+                                (unsigned long long)env->rng.s[2], (unsigned long long)env->rng.s[3], k);
+        for (i = 0; i < k && used < sizeof env_s; i++) used += (size_t)snprintf(env_s + used, sizeof env_s - used, " %a", env->state[i]);
+        keys[nm] = "dl.dqn.env"; vals[nm++] = env_s;
+    }
+    rc = dl_safetensors_save(path, n, names, t, nm, keys, vals);
+done:
+    if (rc != 0 && !dl_error()[0]) dl_set_error("dl_dqn_save: out of memory");
+    for (i = 0; i < n; i++) dl_tensor_free(t[i]);
+    DL_FREE(returns_s);
+    return rc;
+}
+
+/* A tensor of the file checked for dtype and element count; NULL + error otherwise. */
+static const dl_tensor *dl__dqn_want(const dl_safetensors *st, const char *name, dl_dtype dt, long numel, const char *path) {
+    const dl_tensor *t = dl_safetensors_get(st, name);
+    if (!t || t->dtype != dt || (numel >= 0 && (long)t->numel != numel)) {
+        dl_set_error("dl_dqn_load: %s: tensor \"%s\" is missing or has the wrong type or size", path, name);
+        return NULL;
+    }
+    return t;
+}
+
+DLDEF dl_dqn *dl_dqn_load(const char *path, dl_env *env) {
+    dl_safetensors *st;
+    dl_dqn *a = NULL;
+    dl_dqn_opts o;
+    dl_model *on = NULL, *tg = NULL;
+    const dl_tensor *t;
+    dl_space sp;
+    const char *s;
+    int i, nd, sh[4], actions, obs_valid, pos, size, n_read, os;
+    long step, updates, episodes;
+    double ep_return;
+    unsigned long long r[4];
+    if (!path) { dl_set_error("dl_dqn_load: NULL path"); return NULL; }
+    if (!(st = dl_safetensors_load(path))) return NULL;
+    if (!(s = dl_safetensors_meta(st, "dl.format")) || strcmp(s, "dl.dqn.v1") != 0) { dl_set_error("dl_dqn_load: %s: not a DQN training state (dl.format)", path); goto fail; }
+    if (dl__dqn_get_opts(dl_safetensors_meta(st, "dl.dqn.opts"), &o) != 0) { dl_set_error("dl_dqn_load: %s: bad dl.dqn.opts", path); goto fail; }
+    s = dl_safetensors_meta(st, "dl.dqn.counters");
+    if (!s || sscanf(s, "obs_shape %d %d %d %d %d actions %d step %ld updates %ld episodes %ld obs_valid %d ep_return %la replay_pos %d replay_size %d",
+                     &nd, &sh[0], &sh[1], &sh[2], &sh[3], &actions, &step, &updates, &episodes, &obs_valid, &ep_return, &pos, &size) != 13 ||
+        nd < 1 || nd > 4 || actions <= 0 || step < 0 || updates < 0 || episodes < 0 || size < 0 || size > o.buffer_size ||
+        pos < 0 || pos >= o.buffer_size || (size < o.buffer_size && pos != size)) {
+        dl_set_error("dl_dqn_load: %s: bad dl.dqn.counters", path);
+        goto fail;
+    }
+    memset(&sp, 0, sizeof sp);
+    sp.kind = DL_SPACE_BOX; sp.ndim = nd; sp.n = 1;
+    for (i = 0; i < nd; i++) {
+        if (sh[i] <= 0 || sh[i] > (1 << 24) / sp.n) { dl_set_error("dl_dqn_load: %s: bad observation shape", path); goto fail; }
+        sp.shape[i] = sh[i]; sp.n *= sh[i];
+    }
+    os = sp.n;
+    if (!(t = dl__dqn_want(st, "online", DL_U8, -1, path)) || !(on = dl_model_parse(t->data, (size_t)t->numel))) goto fail;
+    if (!(t = dl__dqn_want(st, "target", DL_U8, -1, path)) || !(tg = dl_model_parse(t->data, (size_t)t->numel))) goto fail;
+    if (!on->compiled) { dl_set_error("dl_dqn_load: %s: the online network has no optimizer", path); goto fail; }
+    a = dl__dqn_make(on, tg, NULL, &sp, actions, &o, 1);   /* the optimizer comes with `on` */
+    on = tg = NULL;
+    if (!a) goto fail;
+    if (!(t = dl__dqn_want(st, "agent/obs", DL_F32, os, path))) goto fail;
+    memcpy(a->obs, t->data, sizeof(float) * (size_t)os);
+    if (size > 0) {
+        dl_dtype od = o.obs_u8 ? DL_U8 : DL_F32;
+        size_t ob = (size_t)size * (size_t)os * (o.obs_u8 ? 1 : sizeof(float));
+        if (!(t = dl__dqn_want(st, "replay/obs", od, (long)size * os, path))) goto fail;
+        memcpy(a->replay->obs, t->data, ob);
+        if (!(t = dl__dqn_want(st, "replay/next_obs", od, (long)size * os, path))) goto fail;
+        memcpy(a->replay->next_obs, t->data, ob);
+        if (!(t = dl__dqn_want(st, "replay/action", DL_I32, size, path))) goto fail;
+        memcpy(a->replay->action, t->data, sizeof(int32_t) * (size_t)size);
+        for (i = 0; i < size; i++)
+            if (a->replay->action[i] < 0 || a->replay->action[i] >= actions) { dl_set_error("dl_dqn_load: %s: bad action in the replay buffer", path); goto fail; }
+        if (!(t = dl__dqn_want(st, "replay/reward", DL_F32, size, path))) goto fail;
+        memcpy(a->replay->reward, t->data, sizeof(float) * (size_t)size);
+        if (!(t = dl__dqn_want(st, "replay/terminated", DL_U8, size, path))) goto fail;
+        memcpy(a->replay->terminated, t->data, (size_t)size);
+    }
+    a->replay->size = size;
+    a->replay->pos = pos;
+    a->step = step; a->updates = updates; a->episodes = episodes;
+    a->obs_valid = obs_valid != 0; a->ep_return = ep_return;
+    s = dl_safetensors_meta(st, "dl.dqn.rng");
+    if (!s || sscanf(s, "%llu %llu %llu %llu", &r[0], &r[1], &r[2], &r[3]) != 4) { dl_set_error("dl_dqn_load: %s: bad dl.dqn.rng", path); goto fail; }
+    for (i = 0; i < 4; i++) a->rng.s[i] = r[i];
+    s = dl_safetensors_meta(st, "dl.dqn.returns");
+    for (i = 0; i < DL__DQN_RETURNS; i++) {
+        if (!s || sscanf(s, "%la%n", &a->returns[i], &n_read) != 1) { dl_set_error("dl_dqn_load: %s: bad dl.dqn.returns", path); goto fail; }
+        s += n_read;
+    }
+    if (env) {
+        const char *bar;
+        int elapsed, running, k, used;
+        size_t name_len;
+        s = dl_safetensors_meta(st, "dl.dqn.env");
+        if (!s || !(bar = strchr(s, '|'))) { dl_set_error("dl_dqn_load: %s: no environment state saved", path); goto fail; }
+        name_len = (size_t)(bar - s);
+        if (!env->ops->name || strlen(env->ops->name) != name_len || strncmp(env->ops->name, s, name_len) != 0) {
+            dl_set_error("dl_dqn_load: %s: saved with another environment than %s", path, env->ops->name ? env->ops->name : "this one");
+            goto fail;
+        }
+        if (sscanf(bar + 1, "%d %d %llu %llu %llu %llu %d%n", &elapsed, &running, &r[0], &r[1], &r[2], &r[3], &k, &used) != 7 ||
+            k != env->ops->state_dim || elapsed < 0) { dl_set_error("dl_dqn_load: %s: bad dl.dqn.env", path); goto fail; }
+        s = bar + 1 + used;
+        for (i = 0; i < k; i++) {
+            if (sscanf(s, "%la%n", &env->state[i], &n_read) != 1) { dl_set_error("dl_dqn_load: %s: bad dl.dqn.env", path); goto fail; }
+            s += n_read;
+        }
+        for (i = 0; i < 4; i++) env->rng.s[i] = r[i];
+        env->elapsed = elapsed;
+        env->running = running != 0;
+    }
+    dl_safetensors_free(st);
+    return a;
+fail:
+    dl_model_free(on); dl_model_free(tg);
+    dl_dqn_free(a);
+    dl_safetensors_free(st);
+    return NULL;
+}
+#endif /* DL_NO_STDIO */
 
 #endif /* DL_IMPLEMENTATION */
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Writes tests/data/rl_cartpole.txt (Gymnasium's CartPole-v1 dynamics),
-tests/data/rl_mountaincar.txt (MountainCar-v0's) and tests/data/rl_frozenlake.txt
-(FrozenLake-v1's transition tables) for tests/test_rl.c (run from the repository root with a
-Python that has gymnasium; made with gymnasium 1.4.0, numpy 2.4).
+tests/data/rl_mountaincar.txt (MountainCar-v0's), tests/data/rl_frozenlake.txt
+(FrozenLake-v1's transition tables) and tests/data/rl_breakout.txt (MinAtar's Breakout) for
+tests/test_rl.c (run from the repository root with a Python that has gymnasium and minatar;
+made with gymnasium 1.4.0, numpy 2.4, minatar 1.0.15).
 
 One line per step, all numbers as the hex of their IEEE-754 bits, so that the test can demand
 the same bits:
@@ -36,7 +37,23 @@ from
 rl_frozenlake.txt: for the maps "4x4" and "8x8", slippery and not, a line "map M slippery K"
 then one line per transition of env.unwrapped.P in order of (state, action, list position):
     s a prob next reward terminated      (prob as the hex bits of its float64)
+
+rl_breakout.txt: MinAtar's Breakout (minatar 1.0.15, its breakout.Env driven directly, so no
+sticky actions and no random numbers after reset), one line per step:
+    x y dir lx ly pos strike bricks  action  reward terminal  x y dir lx ly pos strike bricks
+the game state before the step (ball x, y, direction, trail x, y, paddle x, strike flag, and
+the bricks as a hex bit mask: bit (row - 1) * 10 + column), the action of dl's minimal set (0
+no-op, 1 left, 2 right; MinAtar's 0, 1, 3), and the state after it. The steps come from
+  - 150 episodes with random actions (numpy default_rng(3000 + episode));
+  - 3 episodes of 1000 steps of a random safe action: actions are tried in a random order
+    (default_rng(4000 + episode)) and the first one after which "move under the ball's next
+    column" survives 12 more steps (simulated on a copy) is taken; these clear every brick and
+    see the wall refilled;
+  - 1000 states set explicitly (default_rng(9): ball anywhere above the paddle row, any
+    direction, paddle anywhere, strike flag either way, bricks present with probability 0.6),
+    one step each with a random action.
 """
+import copy
 import struct
 
 import gymnasium as gym
@@ -120,6 +137,82 @@ def mountaincar(path):
     print("wrote %s: %d steps, %d terminated, %d truncated" % (path, len(lines) - 1, n_term, n_trunc))
 
 
+def breakout(path):
+    from minatar.environments import breakout as mb
+    env = mb.Env()
+    to_minatar = [0, 1, 3]
+
+    def get():
+        bricks = 0
+        for y in range(1, 4):
+            for x in range(10):
+                if env.brick_map[y, x]:
+                    bricks |= 1 << ((y - 1) * 10 + x)
+        assert int(np.count_nonzero(env.brick_map[[0, 4, 5, 6, 7, 8, 9], :])) == 0
+        return "%d %d %d %d %d %d %d %08x" % (env.ball_x, env.ball_y, env.ball_dir, env.last_x, env.last_y,
+                                              env.pos, int(env.strike), bricks)
+
+    lines = ["# MinAtar Breakout steps from minatar 1.0.15 (see tools/make_rl_fixtures.py)"]
+    counts = {"terminal": 0, "reward": 0, "refill": 0}
+
+    def step(a):
+        before = get()
+        empty = int(np.count_nonzero(env.brick_map)) == 0
+        r, term = env.act(to_minatar[a])
+        after = get()
+        counts["terminal"] += int(term)
+        counts["reward"] += int(r)
+        counts["refill"] += int(empty and int(np.count_nonzero(env.brick_map)) == 30)
+        lines.append("%s %d %d %d %s" % (before, a, int(r), int(term), after))
+        return term
+
+    for ep in range(150):
+        env.random = np.random.RandomState(ep)
+        env.reset()
+        rng = np.random.default_rng(3000 + ep)
+        while not step(int(rng.integers(3))):
+            pass
+    def follow(e):
+        target = min(9, max(0, e.ball_x + (1 if e.ball_dir in (1, 2) else -1)))
+        return 2 if e.pos < target else 1 if e.pos > target else 0
+
+    def survives(a):
+        e = copy.deepcopy(env)
+        _, term = e.act(to_minatar[a])
+        for _ in range(12):
+            if term:
+                return False
+            _, term = e.act(to_minatar[follow(e)])
+        return not term
+
+    for ep in range(3):
+        env.random = np.random.RandomState(100 + ep)
+        env.reset()
+        rng = np.random.default_rng(4000 + ep)
+        for _ in range(1000):
+            a = follow(env)
+            for c in rng.permutation(3):
+                if survives(int(c)):
+                    a = int(c)
+                    break
+            if step(a):
+                break
+    rng = np.random.default_rng(9)
+    for _ in range(1000):
+        env.reset()
+        env.ball_x, env.ball_y = int(rng.integers(10)), int(rng.integers(9))
+        env.ball_dir = int(rng.integers(4))
+        env.last_x, env.last_y = int(rng.integers(10)), int(rng.integers(10))
+        env.pos = int(rng.integers(10))
+        env.strike = bool(rng.integers(2))
+        env.brick_map[1:4, :] = (rng.random((3, 10)) < 0.6).astype(float)
+        step(int(rng.integers(3)))
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("wrote %s: %d steps, %d terminated, %d bricks hit, %d refills" % (path, len(lines) - 1, counts["terminal"],
+                                                                           counts["reward"], counts["refill"]))
+
+
 def main():
     lines = ["# CartPole-v1 steps from gymnasium %s, numpy %s (see tools/make_rl_fixtures.py)"
              % (gym.__version__, np.__version__)]
@@ -149,6 +242,7 @@ def main():
     print("wrote tests/data/rl_cartpole.txt: %d steps" % (len(lines) - 1))
 
     mountaincar("tests/data/rl_mountaincar.txt")
+    breakout("tests/data/rl_breakout.txt")
 
     lines = ["# FrozenLake-v1 env.unwrapped.P from gymnasium %s (see tools/make_rl_fixtures.py)"
              % gym.__version__]

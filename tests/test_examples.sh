@@ -29,6 +29,8 @@ estimator     | --data $sub --epochs 3 --threads 1                              
 char_rnn      | --steps 30 --threads 1 --hidden 64 --sample-len 40                      | val_loss      | max 3.50
 gridworld_dp  | --steps 300 --threads 1                                                  | max_err       | max 0.001
 frozenlake_q  | --steps 100000 --threads 1                                               | success_rate  | min 0.70
+cartpole_dqn  | --steps 60000 --threads 1 --save $out/cartpole_dqn.safetensors            | mean_return_last100 | min 150
+breakout_dqn  | --steps 40000 --train-freq 4 --threads 1 --save $out/breakout.safetensors | mean_return_last100 | min 0.8
 "
 
 passed=0 failed=0 skipped=0

@@ -1,9 +1,10 @@
 /* dl_rl.h - v0.1 - reinforcement learning for dl, in C99: a Gymnasium-like environment
    interface, CartPole-v1 and MountainCar-v0 (Gymnasium's dynamics to the last bit),
    FrozenLake-v1, MinAtar's Breakout, the gridworld of Sutton & Barto's Example 4.1, rendering
-   to RGB pictures, vectorized environments with autoreset, tabular MDPs, dynamic programming (policy evaluation,
-   policy iteration, value iteration), tabular TD control (Q-learning, SARSA, expected SARSA)
-   and first-visit Monte Carlo control.
+   to RGB pictures, vectorized environments with autoreset, tabular MDPs, dynamic programming
+   (policy evaluation, policy iteration, value iteration), tabular TD control (Q-learning,
+   SARSA, expected SARSA), first-visit Monte Carlo control, and DQN agents (replay buffer,
+   target network, Double DQN) whose trained policy a game loop can call every frame.
    Part of dl, a family of single-file deep-learning libraries; needs dl_nn.h.
 
    Do this:
@@ -22,6 +23,19 @@
        if (dl_td_control(env, Q, &o) < 0) { puts(dl_error()); return 1; }
        dl_greedy_policy(Q, S, A, policy);
        printf("success_rate=%.4f\n", dl_run_policy(env, policy, 10000, 2));   // ~0.73
+
+   DQN on CartPole-v1 (examples/cartpole_dqn.c; CleanRL's settings, ~5 s on 2 cores):
+
+       dl_env *env = dl_env_cartpole();
+       dl_dqn_opts o = dl_dqn_defaults();                      // 500k steps, buffer 10k, ...
+       o.max_grad_norm = 10;
+       dl_model *q = dl_sequential(dl_Dense(120, DL_RELU), dl_Dense(84, DL_RELU), dl_Dense(2, DL_LINEAR));
+       dl_dqn *agent = dl_dqn_new(q, NULL, dl_adam(2.5e-4, 0.9, 0.999, 1e-8),
+                                  &env->observation_space, 2, &o);   // takes over q and the optimizer
+       dl_dqn_learn(agent, env, o.total_steps, NULL, NULL);
+       printf("%.1f\n", dl_dqn_mean_return(agent, 100));       // ~490
+       dl_dqn_save_policy(agent, "cartpole.safetensors");      // a game: dl_dqn_load_policy +
+       int action = dl_dqn_act(agent, obs, NULL);              // dl_dqn_act every frame, no malloc
 
    and the environment loop, as in Gymnasium:
 
@@ -47,6 +61,11 @@
        LEARNING      dl_td_control (Q-learning, SARSA, expected SARSA, epsilon-greedy with a
                      linear schedule), dl_mc_control (first-visit Monte Carlo control),
                      dl_greedy_policy, dl_run_policy
+       REPLAY BUFFER dl_replay: a ring of transitions, float or byte observations, sampling
+       DQN           dl_dqn: dl_dqn_new, dl_dqn_learn (the whole loop) or dl_dqn_explore +
+                     dl_dqn_observe (your own loop), dl_dqn_act / _act_batch / _q_values
+                     (greedy, optional action mask), dl_dqn_save_policy / dl_dqn_load_policy,
+                     dl_dqn_save / dl_dqn_load (the whole training state: resumes exactly)
 
    ENVIRONMENT SEMANTICS (those of Gymnasium 1.x with its TimeLimit wrapper)
        dl_env_reset(env, seed, obs): seed >= 0 reseeds the env's own dl_rng first; seed < 0
@@ -125,18 +144,23 @@
        its MDP (it must outlive the env), dl_env_frozenlake and dl_env_gridworld own theirs
        (dl_env_mdp borrows it back). dl_vec_env_new takes over the envs it is given
        (dl_vec_env_free frees them) unless it fails. dl_mdp_* return MDPs you own
-       (dl_mdp_free). Every array argument (V, Q, policies, observations, pictures) is the
+       (dl_mdp_free). dl_dqn_new takes over the networks and the optimizer (also when it
+       fails); dl_dqn_free frees them, its replay buffer and its arena. Every array argument (V, Q, policies, observations, pictures) is the
        caller's; nothing is kept.
 
    ERRORS
        Functions returning int give >= 0 on success and -1 + dl_error() on bad arguments (NULL,
        an action out of range, stepping an episode that is over, a policy evaluation that does
        not converge in max_sweeps); constructors return NULL + dl_error(). dl_run_policy returns
-       NaN on error. Nothing here calls exit or abort.
+       NaN on error. dl_dqn_load / dl_dqn_load_policy check every tensor's type and size and
+       every counter before use: truncated or corrupt files give an error. Nothing here calls
+       exit or abort.
 
    NOT HERE (yet)
-       MountainCarContinuous, Acrobot, Pendulum, the other MinAtar games, DQN and agents
-       (act/save/load), benchmarks: see issue 4.
+       MountainCarContinuous, Acrobot, Pendulum, the other MinAtar games; policy-gradient and
+       actor-critic agents (REINFORCE, A2C, PPO); prioritized replay, n-step returns, dueling
+       networks; dl_dqn_learn on a dl_vec_env (one env per agent; dl_dqn_observe serves your
+       own vectorized loop).
 
    LICENSE: MIT, see the end of the file.
 */

@@ -5,6 +5,8 @@
 #   make test       every test program (-O2, then ASan+UBSan) and the compile checks
 #   make bench      GEMM and convolution benchmarks against OpenBLAS
 #   make bench-train  Fashion-MNIST MLP and CNN training, dl against PyTorch (bench/train.sh)
+#   make bench-rl   environment steps/s and DQN act() latency, dl against Gymnasium, MinAtar and
+#                   PyTorch (bench/rl.sh)
 #   make examples   build every examples/*.c into build/
 #   make clean
 #
@@ -29,7 +31,7 @@ BLAS_INC = $(if $(wildcard /usr/include/cblas.h /usr/include/*-linux-gnu/cblas.h
 BENCH_ENV = env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE
 BENCHES   = $(patsubst bench/%.c,build/bench_%,$(wildcard bench/gemm.c bench/conv.c))
 
-.PHONY: all demo test bench bench-train examples setup clean
+.PHONY: all demo test bench bench-train bench-rl examples setup clean
 all: examples
 
 setup:
@@ -57,6 +59,10 @@ bench:
 bench-train:
 	@bash tools/setup.sh
 	bash bench/train.sh $(ARGS)
+
+bench-rl:
+	@bash tools/setup.sh
+	bash bench/rl.sh $(ARGS)
 
 build/bench_gemm: bench/gemm.c $(HEADERS) | build
 	$(CC) -O2 $(BLAS_INC) -I. bench/gemm.c -o $@ -lopenblas -lpthread -lm

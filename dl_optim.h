@@ -501,13 +501,14 @@ DL__OPTIM_FMA_CLONES static void dl__sgd_update(const dl_optim *o, dl__optim_par
     }
 }
 
-DL__OPTIM_FMA_CLONES static void dl__rmsprop_update(const dl_optim *o, dl__optim_param *q) {
+/* RMSprop's update of elements [i, n) in plain C (FMA clone where available). */
+DL__OPTIM_FMA_CLONES static void dl__rmsprop_scalar(const dl_optim *o, dl__optim_param *q, size_t i) {
     float *p = dl_f32(q->p), *g = q->p->grad, *s = dl_f32(q->buf[0]);
     float *b = q->buf[1] ? dl_f32(q->buf[1]) : NULL, *a = q->buf[2] ? dl_f32(q->buf[2]) : NULL;
     float alpha = (float)o->alpha, one_m = (float)(1.0 - o->alpha), eps = (float)o->eps;
     float mu = (float)o->momentum, neg_lr = (float)-o->lr;
-    size_t i, n = q->p->numel;
-    for (i = 0; i < n; i++) {
+    size_t n = q->p->numel;
+    for (; i < n; i++) {
         float gi = g[i], d;
         s[i] = DL__FMAF(one_m * gi, gi, s[i] * alpha);
         if (a) {
@@ -524,6 +525,49 @@ DL__OPTIM_FMA_CLONES static void dl__rmsprop_update(const dl_optim *o, dl__optim
             p[i] = p[i] + neg_lr * gi / d;
         }
     }
+}
+
+/* RMSprop without momentum (plain or centered) on 16 or 8 lanes, with the scalar loop's bits
+   (see DL__ADAM_SIMD below); a = NULL when not centered. Returns the elements done. */
+#if defined(DL__X86_SIMD) && !defined(DL_OPTIM_NO_FMA)
+#define DL__RMSPROP_SIMD(NAME, TARGET, VEC, W, SET1, LOAD, STORE, MUL, ADD, DIV, SQRT, FMADD, FNMADD)            \
+    TARGET static size_t NAME(float *p, const float *g, float *s, float *a, size_t n, const float *k) {           \
+        VEC alpha = SET1(k[0]), one_m = SET1(k[1]), eps = SET1(k[2]), neg_lr = SET1(k[3]);                      \
+        size_t i;                                                                                               \
+        for (i = 0; i + W <= n; i += W) {                                                                       \
+            VEC gi = LOAD(g + i), si = FMADD(MUL(one_m, gi), gi, MUL(LOAD(s + i), alpha)), d;                   \
+            STORE(s + i, si);                                                                                   \
+            if (a) {                                                                                            \
+                VEC ai = FMADD(one_m, gi, MUL(LOAD(a + i), alpha));                                             \
+                STORE(a + i, ai);                                                                               \
+                d = SQRT(FNMADD(ai, ai, si));                                                                   \
+            } else {                                                                                            \
+                d = SQRT(si);                                                                                   \
+            }                                                                                                   \
+            STORE(p + i, ADD(LOAD(p + i), DIV(MUL(neg_lr, gi), ADD(d, eps))));                                  \
+        }                                                                                                       \
+        return i;                                                                                               \
+    }
+#define DL__SQRT512(v) _mm512_maskz_sqrt_ps((__mmask16)0xFFFF, v)   /* g++ warns about _mm512_sqrt_ps */
+DL__RMSPROP_SIMD(dl__rmsprop_avx512, DL__TARGET_AVX512, __m512, 16, _mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps,
+                 _mm512_mul_ps, _mm512_add_ps, _mm512_div_ps, DL__SQRT512, _mm512_fmadd_ps, _mm512_fnmadd_ps)
+DL__RMSPROP_SIMD(dl__rmsprop_avx2, DL__TARGET_AVX2, __m256, 8, _mm256_set1_ps, _mm256_loadu_ps, _mm256_storeu_ps,
+                 _mm256_mul_ps, _mm256_add_ps, _mm256_div_ps, _mm256_sqrt_ps, _mm256_fmadd_ps, _mm256_fnmadd_ps)
+static int dl__optim_simd(void);
+#endif
+
+static void dl__rmsprop_update(const dl_optim *o, dl__optim_param *q) {
+    size_t i = 0;
+#if defined(DL__X86_SIMD) && !defined(DL_OPTIM_NO_FMA)
+    if (!q->buf[1]) {   /* no momentum buffer */
+        float k[4];
+        float *a = q->buf[2] ? dl_f32(q->buf[2]) : NULL;
+        k[0] = (float)o->alpha; k[1] = (float)(1.0 - o->alpha); k[2] = (float)o->eps; k[3] = (float)-o->lr;
+        if (dl__optim_simd() == 2) i = dl__rmsprop_avx512(dl_f32(q->p), q->p->grad, dl_f32(q->buf[0]), a, q->p->numel, k);
+        else if (dl__optim_simd() == 1) i = dl__rmsprop_avx2(dl_f32(q->p), q->p->grad, dl_f32(q->buf[0]), a, q->p->numel, k);
+    }
+#endif
+    dl__rmsprop_scalar(o, q, i);
 }
 
 DL__OPTIM_FMA_CLONES static void dl__adagrad_update(const dl_optim *o, dl__optim_param *q) {
@@ -569,8 +613,6 @@ DL__OPTIM_FMA_CLONES static void dl__adam_scalar(float *p, const float *g, float
         }                                                                                                       \
         return i;                                                                                               \
     }
-/* (the masked sqrt: g++ warns about _mm512_sqrt_ps's undefined pass-through operand) */
-#define DL__SQRT512(v) _mm512_maskz_sqrt_ps((__mmask16)0xFFFF, v)
 DL__ADAM_SIMD(dl__adam_avx512, DL__TARGET_AVX512, __m512, 16, _mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps,
               _mm512_mul_ps, _mm512_add_ps, _mm512_div_ps, DL__SQRT512, _mm512_fmadd_ps)
 DL__ADAM_SIMD(dl__adam_avx2, DL__TARGET_AVX2, __m256, 8, _mm256_set1_ps, _mm256_loadu_ps, _mm256_storeu_ps,

@@ -458,8 +458,48 @@ static void test_adam_simd_bits(void) {
     }
 }
 
+/* The vectorized RMSprop loops (plain and centered; momentum stays scalar) against the formula
+   in plain C, with the lanes and the scalar tail both used. */
+static void test_rmsprop_simd_bits(void) {
+    enum { N = 1037 };
+    static float w0[N], ref[N], s2[N], ga[N], g[N];
+    int centered, step, i, bad = 0;
+    for (i = 0; i < N; i++) w0[i] = (float)cos(0.29 * i) * 1.5f;
+    for (centered = 0; centered < 2; centered++) {
+        double lr = 0.01, alpha = 0.95, eps = 0.01;
+        dl_optim *o = dl_rmsprop(lr, alpha, eps, 0.0, centered);
+        dl_tensor *w = dl_tensor_from(DL_F32, 1, DL_SHAPE(N), w0);
+        dl_set_requires_grad(w, 1);
+        dl_optim_add_params(o, 1, &w);
+        for (i = 0; i < N; i++) { ref[i] = w0[i]; s2[i] = ga[i] = 0; }
+        for (step = 1; step <= 3; step++) {
+            float *p = dl_f32(w), *gr;
+            dl_optim_zero_grad(o);
+            gr = w->grad ? w->grad : dl_grad_buf(w);
+            for (i = 0; i < N; i++) gr[i] = g[i] = p[i] * p[i] - 0.5f;
+            dl_optim_step(o);
+            for (i = 0; i < N; i++) {   /* torch's single-tensor RMSprop */
+                float d;
+                s2[i] = fmaf((float)(1.0 - alpha) * g[i], g[i], s2[i] * (float)alpha);
+                if (centered) {
+                    ga[i] = fmaf((float)(1.0 - alpha), g[i], ga[i] * (float)alpha);
+                    d = sqrtf(fmaf(-ga[i], ga[i], s2[i]));
+                } else {
+                    d = sqrtf(s2[i]);
+                }
+                ref[i] = ref[i] + (float)-lr * g[i] / (d + (float)eps);
+            }
+            for (i = 0; i < N; i++) bad += memcmp(&ref[i], &dl_f32(w)[i], sizeof(float)) != 0;
+        }
+        CHECK(bad == 0, "%s: %d elements differ from the scalar formula", centered ? "centered" : "plain", bad);
+        dl_optim_free(o);
+        dl_tensor_free(w);
+    }
+}
+
 int main(void) {
     RUN(test_adam_simd_bits);
+    RUN(test_rmsprop_simd_bits);
     RUN(test_against_pytorch);
     RUN(test_clip_in_optimizer);
     RUN(test_clipping);

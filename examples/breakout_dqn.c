@@ -20,7 +20,7 @@
    Build and run:
        cc -O2 -I. examples/breakout_dqn.c -o breakout_dqn -lm -lpthread && ./breakout_dqn
    Flags: --seed S (default 1), --steps N (frames, default 1000000), --train-freq K (default
-          1), --report R (frames between progress lines, default 100000), --save PATH (the
+          1), --eval E (greedy episodes played after training, default 0), --report R (frames between progress lines, default 100000), --save PATH (the
           policy, default breakout_dqn.safetensors; "" to skip), --state PATH (also save the
           whole training state there at the end, to continue with --resume), --resume PATH
           (continue a saved training state for --steps more frames), --png PATH (a picture of
@@ -77,7 +77,7 @@ static dl_dqn *make_agent(const dl_env *env, long steps, long seed, long train_f
 }
 
 int main(int argc, char **argv) {
-    long seed = 1, steps = 1000000, train_freq = 1, report = 100000, threads = 0, done;
+    long seed = 1, steps = 1000000, train_freq = 1, report = 100000, threads = 0, eval = 0, done;
     const char *save = "breakout_dqn.safetensors", *state = "", *resume = "", *png = "";
     double t0;
     dl_env *env;
@@ -87,13 +87,13 @@ int main(int argc, char **argv) {
     for (i = 1; i < argc; i++) {
         if (parse_long(argc, argv, &i, "--seed", &seed) || parse_long(argc, argv, &i, "--steps", &steps) ||
             parse_long(argc, argv, &i, "--train-freq", &train_freq) || parse_long(argc, argv, &i, "--report", &report) ||
-            parse_long(argc, argv, &i, "--threads", &threads)) continue;
+            parse_long(argc, argv, &i, "--threads", &threads) || parse_long(argc, argv, &i, "--eval", &eval)) continue;
         if (strcmp(argv[i], "--save") == 0 && i + 1 < argc) { save = argv[++i]; continue; }
         if (strcmp(argv[i], "--state") == 0 && i + 1 < argc) { state = argv[++i]; continue; }
         if (strcmp(argv[i], "--resume") == 0 && i + 1 < argc) { resume = argv[++i]; continue; }
         if (strcmp(argv[i], "--png") == 0 && i + 1 < argc) { png = argv[++i]; continue; }
         fprintf(stderr, "usage: %s [--seed S] [--steps N] [--train-freq K] [--report R] [--save PATH] [--state PATH] "
-                        "[--resume PATH] [--png PATH] [--threads T]\n", argv[0]);
+                        "[--resume PATH] [--eval E] [--png PATH] [--threads T]\n", argv[0]);
         return 2;
     }
     if (threads > 0) dl_set_num_threads((int)threads);
@@ -116,6 +116,22 @@ int main(int argc, char **argv) {
     }
     printf("%ld frames, %ld updates, %.1f s (%.0f frames/s)\n", steps, dl_dqn_updates(a), now() - t0,
            (double)steps / (now() - t0 + 1e-9));
+    if (eval > 0) {   /* greedy play on a fresh env (sticky actions still on), episodes capped at 100000 frames */
+        dl_env *ev = dl_env_breakout(0.1);
+        float obs[400];
+        double total = 0, r;
+        long e;
+        int term, trunc;
+        if (!ev) { fprintf(stderr, "error: %s\n", dl_error()); return 1; }
+        ev->max_episode_steps = 100000;
+        for (e = 0; e < eval; e++) {
+            dl_env_reset(ev, e == 0 ? seed + 1000 : -1, obs);
+            term = trunc = 0;
+            while (!term && !trunc) { dl_env_step(ev, dl_dqn_act(a, obs, NULL), obs, &r, &term, &trunc); total += r; }
+        }
+        printf("greedy policy: mean return %.2f over %ld episodes\n", total / (double)eval, eval);
+        dl_env_free(ev);
+    }
     if (save[0] && dl_dqn_save_policy(a, save) != 0) { fprintf(stderr, "error: %s\n", dl_error()); return 1; }
     if (save[0]) printf("policy saved to %s\n", save);
     if (state[0] && dl_dqn_save(a, env, state) != 0) { fprintf(stderr, "error: %s\n", dl_error()); return 1; }

@@ -31,6 +31,7 @@ gridworld_dp  | --steps 300 --threads 1                                         
 frozenlake_q  | --steps 100000 --threads 1                                               | success_rate  | min 0.70
 cartpole_dqn  | --steps 60000 --threads 1 --save $out/cartpole_dqn.safetensors            | mean_return_last100 | min 150
 breakout_dqn  | --steps 40000 --train-freq 4 --threads 1 --save $out/breakout.safetensors | mean_return_last100 | min 0.8
+game_loop     | --agent $out/cartpole_dqn.safetensors --frames 2000 --threads 1          | act_us_median | max 1000
 "
 
 passed=0 failed=0 skipped=0

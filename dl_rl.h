@@ -251,6 +251,7 @@ struct dl_env {
     const dl_mdp *mdp;          /* tabular environments: their model (else NULL) */
     dl_mdp *owned_mdp;          /* freed by dl_env_free */
     void *user;                 /* yours (dl_env_new) */
+    double setting;             /* a built-in env's parameter (Breakout: sticky-action probability) */
 };
 
 /* An environment with your ops; observation and action spaces are copied (their low/high
@@ -913,7 +914,7 @@ DLDEF dl_env *dl_env_mountaincar(void) {
        3 trail x, 4 trail y (the ball's previous cell), 5 paddle x, 6 strike flag (0/1),
        7 bricks: bit (y - 1) * 10 + x set for a brick at row y (1..3), column x,
        8 the previous action (sticky actions repeat it)
-   and the sticky-action probability lives in a double right after the dl_env, in its block. */
+   and the sticky-action probability in env->setting. */
 #define DL__BRICKS_ALL 0x3FFFFFFFu
 static int dl__grid_index(double v, int hi) { return v >= 0 && v <= hi ? (int)v : (v > hi ? hi : 0); }  /* NaN: 0 */
 
@@ -928,7 +929,7 @@ static void dl__breakout_reset(dl_env *env) {
 static void dl__breakout_step(dl_env *env, int action, double *reward, int *terminated) {
     static const int dx[4] = {-1, 1, 1, -1}, dy[4] = {-1, -1, 1, 1};
     static const int mirror_x[4] = {1, 0, 3, 2}, mirror_y[4] = {3, 2, 1, 0}, corner[4] = {2, 3, 0, 1};
-    double *s = env->state, sticky = *(const double *)(const void *)(env + 1);
+    double *s = env->state, sticky = env->setting;
     int bx = dl__grid_index(s[0], 9), by = dl__grid_index(s[1], 9), dir = dl__grid_index(s[2], 3), pos = dl__grid_index(s[5], 9);
     int strike = s[6] != 0, hit = 0, nx, ny;
     uint32_t bricks = (uint32_t)(s[7] >= 0 && s[7] <= DL__BRICKS_ALL ? s[7] : 0) & DL__BRICKS_ALL;
@@ -984,7 +985,7 @@ DLDEF dl_env *dl_env_breakout(double sticky_action_prob) {
     dl_env *env;
     if (sticky_action_prob < 0) sticky_action_prob = 0.1;
     if (!(sticky_action_prob <= 1.0)) { dl_set_error("dl_env_breakout: sticky_action_prob %g above 1", sticky_action_prob); return NULL; }
-    env = (dl_env *)DL_MALLOC(sizeof(dl_env) + sizeof(double));
+    env = (dl_env *)DL_MALLOC(sizeof(dl_env));
     if (!env) { dl_set_error("dl_env_breakout: out of memory"); return NULL; }
     memset(env, 0, sizeof(dl_env));
     env->ops = &dl__breakout_ops;
@@ -992,7 +993,7 @@ DLDEF dl_env *dl_env_breakout(double sticky_action_prob) {
     env->observation_space.shape[0] = 4, env->observation_space.shape[1] = 10, env->observation_space.shape[2] = 10;
     env->observation_space.low = dl__breakout_low, env->observation_space.high = dl__breakout_high;
     env->action_space.kind = DL_SPACE_DISCRETE, env->action_space.n = 3;
-    *(double *)(void *)(env + 1) = sticky_action_prob;
+    env->setting = sticky_action_prob;
     dl_rng_seed(&env->rng, 0);
     return env;
 }

@@ -21,9 +21,17 @@
    clock_gettime(CLOCK_MONOTONIC) after 200 untimed calls; median and p99 (nearest rank) over
    N calls (default 20000), at threads=1 and at dl's default thread count.
 
+   update: one DQN gradient step (dl_dqn_update: sample a batch from the replay buffer, target
+   network forward, online forward and backward, optimizer step) as the examples train them:
+     cartpole  batch 128, MSE, Adam(2.5e-4)
+     breakout  batch 32, Huber, centered RMSprop(2.5e-4, alpha 0.95, eps 0.01)
+   on a buffer of 2000 transitions made from the recorded observations; the median over U
+   updates (default 300) after 20 untimed ones, at threads=1 and at dl's default.
+
    Output, one line each:
        dl env=CartPole-v1 envs=1 steps_per_s=... reps=5
-       dl net=cartpole threads=1 batch=1 act_us_median=... act_us_p99=... calls=20000 */
+       dl net=cartpole threads=1 batch=1 act_us_median=... act_us_p99=... calls=20000
+       dl net=cartpole threads=1 batch=128 update_ms_median=... updates=300 */
 #define _POSIX_C_SOURCE 199309L
 #define DL_IMPLEMENTATION
 #include "dl_rl.h"
@@ -166,9 +174,34 @@ static void bench_act(const char *name, dl_dqn *a, const float *obs, int obs_siz
     dl_set_num_threads(0);
 }
 
+/* A DQN agent's gradient step: median milliseconds over `updates` timed calls; prints the line. */
+static void bench_update(const char *name, dl_dqn *a, const float *obs, int obs_size, int n_actions, int updates, int threads) {
+    double *ms = (double *)malloc(sizeof(double) * (size_t)updates), t;
+    dl_rng rng;
+    int i;
+    if (!ms) { fprintf(stderr, "bench_rl: out of memory\n"); exit(1); }
+    dl_rng_seed(&rng, 5);
+    while (dl_dqn_replay(a)->size < 2000) {
+        i = dl_dqn_replay(a)->size;
+        if (dl_replay_add((dl_replay *)dl_dqn_replay(a), obs + (size_t)(i % N_OBS) * obs_size, dl_rng_int(&rng, n_actions),
+                          dl_rng_uniform(&rng), obs + (size_t)((i + 1) % N_OBS) * obs_size, i % 50 == 49) != 0) die("replay");
+    }
+    dl_set_num_threads(threads);
+    for (i = 0; i < 20; i++) if (dl_dqn_update(a, NULL) != 0) die("update");
+    for (i = 0; i < updates; i++) {
+        t = now_s();
+        if (dl_dqn_update(a, NULL) != 0) die("update");
+        ms[i] = 1e3 * (now_s() - t);
+    }
+    printf("dl net=%s threads=%d batch=%d update_ms_median=%.3f updates=%d\n", name, dl_get_num_threads(),
+           strcmp(name, "cartpole") == 0 ? 128 : 32, median(ms, updates), updates);
+    free(ms);
+    dl_set_num_threads(0);
+}
+
 int main(int argc, char **argv) {
     double seconds = 0.3;
-    int reps = 5, calls = 20000, vec = 8, i, t, thread_counts[2];
+    int reps = 5, calls = 20000, vec = 8, updates = 300, i, t, thread_counts[2];
     dl_env *env, *envs[MAX_VEC];
     dl_vec_env *v;
     dl_dqn *a;
@@ -180,13 +213,14 @@ int main(int argc, char **argv) {
         else if (i + 1 < argc && strcmp(argv[i], "--reps") == 0) reps = atoi(argv[++i]);
         else if (i + 1 < argc && strcmp(argv[i], "--calls") == 0) calls = atoi(argv[++i]);
         else if (i + 1 < argc && strcmp(argv[i], "--vec") == 0) vec = atoi(argv[++i]);
+        else if (i + 1 < argc && strcmp(argv[i], "--updates") == 0) updates = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: bench_rl [--seconds S] [--reps R] [--calls N] [--vec N]\n");
+            fprintf(stderr, "usage: bench_rl [--seconds S] [--reps R] [--calls N] [--vec N] [--updates U]\n");
             return 2;
         }
     }
-    if (reps < 1 || reps > MAX_REPS || calls < 1 || vec < 0 || vec > MAX_VEC || !(seconds > 0)) {
-        fprintf(stderr, "bench_rl: --reps 1..%d, --calls >= 1, --vec 0..%d, --seconds > 0\n", MAX_REPS, MAX_VEC);
+    if (reps < 1 || reps > MAX_REPS || calls < 1 || updates < 1 || vec < 0 || vec > MAX_VEC || !(seconds > 0)) {
+        fprintf(stderr, "bench_rl: --reps 1..%d, --calls and --updates >= 1, --vec 0..%d, --seconds > 0\n", MAX_REPS, MAX_VEC);
         return 2;
     }
     printf("# dl, random actions with resets: steps_per_s = median of %d runs of %.2fs; act: batch 1, "
@@ -225,8 +259,29 @@ int main(int argc, char **argv) {
             if (t == 1 && thread_counts[1] == 1) break;
             bench_act(i == 0 ? "cartpole" : "breakout", a, obs, dl_env_obs_size(env), calls, thread_counts[t]);
         }
-        free(obs);
         dl_dqn_free(a);
+        {   /* the same network, trained as the example trains it */
+            dl_dqn_opts o = dl_dqn_defaults();
+            dl_optim *opt;
+            o.buffer_size = 10000;
+            o.batch_size = i == 0 ? 128 : 32;
+            o.loss = i == 0 ? DL_DQN_MSE : DL_DQN_HUBER;
+            o.obs_u8 = i == 1;
+            opt = i == 0 ? dl_adam(2.5e-4, 0.9, 0.999, 1e-8) : dl_rmsprop(2.5e-4, 0.95, 0.01, 0.0, 1);
+            dl_nn_seed(1);
+            if (i == 0)
+                q = dl_sequential(dl_Dense(120, DL_RELU), dl_Dense(84, DL_RELU), dl_Dense(2, DL_LINEAR));
+            else
+                q = dl_sequential(dl_Conv2D(16, 3, 1, DL_VALID, DL_RELU), dl_Flatten(), dl_Dense(128, DL_RELU),
+                                  dl_Dense(3, DL_LINEAR));
+            if (!(a = dl_dqn_new(q, NULL, opt, &env->observation_space, env->action_space.n, &o))) die("dl_dqn_new");
+            for (t = 0; t < 2; t++) {
+                if (t == 1 && thread_counts[1] == 1) break;
+                bench_update(i == 0 ? "cartpole" : "breakout", a, obs, dl_env_obs_size(env), env->action_space.n, updates, thread_counts[t]);
+            }
+            dl_dqn_free(a);
+        }
+        free(obs);
         dl_env_free(env);
     }
     dl_arena_free_default();

@@ -15,19 +15,21 @@
 #     rl env=Breakout dl_steps_per_s=A minatar_steps_per_s=B speedup=A/B dl_vec_steps_per_s=D
 #     rl net=cartpole threads=1 dl_act_us=A torch_us=B speedup=B/A dl_act_us_p99=.. torch_us_p99=..
 #     rl net=cartpole threads=default dl_threads=T dl_act_us=A torch_threads=U torch_us=B speedup=B/A
+#     rl net=cartpole update threads=1 batch=128 dl_update_ms=A torch_update_ms=B speedup=B/A
 #
-# (the same two for net=breakout); threads=default: each at its default thread count.
-# The us figures are medians per call. Defaults: dl runs each
-# env 5 x 0.3 s and 20000 act calls per configuration, the Python side 5 x 0.5 s and 5000 calls;
-# --seconds, --reps and --calls set both, --vec the dl_vec_env size (default 8). About half a
-# minute on 2 cores. Environment: CC (default cc), PYTHON_ENV, PYTHON_TORCH.
+# (the same three for net=breakout); threads=default: each at its default thread count.
+# The us and ms figures are medians per call. Defaults: dl runs each env 5 x 0.3 s and 20000
+# act calls per configuration, the Python side 5 x 0.5 s and 5000 calls; both time 300 DQN
+# gradient steps per network. --seconds, --reps, --calls and --updates set both sides, --vec
+# the dl_vec_env size (default 8). About a minute on 2 cores. Environment: CC (default cc),
+# PYTHON_ENV, PYTHON_TORCH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 dl_args=() py_args=()
 while [ $# -gt 0 ]; do
     case "$1" in
-        --seconds|--reps|--calls) dl_args+=("$1" "$2"); py_args+=("$1" "$2"); shift 2 ;;
+        --seconds|--reps|--calls|--updates) dl_args+=("$1" "$2"); py_args+=("$1" "$2"); shift 2 ;;
         --vec) dl_args+=("$1" "$2"); shift 2 ;;
         -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) echo "rl.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -83,9 +85,12 @@ for net in cartpole breakout; do
     echo "rl net=$net threads=1 dl_act_us=$da torch_us=$ta speedup=$(ratio "$ta" "$da")" \
          "dl_act_us_p99=$(field act_us_p99 "$d") torch_us_p99=$(field forward_us_p99 "$t")"
     # the last line of each: dl's default thread count, torch's most (both print threads=1 first)
-    d=$(printf '%s\n' "$dl_out" | grep "^dl net=$net " | tail -n 1 || true)
-    t=$(printf '%s\n' "$ref_out" | grep "^torch net=$net " | tail -n 1 || true)
+    d=$(printf '%s\n' "$dl_out" | grep "^dl net=$net .* batch=1 " | tail -n 1 || true)
+    t=$(printf '%s\n' "$ref_out" | grep "^torch net=$net .* batch=1 " | tail -n 1 || true)
     da=$(field act_us_median "$d"); ta=$(field forward_us_median "$t")
     echo "rl net=$net threads=default dl_threads=$(field threads "$d") dl_act_us=$da" \
          "torch_threads=$(field threads "$t") torch_us=$ta speedup=$(ratio "$ta" "$da")"
+    d=$(line "^dl net=$net threads=1 batch=[0-9]* update" "$dl_out"); t=$(line "^torch net=$net threads=1 batch=[0-9]* update" "$ref_out")
+    da=$(field update_ms_median "$d"); ta=$(field update_ms_median "$t")
+    echo "rl net=$net update threads=1 batch=$(field batch "$d") dl_update_ms=$da torch_update_ms=$ta speedup=$(ratio "$ta" "$da")"
 done

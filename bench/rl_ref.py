@@ -1,7 +1,7 @@
 """bench/rl_ref.py - the reference numbers for bench/rl.c: Gymnasium's CartPole-v1 and MinAtar's
 Breakout steps per second, and PyTorch's batch-1 forward latency of the same two networks.
 
-    python3 bench/rl_ref.py [--part gym|minatar|torch|all] [--seconds S] [--reps R] [--calls N]
+    python3 bench/rl_ref.py [--part gym|minatar|torch|all] [--seconds S] [--reps R] [--calls N] [--updates U]
 
 Each part needs its package (gymnasium and numpy; minatar and numpy; torch); a part whose
 package is missing prints a "# skipped" line instead. bench/rl.sh runs each part with the first
@@ -29,6 +29,14 @@ Output lines (key=value), as bench/rl.c's:
     gym env=CartPole-v1 wrappers=none steps_per_s=... reps=5
     minatar env=Breakout steps_per_s=... reps=5
     torch net=cartpole threads=1 batch=1 forward_us_median=... forward_us_p99=... calls=5000
+    torch net=cartpole threads=1 batch=128 update_ms_median=... updates=300
+
+update (part torch): one DQN gradient step as CleanRL writes it, with the settings of bench/rl.c
+(cartpole: batch 128, MSE, Adam(2.5e-4); breakout: batch 32, smooth L1 (= Huber with delta 1),
+RMSprop(2.5e-4, alpha 0.95, eps 0.01, centered)): indices drawn with torch.randint from a buffer
+of 2000 transitions held as tensors, the target network's max under no_grad, gather, loss,
+zero_grad, backward, step; median over U updates (default 300) after 20 untimed ones, at
+torch.set_num_threads(1).
 """
 import argparse
 import math
@@ -165,12 +173,63 @@ def bench_torch(calls):
     torch.set_num_threads(default_threads)
 
 
+def bench_torch_update(updates):
+    try:
+        import copy
+        import torch
+        from torch import nn
+    except ImportError as e:
+        print(f"# skipped torch update: {e}")
+        return
+    torch.manual_seed(1)
+    torch.set_num_threads(1)
+    cases = {
+        "cartpole": (nn.Sequential(nn.Linear(4, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 2)),
+                     (4,), 2, 128, "mse"),
+        "breakout": (nn.Sequential(nn.Conv2d(4, 16, 3), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 8 * 8, 128),
+                                   nn.ReLU(), nn.Linear(128, 3)), (4, 10, 10), 3, 32, "huber"),
+    }
+    for name, (net, shape, n_actions, batch, loss_kind) in cases.items():
+        target = copy.deepcopy(net)
+        if loss_kind == "mse":
+            opt = torch.optim.Adam(net.parameters(), lr=2.5e-4)
+        else:
+            opt = torch.optim.RMSprop(net.parameters(), lr=2.5e-4, alpha=0.95, eps=0.01, centered=True)
+        n = 2000
+        obs = (torch.rand((n,) + shape) < 0.1).float() if name == "breakout" else torch.rand((n,) + shape) * 0.1
+        nxt = torch.roll(obs, -1, 0)
+        act = torch.randint(0, n_actions, (n,))
+        rew = torch.rand(n)
+        done = (torch.arange(n) % 50 == 49).float()
+
+        def step():
+            idx = torch.randint(0, n, (batch,))
+            with torch.no_grad():
+                y = rew[idx] + 0.99 * target(nxt[idx]).max(1).values * (1 - done[idx])
+            q = net(obs[idx]).gather(1, act[idx][:, None]).squeeze(1)
+            loss = nn.functional.mse_loss(q, y) if loss_kind == "mse" else nn.functional.smooth_l1_loss(q, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        for _ in range(20):
+            step()
+        ms = []
+        for _ in range(updates):
+            t = time.perf_counter()
+            step()
+            ms.append(1e3 * (time.perf_counter() - t))
+        print(f"torch net={name} threads=1 batch={batch} update_ms_median={statistics.median(ms):.3f} updates={updates}",
+              flush=True)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--part", choices=["gym", "minatar", "torch", "all"], default="all")
     p.add_argument("--seconds", type=float, default=0.5)
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--calls", type=int, default=5000)
+    p.add_argument("--updates", type=int, default=300)
     a = p.parse_args()
     if a.part in ("gym", "all"):
         bench_gym(a.seconds, a.reps)
@@ -178,6 +237,7 @@ def main():
         bench_minatar(a.seconds, a.reps)
     if a.part in ("torch", "all"):
         bench_torch(a.calls)
+        bench_torch_update(a.updates)
 
 
 if __name__ == "__main__":

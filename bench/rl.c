@@ -174,6 +174,13 @@ static void bench_act(const char *name, dl_dqn *a, const float *obs, int obs_siz
     dl_set_num_threads(0);
 }
 
+/* The examples' networks, seeded: 0 CartPole's MLP, 1 MinAtar's Breakout network. */
+static dl_model *make_net(int which) {
+    dl_nn_seed(1);
+    if (which == 0) return dl_sequential(dl_Dense(120, DL_RELU), dl_Dense(84, DL_RELU), dl_Dense(2, DL_LINEAR));
+    return dl_sequential(dl_Conv2D(16, 3, 1, DL_VALID, DL_RELU), dl_Flatten(), dl_Dense(128, DL_RELU), dl_Dense(3, DL_LINEAR));
+}
+
 /* A DQN agent's gradient step: median milliseconds over `updates` timed calls; prints the line. */
 static void bench_update(const char *name, dl_dqn *a, const float *obs, int obs_size, int n_actions, int updates, int threads) {
     double *ms = (double *)malloc(sizeof(double) * (size_t)updates), t;
@@ -247,12 +254,7 @@ int main(int argc, char **argv) {
         dl_model *q;
         env = i == 0 ? dl_env_cartpole() : dl_env_breakout(-1);
         if (!env) die("env");
-        dl_nn_seed(1);
-        if (i == 0)
-            q = dl_sequential(dl_Dense(120, DL_RELU), dl_Dense(84, DL_RELU), dl_Dense(2, DL_LINEAR));
-        else
-            q = dl_sequential(dl_Conv2D(16, 3, 1, DL_VALID, DL_RELU), dl_Flatten(), dl_Dense(128, DL_RELU),
-                              dl_Dense(3, DL_LINEAR));
+        q = make_net(i);
         if (!(a = dl_dqn_new(q, NULL, NULL, &env->observation_space, env->action_space.n, NULL))) die("dl_dqn_new");
         obs = record_obs(env);
         for (t = 0; t < 2; t++) {
@@ -268,12 +270,7 @@ int main(int argc, char **argv) {
             o.loss = i == 0 ? DL_DQN_MSE : DL_DQN_HUBER;
             o.obs_u8 = i == 1;
             opt = i == 0 ? dl_adam(2.5e-4, 0.9, 0.999, 1e-8) : dl_rmsprop(2.5e-4, 0.95, 0.01, 0.0, 1);
-            dl_nn_seed(1);
-            if (i == 0)
-                q = dl_sequential(dl_Dense(120, DL_RELU), dl_Dense(84, DL_RELU), dl_Dense(2, DL_LINEAR));
-            else
-                q = dl_sequential(dl_Conv2D(16, 3, 1, DL_VALID, DL_RELU), dl_Flatten(), dl_Dense(128, DL_RELU),
-                                  dl_Dense(3, DL_LINEAR));
+            q = make_net(i);
             if (!(a = dl_dqn_new(q, NULL, opt, &env->observation_space, env->action_space.n, &o))) die("dl_dqn_new");
             for (t = 0; t < 2; t++) {
                 if (t == 1 && thread_counts[1] == 1) break;

@@ -135,20 +135,25 @@ def bench_minatar(seconds, reps):
     print(f"minatar env=Breakout steps_per_s={rate(run, seconds, reps):.0f} reps={reps}", flush=True)
 
 
+def make_net(name):
+    """The networks of bench/rl.c: CartPole's MLP, MinAtar's Breakout network."""
+    from torch import nn
+    if name == "cartpole":
+        return nn.Sequential(nn.Linear(4, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 2))
+    return nn.Sequential(nn.Conv2d(4, 16, 3), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 8 * 8, 128), nn.ReLU(),
+                         nn.Linear(128, 3))
+
+
 def bench_torch(calls):
     try:
         import torch
-        from torch import nn
     except ImportError as e:
         print(f"# skipped torch: {e}")
         return
     torch.manual_seed(1)
     nets = {
-        "cartpole": (nn.Sequential(nn.Linear(4, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 2)),
-                     lambda g: torch.rand((1, 4), generator=g) * 0.1 - 0.05),
-        "breakout": (nn.Sequential(nn.Conv2d(4, 16, 3), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 8 * 8, 128),
-                                   nn.ReLU(), nn.Linear(128, 3)),
-                     lambda g: (torch.rand((1, 4, 10, 10), generator=g) < 0.1).float()),
+        "cartpole": (make_net("cartpole"), lambda g: torch.rand((1, 4), generator=g) * 0.1 - 0.05),
+        "breakout": (make_net("breakout"), lambda g: (torch.rand((1, 4, 10, 10), generator=g) < 0.1).float()),
     }
     default_threads = torch.get_num_threads()
     for name, (net, make_obs) in nets.items():
@@ -184,10 +189,8 @@ def bench_torch_update(updates):
     torch.manual_seed(1)
     torch.set_num_threads(1)
     cases = {
-        "cartpole": (nn.Sequential(nn.Linear(4, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 2)),
-                     (4,), 2, 128, "mse"),
-        "breakout": (nn.Sequential(nn.Conv2d(4, 16, 3), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 8 * 8, 128),
-                                   nn.ReLU(), nn.Linear(128, 3)), (4, 10, 10), 3, 32, "huber"),
+        "cartpole": (make_net("cartpole"), (4,), 2, 128, "mse"),
+        "breakout": (make_net("breakout"), (4, 10, 10), 3, 32, "huber"),
     }
     for name, (net, shape, n_actions, batch, loss_kind) in cases.items():
         target = copy.deepcopy(net)

@@ -448,7 +448,7 @@ DLDEF dl_dqn_opts dl_dqn_defaults(void);
 typedef struct dl_dqn dl_dqn;
 /* An agent for observations of obs_space's shape and n_actions actions. Takes over q,
    target (NULL: made from q by dl_model_serialize + dl_model_parse; custom models need one made
-   in code) and opt (the online weights are added to it; NULL makes an agent that can only act).
+   in code) and opt (q is compiled with it, so q owns it; NULL makes an agent that can only act).
    q is built for the observation shape if it is not. opts NULL: dl_dqn_defaults(). Everything
    given is freed on failure too. Owned: dl_dqn_free. */
 DLDEF dl_dqn *dl_dqn_new(dl_model *q, dl_model *target, dl_optim *opt, const dl_space *obs_space,
@@ -495,11 +495,10 @@ DLDEF const dl_replay *dl_dqn_replay(const dl_dqn *a); /* NULL for an act-only a
    optimizer): dl_dqn_load_policy gives an act-only agent, and dl_model_load reads it too. The
    training state is one safetensors file ("dl.format" = "dl.dqn.v1") holding both networks
    (each a whole dl_nn.h model file stored as a U8 tensor, the online one with the optimizer's
-   state), the replay
-   buffer, the counters, the last 100 returns, the agent's generator, the options, the current
-   observation and episode progress, and, when env is given, the environment's state and
-   generator: loading it and calling dl_dqn_learn continues exactly as the saved run would
-   have (same bits). */
+   state), the replay buffer, the counters, the last 100 returns, the agent's generator, the
+   options, the current observation and episode progress, and, when env is given, the
+   environment's state and generator: loading it and calling dl_dqn_learn continues exactly as
+   the saved run would have (same bits). */
 #ifndef DL_NO_STDIO
 DLDEF int dl_dqn_save_policy(dl_dqn *a, const char *path);
 DLDEF dl_dqn *dl_dqn_load_policy(const char *path);

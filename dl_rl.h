@@ -834,14 +834,23 @@ static const dl_env_ops dl__cartpole_ops = {"CartPole-v1", 4, dl__cartpole_reset
 static const float dl__cartpole_high[4] = {(float)(2.4 * 2), INFINITY, DL__CP_THETA2, INFINITY};
 static const float dl__cartpole_low[4] = {-(float)(2.4 * 2), -INFINITY, -DL__CP_THETA2, -INFINITY};
 
-DLDEF dl_env *dl_env_cartpole(void) {
+/* A built-in env with a box observation of `shape` (bounds borrowed) and n_actions actions. */
+static dl_env *dl__box_env(const dl_env_ops *ops, int ndim, const int *shape, const float *low, const float *high,
+                           int n_actions, int max_episode_steps) {
     dl_space obs, act;
+    int i;
     memset(&obs, 0, sizeof(obs));
     memset(&act, 0, sizeof(act));
-    obs.kind = DL_SPACE_BOX, obs.n = 4, obs.ndim = 1, obs.shape[0] = 4;
-    obs.low = dl__cartpole_low, obs.high = dl__cartpole_high;
-    act.kind = DL_SPACE_DISCRETE, act.n = 2;
-    return dl_env_new(&dl__cartpole_ops, &obs, &act, 500, NULL);
+    obs.kind = DL_SPACE_BOX, obs.ndim = ndim, obs.n = 1;
+    for (i = 0; i < ndim; i++) obs.shape[i] = shape[i], obs.n *= shape[i];
+    obs.low = low, obs.high = high;
+    act.kind = DL_SPACE_DISCRETE, act.n = n_actions;
+    return dl_env_new(ops, &obs, &act, max_episode_steps, NULL);
+}
+
+DLDEF dl_env *dl_env_cartpole(void) {
+    static const int shape[1] = {4};
+    return dl__box_env(&dl__cartpole_ops, 1, shape, dl__cartpole_low, dl__cartpole_high, 2, 500);
 }
 
 /* ---- MountainCar-v0 --------------------------------------------------------------------------
@@ -898,13 +907,8 @@ static const float dl__mountaincar_low[2] = {(float)-1.2, (float)-0.07};
 static const float dl__mountaincar_high[2] = {(float)0.6, (float)0.07};
 
 DLDEF dl_env *dl_env_mountaincar(void) {
-    dl_space obs, act;
-    memset(&obs, 0, sizeof(obs));
-    memset(&act, 0, sizeof(act));
-    obs.kind = DL_SPACE_BOX, obs.n = 2, obs.ndim = 1, obs.shape[0] = 2;
-    obs.low = dl__mountaincar_low, obs.high = dl__mountaincar_high;
-    act.kind = DL_SPACE_DISCRETE, act.n = 3;
-    return dl_env_new(&dl__mountaincar_ops, &obs, &act, 200, NULL);
+    static const int shape[1] = {2};
+    return dl__box_env(&dl__mountaincar_ops, 1, shape, dl__mountaincar_low, dl__mountaincar_high, 3, 200);
 }
 
 /* ---- Breakout (MinAtar) ----------------------------------------------------------------------
@@ -981,19 +985,12 @@ static const float dl__breakout_low[400] = {0};
 static const float dl__breakout_high[400] = {DL__ONES100, DL__ONES100, DL__ONES100, DL__ONES100};
 
 DLDEF dl_env *dl_env_breakout(double sticky_action_prob) {
+    static const int shape[3] = {4, 10, 10};
     dl_env *env;
     if (sticky_action_prob < 0) sticky_action_prob = 0.1;
     if (!(sticky_action_prob <= 1.0)) { dl_set_error("dl_env_breakout: sticky_action_prob %g above 1", sticky_action_prob); return NULL; }
-    env = (dl_env *)DL_MALLOC(sizeof(dl_env));
-    if (!env) { dl_set_error("dl_env_breakout: out of memory"); return NULL; }
-    memset(env, 0, sizeof(dl_env));
-    env->ops = &dl__breakout_ops;
-    env->observation_space.kind = DL_SPACE_BOX, env->observation_space.n = 400, env->observation_space.ndim = 3;
-    env->observation_space.shape[0] = 4, env->observation_space.shape[1] = 10, env->observation_space.shape[2] = 10;
-    env->observation_space.low = dl__breakout_low, env->observation_space.high = dl__breakout_high;
-    env->action_space.kind = DL_SPACE_DISCRETE, env->action_space.n = 3;
+    if (!(env = dl__box_env(&dl__breakout_ops, 3, shape, dl__breakout_low, dl__breakout_high, 3, 0))) return NULL;
     env->setting = sticky_action_prob;
-    dl_rng_seed(&env->rng, 0);
     return env;
 }
 

@@ -2769,12 +2769,12 @@ static void dl__threadpool_run_tasks(void) {
     }
 }
 
+/* arg is the worker's workspace, allocated by dl__threadpool_start; it becomes this thread's
+   own (freed by the key's destructor when the thread exits). */
 static void *dl__threadpool_worker_main(void *arg) {
     unsigned long seen;
-    dl__gemm_workspace *ws = dl__workspace_get();
-    pthread_mutex_lock(&dl__ws_mutex);
-    dl__threadpool_ws[(int)(intptr_t)arg] = ws;   /* so the pool can grow it while we are idle */
-    pthread_mutex_unlock(&dl__ws_mutex);
+    pthread_once(&dl__workspace_key_once, dl__workspace_key_create);
+    pthread_setspecific(dl__workspace_key, arg);
     pthread_mutex_lock(&dl__threadpool_mutex);
     seen = dl__threadpool_job_id;
     for (;;) {
@@ -2819,10 +2819,26 @@ static void dl__threadpool_start(int wanted) {
         return;
     }
     memset(dl__threadpool_ws, 0, (size_t)wanted * sizeof(dl__gemm_workspace *));
-    while (dl__threadpool_worker_count < wanted &&
-           pthread_create(&dl__threadpool_workers[dl__threadpool_worker_count], NULL, dl__threadpool_worker_main,
-                          (void *)(intptr_t)dl__threadpool_worker_count) == 0)
+    /* Each worker's workspace is made here, before its thread runs, so that the pool can grow it
+       to the high-water sizes from the first job on: a worker the OS schedules late (a loaded
+       machine) must not allocate its own workspace steps later, in what should be steady state. */
+    while (dl__threadpool_worker_count < wanted) {
+        int i = dl__threadpool_worker_count;
+        dl__gemm_workspace *ws = (dl__gemm_workspace *)DL_MALLOC(sizeof *ws);
+        if (!ws) break;
+        memset(ws, 0, sizeof *ws);
+        pthread_mutex_lock(&dl__ws_mutex);
+        dl__threadpool_ws[i] = ws;
+        pthread_mutex_unlock(&dl__ws_mutex);
+        if (pthread_create(&dl__threadpool_workers[i], NULL, dl__threadpool_worker_main, ws) != 0) {
+            pthread_mutex_lock(&dl__ws_mutex);
+            dl__threadpool_ws[i] = NULL;
+            pthread_mutex_unlock(&dl__ws_mutex);
+            DL_FREE(ws);
+            break;
+        }
         dl__threadpool_worker_count++;
+    }
 }
 #endif /* DL__THREADS */
 

@@ -2771,8 +2771,12 @@ static void dl__threadpool_run_tasks(void) {
 
 /* arg is the worker's workspace, allocated by dl__threadpool_start; it becomes this thread's
    own (freed by the key's destructor when the thread exits). */
+#ifndef DL__TEST_WORKER_START
+#define DL__TEST_WORKER_START() ((void)0)   /* tests delay worker start through this */
+#endif
 static void *dl__threadpool_worker_main(void *arg) {
     unsigned long seen;
+    DL__TEST_WORKER_START();
     pthread_once(&dl__workspace_key_once, dl__workspace_key_create);
     pthread_setspecific(dl__workspace_key, arg);
     pthread_mutex_lock(&dl__threadpool_mutex);

@@ -2734,8 +2734,9 @@ static void dl__threadpool_spin_until_new_job(unsigned long seen) { (void)seen; 
 static void dl__threadpool_spin_until_done(void) {}
 #endif
 
-static pthread_mutex_t dl__ws_mutex = PTHREAD_MUTEX_INITIALIZER;   /* guards the two below */
-static dl__gemm_workspace **dl__threadpool_ws;  /* the workers' workspaces, [worker_count] */
+static pthread_mutex_t dl__ws_mutex = PTHREAD_MUTEX_INITIALIZER;   /* guards dl__ws_high_a/_b */
+/* The workers' workspaces, [worker_count]; read and written only with dispatch held. */
+static dl__gemm_workspace **dl__threadpool_ws;
 
 static void dl__ws_note_high(size_t *high, size_t n_floats) {
     pthread_mutex_lock(&dl__ws_mutex);
@@ -2769,11 +2770,11 @@ static void dl__threadpool_run_tasks(void) {
     }
 }
 
-/* arg is the worker's workspace, allocated by dl__threadpool_start; it becomes this thread's
-   own (freed by the key's destructor when the thread exits). */
 #ifndef DL__TEST_WORKER_START
 #define DL__TEST_WORKER_START() ((void)0)   /* tests delay worker start through this */
 #endif
+/* arg is the worker's workspace, allocated by dl__threadpool_start; it becomes this thread's
+   own (freed by the key's destructor when the thread exits). */
 static void *dl__threadpool_worker_main(void *arg) {
     unsigned long seen;
     DL__TEST_WORKER_START();
@@ -2831,16 +2832,11 @@ static void dl__threadpool_start(int wanted) {
         dl__gemm_workspace *ws = (dl__gemm_workspace *)DL_MALLOC(sizeof *ws);
         if (!ws) break;
         memset(ws, 0, sizeof *ws);
-        pthread_mutex_lock(&dl__ws_mutex);
-        dl__threadpool_ws[i] = ws;
-        pthread_mutex_unlock(&dl__ws_mutex);
         if (pthread_create(&dl__threadpool_workers[i], NULL, dl__threadpool_worker_main, ws) != 0) {
-            pthread_mutex_lock(&dl__ws_mutex);
-            dl__threadpool_ws[i] = NULL;
-            pthread_mutex_unlock(&dl__ws_mutex);
             DL_FREE(ws);
             break;
         }
+        dl__threadpool_ws[i] = ws;
         dl__threadpool_worker_count++;
     }
 }
@@ -2883,13 +2879,7 @@ DLDEF void dl_parallel_for(int n_tasks, dl_parallel_fn fn, void *ctx) {
     {   /* Workers are idle now: bring every workspace up to the largest size seen. */
         int i;
         dl__ws_grow_to_high(dl__workspace_get());
-        for (i = 0; i < dl__threadpool_worker_count; i++) {
-            dl__gemm_workspace *ws;
-            pthread_mutex_lock(&dl__ws_mutex);
-            ws = dl__threadpool_ws[i];
-            pthread_mutex_unlock(&dl__ws_mutex);
-            dl__ws_grow_to_high(ws);
-        }
+        for (i = 0; i < dl__threadpool_worker_count; i++) dl__ws_grow_to_high(dl__threadpool_ws[i]);
     }
     pthread_mutex_lock(&dl__threadpool_mutex);
     dl__threadpool_fn = fn;

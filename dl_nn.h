@@ -10,16 +10,16 @@
    other file includes it plainly. It includes dl_tensor.h and dl_optim.h (from its own folder)
    itself when they were not included before, so the order of includes does not matter. For image
    folders, include stb_image.h (Debian: libstb-dev, <stb/stb_image.h>) before dl_nn.h, in the
-   implementation file as well as where you call dl_load_image_folder. Link with -lm -lpthread.
+   implementation file as well as where you call dl_image_folder_load. Link with -lm -lpthread.
 
    EXAMPLE: the Keras beginner's classifier on Fashion-MNIST (examples/mnist_mlp.c)
 
-       dl_dataset *train = dl_load_fashion_mnist(NULL, 1), *test = dl_load_fashion_mnist(NULL, 0);
+       dl_dataset *train = dl_fashion_mnist_load(NULL, 1), *test = dl_fashion_mnist_load(NULL, 0);
        if (!train || !test) { puts(dl_error()); return 1; }
        dl_nn_seed(42);                                         // initial weights, like set_random_seed
-       dl_model *m = dl_sequential(dl_Flatten(), dl_Dense(128, DL_RELU), dl_Dropout(0.2f),
-                                   dl_Dense(10, DL_LINEAR));                // yours: dl_model_free
-       dl_compile(m, dl_adam(1e-3, 0.9, 0.999, 1e-7), DL_LOSS_SPARSE_CATEGORICAL_CE,
+       dl_model *m = dl_sequential(dl_Flatten(), dl_Dense(128, DL_ACT_RELU), dl_Dropout(0.2f),
+                                   dl_Dense(10, DL_ACT_LINEAR));                // yours: dl_model_free
+       dl_compile(m, dl_adam(1e-3), DL_LOSS_SPARSE_CATEGORICAL_CE,
                   DL_METRIC_ACCURACY);                         // the model owns the optimizer
        dl_fit_opts fo = {0}; fo.epochs = 10; fo.validation_split = 0.1f;
        if (!dl_fit(m, train, &fo)) { puts(dl_error()); return 1; }   // prints a progress bar
@@ -29,8 +29,8 @@
        dl_model_free(m); dl_dataset_free(train); dl_dataset_free(test);
 
    CONTENTS (declarations below are grouped in this order)
-       DATA         dl_dataset; loaders: dl_load_idx (IDX images/labels, plain or gzip, with its
-                    own inflater dl_gunzip), dl_load_fashion_mnist, dl_load_csv, dl_load_image_folder
+       DATA         dl_dataset; loaders: dl_idx_load (IDX images/labels, plain or gzip, with its
+                    own inflater dl_gunzip), dl_fashion_mnist_load, dl_csv_load, dl_image_folder_load
                     (like Keras' image_dataset_from_directory; needs stb_image.h), dl_parse_*;
                     dl_batcher (seeded per-epoch shuffles, no malloc per batch); splits and
                     subsets; dl_normalize, dl_random_flip, dl_random_crop
@@ -59,7 +59,7 @@
        times. The same seeds give the same bits, whatever the thread count.
 
    CONFIGURATION
-       DL_FASHION_MNIST_DIR  default directory for dl_load_fashion_mnist(NULL, ...)
+       DL_FASHION_MNIST_DIR  default directory for dl_fashion_mnist_load(NULL, ...)
                              ("/usr/share/datasets/fashion-mnist", Debian's dataset-fashion-mnist)
        dl_tensor.h's DL_MALLOC/DL_FREE and DL_STATIC apply; DL_NO_STDIO leaves out the file
        functions (loaders, model save/load, dl_model_print_summary; the in-memory dl_parse_*,
@@ -135,13 +135,13 @@ DLDEF uint32_t dl_crc32(uint32_t crc, const void *data, size_t len); /* crc = 0 
    by its magic 1f 8b). x = pixels / 255 as f32 [N, 1, H, W] (or [N, F]); y = i32 [N];
    num_classes = max label + 1. labels may be NULL (y = NULL). Owned: dl_dataset_free. */
 #ifndef DL_NO_STDIO
-DLDEF dl_dataset *dl_load_idx(const char *images_path, const char *labels_path);
+DLDEF dl_dataset *dl_idx_load(const char *images_path, const char *labels_path);
 /* dir: holds train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-... (the names of
    the original distribution and Debian's package); NULL means DL_FASHION_MNIST_DIR. train = 1
    for the 60000 training images, 0 for the 10000 test images. Also reads MNIST's files. */
-DLDEF dl_dataset *dl_load_fashion_mnist(const char *dir, int train);
+DLDEF dl_dataset *dl_fashion_mnist_load(const char *dir, int train);
 #endif
-DLDEF dl_dataset *dl_parse_idx(const void *images, size_t images_len, const void *labels, size_t labels_len);
+DLDEF dl_dataset *dl_idx_parse(const void *images, size_t images_len, const void *labels, size_t labels_len);
 
 /* ---- CSV -------------------------------------------------------------------------------------
    Numeric tables: one sample per line, fields separated by `delimiter`, every field a number
@@ -156,9 +156,9 @@ typedef struct dl_csv_opts {
     char delimiter;   /* 0 means ',' */
 } dl_csv_opts;
 #ifndef DL_NO_STDIO
-DLDEF dl_dataset *dl_load_csv(const char *path, const dl_csv_opts *opts);  /* opts NULL: defaults */
+DLDEF dl_dataset *dl_csv_load(const char *path, const dl_csv_opts *opts);  /* opts NULL: defaults */
 #endif
-DLDEF dl_dataset *dl_parse_csv(const char *text, size_t len, const dl_csv_opts *opts);
+DLDEF dl_dataset *dl_csv_parse(const char *text, size_t len, const dl_csv_opts *opts);
 
 /* ---- Image folders (only when stb_image.h was included before dl_nn.h) -----------------------
    dir/<class>/<image>: the subfolders, sorted by name (strcmp), are the classes 0, 1, ...
@@ -171,7 +171,7 @@ DLDEF dl_dataset *dl_parse_csv(const char *text, size_t len, const dl_csv_opts *
    naming the file. POSIX only (opendir); on Windows it returns an error. Owned. */
 #if defined(STBI_INCLUDE_STB_IMAGE_H) && !defined(DL_NO_STDIO)
 #define DL_HAVE_IMAGE_FOLDER 1
-DLDEF dl_dataset *dl_load_image_folder(const char *dir, int height, int width, int channels);
+DLDEF dl_dataset *dl_image_folder_load(const char *dir, int height, int width, int channels);
 #endif
 /* Bilinear resize of one u8 image (h, w, c interleaved, as stbi_load gives) into planar f32
    out[c][oh][ow] scaled by `scale` (1/255 for [0, 1]). Always available. 0 on success. */
@@ -202,7 +202,7 @@ DLDEF void dl_batcher_free(dl_batcher *b);
    the current arena. 0: the epoch is over (nothing written); the next call starts the next
    epoch. -1 + dl_error(): out of arena memory or bad arguments. */
 DLDEF int dl_batcher_next(dl_batcher *b, dl_tensor **x, dl_tensor **y);
-DLDEF int dl_batcher_len(const dl_batcher *b);            /* batches per epoch */
+DLDEF int dl_batcher_num_batches(const dl_batcher *b);            /* batches per epoch */
 DLDEF int dl_batcher_epoch(const dl_batcher *b);          /* the epoch being served (0 first) */
 DLDEF void dl_batcher_set_epoch(dl_batcher *b, int epoch); /* restart at the start of `epoch` */
 
@@ -231,13 +231,13 @@ DLDEF int dl_random_crop(dl_tensor *x, int pad, dl_rng *r);
    [in, out] (Keras' layout; dl_linear multiplies x by it). */
 
 typedef enum dl_act {
-    DL_LINEAR = 0, DL_RELU, DL_SIGMOID, DL_TANH, DL_SOFTMAX, DL_GELU, DL_ELU, DL_LEAKY_RELU,
-    DL_SOFTPLUS
-} dl_act;   /* DL_SOFTMAX is over the last axis; DL_LEAKY_RELU has slope 0.2 (keras.activations.leaky_relu) */
-DLDEF dl_tensor *dl_activate(dl_tensor *x, dl_act act);   /* arena output; x itself for DL_LINEAR */
+    DL_ACT_LINEAR = 0, DL_ACT_RELU, DL_ACT_SIGMOID, DL_ACT_TANH, DL_ACT_SOFTMAX, DL_ACT_GELU, DL_ACT_ELU, DL_ACT_LEAKY_RELU,
+    DL_ACT_SOFTPLUS
+} dl_act;   /* DL_ACT_SOFTMAX is over the last axis; DL_ACT_LEAKY_RELU has slope 0.2 (keras.activations.leaky_relu) */
+DLDEF dl_tensor *dl_activate(dl_tensor *x, dl_act act);   /* arena output; x itself for DL_ACT_LINEAR */
 DLDEF const char *dl_act_name(dl_act act);                /* "relu", ... as Keras spells them */
 
-typedef enum dl_padding { DL_VALID = 0, DL_SAME = 1 } dl_padding;  /* Keras' padding= */
+typedef enum dl_padding { DL_PADDING_VALID = 0, DL_PADDING_SAME = 1 } dl_padding;  /* Keras' padding= */
 
 /* Initializers, as Keras names them. Fans: a [in, out] matrix has fan_in = in, fan_out = out;
    a 4-d kernel [a, b, kh, kw] (torch layout) has fan_in = b*kh*kw, fan_out = a*kh*kw. */
@@ -294,9 +294,9 @@ struct dl_layer {
    takes over; a layer used by no model is freed with dl_layer_free. */
 DLDEF dl_layer *dl_Dense(int units, dl_act act);               /* x [..., in] -> [..., units] */
 /* NCHW convolutions with square kernels: kernel [filters, in, k, k] (torch layout), bias
-   [filters]. DL_SAME pads like Keras (the odd extra row/column at the bottom/right). */
+   [filters]. DL_PADDING_SAME pads like Keras (the odd extra row/column at the bottom/right). */
 DLDEF dl_layer *dl_Conv2D(int filters, int kernel, int stride, dl_padding padding, dl_act act);
-/* Output size: DL_VALID (in-1)*stride + kernel; DL_SAME in*stride. kernel [in, filters, k, k]. */
+/* Output size: DL_PADDING_VALID (in-1)*stride + kernel; DL_PADDING_SAME in*stride. kernel [in, filters, k, k]. */
 DLDEF dl_layer *dl_Conv2DTranspose(int filters, int kernel, int stride, dl_padding padding, dl_act act);
 DLDEF dl_layer *dl_MaxPool2D(int pool, int stride);            /* stride 0: = pool; valid only */
 DLDEF dl_layer *dl_AvgPool2D(int pool, int stride);
@@ -340,7 +340,7 @@ DLDEF void dl_layer_free(dl_layer *l);   /* only a layer no model holds; NULL is
 
 /* ==== MODELS ================================================================================
    Three ways, as Keras has:
-     Sequential   dl_sequential(dl_Flatten(), dl_Dense(10, DL_LINEAR))
+     Sequential   dl_sequential(dl_Flatten(), dl_Dense(10, DL_ACT_LINEAR))
      Functional   dl_sym *x = dl_Input(3, DL_SHAPE(1, 28, 28)); dl_sym *h = dl_apply(layer, x);
                   ... dl_model_new(1, &x, 1, &out)   (several inputs/outputs, shared layers,
                   skip connections through dl_Add / dl_Concatenate)
@@ -358,7 +358,7 @@ typedef struct dl_sym dl_sym;   /* a symbolic tensor: a layer output in a functi
 DLDEF dl_model *dl_sequential_n(int n, dl_layer *const *layers);
 DLDEF int dl_sequential_add(dl_model *m, dl_layer *l);         /* Keras' model.add */
 
-/* A model input of per-sample shape (no batch axis). dtype DL_F32 (dl_Input) or DL_I32
+/* A model input of per-sample shape (no batch axis). dtype DL_DTYPE_F32 (dl_Input) or DL_DTYPE_I32
    (dl_Input_ids, for Embedding). Symbols are freed with the model that uses them. */
 DLDEF dl_sym *dl_Input(int ndim, const int *shape);
 DLDEF dl_sym *dl_Input_ids(int ndim, const int *shape);
@@ -392,11 +392,11 @@ DLDEF int dl_model_build_ids(dl_model *m, int ndim, const int *shape);   /* i32 
 
 DLDEF int dl_model_num_layers(const dl_model *m);
 DLDEF dl_layer *dl_model_layer(const dl_model *m, int i);
-DLDEF dl_layer *dl_model_get_layer(const dl_model *m, const char *name);   /* NULL if absent */
+DLDEF dl_layer *dl_model_find_layer(const dl_model *m, const char *name);   /* NULL if absent */
 /* Weights: trainable ones (what the optimizer updates) when trainable_only, else all (running
    statistics too). Fills up to cap pointers; returns the count. */
 DLDEF int dl_model_weights(const dl_model *m, int trainable_only, dl_tensor **out, int cap);
-DLDEF long dl_model_count_params(const dl_model *m, int trainable_only);
+DLDEF long dl_model_num_params(const dl_model *m, int trainable_only);
 /* Keras' model.summary(): layers, output shapes, parameter counts, into buf (always NUL-ended).
    Returns the length it needed (like snprintf). Needs a built model. dl_model_print_summary
    writes it to stdout. */
@@ -408,7 +408,7 @@ DLDEF int dl_model_print_summary(dl_model *m);
 /* ==== TRAINING: compile, fit, evaluate, predict ============================================= */
 
 /* Losses. The model outputs logits (Keras' from_logits=True), except that when the model's last
-   layer applies DL_SOFTMAX (or DL_SIGMOID for DL_LOSS_BINARY_CE) the outputs are taken as
+   layer applies DL_ACT_SOFTMAX (or DL_ACT_SIGMOID for DL_LOSS_BINARY_CE) the outputs are taken as
    probabilities, as Keras' default from_logits=False does (clipped to [1e-7, 1 - 1e-7]).
      SPARSE_CATEGORICAL_CE  labels i32 [N]           CATEGORICAL_CE  targets f32 [N, C]
      BINARY_CE              targets f32 [N] or [N,1] in [0, 1]
@@ -564,7 +564,7 @@ DLDEF dl_model *dl_model_parse(const void *bytes, size_t size);
      linear   TF uses Ftrl with lr min(0.2, 1/sqrt(F)) and no l1/l2. dl_optim.h has no Ftrl; but
               without regularization Ftrl-Proximal from zero weights makes exactly Adagrad's
               updates (w -= lr g / sqrt(accumulator), accumulator from 0.1), so that is used:
-              dl_adagrad(min(0.2, 1/sqrt(F)), 0.1, 0). Ftrl's l1/l2 are not available.
+              Adagrad(lr min(0.2, 1/sqrt(F)), initial_accumulator 0.1, eps 0). Ftrl's l1/l2 are not available.
 
    Training: dl_estimator_train(e, ds, steps) runs `steps` batches (tf's train(input_fn, steps))
    of batch_size samples, shuffled per epoch with a dl_batcher seeded by opts.seed; the data
@@ -593,7 +593,7 @@ typedef struct dl_estimator_opts {
     dl_optim *optimizer;        /* NULL: the default above. A fresh optimizer, which the
                                    estimator takes over (it is freed even when the constructor fails) */
     float learning_rate;        /* > 0: the default optimizer's learning rate instead of TF's */
-    dl_act activation;          /* DNN hidden layers; 0 (DL_LINEAR) means DL_RELU, TF's default */
+    dl_act activation;          /* DNN hidden layers; 0 (DL_ACT_LINEAR) means DL_ACT_RELU, TF's default */
     float dropout;              /* DNN: rate of a Dropout after each hidden layer, in [0, 1); 0 none */
     int batch_size;             /* 0 means 32 */
     int no_shuffle;             /* 1: batches in the data set's order */
@@ -1006,24 +1006,24 @@ static const unsigned char *dl__idx_header(const char *what, const unsigned char
                                            int *ndim, uint32_t *dims) {
     size_t need, count = 1;
     int i;
-    if (!p || len < 4) { dl_set_error("dl_parse_idx: %s: %zu bytes is too short for IDX", what, p ? len : 0); return NULL; }
-    if (p[0] != 0 || p[1] != 0) { dl_set_error("dl_parse_idx: %s: bad magic (not an IDX file)", what); return NULL; }
-    if (p[2] != 0x08) { dl_set_error("dl_parse_idx: %s: element type 0x%02x is not unsigned byte (0x08)", what, p[2]); return NULL; }
+    if (!p || len < 4) { dl_set_error("dl_idx_parse: %s: %zu bytes is too short for IDX", what, p ? len : 0); return NULL; }
+    if (p[0] != 0 || p[1] != 0) { dl_set_error("dl_idx_parse: %s: bad magic (not an IDX file)", what); return NULL; }
+    if (p[2] != 0x08) { dl_set_error("dl_idx_parse: %s: element type 0x%02x is not unsigned byte (0x08)", what, p[2]); return NULL; }
     *ndim = p[3];
-    if (*ndim < lo || *ndim > hi) { dl_set_error("dl_parse_idx: %s: %d dimensions, expected %d..%d", what, *ndim, lo, hi); return NULL; }
+    if (*ndim < lo || *ndim > hi) { dl_set_error("dl_idx_parse: %s: %d dimensions, expected %d..%d", what, *ndim, lo, hi); return NULL; }
     need = 4 + 4 * (size_t)*ndim;
-    if (len < need) { dl_set_error("dl_parse_idx: %s: truncated header", what); return NULL; }
+    if (len < need) { dl_set_error("dl_idx_parse: %s: truncated header", what); return NULL; }
     for (i = 0; i < *ndim; i++) {
         dims[i] = dl__be32(p + 4 + 4 * i);
-        if (dims[i] == 0 || dims[i] > (uint32_t)INT_MAX) { dl_set_error("dl_parse_idx: %s: dimension %d is %lu", what, i, (unsigned long)dims[i]); return NULL; }
-        if (count > (len - need) / dims[i]) { dl_set_error("dl_parse_idx: %s: header promises more data than the file holds", what); return NULL; }
+        if (dims[i] == 0 || dims[i] > (uint32_t)INT_MAX) { dl_set_error("dl_idx_parse: %s: dimension %d is %lu", what, i, (unsigned long)dims[i]); return NULL; }
+        if (count > (len - need) / dims[i]) { dl_set_error("dl_idx_parse: %s: header promises more data than the file holds", what); return NULL; }
         count *= dims[i];
     }
-    if (len - need != count) { dl_set_error("dl_parse_idx: %s: %zu data bytes, header says %zu", what, len - need, count); return NULL; }
+    if (len - need != count) { dl_set_error("dl_idx_parse: %s: %zu data bytes, header says %zu", what, len - need, count); return NULL; }
     return p + need;
 }
 
-DLDEF dl_dataset *dl_parse_idx(const void *images, size_t images_len, const void *labels, size_t labels_len) {
+DLDEF dl_dataset *dl_idx_parse(const void *images, size_t images_len, const void *labels, size_t labels_len) {
     uint32_t idims[3], ldims[1];
     int indim, lndim, shape[4], nd, i;
     size_t k, total;
@@ -1035,21 +1035,21 @@ DLDEF dl_dataset *dl_parse_idx(const void *images, size_t images_len, const void
     if (labels) {
         pl = dl__idx_header("labels", (const unsigned char *)labels, labels_len, 1, 1, &lndim, ldims);
         if (!pl) return NULL;
-        if (ldims[0] != idims[0]) { dl_set_error("dl_parse_idx: %lu images but %lu labels", (unsigned long)idims[0], (unsigned long)ldims[0]); return NULL; }
+        if (ldims[0] != idims[0]) { dl_set_error("dl_idx_parse: %lu images but %lu labels", (unsigned long)idims[0], (unsigned long)ldims[0]); return NULL; }
     }
     if (indim == 3) { shape[0] = (int)idims[0]; shape[1] = 1; shape[2] = (int)idims[1]; shape[3] = (int)idims[2]; nd = 4; }
     else { shape[0] = (int)idims[0]; shape[1] = (int)idims[1]; nd = 2; }
     ds = dl__dataset_alloc();
     if (!ds) return NULL;
     ds->n = shape[0];
-    ds->x = dl_tensor_new(DL_F32, nd, shape);
+    ds->x = dl_tensor_new(DL_DTYPE_F32, nd, shape);
     if (!ds->x) { dl_dataset_free(ds); return NULL; }
     xs = dl_f32(ds->x);
     total = ds->x->numel;
     for (k = 0; k < total; k++) xs[k] = (float)px[k] * (1.0f / 255.0f);
     if (pl) {
         int32_t *ys;
-        ds->y = dl_tensor_new(DL_I32, 1, shape);
+        ds->y = dl_tensor_new(DL_DTYPE_I32, 1, shape);
         if (!ds->y) { dl_dataset_free(ds); return NULL; }
         ys = dl_i32(ds->y);
         for (i = 0; i < ds->n; i++) {
@@ -1101,21 +1101,21 @@ static unsigned char *dl__read_file(const char *fn, const char *path, size_t *le
     return buf;
 }
 
-DLDEF dl_dataset *dl_load_idx(const char *images_path, const char *labels_path) {
+DLDEF dl_dataset *dl_idx_load(const char *images_path, const char *labels_path) {
     size_t ni = 0, nl = 0;
     unsigned char *img, *lab = NULL;
     dl_dataset *ds;
-    img = dl__read_file("dl_load_idx", images_path, &ni, 1);
+    img = dl__read_file("dl_idx_load", images_path, &ni, 1);
     if (!img) return NULL;
     if (labels_path) {
-        lab = dl__read_file("dl_load_idx", labels_path, &nl, 1);
+        lab = dl__read_file("dl_idx_load", labels_path, &nl, 1);
         if (!lab) { DL_FREE(img); return NULL; }
     }
-    ds = dl_parse_idx(img, ni, lab, nl);
+    ds = dl_idx_parse(img, ni, lab, nl);
     if (!ds) {
         char where[1024];
         snprintf(where, sizeof where, "%s%s%s", images_path, labels_path ? " + " : "", labels_path ? labels_path : "");
-        dl__rewrap_error("dl_load_idx", where, "dl_parse_idx: "); /* the message says images or labels */
+        dl__rewrap_error("dl_idx_load", where, "dl_idx_parse: "); /* the message says images or labels */
     }
     DL_FREE(img);
     DL_FREE(lab);
@@ -1138,7 +1138,7 @@ static int dl__find_file(char *buf, size_t size, const char *dir, const char *ba
     return -1;
 }
 
-DLDEF dl_dataset *dl_load_fashion_mnist(const char *dir, int train) {
+DLDEF dl_dataset *dl_fashion_mnist_load(const char *dir, int train) {
     char ip[1024], lp[1024];
     const char *pre = train ? "train" : "t10k";
     char ib[64], lb[64];
@@ -1146,10 +1146,10 @@ DLDEF dl_dataset *dl_load_fashion_mnist(const char *dir, int train) {
     snprintf(ib, sizeof ib, "%s-images-idx3-ubyte", pre);
     snprintf(lb, sizeof lb, "%s-labels-idx1-ubyte", pre);
     if (dl__find_file(ip, sizeof ip, dir, ib) != 0 || dl__find_file(lp, sizeof lp, dir, lb) != 0) {
-        dl_set_error("dl_load_fashion_mnist: no %s[.gz] and %s[.gz] in %s (Debian: apt-get install dataset-fashion-mnist)", ib, lb, dir);
+        dl_set_error("dl_fashion_mnist_load: no %s[.gz] and %s[.gz] in %s (Debian: apt-get install dataset-fashion-mnist)", ib, lb, dir);
         return NULL;
     }
-    return dl_load_idx(ip, lp);
+    return dl_idx_load(ip, lp);
 }
 #endif /* DL_NO_STDIO */
 
@@ -1183,7 +1183,7 @@ static int dl__blank(const char *b, const char *e) {
     return b == e;
 }
 
-DLDEF dl_dataset *dl_parse_csv(const char *text, size_t len, const dl_csv_opts *opts) {
+DLDEF dl_dataset *dl_csv_parse(const char *text, size_t len, const dl_csv_opts *opts) {
     dl_csv_opts o;
     const char *p, *end, *ce;
     char delim;
@@ -1191,7 +1191,7 @@ DLDEF dl_dataset *dl_parse_csv(const char *text, size_t len, const dl_csv_opts *
     dl_dataset *ds;
     if (opts) o = *opts; else memset(&o, 0, sizeof o);
     delim = o.delimiter ? o.delimiter : ',';
-    if (!text) { dl_set_error("dl_parse_csv: NULL text"); return NULL; }
+    if (!text) { dl_set_error("dl_csv_parse: NULL text"); return NULL; }
     end = text + len;
     /* Pass 1: count rows and check that every row has the same number of fields. */
     for (p = text; p < end; p = (p < end ? p + 1 : p)) {
@@ -1203,26 +1203,26 @@ DLDEF dl_dataset *dl_parse_csv(const char *text, size_t len, const dl_csv_opts *
         if (dl__blank(p, ce)) { p = q; continue; }
         { const char *c; for (c = p; c < ce; c++) fields += *c == delim; }
         if (ncols < 0) ncols = fields;
-        else if (fields != ncols) { dl_set_error("dl_parse_csv: line %d has %d fields, expected %d", line, fields, ncols); return NULL; }
-        if (nrows == INT_MAX) { dl_set_error("dl_parse_csv: too many rows"); return NULL; }
+        else if (fields != ncols) { dl_set_error("dl_csv_parse: line %d has %d fields, expected %d", line, fields, ncols); return NULL; }
+        if (nrows == INT_MAX) { dl_set_error("dl_csv_parse: too many rows"); return NULL; }
         nrows++;
         p = q;
     }
-    if (nrows == 0) { dl_set_error("dl_parse_csv: no data rows"); return NULL; }
+    if (nrows == 0) { dl_set_error("dl_csv_parse: no data rows"); return NULL; }
     label = -1;
     if (!o.no_label) {
         label = o.label_col < 0 ? ncols + o.label_col : o.label_col;
-        if (label < 0 || label >= ncols) { dl_set_error("dl_parse_csv: label column %d, but rows have %d fields", o.label_col, ncols); return NULL; }
+        if (label < 0 || label >= ncols) { dl_set_error("dl_csv_parse: label column %d, but rows have %d fields", o.label_col, ncols); return NULL; }
     }
     nfeat = ncols - (label >= 0);
-    if (nfeat < 1) { dl_set_error("dl_parse_csv: no feature columns"); return NULL; }
+    if (nfeat < 1) { dl_set_error("dl_csv_parse: no feature columns"); return NULL; }
     ds = dl__dataset_alloc();
     if (!ds) return NULL;
     ds->n = nrows;
     shape[0] = nrows;
     shape[1] = nfeat;
-    ds->x = dl_tensor_new(DL_F32, 2, shape);
-    if (label >= 0) ds->y = dl_tensor_new(o.regression ? DL_F32 : DL_I32, 1, shape);
+    ds->x = dl_tensor_new(DL_DTYPE_F32, 2, shape);
+    if (label >= 0) ds->y = dl_tensor_new(o.regression ? DL_DTYPE_F32 : DL_DTYPE_I32, 1, shape);
     if (!ds->x || (label >= 0 && !ds->y)) { dl_dataset_free(ds); return NULL; }
     /* Pass 2: parse. */
     line = 0;
@@ -1238,7 +1238,7 @@ DLDEF dl_dataset *dl_parse_csv(const char *text, size_t len, const dl_csv_opts *
             while (fe < ce && *fe != delim) fe++;
             if (dl__csv_number(f, fe, &v) != 0) {
                 int n = (int)(fe - f);
-                dl_set_error("dl_parse_csv: line %d, column %d: '%.*s' is not a number", line, col + 1, n > 40 ? 40 : n, f);
+                dl_set_error("dl_csv_parse: line %d, column %d: '%.*s' is not a number", line, col + 1, n > 40 ? 40 : n, f);
                 dl_dataset_free(ds);
                 return NULL;
             }
@@ -1246,7 +1246,7 @@ DLDEF dl_dataset *dl_parse_csv(const char *text, size_t len, const dl_csv_opts *
                 if (o.regression) dl_f32(ds->y)[row] = (float)v;
                 else {
                     if (v != floor(v) || v < 0 || v > 16777216.0) {
-                        dl_set_error("dl_parse_csv: line %d, column %d: label '%.*s' is not an integer in [0, 2^24]", line, col + 1,
+                        dl_set_error("dl_csv_parse: line %d, column %d: label '%.*s' is not an integer in [0, 2^24]", line, col + 1,
                                      (int)(fe - f) > 40 ? 40 : (int)(fe - f), f);
                         dl_dataset_free(ds);
                         return NULL;
@@ -1266,13 +1266,13 @@ DLDEF dl_dataset *dl_parse_csv(const char *text, size_t len, const dl_csv_opts *
 }
 
 #ifndef DL_NO_STDIO
-DLDEF dl_dataset *dl_load_csv(const char *path, const dl_csv_opts *opts) {
+DLDEF dl_dataset *dl_csv_load(const char *path, const dl_csv_opts *opts) {
     size_t n;
-    unsigned char *text = dl__read_file("dl_load_csv", path, &n, 0);
+    unsigned char *text = dl__read_file("dl_csv_load", path, &n, 0);
     dl_dataset *ds;
     if (!text) return NULL;
-    ds = dl_parse_csv((const char *)text, n, opts);
-    if (!ds) dl__rewrap_error("dl_load_csv", path, "dl_parse_csv: ");
+    ds = dl_csv_parse((const char *)text, n, opts);
+    if (!ds) dl__rewrap_error("dl_csv_load", path, "dl_csv_parse: ");
     DL_FREE(text);
     return ds;
 }
@@ -1367,7 +1367,7 @@ static int dl__list_dir(const char *dir, int want_dirs, dl__strlist *out) {
     DIR *d = opendir(dir);
     struct dirent *e;
     char path[4096];
-    if (!d) { dl_set_error("dl_load_image_folder: cannot open directory %s", dir); return -1; }
+    if (!d) { dl_set_error("dl_image_folder_load: cannot open directory %s", dir); return -1; }
     while ((e = readdir(d)) != NULL) {
         struct stat st;
         int n;
@@ -1375,7 +1375,7 @@ static int dl__list_dir(const char *dir, int want_dirs, dl__strlist *out) {
         n = snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         if (n < 0 || (size_t)n >= sizeof path || stat(path, &st) != 0) continue;
         if (want_dirs ? !S_ISDIR(st.st_mode) : (!S_ISREG(st.st_mode) || !dl__is_image_name(e->d_name))) continue;
-        if (dl__strlist_add(out, e->d_name) != 0) { closedir(d); dl_set_error("dl_load_image_folder: out of memory"); return -1; }
+        if (dl__strlist_add(out, e->d_name) != 0) { closedir(d); dl_set_error("dl_image_folder_load: out of memory"); return -1; }
     }
     closedir(d);
     if (out->n > 1) qsort(out->s, (size_t)out->n, sizeof *out->s, dl__strcmp_p);
@@ -1383,10 +1383,10 @@ static int dl__list_dir(const char *dir, int want_dirs, dl__strlist *out) {
 }
 #endif
 
-DLDEF dl_dataset *dl_load_image_folder(const char *dir, int height, int width, int channels) {
+DLDEF dl_dataset *dl_image_folder_load(const char *dir, int height, int width, int channels) {
 #ifdef _WIN32
     (void)dir; (void)height; (void)width; (void)channels;
-    dl_set_error("dl_load_image_folder: not supported on Windows yet");
+    dl_set_error("dl_image_folder_load: not supported on Windows yet");
     return NULL;
 #else
     dl__strlist classes = {0, 0, 0}, files = {0, 0, 0}; /* files: "class_index/name" pairs via parallel list */
@@ -1396,32 +1396,32 @@ DLDEF dl_dataset *dl_load_image_folder(const char *dir, int height, int width, i
     dl_dataset *ds = NULL;
     if (!dir || height < 1 || width < 1 || (channels != 1 && channels != 3 && channels != 4) ||
         (size_t)height * (size_t)width > (size_t)1 << 26) {
-        dl_set_error("dl_load_image_folder: bad arguments (dir %s, %d x %d, %d channels; channels must be 1, 3 or 4)",
+        dl_set_error("dl_image_folder_load: bad arguments (dir %s, %d x %d, %d channels; channels must be 1, 3 or 4)",
                      dir ? dir : "NULL", height, width, channels);
         return NULL;
     }
     if (dl__list_dir(dir, 1, &classes) != 0) return NULL;
-    if (classes.n == 0) { dl_set_error("dl_load_image_folder: %s has no subfolders (one per class)", dir); goto fail; }
+    if (classes.n == 0) { dl_set_error("dl_image_folder_load: %s has no subfolders (one per class)", dir); goto fail; }
     for (c = 0; c < classes.n; c++) {
         dl__strlist names = {0, 0, 0};
         int before = files.n, *nf;
         snprintf(path, sizeof path, "%s/%s", dir, classes.s[c]);
         if (dl__list_dir(path, 0, &names) != 0) goto fail;
         for (i = 0; i < names.n; i++)
-            if (dl__strlist_add(&files, names.s[i]) != 0) { dl__strlist_free(&names); dl_set_error("dl_load_image_folder: out of memory"); goto fail; }
+            if (dl__strlist_add(&files, names.s[i]) != 0) { dl__strlist_free(&names); dl_set_error("dl_image_folder_load: out of memory"); goto fail; }
         dl__strlist_free(&names);
         nf = (int *)DL_REALLOC(file_class, (size_t)(files.n ? files.n : 1) * sizeof *nf);
-        if (!nf) { dl_set_error("dl_load_image_folder: out of memory"); goto fail; }
+        if (!nf) { dl_set_error("dl_image_folder_load: out of memory"); goto fail; }
         file_class = nf;
         for (i = before; i < files.n; i++) file_class[i] = c;
     }
-    if (files.n == 0) { dl_set_error("dl_load_image_folder: no image files under %s", dir); goto fail; }
+    if (files.n == 0) { dl_set_error("dl_image_folder_load: no image files under %s", dir); goto fail; }
     ds = dl__dataset_alloc();
     if (!ds) goto fail;
     shape[0] = files.n; shape[1] = channels; shape[2] = height; shape[3] = width;
     ds->n = files.n;
-    ds->x = dl_tensor_new(DL_F32, 4, shape);
-    ds->y = dl_tensor_new(DL_I32, 1, shape);
+    ds->x = dl_tensor_new(DL_DTYPE_F32, 4, shape);
+    ds->y = dl_tensor_new(DL_DTYPE_I32, 1, shape);
     if (!ds->x || !ds->y) goto fail;
     per = (size_t)channels * (size_t)height * (size_t)width;
     for (i = 0; i < files.n; i++) {
@@ -1429,7 +1429,7 @@ DLDEF dl_dataset *dl_load_image_folder(const char *dir, int height, int width, i
         unsigned char *img;
         snprintf(path, sizeof path, "%s/%s/%s", dir, classes.s[file_class[i]], files.s[i]);
         img = stbi_load(path, &w, &h, &comp, channels);
-        if (!img) { dl_set_error("dl_load_image_folder: cannot decode %s: %s", path, stbi_failure_reason()); goto fail; }
+        if (!img) { dl_set_error("dl_image_folder_load: cannot decode %s: %s", path, stbi_failure_reason()); goto fail; }
         if (dl_resize_bilinear_u8(img, h, w, channels, dl_f32(ds->x) + (size_t)i * per, height, width, 1.0f / 255.0f) != 0) {
             stbi_image_free(img);
             goto fail;
@@ -1455,8 +1455,8 @@ fail:
 
 /* ---- Subsets, splits ---- */
 static int dl__dataset_check(const char *fn, const dl_dataset *ds) {
-    if (!ds || !ds->x || ds->x->ndim < 1 || ds->x->dtype != DL_F32 || !dl_is_contiguous(ds->x) || ds->x->shape[0] != ds->n ||
-        (ds->y && (ds->y->ndim != 1 || ds->y->shape[0] != ds->n || !dl_is_contiguous(ds->y) || ds->y->dtype == DL_U8))) {
+    if (!ds || !ds->x || ds->x->ndim < 1 || ds->x->dtype != DL_DTYPE_F32 || !dl_is_contiguous(ds->x) || ds->x->shape[0] != ds->n ||
+        (ds->y && (ds->y->ndim != 1 || ds->y->shape[0] != ds->n || !dl_is_contiguous(ds->y) || ds->y->dtype == DL_DTYPE_U8))) {
         dl_set_error("%s: bad dataset (need contiguous f32 x [N, ...] and y [N] of f32 or i32, or none)", fn);
         return -1;
     }
@@ -1477,7 +1477,7 @@ DLDEF dl_dataset *dl_dataset_subset(const dl_dataset *ds, const int *idx, int n)
     shape[0] = n;
     out->n = n;
     out->num_classes = ds->num_classes;
-    out->x = dl_tensor_new(DL_F32, ds->x->ndim, shape);
+    out->x = dl_tensor_new(DL_DTYPE_F32, ds->x->ndim, shape);
     if (ds->y) out->y = dl_tensor_new(ds->y->dtype, 1, shape);
     if (!out->x || (ds->y && !out->y)) { dl_dataset_free(out); return NULL; }
     per = ds->n ? ds->x->numel / (size_t)ds->n : 0;
@@ -1509,7 +1509,7 @@ DLDEF int dl_dataset_split(const dl_dataset *ds, float fraction, uint64_t seed, 
     perm = (int *)DL_MALLOC((size_t)(ds->n ? ds->n : 1) * sizeof *perm);
     if (!perm) { dl_set_error("dl_dataset_split: out of memory"); return -1; }
     dl_rng_seed(&r, seed);
-    dl_rng_permutation(&r, perm, ds->n);
+    dl_rng_permutation(&r, ds->n, perm);
     nval = (int)((double)fraction * (double)ds->n);
     *val = dl_dataset_subset(ds, perm, nval);
     *train = *val ? dl_dataset_subset(ds, perm + nval, ds->n - nval) : NULL;
@@ -1531,7 +1531,7 @@ static void dl__batcher_order(dl_batcher *b) {
     if (b->shuffle) {
         dl_rng r; /* a pure function of (seed, epoch) */
         dl_rng_seed(&r, b->seed ^ ((uint64_t)(unsigned)b->epoch * 0x9E3779B97F4A7C15ull));
-        dl_rng_permutation(&r, b->order, b->ds->n);
+        dl_rng_permutation(&r, b->ds->n, b->order);
     } else {
         for (i = 0; i < b->ds->n; i++) b->order[i] = i;
     }
@@ -1560,7 +1560,7 @@ DLDEF void dl_batcher_free(dl_batcher *b) {
     DL_FREE(b);
 }
 
-DLDEF int dl_batcher_len(const dl_batcher *b) {
+DLDEF int dl_batcher_num_batches(const dl_batcher *b) {
     if (!b) return 0;
     return b->drop_last ? b->ds->n / b->batch : (b->ds->n + b->batch - 1) / b->batch;
 }
@@ -1588,7 +1588,7 @@ DLDEF int dl_batcher_next(dl_batcher *b, dl_tensor **x, dl_tensor **y) {
     }
     memcpy(shape, ds->x->shape, sizeof shape);
     shape[0] = n;
-    *x = dl_tmp_uninit(DL_F32, ds->x->ndim, shape);
+    *x = dl_tmp_uninit(DL_DTYPE_F32, ds->x->ndim, shape);
     if (!*x) return -1;
     per = ds->x->numel / (size_t)ds->n;
     for (i = 0; i < n; i++)
@@ -1632,7 +1632,7 @@ DLDEF int dl_normalize(dl_tensor *x, const float *mean, const float *std) {
     size_t per, inner, k, n, i;
     int c, C;
     float *xs;
-    if (!x || !mean || !std || x->dtype != DL_F32 || x->ndim < 2 || !dl_is_contiguous(x)) {
+    if (!x || !mean || !std || x->dtype != DL_DTYPE_F32 || x->ndim < 2 || !dl_is_contiguous(x)) {
         dl_set_error("dl_normalize: need a contiguous f32 tensor of >= 2 dims, mean and std");
         return -1;
     }
@@ -1653,7 +1653,7 @@ DLDEF int dl_normalize(dl_tensor *x, const float *mean, const float *std) {
 }
 
 static int dl__check_nchw(const char *fn, const dl_tensor *x, const dl_rng *r) {
-    if (!x || !r || x->dtype != DL_F32 || x->ndim != 4 || !dl_is_contiguous(x)) {
+    if (!x || !r || x->dtype != DL_DTYPE_F32 || x->ndim != 4 || !dl_is_contiguous(x)) {
         dl_set_error("%s: need a contiguous f32 [B, C, H, W] tensor and an rng", fn);
         return -1;
     }
@@ -1741,15 +1741,15 @@ DLDEF const char *dl_act_name(dl_act act) {
 DLDEF dl_tensor *dl_activate(dl_tensor *x, dl_act act) {
     if (!x) return NULL;
     switch (act) {
-    case DL_LINEAR: return x;
-    case DL_RELU: return dl_relu(x);
-    case DL_SIGMOID: return dl_sigmoid(x);
-    case DL_TANH: return dl_tanh(x);
-    case DL_SOFTMAX: return dl_softmax(x, x->ndim - 1);
-    case DL_GELU: return dl_gelu(x);
-    case DL_ELU: return dl_elu(x, 1.0f);
-    case DL_LEAKY_RELU: return dl_leaky_relu(x, 0.2f);
-    case DL_SOFTPLUS: return dl_softplus(x);
+    case DL_ACT_LINEAR: return x;
+    case DL_ACT_RELU: return dl_relu(x);
+    case DL_ACT_SIGMOID: return dl_sigmoid(x);
+    case DL_ACT_TANH: return dl_tanh(x);
+    case DL_ACT_SOFTMAX: return dl_softmax(x, x->ndim - 1);
+    case DL_ACT_GELU: return dl_gelu(x);
+    case DL_ACT_ELU: return dl_elu(x, 1.0f);
+    case DL_ACT_LEAKY_RELU: return dl_leaky_relu(x, 0.2f);
+    case DL_ACT_SOFTPLUS: return dl_softplus(x);
     }
     dl_set_error("dl_activate: unknown activation %d", (int)act);
     return NULL;
@@ -1773,7 +1773,7 @@ static int dl__init_orthogonal(dl_tensor *t, dl_rng *r);   /* with the recurrent
 
 DLDEF int dl_init_tensor(dl_tensor *t, dl_init init, dl_rng *rng) {
     double fi, fo;
-    if (!t || t->dtype != DL_F32 || !dl_is_contiguous(t)) {
+    if (!t || t->dtype != DL_DTYPE_F32 || !dl_is_contiguous(t)) {
         dl_set_error("dl_init_tensor: needs a contiguous f32 tensor");
         return -1;
     }
@@ -1782,11 +1782,11 @@ DLDEF int dl_init_tensor(dl_tensor *t, dl_init init, dl_rng *rng) {
     switch (init) {
     case DL_INIT_ZEROS: dl_fill(t, 0.0f); return 0;
     case DL_INIT_ONES: dl_fill(t, 1.0f); return 0;
-    case DL_INIT_GLOROT_UNIFORM: dl_init_glorot_uniform(t, rng, (int)fi, (int)fo); return 0;
-    case DL_INIT_GLOROT_NORMAL: dl_init_glorot_normal(t, rng, (int)fi, (int)fo); return 0;
-    case DL_INIT_HE_UNIFORM: dl_init_he_uniform(t, rng, (int)fi); return 0;
-    case DL_INIT_HE_NORMAL: dl_init_he_normal(t, rng, (int)fi); return 0;
-    case DL_INIT_UNIFORM_005: dl_fill_uniform(t, rng, -0.05f, 0.05f); return 0;
+    case DL_INIT_GLOROT_UNIFORM: dl_init_glorot_uniform(t, (int)fi, (int)fo, rng); return 0;
+    case DL_INIT_GLOROT_NORMAL: dl_init_glorot_normal(t, (int)fi, (int)fo, rng); return 0;
+    case DL_INIT_HE_UNIFORM: dl_init_he_uniform(t, (int)fi, rng); return 0;
+    case DL_INIT_HE_NORMAL: dl_init_he_normal(t, (int)fi, rng); return 0;
+    case DL_INIT_UNIFORM_005: dl_fill_uniform(t, -0.05f, 0.05f, rng); return 0;
     case DL_INIT_ORTHOGONAL: return dl__init_orthogonal(t, rng);
     }
     dl_set_error("dl_init_tensor: unknown initializer %d", (int)init);
@@ -1851,7 +1851,7 @@ DLDEF dl_tensor *dl_layer_add_weight(dl_layer *l, const char *name, int ndim, co
     }
     if (dl_layer_weight(l, name)) { dl_set_error("dl_layer_add_weight: %s already has '%s'", l->name, name); return NULL; }
     if (dl__loading && dl__check_file_weight(l, name, ndim, shape) != 0) return NULL;
-    t = dl_tensor_new(DL_F32, ndim, shape);
+    t = dl_tensor_new(DL_DTYPE_F32, ndim, shape);
     if (!t) return NULL;
     if (dl_init_tensor(t, init, NULL) != 0) { dl_tensor_free(t); return NULL; }
     if (trainable) dl_set_requires_grad(t, 1);
@@ -1963,7 +1963,7 @@ static dl_tensor *dl__dense_forward(dl_layer *l, int n, dl_tensor *const *in, in
 }
 static const dl_layer_ops dl__dense_ops = {"Dense", dl__dense_build, dl__dense_forward, NULL, 1, 1};
 
-static int dl__check_act(dl_act act) { return (unsigned)act <= (unsigned)DL_SOFTPLUS; }
+static int dl__check_act(dl_act act) { return (unsigned)act <= (unsigned)DL_ACT_SOFTPLUS; }
 
 DLDEF dl_layer *dl_Dense(int units, dl_act act) {
     dl_layer *l;
@@ -1989,7 +1989,7 @@ static int dl__conv_build(dl_layer *l, int n, dl_tensor *const *in) {
 }
 static dl_tensor *dl__conv_forward(dl_layer *l, int n, dl_tensor *const *in, int training) {
     dl_tensor *x = in[0], *w = l->params[0];
-    int k = l->iconf[1], s = l->iconf[2], same = l->iconf[3] == DL_SAME;
+    int k = l->iconf[1], s = l->iconf[2], same = l->iconf[3] == DL_PADDING_SAME;
     dl_conv_opts o;
     (void)n; (void)training;
     if (!dl__need_rank(l, x, 4, 4)) return NULL;
@@ -2024,7 +2024,7 @@ static dl_tensor *dl__convt_forward(dl_layer *l, int n, dl_tensor *const *in, in
     memset(&o, 0, sizeof o);
     o.stride[0] = o.stride[1] = s;
     y = dl_conv_transpose2d(x, w, l->params[1], &o);   /* full size (in - 1) * s + k */
-    if (y && l->iconf[3] == DL_SAME) {
+    if (y && l->iconf[3] == DL_PADDING_SAME) {
         /* Keras "same": in * s, the transpose of a "same" convolution, which pads
            floor((k - s) / 2) first: crop that many at the start and the rest at the end. */
         int total = k - s, first = total / 2;
@@ -2038,11 +2038,11 @@ static const dl_layer_ops dl__convt_ops = {"Conv2DTranspose", dl__conv_build, dl
 static dl_layer *dl__conv_new(const dl_layer_ops *ops, const char *base, int filters, int kernel, int stride,
                               dl_padding padding, dl_act act) {
     dl_layer *l;
-    if (filters <= 0 || kernel <= 0 || stride <= 0 || (padding != DL_VALID && padding != DL_SAME) || !dl__check_act(act))
-        return dl__ctor_fail("dl_%s: filters %d, kernel %d and stride %d must be > 0, padding DL_VALID or DL_SAME",
+    if (filters <= 0 || kernel <= 0 || stride <= 0 || (padding != DL_PADDING_VALID && padding != DL_PADDING_SAME) || !dl__check_act(act))
+        return dl__ctor_fail("dl_%s: filters %d, kernel %d and stride %d must be > 0, padding DL_PADDING_VALID or DL_PADDING_SAME",
                              ops->kind, filters, kernel, stride);
-    if (ops == &dl__convt_ops && padding == DL_SAME && kernel < stride)
-        return dl__ctor_fail("dl_Conv2DTranspose: DL_SAME needs kernel >= stride (got %d < %d)", kernel, stride);
+    if (ops == &dl__convt_ops && padding == DL_PADDING_SAME && kernel < stride)
+        return dl__ctor_fail("dl_Conv2DTranspose: DL_PADDING_SAME needs kernel >= stride (got %d < %d)", kernel, stride);
     if (!(l = dl__builtin(ops, base))) return NULL;
     l->iconf[0] = filters; l->iconf[1] = kernel; l->iconf[2] = stride; l->iconf[3] = padding;
     l->iconf[DL__ACT_SLOT] = act;
@@ -2193,7 +2193,7 @@ static int dl__emb_build(dl_layer *l, int n, dl_tensor *const *in) {
 static dl_tensor *dl__emb_forward(dl_layer *l, int n, dl_tensor *const *in, int training) {
     dl_tensor *ids = in[0];
     (void)n; (void)training;
-    if (ids->dtype == DL_F32) ids = dl_cast(ids, DL_I32);   /* data sets hold f32: whole numbers */
+    if (ids->dtype == DL_DTYPE_F32) ids = dl_cast(ids, DL_DTYPE_I32);   /* data sets hold f32: whole numbers */
     return dl_embedding(l->params[0], ids);
 }
 static const dl_layer_ops dl__emb_ops = {"Embedding", dl__emb_build, dl__emb_forward, NULL, 1, 1};
@@ -2273,12 +2273,12 @@ static dl_tensor *dl__flip_forward(dl_layer *l, int n_in, dl_tensor *const *in, 
     (void)n_in;
     if (!training) return x;
     if (!dl__need_rank(l, x, 2, DL_MAX_DIMS)) return NULL;
-    if (x->dtype != DL_F32) { dl_set_error("%s (RandomFlip): f32 input needed", l->name); return NULL; }
+    if (x->dtype != DL_DTYPE_F32) { dl_set_error("%s (RandomFlip): f32 input needed", l->name); return NULL; }
     n = x->shape[0];
     w = x->shape[x->ndim - 1];
     rows = x->numel / (size_t)(n ? n : 1) / (size_t)(w ? w : 1);
     per = rows * (size_t)w;
-    if (!(xs = dl_contig_f32(x)) || !(y = dl_tmp_uninit(DL_F32, x->ndim, x->shape))) return NULL;
+    if (!(xs = dl_contig_f32(x)) || !(y = dl_tmp_uninit(DL_DTYPE_F32, x->ndim, x->shape))) return NULL;
     if (!(flip = (unsigned char *)dl_arena_alloc(dl_arena_current(), (size_t)(n ? n : 1)))) return NULL;
     for (b = 0; b < n; b++) {
         flip[b] = dl_rng_uniform(&l->rng) < 0.5f;
@@ -2374,7 +2374,7 @@ static int dl__model_take(dl_model *m, dl_layer *l) {
         char base[sizeof l->name];
         int k = 0;
         memcpy(base, l->name, sizeof base);
-        while (dl_model_get_layer(m, l->name)) {
+        while (dl_model_find_layer(m, l->name)) {
             char suffix[16];
             snprintf(suffix, sizeof suffix, "_%d", ++k);
             snprintf(l->name, sizeof l->name, "%.*s%s", (int)(sizeof l->name - 1 - strlen(suffix)), base, suffix);
@@ -2481,8 +2481,8 @@ static dl_sym *dl__input(dl_dtype dtype, int ndim, const int *shape) {
     for (i = 0; i < ndim; i++) s->shape[i] = shape[i];
     return s;
 }
-DLDEF dl_sym *dl_Input(int ndim, const int *shape) { return dl__input(DL_F32, ndim, shape); }
-DLDEF dl_sym *dl_Input_ids(int ndim, const int *shape) { return dl__input(DL_I32, ndim, shape); }
+DLDEF dl_sym *dl_Input(int ndim, const int *shape) { return dl__input(DL_DTYPE_F32, ndim, shape); }
+DLDEF dl_sym *dl_Input_ids(int ndim, const int *shape) { return dl__input(DL_DTYPE_I32, ndim, shape); }
 
 DLDEF int dl_sym_shape(const dl_sym *s, int *shape) {
     int i;
@@ -2640,7 +2640,7 @@ DLDEF int dl_sequential_add(dl_model *m, dl_layer *l) {
     if (dl__model_take(m, l) != 0) return -1;
     if (m->built) {   /* build the new layer now, so shapes and summaries stay valid */
         m->built = 0;
-        return m->in_dtype == DL_I32 ? dl_model_build_ids(m, m->in_ndim, m->in_shape)
+        return m->in_dtype == DL_DTYPE_I32 ? dl_model_build_ids(m, m->in_ndim, m->in_shape)
                                      : dl_model_build(m, m->in_ndim, m->in_shape);
     }
     return 0;
@@ -2733,8 +2733,8 @@ static int dl__model_build(dl_model *m, dl_dtype dtype, int ndim, const int *sha
     dl_arena_free(a);
     return y ? 0 : -1;
 }
-DLDEF int dl_model_build(dl_model *m, int ndim, const int *shape) { return dl__model_build(m, DL_F32, ndim, shape); }
-DLDEF int dl_model_build_ids(dl_model *m, int ndim, const int *shape) { return dl__model_build(m, DL_I32, ndim, shape); }
+DLDEF int dl_model_build(dl_model *m, int ndim, const int *shape) { return dl__model_build(m, DL_DTYPE_F32, ndim, shape); }
+DLDEF int dl_model_build_ids(dl_model *m, int ndim, const int *shape) { return dl__model_build(m, DL_DTYPE_I32, ndim, shape); }
 
 /* ---- Inspecting ---- */
 
@@ -2742,7 +2742,7 @@ DLDEF int dl_model_num_layers(const dl_model *m) { return m ? m->n_layers : 0; }
 DLDEF dl_layer *dl_model_layer(const dl_model *m, int i) {
     return m && i >= 0 && i < m->n_layers ? m->layers[i] : NULL;
 }
-DLDEF dl_layer *dl_model_get_layer(const dl_model *m, const char *name) {
+DLDEF dl_layer *dl_model_find_layer(const dl_model *m, const char *name) {
     int i;
     if (!m || !name) return NULL;
     for (i = 0; i < m->n_layers; i++) if (strcmp(m->layers[i]->name, name) == 0) return m->layers[i];
@@ -2771,7 +2771,7 @@ static long dl__layer_count(const dl_layer *l, int trainable_only) {
     return n;
 }
 
-DLDEF long dl_model_count_params(const dl_model *m, int trainable_only) {
+DLDEF long dl_model_num_params(const dl_model *m, int trainable_only) {
     long n = 0;
     int i;
     if (!m) return 0;
@@ -2864,8 +2864,8 @@ DLDEF size_t dl_model_summary(dl_model *m, char *buf, size_t size) {
         dl__put(&t, "]\n\n");
     }
     dl__rule(&t, '=', width);
-    total = dl_model_count_params(m, 0);
-    trainable = dl_model_count_params(m, 1);
+    total = dl_model_num_params(m, 0);
+    trainable = dl_model_num_params(m, 1);
     dl__thousands(c, sizeof c, total);
     dl__put(&t, "Total params: %s\n", c);
     dl__thousands(c, sizeof c, trainable);
@@ -2902,7 +2902,7 @@ DLDEF int dl_compile(dl_model *m, dl_optim *opt, dl_loss loss, unsigned metrics)
         return -1;
     }
     if (metrics >> DL_MAX_METRICS) { dl_optim_free(opt); dl_set_error("dl_compile: unknown metric bits 0x%x", metrics); return -1; }
-    if (dl_optim_param_count(opt) != 0) {
+    if (dl_optim_num_params(opt) != 0) {
         dl_optim_free(opt);
         dl_set_error("dl_compile: give a fresh optimizer (the model adds its own weights to it)");
         return -1;
@@ -2928,7 +2928,7 @@ static const dl_layer *dl__output_layer(const dl_model *m) {
 }
 static int dl__outputs_probs(const dl_model *m) {
     int act = dl__layer_act(dl__output_layer(m));
-    return m->loss == DL_LOSS_BINARY_CE ? act == DL_SIGMOID : act == DL_SOFTMAX;
+    return m->loss == DL_LOSS_BINARY_CE ? act == DL_ACT_SIGMOID : act == DL_ACT_SOFTMAX;
 }
 
 /* targets in the shape of pred when they hold as many values ([N] for [N, 1]) */
@@ -2945,7 +2945,7 @@ DLDEF dl_tensor *dl_model_loss(dl_model *m, dl_tensor *out, dl_tensor *y) {
     probs = dl__outputs_probs(m);
     switch (m->loss) {
     case DL_LOSS_SPARSE_CATEGORICAL_CE:
-        if (y->dtype != DL_I32) y = dl_cast(y, DL_I32);
+        if (y->dtype != DL_DTYPE_I32) y = dl_cast(y, DL_DTYPE_I32);
         if (!probs) return dl_cross_entropy(out, y);
         if (!y || out->ndim != 2 || y->ndim != 1 || y->shape[0] != out->shape[0]) {
             dl_set_error("dl_model_loss: probabilities [N, C] and labels [N] needed");
@@ -2955,12 +2955,12 @@ DLDEF dl_tensor *dl_model_loss(dl_model *m, dl_tensor *out, dl_tensor *y) {
     case DL_LOSS_CATEGORICAL_CE: {
         dl_tensor *logp;
         int axis = out->ndim - 1;
-        if (y->dtype != DL_F32) y = dl_cast(y, DL_F32);
+        if (y->dtype != DL_DTYPE_F32) y = dl_cast(y, DL_DTYPE_F32);
         logp = probs ? dl_log(dl_clamp(out, eps, 1.0f - eps)) : dl_log_softmax(out, axis);
         return dl_neg(dl_mean_all(dl_sum(dl_mul(y, logp), 1, &axis, 0)));
     }
     case DL_LOSS_BINARY_CE:
-        if (y->dtype != DL_F32) y = dl_cast(y, DL_F32);
+        if (y->dtype != DL_DTYPE_F32) y = dl_cast(y, DL_DTYPE_F32);
         y = dl__match(y, out);
         if (!probs) return dl_bce_with_logits(out, y);
         {   /* -mean(y log p + (1 - y) log(1 - p)) */
@@ -2968,7 +2968,7 @@ DLDEF dl_tensor *dl_model_loss(dl_model *m, dl_tensor *out, dl_tensor *y) {
             return dl_neg(dl_mean_all(dl_add(dl_mul(y, dl_log(p)), dl_mul(dl_rsub_scalar(1.0f, y), dl_log(dl_rsub_scalar(1.0f, p))))));
         }
     case DL_LOSS_MSE: case DL_LOSS_MAE: case DL_LOSS_HUBER:
-        if (y->dtype != DL_F32) y = dl_cast(y, DL_F32);
+        if (y->dtype != DL_DTYPE_F32) y = dl_cast(y, DL_DTYPE_F32);
         y = dl__match(y, out);
         return m->loss == DL_LOSS_MSE ? dl_mse(out, y) : m->loss == DL_LOSS_MAE ? dl_l1(out, y) : dl_huber(out, y, 1.0f);
     }
@@ -3007,7 +3007,7 @@ static void dl__meter_free(dl__meter *mt) { DL_FREE(mt->tp); mt->tp = NULL; }
 static int dl__meter_add(dl__meter *mt, dl_tensor *out, dl_tensor *y, double loss) {
     const float *o;
     int b, c, C, i, k, binary;
-    if (!out || out->dtype != DL_F32) return -1;
+    if (!out || out->dtype != DL_DTYPE_F32) return -1;
     b = out->shape[0];
     mt->loss_sum += loss * b;
     mt->n += b;
@@ -3028,7 +3028,7 @@ static int dl__meter_add(dl__meter *mt, dl_tensor *out, dl_tensor *y, double los
         double target;
         int label, pred;
         size_t yi = (size_t)i * (y->numel / (size_t)b);
-        if (y->dtype == DL_I32) target = ((const int32_t *)y->data)[yi];
+        if (y->dtype == DL_DTYPE_I32) target = ((const int32_t *)y->data)[yi];
         else if (mt->loss == DL_LOSS_CATEGORICAL_CE) {   /* one-hot targets: the argmax */
             const float *t = (const float *)y->data + yi;
             for (k = 1, target = 0; k < C; k++) if (t[k] > t[(int)target]) target = k;
@@ -3055,8 +3055,8 @@ static int dl__meter_add(dl__meter *mt, dl_tensor *out, dl_tensor *y, double los
             }
         }
         if (mt->metrics & (DL_METRIC_MSE | DL_METRIC_MAE)) {
-            if (C == 1 || (y->dtype == DL_F32 && y->numel == out->numel)) {
-                const float *t = y->dtype == DL_F32 ? (const float *)y->data + yi : NULL;
+            if (C == 1 || (y->dtype == DL_DTYPE_F32 && y->numel == out->numel)) {
+                const float *t = y->dtype == DL_DTYPE_F32 ? (const float *)y->data + yi : NULL;
                 for (k = 0; k < C; k++) {
                     double d = row[k] - (t ? t[k] : target);
                     mt->sq_sum += d * d;
@@ -3247,7 +3247,7 @@ DLDEF dl_tensor *dl_predict(dl_model *m, const dl_tensor *x, int batch_size) {
     dl_arena *arena = dl_arena_current();
     int n, start, grad, shape[DL_MAX_DIMS], i;
     if (!m || !x) { dl_set_error("dl_predict: NULL argument"); return NULL; }
-    if (x->ndim < 1 || x->device != DL_CPU) { dl_set_error("dl_predict: x needs a batch axis"); return NULL; }
+    if (x->ndim < 1 || x->device != DL_DEVICE_CPU) { dl_set_error("dl_predict: x needs a batch axis"); return NULL; }
     if (batch_size <= 0) batch_size = 32;
     n = x->shape[0];
     grad = dl_no_grad(1);
@@ -3352,7 +3352,7 @@ DLDEF const dl_history *dl_fit(dl_model *m, const dl_dataset *ds, const dl_fit_o
         memset(&lg, 0, sizeof lg);
         lg.epoch = epoch;
         lg.epochs = o.epochs;
-        lg.batches = dl_batcher_len(b);
+        lg.batches = dl_batcher_num_batches(b);
         dl_batcher_set_epoch(b, epoch);
         for (i = 0; i < o.n_callbacks; i++)
             if (o.callbacks[i] && o.callbacks[i]->on_epoch_begin) o.callbacks[i]->on_epoch_begin(o.callbacks[i], m, epoch);
@@ -3652,7 +3652,7 @@ static int dl__layer_index(const dl_model *m, const dl_layer *l) {
 
 static void dl__put_shape_line(dl__text *t, dl_dtype dtype, int ndim, const int *shape) {
     int i;
-    dl__put(t, "input %s %d", dtype == DL_I32 ? "i32" : "f32", ndim);
+    dl__put(t, "input %s %d", dtype == DL_DTYPE_I32 ? "i32" : "f32", ndim);
     for (i = 0; i < ndim; i++) dl__put(t, " %d", shape[i]);
     dl__put(t, "\n");
 }
@@ -3735,8 +3735,8 @@ static int dl__model_file_make(dl_model *m, int weights_only, int include_optimi
         f->opt = dl_safetensors_parse(blob, opt_size);
         DL_FREE(blob);
         if (!f->opt) return -1;
-        n_opt_t = include_optimizer ? dl_safetensors_count(f->opt) : 0;
-        n_opt_m = dl_safetensors_meta_count(f->opt);
+        n_opt_t = include_optimizer ? dl_safetensors_num_tensors(f->opt) : 0;
+        n_opt_m = dl_safetensors_num_meta(f->opt);
     }
     n_w = dl_model_weights(m, 0, NULL, 0);
     f->n = n_w + n_opt_t;
@@ -3833,7 +3833,7 @@ static int dl__load_weights_from(dl_model *m, const dl_safetensors *st, const ch
                 src = dl_safetensors_get(st, name);
                 if (pass == 1) { dl_copy(w, src); continue; }
                 if (!src) { dl_set_error("%s: the file has no weight '%s'", fn, name); return -1; }
-                if (src->dtype != DL_F32 || !dl_same_shape(src, w)) {
+                if (src->dtype != DL_DTYPE_F32 || !dl_same_shape(src, w)) {
                     dl_set_error("%s: '%s' is %s %s in the file, the model needs f32 %s", fn, name, dl_dtype_name(src->dtype),
                                  dl_shape_str(src, a, sizeof a), dl_shape_str(w, b, sizeof b));
                     return -1;
@@ -3881,14 +3881,27 @@ static dl_optim *dl__optim_from_meta(const dl_safetensors *st) {
     double lr = dl__meta_num(st, "lr", 1e-3), eps = dl__meta_num(st, "eps", 1e-8), mom = dl__meta_num(st, "momentum", 0);
     double b1 = dl__meta_num(st, "beta1", 0.9), b2 = dl__meta_num(st, "beta2", 0.999), wd = dl__meta_num(st, "weight_decay", 0);
     dl_optim *o = NULL;
+    dl_optim_opts h;
+    memset(&h, 0, sizeof h);   /* the file's exact values: a stored 0 is DL_ZERO, not "default" */
+    h.lr = lr != 0 ? lr : DL_ZERO;
     if (!kind) { dl_set_error("dl_model_load: the file's optimizer has no kind"); return NULL; }
-    if (strcmp(kind, "sgd") == 0) o = dl_sgd(lr, mom, wd, (int)dl__meta_num(st, "nesterov", 0));
-    else if (strcmp(kind, "rmsprop") == 0)
-        o = dl_rmsprop(lr, dl__meta_num(st, "alpha", 0.99), eps, mom, (int)dl__meta_num(st, "centered", 0));
-    else if (strcmp(kind, "adagrad") == 0) o = dl_adagrad(lr, dl__meta_num(st, "initial_accumulator", 0), eps);
-    else if (strcmp(kind, "adam") == 0) o = dl_adam(lr, b1, b2, eps);
-    else if (strcmp(kind, "adamw") == 0) o = dl_adamw(lr, b1, b2, eps, wd);
-    else { dl_set_error("dl_model_load: unknown optimizer kind '%s'", kind); return NULL; }
+    if (strcmp(kind, "sgd") == 0) {
+        h.momentum = mom, h.weight_decay = wd, h.nesterov = (int)dl__meta_num(st, "nesterov", 0);
+        o = dl_optim_new(DL_OPTIM_SGD, &h);
+    } else if (strcmp(kind, "rmsprop") == 0) {
+        double alpha = dl__meta_num(st, "alpha", 0.99);
+        h.alpha = alpha != 0 ? alpha : DL_ZERO, h.eps = eps != 0 ? eps : DL_ZERO, h.momentum = mom;
+        h.centered = (int)dl__meta_num(st, "centered", 0);
+        o = dl_optim_new(DL_OPTIM_RMSPROP, &h);
+    } else if (strcmp(kind, "adagrad") == 0) {
+        h.initial_accumulator = dl__meta_num(st, "initial_accumulator", 0), h.eps = eps != 0 ? eps : DL_ZERO;
+        o = dl_optim_new(DL_OPTIM_ADAGRAD, &h);
+    } else if (strcmp(kind, "adam") == 0 || strcmp(kind, "adamw") == 0) {
+        int w = strcmp(kind, "adamw") == 0;
+        h.beta1 = b1 != 0 ? b1 : DL_ZERO, h.beta2 = b2 != 0 ? b2 : DL_ZERO, h.eps = eps != 0 ? eps : DL_ZERO;
+        if (w) h.weight_decay = wd != 0 ? wd : DL_ZERO;
+        o = dl_optim_new(w ? DL_OPTIM_ADAMW : DL_OPTIM_ADAM, &h);
+    } else { dl_set_error("dl_model_load: unknown optimizer kind '%s'", kind); return NULL; }
     if (o && dl_optim_set_clip(o, dl__meta_num(st, "max_norm", 0), dl__meta_num(st, "clip_value", 0)) != 0) {
         dl_optim_free(o);
         return NULL;
@@ -3898,7 +3911,7 @@ static dl_optim *dl__optim_from_meta(const dl_safetensors *st) {
 
 /* Puts the optimizer state embedded in st back into m's (bound) optimizer. */
 static int dl__load_optim_state(dl_model *m, const dl_safetensors *st) {
-    int n = dl_safetensors_count(st), nm = dl_safetensors_meta_count(st), nt = 0, nk = 0, i, r = -1;
+    int n = dl_safetensors_num_tensors(st), nm = dl_safetensors_num_meta(st), nt = 0, nk = 0, i, r = -1;
     const char **names, **keys, **values;
     dl_tensor **ts;
     size_t size;
@@ -3934,7 +3947,7 @@ static dl_model *dl__model_from(const dl_safetensors *st) {
     dl_model *m = NULL;
     int n_layers = 0, cap = 0, functional = -1, n_syms = 0, n_in = 0, in_ndim = -1, in_shape[DL_MAX_DIMS], i, ok = 0;
     int outs[DL__MAX_IO], n_out = 0, lines = 0;
-    dl_dtype in_dtype = DL_F32;
+    dl_dtype in_dtype = DL_DTYPE_F32;
     if (!fmt || strcmp(fmt, DL__MODEL_FORMAT) != 0) {
         dl_set_error("dl_model_load: not a dl model file (dl.format is %s)", fmt ? fmt : "missing");
         return NULL;
@@ -3962,7 +3975,7 @@ static dl_model *dl__model_from(const dl_safetensors *st) {
         } else if (strcmp(word, "input") == 0) {
             int nd;
             while (*q == ' ') q++;
-            in_dtype = strncmp(q, "i32", 3) == 0 ? DL_I32 : DL_F32;
+            in_dtype = strncmp(q, "i32", 3) == 0 ? DL_DTYPE_I32 : DL_DTYPE_F32;
             if (!(q = dl__read_ints(dl__skip_word(q), 1, &nd, 0, DL_MAX_DIMS - 1)) ||
                 !(q = dl__read_ints(q, nd, in_shape, 1, INT_MAX))) { dl_set_error("dl_model_load: bad input line"); goto done; }
             in_ndim = nd;
@@ -4071,7 +4084,7 @@ static dl_model *dl__model_from(const dl_safetensors *st) {
                 dl_set_error("dl_model_load: bad dl.rng");
                 goto done;
             }
-            if ((l = dl_model_get_layer(m, name)) != NULL)
+            if ((l = dl_model_find_layer(m, name)) != NULL)
                 for (i = 0; i < 4; i++) l->rng.s[i] = (uint64_t)r[i];
             p += used;
             while (*p == '\n' || *p == ' ') p++;
@@ -4181,7 +4194,7 @@ static int dl__init_orthogonal(dl_tensor *t, dl_rng *r) {
     int rows, cols, m, n, i, j, k;
     double *a, *q, *vv, *rdiag;
     float *out;
-    if (!t || !r || t->dtype != DL_F32 || t->ndim != 2 || !dl_is_contiguous(t)) {
+    if (!t || !r || t->dtype != DL_DTYPE_F32 || t->ndim != 2 || !dl_is_contiguous(t)) {
         dl_set_error("dl_init_tensor: orthogonal needs a contiguous 2-d f32 tensor");
         return -1;
     }
@@ -4262,7 +4275,7 @@ static int dl__rnn_gates(int kind) { return kind == DL__RNN_LSTM ? 4 : kind == D
 /* x must be f32 [B, T, F] with T >= 1 (and F = the kernel's rows once built). */
 static int dl__rnn_check_input(const dl_layer *l, const dl_tensor *x) {
     char s[64];
-    if (x->dtype != DL_F32 || x->ndim != 3 || x->shape[1] < 1) {
+    if (x->dtype != DL_DTYPE_F32 || x->ndim != 3 || x->shape[1] < 1) {
         dl_set_error("%s (%s): expected an f32 input [batch, time, features] with time >= 1, got %s %s",
                      l->name, l->ops->kind, dl_dtype_name(x->dtype), dl_shape_str(x, s, sizeof s));
         return 0;
@@ -4444,7 +4457,7 @@ static dl_tensor *dl__rnn_cell(int lstm, int B, int U, dl_tensor *xw, int t, dl_
     shape[0] = 2;
     shape[1] = B;
     shape[2] = U;
-    y = dl_tmp_uninit(DL_F32, lstm ? 3 : 2, lstm ? shape : shape + 1);
+    y = dl_tmp_uninit(DL_DTYPE_F32, lstm ? 3 : 2, lstm ? shape : shape + 1);
     c.act = (float *)dl_arena_alloc(dl_arena_current(), sizeof(float) * (size_t)B * (size_t)(width + U));
     if (!c.x || (m && !c.m) || (prev && !c.prev) || !y || !c.act) return NULL;
     c.x += x_off;
@@ -4606,7 +4619,7 @@ static dl_model *dl__est_model(int kind, int F, int K, const dl_estimator_opts *
             if (dl__est_add(m, dl_Dense(o->hidden_units[i], act), name) != 0) goto fail;
             if (o->dropout > 0.0f && dl__est_add(m, dl_Dropout(o->dropout), NULL) != 0) goto fail;
         }
-    if (dl__est_add(m, dl_Dense(K, DL_LINEAR), "logits") != 0) goto fail;
+    if (dl__est_add(m, dl_Dense(K, DL_ACT_LINEAR), "logits") != 0) goto fail;
     if (dl_model_build(m, 1, &F) != 0) goto fail;
     if (kind != DL__EST_DNN_CLASSIFIER) {   /* TF's linear model starts at zero */
         dl_tensor *w[8];
@@ -4627,7 +4640,7 @@ static dl_model *dl__est_serving(const dl_estimator *e) {
     for (i = 0; i < n; i++)
         if (dl_sequential_add(s, dl_model_layer(e->model, i)) != 0) goto fail;
     if (e->n_classes == 2) {   /* z -> [0, z] -> softmax = [1 - sigmoid(z), sigmoid(z)] */
-        dl_layer *p = dl_Dense(2, DL_SOFTMAX);
+        dl_layer *p = dl_Dense(2, DL_ACT_SOFTMAX);
         if (dl__est_add(s, p, "probabilities") != 0) goto fail;
         if (dl_model_build(s, 1, &e->n_features) != 0) goto fail;
         dl_f32(dl_layer_weight(p, "kernel"))[0] = 0.0f;
@@ -4635,7 +4648,7 @@ static dl_model *dl__est_serving(const dl_estimator *e) {
         dl_fill(dl_layer_weight(p, "bias"), 0.0f);
         p->trainable = 0;
     } else {
-        if (e->n_classes > 2 && dl__est_add(s, dl_Activation(DL_SOFTMAX), "probabilities") != 0) goto fail;
+        if (e->n_classes > 2 && dl__est_add(s, dl_Activation(DL_ACT_SOFTMAX), "probabilities") != 0) goto fail;
         if (dl_model_build(s, 1, &e->n_features) != 0) goto fail;
     }
     return s;
@@ -4683,7 +4696,7 @@ static dl_estimator *dl__est_new(int kind, int F, const dl_estimator_opts *opts)
     int K, i, classifier = kind != DL__EST_LINEAR_REGRESSOR;
     if (opts) o = *opts; else memset(&o, 0, sizeof o);
     opt = o.optimizer;   /* ours from here on: freed on every failure */
-    act = o.activation == DL_LINEAR ? DL_RELU : o.activation;
+    act = o.activation == DL_ACT_LINEAR ? DL_ACT_RELU : o.activation;
     if (F <= 0) { dl_set_error("%s: n_features %d must be > 0", fn, F); goto fail; }
     if (classifier && o.n_classes == 0) o.n_classes = 2;
     if (classifier && o.n_classes < 2) { dl_set_error("%s: n_classes %d must be >= 2", fn, o.n_classes); goto fail; }
@@ -4694,18 +4707,23 @@ static dl_estimator *dl__est_new(int kind, int F, const dl_estimator_opts *opts)
         for (i = 0; i < o.n_hidden; i++)
             if (o.hidden_units[i] <= 0) { dl_set_error("%s: hidden_units[%d] = %d must be > 0", fn, i, o.hidden_units[i]); goto fail; }
         if (!(o.dropout >= 0.0f && o.dropout < 1.0f)) { dl_set_error("%s: dropout %g must be in [0, 1)", fn, (double)o.dropout); goto fail; }
-        if ((unsigned)act > (unsigned)DL_SOFTPLUS) { dl_set_error("%s: unknown activation %d", fn, (int)act); goto fail; }
+        if ((unsigned)act > (unsigned)DL_ACT_SOFTPLUS) { dl_set_error("%s: unknown activation %d", fn, (int)act); goto fail; }
     }
 #ifdef DL_NO_STDIO
     if (o.checkpoint) { dl_set_error("%s: checkpoints need stdio (built with DL_NO_STDIO)", fn); goto fail; }
 #endif
     if (!opt) {
         double lr = o.learning_rate > 0.0f ? (double)o.learning_rate : 0.05;
-        if (kind == DL__EST_DNN_CLASSIFIER) opt = dl_adagrad(lr, 0.1, 1e-7);
+        dl_optim_opts ao;
+        memset(&ao, 0, sizeof ao);
+        ao.initial_accumulator = 0.1;
+        if (kind == DL__EST_DNN_CLASSIFIER) ao.eps = 1e-7;
         else {   /* Ftrl(min(0.2, 1/sqrt(F))) without l1/l2 = Adagrad from zero weights */
             if (!(o.learning_rate > 0.0f)) lr = 1.0 / sqrt((double)F) < 0.2 ? 1.0 / sqrt((double)F) : 0.2;
-            opt = dl_adagrad(lr, 0.1, 0.0);
+            ao.eps = DL_ZERO;
         }
+        ao.lr = lr;
+        opt = dl_optim_new(DL_OPTIM_ADAGRAD, &ao);
         if (!opt) goto fail;
     }
     if (!(e = (dl_estimator *)DL_MALLOC(sizeof *e))) { dl_set_error("%s: out of memory", fn); goto fail; }
@@ -4783,7 +4801,7 @@ DLDEF long dl_estimator_global_step(const dl_estimator *e) { return e ? dl_optim
 static int dl__est_check_x(const char *fn, const dl_estimator *e, const dl_tensor *x) {
     char s[64];
     if (!e || !x) { dl_set_error("%s: NULL argument", fn); return -1; }
-    if (x->dtype != DL_F32 || x->device != DL_CPU || x->ndim < 2 || x->shape[0] < 1 ||
+    if (x->dtype != DL_DTYPE_F32 || x->device != DL_DEVICE_CPU || x->ndim < 2 || x->shape[0] < 1 ||
         x->numel / (size_t)x->shape[0] != (size_t)e->n_features) {
         dl_set_error("%s: x is %s; need f32 [N >= 1, %d] (or [N, ...] of %d values per sample)", fn,
                      dl_shape_str(x, s, sizeof s), e->n_features, e->n_features);
@@ -4800,12 +4818,12 @@ static int dl__est_check_data(const char *fn, const dl_estimator *e, const dl_da
     if (dl__est_check_x(fn, e, ds->x) != 0) return -1;
     if (ds->n != ds->x->shape[0]) { dl_set_error("%s: the data set says n = %d, x has %d samples", fn, ds->n, ds->x->shape[0]); return -1; }
     if (!(y = ds->y)) { dl_set_error("%s: the data set has no labels", fn); return -1; }
-    if (y->device != DL_CPU || y->numel != (size_t)ds->n || !dl_is_contiguous(y) || (y->dtype != DL_I32 && y->dtype != DL_F32)) {
+    if (y->device != DL_DEVICE_CPU || y->numel != (size_t)ds->n || !dl_is_contiguous(y) || (y->dtype != DL_DTYPE_I32 && y->dtype != DL_DTYPE_F32)) {
         dl_set_error("%s: labels must be i32 or f32 [%d]", fn, ds->n);
         return -1;
     }
     if (!e->n_classes) return 0;
-    if (y->dtype != DL_I32) { dl_set_error("%s: a classifier needs i32 class labels", fn); return -1; }
+    if (y->dtype != DL_DTYPE_I32) { dl_set_error("%s: a classifier needs i32 class labels", fn); return -1; }
     for (i = 0; i < ds->n; i++) {
         int32_t v = ((const int32_t *)y->data)[i];
         if (v < 0 || v >= e->n_classes) {
@@ -4832,7 +4850,7 @@ DLDEF int dl_estimator_train(dl_estimator *e, const dl_dataset *ds, long steps) 
     bo.shuffle = e->shuffle;
     bo.seed = e->seed;
     if (!(b = dl_batcher_new(ds, e->batch_size, &bo))) { dl__est_wrap(fn); return -1; }
-    len = dl_batcher_len(b);
+    len = dl_batcher_num_batches(b);
     if (len < 1) { dl_batcher_free(b); dl_set_error("%s: no batches", fn); return -1; }
     if (steps == 0) steps = len;
     gs = dl_estimator_global_step(e);
@@ -4927,7 +4945,7 @@ DLDEF int dl_estimator_evaluate(dl_estimator *e, const dl_dataset *ds, dl_logs *
     for (i = 0; i < n; i++) {
         const float *row = zs + (size_t)i * (size_t)K;
         if (e->n_classes == 0) {   /* squared error */
-            double t = ds->y->dtype == DL_F32 ? (double)dl_f32(ds->y)[i] : (double)dl_i32(ds->y)[i], d = row[0] - t;
+            double t = ds->y->dtype == DL_DTYPE_F32 ? (double)dl_f32(ds->y)[i] : (double)dl_i32(ds->y)[i], d = row[0] - t;
             loss += d * d;
             ysum += t;
             zsum += row[0];
@@ -4991,7 +5009,7 @@ DLDEF dl_tensor *dl_estimator_predict_classes(dl_estimator *e, const dl_tensor *
     if (!(z = dl_predict(e->model, x, e->batch_size))) { dl__est_wrap(fn); return NULL; }
     n = x->shape[0];
     K = (int)(z->numel / (size_t)n);
-    if ((c = dl_tensor_new(DL_I32, 1, &n)) != NULL)
+    if ((c = dl_tensor_new(DL_DTYPE_I32, 1, &n)) != NULL)
         for (i = 0; i < n; i++) {
             const float *row = dl_f32(z) + (size_t)i * (size_t)K;
             int pred = 0;

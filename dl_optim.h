@@ -10,7 +10,7 @@
    EXAMPLE: the loop of dl_tensor.h's example, with Adam and a cosine schedule
 
        dl_tensor *params[2] = {w, b};                       // persistent, requires_grad
-       dl_optim *opt = dl_adam(0.05, 0.9, 0.999, 1e-8);     // yours: dl_optim_free
+       dl_optim *opt = dl_adam(0.05);                        // yours: dl_optim_free
        if (!opt || dl_optim_add_params(opt, 2, params) != 0) { puts(dl_error()); return 1; }
        for (int step = 0; step < 500; step++) {
            dl_arena_reset(dl_arena_current());
@@ -22,8 +22,11 @@
        dl_optim_save(opt, "opt.safetensors");               // resume later with dl_optim_load
 
    CONTENTS
-       optimizers   dl_sgd (momentum, Nesterov, weight decay), dl_rmsprop (plain, centered,
-                    momentum), dl_adagrad, dl_adam, dl_adamw; step, zero_grad, lr get/set
+       optimizers   dl_optim_new(kind, &opts) with a dl_optim_opts whose zero fields take
+                    PyTorch's defaults, and dl_sgd / dl_rmsprop / dl_adagrad / dl_adam / dl_adamw
+                    (lr) for the rest at its defaults: SGD (momentum, Nesterov, weight decay),
+                    RMSprop (plain, centered, momentum), Adagrad, Adam, AdamW; step, zero_grad,
+                    lr get/set
        clipping     dl_clip_grad_norm (global L2 norm), dl_clip_grad_value, and the same applied
                     by the optimizer itself before every step (dl_optim_set_clip)
        schedules    pure functions of the step/epoch number (exact on resume): step,
@@ -67,7 +70,8 @@
        dl_tensor.h's DL_MALLOC/DL_FREE, DL_STATIC and DL_NO_STDIO (no dl_optim_save/load) apply.
 
    OWNERSHIP
-       dl_sgd/dl_rmsprop/dl_adagrad/dl_adam/dl_adamw return an optimizer you own: dl_optim_free.
+       dl_optim_new and its shortcuts (dl_sgd, ..., dl_adamw) return an optimizer you own:
+       dl_optim_free.
        It borrows the parameters given to dl_optim_add_params (they must outlive it) and owns
        its state buffers, which are allocated there, once: dl_optim_step never allocates.
        Parameters are persistent (dl_tensor_new), contiguous f32 CPU tensors with requires_grad;
@@ -75,8 +79,9 @@
        and their per-parameter step count does not advance, as in PyTorch).
 
    ERRORS
-       Constructors return NULL and set dl_error() for bad hyperparameters (lr < 0, a beta or
-       alpha outside [0, 1), eps < 0, momentum < 0, weight decay < 0, Nesterov without momentum).
+       Constructors return NULL and set dl_error() for bad hyperparameters (a NaN, infinite or
+       negative value, a beta or alpha outside [0, 1), Nesterov without momentum, a field the
+       kind does not use); dl_optim_set_lr refuses a NaN, infinite or negative rate.
        Functions returning int give 0 on success, -1 + dl_error() on failure. A failed
        dl_optim_load changes nothing: the file is validated (format, optimizer kind,
        hyperparameters, parameter count, every state tensor's name, dtype and shape) first.
@@ -101,28 +106,55 @@ extern "C" {
 #endif
 
 /* ---- Optimizers ----------------------------------------------------------------------------
-   All hyperparameters are explicit (PyTorch's defaults in brackets); they are doubles so that
-   0.99 means what it means in Python. */
+   One constructor for every kind, with an options struct in which 0 means "the default" (the
+   defaults are PyTorch's, whose update rules these are; see SEMANTICS above for Keras'), and a
+   shortcut per kind for the common case of a learning rate alone:
+
+       dl_optim *opt = dl_adam(1e-3);                        // the rest at its defaults
+       dl_optim_opts o = {0};                                // C and C++ alike
+       o.lr = 2.5e-4; o.alpha = 0.95; o.eps = 0.01; o.centered = 1;
+       dl_optim *rms = dl_optim_new(DL_OPTIM_RMSPROP, &o);
+
+   Hyperparameters are doubles so that 0.99 means what it means in Python. */
 typedef struct dl_optim dl_optim;
 typedef enum dl_optim_kind {
     DL_OPTIM_SGD = 0, DL_OPTIM_RMSPROP = 1, DL_OPTIM_ADAGRAD = 2, DL_OPTIM_ADAM = 3, DL_OPTIM_ADAMW = 4
 } dl_optim_kind;
 
-/* g += wd*p; v = momentum*v + g (v = g at a parameter's first step); g = nesterov ? g + momentum*v : v;
-   p -= lr*g.  [momentum 0, weight_decay 0, nesterov 0; Nesterov needs momentum > 0] */
-DLDEF dl_optim *dl_sgd(double lr, double momentum, double weight_decay, int nesterov);
-/* s = alpha*s + (1-alpha)*g^2; centered: a = alpha*a + (1-alpha)*g, d = sqrt(s - a^2) + eps, else
-   d = sqrt(s) + eps; momentum > 0: b = momentum*b + g/d, p -= lr*b; else p -= lr*g/d.
-   [lr 0.01, alpha 0.99, eps 1e-8, momentum 0, centered 0] */
-DLDEF dl_optim *dl_rmsprop(double lr, double alpha, double eps, double momentum, int centered);
-/* s += g^2 (s starts at initial_accumulator); p -= lr*g/(sqrt(s) + eps).
-   [lr 0.01, initial_accumulator 0, eps 1e-10] */
-DLDEF dl_optim *dl_adagrad(double lr, double initial_accumulator, double eps);
-/* m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2; p -= lr/(1-b1^t) * m/(sqrt(v)/sqrt(1-b2^t) + eps).
-   [lr 1e-3, beta1 0.9, beta2 0.999, eps 1e-8] */
-DLDEF dl_optim *dl_adam(double lr, double beta1, double beta2, double eps);
-/* p *= 1 - lr*weight_decay, then Adam.  [lr 1e-3, 0.9, 0.999, 1e-8, weight_decay 1e-2] */
-DLDEF dl_optim *dl_adamw(double lr, double beta1, double beta2, double eps, double weight_decay);
+/* Every field 0 = its default, in brackets; DL_ZERO (dl_tensor.h) asks for an exact 0 where
+   the default is not 0 (e.g. eps = DL_ZERO). A field that the kind does not use must stay 0
+   (dl_optim_new says which one was set).
+     SGD      g += wd*p; v = momentum*v + g (v = g at a parameter's first step);
+              g = nesterov ? g + momentum*v : v; p -= lr*g
+     RMSprop  s = alpha*s + (1-alpha)*g^2; centered: a = alpha*a + (1-alpha)*g,
+              d = sqrt(s - a^2) + eps, else d = sqrt(s) + eps; momentum > 0: b = momentum*b + g/d,
+              p -= lr*b; else p -= lr*g/d
+     Adagrad  s += g^2 (s starts at initial_accumulator); p -= lr*g/(sqrt(s) + eps)
+     Adam     m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2; p -= lr/(1-b1^t) * m/(sqrt(v)/sqrt(1-b2^t) + eps)
+     AdamW    p *= 1 - lr*weight_decay, then Adam */
+typedef struct dl_optim_opts {
+    double lr;                  /* [SGD 1e-2 (Keras'; PyTorch 1.13 has none), RMSprop 1e-2, Adagrad 1e-2, Adam/AdamW 1e-3] */
+    double momentum;            /* SGD, RMSprop [0] */
+    double weight_decay;        /* SGD: L2 added to the gradient [0]; AdamW: decoupled [1e-2] */
+    int nesterov;               /* SGD; needs momentum > 0 [0] */
+    double alpha;               /* RMSprop's smoothing constant, Keras' rho [0.99] */
+    int centered;               /* RMSprop [0] */
+    double initial_accumulator; /* Adagrad [0] */
+    double beta1, beta2;        /* Adam, AdamW [0.9, 0.999] */
+    double eps;                 /* RMSprop, Adagrad, Adam, AdamW [1e-8; Adagrad 1e-10] */
+    double max_norm;            /* clip the global gradient norm before each step, as dl_optim_set_clip [0: off] */
+    double clip_value;          /* clamp every gradient element to [-clip_value, clip_value] [0: off] */
+} dl_optim_opts;
+
+/* A new optimizer of `kind` (NULL opts = every default); yours: dl_optim_free. NULL + dl_error()
+   for a non-finite or negative value, a beta or alpha outside [0, 1), Nesterov without momentum,
+   or a field the kind does not use. */
+DLDEF dl_optim *dl_optim_new(dl_optim_kind kind, const dl_optim_opts *opts);
+DLDEF dl_optim *dl_sgd(double lr);       /* dl_optim_new(DL_OPTIM_SGD, {.lr = lr}); and so on */
+DLDEF dl_optim *dl_rmsprop(double lr);
+DLDEF dl_optim *dl_adagrad(double lr);
+DLDEF dl_optim *dl_adam(double lr);
+DLDEF dl_optim *dl_adamw(double lr);     /* weight decay 1e-2 */
 DLDEF void dl_optim_free(dl_optim *opt);                 /* NULL is fine; the parameters stay */
 
 /* Registers n parameters (borrowed) and allocates their state. May be called again to add
@@ -134,11 +166,11 @@ DLDEF int dl_optim_add_params(dl_optim *opt, int n, dl_tensor *const *params);
 DLDEF int dl_optim_step(dl_optim *opt);
 DLDEF void dl_optim_zero_grad(dl_optim *opt);            /* sets every parameter's grad to zeros */
 DLDEF double dl_optim_lr(const dl_optim *opt);
-DLDEF void dl_optim_set_lr(dl_optim *opt, double lr);   /* ignored when lr < 0 or NaN */
+DLDEF int dl_optim_set_lr(dl_optim *opt, double lr);    /* -1 + dl_error() (lr unchanged) unless finite and >= 0 */
 DLDEF long dl_optim_steps(const dl_optim *opt);          /* dl_optim_step calls so far (restored by load) */
-DLDEF dl_optim_kind dl_optim_get_kind(const dl_optim *opt);
+DLDEF dl_optim_kind dl_optim_type(const dl_optim *opt);
 DLDEF const char *dl_optim_kind_name(dl_optim_kind kind); /* "sgd", "rmsprop", "adagrad", "adam", "adamw" */
-DLDEF int dl_optim_param_count(const dl_optim *opt);
+DLDEF int dl_optim_num_params(const dl_optim *opt);    /* parameters added so far */
 /* Clipping done by dl_optim_step before the update: max_norm > 0 scales all gradients like
    dl_clip_grad_norm (global norm over this optimizer's parameters), then clip_value > 0 clamps
    them like dl_clip_grad_value. 0 turns either off (the default). 0 on success. */
@@ -267,78 +299,93 @@ static void dl__optim_bufnames(const dl_optim *o, const char *names[DL__OPT_MAXB
     }
 }
 
-static int dl__optim_bad(double v) { return v != v; }  /* NaN */
-
-static dl_optim *dl__optim_new(dl_optim_kind kind, const char *fn, double lr, double eps) {
-    dl_optim *o;
-    if (dl__optim_bad(lr) || lr < 0) { dl_set_error("%s: invalid learning rate %g", fn, lr); return NULL; }
-    if (dl__optim_bad(eps) || eps < 0) { dl_set_error("%s: invalid eps %g", fn, eps); return NULL; }
-    o = (dl_optim *)DL_MALLOC(sizeof(dl_optim));
-    if (!o) { dl_set_error("%s: out of memory", fn); return NULL; }
-    memset(o, 0, sizeof *o);
-    o->kind = kind;
-    o->lr = lr;
-    o->eps = eps;
-    return o;
-}
+static int dl__optim_bad(double v) { return !(v - v == 0); }  /* NaN or infinite */
 
 static int dl__optim_unit(const char *fn, const char *what, double v) { /* v in [0, 1) */
     if (dl__optim_bad(v) || v < 0 || v >= 1) { dl_set_error("%s: invalid %s %g (need 0 <= %s < 1)", fn, what, v, what); return 0; }
     return 1;
 }
 static int dl__optim_nonneg(const char *fn, const char *what, double v) {
-    if (dl__optim_bad(v) || v < 0) { dl_set_error("%s: invalid %s %g (need >= 0)", fn, what, v); return 0; }
+    if (dl__optim_bad(v) || v < 0) { dl_set_error("%s: invalid %s %g (need a finite value >= 0)", fn, what, v); return 0; }
     return 1;
 }
 
-DLDEF dl_optim *dl_sgd(double lr, double momentum, double weight_decay, int nesterov) {
+/* Builds an optimizer from complete hyperparameters (no defaults filled in here: dl_optim_new
+   does that, and dl_optim_parse passes a file's exact values). */
+static dl_optim *dl__optim_make(dl_optim_kind kind, const char *fn, const dl_optim_opts *h) {
     dl_optim *o;
-    if (!dl__optim_nonneg("dl_sgd", "momentum", momentum) || !dl__optim_nonneg("dl_sgd", "weight_decay", weight_decay)) return NULL;
-    if (nesterov && momentum <= 0) { dl_set_error("dl_sgd: Nesterov momentum needs momentum > 0"); return NULL; }
-    o = dl__optim_new(DL_OPTIM_SGD, "dl_sgd", lr, 0);
-    if (!o) return NULL;
-    o->momentum = momentum;
-    o->weight_decay = weight_decay;
-    o->nesterov = nesterov != 0;
+    if ((int)kind < 0 || (int)kind > DL_OPTIM_ADAMW) { dl_set_error("%s: unknown optimizer kind %d", fn, (int)kind); return NULL; }
+    if (!dl__optim_nonneg(fn, "learning rate", h->lr) || !dl__optim_nonneg(fn, "eps", h->eps) ||
+        !dl__optim_nonneg(fn, "momentum", h->momentum) || !dl__optim_nonneg(fn, "weight_decay", h->weight_decay) ||
+        !dl__optim_nonneg(fn, "initial_accumulator", h->initial_accumulator) ||
+        !dl__optim_nonneg(fn, "max_norm", h->max_norm) || !dl__optim_nonneg(fn, "clip_value", h->clip_value))
+        return NULL;
+    if (kind == DL_OPTIM_RMSPROP && !dl__optim_unit(fn, "alpha", h->alpha)) return NULL;
+    if ((kind == DL_OPTIM_ADAM || kind == DL_OPTIM_ADAMW) &&
+        (!dl__optim_unit(fn, "beta1", h->beta1) || !dl__optim_unit(fn, "beta2", h->beta2))) return NULL;
+    if (kind == DL_OPTIM_SGD && h->nesterov && h->momentum <= 0) { dl_set_error("%s: Nesterov momentum needs momentum > 0", fn); return NULL; }
+    o = (dl_optim *)DL_MALLOC(sizeof(dl_optim));
+    if (!o) { dl_set_error("%s: out of memory", fn); return NULL; }
+    memset(o, 0, sizeof *o);
+    o->kind = kind;
+    o->lr = h->lr;
+    o->momentum = h->momentum;
+    o->weight_decay = h->weight_decay;
+    o->nesterov = h->nesterov != 0;
+    o->alpha = h->alpha;
+    o->centered = h->centered != 0;
+    o->initial_acc = h->initial_accumulator;
+    o->beta1 = h->beta1;
+    o->beta2 = h->beta2;
+    o->eps = kind == DL_OPTIM_SGD ? 0 : h->eps;
+    o->max_norm = h->max_norm;
+    o->clip_value = h->clip_value;
     return o;
 }
 
-DLDEF dl_optim *dl_rmsprop(double lr, double alpha, double eps, double momentum, int centered) {
-    dl_optim *o;
-    if (!dl__optim_unit("dl_rmsprop", "alpha", alpha) || !dl__optim_nonneg("dl_rmsprop", "momentum", momentum)) return NULL;
-    o = dl__optim_new(DL_OPTIM_RMSPROP, "dl_rmsprop", lr, eps);
-    if (!o) return NULL;
-    o->alpha = alpha;
-    o->momentum = momentum;
-    o->centered = centered != 0;
-    return o;
+DLDEF dl_optim *dl_optim_new(dl_optim_kind kind, const dl_optim_opts *opts) {
+    /* Which fields each kind reads: SGD, RMSprop, Adagrad, Adam, AdamW. */
+    static const char *const fields[5] = {
+        "lr momentum weight_decay nesterov", "lr momentum alpha centered eps", "lr initial_accumulator eps",
+        "lr beta1 beta2 eps", "lr weight_decay beta1 beta2 eps"};
+    static const double lr0[5] = {1e-2, 1e-2, 1e-2, 1e-3, 1e-3};
+    dl_optim_opts h;
+    const char *used;
+    if ((int)kind < 0 || (int)kind > DL_OPTIM_ADAMW) { dl_set_error("dl_optim_new: unknown optimizer kind %d", (int)kind); return NULL; }
+    memset(&h, 0, sizeof h);
+    if (opts) h = *opts;
+    used = fields[kind];
+#define DL__OPT_UNUSED(f)                                                                              \
+    if (h.f != 0 && !strstr(used, #f)) {                                                               \
+        dl_set_error("dl_optim_new: %s does not use " #f " (it takes: %s)", dl_optim_kind_name(kind), used); \
+        return NULL;                                                                                   \
+    }
+    DL__OPT_UNUSED(momentum) DL__OPT_UNUSED(weight_decay) DL__OPT_UNUSED(nesterov) DL__OPT_UNUSED(alpha)
+    DL__OPT_UNUSED(centered) DL__OPT_UNUSED(initial_accumulator) DL__OPT_UNUSED(beta1) DL__OPT_UNUSED(beta2)
+    DL__OPT_UNUSED(eps)
+#undef DL__OPT_UNUSED
+#define DL__OPT_DEFAULT(f, v) if (h.f == 0 && !signbit(h.f)) h.f = (v); else if (h.f == 0) h.f = 0;
+    DL__OPT_DEFAULT(lr, lr0[kind])
+    if (kind == DL_OPTIM_RMSPROP) { DL__OPT_DEFAULT(alpha, 0.99) }
+    if (kind == DL_OPTIM_ADAM || kind == DL_OPTIM_ADAMW) { DL__OPT_DEFAULT(beta1, 0.9) DL__OPT_DEFAULT(beta2, 0.999) }
+    if (kind == DL_OPTIM_ADAMW) { DL__OPT_DEFAULT(weight_decay, 1e-2) }
+    if (kind != DL_OPTIM_SGD) { DL__OPT_DEFAULT(eps, kind == DL_OPTIM_ADAGRAD ? 1e-10 : 1e-8) }
+#undef DL__OPT_DEFAULT
+    return dl__optim_make(kind, "dl_optim_new", &h);
 }
 
-DLDEF dl_optim *dl_adagrad(double lr, double initial_accumulator, double eps) {
-    dl_optim *o;
-    if (!dl__optim_nonneg("dl_adagrad", "initial_accumulator", initial_accumulator)) return NULL;
-    o = dl__optim_new(DL_OPTIM_ADAGRAD, "dl_adagrad", lr, eps);
-    if (!o) return NULL;
-    o->initial_acc = initial_accumulator;
-    return o;
+static dl_optim *dl__optim_lr_only(dl_optim_kind kind, double lr) {
+    dl_optim_opts o;
+    memset(&o, 0, sizeof o);
+    o.lr = lr;
+    if (lr == 0) { dl_set_error("dl_%s: learning rate 0 (need > 0)", dl_optim_kind_name(kind)); return NULL; }
+    return dl_optim_new(kind, &o);
 }
-
-static dl_optim *dl__adam(dl_optim_kind kind, const char *fn, double lr, double beta1, double beta2, double eps, double wd) {
-    dl_optim *o;
-    if (!dl__optim_unit(fn, "beta1", beta1) || !dl__optim_unit(fn, "beta2", beta2) || !dl__optim_nonneg(fn, "weight_decay", wd)) return NULL;
-    o = dl__optim_new(kind, fn, lr, eps);
-    if (!o) return NULL;
-    o->beta1 = beta1;
-    o->beta2 = beta2;
-    o->weight_decay = wd;
-    return o;
-}
-DLDEF dl_optim *dl_adam(double lr, double beta1, double beta2, double eps) {
-    return dl__adam(DL_OPTIM_ADAM, "dl_adam", lr, beta1, beta2, eps, 0);
-}
-DLDEF dl_optim *dl_adamw(double lr, double beta1, double beta2, double eps, double weight_decay) {
-    return dl__adam(DL_OPTIM_ADAMW, "dl_adamw", lr, beta1, beta2, eps, weight_decay);
-}
+DLDEF dl_optim *dl_sgd(double lr) { return dl__optim_lr_only(DL_OPTIM_SGD, lr); }
+DLDEF dl_optim *dl_rmsprop(double lr) { return dl__optim_lr_only(DL_OPTIM_RMSPROP, lr); }
+DLDEF dl_optim *dl_adagrad(double lr) { return dl__optim_lr_only(DL_OPTIM_ADAGRAD, lr); }
+DLDEF dl_optim *dl_adam(double lr) { return dl__optim_lr_only(DL_OPTIM_ADAM, lr); }
+DLDEF dl_optim *dl_adamw(double lr) { return dl__optim_lr_only(DL_OPTIM_ADAMW, lr); }
 
 DLDEF void dl_optim_free(dl_optim *o) {
     int i, k;
@@ -357,7 +404,7 @@ DLDEF int dl_optim_add_params(dl_optim *o, int n, dl_tensor *const *params) {
     for (i = 0; i < n; i++) {
         dl_tensor *t = params[i];
         if (!t) { dl_set_error("dl_optim_add_params: parameter %d is NULL", i); return -1; }
-        if (t->dtype != DL_F32 || t->device != DL_CPU || !dl_is_contiguous(t)) {
+        if (t->dtype != DL_DTYPE_F32 || t->device != DL_DEVICE_CPU || !dl_is_contiguous(t)) {
             dl_set_error("dl_optim_add_params: parameter %d must be a contiguous f32 CPU tensor", i);
             return -1;
         }
@@ -383,7 +430,7 @@ DLDEF int dl_optim_add_params(dl_optim *o, int n, dl_tensor *const *params) {
         q->p = params[i];
         for (k = 0; k < DL__OPT_MAXBUF; k++) {
             if (!names[k]) continue;
-            q->buf[k] = dl_tensor_new(DL_F32, params[i]->ndim, params[i]->shape);
+            q->buf[k] = dl_tensor_new(DL_DTYPE_F32, params[i]->ndim, params[i]->shape);
             if (!q->buf[k]) {
                 int m;
                 for (j = 0; j <= i; j++)
@@ -405,10 +452,15 @@ DLDEF void dl_optim_zero_grad(dl_optim *o) {
 }
 
 DLDEF double dl_optim_lr(const dl_optim *o) { return o ? o->lr : 0; }
-DLDEF void dl_optim_set_lr(dl_optim *o, double lr) { if (o && lr >= 0) o->lr = lr; }
+DLDEF int dl_optim_set_lr(dl_optim *o, double lr) {
+    if (!o) { dl_set_error("dl_optim_set_lr: NULL optimizer"); return -1; }
+    if (!dl__optim_nonneg("dl_optim_set_lr", "learning rate", lr)) return -1;
+    o->lr = lr;
+    return 0;
+}
 DLDEF long dl_optim_steps(const dl_optim *o) { return o ? o->steps : 0; }
-DLDEF dl_optim_kind dl_optim_get_kind(const dl_optim *o) { return o ? o->kind : DL_OPTIM_SGD; }
-DLDEF int dl_optim_param_count(const dl_optim *o) { return o ? o->n : 0; }
+DLDEF dl_optim_kind dl_optim_type(const dl_optim *o) { return o ? o->kind : DL_OPTIM_SGD; }
+DLDEF int dl_optim_num_params(const dl_optim *o) { return o ? o->n : 0; }
 
 DLDEF int dl_optim_set_clip(dl_optim *o, double max_norm, double clip_value) {
     if (!o) { dl_set_error("dl_optim_set_clip: NULL optimizer"); return -1; }
@@ -864,8 +916,8 @@ static int dl__optim_restore(dl_optim *o, const dl_safetensors *st, const char *
     }
     dl__optim_bufnames(o, bn);
     for (k = 0; k < DL__OPT_MAXBUF; k++) nb += bn[k] != NULL;
-    if (dl_safetensors_count(st) != o->n * nb) {
-        dl_set_error("%s: the file has %d tensors, expected %d", fn, dl_safetensors_count(st), o->n * nb);
+    if (dl_safetensors_num_tensors(st) != o->n * nb) {
+        dl_set_error("%s: the file has %d tensors, expected %d", fn, dl_safetensors_num_tensors(st), o->n * nb);
         return -1;
     }
     for (i = 0; i < o->n; i++) {
@@ -877,7 +929,7 @@ static int dl__optim_restore(dl_optim *o, const dl_safetensors *st, const char *
             snprintf(name, sizeof name, "state.%d.%s", i, bn[k]);
             t = dl_safetensors_get(st, name);
             if (!t) { dl_set_error("%s: %s is missing", fn, name); return -1; }
-            if (t->dtype != DL_F32 || !dl_same_shape(t, o->ps[i].p)) {
+            if (t->dtype != DL_DTYPE_F32 || !dl_same_shape(t, o->ps[i].p)) {
                 char a[64], b[64];
                 dl_set_error("%s: %s is %s %s, the parameter is f32 %s", fn, name, dl_dtype_name(t->dtype),
                              dl_shape_str(t, a, sizeof a), dl_shape_str(o->ps[i].p, b, sizeof b));

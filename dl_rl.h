@@ -29,8 +29,8 @@
        dl_env *env = dl_env_cartpole();
        dl_dqn_opts o = dl_dqn_defaults();                      // 500k steps, buffer 10k, ...
        o.max_grad_norm = 10;
-       dl_model *q = dl_sequential(dl_Dense(120, DL_RELU), dl_Dense(84, DL_RELU), dl_Dense(2, DL_LINEAR));
-       dl_dqn *agent = dl_dqn_new(q, NULL, dl_adam(2.5e-4, 0.9, 0.999, 1e-8),
+       dl_model *q = dl_sequential(dl_Dense(120, DL_ACT_RELU), dl_Dense(84, DL_ACT_RELU), dl_Dense(2, DL_ACT_LINEAR));
+       dl_dqn *agent = dl_dqn_new(q, NULL, dl_adam(2.5e-4),
                                   &env->observation_space, 2, &o);   // takes over q and the optimizer
        dl_dqn_learn(agent, env, o.total_steps, NULL, NULL);
        printf("%.1f\n", dl_dqn_mean_return(agent, 100));       // ~490
@@ -442,7 +442,7 @@ typedef struct dl_dqn_opts {
 /* CleanRL's CartPole-v1 settings (its dqn.py defaults): 500000 steps, buffer 10000, batch 128,
    learning_starts 10000, train_freq 10, 1 gradient step, target copy every 500 steps (tau 1),
    gamma 0.99, epsilon 1 -> 0.05 over half the run, MSE, no clipping, no Double DQN, seed 1.
-   Pair it with dl_adam(2.5e-4, 0.9, 0.999, 1e-8). */
+   Pair it with dl_adam(2.5e-4). */
 DLDEF dl_dqn_opts dl_dqn_defaults(void);
 
 typedef struct dl_dqn dl_dqn;
@@ -1847,13 +1847,13 @@ static dl_tensor *dl__dqn_forward(dl_dqn *a, dl_model *net, int n, const float *
     dl_arena_reset(a->arena);
     shape[0] = n;
     for (i = 0; i < a->obs_ndim; i++) shape[1 + i] = a->obs_shape[i];
-    x = dl_tmp(DL_F32, 1 + a->obs_ndim, shape);
+    x = dl_tmp(DL_DTYPE_F32, 1 + a->obs_ndim, shape);
     if (x) memcpy(dl_f32(x), obs, (size_t)n * (size_t)a->obs_size * sizeof(float));
     grad = dl_no_grad(1);
     q = x ? dl_model_call(net, x, 0) : NULL;
     dl_no_grad(grad);
     dl_arena_use(prev);
-    if (q && (q->ndim != 2 || q->shape[0] != n || q->shape[1] != a->n_actions || q->dtype != DL_F32)) {
+    if (q && (q->ndim != 2 || q->shape[0] != n || q->shape[1] != a->n_actions || q->dtype != DL_DTYPE_F32)) {
         dl_set_error("dl_dqn: the Q network gives shape [%d, %d], not [%d, %d]", q->shape[0],
                      q->ndim > 1 ? q->shape[1] : 0, n, a->n_actions);
         return NULL;
@@ -2016,7 +2016,7 @@ static dl_tensor *dl__dqn_batch_obs(dl_dqn *a, const void *base) {
     dl_tensor *x;
     shape[0] = B;
     for (i = 0; i < a->obs_ndim; i++) shape[1 + i] = a->obs_shape[i];
-    if (!(x = dl_tmp(DL_F32, 1 + a->obs_ndim, shape))) return NULL;
+    if (!(x = dl_tmp(DL_DTYPE_F32, 1 + a->obs_ndim, shape))) return NULL;
     for (i = 0; i < B; i++) dl__replay_get_obs(a->replay, base, a->batch_idx[i], dl_f32(x) + (size_t)i * (size_t)a->obs_size);
     return x;
 }
@@ -2034,8 +2034,8 @@ static int dl__dqn_learn_batch(dl_dqn *a, double *loss_out) {
         ashape[0] = B; ashape[1] = 1;
         x = dl__dqn_batch_obs(a, rb->obs);
         nx = dl__dqn_batch_obs(a, rb->next_obs);
-        act = dl_tmp(DL_I32, 2, ashape);
-        y = dl_tmp(DL_F32, 2, ashape);
+        act = dl_tmp(DL_DTYPE_I32, 2, ashape);
+        y = dl_tmp(DL_DTYPE_F32, 2, ashape);
     }
     if (!x || !nx || !act || !y) goto done;
     /* TD targets, without a tape */
@@ -2166,7 +2166,7 @@ DLDEF dl_dqn *dl_dqn_load_policy(const char *path) {
     dl_arena *ar, *prev;
     int i, grad, full[DL_MAX_DIMS], n_actions = 0;
     if (!m) return NULL;
-    if (!m->built || m->in_dtype != DL_F32 || m->in_ndim < 1) {
+    if (!m->built || m->in_dtype != DL_DTYPE_F32 || m->in_ndim < 1) {
         dl_set_error("dl_dqn_load_policy: %s: not a Q network on float observations", path);
         dl_model_free(m);
         return NULL;
@@ -2180,7 +2180,7 @@ DLDEF dl_dqn *dl_dqn_load_policy(const char *path) {
     if (!(ar = dl_arena_new((size_t)1 << 16))) { dl_model_free(m); return NULL; }
     prev = dl_arena_use(ar);
     grad = dl_no_grad(1);
-    y = dl_model_call(m, dl_tmp(DL_F32, 1 + m->in_ndim, full), 0);
+    y = dl_model_call(m, dl_tmp(DL_DTYPE_F32, 1 + m->in_ndim, full), 0);
     if (y && y->ndim == 2) n_actions = y->shape[1];
     dl_no_grad(grad);
     dl_arena_use(prev);
@@ -2232,7 +2232,7 @@ static dl_tensor *dl__dqn_blob_model(dl_model *m, int with_opt) {
     dl_tensor *t;
     if (!n || n > (size_t)INT32_MAX) return NULL;
     shape[0] = (int)n;
-    if (!(t = dl_tensor_new(DL_U8, 1, shape))) return NULL;
+    if (!(t = dl_tensor_new(DL_DTYPE_U8, 1, shape))) return NULL;
     if (dl_model_serialize(m, with_opt, t->data, n) != n) { dl_tensor_free(t); return NULL; }
     return t;
 }
@@ -2250,16 +2250,16 @@ DLDEF int dl_dqn_save(dl_dqn *a, const dl_env *env, const char *path) {
     names[n] = "online"; if (!(t[n++] = dl__dqn_blob_model(a->online, 1))) goto done;
     names[n] = "target"; if (!(t[n++] = dl__dqn_blob_model(a->target, 0))) goto done;
     names[n] = "agent/obs";
-    if (!(t[n++] = dl_tensor_from(DL_F32, 1, &a->obs_size, a->obs))) goto done;
+    if (!(t[n++] = dl_tensor_from(DL_DTYPE_F32, 1, &a->obs_size, a->obs))) goto done;
     if (size > 0) {
         int os[2];
-        dl_dtype od = a->replay->obs_u8 ? DL_U8 : DL_F32;
+        dl_dtype od = a->replay->obs_u8 ? DL_DTYPE_U8 : DL_DTYPE_F32;
         os[0] = size; os[1] = a->obs_size;
         names[n] = "replay/obs"; if (!(t[n++] = dl_tensor_from(od, 2, os, a->replay->obs))) goto done;
         names[n] = "replay/next_obs"; if (!(t[n++] = dl_tensor_from(od, 2, os, a->replay->next_obs))) goto done;
-        names[n] = "replay/action"; if (!(t[n++] = dl_tensor_from(DL_I32, 1, &size, a->replay->action))) goto done;
-        names[n] = "replay/reward"; if (!(t[n++] = dl_tensor_from(DL_F32, 1, &size, a->replay->reward))) goto done;
-        names[n] = "replay/terminated"; if (!(t[n++] = dl_tensor_from(DL_U8, 1, &size, a->replay->terminated))) goto done;
+        names[n] = "replay/action"; if (!(t[n++] = dl_tensor_from(DL_DTYPE_I32, 1, &size, a->replay->action))) goto done;
+        names[n] = "replay/reward"; if (!(t[n++] = dl_tensor_from(DL_DTYPE_F32, 1, &size, a->replay->reward))) goto done;
+        names[n] = "replay/terminated"; if (!(t[n++] = dl_tensor_from(DL_DTYPE_U8, 1, &size, a->replay->terminated))) goto done;
     }
     dl__dqn_put_opts(opts_s, sizeof opts_s, &a->o);
     snprintf(counters, sizeof counters, "obs_shape %d %d %d %d %d actions %d step %ld updates %ld episodes %ld obs_valid %d ep_return %a replay_pos %d replay_size %d",
@@ -2333,28 +2333,28 @@ DLDEF dl_dqn *dl_dqn_load(const char *path, dl_env *env) {
         sp.shape[i] = sh[i]; sp.n *= sh[i];
     }
     os = sp.n;
-    if (!(t = dl__dqn_want(st, "online", DL_U8, -1, path)) || !(on = dl_model_parse(t->data, (size_t)t->numel))) goto fail;
-    if (!(t = dl__dqn_want(st, "target", DL_U8, -1, path)) || !(tg = dl_model_parse(t->data, (size_t)t->numel))) goto fail;
+    if (!(t = dl__dqn_want(st, "online", DL_DTYPE_U8, -1, path)) || !(on = dl_model_parse(t->data, (size_t)t->numel))) goto fail;
+    if (!(t = dl__dqn_want(st, "target", DL_DTYPE_U8, -1, path)) || !(tg = dl_model_parse(t->data, (size_t)t->numel))) goto fail;
     if (!on->compiled) { dl_set_error("dl_dqn_load: %s: the online network has no optimizer", path); goto fail; }
     a = dl__dqn_make(on, tg, NULL, &sp, actions, &o, 1);   /* the optimizer comes with `on` */
     on = tg = NULL;
     if (!a) goto fail;
-    if (!(t = dl__dqn_want(st, "agent/obs", DL_F32, os, path))) goto fail;
+    if (!(t = dl__dqn_want(st, "agent/obs", DL_DTYPE_F32, os, path))) goto fail;
     memcpy(a->obs, t->data, sizeof(float) * (size_t)os);
     if (size > 0) {
-        dl_dtype od = o.obs_u8 ? DL_U8 : DL_F32;
+        dl_dtype od = o.obs_u8 ? DL_DTYPE_U8 : DL_DTYPE_F32;
         size_t ob = (size_t)size * (size_t)os * (o.obs_u8 ? 1 : sizeof(float));
         if (!(t = dl__dqn_want(st, "replay/obs", od, (long)size * os, path))) goto fail;
         memcpy(a->replay->obs, t->data, ob);
         if (!(t = dl__dqn_want(st, "replay/next_obs", od, (long)size * os, path))) goto fail;
         memcpy(a->replay->next_obs, t->data, ob);
-        if (!(t = dl__dqn_want(st, "replay/action", DL_I32, size, path))) goto fail;
+        if (!(t = dl__dqn_want(st, "replay/action", DL_DTYPE_I32, size, path))) goto fail;
         memcpy(a->replay->action, t->data, sizeof(int32_t) * (size_t)size);
         for (i = 0; i < size; i++)
             if (a->replay->action[i] < 0 || a->replay->action[i] >= actions) { dl_set_error("dl_dqn_load: %s: bad action in the replay buffer", path); goto fail; }
-        if (!(t = dl__dqn_want(st, "replay/reward", DL_F32, size, path))) goto fail;
+        if (!(t = dl__dqn_want(st, "replay/reward", DL_DTYPE_F32, size, path))) goto fail;
         memcpy(a->replay->reward, t->data, sizeof(float) * (size_t)size);
-        if (!(t = dl__dqn_want(st, "replay/terminated", DL_U8, size, path))) goto fail;
+        if (!(t = dl__dqn_want(st, "replay/terminated", DL_DTYPE_U8, size, path))) goto fail;
         memcpy(a->replay->terminated, t->data, (size_t)size);
     }
     a->replay->size = size;

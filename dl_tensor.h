@@ -10,9 +10,9 @@
    EXAMPLE: fit y = 2x + 1 by gradient descent
 
        float xs[4] = {0, 1, 2, 3}, ys[4] = {1, 3, 5, 7};
-       dl_tensor *x = dl_tensor_from(DL_F32, 2, DL_SHAPE(4, 1), xs);    // yours: dl_tensor_free
-       dl_tensor *y = dl_tensor_from(DL_F32, 2, DL_SHAPE(4, 1), ys);
-       dl_tensor *w = dl_tensor_new(DL_F32, 2, DL_SHAPE(1, 1)), *b = dl_tensor_new(DL_F32, 1, DL_SHAPE(1));
+       dl_tensor *x = dl_tensor_from(DL_DTYPE_F32, 2, DL_SHAPE(4, 1), xs);    // yours: dl_tensor_free
+       dl_tensor *y = dl_tensor_from(DL_DTYPE_F32, 2, DL_SHAPE(4, 1), ys);
+       dl_tensor *w = dl_tensor_new(DL_DTYPE_F32, 2, DL_SHAPE(1, 1)), *b = dl_tensor_new(DL_DTYPE_F32, 1, DL_SHAPE(1));
        dl_set_requires_grad(w, 1); dl_set_requires_grad(b, 1);
        for (int step = 0; step < 500; step++) {
            dl_arena_reset(dl_arena_current());                 // last step's temporaries are gone
@@ -103,8 +103,13 @@ extern "C" {
 
 #define DL_MAX_DIMS 8          /* tensors have 0..DL_MAX_DIMS dimensions */
 
-typedef enum dl_dtype { DL_F32 = 0, DL_I32 = 1, DL_U8 = 2 } dl_dtype;
-typedef enum dl_device { DL_CPU = 0, DL_CUDA = 1 } dl_device;
+/* Options structs of the whole family: a field left 0 takes its default (so `= {0}` is every
+   default). A floating-point field whose default is not 0 is set to exactly zero with DL_ZERO,
+   negative zero: it compares equal to 0 in arithmetic, and its sign bit tells it from "unset". */
+#define DL_ZERO (-0.0)
+
+typedef enum dl_dtype { DL_DTYPE_F32 = 0, DL_DTYPE_I32 = 1, DL_DTYPE_U8 = 2 } dl_dtype;
+typedef enum dl_device { DL_DEVICE_CPU = 0, DL_DEVICE_CUDA = 1 } dl_device;
 
 typedef struct dl_tensor dl_tensor;
 typedef struct dl_node dl_node;
@@ -161,7 +166,7 @@ DLDEF dl_tensor *dl_tmp(dl_dtype dtype, int ndim, const int *shape);          /*
 DLDEF dl_tensor *dl_tmp_from(dl_dtype dtype, int ndim, const int *shape, const void *data);
 DLDEF dl_tensor *dl_full(int ndim, const int *shape, float value);            /* f32, arena */
 DLDEF dl_tensor *dl_scalar(float value);                                      /* 0-d f32, arena */
-#define DL_SHAPE(...) ((const int[]){__VA_ARGS__})   /* C only: dl_tmp(DL_F32, 2, DL_SHAPE(3, 4)) */
+#define DL_SHAPE(...) ((const int[]){__VA_ARGS__})   /* C only: dl_tmp(DL_DTYPE_F32, 2, DL_SHAPE(3, 4)) */
 
 DLDEF size_t dl_dtype_size(dl_dtype dtype);
 DLDEF const char *dl_dtype_name(dl_dtype dtype);
@@ -228,8 +233,8 @@ DLDEF const float *dl_contig_f32(const dl_tensor *t); /* t's data if contiguous,
 /* Finite-difference gradient check. f maps inputs to an output tensor; the check compares
    d(sum(w * f))/d(input) from dl_backward with central differences for random weights w, on
    every element of every f32 input that requires a gradient. eps <= 0 and tol <= 0 pick
-   defaults (1e-3, 1e-2). Returns 1 if |analytic - numeric| <= tol * (1 + |numeric|) for
-   every element, else 0 with the worst element described in dl_error(). */
+   defaults (1e-3, 1e-2). Returns 0 if |analytic - numeric| <= tol * (1 + |numeric|) for
+   every element, else -1 with the worst element described in dl_error(). */
 typedef dl_tensor *(*dl_gradcheck_fn)(dl_tensor **inputs, void *user);
 DLDEF int dl_gradcheck(dl_gradcheck_fn f, void *user, int n_in, dl_tensor **inputs, float eps, float tol);
 
@@ -241,17 +246,17 @@ DLDEF uint64_t dl_rng_u64(dl_rng *r);
 DLDEF float dl_rng_uniform(dl_rng *r);             /* [0, 1) */
 DLDEF float dl_rng_normal(dl_rng *r);              /* mean 0, std 1 */
 DLDEF int dl_rng_int(dl_rng *r, int n);            /* [0, n) without modulo bias */
-DLDEF void dl_rng_permutation(dl_rng *r, int *out, int n); /* a random permutation of 0..n-1 */
-DLDEF void dl_fill_uniform(dl_tensor *t, dl_rng *r, float lo, float hi);
-DLDEF void dl_fill_normal(dl_tensor *t, dl_rng *r, float mean, float std);
-DLDEF void dl_fill_truncated_normal(dl_tensor *t, dl_rng *r, float mean, float std); /* resampled beyond 2 std */
-DLDEF void dl_fill_bernoulli(dl_tensor *t, dl_rng *r, float p);  /* 1 with probability p, else 0 */
+DLDEF void dl_rng_permutation(dl_rng *r, int n, int *out); /* a random permutation of 0..n-1 */
+DLDEF void dl_fill_uniform(dl_tensor *t, float lo, float hi, dl_rng *r);
+DLDEF void dl_fill_normal(dl_tensor *t, float mean, float std, dl_rng *r);
+DLDEF void dl_fill_truncated_normal(dl_tensor *t, float mean, float std, dl_rng *r); /* resampled beyond 2 std */
+DLDEF void dl_fill_bernoulli(dl_tensor *t, float p, dl_rng *r);  /* 1 with probability p, else 0 */
 /* Initializers with Keras' definitions; fan_in/fan_out are given explicitly (for a conv:
    in_channels*kh*kw and out_channels*kh*kw). */
-DLDEF void dl_init_glorot_uniform(dl_tensor *t, dl_rng *r, int fan_in, int fan_out);  /* U(+-sqrt(6/(in+out))) */
-DLDEF void dl_init_glorot_normal(dl_tensor *t, dl_rng *r, int fan_in, int fan_out);   /* TN, std sqrt(2/(in+out)) */
-DLDEF void dl_init_he_uniform(dl_tensor *t, dl_rng *r, int fan_in);                   /* U(+-sqrt(6/in)) */
-DLDEF void dl_init_he_normal(dl_tensor *t, dl_rng *r, int fan_in);                    /* TN, std sqrt(2/in) */
+DLDEF void dl_init_glorot_uniform(dl_tensor *t, int fan_in, int fan_out, dl_rng *r);  /* U(+-sqrt(6/(in+out))) */
+DLDEF void dl_init_glorot_normal(dl_tensor *t, int fan_in, int fan_out, dl_rng *r);   /* TN, std sqrt(2/(in+out)) */
+DLDEF void dl_init_he_uniform(dl_tensor *t, int fan_in, dl_rng *r);                   /* U(+-sqrt(6/in)) */
+DLDEF void dl_init_he_normal(dl_tensor *t, int fan_in, dl_rng *r);                    /* TN, std sqrt(2/in) */
 /* ---- Matrix multiply (GEMM) and the thread pool ---------------------------------------------
 
    dl_sgemm: C = alpha * op(A) @ op(B) + beta * C, single precision, all matrices row-major.
@@ -280,7 +285,7 @@ DLDEF void dl_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, 
                     int lda, const float *b, int ldb, float beta, float *c, int ldc);
 
 DLDEF void dl_set_num_threads(int n);   /* n <= 0: back to the default. Not while work runs. */
-DLDEF int  dl_get_num_threads(void);
+DLDEF int  dl_num_threads(void);
 
 /* Runs fn(ctx, task) for task = 0 .. n_tasks-1 on the pool and returns when all are done. Tasks
    may run in any order and on any thread, so they must not allocate from a dl arena or touch
@@ -350,7 +355,7 @@ DLDEF dl_tensor *dl_max(dl_tensor *x, int naxes, const int *axes, int keepdim); 
 DLDEF dl_tensor *dl_var(dl_tensor *x, int naxes, const int *axes, int correction, int keepdim);
       /* torch.var: sum (x - mean)^2 / (N - correction); correction 1 = unbiased (torch's default),
          0 = population variance (Keras' / NumPy's default); dx = g 2 (x - mean) / (N - correction) */
-DLDEF dl_tensor *dl_argmax(dl_tensor *x, int axis, int keepdim); /* DL_I32; first maximal index, NaN counts
+DLDEF dl_tensor *dl_argmax(dl_tensor *x, int axis, int keepdim); /* DL_DTYPE_I32; first maximal index, NaN counts
                                                                     as the maximum (torch); not differentiable */
 DLDEF dl_tensor *dl_sum_all(dl_tensor *x);                 /* 0-d sum of every element */
 DLDEF dl_tensor *dl_mean_all(dl_tensor *x);                /* 0-d mean of every element */
@@ -362,13 +367,13 @@ DLDEF int dl_split(dl_tensor *x, int axis, int n, const int *sizes, dl_tensor **
       /* outs[i] = views (dl_slice) of sizes[i] consecutive entries along axis; sizes must add up to
          x->shape[axis]; sizes == NULL splits into n equal parts. Returns 0, or -1 with dl_error(). */
 DLDEF dl_tensor *dl_index_select(dl_tensor *x, int axis, dl_tensor *idx);
-      /* torch.index_select: idx is 1-D DL_I32 in [0, x->shape[axis]); x of any dtype;
+      /* torch.index_select: idx is 1-D DL_DTYPE_I32 in [0, x->shape[axis]); x of any dtype;
          out[.., k, ..] = x[.., idx[k], ..]; dx scatter-adds g (repeated indices accumulate) */
 DLDEF dl_tensor *dl_gather(dl_tensor *x, int axis, dl_tensor *idx);
-      /* torch.gather: idx DL_I32 with x's ndim, idx->shape[d] <= x->shape[d] for d != axis;
+      /* torch.gather: idx DL_DTYPE_I32 with x's ndim, idx->shape[d] <= x->shape[d] for d != axis;
          out has idx's shape, out[i][j][k] = x[i][idx[i][j][k]][k] (axis 1); dx scatter-adds g */
 DLDEF dl_tensor *dl_one_hot(dl_tensor *labels, int num_classes);
-      /* DL_I32 or DL_U8 labels of any shape -> f32 [..., num_classes]; num_classes -1 means
+      /* DL_DTYPE_I32 or DL_DTYPE_U8 labels of any shape -> f32 [..., num_classes]; num_classes -1 means
          max(labels) + 1 (torch); a label outside [0, num_classes) is an error */
 DLDEF dl_tensor *dl_cast(dl_tensor *x, dl_dtype dtype);
       /* a contiguous copy converted to dtype. To integers: truncated toward zero (NaN -> 0);
@@ -412,7 +417,7 @@ DLDEF dl_tensor *dl_log_softmax(dl_tensor *x, int axis);
 /* Losses: each returns a 0-d tensor, the mean over elements (torch reduction='mean', Keras'
    default). pred and target must have the same shape (no broadcasting). */
 
-/* torch.nn.functional.cross_entropy from logits: logits [N, C] with labels DL_I32 [N], or
+/* torch.nn.functional.cross_entropy from logits: logits [N, C] with labels DL_DTYPE_I32 [N], or
    logits [N, C, d1, ...] with labels [N, d1, ...]. A label of -100 is ignored (torch's default
    ignore_index) and left out of the mean; any other label outside [0, C) is an error. Keras:
    SparseCategoricalCrossentropy(from_logits=True). */
@@ -460,7 +465,7 @@ DLDEF dl_tensor *dl_instance_norm(dl_tensor *x, dl_tensor *gamma, dl_tensor *bet
    gives zeros. p outside [0, 1], or rng NULL while training, is an error. */
 DLDEF dl_tensor *dl_dropout(dl_tensor *x, float p, int training, dl_rng *rng);
 
-/* torch.nn.functional.embedding: weight [V, D] f32, indices DL_I32 of any shape with values in
+/* torch.nn.functional.embedding: weight [V, D] f32, indices DL_DTYPE_I32 of any shape with values in
    [0, V) -> [..., D] (indices' shape plus D). The gradient adds each output row into the weight
    row it came from (repeated indices accumulate). */
 DLDEF dl_tensor *dl_embedding(dl_tensor *weight, dl_tensor *indices);
@@ -579,10 +584,10 @@ DLDEF dl_safetensors *dl_safetensors_load(const char *path);  /* owned: dl_safet
 DLDEF dl_safetensors *dl_safetensors_parse(const void *bytes, size_t size); /* a whole file in memory (copied); owned */
 DLDEF void dl_safetensors_free(dl_safetensors *st);               /* NULL is fine */
 
-DLDEF int dl_safetensors_count(const dl_safetensors *st);        /* number of tensors */
+DLDEF int dl_safetensors_num_tensors(const dl_safetensors *st);        /* number of tensors */
 DLDEF const char *dl_safetensors_name(const dl_safetensors *st, int i); /* i-th name in bytewise sorted order; borrowed */
 DLDEF dl_tensor *dl_safetensors_get(const dl_safetensors *st, const char *name); /* borrowed, owned by st; NULL if absent */
-DLDEF int dl_safetensors_meta_count(const dl_safetensors *st);   /* number of __metadata__ entries */
+DLDEF int dl_safetensors_num_meta(const dl_safetensors *st);   /* number of __metadata__ entries */
 DLDEF const char *dl_safetensors_meta_key(const dl_safetensors *st, int i); /* i-th key, sorted; borrowed */
 DLDEF const char *dl_safetensors_meta(const dl_safetensors *st, const char *key); /* borrowed; NULL if absent */
 
@@ -804,18 +809,18 @@ static void *dl__tmp_alloc(size_t bytes) { return dl_arena_alloc(dl_arena_curren
 
 DLDEF size_t dl_dtype_size(dl_dtype dtype) {
     switch (dtype) {
-    case DL_F32: return 4;
-    case DL_I32: return 4;
-    case DL_U8: return 1;
+    case DL_DTYPE_F32: return 4;
+    case DL_DTYPE_I32: return 4;
+    case DL_DTYPE_U8: return 1;
     }
     return 0;
 }
 
 DLDEF const char *dl_dtype_name(dl_dtype dtype) {
     switch (dtype) {
-    case DL_F32: return "f32";
-    case DL_I32: return "i32";
-    case DL_U8: return "u8";
+    case DL_DTYPE_F32: return "f32";
+    case DL_DTYPE_I32: return "i32";
+    case DL_DTYPE_U8: return "u8";
     }
     return "?";
 }
@@ -834,7 +839,7 @@ static int dl__init_shape(dl_tensor *t, const char *op, dl_dtype dtype, int ndim
     }
     memset(t, 0, sizeof *t);
     t->dtype = dtype;
-    t->device = DL_CPU;
+    t->device = DL_DEVICE_CPU;
     t->ndim = ndim;
     for (i = ndim - 1; i >= 0; i--) t->shape[i] = shape[i];
     {
@@ -903,7 +908,7 @@ DLDEF dl_tensor *dl_tmp_from(dl_dtype dtype, int ndim, const int *shape, const v
 }
 
 DLDEF dl_tensor *dl_full(int ndim, const int *shape, float value) {
-    dl_tensor *t = dl_tmp_uninit(DL_F32, ndim, shape);
+    dl_tensor *t = dl_tmp_uninit(DL_DTYPE_F32, ndim, shape);
     size_t i;
     if (t) for (i = 0; i < t->numel; i++) ((float *)t->data)[i] = value;
     return t;
@@ -930,9 +935,9 @@ DLDEF int dl_same_shape(const dl_tensor *a, const dl_tensor *b) {
     return 1;
 }
 
-DLDEF float *dl_f32(const dl_tensor *t) { return t && t->dtype == DL_F32 ? (float *)t->data : NULL; }
-DLDEF int32_t *dl_i32(const dl_tensor *t) { return t && t->dtype == DL_I32 ? (int32_t *)t->data : NULL; }
-DLDEF uint8_t *dl_u8(const dl_tensor *t) { return t && t->dtype == DL_U8 ? (uint8_t *)t->data : NULL; }
+DLDEF float *dl_f32(const dl_tensor *t) { return t && t->dtype == DL_DTYPE_F32 ? (float *)t->data : NULL; }
+DLDEF int32_t *dl_i32(const dl_tensor *t) { return t && t->dtype == DL_DTYPE_I32 ? (int32_t *)t->data : NULL; }
+DLDEF uint8_t *dl_u8(const dl_tensor *t) { return t && t->dtype == DL_DTYPE_U8 ? (uint8_t *)t->data : NULL; }
 
 /* Offset in elements of a logical row-major flat index, through t's strides. */
 static ptrdiff_t dl__offset_of(const dl_tensor *t, size_t flat) {
@@ -948,19 +953,19 @@ static ptrdiff_t dl__offset_of(const dl_tensor *t, size_t flat) {
 
 static float dl__load(const dl_tensor *t, ptrdiff_t off) {
     switch (t->dtype) {
-    case DL_F32: return ((const float *)t->data)[off];
-    case DL_I32: return (float)((const int32_t *)t->data)[off];
-    case DL_U8: return (float)((const uint8_t *)t->data)[off];
+    case DL_DTYPE_F32: return ((const float *)t->data)[off];
+    case DL_DTYPE_I32: return (float)((const int32_t *)t->data)[off];
+    case DL_DTYPE_U8: return (float)((const uint8_t *)t->data)[off];
     }
     return 0.0f;
 }
 
 static void dl__store(dl_tensor *t, ptrdiff_t off, float v) {
     switch (t->dtype) {
-    case DL_F32: ((float *)t->data)[off] = v; break;
+    case DL_DTYPE_F32: ((float *)t->data)[off] = v; break;
     /* Converting an out-of-range float to an integer is undefined in C: saturate first. */
-    case DL_I32: ((int32_t *)t->data)[off] = v != v ? 0 : v >= 2147483520.0f ? INT32_MAX : v <= -2147483648.0f ? INT32_MIN : (int32_t)v; break;
-    case DL_U8: ((uint8_t *)t->data)[off] = v != v ? 0 : v >= 255.0f ? 255 : v <= 0.0f ? 0 : (uint8_t)v; break;
+    case DL_DTYPE_I32: ((int32_t *)t->data)[off] = v != v ? 0 : v >= 2147483520.0f ? INT32_MAX : v <= -2147483648.0f ? INT32_MIN : (int32_t)v; break;
+    case DL_DTYPE_U8: ((uint8_t *)t->data)[off] = v != v ? 0 : v >= 255.0f ? 255 : v <= 0.0f ? 0 : (uint8_t)v; break;
     }
 }
 
@@ -994,7 +999,7 @@ DLDEF void dl_set(dl_tensor *t, const int *index, float v) {
 DLDEF void dl_fill(dl_tensor *t, float value) {
     size_t i;
     if (!t) return;
-    if (dl_is_contiguous(t) && t->dtype == DL_F32) {
+    if (dl_is_contiguous(t) && t->dtype == DL_DTYPE_F32) {
         float *p = (float *)t->data;
         for (i = 0; i < t->numel; i++) p[i] = value;
     } else {
@@ -1044,7 +1049,7 @@ DLDEF int dl_copy(dl_tensor *dst, const dl_tensor *src) {
         dl__fail("dl_copy: shapes %s and %s differ", dl_shape_str(dst, a, sizeof a), dl_shape_str(src, b, sizeof b));
         return -1;
     }
-    if (dst->dtype == DL_F32 && src->dtype == DL_F32) {
+    if (dst->dtype == DL_DTYPE_F32 && src->dtype == DL_DTYPE_F32) {
         dl__strided_copy_f32((float *)dst->data, dst->strides, (const float *)src->data, src->strides, dst->ndim, dst->shape, 0);
     } else if (dst->dtype == src->dtype && dl_is_contiguous(dst) && dl_is_contiguous(src)) {
         memcpy(dst->data, src->data, dst->numel * dl_dtype_size(dst->dtype));
@@ -1070,7 +1075,7 @@ DLDEF dl_tensor *dl_tensor_clone(const dl_tensor *t) {
 DLDEF const float *dl_contig_f32(const dl_tensor *t) {
     float *p;
     ptrdiff_t strides[DL_MAX_DIMS];
-    if (!t || t->dtype != DL_F32) return (const float *)dl__fail("dl_contig_f32: need an f32 tensor");
+    if (!t || t->dtype != DL_DTYPE_F32) return (const float *)dl__fail("dl_contig_f32: need an f32 tensor");
     if (dl_is_contiguous(t)) return (const float *)t->data;
     p = (float *)dl__tmp_alloc(t->numel * sizeof(float));
     if (!p) return NULL;
@@ -1093,7 +1098,7 @@ DLDEF int dl_grad_enabled(void) { return !dl__no_grad_mode; }
 
 DLDEF void dl_set_requires_grad(dl_tensor *t, int on) {
     if (!t) return;
-    if (on && t->dtype != DL_F32) { dl__fail("dl_set_requires_grad: only f32 tensors can require a gradient"); return; }
+    if (on && t->dtype != DL_DTYPE_F32) { dl__fail("dl_set_requires_grad: only f32 tensors can require a gradient"); return; }
     t->requires_grad = on;
 }
 
@@ -1392,12 +1397,12 @@ DLDEF int dl_gradcheck(dl_gradcheck_fn f, void *user, int n_in, dl_tensor **inpu
     size_t j;
     double worst = -1;
     char worst_msg[256] = "";
-    if (!f || n_in <= 0 || !inputs) { dl__fail("dl_gradcheck: bad arguments"); return 0; }
-    for (i = 0; i < n_in; i++) if (!inputs[i]) { dl__fail("dl_gradcheck: input %d is NULL", i); return 0; }
+    if (!f || n_in <= 0 || !inputs) { dl__fail("dl_gradcheck: bad arguments"); return -1; }
+    for (i = 0; i < n_in; i++) if (!inputs[i]) { dl__fail("dl_gradcheck: input %d is NULL", i); return -1; }
     if (eps <= 0) eps = 1e-3f;
     if (tol <= 0) tol = 1e-2f;
     arena = dl_arena_new((size_t)1 << 20);
-    if (!arena) return 0;
+    if (!arena) return -1;
     prev_arena = dl_arena_use(arena);
     prev_nograd = dl_no_grad(0);
     dl_clear_error();
@@ -1413,7 +1418,7 @@ DLDEF int dl_gradcheck(dl_gradcheck_fn f, void *user, int n_in, dl_tensor **inpu
         dl__fail("dl_gradcheck: f failed: %s", why);
         goto done;
     }
-    if (y->dtype != DL_F32 || !y->requires_grad) { ok = 0; dl__fail("dl_gradcheck: output is not an f32 tensor that requires a gradient"); goto done; }
+    if (y->dtype != DL_DTYPE_F32 || !y->requires_grad) { ok = 0; dl__fail("dl_gradcheck: output is not an f32 tensor that requires a gradient"); goto done; }
     w = (float *)dl_arena_alloc(arena, y->numel * sizeof(float) + 4);
     analytic = (float **)dl_arena_alloc(arena, sizeof(float *) * (size_t)n_in);
     dl_rng_seed(&rng, 1234);
@@ -1422,7 +1427,7 @@ DLDEF int dl_gradcheck(dl_gradcheck_fn f, void *user, int n_in, dl_tensor **inpu
     /* Keep analytic gradients: later evaluations reuse the arena but not these copies. */
     for (i = 0; i < n_in; i++) {
         analytic[i] = NULL;
-        if (inputs[i]->dtype != DL_F32 || !inputs[i]->requires_grad) continue;
+        if (inputs[i]->dtype != DL_DTYPE_F32 || !inputs[i]->requires_grad) continue;
         analytic[i] = (float *)dl_arena_alloc(arena, inputs[i]->numel * sizeof(float) + 4);
         if (inputs[i]->grad) memcpy(analytic[i], inputs[i]->grad, inputs[i]->numel * sizeof(float));
         else memset(analytic[i], 0, inputs[i]->numel * sizeof(float));
@@ -1456,7 +1461,7 @@ done:
     for (i = 0; i < n_in; i++)
         if (!(inputs[i]->flags & DL__PERSISTENT)) inputs[i]->grad = NULL;
     dl_arena_free(arena);
-    return ok;
+    return ok ? 0 : -1;
 }
 
 /* ---- Random numbers ---- */
@@ -1504,7 +1509,7 @@ DLDEF int dl_rng_int(dl_rng *r, int n) {
     return (int)(x % (uint64_t)n);
 }
 
-DLDEF void dl_rng_permutation(dl_rng *r, int *out, int n) {
+DLDEF void dl_rng_permutation(dl_rng *r, int n, int *out) {
     int i;
     for (i = 0; i < n; i++) out[i] = i;
     for (i = n - 1; i > 0; i--) { /* Fisher-Yates */
@@ -1517,7 +1522,7 @@ DLDEF void dl_rng_permutation(dl_rng *r, int *out, int n) {
 static void dl__fill_each(dl_tensor *t, dl_rng *r, int kind, float a, float b) {
     size_t i;
     if (!t || !r) return;
-    if (t->dtype != DL_F32) { dl__fail("dl_fill: random fills need an f32 tensor"); return; }
+    if (t->dtype != DL_DTYPE_F32) { dl__fail("dl_fill: random fills need an f32 tensor"); return; }
     for (i = 0; i < t->numel; i++) {
         float v;
         if (kind == 0) v = a + (b - a) * dl_rng_uniform(r);
@@ -1528,28 +1533,28 @@ static void dl__fill_each(dl_tensor *t, dl_rng *r, int kind, float a, float b) {
     }
 }
 
-DLDEF void dl_fill_uniform(dl_tensor *t, dl_rng *r, float lo, float hi) { dl__fill_each(t, r, 0, lo, hi); }
-DLDEF void dl_fill_normal(dl_tensor *t, dl_rng *r, float mean, float std) { dl__fill_each(t, r, 1, mean, std); }
-DLDEF void dl_fill_truncated_normal(dl_tensor *t, dl_rng *r, float mean, float std) { dl__fill_each(t, r, 2, mean, std); }
-DLDEF void dl_fill_bernoulli(dl_tensor *t, dl_rng *r, float p) { dl__fill_each(t, r, 3, p, 0); }
+DLDEF void dl_fill_uniform(dl_tensor *t, float lo, float hi, dl_rng *r) { dl__fill_each(t, r, 0, lo, hi); }
+DLDEF void dl_fill_normal(dl_tensor *t, float mean, float std, dl_rng *r) { dl__fill_each(t, r, 1, mean, std); }
+DLDEF void dl_fill_truncated_normal(dl_tensor *t, float mean, float std, dl_rng *r) { dl__fill_each(t, r, 2, mean, std); }
+DLDEF void dl_fill_bernoulli(dl_tensor *t, float p, dl_rng *r) { dl__fill_each(t, r, 3, p, 0); }
 
 /* Keras' variance-scaling initializers divide the truncated normal's std by 0.8796..., the std
    of a unit normal truncated to [-2, 2], so the result has exactly the target variance. */
 #define DL__TRUNC_STD 0.87962566103423978f
 
-DLDEF void dl_init_glorot_uniform(dl_tensor *t, dl_rng *r, int fan_in, int fan_out) {
+DLDEF void dl_init_glorot_uniform(dl_tensor *t, int fan_in, int fan_out, dl_rng *r) {
     float limit = sqrtf(6.0f / (float)(fan_in + fan_out));
-    dl_fill_uniform(t, r, -limit, limit);
+    dl_fill_uniform(t, -limit, limit, r);
 }
-DLDEF void dl_init_glorot_normal(dl_tensor *t, dl_rng *r, int fan_in, int fan_out) {
-    dl_fill_truncated_normal(t, r, 0.0f, sqrtf(2.0f / (float)(fan_in + fan_out)) / DL__TRUNC_STD);
+DLDEF void dl_init_glorot_normal(dl_tensor *t, int fan_in, int fan_out, dl_rng *r) {
+    dl_fill_truncated_normal(t, 0.0f, sqrtf(2.0f / (float)(fan_in + fan_out)) / DL__TRUNC_STD, r);
 }
-DLDEF void dl_init_he_uniform(dl_tensor *t, dl_rng *r, int fan_in) {
+DLDEF void dl_init_he_uniform(dl_tensor *t, int fan_in, dl_rng *r) {
     float limit = sqrtf(6.0f / (float)fan_in);
-    dl_fill_uniform(t, r, -limit, limit);
+    dl_fill_uniform(t, -limit, limit, r);
 }
-DLDEF void dl_init_he_normal(dl_tensor *t, dl_rng *r, int fan_in) {
-    dl_fill_truncated_normal(t, r, 0.0f, sqrtf(2.0f / (float)fan_in) / DL__TRUNC_STD);
+DLDEF void dl_init_he_normal(dl_tensor *t, int fan_in, dl_rng *r) {
+    dl_fill_truncated_normal(t, 0.0f, sqrtf(2.0f / (float)fan_in) / DL__TRUNC_STD, r);
 }
 /* ==== GEMM: the one matrix multiply of the library ==========================================
 
@@ -2853,7 +2858,7 @@ DLDEF void dl_set_num_threads(int n) {
 #endif
 }
 
-DLDEF int dl_get_num_threads(void) {
+DLDEF int dl_num_threads(void) {
 #ifdef DL__THREADS
     int n;
     pthread_mutex_lock(&dl__threadpool_mutex);
@@ -2870,7 +2875,7 @@ DLDEF void dl_parallel_for(int n_tasks, dl_parallel_fn fn, void *ctx) {
 #ifdef DL__THREADS
     int threads;
     if (n_tasks <= 0) return;
-    threads = dl_get_num_threads();
+    threads = dl_num_threads();
     if (threads <= 1 || n_tasks == 1 || pthread_mutex_trylock(&dl__threadpool_dispatch) != 0) {
         dl__parallel_serial(n_tasks, fn, ctx);
         return;
@@ -3199,7 +3204,7 @@ DLDEF void dl_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, 
     job.alpha = alpha, job.beta = beta;
     job.a = a, job.b = b, job.c = c;
     job.lda = lda, job.ldb = ldb, job.ldc = ldc;
-    threads = flops >= DL__GEMM_PARALLEL_MIN_FLOPS ? dl_get_num_threads() : 1;
+    threads = flops >= DL__GEMM_PARALLEL_MIN_FLOPS ? dl_num_threads() : 1;
 
     if (trans_a && n <= DL__GEMM_TN_MAX_N && m > DL__GEMM_SMALL_M && job.kern->tn_small) {
         units = (m + DL__TN_CHUNK - 1) / DL__TN_CHUNK;
@@ -3242,13 +3247,13 @@ DLDEF void dl_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, 
 /* ---- Argument checks (each sets a message naming the op and returns 0 on failure) ---- */
 
 static int dl__check_cpu(const char *op, const dl_tensor *x) {
-    if (x->device != DL_CPU) { dl__fail("%s: tensor is not on the CPU", op); return 0; }
+    if (x->device != DL_DEVICE_CPU) { dl__fail("%s: tensor is not on the CPU", op); return 0; }
     return 1;
 }
 
 static int dl__check_f32(const char *op, const dl_tensor *x) {
     if (!dl__check_cpu(op, x)) return 0;
-    if (x->dtype != DL_F32) { dl__fail("%s: need an f32 tensor, got %s", op, dl_dtype_name(x->dtype)); return 0; }
+    if (x->dtype != DL_DTYPE_F32) { dl__fail("%s: need an f32 tensor, got %s", op, dl_dtype_name(x->dtype)); return 0; }
     return 1;
 }
 
@@ -3271,7 +3276,7 @@ static const void *dl__contig_data(const dl_tensor *t) {
     size_t i, es = dl_dtype_size(t->dtype);
     char *p;
     if (dl_is_contiguous(t)) return t->data;
-    if (t->dtype == DL_F32) return dl_contig_f32(t);
+    if (t->dtype == DL_DTYPE_F32) return dl_contig_f32(t);
     p = (char *)dl__tmp_alloc(t->numel * es);
     if (p) for (i = 0; i < t->numel; i++) memcpy(p + i * es, (const char *)t->data + dl__offset_of(t, i) * (ptrdiff_t)es, es);
     return p;
@@ -3479,7 +3484,7 @@ static dl_tensor *dl__binary(int op, dl_tensor *a, dl_tensor *b) {
     if (!a || !b) return NULL;
     if (!dl__check_f32(name, a) || !dl__check_f32(name, b)) return NULL;
     if (!dl__broadcast_shape(name, a, b, &nd, shape)) return NULL;
-    out = dl_tmp_uninit(DL_F32, nd, shape);
+    out = dl_tmp_uninit(DL_DTYPE_F32, nd, shape);
     if (!out) return NULL;
     dl__bcast_strides(a->ndim, a->shape, a->strides, nd, sa);
     dl__bcast_strides(b->ndim, b->shape, b->strides, nd, sb);
@@ -3546,7 +3551,7 @@ static dl_tensor *dl__unary(const char *name, int op, dl_tensor *xt, float p, fl
     if (!xt) return NULL;
     if (!dl__check_f32(name, xt)) return NULL;
     x = dl_contig_f32(xt);
-    out = dl_tmp_uninit(DL_F32, xt->ndim, xt->shape);
+    out = dl_tmp_uninit(DL_DTYPE_F32, xt->ndim, xt->shape);
     if (!x || !out) return NULL;
     y = (float *)out->data;
     len = out->numel;
@@ -3751,7 +3756,7 @@ static dl_tensor *dl__reduction(const char *name, int kind, dl_tensor *x, int na
     if (!dl__check_f32(name, x) || !dl__reduce_setup(name, x, naxes, axes, keepdim, &r)) return NULL;
     r.kind = kind;
     if (kind == 3 && r.count == 0) return (dl_tensor *)dl__fail("%s: cannot reduce over an empty axis", name);
-    out = dl_tmp_uninit(DL_F32, r.ndim, r.shape);
+    out = dl_tmp_uninit(DL_DTYPE_F32, r.ndim, r.shape);
     if (!out) return NULL;
     o = (float *)out->data;
     m = out->numel;
@@ -3802,7 +3807,7 @@ DLDEF dl_tensor *dl_argmax(dl_tensor *x, int axis, int keepdim) {
     if (!dl__check_f32("dl_argmax", x) || (axis = dl__axis("dl_argmax", axis, x->ndim)) < 0) return NULL;
     if (x->shape[axis] == 0) return (dl_tensor *)dl__fail("dl_argmax: cannot reduce over an empty axis");
     if (!dl__reduce_setup("dl_argmax", x, 1, &axis, keepdim, &r)) return NULL;
-    out = dl_tmp_uninit(DL_I32, r.ndim, r.shape);
+    out = dl_tmp_uninit(DL_DTYPE_I32, r.ndim, r.shape);
     if (!out) return NULL;
     o = (int32_t *)out->data;
     /* Walk x with the reduced axis squeezed to 1 (one visit per result) and scan along it. */
@@ -3915,12 +3920,12 @@ DLDEF int dl_split(dl_tensor *x, int axis, int n, const int *sizes, dl_tensor **
     return 0;
 }
 
-/* Checks idx (DL_I32, any strides) against [0, limit): returns idx's values contiguous, or NULL. */
+/* Checks idx (DL_DTYPE_I32, any strides) against [0, limit): returns idx's values contiguous, or NULL. */
 static const int32_t *dl__indices(const char *op, const dl_tensor *idx, int limit) {
     const int32_t *v;
     size_t i;
     if (!dl__check_cpu(op, idx)) return NULL;
-    if (idx->dtype != DL_I32) return (const int32_t *)dl__fail("%s: indices must be i32, got %s", op, dl_dtype_name(idx->dtype));
+    if (idx->dtype != DL_DTYPE_I32) return (const int32_t *)dl__fail("%s: indices must be i32, got %s", op, dl_dtype_name(idx->dtype));
     v = (const int32_t *)dl__contig_data(idx);
     if (!v) return NULL;
     for (i = 0; i < idx->numel; i++)
@@ -4030,7 +4035,7 @@ DLDEF dl_tensor *dl_gather(dl_tensor *x, int axis, dl_tensor *idx) {
                                          dl_shape_str(idx, s1, sizeof s1), dl_shape_str(x, s2, sizeof s2), d);
         }
     iv = dl__indices("dl_gather", idx, x->shape[axis]);
-    out = dl_tmp_uninit(DL_F32, idx->ndim, idx->shape);
+    out = dl_tmp_uninit(DL_DTYPE_F32, idx->ndim, idx->shape);
     if (!iv || !out) return NULL;
     dl__gather_pass(0, (float *)x->data, x->strides, axis, idx, iv, (float *)out->data);
     node = dl_record("gather", out, 1, &x, dl__gather_backward, sizeof(dl__shape_ctx));
@@ -4047,9 +4052,9 @@ DLDEF dl_tensor *dl_gather(dl_tensor *x, int axis, dl_tensor *idx) {
 static int32_t dl__load_i32(const dl_tensor *t, ptrdiff_t off) {
     float f;
     switch (t->dtype) {
-    case DL_I32: return ((const int32_t *)t->data)[off];
-    case DL_U8: return ((const uint8_t *)t->data)[off];
-    case DL_F32:
+    case DL_DTYPE_I32: return ((const int32_t *)t->data)[off];
+    case DL_DTYPE_U8: return ((const uint8_t *)t->data)[off];
+    case DL_DTYPE_F32:
         f = ((const float *)t->data)[off];
         if (f != f) return 0;
         if (f >= 2147483647.0f) return INT32_MAX;
@@ -4067,7 +4072,7 @@ DLDEF dl_tensor *dl_one_hot(dl_tensor *labels, int num_classes) {
     float *o;
     if (!labels) return NULL;
     if (!dl__check_cpu("dl_one_hot", labels)) return NULL;
-    if (labels->dtype != DL_I32 && labels->dtype != DL_U8)
+    if (labels->dtype != DL_DTYPE_I32 && labels->dtype != DL_DTYPE_U8)
         return (dl_tensor *)dl__fail("dl_one_hot: labels must be i32 or u8, got %s", dl_dtype_name(labels->dtype));
     if (labels->ndim >= DL_MAX_DIMS) return (dl_tensor *)dl__fail("dl_one_hot: labels have too many axes (%d)", labels->ndim);
     if (num_classes == -1) { /* infer max + 1 */
@@ -4081,7 +4086,7 @@ DLDEF dl_tensor *dl_one_hot(dl_tensor *labels, int num_classes) {
     if (num_classes < 1) return (dl_tensor *)dl__fail("dl_one_hot: num_classes must be >= 1 or -1, got %d", num_classes);
     memcpy(shape, labels->shape, sizeof(int) * (size_t)labels->ndim);
     shape[labels->ndim] = num_classes;
-    out = dl_tmp(DL_F32, labels->ndim + 1, shape);
+    out = dl_tmp(DL_DTYPE_F32, labels->ndim + 1, shape);
     if (!out) return NULL;
     o = (float *)out->data;
     for (i = 0; i < labels->numel; i++) {
@@ -4101,7 +4106,7 @@ DLDEF dl_tensor *dl_cast(dl_tensor *x, dl_dtype dtype) {
     if (dl_dtype_size(dtype) == 0) return (dl_tensor *)dl__fail("dl_cast: unknown dtype %d", (int)dtype);
     out = dl_tmp_uninit(dtype, x->ndim, x->shape);
     if (!out) return NULL;
-    if (dtype == DL_F32 && x->dtype == DL_F32) {
+    if (dtype == DL_DTYPE_F32 && x->dtype == DL_DTYPE_F32) {
         dl_copy(out, x);
         dl_record("cast", out, 1, &x, dl__copy_backward, 0); /* core's flat gradient add */
         return out;
@@ -4109,8 +4114,8 @@ DLDEF dl_tensor *dl_cast(dl_tensor *x, dl_dtype dtype) {
     contig = dl_is_contiguous(x);
     for (i = 0; i < x->numel; i++) {
         ptrdiff_t off = contig ? (ptrdiff_t)i : dl__offset_of(x, i);
-        if (dtype == DL_F32) ((float *)out->data)[i] = dl__load(x, off); /* i32 rounds to nearest float */
-        else if (dtype == DL_I32) ((int32_t *)out->data)[i] = dl__load_i32(x, off);
+        if (dtype == DL_DTYPE_F32) ((float *)out->data)[i] = dl__load(x, off); /* i32 rounds to nearest float */
+        else if (dtype == DL_DTYPE_I32) ((int32_t *)out->data)[i] = dl__load_i32(x, off);
         else ((uint8_t *)out->data)[i] = (uint8_t)dl__load_i32(x, off); /* modulo 256 */
     }
     return out;
@@ -4143,7 +4148,7 @@ DLDEF dl_tensor *dl_broadcast_to(dl_tensor *x, int ndim, const int *shape) {
                                          dl_shape_str(x, s, sizeof s), want, i + ndim - x->ndim);
         }
     }
-    out = dl_tmp_uninit(DL_F32, ndim, shape);
+    out = dl_tmp_uninit(DL_DTYPE_F32, ndim, shape);
     if (!out) return NULL;
     dl__bcast_strides(x->ndim, x->shape, x->strides, ndim, sx);
     dl__strided_copy_f32((float *)out->data, out->strides, (const float *)x->data, sx, ndim, shape, 0);
@@ -4154,8 +4159,8 @@ DLDEF dl_tensor *dl_broadcast_to(dl_tensor *x, int ndim, const int *shape) {
 
 /* 1 if x is an f32 tensor on the CPU; else sets "op: what ..." and returns 0. */
 static int dl__nn_check(const char *op, const dl_tensor *x, const char *what) {
-    if (x->device != DL_CPU) { dl__fail("%s: %s is not on the CPU", op, what); return 0; }
-    if (x->dtype != DL_F32) { dl__fail("%s: %s must be f32, got %s", op, what, dl_dtype_name(x->dtype)); return 0; }
+    if (x->device != DL_DEVICE_CPU) { dl__fail("%s: %s is not on the CPU", op, what); return 0; }
+    if (x->dtype != DL_DTYPE_F32) { dl__fail("%s: %s must be f32, got %s", op, what, dl_dtype_name(x->dtype)); return 0; }
     return 1;
 }
 
@@ -4294,7 +4299,7 @@ static void dl__gemm_batch_task(void *ctx, int task) {
 /* Runs the batch. Small GEMMs writing distinct C blocks run in parallel, one per thread; big
    ones in order, each threaded by dl_sgemm. Both give the same bits. */
 static void dl__gemm_batch_run(dl__gemm_batch *g) {
-    int d, distinct = 1, threads = dl_get_num_threads();
+    int d, distinct = 1, threads = dl_num_threads();
     dl__gemm_batch_simplify(g);
     g->count = 1;
     for (d = 0; d < g->nb; d++) {
@@ -4435,7 +4440,7 @@ static dl_tensor *dl__matmul(const char *op, dl_tensor *a, dl_tensor *b, int ta,
     }
     shape[nb] = c.m;
     shape[nb + 1] = c.n;
-    out = dl_tmp_uninit(DL_F32, nb + 2, shape);
+    out = dl_tmp_uninit(DL_DTYPE_F32, nb + 2, shape);
     if (!out || !dl__matmul_operand(a, nb, &c.a, c.sa) || !dl__matmul_operand(b, nb, &c.b, c.sb)) return NULL;
     dl__contig_strides(out->ndim, out->shape, so);
     dl__gemm_batch_init(&g, out, (float *)out->data, so, 0.0f);
@@ -4514,7 +4519,7 @@ DLDEF dl_tensor *dl_linear(dl_tensor *x, dl_tensor *w, dl_tensor *b) {
     c.rows = (int)rows;
     for (i = 0; i < x->ndim; i++) shape[i] = x->shape[i];
     shape[x->ndim - 1] = out;
-    y = dl_tmp_uninit(DL_F32, x->ndim, shape);
+    y = dl_tmp_uninit(DL_DTYPE_F32, x->ndim, shape);
     if (!y || !dl__read_mat(x, 0, &c.x) || !dl__read_mat(w, 0, &c.w)) return NULL;
     yp = (float *)y->data;
     if (b) { /* beta trick: every row starts as b, the GEMM adds x w */
@@ -4645,7 +4650,7 @@ static dl_tensor *dl__activation(const char *op, int kind, dl_tensor *x, float a
     a.kind = kind;
     a.alpha = alpha;
     a.x = dl_contig_f32(x);
-    y = dl_tmp_uninit(DL_F32, x->ndim, x->shape);
+    y = dl_tmp_uninit(DL_DTYPE_F32, x->ndim, x->shape);
     if (!a.x || !y) return NULL;
     a.out = (float *)y->data;
     a.y = a.out;
@@ -4761,7 +4766,7 @@ static dl_tensor *dl__softmax(const char *op, dl_tensor *x, int axis, int log_sp
     if (!dl__nn_check(op, x, "x") || !dl__split_axis(op, x, axis, &c.outer, &c.len, &c.inner)) return NULL;
     c.log_space = log_space;
     xs = dl_contig_f32(x);
-    y = dl_tmp_uninit(DL_F32, x->ndim, x->shape);
+    y = dl_tmp_uninit(DL_DTYPE_F32, x->ndim, x->shape);
     if (!xs || !y) return NULL;
     if (c.len > 0) dl__softmax_lines(&c, xs, (float *)y->data, NULL, NULL);
     nd = dl_record(op + 3, y, 1, &x, dl__softmax_backward, sizeof c);
@@ -4815,7 +4820,7 @@ DLDEF dl_tensor *dl_cross_entropy(dl_tensor *logits, dl_tensor *labels) {
     char sz[64], sl[64];
     if (!logits || !labels) return NULL;
     if (!dl__nn_check("dl_cross_entropy", logits, "logits")) return NULL;
-    if (labels->device != DL_CPU || labels->dtype != DL_I32)
+    if (labels->device != DL_DEVICE_CPU || labels->dtype != DL_DTYPE_I32)
         return (dl_tensor *)dl__fail("dl_cross_entropy: labels must be an i32 CPU tensor, got %s", dl_dtype_name(labels->dtype));
     ok = logits->ndim >= 2 && labels->ndim == logits->ndim - 1 && labels->shape[0] == logits->shape[0];
     for (i = 1; ok && i < labels->ndim; i++) ok = labels->shape[i] == logits->shape[i + 1];
@@ -4831,11 +4836,11 @@ DLDEF dl_tensor *dl_cross_entropy(dl_tensor *logits, dl_tensor *labels) {
     if (dl_is_contiguous(labels)) {
         c.label = (const int32_t *)labels->data;
     } else {
-        dl_tensor *copy = dl_tmp_uninit(DL_I32, labels->ndim, labels->shape);
+        dl_tensor *copy = dl_tmp_uninit(DL_DTYPE_I32, labels->ndim, labels->shape);
         if (!copy || dl_copy(copy, labels) != 0) return NULL;
         c.label = (const int32_t *)copy->data;
     }
-    loss = dl_tmp_uninit(DL_F32, 0, NULL);
+    loss = dl_tmp_uninit(DL_DTYPE_F32, 0, NULL);
     if (!c.z || !c.mx || !c.ls || !loss) return NULL;
     c.count = 0;
     for (o = 0; o < c.outer; o++)
@@ -4916,7 +4921,7 @@ static dl_tensor *dl__loss(const char *op, int kind, dl_tensor *pred, dl_tensor 
     c.delta = delta;
     c.p = dl_contig_f32(pred);
     c.t = dl_contig_f32(target);
-    loss = dl_tmp_uninit(DL_F32, 0, NULL);
+    loss = dl_tmp_uninit(DL_DTYPE_F32, 0, NULL);
     if (!c.p || !c.t || !loss) return NULL;
     n = pred->numel;
     switch (kind) {
@@ -5198,7 +5203,7 @@ static int dl__norm_init(dl__norm *c, const float *x, int A, int G, int B, float
     c->A = A; c->G = G; c->B = B; c->period = G ? G : 1; c->eps = eps; c->x = x;
     c->n_tasks = 1;
     if (total >= ((size_t)1 << 15) && G > 1) { /* big enough to be worth waking the pool */
-        c->n_tasks = 4 * dl_get_num_threads();
+        c->n_tasks = 4 * dl_num_threads();
         if (c->n_tasks > G) c->n_tasks = G;
     }
     c->s1 = (double *)dl__tmp_alloc(2 * (size_t)G * sizeof(double) + (6 * (size_t)G + 2 * (size_t)B) * sizeof(float));
@@ -5221,7 +5226,7 @@ static void dl__norm_backward(dl_node *n);
 
 static dl_tensor *dl__norm_forward(const char *op, dl__norm *c, dl_tensor *x, dl_tensor *gamma,
                                    dl_tensor *beta, int compute_stats) {
-    dl_tensor *in[3], *y = dl_tmp_uninit(DL_F32, x->ndim, x->shape);
+    dl_tensor *in[3], *y = dl_tmp_uninit(DL_DTYPE_F32, x->ndim, x->shape);
     dl_node *n;
     if (!y) return NULL;
     c->gamma = gamma ? dl_contig_f32(gamma) : NULL;
@@ -5279,8 +5284,8 @@ static int dl__check_shaped(const char *op, const char *name, const dl_tensor *t
     char s[64];
     int i, ok;
     if (!t) return 1;
-    if (t->device != DL_CPU) { dl__fail("%s: %s is not on the CPU", op, name); return 0; }
-    if (t->dtype != DL_F32) { dl__fail("%s: %s must be f32, got %s", op, name, dl_dtype_name(t->dtype)); return 0; }
+    if (t->device != DL_DEVICE_CPU) { dl__fail("%s: %s is not on the CPU", op, name); return 0; }
+    if (t->dtype != DL_DTYPE_F32) { dl__fail("%s: %s must be f32, got %s", op, name, dl_dtype_name(t->dtype)); return 0; }
     ok = t->ndim == ndim;
     for (i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
     if (!ok) {
@@ -5298,8 +5303,8 @@ static int dl__check_shaped(const char *op, const char *name, const dl_tensor *t
 /* 1 when x is an f32 CPU tensor with at least min_ndim dimensions. */
 static int dl__check_input(const char *op, const dl_tensor *x, int min_ndim) {
     char s[64];
-    if (x->device != DL_CPU) { dl__fail("%s: input is not on the CPU", op); return 0; }
-    if (x->dtype != DL_F32) { dl__fail("%s: input must be f32, got %s", op, dl_dtype_name(x->dtype)); return 0; }
+    if (x->device != DL_DEVICE_CPU) { dl__fail("%s: input is not on the CPU", op); return 0; }
+    if (x->dtype != DL_DTYPE_F32) { dl__fail("%s: input must be f32, got %s", op, dl_dtype_name(x->dtype)); return 0; }
     if (x->ndim < min_ndim) {
         dl__fail("%s: input %s needs at least %d dimensions", op, dl_shape_str(x, s, sizeof s), min_ndim);
         return 0;
@@ -5455,7 +5460,7 @@ DLDEF dl_tensor *dl_dropout(dl_tensor *x, float p, int training, dl_rng *rng) {
     if (!training || p == 0.0f) return x;
     if (!rng) return (dl_tensor *)dl__fail("%s: rng is NULL while training", op);
     xs = dl_contig_f32(x);
-    y = dl_tmp_uninit(DL_F32, x->ndim, x->shape);
+    y = dl_tmp_uninit(DL_DTYPE_F32, x->ndim, x->shape);
     keep = (uint8_t *)dl__tmp_alloc(x->numel);
     if (!xs || !y || !keep) return NULL;
     scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
@@ -5499,10 +5504,10 @@ DLDEF dl_tensor *dl_embedding(dl_tensor *weight, dl_tensor *indices) {
     size_t r;
     char s[64];
     if (!weight || !indices) return NULL;
-    if (weight->device != DL_CPU || indices->device != DL_CPU) return (dl_tensor *)dl__fail("%s: tensors are not on the CPU", op);
-    if (weight->dtype != DL_F32 || weight->ndim != 2)
+    if (weight->device != DL_DEVICE_CPU || indices->device != DL_DEVICE_CPU) return (dl_tensor *)dl__fail("%s: tensors are not on the CPU", op);
+    if (weight->dtype != DL_DTYPE_F32 || weight->ndim != 2)
         return (dl_tensor *)dl__fail("%s: weight must be a 2-d f32 tensor [V, D], got %s %s", op, dl_dtype_name(weight->dtype), dl_shape_str(weight, s, sizeof s));
-    if (indices->dtype != DL_I32) return (dl_tensor *)dl__fail("%s: indices must be i32, got %s", op, dl_dtype_name(indices->dtype));
+    if (indices->dtype != DL_DTYPE_I32) return (dl_tensor *)dl__fail("%s: indices must be i32, got %s", op, dl_dtype_name(indices->dtype));
     if (indices->ndim >= DL_MAX_DIMS) return (dl_tensor *)dl__fail("%s: indices have too many dimensions (%d)", op, indices->ndim);
     V = weight->shape[0];
     D = weight->shape[1];
@@ -5515,7 +5520,7 @@ DLDEF dl_tensor *dl_embedding(dl_tensor *weight, dl_tensor *indices) {
     for (i = 0; i < indices->ndim; i++) shape[i] = indices->shape[i];
     shape[indices->ndim] = D;
     w = dl_contig_f32(weight);
-    y = dl_tmp_uninit(DL_F32, indices->ndim + 1, shape);
+    y = dl_tmp_uninit(DL_DTYPE_F32, indices->ndim + 1, shape);
     if (!w || !y) return NULL;
     for (r = 0; r < indices->numel; r++)
         memcpy((float *)y->data + r * (size_t)D, w + (size_t)idx[r] * (size_t)D, (size_t)D * sizeof(float));
@@ -5563,7 +5568,7 @@ DLDEF dl_tensor *dl_gram(dl_tensor *x) {
     L = dl__dims_prod(x, 2, x->ndim);
     f = dl_contig_f32(x);
     shape[0] = N; shape[1] = C; shape[2] = C;
-    y = dl_tmp(DL_F32, 3, shape);
+    y = dl_tmp(DL_DTYPE_F32, 3, shape);
     if (!f || !y) return NULL;
     for (b = 0; b < N && L > 0; b++)
         dl_sgemm(0, 1, C, C, L, 1.0f / (float)L, f + (size_t)b * C * L, L, f + (size_t)b * C * L, L,
@@ -5601,8 +5606,8 @@ typedef struct dl__conv_geom {
 /* Checks t is an f32 CPU tensor with ndim axes (ndim < 0: at least -ndim axes). */
 static int dl__conv_check(const dl_tensor *t, const char *op, const char *what, int ndim) {
     char s[64];
-    if (t->dtype != DL_F32) { dl__fail("%s: %s must be f32, got %s", op, what, dl_dtype_name(t->dtype)); return 0; }
-    if (t->device != DL_CPU) { dl__fail("%s: %s is not on the CPU", op, what); return 0; }
+    if (t->dtype != DL_DTYPE_F32) { dl__fail("%s: %s must be f32, got %s", op, what, dl_dtype_name(t->dtype)); return 0; }
+    if (t->device != DL_DEVICE_CPU) { dl__fail("%s: %s is not on the CPU", op, what); return 0; }
     if ((ndim >= 0 && t->ndim != ndim) || (ndim < 0 && t->ndim < -ndim)) {
         dl__fail("%s: %s must have %s%d axes%s, got %s", op, what, ndim < 0 ? "at least " : "", ndim < 0 ? -ndim : ndim,
                  ndim == 4 ? " [N, C, H, W]" : "", dl_shape_str(t, s, sizeof s));
@@ -6057,7 +6062,7 @@ DLDEF dl_tensor *dl_conv2d(dl_tensor *x, dl_tensor *w, dl_tensor *b, const dl_co
     shape[1] = w->shape[0];
     shape[2] = g.oh;
     shape[3] = g.ow;
-    if (!(y = dl_tmp_uninit(DL_F32, 4, shape))) return NULL;
+    if (!(y = dl_tmp_uninit(DL_DTYPE_F32, 4, shape))) return NULL;
     memset(&jb, 0, sizeof jb);
     jb.g = g;
     jb.n = x->shape[0];
@@ -6120,7 +6125,7 @@ DLDEF dl_tensor *dl_conv_transpose2d(dl_tensor *x, dl_tensor *w, dl_tensor *b, c
     shape[1] = g.c;
     shape[2] = g.h;
     shape[3] = g.w;
-    if (!(y = dl_tmp(DL_F32, 4, shape))) return NULL;
+    if (!(y = dl_tmp(DL_DTYPE_F32, 4, shape))) return NULL;
     memset(&jb, 0, sizeof jb);
     jb.g = g;
     jb.n = x->shape[0];
@@ -6150,7 +6155,7 @@ static void dl__conv_for_planes(size_t n_planes, size_t work_per_plane, dl__conv
     j.fn = fn;
     j.ctx = ctx;
     j.n = n_planes;
-    j.tasks = n_planes * work_per_plane < 32768 ? 1 : 4 * dl_get_num_threads();
+    j.tasks = n_planes * work_per_plane < 32768 ? 1 : 4 * dl_num_threads();
     if ((size_t)j.tasks > n_planes) j.tasks = (int)n_planes;
     if (j.tasks <= 1) fn(ctx, 0, n_planes);
     else dl_parallel_for(j.tasks, dl__conv_planes_task, &j);
@@ -6338,7 +6343,7 @@ static dl_tensor *dl__pool2d(dl_tensor *x, int kh, int kw, const dl_conv_opts *o
     shape[1] = x->shape[1];
     shape[2] = g->oh;
     shape[3] = g->ow;
-    if (!(y = dl_tmp_uninit(DL_F32, 4, shape)) || !(c.x = dl_contig_f32(x))) return NULL;
+    if (!(y = dl_tmp_uninit(DL_DTYPE_F32, 4, shape)) || !(c.x = dl_contig_f32(x))) return NULL;
     c.y = dl_f32(y);
     c.is_max = is_max;
     if (!(win = (int *)dl__tmp_alloc(sizeof(int) * 2 * (size_t)(g->oh + g->ow)))) return NULL;
@@ -6424,7 +6429,7 @@ static dl_tensor *dl__remap2d(dl_tensor *x, dl__remap_ctx *c, const char *name) 
     for (i = 0; i < k - 2; i++) { shape[i] = x->shape[i]; c->planes *= (size_t)x->shape[i]; }
     shape[k - 2] = c->oh;
     shape[k - 1] = c->ow;
-    if (!(y = dl_tmp_uninit(DL_F32, k, shape)) || !(c->x = dl_contig_f32(x))) return NULL;
+    if (!(y = dl_tmp_uninit(DL_DTYPE_F32, k, shape)) || !(c->x = dl_contig_f32(x))) return NULL;
     c->y = dl_f32(y);
     dl__conv_for_planes(c->planes, (size_t)c->oh * c->ow, dl__remap_forward_planes, c);
     nd = dl_record(name, y, 1, &x, dl__remap_backward, sizeof(dl__remap_ctx));
@@ -6514,8 +6519,8 @@ typedef struct dl__st_dtype {
 enum { DL__ST_F32, DL__ST_I32, DL__ST_U8, DL__ST_BOOL, DL__ST_F16, DL__ST_BF16, DL__ST_F64, DL__ST_I64, DL__ST_NDTYPES };
 
 static const dl__st_dtype dl__st_dtypes[DL__ST_NDTYPES] = {
-    {"F32", 4, DL_F32}, {"I32", 4, DL_I32}, {"U8", 1, DL_U8}, {"BOOL", 1, DL_U8},
-    {"F16", 2, DL_F32}, {"BF16", 2, DL_F32}, {"F64", 8, DL_F32}, {"I64", 8, DL_I32},
+    {"F32", 4, DL_DTYPE_F32}, {"I32", 4, DL_DTYPE_I32}, {"U8", 1, DL_DTYPE_U8}, {"BOOL", 1, DL_DTYPE_U8},
+    {"F16", 2, DL_DTYPE_F32}, {"BF16", 2, DL_DTYPE_F32}, {"F64", 8, DL_DTYPE_F32}, {"I64", 8, DL_DTYPE_I32},
 };
 
 typedef struct dl__st_entry {
@@ -6882,7 +6887,7 @@ static int dl__st_tensor_info(dl__st_parser *ps, const char *name, dl__st_entry 
     if (numel > SIZE_MAX / 8 || ((numel * 4 + 63) & ~(uint64_t)63) > SIZE_MAX / 2 - ps->out_bytes) /* 32-bit hosts */
         return dl__st_err(ps, "tensor '%s' is too large for this machine", name);
     t->dtype = dl__st_dtypes[e->file_dtype].to;
-    t->device = DL_CPU;
+    t->device = DL_DEVICE_CPU;
     t->numel = (size_t)numel;
     dl__contig_strides(t->ndim, t->shape, t->strides);
     if (ps->st) { /* the data pointer: next 64-byte aligned slot */
@@ -7151,8 +7156,8 @@ DLDEF dl_safetensors *dl_safetensors_load(const char *path) {
 
 DLDEF void dl_safetensors_free(dl_safetensors *st) { DL_FREE(st); }
 
-DLDEF int dl_safetensors_count(const dl_safetensors *st) { return st ? st->n : 0; }
-DLDEF int dl_safetensors_meta_count(const dl_safetensors *st) { return st ? st->n_meta : 0; }
+DLDEF int dl_safetensors_num_tensors(const dl_safetensors *st) { return st ? st->n : 0; }
+DLDEF int dl_safetensors_num_meta(const dl_safetensors *st) { return st ? st->n_meta : 0; }
 
 DLDEF const char *dl_safetensors_name(const dl_safetensors *st, int i) {
     return st && i >= 0 && i < st->n ? st->entries[i].name : NULL;
@@ -7222,7 +7227,7 @@ static int dl__st_valid_utf8(const char *s) {
 
 typedef struct dl__st_item { const char *name; dl_tensor *t; } dl__st_item;
 
-static int dl__st_rank(dl_dtype d) { return d == DL_F32 ? 0 : d == DL_I32 ? 1 : 2; }
+static int dl__st_rank(dl_dtype d) { return d == DL_DTYPE_F32 ? 0 : d == DL_DTYPE_I32 ? 1 : 2; }
 
 /* Python's writer order: dtype alignment descending (F32, I32, U8 for us), then name. */
 static int dl__st_cmp_item(const void *a, const void *b) {
@@ -7254,7 +7259,7 @@ static size_t dl__st_header_text(dl__st_out *o, const dl__st_item *items, int n,
         size_t bytes = t->numel * dl_dtype_size(t->dtype);
         if (i) dl__st_puts(o, ",");
         dl__st_put_json(o, items[i].name);
-        dl__st_puts(o, t->dtype == DL_F32 ? ":{\"dtype\":\"F32\",\"shape\":[" : t->dtype == DL_I32 ? ":{\"dtype\":\"I32\",\"shape\":[" : ":{\"dtype\":\"U8\",\"shape\":[");
+        dl__st_puts(o, t->dtype == DL_DTYPE_F32 ? ":{\"dtype\":\"F32\",\"shape\":[" : t->dtype == DL_DTYPE_I32 ? ":{\"dtype\":\"I32\",\"shape\":[" : ":{\"dtype\":\"U8\",\"shape\":[");
         for (j = 0; j < t->ndim; j++) {
             snprintf(num, sizeof num, j ? ",%d" : "%d", t->shape[j]);
             dl__st_puts(o, num);
@@ -7306,7 +7311,7 @@ static int dl__st_prepare(dl__st_parser *ps, int n, const char *const *names, dl
         const dl_tensor *t = tensors[i];
         if (!names[i]) return dl__st_err(ps, "name %d is NULL", i);
         if (!t) return dl__st_err(ps, "tensor '%s' is NULL", names[i]);
-        if (t->device != DL_CPU) return dl__st_err(ps, "tensor '%s' is not on the CPU", names[i]);
+        if (t->device != DL_DEVICE_CPU) return dl__st_err(ps, "tensor '%s' is not on the CPU", names[i]);
         if (dl_dtype_size(t->dtype) == 0) return dl__st_err(ps, "tensor '%s' has an unknown dtype", names[i]);
         if (!dl__st_valid_utf8(names[i])) return dl__st_err(ps, "name %d is not valid UTF-8", i);
         if (strcmp(names[i], "__metadata__") == 0) return dl__st_err(ps, "\"__metadata__\" cannot name a tensor");

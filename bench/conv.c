@@ -42,12 +42,12 @@ static void bench(const char *name, int n, int cin, int h, int w, int cout, int 
     dl_set_num_threads(threads);
     xs[0] = n; xs[1] = cin; xs[2] = h; xs[3] = w;
     ws[0] = cout; ws[1] = cin; ws[2] = k; ws[3] = k;
-    x = dl_tensor_new(DL_F32, 4, xs);
-    wt = dl_tensor_new(DL_F32, 4, ws);
-    b = dl_tensor_new(DL_F32, 1, &cout);
+    x = dl_tensor_new(DL_DTYPE_F32, 4, xs);
+    wt = dl_tensor_new(DL_DTYPE_F32, 4, ws);
+    b = dl_tensor_new(DL_DTYPE_F32, 1, &cout);
     dl_rng_seed(&rng, 1);
-    dl_fill_uniform(x, &rng, 0.0f, 1.0f);
-    dl_init_glorot_uniform(wt, &rng, cin * k * k, cout * k * k);
+    dl_fill_uniform(x, 0.0f, 1.0f, &rng);
+    dl_init_glorot_uniform(wt, cin * k * k, cout * k * k, &rng);
     dl_set_requires_grad(x, 1);
     dl_set_requires_grad(wt, 1);
     dl_set_requires_grad(b, 1);

@@ -168,7 +168,7 @@ static void bench_act(const char *name, dl_dqn *a, const float *obs, int obs_siz
     qsort(us, (size_t)calls, sizeof *us, cmp_double);
     k = (99L * calls + 99) / 100 - 1;
     printf("dl net=%s threads=%d batch=1 act_us_median=%.2f act_us_p99=%.2f calls=%d\n", name,
-           dl_get_num_threads(), median(us, calls), us[k], calls);
+           dl_num_threads(), median(us, calls), us[k], calls);
     if (sink == -1) printf("#\n");   /* keeps the calls */
     free(us);
     dl_set_num_threads(0);
@@ -177,8 +177,8 @@ static void bench_act(const char *name, dl_dqn *a, const float *obs, int obs_siz
 /* The examples' networks, seeded: 0 CartPole's MLP, 1 MinAtar's Breakout network. */
 static dl_model *make_net(int which) {
     dl_nn_seed(1);
-    if (which == 0) return dl_sequential(dl_Dense(120, DL_RELU), dl_Dense(84, DL_RELU), dl_Dense(2, DL_LINEAR));
-    return dl_sequential(dl_Conv2D(16, 3, 1, DL_VALID, DL_RELU), dl_Flatten(), dl_Dense(128, DL_RELU), dl_Dense(3, DL_LINEAR));
+    if (which == 0) return dl_sequential(dl_Dense(120, DL_ACT_RELU), dl_Dense(84, DL_ACT_RELU), dl_Dense(2, DL_ACT_LINEAR));
+    return dl_sequential(dl_Conv2D(16, 3, 1, DL_PADDING_VALID, DL_ACT_RELU), dl_Flatten(), dl_Dense(128, DL_ACT_RELU), dl_Dense(3, DL_ACT_LINEAR));
 }
 
 /* A DQN agent's gradient step: median milliseconds over `updates` timed calls; prints the line. */
@@ -200,7 +200,7 @@ static void bench_update(const char *name, dl_dqn *a, const float *obs, int obs_
         if (dl_dqn_update(a, NULL) != 0) die("update");
         ms[i] = 1e3 * (now_s() - t);
     }
-    printf("dl net=%s threads=%d batch=%d update_ms_median=%.3f updates=%d\n", name, dl_get_num_threads(),
+    printf("dl net=%s threads=%d batch=%d update_ms_median=%.3f updates=%d\n", name, dl_num_threads(),
            strcmp(name, "cartpole") == 0 ? 128 : 32, median(ms, updates), updates);
     free(ms);
     dl_set_num_threads(0);
@@ -231,7 +231,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     printf("# dl, random actions with resets: steps_per_s = median of %d runs of %.2fs; act: batch 1, "
-           "median and p99 of %d calls; default threads %d\n", reps, seconds, calls, dl_get_num_threads());
+           "median and p99 of %d calls; default threads %d\n", reps, seconds, calls, dl_num_threads());
 
     for (i = 0; i < 2; i++) {
         env = i == 0 ? dl_env_cartpole() : dl_env_breakout(-1);
@@ -249,7 +249,7 @@ int main(int argc, char **argv) {
     }
 
     thread_counts[0] = 1;
-    thread_counts[1] = dl_get_num_threads();
+    thread_counts[1] = dl_num_threads();
     for (i = 0; i < 2; i++) {
         dl_model *q;
         env = i == 0 ? dl_env_cartpole() : dl_env_breakout(-1);
@@ -269,7 +269,7 @@ int main(int argc, char **argv) {
             o.batch_size = i == 0 ? 128 : 32;
             o.loss = i == 0 ? DL_DQN_MSE : DL_DQN_HUBER;
             o.obs_u8 = i == 1;
-            opt = i == 0 ? dl_adam(2.5e-4, 0.9, 0.999, 1e-8) : dl_rmsprop(2.5e-4, 0.95, 0.01, 0.0, 1);
+            opt = i == 0 ? dl_adam(2.5e-4) : dl_optim_new(DL_OPTIM_RMSPROP, &(dl_optim_opts){.lr = 2.5e-4, .alpha = 0.95, .eps = 0.01, .centered = 1});
             q = make_net(i);
             if (!(a = dl_dqn_new(q, NULL, opt, &env->observation_space, env->action_space.n, &o))) die("dl_dqn_new");
             for (t = 0; t < 2; t++) {

@@ -118,30 +118,30 @@ static int run_config(const config *c) {
     double acc;
 
     dl_set_num_threads(c->threads);
-    train = dl_load_fashion_mnist(NULL, 1);
-    test = dl_load_fashion_mnist(NULL, 0);
-    if (!train || !test) fail("dl_load_fashion_mnist");
+    train = dl_fashion_mnist_load(NULL, 1);
+    test = dl_fashion_mnist_load(NULL, 0);
+    if (!train || !test) fail("dl_fashion_mnist_load");
     dl_nn_seed(0);
     if (cnn) {
         dl_layer *layers[7];
-        layers[0] = dl_Conv2D(32, 3, 1, DL_VALID, DL_RELU);
+        layers[0] = dl_Conv2D(32, 3, 1, DL_PADDING_VALID, DL_ACT_RELU);
         layers[1] = dl_MaxPool2D(2, 0);
-        layers[2] = dl_Conv2D(64, 3, 1, DL_VALID, DL_RELU);
+        layers[2] = dl_Conv2D(64, 3, 1, DL_PADDING_VALID, DL_ACT_RELU);
         layers[3] = dl_MaxPool2D(2, 0);
         layers[4] = dl_Flatten();
         layers[5] = dl_Dropout(0.5f);
-        layers[6] = dl_Dense(10, DL_LINEAR);
+        layers[6] = dl_Dense(10, DL_ACT_LINEAR);
         m = dl_sequential_n(7, layers);
     } else {
         dl_layer *layers[4];
         layers[0] = dl_Flatten();
-        layers[1] = dl_Dense(128, DL_RELU);
+        layers[1] = dl_Dense(128, DL_ACT_RELU);
         layers[2] = dl_Dropout(0.2f);
-        layers[3] = dl_Dense(10, DL_LINEAR);
+        layers[3] = dl_Dense(10, DL_ACT_LINEAR);
         m = dl_sequential_n(4, layers);
     }
     if (!m) fail("dl_sequential");
-    if (dl_compile(m, dl_adam(1e-3, 0.9, 0.999, 1e-7), DL_LOSS_SPARSE_CATEGORICAL_CE,
+    if (dl_compile(m, dl_optim_new(DL_OPTIM_ADAM, &(dl_optim_opts){.lr = 1e-3, .eps = 1e-7}), DL_LOSS_SPARSE_CATEGORICAL_CE,
                    DL_METRIC_ACCURACY) != 0)
         fail("dl_compile");
 

@@ -71,9 +71,9 @@ static dl_dqn *make_agent(const dl_env *env, long steps, long seed, long train_f
     o.loss = DL_DQN_HUBER;
     o.seed = (uint64_t)seed;
     dl_nn_seed((uint64_t)seed);
-    q = dl_sequential(dl_Conv2D(16, 3, 1, DL_VALID, DL_RELU), dl_Flatten(), dl_Dense(128, DL_RELU),
-                      dl_Dense(env->action_space.n, DL_LINEAR));
-    return dl_dqn_new(q, NULL, dl_rmsprop(2.5e-4, 0.95, 0.01, 0.0, 1), &env->observation_space, env->action_space.n, &o);
+    q = dl_sequential(dl_Conv2D(16, 3, 1, DL_PADDING_VALID, DL_ACT_RELU), dl_Flatten(), dl_Dense(128, DL_ACT_RELU),
+                      dl_Dense(env->action_space.n, DL_ACT_LINEAR));
+    return dl_dqn_new(q, NULL, dl_optim_new(DL_OPTIM_RMSPROP, &(dl_optim_opts){.lr = 2.5e-4, .alpha = 0.95, .eps = 0.01, .centered = 1}), &env->observation_space, env->action_space.n, &o);
 }
 
 int main(int argc, char **argv) {

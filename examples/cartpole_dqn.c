@@ -64,8 +64,8 @@ static dl_dqn *make_agent(const dl_env *env, long steps, long seed) {
     o.seed = (uint64_t)seed;
     o.max_grad_norm = 10;
     dl_nn_seed((uint64_t)seed);
-    q = dl_sequential(dl_Dense(120, DL_RELU), dl_Dense(84, DL_RELU), dl_Dense(env->action_space.n, DL_LINEAR));
-    return dl_dqn_new(q, NULL, dl_adam(2.5e-4, 0.9, 0.999, 1e-8), &env->observation_space, env->action_space.n, &o);
+    q = dl_sequential(dl_Dense(120, DL_ACT_RELU), dl_Dense(84, DL_ACT_RELU), dl_Dense(env->action_space.n, DL_ACT_LINEAR));
+    return dl_dqn_new(q, NULL, dl_adam(2.5e-4), &env->observation_space, env->action_space.n, &o);
 }
 
 /* Mean return of the greedy policy over `episodes` episodes. */

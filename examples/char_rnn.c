@@ -149,8 +149,8 @@ static dl_tensor *char_rnn_forward(dl_model *m, dl_tensor *ids, int training) {
    the characters that follow each one, y [B*T] (x shifted by one). Arena tensors. */
 static int random_batch(const int *ids, long n, int B, int T, dl_rng *rng, dl_tensor **x, dl_tensor **y) {
     int b;
-    *x = dl_tmp(DL_I32, 2, DL_SHAPE(B, T));
-    *y = dl_tmp(DL_I32, 1, DL_SHAPE(B * T));
+    *x = dl_tmp(DL_DTYPE_I32, 2, DL_SHAPE(B, T));
+    *y = dl_tmp(DL_DTYPE_I32, 1, DL_SHAPE(B * T));
     if (!*x || !*y) return -1;
     for (b = 0; b < B; b++) {
         long start = (long)dl_rng_int(rng, (int)(n - T));   /* start + T < n: y has a last target */
@@ -172,8 +172,8 @@ static double evaluate(dl_model *m, dl_arena *arena, const int *ids, long n, int
         dl_tensor *x, *y, *loss;
         if (len < T) B = 1;        /* the short tail: one window of its own length */
         dl_arena_reset(arena);
-        x = dl_tmp(DL_I32, 2, DL_SHAPE(B, len));
-        y = dl_tmp(DL_I32, 1, DL_SHAPE(B * len));
+        x = dl_tmp(DL_DTYPE_I32, 2, DL_SHAPE(B, len));
+        y = dl_tmp(DL_DTYPE_I32, 1, DL_SHAPE(B * len));
         if (!x || !y) break;
         for (b = 0; b < B && n - 1 - pos >= len; b++, rows++, pos += len) {
             memcpy(dl_i32(x) + (size_t)b * len, ids + pos, (size_t)len * sizeof(int));
@@ -211,7 +211,7 @@ static int sample(dl_model *m, dl_arena *arena, const vocab *v, const char *prim
         const float *z;
         float max, total = 0, r;
         dl_arena_reset(arena);
-        x = dl_tmp_from(DL_I32, 2, DL_SHAPE(1, L), ctx + len - L);
+        x = dl_tmp_from(DL_DTYPE_I32, 2, DL_SHAPE(1, L), ctx + len - L);
         logits = dl_model_call(m, x, 0);                       /* [L, V] */
         if (!logits) { dl_no_grad(grad); return -1; }
         z = dl_f32(logits) + (size_t)(L - 1) * v->size;        /* the last position's */
@@ -321,7 +321,7 @@ int main(int argc, char **argv) {
     dl_nn_seed((uint64_t)seed);
     layers[0] = dl_Embedding(v.size, EMBED_DIM);
     layers[1] = dl_LSTM(H, 1);   /* return_sequences: an output at every step */
-    layers[2] = dl_Dense(v.size, DL_LINEAR);
+    layers[2] = dl_Dense(v.size, DL_ACT_LINEAR);
     if (!layers[0] || !layers[1] || !layers[2]) {
         fprintf(stderr, "%s\n", dl_error());
         for (i = 0; i < 3; i++) dl_layer_free(layers[i]);
@@ -329,7 +329,7 @@ int main(int argc, char **argv) {
     }
     m = dl_custom_model(char_rnn_forward, NULL, 3, layers);
     if (!m || dl_model_build_ids(m, 1, DL_SHAPE(T)) != 0 ||
-        dl_compile(m, dl_adam(lr, 0.9, 0.999, 1e-7), DL_LOSS_SPARSE_CATEGORICAL_CE, 0) != 0 ||
+        dl_compile(m, dl_optim_new(DL_OPTIM_ADAM, &(dl_optim_opts){.lr = lr, .eps = 1e-7}), DL_LOSS_SPARSE_CATEGORICAL_CE, 0) != 0 ||
         dl_optim_set_clip(dl_model_optimizer(m), clip, 0.0) != 0) {
         fprintf(stderr, "%s\n", dl_error());
         goto done;
@@ -340,7 +340,7 @@ int main(int argc, char **argv) {
     if (steps_per_epoch < 1) steps_per_epoch = 1;
     total = steps > 0 ? steps : epochs * steps_per_epoch;
     printf("training: %d steps of %d windows x %d characters, %d steps an epoch, %d thread%s\n", total, B, T,
-           steps_per_epoch, dl_get_num_threads(), dl_get_num_threads() == 1 ? "" : "s");
+           steps_per_epoch, dl_num_threads(), dl_num_threads() == 1 ? "" : "s");
 
     arena = dl_arena_new((size_t)16 << 20);   /* grows as needed; reset every step */
     if (!arena) { fprintf(stderr, "%s\n", dl_error()); goto done; }

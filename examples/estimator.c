@@ -96,7 +96,7 @@ int main(int argc, char **argv) {
     if (threads > 0) dl_set_num_threads(threads);
 
     /* x f32 [N, 1, 28, 28] in [0, 1]: the estimators flatten it to 784 features. */
-    if (!(train = dl_load_fashion_mnist(data, 1)) || !(test = dl_load_fashion_mnist(data, 0))) {
+    if (!(train = dl_fashion_mnist_load(data, 1)) || !(test = dl_fashion_mnist_load(data, 0))) {
         fprintf(stderr, "%s\n", dl_error());
         goto done;
     }

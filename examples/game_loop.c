@@ -91,7 +91,7 @@ static dl_dqn *make_agent(const dl_env *env, const char *path, int untrained, lo
     FILE *f;
     if (untrained) {
         dl_nn_seed((uint64_t)seed);
-        m = dl_sequential(dl_Dense(120, DL_RELU), dl_Dense(84, DL_RELU), dl_Dense(2, DL_LINEAR));
+        m = dl_sequential(dl_Dense(120, DL_ACT_RELU), dl_Dense(84, DL_ACT_RELU), dl_Dense(2, DL_ACT_LINEAR));
         a = dl_dqn_new(m, NULL, NULL, &env->observation_space, 2, NULL);
         if (!a) fprintf(stderr, "error: %s\n", dl_error());
         return a;
@@ -142,7 +142,7 @@ int main(int argc, char **argv) {
     if (!act_us || !step_us) { fprintf(stderr, "out of memory\n"); return 1; }
     printf("agent: %s; CartPole-v1 at %d Hz, %ld frames%s, %d thread(s)\n",
            untrained ? "untrained MLP 4-120-84-2 (--untrained 1)" : path, FRAME_HZ, frames,
-           realtime ? " in real time" : " as fast as possible", dl_get_num_threads());
+           realtime ? " in real time" : " as fast as possible", dl_num_threads());
 
     if (dl_env_reset(env, seed, obs) != 0) { fprintf(stderr, "error: %s\n", dl_error()); return 1; }
     alloc_before = allocations();

@@ -50,7 +50,7 @@
    Expected result: test accuracy about 0.87 after 5 epochs on the full data (a few seconds),
    about 0.79 on the subset. The last line is "test_accuracy=0.XXXX". */
 #define DL_IMPLEMENTATION
-#include "dl_nn.h"   /* for dl_load_fashion_mnist; the model itself needs only dl_tensor.h and dl_optim.h */
+#include "dl_nn.h"   /* for dl_fashion_mnist_load; the model itself needs only dl_tensor.h and dl_optim.h */
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,19 +105,19 @@ static int session_init(session *s, uint64_t seed) {
     dl_rng rng;
     int i;
     memset(s, 0, sizeof *s);
-    s->vars.w1 = dl_tensor_new(DL_F32, 2, DL_SHAPE(IN, HIDDEN));   /* zeroed, owned */
-    s->vars.b1 = dl_tensor_new(DL_F32, 1, DL_SHAPE(HIDDEN));
-    s->vars.w2 = dl_tensor_new(DL_F32, 2, DL_SHAPE(HIDDEN, CLASSES));
-    s->vars.b2 = dl_tensor_new(DL_F32, 1, DL_SHAPE(CLASSES));
+    s->vars.w1 = dl_tensor_new(DL_DTYPE_F32, 2, DL_SHAPE(IN, HIDDEN));   /* zeroed, owned */
+    s->vars.b1 = dl_tensor_new(DL_DTYPE_F32, 1, DL_SHAPE(HIDDEN));
+    s->vars.w2 = dl_tensor_new(DL_DTYPE_F32, 2, DL_SHAPE(HIDDEN, CLASSES));
+    s->vars.b2 = dl_tensor_new(DL_DTYPE_F32, 1, DL_SHAPE(CLASSES));
     s->arena = dl_arena_new((size_t)4 << 20);   /* grows if a run needs more */
-    s->train_op = dl_adam(1e-3, 0.9, 0.999, 1e-8);
+    s->train_op = dl_adam(1e-3);
     all[0] = s->vars.w1, all[1] = s->vars.b1, all[2] = s->vars.w2, all[3] = s->vars.b2;
     for (i = 0; i < 4; i++)
         if (!all[i]) return -1;
     if (!s->arena || !s->train_op) return -1;
     dl_rng_seed(&rng, seed);
-    dl_init_glorot_uniform(s->vars.w1, &rng, IN, HIDDEN);
-    dl_init_glorot_uniform(s->vars.w2, &rng, HIDDEN, CLASSES);
+    dl_init_glorot_uniform(s->vars.w1, IN, HIDDEN, &rng);
+    dl_init_glorot_uniform(s->vars.w2, HIDDEN, CLASSES, &rng);
     for (i = 0; i < 4; i++) dl_set_requires_grad(all[i], 1);
     return dl_optim_add_params(s->train_op, 4, all);
 }
@@ -131,8 +131,8 @@ static int session_run(session *s, const feed_dict *feed, int train, fetched *ou
     dl_arena *prev = dl_arena_use(s->arena);   /* this run's tensors come from the session's arena */
     dl_arena_reset(s->arena);                   /* and the last run's are gone */
     grad_was = dl_no_grad(!train);
-    ph.x = dl_tmp_from(DL_F32, 2, DL_SHAPE(feed->n, IN), feed->x);   /* feed_dict -> placeholders */
-    ph.y = dl_tmp_from(DL_I32, 1, DL_SHAPE(feed->n), feed->y);
+    ph.x = dl_tmp_from(DL_DTYPE_F32, 2, DL_SHAPE(feed->n, IN), feed->x);   /* feed_dict -> placeholders */
+    ph.y = dl_tmp_from(DL_DTYPE_I32, 1, DL_SHAPE(feed->n), feed->y);
     f = graph(&ph, &s->vars);
     failed = !f.loss || !f.predictions;
     if (!failed && train) {   /* the train_op: gradients of the loss, then one Adam step */
@@ -213,8 +213,8 @@ int main(int argc, char **argv) {
     if (threads > 0) dl_set_num_threads(threads);
 
     if (!data) data = has_fashion_mnist(FULL_DIR) ? FULL_DIR : SUBSET_DIR;
-    train = dl_load_fashion_mnist(data, 1);   /* x f32 [N, 1, 28, 28] = N rows of 784 in memory */
-    test = dl_load_fashion_mnist(data, 0);
+    train = dl_fashion_mnist_load(data, 1);   /* x f32 [N, 1, 28, 28] = N rows of 784 in memory */
+    test = dl_fashion_mnist_load(data, 0);
     memset(&sess, 0, sizeof sess);
     if (!train || !test) { fprintf(stderr, "error: %s\n", dl_error()); goto done; }
     printf("Fashion-MNIST from %s: %d training and %d test images%s\n", data, train->n, test->n,
@@ -234,7 +234,7 @@ int main(int argc, char **argv) {
     for (epoch = 0; epoch < epochs; epoch++) {
         double loss_sum = 0;
         int seen = 0, correct = 0;
-        dl_rng_permutation(&rng, order, train->n);   /* a new order every epoch */
+        dl_rng_permutation(&rng, train->n, order);   /* a new order every epoch */
         for (i = 0; i < train->n; i += BATCH) {
             feed_dict feed;
             fetched out;

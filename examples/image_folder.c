@@ -62,7 +62,7 @@
 #endif
 #define STB_IMAGE_IMPLEMENTATION
 #define STB_IMAGE_WRITE_IMPLEMENTATION
-#include <stb/stb_image.h>         /* before dl_nn.h: it turns dl_load_image_folder on */
+#include <stb/stb_image.h>         /* before dl_nn.h: it turns dl_image_folder_load on */
 #include <stb/stb_image_write.h>   /* only to write the demo folder */
 #if defined(__GNUC__)
 #pragma GCC diagnostic pop
@@ -108,7 +108,7 @@ static int write_demo_folder(void) {
     static const int classes[3] = {9, 5, 7};   /* Fashion-MNIST's labels of these folders */
     static const char *const folders[3] = {"ankle_boot", "sandal", "sneaker"};
     const char *src = has_fashion_mnist(FULL_DIR) ? FULL_DIR : SUBSET_DIR;
-    dl_dataset *fm = dl_load_fashion_mnist(src, 1);
+    dl_dataset *fm = dl_fashion_mnist_load(src, 1);
     char path[256];
     int c, i, k, written[3] = {0, 0, 0};
     if (!fm) { fprintf(stderr, "error: %s\n", dl_error()); return -1; }
@@ -172,7 +172,7 @@ int main(int argc, char **argv) {
         if (write_demo_folder() != 0) return 1;
         data = DEMO_DIR;
     }
-    all = dl_load_image_folder(data, size, size, channels);
+    all = dl_image_folder_load(data, size, size, channels);
     if (!all) { fprintf(stderr, "error: %s\n", dl_error()); goto done; }
     if (!(count = (int *)calloc((size_t)all->num_classes, sizeof *count))) {
         fprintf(stderr, "error: out of memory\n");
@@ -193,14 +193,14 @@ int main(int argc, char **argv) {
 
     /* 3. The model: three conv + pool blocks, then a small classifier (Keras' tutorial model). */
     dl_nn_seed((uint64_t)seed);
-    model = dl_sequential(dl_Conv2D(16, 3, 1, DL_SAME, DL_RELU), dl_MaxPool2D(2, 0),   /* size/2 */
-                          dl_Conv2D(32, 3, 1, DL_SAME, DL_RELU), dl_MaxPool2D(2, 0),   /* size/4 */
-                          dl_Conv2D(64, 3, 1, DL_SAME, DL_RELU), dl_MaxPool2D(2, 0),   /* size/8 */
+    model = dl_sequential(dl_Conv2D(16, 3, 1, DL_PADDING_SAME, DL_ACT_RELU), dl_MaxPool2D(2, 0),   /* size/2 */
+                          dl_Conv2D(32, 3, 1, DL_PADDING_SAME, DL_ACT_RELU), dl_MaxPool2D(2, 0),   /* size/4 */
+                          dl_Conv2D(64, 3, 1, DL_PADDING_SAME, DL_ACT_RELU), dl_MaxPool2D(2, 0),   /* size/8 */
                           dl_Dropout(0.2f), dl_Flatten(),
-                          dl_Dense(128, DL_RELU),
-                          dl_Dense(all->num_classes, DL_LINEAR));                      /* logits */
+                          dl_Dense(128, DL_ACT_RELU),
+                          dl_Dense(all->num_classes, DL_ACT_LINEAR));                      /* logits */
     if (!model) { fprintf(stderr, "error: %s\n", dl_error()); goto done; }
-    if (dl_compile(model, dl_adam(1e-3, 0.9, 0.999, 1e-7), DL_LOSS_SPARSE_CATEGORICAL_CE, DL_METRIC_ACCURACY) != 0 ||
+    if (dl_compile(model, dl_optim_new(DL_OPTIM_ADAM, &(dl_optim_opts){.lr = 1e-3, .eps = 1e-7}), DL_LOSS_SPARSE_CATEGORICAL_CE, DL_METRIC_ACCURACY) != 0 ||
         dl_model_build(model, 3, DL_SHAPE(channels, size, size)) != 0) {
         fprintf(stderr, "error: %s\n", dl_error());
         goto done;

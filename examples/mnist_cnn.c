@@ -83,8 +83,8 @@ int main(int argc, char **argv) {
     if (threads > 0) dl_set_num_threads(threads);
 
     if (!data) data = has_fashion_mnist(FULL_DIR) ? FULL_DIR : SUBSET_DIR;
-    train = dl_load_fashion_mnist(data, 1);   /* x f32 [N, 1, 28, 28] in [0, 1], y i32 [N] */
-    test = dl_load_fashion_mnist(data, 0);
+    train = dl_fashion_mnist_load(data, 1);   /* x f32 [N, 1, 28, 28] in [0, 1], y i32 [N] */
+    test = dl_fashion_mnist_load(data, 0);
     if (!train || !test) { fprintf(stderr, "error: %s\n", dl_error()); goto done; }
     printf("Fashion-MNIST from %s: %d training and %d test images%s\n", data, train->n, test->n,
            train->n < 60000 ? " (a subset: expect a lower accuracy)" : "");
@@ -96,15 +96,15 @@ int main(int argc, char **argv) {
     }
 
     dl_nn_seed((uint64_t)seed);   /* initial weights and dropout masks */
-    model = dl_sequential(dl_Conv2D(32, 3, 1, DL_VALID, DL_RELU),   /* [N, 32, 26, 26] */
+    model = dl_sequential(dl_Conv2D(32, 3, 1, DL_PADDING_VALID, DL_ACT_RELU),   /* [N, 32, 26, 26] */
                           dl_MaxPool2D(2, 0),                       /* [N, 32, 13, 13] */
-                          dl_Conv2D(64, 3, 1, DL_VALID, DL_RELU),   /* [N, 64, 11, 11] */
+                          dl_Conv2D(64, 3, 1, DL_PADDING_VALID, DL_ACT_RELU),   /* [N, 64, 11, 11] */
                           dl_MaxPool2D(2, 0),                       /* [N, 64, 5, 5] */
                           dl_Flatten(),                             /* [N, 1600] */
                           dl_Dropout(0.5f),
-                          dl_Dense(10, DL_LINEAR));                 /* [N, 10] logits */
+                          dl_Dense(10, DL_ACT_LINEAR));                 /* [N, 10] logits */
     if (!model) { fprintf(stderr, "error: %s\n", dl_error()); goto done; }
-    if (dl_compile(model, dl_adam(1e-3, 0.9, 0.999, 1e-7), DL_LOSS_SPARSE_CATEGORICAL_CE, DL_METRIC_ACCURACY) != 0 ||
+    if (dl_compile(model, dl_optim_new(DL_OPTIM_ADAM, &(dl_optim_opts){.lr = 1e-3, .eps = 1e-7}), DL_LOSS_SPARSE_CATEGORICAL_CE, DL_METRIC_ACCURACY) != 0 ||
         dl_model_build(model, 3, DL_SHAPE(1, 28, 28)) != 0) {
         fprintf(stderr, "error: %s\n", dl_error());
         goto done;

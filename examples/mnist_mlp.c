@@ -142,8 +142,8 @@ int main(int argc, char **argv) {
 
     /* The data: x f32 [N, 1, 28, 28] with pixels in [0, 1], y i32 [N] class labels. */
     if (!data) data = has_fashion_mnist(FULL_DIR) ? FULL_DIR : SUBSET_DIR;
-    train = dl_load_fashion_mnist(data, 1);
-    test = dl_load_fashion_mnist(data, 0);
+    train = dl_fashion_mnist_load(data, 1);
+    test = dl_fashion_mnist_load(data, 0);
     if (!train || !test) { fprintf(stderr, "error: %s\n", dl_error()); goto done; }
     printf("Fashion-MNIST from %s: %d training and %d test images\n", data, train->n, test->n);
     if (train->n < 60000)
@@ -154,10 +154,10 @@ int main(int argc, char **argv) {
     /* The model. dl_nn_seed fixes the initial weights and the dropout masks (Keras:
        keras.utils.set_random_seed). The last layer outputs logits; the loss applies softmax. */
     dl_nn_seed((uint64_t)seed);
-    model = dl_sequential(dl_Flatten(), dl_Dense(128, DL_RELU), dl_Dropout(0.2f), dl_Dense(10, DL_LINEAR));
+    model = dl_sequential(dl_Flatten(), dl_Dense(128, DL_ACT_RELU), dl_Dropout(0.2f), dl_Dense(10, DL_ACT_LINEAR));
     if (!model) { fprintf(stderr, "error: %s\n", dl_error()); goto done; }
     /* Adam with Keras' defaults: lr 1e-3, betas 0.9 and 0.999, epsilon 1e-7. */
-    if (dl_compile(model, dl_adam(1e-3, 0.9, 0.999, 1e-7), DL_LOSS_SPARSE_CATEGORICAL_CE, DL_METRIC_ACCURACY) != 0 ||
+    if (dl_compile(model, dl_optim_new(DL_OPTIM_ADAM, &(dl_optim_opts){.lr = 1e-3, .eps = 1e-7}), DL_LOSS_SPARSE_CATEGORICAL_CE, DL_METRIC_ACCURACY) != 0 ||
         dl_model_build(model, 3, DL_SHAPE(1, 28, 28)) != 0) {   /* weights now, for the summary */
         fprintf(stderr, "error: %s\n", dl_error());
         goto done;

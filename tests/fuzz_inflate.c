@@ -35,14 +35,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     case 2: { /* images and labels from one buffer, split at the second byte */
         size_t cut = size > 2 ? data[1] % (size - 1) : 0;
-        dl_dataset_free(dl_parse_idx(data + 2, cut > 1 ? cut - 1 : 0, data + 1 + cut, size - 1 - cut));
+        dl_dataset_free(dl_idx_parse(data + 2, cut > 1 ? cut - 1 : 0, data + 1 + cut, size - 1 - cut));
         break;
     }
     default: {
         dl_csv_opts o = {0, 0, 0, 0, 0};
         o.header = data[0] >> 7;
         o.label_col = (data[0] >> 4 & 1) ? -1 : 0;
-        dl_dataset_free(dl_parse_csv((const char *)data + 1, size - 1, &o));
+        dl_dataset_free(dl_csv_parse((const char *)data + 1, size - 1, &o));
         break;
     }
     }

@@ -20,14 +20,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fuzz_limit = 8 * size + 1024;
     st = dl_safetensors_parse(data, size);
     if (!st && dl_error()[0] == 0) abort(); /* every failure has a message */
-    for (i = 0; i < dl_safetensors_count(st); i++) { /* touch everything a caller could */
+    for (i = 0; i < dl_safetensors_num_tensors(st); i++) { /* touch everything a caller could */
         const dl_tensor *t = dl_safetensors_get(st, dl_safetensors_name(st, i));
         size_t k, bytes = t->numel * dl_dtype_size(t->dtype);
         volatile unsigned char sink = 0;
         for (k = 0; k < bytes; k++) sink ^= ((const unsigned char *)t->data)[k];
         (void)sink;
     }
-    for (i = 0; i < dl_safetensors_meta_count(st); i++) (void)strlen(dl_safetensors_meta(st, dl_safetensors_meta_key(st, i)));
+    for (i = 0; i < dl_safetensors_num_meta(st); i++) (void)strlen(dl_safetensors_meta(st, dl_safetensors_meta_key(st, i)));
     dl_safetensors_free(st);
     dl_clear_error();
     return 0;

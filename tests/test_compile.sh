@@ -40,7 +40,7 @@ write_user() {  # write_user FILE
       echo '#endif'
       echo 'int dl_user_part(void);'
       echo 'int dl_user_part(void) {'
-      echo '    dl_tensor *t = dl_tensor_new(DL_F32, 0, NULL);'
+      echo '    dl_tensor *t = dl_tensor_new(DL_DTYPE_F32, 0, NULL);'
       echo '    int ok = t != NULL && dl_error()[0] == 0;'
       echo '    dl_tensor_free(t);'
       echo '    return ok;'
@@ -57,7 +57,7 @@ write_impl() {  # write_impl FILE CALLS_USER
           echo 'int dl_user_part(void);'
           echo 'int main(void) { return dl_user_part() ? 0 : 1; }'
       else
-          echo 'int main(void) { dl_tensor *t = dl_tensor_new(DL_F32, 0, NULL); int bad = t == NULL; dl_tensor_free(t); return bad; }'
+          echo 'int main(void) { dl_tensor *t = dl_tensor_new(DL_DTYPE_F32, 0, NULL); int bad = t == NULL; dl_tensor_free(t); return bad; }'
       fi; } > "$1"
 }
 write_impl "$out/all.c" 0

@@ -154,7 +154,7 @@ static void test_gemm_thread_determinism(void) {
         {0, 0, 1, 5000, 300},  {0, 1, 2, 999, 400},   {0, 0, 4000, 1, 300}, {0, 0, 50, 4000, 64},
         {1, 0, 784, 10, 128}, {1, 0, 3000, 2, 256}, {1, 1, 2050, 13, 100}, {0, 0, 3000, 1, 257},
         {0, 1, 1, 3001, 300}, {0, 1, 32, 784, 256}, {0, 0, 64, 64, 64}, {0, 0, 333, 7, 500}};
-    int s, threads_before = dl_get_num_threads();
+    int s, threads_before = dl_num_threads();
     for (s = 0; s < (int)(sizeof shapes / sizeof shapes[0]); s++) {
         int ta = shapes[s][0], tb = shapes[s][1], m = shapes[s][2], n = shapes[s][3], k = shapes[s][4];
         size_t na = (size_t)m * k, nb = (size_t)k * n, nc = (size_t)m * n;
@@ -190,13 +190,13 @@ static void nested_task(void *ctx, int task) {   /* a task that starts a paralle
 }
 
 static void test_parallel_for(void) {
-    int threads[] = {1, 2, 3, 8}, t, i, round, before = dl_get_num_threads();
+    int threads[] = {1, 2, 3, 8}, t, i, round, before = dl_num_threads();
     for (t = 0; t < 4; t++) {
         dl_set_num_threads(threads[t]);
 #ifdef DL_NO_THREADS
-        CHECK(dl_get_num_threads() == 1, "threads = %d without threads", dl_get_num_threads());
+        CHECK(dl_num_threads() == 1, "threads = %d without threads", dl_num_threads());
 #else
-        CHECK(dl_get_num_threads() == threads[t], "threads = %d", dl_get_num_threads());
+        CHECK(dl_num_threads() == threads[t], "threads = %d", dl_num_threads());
 #endif
         for (round = 0; round < 50; round++) {
             int n = 1 + (round * 37) % 200, bad = 0, *count = (int *)calloc((size_t)n, sizeof(int));
@@ -210,7 +210,7 @@ static void test_parallel_for(void) {
     }
     dl_parallel_for(0, count_task, NULL);   /* nothing to do */
     dl_set_num_threads(0);
-    CHECK(dl_get_num_threads() >= 1, "default thread count");
+    CHECK(dl_num_threads() >= 1, "default thread count");
     dl_set_num_threads(before);
 }
 
@@ -232,7 +232,7 @@ static void test_kernel_choice(void) {
 int main(void) {
     static const char *kernels[] = {"avx512", "avx2", "generic"};
     int i;
-    printf("gemm kernel by default: %s, threads: %d\n", dl_gemm_kernel_name(), dl_get_num_threads());
+    printf("gemm kernel by default: %s, threads: %d\n", dl_gemm_kernel_name(), dl_num_threads());
     for (i = 0; i < 3; i++) {
         if (!dl_gemm_set_kernel(kernels[i])) {
             printf("kernel %s: not supported on this CPU, skipped\n", kernels[i]);

@@ -282,18 +282,18 @@ static void test_gunzip_hostile(void) {
 /* ---- IDX ---- */
 static void test_idx_parse(void) {
     buf im = idx_images(), lb = idx_labels();
-    dl_dataset *ds = dl_parse_idx(im.p, im.n, lb.p, lb.n);
+    dl_dataset *ds = dl_idx_parse(im.p, im.n, lb.p, lb.n);
     CHECK(ds != NULL, "%s", dl_error());
     if (ds) {
         CHECK(ds->n == 20 && ds->x->ndim == 4 && ds->x->shape[0] == 20 && ds->x->shape[1] == 1 && ds->x->shape[2] == 8 &&
                   ds->x->shape[3] == 8, "x shape");
-        CHECK(ds->y && ds->y->dtype == DL_I32 && ds->y->shape[0] == 20, "y");
+        CHECK(ds->y && ds->y->dtype == DL_DTYPE_I32 && ds->y->shape[0] == 20, "y");
         CHECK(ds->num_classes == 7, "num_classes %d", ds->num_classes);
         CHECK_NEAR(dl_f32(ds->x)[3 * 64 + 2 * 8 + 5], ((3 * 37 + 2 * 11 + 25 * 5) % 256) / 255.0, 1e-6);
         CHECK(dl_i32(ds->y)[10] == 3, "label");
     }
     dl_dataset_free(ds);
-    ds = dl_parse_idx(im.p, im.n, NULL, 0);
+    ds = dl_idx_parse(im.p, im.n, NULL, 0);
     CHECK(ds && ds->y == NULL && ds->num_classes == 0, "images only: %s", dl_error());
     dl_dataset_free(ds);
     free(im.p);
@@ -305,29 +305,29 @@ static void test_idx_bad(void) {
     size_t len;
     int accepted = 0;
     for (len = 0; len < im.n; len++)
-        if (dl_parse_idx(im.p, len, lb.p, lb.n) != NULL) accepted++;
+        if (dl_idx_parse(im.p, len, lb.p, lb.n) != NULL) accepted++;
     for (len = 0; len < lb.n; len++)
-        if (dl_parse_idx(im.p, im.n, lb.p, len) != NULL) accepted++;
+        if (dl_idx_parse(im.p, im.n, lb.p, len) != NULL) accepted++;
     CHECK(accepted == 0, "%d truncated IDX buffers accepted", accepted);
-    CHECK(dl_parse_idx(im.p, im.n, lb.p, lb.n - 1) == NULL && strstr(dl_error(), "labels"), "%s", dl_error());
+    CHECK(dl_idx_parse(im.p, im.n, lb.p, lb.n - 1) == NULL && strstr(dl_error(), "labels"), "%s", dl_error());
     im.p[2] = 0x0D; /* float type */
-    CHECK(dl_parse_idx(im.p, im.n, NULL, 0) == NULL && strstr(dl_error(), "unsigned byte"), "%s", dl_error());
+    CHECK(dl_idx_parse(im.p, im.n, NULL, 0) == NULL && strstr(dl_error(), "unsigned byte"), "%s", dl_error());
     im.p[2] = 8;
     im.p[1] = 1;
-    CHECK(dl_parse_idx(im.p, im.n, NULL, 0) == NULL && strstr(dl_error(), "magic"), "%s", dl_error());
+    CHECK(dl_idx_parse(im.p, im.n, NULL, 0) == NULL && strstr(dl_error(), "magic"), "%s", dl_error());
     im.p[1] = 0;
     im.p[4] = 0x7f; /* N = 2^31-ish: more than the file holds, refused before allocating */
     {
         long before = test_mallocs;
-        CHECK(dl_parse_idx(im.p, im.n, NULL, 0) == NULL && strstr(dl_error(), "more data"), "%s", dl_error());
+        CHECK(dl_idx_parse(im.p, im.n, NULL, 0) == NULL && strstr(dl_error(), "more data"), "%s", dl_error());
         CHECK(test_mallocs == before, "no allocation");
     }
     im.p[4] = 0;
     im.p[7] = 19; /* 19 images: now 64 extra bytes */
-    CHECK(dl_parse_idx(im.p, im.n, NULL, 0) == NULL && strstr(dl_error(), "header says"), "%s", dl_error());
-    CHECK(dl_parse_idx(im.p, im.n - 64, lb.p, lb.n) == NULL && strstr(dl_error(), "19 images but 20 labels"), "%s", dl_error());
+    CHECK(dl_idx_parse(im.p, im.n, NULL, 0) == NULL && strstr(dl_error(), "header says"), "%s", dl_error());
+    CHECK(dl_idx_parse(im.p, im.n - 64, lb.p, lb.n) == NULL && strstr(dl_error(), "19 images but 20 labels"), "%s", dl_error());
     im.p[7] = 0;
-    CHECK(dl_parse_idx(im.p, im.n, NULL, 0) == NULL, "zero images");
+    CHECK(dl_idx_parse(im.p, im.n, NULL, 0) == NULL, "zero images");
     free(im.p);
     free(lb.p);
 }
@@ -339,8 +339,8 @@ static void test_idx_files(void) {
     mkdir("build/tests", 0755);
     CHECK(write_all("build/tests/nn_images.idx", im.p, im.n) == 0, "write");
     CHECK(write_all("build/tests/nn_labels.idx", lb.p, lb.n) == 0, "write");
-    a = dl_load_idx("build/tests/nn_images.idx", "build/tests/nn_labels.idx");
-    b = dl_load_idx("tests/data/nn_images.idx.gz", "tests/data/nn_labels.idx.gz");
+    a = dl_idx_load("build/tests/nn_images.idx", "build/tests/nn_labels.idx");
+    b = dl_idx_load("tests/data/nn_images.idx.gz", "tests/data/nn_labels.idx.gz");
     CHECK(a && b, "%s", dl_error());
     if (a && b) {
         CHECK(a->x->numel == b->x->numel && memcmp(a->x->data, b->x->data, a->x->numel * 4) == 0, "plain == gzip (x)");
@@ -348,14 +348,14 @@ static void test_idx_files(void) {
     }
     dl_dataset_free(a);
     dl_dataset_free(b);
-    CHECK(dl_load_idx("build/tests/no_such_file", NULL) == NULL && strstr(dl_error(), "no_such_file"), "%s", dl_error());
+    CHECK(dl_idx_load("build/tests/no_such_file", NULL) == NULL && strstr(dl_error(), "no_such_file"), "%s", dl_error());
     { /* a corrupt .gz file names the file */
         size_t n;
         unsigned char *gz = read_all("tests/data/nn_images.idx.gz", &n);
         if (gz) {
             gz[n / 2] ^= 0x55;
             write_all("build/tests/nn_bad.idx.gz", gz, n);
-            CHECK(dl_load_idx("build/tests/nn_bad.idx.gz", NULL) == NULL && strstr(dl_error(), "nn_bad.idx.gz"), "%s", dl_error());
+            CHECK(dl_idx_load("build/tests/nn_bad.idx.gz", NULL) == NULL && strstr(dl_error(), "nn_bad.idx.gz"), "%s", dl_error());
             free(gz);
         }
     }
@@ -369,8 +369,8 @@ static void test_fashion_mnist(void) {
     FILE *f = fopen("/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz", "rb");
     if (!f) SKIP("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)");
     fclose(f);
-    tr = dl_load_fashion_mnist(NULL, 1);
-    te = dl_load_fashion_mnist(NULL, 0);
+    tr = dl_fashion_mnist_load(NULL, 1);
+    te = dl_fashion_mnist_load(NULL, 0);
     CHECK(tr && te, "%s", dl_error());
     if (tr && te) {
         CHECK(tr->n == 60000 && te->n == 10000, "N = %d, %d", tr->n, te->n);
@@ -386,7 +386,7 @@ static void test_fashion_mnist(void) {
     }
     dl_dataset_free(tr);
     dl_dataset_free(te);
-    CHECK(dl_load_fashion_mnist("build/tests", 1) == NULL && strstr(dl_error(), "train-images"), "%s", dl_error());
+    CHECK(dl_fashion_mnist_load("build/tests", 1) == NULL && strstr(dl_error(), "train-images"), "%s", dl_error());
 }
 
 /* ---- CSV ---- */
@@ -396,7 +396,7 @@ static void test_csv_good(void) {
     dl_dataset *ds;
     o.header = 1;
     o.label_col = -1;
-    ds = dl_parse_csv(t1, strlen(t1), &o);
+    ds = dl_csv_parse(t1, strlen(t1), &o);
     CHECK(ds != NULL, "%s", dl_error());
     if (ds) {
         static const float want[6] = {1, 2.5f, -3, 40, 5, 6};
@@ -408,16 +408,16 @@ static void test_csv_good(void) {
     o.regression = 1;
     o.label_col = 1;
     o.delimiter = ';';
-    ds = dl_parse_csv("h\n1;0.5;2\n3;-1.5;4\n", 19, &o);
-    CHECK(ds && ds->y->dtype == DL_F32 && dl_f32(ds->y)[1] == -1.5f && dl_f32(ds->x)[3] == 4 && ds->num_classes == 0,
+    ds = dl_csv_parse("h\n1;0.5;2\n3;-1.5;4\n", 19, &o);
+    CHECK(ds && ds->y->dtype == DL_DTYPE_F32 && dl_f32(ds->y)[1] == -1.5f && dl_f32(ds->x)[3] == 4 && ds->num_classes == 0,
           "regression, middle label, ';': %s", dl_error());
     dl_dataset_free(ds);
     memset(&o, 0, sizeof o);
     o.no_label = 1;
-    ds = dl_parse_csv("1,2,3\n", 6, &o);
+    ds = dl_csv_parse("1,2,3\n", 6, &o);
     CHECK(ds && ds->y == NULL && ds->x->shape[1] == 3, "no label: %s", dl_error());
     dl_dataset_free(ds);
-    ds = dl_parse_csv("7,1,2\n", 6, NULL); /* defaults: label in column 0 */
+    ds = dl_csv_parse("7,1,2\n", 6, NULL); /* defaults: label in column 0 */
     CHECK(ds && dl_i32(ds->y)[0] == 7 && ds->x->shape[1] == 2, "defaults: %s", dl_error());
     dl_dataset_free(ds);
 }
@@ -440,12 +440,12 @@ static void test_csv_bad(void) {
     size_t i;
     for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         dl_clear_error();
-        CHECK(dl_parse_csv(cases[i].text, strlen(cases[i].text), &o) == NULL && strstr(dl_error(), cases[i].msg),
+        CHECK(dl_csv_parse(cases[i].text, strlen(cases[i].text), &o) == NULL && strstr(dl_error(), cases[i].msg),
               "case %zu: got '%s', want '%s'", i, dl_error(), cases[i].msg);
     }
     o.label_col = 3;
-    CHECK(dl_parse_csv("1,2,3\n", 6, &o) == NULL && strstr(dl_error(), "label column"), "%s", dl_error());
-    CHECK(dl_load_csv("build/tests/nope.csv", NULL) == NULL && strstr(dl_error(), "nope.csv"), "%s", dl_error());
+    CHECK(dl_csv_parse("1,2,3\n", 6, &o) == NULL && strstr(dl_error(), "label column"), "%s", dl_error());
+    CHECK(dl_csv_load("build/tests/nope.csv", NULL) == NULL && strstr(dl_error(), "nope.csv"), "%s", dl_error());
 }
 
 static void test_csv_file_truncated(void) {
@@ -456,14 +456,14 @@ static void test_csv_file_truncated(void) {
     mkdir("build", 0755);
     mkdir("build/tests", 0755);
     write_all("build/tests/nn.csv", t, n);
-    ds = dl_load_csv("build/tests/nn.csv", &o);
+    ds = dl_csv_load("build/tests/nn.csv", &o);
     CHECK(ds && ds->n == 3 && dl_f32(ds->x)[1] == 1e-3f && dl_i32(ds->y)[2] == 2, "%s", dl_error());
     dl_dataset_free(ds);
     for (len = 0; len < n; len++) { /* any prefix: a data set or an error, never a crash */
         char *copy = (char *)malloc(len + 1);
         memcpy(copy, t, len);
         dl_clear_error();
-        ds = dl_parse_csv(copy, len, &o); /* not NUL-terminated at len: the parser must not read past it */
+        ds = dl_csv_parse(copy, len, &o); /* not NUL-terminated at len: the parser must not read past it */
         CHECK(ds != NULL || dl_error()[0] != 0, "prefix %zu", len);
         dl_dataset_free(ds);
         free(copy);
@@ -502,7 +502,7 @@ static void test_image_folder(void) {
     snprintf(path, sizeof path, "%s/cat/a.PNG", dir); stbi_write_png(path, 8, 6, 3, rgb, 8 * 3);
     snprintf(path, sizeof path, "%s/cat/notes.txt", dir); write_all(path, "hi", 2);
     snprintf(path, sizeof path, "%s/dog/x.bmp", dir); stbi_write_bmp(path, 4, 4, 1, gray);
-    ds = dl_load_image_folder(dir, 4, 4, 3);
+    ds = dl_image_folder_load(dir, 4, 4, 3);
     CHECK(ds != NULL, "%s", dl_error());
     if (ds) {
         const float *x = dl_f32(ds->x);
@@ -517,13 +517,13 @@ static void test_image_folder(void) {
         CHECK_NEAR(x[96 + 15], 0.2, 1e-6);
     }
     dl_dataset_free(ds);
-    ds = dl_load_image_folder(dir, 2, 3, 1);
+    ds = dl_image_folder_load(dir, 2, 3, 1);
     CHECK(ds && ds->x->shape[1] == 1 && ds->x->shape[2] == 2 && ds->x->shape[3] == 3, "gray 2x3: %s", dl_error());
     dl_dataset_free(ds);
     snprintf(path, sizeof path, "%s/dog/broken.png", dir); write_all(path, "\x89PNG\r\n\x1a\nnot really", 18);
-    CHECK(dl_load_image_folder(dir, 4, 4, 3) == NULL && strstr(dl_error(), "broken.png"), "%s", dl_error());
-    CHECK(dl_load_image_folder(dir, 4, 4, 2) == NULL, "2 channels refused");
-    CHECK(dl_load_image_folder("build/tests/no_such_dir", 4, 4, 3) == NULL && strstr(dl_error(), "no_such_dir"), "%s", dl_error());
+    CHECK(dl_image_folder_load(dir, 4, 4, 3) == NULL && strstr(dl_error(), "broken.png"), "%s", dl_error());
+    CHECK(dl_image_folder_load(dir, 4, 4, 2) == NULL, "2 channels refused");
+    CHECK(dl_image_folder_load("build/tests/no_such_dir", 4, 4, 3) == NULL && strstr(dl_error(), "no_such_dir"), "%s", dl_error());
     { /* clean up */
         const char *files[] = {"cat/b.png", "cat/a.PNG", "cat/notes.txt", "dog/x.bmp", "dog/broken.png", "cat", "dog", ".hidden", ""};
         for (i = 0; i < 9; i++) { snprintf(path, sizeof path, "%s/%s", dir, files[i]); if (i < 5) remove(path); else rmdir(path); }
@@ -538,8 +538,8 @@ static dl_dataset *counting_dataset(int n) { /* x[i] = [i, 100 + i], y[i] = i */
     dl_dataset *ds = (dl_dataset *)calloc(1, sizeof *ds);
     int i;
     ds->n = n;
-    ds->x = dl_tensor_new(DL_F32, 2, DL_SHAPE(n, 2));
-    ds->y = dl_tensor_new(DL_I32, 1, DL_SHAPE(n));
+    ds->x = dl_tensor_new(DL_DTYPE_F32, 2, DL_SHAPE(n, 2));
+    ds->y = dl_tensor_new(DL_DTYPE_I32, 1, DL_SHAPE(n));
     for (i = 0; i < n; i++) { dl_f32(ds->x)[2 * i] = (float)i; dl_f32(ds->x)[2 * i + 1] = 100.0f + (float)i; dl_i32(ds->y)[i] = i; }
     ds->num_classes = n;
     return ds;
@@ -566,14 +566,14 @@ static void test_batcher(void) {
     int order[3][10], sizes[4], ok = 1, i, seen[10] = {0}, all = 1;
     dl_batch_opts o = {1, 1234, 0};
     dl_batcher *b = dl_batcher_new(ds, 4, NULL), *c;
-    CHECK(b && dl_batcher_len(b) == 3, "len");
+    CHECK(b && dl_batcher_num_batches(b) == 3, "len");
     CHECK(epoch_order(b, order[0], sizes, &ok) == 3 && sizes[2] == 2 && ok, "4+4+2");
     for (i = 0; i < 10; i++) ok &= order[0][i] == i;
     CHECK(ok, "no shuffle: in order");
     dl_batcher_free(b);
     o.drop_last = 1;
     b = dl_batcher_new(ds, 4, &o);
-    CHECK(dl_batcher_len(b) == 2 && epoch_order(b, order[0], sizes, &ok) == 2 && ok, "drop_last: 2 batches");
+    CHECK(dl_batcher_num_batches(b) == 2 && epoch_order(b, order[0], sizes, &ok) == 2 && ok, "drop_last: 2 batches");
     dl_batcher_free(b);
     o.drop_last = 0;
     b = dl_batcher_new(ds, 4, &o);
@@ -644,7 +644,7 @@ static void test_normalize(void) {
     float mean[2], std[2];
     int i;
     ds.n = 4;
-    ds.x = dl_tensor_new(DL_F32, 4, DL_SHAPE(4, 2, 1, 3));
+    ds.x = dl_tensor_new(DL_DTYPE_F32, 4, DL_SHAPE(4, 2, 1, 3));
     for (i = 0; i < 24; i++) dl_f32(ds.x)[i] = (float)((i / 3) % 2 ? 5 + (i % 5) : i * 0.5);
     CHECK(dl_dataset_mean_std(&ds, mean, std) == 0, "%s", dl_error());
     CHECK(dl_normalize(ds.x, mean, std) == 0, "%s", dl_error());
@@ -659,7 +659,7 @@ static void test_normalize(void) {
 }
 
 static void test_flip(void) {
-    dl_tensor *x = dl_tensor_new(DL_F32, 4, DL_SHAPE(200, 2, 3, 5)), *orig;
+    dl_tensor *x = dl_tensor_new(DL_DTYPE_F32, 4, DL_SHAPE(200, 2, 3, 5)), *orig;
     dl_rng r, r2;
     int b, flipped = 0, bad = 0, k;
     for (k = 0; k < (int)x->numel; k++) dl_f32(x)[k] = (float)k;
@@ -677,7 +677,7 @@ static void test_flip(void) {
     CHECK(flipped > 70 && flipped < 130, "about half flipped: %d", flipped);
     dl_rng_seed(&r2, 11);
     CHECK(dl_random_flip(x, &r2) == 0 && memcmp(x->data, orig->data, x->numel * 4) == 0, "same seed twice = identity");
-    CHECK(dl_random_flip(dl_tmp(DL_F32, 2, DL_SHAPE(2, 3)), &r) == -1, "needs 4-d");
+    CHECK(dl_random_flip(dl_tmp(DL_DTYPE_F32, 2, DL_SHAPE(2, 3)), &r) == -1, "needs 4-d");
     dl_tensor_free(x);
     dl_tensor_free(orig);
     dl_arena_reset(dl_arena_current());
@@ -685,7 +685,7 @@ static void test_flip(void) {
 
 static void test_crop(void) {
     enum { B = 100, C = 2, H = 5, W = 6 };
-    dl_tensor *x = dl_tensor_new(DL_F32, 4, DL_SHAPE(B, C, H, W));
+    dl_tensor *x = dl_tensor_new(DL_DTYPE_F32, 4, DL_SHAPE(B, C, H, W));
     dl_rng r;
     int b, c, h, w, bad = 0, moved = 0;
     for (b = 0; b < B; b++)

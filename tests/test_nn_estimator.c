@@ -20,8 +20,8 @@ static dl_dataset *make_ds(int n, int f, int regression, dl_rng *r) {
     dl_dataset *ds = (dl_dataset *)calloc(1, sizeof *ds);
     int i;
     ds->n = n;
-    ds->x = dl_tensor_new(DL_F32, 2, DL_SHAPE(n, f));
-    ds->y = dl_tensor_new(regression ? DL_F32 : DL_I32, 1, DL_SHAPE(n));
+    ds->x = dl_tensor_new(DL_DTYPE_F32, 2, DL_SHAPE(n, f));
+    ds->y = dl_tensor_new(regression ? DL_DTYPE_F32 : DL_DTYPE_I32, 1, DL_SHAPE(n));
     for (i = 0; i < n * f; i++) dl_f32(ds->x)[i] = 2.0f * dl_rng_uniform(r) - 1.0f;
     return ds;
 }
@@ -88,7 +88,7 @@ static void test_linear_regressor_recovers_coefficients(void) {
     CHECK(dl_estimator_train(e, train, 3000) == 0, "%s", dl_error());
     CHECK(dl_estimator_global_step(e) == 3000, "global_step %ld", dl_estimator_global_step(e));
     m = dl_estimator_model(e);
-    logits = dl_model_get_layer(m, "logits");
+    logits = dl_model_find_layer(m, "logits");
     CHECK(logits != NULL, "a layer named logits");
     if (!logits) goto done;
     w = dl_f32(dl_layer_weight(logits, "kernel"));
@@ -123,8 +123,8 @@ static void test_linear_classifiers(void) {
     CHECK(dl_logs_get(&lg, "auc") >= 0.995, "auc %g", dl_logs_get(&lg, "auc"));
     CHECK(dl_logs_get(&lg, "precision") >= 0.95 && dl_logs_get(&lg, "recall") >= 0.95, "precision %g recall %g",
           dl_logs_get(&lg, "precision"), dl_logs_get(&lg, "recall"));
-    CHECK(dl_model_get_layer(dl_estimator_model(bin), "logits") &&
-          dl_layer_weight(dl_model_get_layer(dl_estimator_model(bin), "logits"), "kernel")->shape[1] == 1,
+    CHECK(dl_model_find_layer(dl_estimator_model(bin), "logits") &&
+          dl_layer_weight(dl_model_find_layer(dl_estimator_model(bin), "logits"), "kernel")->shape[1] == 1,
           "binary head: one logit");
     CHECK(dl_estimator_train(multi, tr3, 800) == 0, "%s", dl_error());
     CHECK(dl_estimator_evaluate(multi, te3, &lg) == 0, "%s", dl_error());
@@ -151,7 +151,7 @@ static void test_dnn_classifier_nonlinear(void) {
     if (!dnn || !rings || !lin) goto done;
     CHECK(dl_model_num_layers(dl_estimator_model(dnn)) == 4, "flatten, 2 hidden, logits");
     CHECK(dl_model_num_layers(dl_estimator_model(rings)) == 6, "flatten, 2 x (hidden, dropout), logits");
-    CHECK(dl_model_get_layer(dl_estimator_model(dnn), "hiddenlayer_1") != NULL, "TF's layer names");
+    CHECK(dl_model_find_layer(dl_estimator_model(dnn), "hiddenlayer_1") != NULL, "TF's layer names");
     CHECK(dl_estimator_train(dnn, trx, 1500) == 0, "%s", dl_error());
     CHECK(dl_estimator_train(lin, trx, 300) == 0, "%s", dl_error());
     acc = eval_get(dnn, tex, "accuracy");
@@ -200,7 +200,7 @@ static void test_evaluate_and_predict_agree(void) {
             int correct = 0, agree = 0, C = p->shape[1];
             double worst = 0;
             cls = dl_estimator_predict_classes(e[k], ds[k]->x);
-            CHECK(cls && cls->dtype == DL_I32 && cls->shape[0] == n, "%s", dl_error());
+            CHECK(cls && cls->dtype == DL_DTYPE_I32 && cls->shape[0] == n, "%s", dl_error());
             for (i = 0; cls && i < n; i++) {
                 const float *row = dl_f32(p) + (size_t)i * C;
                 double s = 0;
@@ -369,14 +369,14 @@ static void test_bad_arguments(void) {
     CHECK(dl_dnn_classifier(2, &o) == NULL && strstr(dl_error(), "dropout"), "%s", dl_error());
     o.dropout = 0; o.activation = (dl_act)99;
     CHECK(dl_dnn_classifier(2, &o) == NULL && strstr(dl_error(), "activation"), "%s", dl_error());
-    o.activation = DL_TANH; o.n_classes = 1;
+    o.activation = DL_ACT_TANH; o.n_classes = 1;
     CHECK(dl_dnn_classifier(2, &o) == NULL && strstr(dl_error(), "n_classes"), "%s", dl_error());
     o.n_classes = 0; o.batch_size = -1;
     CHECK(dl_linear_classifier(2, &o) == NULL && strstr(dl_error(), "batch_size"), "%s", dl_error());
     o.batch_size = 0; o.learning_rate = -1;
     CHECK(dl_linear_classifier(2, &o) == NULL && strstr(dl_error(), "learning_rate"), "%s", dl_error());
     o.learning_rate = 0;
-    o.optimizer = dl_adam(1e-3, 0.9, 0.999, 1e-7);   /* taken over and freed (ASan checks) */
+    o.optimizer = dl_optim_new(DL_OPTIM_ADAM, &(dl_optim_opts){.lr = 1e-3, .eps = 1e-7});   /* taken over and freed (ASan checks) */
     CHECK(dl_linear_classifier(0, &o) == NULL, "freed with the failure");
     o.optimizer = NULL;
     o.checkpoint = "tests/data/handmade.safetensors";   /* exists, but is no model */
@@ -384,7 +384,7 @@ static void test_bad_arguments(void) {
     o.checkpoint = NULL;
     dl_estimator_free(NULL);
     /* calls */
-    e = dl_linear_classifier(2, &(dl_estimator_opts){.n_classes = 3, .optimizer = dl_sgd(0.1, 0, 0, 0)});
+    e = dl_linear_classifier(2, &(dl_estimator_opts){.n_classes = 3, .optimizer = dl_sgd(0.1)});
     r = dl_linear_regressor(3, NULL);
     CHECK(e && r, "%s", dl_error());
     if (!e || !r) goto done;
@@ -413,13 +413,13 @@ static void test_bad_arguments(void) {
     CHECK(dl_estimator_evaluate(NULL, ds, &lg) == -1, "NULL estimator");
     CHECK(dl_estimator_predict(e, NULL) == NULL, "NULL x");
     CHECK(dl_estimator_predict(e, reg->x) == NULL && strstr(dl_error(), "dl_estimator_predict"), "%s", dl_error());
-    x = dl_tensor_new(DL_I32, 2, DL_SHAPE(4, 2));
+    x = dl_tensor_new(DL_DTYPE_I32, 2, DL_SHAPE(4, 2));
     CHECK(dl_estimator_predict(e, x) == NULL, "i32 x");
     dl_tensor_free(x);
-    x = dl_tensor_new(DL_F32, 1, DL_SHAPE(2));
+    x = dl_tensor_new(DL_DTYPE_F32, 1, DL_SHAPE(2));
     CHECK(dl_estimator_predict_classes(e, x) == NULL, "x without a batch axis");
     dl_tensor_free(x);
-    x = dl_tensor_new(DL_F32, 3, DL_SHAPE(4, 1, 2));   /* [N, 1, 2]: flattened to 2 features */
+    x = dl_tensor_new(DL_DTYPE_F32, 3, DL_SHAPE(4, 1, 2));   /* [N, 1, 2]: flattened to 2 features */
     {
         dl_tensor *p = dl_estimator_predict(e, x);
         CHECK(p && p->shape[0] == 4 && p->shape[1] == 3, "[N, 1, 2] is flattened: %s", dl_error());
@@ -432,7 +432,7 @@ static void test_bad_arguments(void) {
     CHECK(dl_estimator_global_step(NULL) == -1 && dl_estimator_model(NULL) == NULL && dl_estimator_serving_model(NULL) == NULL,
           "NULL accessors");
     /* the given SGD is used, and still trains */
-    CHECK(dl_optim_get_kind(dl_model_optimizer(dl_estimator_model(e))) == DL_OPTIM_SGD, "the given optimizer");
+    CHECK(dl_optim_type(dl_model_optimizer(dl_estimator_model(e))) == DL_OPTIM_SGD, "the given optimizer");
     CHECK(dl_estimator_train(e, ds, 3) == 0 && dl_estimator_global_step(e) == 3, "%s", dl_error());
 done:
     dl_estimator_free(e);
@@ -462,12 +462,12 @@ static void test_defaults(void) {
     dl_tensor *w[4];
     CHECK(d && l && r, "%s", dl_error());
     if (d && l && r) {
-        CHECK(dl_optim_get_kind(dl_model_optimizer(dl_estimator_model(d))) == DL_OPTIM_ADAGRAD, "DNN: Adagrad");
+        CHECK(dl_optim_type(dl_model_optimizer(dl_estimator_model(d))) == DL_OPTIM_ADAGRAD, "DNN: Adagrad");
         CHECK_NEAR(dl_optim_lr(dl_model_optimizer(dl_estimator_model(d))), 0.05, 1e-12);
         CHECK_NEAR(dl_optim_lr(dl_model_optimizer(dl_estimator_model(l))), 0.1, 1e-12);   /* 1/sqrt(100) */
         CHECK_NEAR(dl_optim_lr(dl_model_optimizer(dl_estimator_model(r))), 0.5, 1e-7);
         CHECK(dl_model_weights(dl_estimator_model(l), 0, w, 4) == 2 && dl_f32(w[0])[17] == 0.0f, "linear starts at zero");
-        CHECK(dl_model_get_layer(dl_estimator_serving_model(l), "probabilities") != NULL, "serving adds probabilities");
+        CHECK(dl_model_find_layer(dl_estimator_serving_model(l), "probabilities") != NULL, "serving adds probabilities");
         CHECK(dl_model_num_layers(dl_estimator_serving_model(r)) == dl_model_num_layers(dl_estimator_model(r)),
               "a regressor serves its values");
     }

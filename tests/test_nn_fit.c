@@ -25,7 +25,7 @@ static dl_rng g_rng;
 static dl_dataset *dataset_new(int ndim, const int *xshape, dl_dtype ydtype) {
     dl_dataset *ds = (dl_dataset *)calloc(1, sizeof *ds);
     ds->n = xshape[0];
-    ds->x = dl_tensor_new(DL_F32, ndim, xshape);
+    ds->x = dl_tensor_new(DL_DTYPE_F32, ndim, xshape);
     ds->y = dl_tensor_new(ydtype, 1, xshape);
     return ds;
 }
@@ -49,7 +49,7 @@ static void hist_keep(hist_copy *c, const dl_history *h) {
 
 static void test_xor(void) {
     static const float xs[8] = {0, 0, 0, 1, 1, 0, 1, 1}, ys[4] = {0, 1, 1, 0};
-    dl_dataset *ds = dataset_new(2, DL_SHAPE(4, 2), DL_F32);
+    dl_dataset *ds = dataset_new(2, DL_SHAPE(4, 2), DL_DTYPE_F32);
     dl_model *m;
     const dl_history *h;
     dl_logs lg;
@@ -57,8 +57,8 @@ static void test_xor(void) {
     memcpy(dl_f32(ds->x), xs, sizeof xs);
     memcpy(dl_f32(ds->y), ys, sizeof ys);
     dl_nn_seed(1);
-    m = dl_sequential(dl_Dense(8, DL_TANH), dl_Dense(1, DL_LINEAR));
-    CHECK(m && dl_compile(m, dl_adam(0.05, 0.9, 0.999, 1e-7), DL_LOSS_BINARY_CE, DL_METRIC_ACCURACY) == 0, "%s", dl_error());
+    m = dl_sequential(dl_Dense(8, DL_ACT_TANH), dl_Dense(1, DL_ACT_LINEAR));
+    CHECK(m && dl_compile(m, dl_optim_new(DL_OPTIM_ADAM, &(dl_optim_opts){.lr = 0.05, .eps = 1e-7}), DL_LOSS_BINARY_CE, DL_METRIC_ACCURACY) == 0, "%s", dl_error());
     memset(&o, 0, sizeof o);
     o.epochs = 300; o.batch_size = 4; o.verbose = -1;
     h = dl_fit(m, ds, &o);
@@ -74,21 +74,21 @@ static void test_xor(void) {
 
 static void test_linear_regression(void) {
     static const double w[3] = {1.5, -2.0, 0.5}, b = 0.3;
-    dl_dataset *ds = dataset_new(2, DL_SHAPE(256, 3), DL_F32);
+    dl_dataset *ds = dataset_new(2, DL_SHAPE(256, 3), DL_DTYPE_F32);
     dl_model *m;
     dl_tensor *k, *bias;
     dl_fit_opts o;
     dl_logs lg;
     int i, j;
-    dl_fill_normal(ds->x, &g_rng, 0.0f, 1.0f);
+    dl_fill_normal(ds->x, 0.0f, 1.0f, &g_rng);
     for (i = 0; i < 256; i++) {
         double t = b + 0.01 * dl_rng_normal(&g_rng);
         for (j = 0; j < 3; j++) t += w[j] * dl_f32(ds->x)[i * 3 + j];
         dl_f32(ds->y)[i] = (float)t;
     }
     dl_nn_seed(2);
-    m = dl_sequential(dl_Dense(1, DL_LINEAR));
-    CHECK(m && dl_compile(m, dl_sgd(0.05, 0.0, 0.0, 0), DL_LOSS_MSE, DL_METRIC_MAE) == 0, "%s", dl_error());
+    m = dl_sequential(dl_Dense(1, DL_ACT_LINEAR));
+    CHECK(m && dl_compile(m, dl_sgd(0.05), DL_LOSS_MSE, DL_METRIC_MAE) == 0, "%s", dl_error());
     memset(&o, 0, sizeof o);
     o.epochs = 40; o.batch_size = 16; o.verbose = -1; o.seed = 3;
     CHECK(dl_fit(m, ds, &o) != NULL, "%s", dl_error());
@@ -104,7 +104,7 @@ static void test_linear_regression(void) {
 }
 
 static dl_dataset *fashion(int train, int n) {
-    dl_dataset *all = dl_load_fashion_mnist("data/fashion-mnist", train), *sub;
+    dl_dataset *all = dl_fashion_mnist_load("data/fashion-mnist", train), *sub;
     int *idx, i;
     if (!all) return NULL;
     if (n > all->n) n = all->n;
@@ -129,8 +129,8 @@ static void test_fashion_mnist(void) {
     }
     CHECK(train->n == 600 && test->n == 500 && train->num_classes == 10, "subsets");
     dl_nn_seed(3);
-    m = dl_sequential(dl_Flatten(), dl_Dense(64, DL_RELU), dl_Dropout(0.1f), dl_Dense(10, DL_LINEAR));
-    CHECK(m && dl_compile(m, dl_adam(2e-3, 0.9, 0.999, 1e-7), DL_LOSS_SPARSE_CATEGORICAL_CE,
+    m = dl_sequential(dl_Flatten(), dl_Dense(64, DL_ACT_RELU), dl_Dropout(0.1f), dl_Dense(10, DL_ACT_LINEAR));
+    CHECK(m && dl_compile(m, dl_optim_new(DL_OPTIM_ADAM, &(dl_optim_opts){.lr = 2e-3, .eps = 1e-7}), DL_LOSS_SPARSE_CATEGORICAL_CE,
                           DL_METRIC_ACCURACY | DL_METRIC_TOP_K) == 0, "%s", dl_error());
     memset(&o, 0, sizeof o);
     o.epochs = 6; o.batch_size = 32; o.verbose = -1; o.seed = 1; o.validation_split = 0.2f;
@@ -188,14 +188,14 @@ static void test_metrics_multiclass(void) {
         {-1.0f, -2.0f, -0.5f, -3.0f}, /* label 0: wrong (pred 2); top-2 yes */
     };
     static const int lab[7] = {0, 3, 1, 2, 1, 3, 0};
-    dl_dataset *ds = dataset_new(2, DL_SHAPE(7, 4), DL_I32);
+    dl_dataset *ds = dataset_new(2, DL_SHAPE(7, 4), DL_DTYPE_I32);
     dl_model *m = dl_custom_model(identity_forward, NULL, 0, NULL);
     dl_logs lg;
     double loss = 0, acc = 0, top2 = 0, prec = 0, rec = 0;
     int i, c, k, pred[7];
     memcpy(dl_f32(ds->x), out, sizeof out);
     memcpy(dl_i32(ds->y), lab, sizeof lab);
-    CHECK(m && dl_compile(m, dl_sgd(0.1, 0, 0, 0), DL_LOSS_SPARSE_CATEGORICAL_CE,
+    CHECK(m && dl_compile(m, dl_sgd(0.1), DL_LOSS_SPARSE_CATEGORICAL_CE,
                           DL_METRIC_ACCURACY | DL_METRIC_TOP_K | DL_METRIC_PRECISION | DL_METRIC_RECALL) == 0, "%s", dl_error());
     dl_model_set_top_k(m, 2);
     for (i = 0; i < 7; i++) {
@@ -234,14 +234,14 @@ static void test_metrics_multiclass(void) {
 static void test_metrics_binary(void) {
     static const float logit[9] = {2.0f, -1.0f, 0.3f, -0.2f, 4.0f, -3.0f, 0.0f, 0.7f, -0.6f};
     static const float target[9] = {1, 0, 0, 1, 1, 0, 1, 1, 1};
-    dl_dataset *ds = dataset_new(2, DL_SHAPE(9, 1), DL_F32);
+    dl_dataset *ds = dataset_new(2, DL_SHAPE(9, 1), DL_DTYPE_F32);
     dl_model *m = dl_custom_model(identity_forward, NULL, 0, NULL);
     dl_logs lg;
     double loss = 0;
     int i, tp = 0, fp = 0, fn = 0, correct = 0;
     memcpy(dl_f32(ds->x), logit, sizeof logit);
     memcpy(dl_f32(ds->y), target, sizeof target);
-    CHECK(m && dl_compile(m, dl_sgd(0.1, 0, 0, 0), DL_LOSS_BINARY_CE,
+    CHECK(m && dl_compile(m, dl_sgd(0.1), DL_LOSS_BINARY_CE,
                           DL_METRIC_ACCURACY | DL_METRIC_PRECISION | DL_METRIC_RECALL) == 0, "%s", dl_error());
     for (i = 0; i < 9; i++) {
         double p = 1.0 / (1.0 + exp(-logit[i]));
@@ -262,11 +262,11 @@ static void test_metrics_binary(void) {
 static void test_metrics_regression(void) {
     dl_model *m = dl_custom_model(identity_forward, NULL, 0, NULL);
     dl_logs lg;
-    dl_tensor *out = dl_tensor_new(DL_F32, 2, DL_SHAPE(5, 2)), *y2 = dl_tensor_new(DL_F32, 2, DL_SHAPE(5, 2));
+    dl_tensor *out = dl_tensor_new(DL_DTYPE_F32, 2, DL_SHAPE(5, 2)), *y2 = dl_tensor_new(DL_DTYPE_F32, 2, DL_SHAPE(5, 2));
     double se = 0, ae = 0, hub = 0;
     int i;
-    dl_fill_normal(out, &g_rng, 0.0f, 2.0f);
-    dl_fill_normal(y2, &g_rng, 0.0f, 2.0f);
+    dl_fill_normal(out, 0.0f, 2.0f, &g_rng);
+    dl_fill_normal(y2, 0.0f, 2.0f, &g_rng);
     for (i = 0; i < 10; i++) {
         double d = dl_f32(out)[i] - dl_f32(y2)[i];
         se += d * d;
@@ -274,14 +274,14 @@ static void test_metrics_regression(void) {
         hub += fabs(d) <= 1.0 ? 0.5 * d * d : fabs(d) - 0.5;
     }
     /* losses on [5, 2] outputs and targets (a data set's y is [N]: dl_model_loss directly) */
-    CHECK(m && dl_compile(m, dl_sgd(0.1, 0, 0, 0), DL_LOSS_MSE, DL_METRIC_MSE | DL_METRIC_MAE) == 0, "%s", dl_error());
+    CHECK(m && dl_compile(m, dl_sgd(0.1), DL_LOSS_MSE, DL_METRIC_MSE | DL_METRIC_MAE) == 0, "%s", dl_error());
     if (m) {
         dl_tensor *l = dl_model_loss(m, out, y2);
         CHECK(l && fabs(dl_item(l) - se / 10) < 1e-5, "MSE loss %g, hand %g", l ? (double)dl_item(l) : 0.0, se / 10);
-        dl_compile(m, dl_sgd(0.1, 0, 0, 0), DL_LOSS_MAE, 0);
+        dl_compile(m, dl_sgd(0.1), DL_LOSS_MAE, 0);
         l = dl_model_loss(m, out, y2);
         CHECK(l && fabs(dl_item(l) - ae / 10) < 1e-5, "MAE loss %g, hand %g", l ? (double)dl_item(l) : 0.0, ae / 10);
-        dl_compile(m, dl_sgd(0.1, 0, 0, 0), DL_LOSS_HUBER, 0);
+        dl_compile(m, dl_sgd(0.1), DL_LOSS_HUBER, 0);
         l = dl_model_loss(m, out, y2);
         CHECK(l && fabs(dl_item(l) - hub / 10) < 1e-5, "Huber loss %g, hand %g", l ? (double)dl_item(l) : 0.0, hub / 10);
     }
@@ -290,17 +290,17 @@ static void test_metrics_regression(void) {
     dl_tensor_free(y2);
     dl_arena_reset(dl_arena_current());
     { /* through dl_evaluate: outputs [N, 1], targets [N] */
-        dl_dataset *d1 = dataset_new(2, DL_SHAPE(6, 1), DL_F32);
+        dl_dataset *d1 = dataset_new(2, DL_SHAPE(6, 1), DL_DTYPE_F32);
         dl_model *m1 = dl_custom_model(identity_forward, NULL, 0, NULL);
         se = ae = 0;
-        dl_fill_normal(d1->x, &g_rng, 0.0f, 1.0f);
-        dl_fill_normal(d1->y, &g_rng, 0.0f, 1.0f);
+        dl_fill_normal(d1->x, 0.0f, 1.0f, &g_rng);
+        dl_fill_normal(d1->y, 0.0f, 1.0f, &g_rng);
         for (i = 0; i < 6; i++) {
             double d = dl_f32(d1->x)[i] - dl_f32(d1->y)[i];
             se += d * d;
             ae += fabs(d);
         }
-        CHECK(m1 && dl_compile(m1, dl_sgd(0.1, 0, 0, 0), DL_LOSS_MAE, DL_METRIC_MSE | DL_METRIC_MAE) == 0, "%s", dl_error());
+        CHECK(m1 && dl_compile(m1, dl_sgd(0.1), DL_LOSS_MAE, DL_METRIC_MSE | DL_METRIC_MAE) == 0, "%s", dl_error());
         CHECK(dl_evaluate(m1, d1, 4, &lg) == 0, "%s", dl_error());
         CHECK_NEAR(dl_logs_get(&lg, "loss"), ae / 6, 1e-6);
         CHECK_NEAR(dl_logs_get(&lg, "mse"), se / 6, 1e-6);
@@ -313,12 +313,12 @@ static void test_metrics_regression(void) {
 /* A model whose last layer applies softmax (sigmoid): the outputs are probabilities, as in Keras'
    default from_logits=False. Dense with identity kernel and zero bias: outputs softmax(x). */
 static void test_probability_outputs(void) {
-    dl_dataset *ds = dataset_new(2, DL_SHAPE(5, 3), DL_I32), *db = dataset_new(2, DL_SHAPE(5, 1), DL_F32);
-    dl_model *m = dl_sequential(dl_Dense(3, DL_SOFTMAX)), *mb = dl_sequential(dl_Dense(1, DL_SIGMOID));
+    dl_dataset *ds = dataset_new(2, DL_SHAPE(5, 3), DL_DTYPE_I32), *db = dataset_new(2, DL_SHAPE(5, 1), DL_DTYPE_F32);
+    dl_model *m = dl_sequential(dl_Dense(3, DL_ACT_SOFTMAX)), *mb = dl_sequential(dl_Dense(1, DL_ACT_SIGMOID));
     dl_logs lg;
     double loss = 0, lossb = 0;
     int i;
-    dl_fill_normal(ds->x, &g_rng, 0.0f, 2.0f);
+    dl_fill_normal(ds->x, 0.0f, 2.0f, &g_rng);
     for (i = 0; i < 5; i++) dl_i32(ds->y)[i] = i % 3;
     CHECK(m && dl_model_build(m, 1, DL_SHAPE(3)) == 0, "%s", dl_error());
     CHECK(mb && dl_model_build(mb, 1, DL_SHAPE(1)) == 0, "%s", dl_error());
@@ -331,16 +331,16 @@ static void test_probability_outputs(void) {
         if (p < 1e-7) p = 1e-7;
         loss -= log(p);
     }
-    dl_fill_normal(db->x, &g_rng, 0.0f, 2.0f);
+    dl_fill_normal(db->x, 0.0f, 2.0f, &g_rng);
     for (i = 0; i < 5; i++) {
         double p = 1.0 / (1.0 + exp(-dl_f32(db->x)[i])), t = i % 2;
         dl_f32(db->y)[i] = (float)t;
         lossb -= t * log(p) + (1 - t) * log(1 - p);
     }
-    CHECK(dl_compile(m, dl_sgd(0.1, 0, 0, 0), DL_LOSS_SPARSE_CATEGORICAL_CE, 0) == 0, "%s", dl_error());
+    CHECK(dl_compile(m, dl_sgd(0.1), DL_LOSS_SPARSE_CATEGORICAL_CE, 0) == 0, "%s", dl_error());
     CHECK(dl_evaluate(m, ds, 0, &lg) == 0, "%s", dl_error());
     CHECK_NEAR(dl_logs_get(&lg, "loss"), loss / 5, 1e-5);
-    CHECK(dl_compile(mb, dl_sgd(0.1, 0, 0, 0), DL_LOSS_BINARY_CE, DL_METRIC_ACCURACY) == 0, "%s", dl_error());
+    CHECK(dl_compile(mb, dl_sgd(0.1), DL_LOSS_BINARY_CE, DL_METRIC_ACCURACY) == 0, "%s", dl_error());
     CHECK(dl_evaluate(mb, db, 0, &lg) == 0, "%s", dl_error());
     CHECK_NEAR(dl_logs_get(&lg, "loss"), lossb / 5, 1e-5);
     dl_model_free(m);
@@ -352,21 +352,21 @@ static void test_probability_outputs(void) {
 /* ---- fit's data handling ---- */
 
 static dl_model *frozen_dense(int in, int out) { /* fixed weights, and SGD with lr 0: fit changes nothing */
-    dl_model *m = dl_sequential(dl_Dense(out, DL_LINEAR));
+    dl_model *m = dl_sequential(dl_Dense(out, DL_ACT_LINEAR));
     if (!m || dl_model_build(m, 1, DL_SHAPE(in)) != 0) { dl_model_free(m); return NULL; }
-    dl_fill_normal(dl_model_layer(m, 0)->params[0], &g_rng, 0.0f, 1.0f);
-    if (dl_compile(m, dl_sgd(0.0, 0, 0, 0), DL_LOSS_SPARSE_CATEGORICAL_CE, DL_METRIC_ACCURACY) != 0) { dl_model_free(m); return NULL; }
+    dl_fill_normal(dl_model_layer(m, 0)->params[0], 0.0f, 1.0f, &g_rng);
+    if (dl_compile(m, dl_optim_new(DL_OPTIM_SGD, &(dl_optim_opts){.lr = DL_ZERO}), DL_LOSS_SPARSE_CATEGORICAL_CE, DL_METRIC_ACCURACY) != 0) { dl_model_free(m); return NULL; }
     return m;
 }
 
 static void test_validation_split_takes_last(void) {
-    dl_dataset *ds = dataset_new(2, DL_SHAPE(10, 4), DL_I32), *first, *last;
+    dl_dataset *ds = dataset_new(2, DL_SHAPE(10, 4), DL_DTYPE_I32), *first, *last;
     dl_model *m = frozen_dense(4, 3);
     int idx[10], i;
     dl_fit_opts o;
     dl_logs lf, ll;
     const dl_history *h;
-    dl_fill_normal(ds->x, &g_rng, 0.0f, 1.0f);
+    dl_fill_normal(ds->x, 0.0f, 1.0f, &g_rng);
     for (i = 0; i < 10; i++) { dl_i32(ds->y)[i] = i % 3; idx[i] = i; }
     first = dl_dataset_subset(ds, idx, 7);
     last = dl_dataset_subset(ds, idx + 7, 3);
@@ -408,9 +408,9 @@ static dl_model *convnet_fit(const dl_dataset *ds, uint64_t shuffle_seed, int th
     int n, i, k = 0;
     dl_set_num_threads(threads);
     dl_nn_seed(9);
-    m = dl_sequential(dl_Conv2D(8, 3, 2, DL_SAME, DL_RELU), dl_BatchNormalization(0, 0), dl_MaxPool2D(2, 0), dl_Dropout(0.2f),
-                      dl_Flatten(), dl_Dense(32, DL_RELU), dl_Dense(10, DL_LINEAR));
-    if (!m || dl_compile(m, dl_adam(1e-3, 0.9, 0.999, 1e-7), DL_LOSS_SPARSE_CATEGORICAL_CE, DL_METRIC_ACCURACY) != 0) {
+    m = dl_sequential(dl_Conv2D(8, 3, 2, DL_PADDING_SAME, DL_ACT_RELU), dl_BatchNormalization(0, 0), dl_MaxPool2D(2, 0), dl_Dropout(0.2f),
+                      dl_Flatten(), dl_Dense(32, DL_ACT_RELU), dl_Dense(10, DL_ACT_LINEAR));
+    if (!m || dl_compile(m, dl_optim_new(DL_OPTIM_ADAM, &(dl_optim_opts){.lr = 1e-3, .eps = 1e-7}), DL_LOSS_SPARSE_CATEGORICAL_CE, DL_METRIC_ACCURACY) != 0) {
         dl_model_free(m);
         return NULL;
     }
@@ -439,9 +439,9 @@ static void test_same_bits(void) {
         ds = (dl_dataset *)DL_MALLOC(sizeof *ds);
         memset(ds, 0, sizeof *ds);
         ds->n = 256;
-        ds->x = dl_tensor_new(DL_F32, 4, DL_SHAPE(256, 1, 28, 28));
-        ds->y = dl_tensor_new(DL_I32, 1, DL_SHAPE(256));
-        dl_fill_uniform(ds->x, &g_rng, 0.0f, 1.0f);
+        ds->x = dl_tensor_new(DL_DTYPE_F32, 4, DL_SHAPE(256, 1, 28, 28));
+        ds->y = dl_tensor_new(DL_DTYPE_I32, 1, DL_SHAPE(256));
+        dl_fill_uniform(ds->x, 0.0f, 1.0f, &g_rng);
         for (i = 0; i < 256; i++) dl_i32(ds->y)[i] = i % 10;
     }
     a = convnet_fit(ds, 1, 1, &ha, wa);
@@ -449,7 +449,7 @@ static void test_same_bits(void) {
     c = convnet_fit(ds, 1, 2, &hc, wc);
     d = convnet_fit(ds, 2, 1, &hd, wd);
     CHECK(a && b && c && d, "%s", dl_error());
-    nw = a ? (size_t)dl_model_count_params(a, 0) : 0;
+    nw = a ? (size_t)dl_model_num_params(a, 0) : 0;
     CHECK(nw > 0 && nw <= MAX_W, "%zu weights", nw);
     if (nw > MAX_W) nw = MAX_W;
     CHECK(ha.epochs == 2 && ha.n == 4, "history kept");
@@ -496,8 +496,8 @@ static void scripted_epoch_end(dl_callback *cb, dl_model *m, const dl_logs *lg) 
 
 static void early_case(const double *script, int n_script, double min_delta, int patience, int restore, int want_epochs, int best) {
     scripted s;
-    dl_dataset *ds = dataset_new(2, DL_SHAPE(16, 3), DL_F32), *val = dataset_new(2, DL_SHAPE(4, 3), DL_F32);
-    dl_layer *dense = dl_Dense(1, DL_LINEAR);
+    dl_dataset *ds = dataset_new(2, DL_SHAPE(16, 3), DL_DTYPE_F32), *val = dataset_new(2, DL_SHAPE(4, 3), DL_DTYPE_F32);
+    dl_layer *dense = dl_Dense(1, DL_ACT_LINEAR);
     dl_model *m;
     dl_callback rec, *es = dl_early_stopping("val_loss", min_delta, patience, restore), *cbs[2];
     dl_fit_opts o;
@@ -510,9 +510,9 @@ static void early_case(const double *script, int n_script, double min_delta, int
     rec.on_epoch_begin = scripted_epoch_begin;
     rec.on_epoch_end = scripted_epoch_end;
     cbs[0] = &rec; cbs[1] = es;
-    dl_fill_normal(ds->x, &g_rng, 0.0f, 1.0f);
+    dl_fill_normal(ds->x, 0.0f, 1.0f, &g_rng);
     for (i = 0; i < 16; i++) dl_f32(ds->y)[i] = dl_f32(ds->x)[i * 3] - 2.0f * dl_f32(ds->x)[i * 3 + 2] + 1.0f;
-    CHECK(m && es && dl_compile(m, dl_sgd(0.05, 0, 0, 0), DL_LOSS_MSE, 0) == 0, "%s", dl_error());
+    CHECK(m && es && dl_compile(m, dl_sgd(0.05), DL_LOSS_MSE, 0) == 0, "%s", dl_error());
     memset(&o, 0, sizeof o);
     o.epochs = n_script; o.batch_size = 4; o.verbose = -1; o.validation_data = val;
     o.n_callbacks = 2; o.callbacks = cbs;
@@ -551,13 +551,13 @@ static void test_early_stopping(void) {
 /* Full-batch gradient descent from zero weights toward y = x.w: the training loss falls every
    epoch while the loss on validation targets -x.w rises. */
 static void test_checkpoint(void) {
-    dl_dataset *ds = dataset_new(2, DL_SHAPE(32, 2), DL_F32), *val = dataset_new(2, DL_SHAPE(32, 2), DL_F32);
+    dl_dataset *ds = dataset_new(2, DL_SHAPE(32, 2), DL_DTYPE_F32), *val = dataset_new(2, DL_SHAPE(32, 2), DL_DTYPE_F32);
     dl_model *m;
     dl_callback *all, *best, *cbs[2];
     char path_all[600], path_best[600], p[640];
     dl_fit_opts o;
     int i, e;
-    dl_fill_normal(ds->x, &g_rng, 0.0f, 1.0f);
+    dl_fill_normal(ds->x, 0.0f, 1.0f, &g_rng);
     memcpy(dl_f32(val->x), dl_f32(ds->x), 64 * sizeof(float));
     for (i = 0; i < 32; i++) {
         dl_f32(ds->y)[i] = 2.0f * dl_f32(ds->x)[2 * i] - dl_f32(ds->x)[2 * i + 1];
@@ -568,11 +568,11 @@ static void test_checkpoint(void) {
     all = dl_model_checkpoint(path_all, NULL, 0);
     best = dl_model_checkpoint(path_best, "val_loss", 1);
     cbs[0] = all; cbs[1] = best;
-    m = dl_sequential(dl_Dense(1, DL_LINEAR));
+    m = dl_sequential(dl_Dense(1, DL_ACT_LINEAR));
     CHECK(m && all && best && dl_model_build(m, 1, DL_SHAPE(2)) == 0, "%s", dl_error());
     if (!m || !all || !best) goto out;
     dl_fill(dl_model_layer(m, 0)->params[0], 0.0f);
-    CHECK(dl_compile(m, dl_sgd(0.1, 0, 0, 0), DL_LOSS_MSE, 0) == 0, "%s", dl_error());
+    CHECK(dl_compile(m, dl_sgd(0.1), DL_LOSS_MSE, 0) == 0, "%s", dl_error());
     memset(&o, 0, sizeof o);
     o.epochs = 3; o.batch_size = 32; o.no_shuffle = 1; o.verbose = -1; o.validation_data = val;
     o.n_callbacks = 2; o.callbacks = cbs;
@@ -619,21 +619,21 @@ static void rec_epoch(dl_callback *cb, dl_model *m, const dl_logs *lg) {
 }
 
 static void test_lr_scheduler_and_stop(void) {
-    dl_dataset *ds = dataset_new(2, DL_SHAPE(20, 2), DL_F32);
-    dl_model *m = dl_sequential(dl_Dense(1, DL_LINEAR));
+    dl_dataset *ds = dataset_new(2, DL_SHAPE(20, 2), DL_DTYPE_F32);
+    dl_model *m = dl_sequential(dl_Dense(1, DL_ACT_LINEAR));
     dl_lr_schedule step, expo;
     dl_callback rec, *sched, *cbs[2];
     lr_rec r;
     dl_fit_opts o;
     const dl_history *h;
     int e, t;
-    dl_fill_normal(ds->x, &g_rng, 0.0f, 1.0f);
-    dl_fill_normal(ds->y, &g_rng, 0.0f, 1.0f);
+    dl_fill_normal(ds->x, 0.0f, 1.0f, &g_rng);
+    dl_fill_normal(ds->y, 0.0f, 1.0f, &g_rng);
     memset(&step, 0, sizeof step);
     step.kind = DL_LR_STEP; step.base_lr = 0.1; step.step_size = 1; step.gamma = 0.5;
     memset(&expo, 0, sizeof expo);
     expo.kind = DL_LR_EXPONENTIAL; expo.base_lr = 0.05; expo.gamma = 0.9;
-    CHECK(m && dl_compile(m, dl_sgd(1.0, 0, 0, 0), DL_LOSS_MSE, 0) == 0, "%s", dl_error());
+    CHECK(m && dl_compile(m, dl_sgd(1.0), DL_LOSS_MSE, 0) == 0, "%s", dl_error());
     if (!m) { dataset_free(ds); return; }
     memset(&rec, 0, sizeof rec);
     memset(&r, 0, sizeof r);
@@ -716,32 +716,32 @@ static long captured_fit(dl_model *m, const dl_dataset *ds, int verbose) {
 }
 
 static void test_verbose_and_errors(void) {
-    dl_dataset *ds = dataset_new(2, DL_SHAPE(16, 3), DL_I32);
-    dl_model *m = dl_sequential(dl_Dense(2, DL_LINEAR));
+    dl_dataset *ds = dataset_new(2, DL_SHAPE(16, 3), DL_DTYPE_I32);
+    dl_model *m = dl_sequential(dl_Dense(2, DL_ACT_LINEAR));
     dl_logs lg;
     dl_tensor *x, *y;
     int i;
-    dl_fill_normal(ds->x, &g_rng, 0.0f, 1.0f);
+    dl_fill_normal(ds->x, 0.0f, 1.0f, &g_rng);
     for (i = 0; i < 16; i++) dl_i32(ds->y)[i] = i % 2;
     dl_clear_error();
     CHECK(dl_fit(m, ds, NULL) == NULL && strstr(dl_error(), "compile"), "fit before compile: '%s'", dl_error());
     dl_clear_error();
     CHECK(dl_evaluate(m, ds, 0, &lg) != 0 && strstr(dl_error(), "compile"), "evaluate before compile: '%s'", dl_error());
-    x = dl_tmp(DL_F32, 2, DL_SHAPE(4, 3));
-    y = dl_tmp(DL_I32, 1, DL_SHAPE(4));
+    x = dl_tmp(DL_DTYPE_F32, 2, DL_SHAPE(4, 3));
+    y = dl_tmp(DL_DTYPE_I32, 1, DL_SHAPE(4));
     dl_clear_error();
     CHECK(isnan(dl_train_on_batch(m, x, y)) && strstr(dl_error(), "compile"), "train_on_batch before compile: '%s'", dl_error());
-    CHECK(dl_compile(m, dl_sgd(0.1, 0, 0, 0), DL_LOSS_SPARSE_CATEGORICAL_CE, DL_METRIC_ACCURACY) == 0, "%s", dl_error());
+    CHECK(dl_compile(m, dl_sgd(0.1), DL_LOSS_SPARSE_CATEGORICAL_CE, DL_METRIC_ACCURACY) == 0, "%s", dl_error());
     CHECK(captured_fit(m, ds, -1) == 0, "verbose -1 prints nothing");
     CHECK(captured_fit(m, ds, 2) > 20, "verbose 2 prints (the capture works)");
     dl_clear_error();
     CHECK(dl_compile(m, NULL, DL_LOSS_MSE, 0) != 0 && dl_error()[0], "compile with a NULL optimizer");
-    CHECK(dl_compile(m, dl_sgd(0.1, 0, 0, 0), (dl_loss)99, 0) != 0 && dl_error()[0], "unknown loss");
-    CHECK(dl_compile(m, dl_sgd(0.1, 0, 0, 0), DL_LOSS_MSE, 1u << 10) != 0 && dl_error()[0], "unknown metric");
+    CHECK(dl_compile(m, dl_sgd(0.1), (dl_loss)99, 0) != 0 && dl_error()[0], "unknown loss");
+    CHECK(dl_compile(m, dl_sgd(0.1), DL_LOSS_MSE, 1u << 10) != 0 && dl_error()[0], "unknown metric");
     dl_clear_error();
     CHECK(dl_fit(NULL, ds, NULL) == NULL && dl_error()[0], "NULL model");
     { /* labels the loss cannot use: f32 [N, 3] data through a 2-class model with i32 labels 0..4 */
-        dl_dataset *bad = dataset_new(2, DL_SHAPE(4, 3), DL_I32);
+        dl_dataset *bad = dataset_new(2, DL_SHAPE(4, 3), DL_DTYPE_I32);
         for (i = 0; i < 4; i++) dl_i32(bad->y)[i] = 4;
         dl_clear_error();
         dl_fit_opts o;
@@ -764,15 +764,15 @@ static dl_tensor *failing_forward(dl_model *m, dl_tensor *x, int training) {
 }
 
 static void test_fit_reports_failures(void) {
-    dl_dataset *ds = dataset_new(2, DL_SHAPE(16, 3), DL_F32);
-    dl_layer *d = dl_Dense(1, DL_LINEAR);
+    dl_dataset *ds = dataset_new(2, DL_SHAPE(16, 3), DL_DTYPE_F32);
+    dl_layer *d = dl_Dense(1, DL_ACT_LINEAR);
     failing f;
     dl_model *m;
     dl_fit_opts o;
     f.calls = 0; f.fail_at = 3;
     m = dl_custom_model(failing_forward, &f, 1, &d);
-    dl_fill_normal(ds->x, &g_rng, 0.0f, 1.0f);
-    CHECK(m && dl_compile(m, dl_sgd(0.1, 0, 0, 0), DL_LOSS_MSE, 0) == 0, "%s", dl_error());
+    dl_fill_normal(ds->x, 0.0f, 1.0f, &g_rng);
+    CHECK(m && dl_compile(m, dl_sgd(0.1), DL_LOSS_MSE, 0) == 0, "%s", dl_error());
     memset(&o, 0, sizeof o);
     o.epochs = 2; o.batch_size = 4; o.verbose = -1;
     dl_clear_error();
@@ -782,14 +782,14 @@ static void test_fit_reports_failures(void) {
 }
 
 static void test_train_on_batch(void) {
-    dl_model *m = dl_sequential(dl_Dense(3, DL_TANH), dl_Dense(2, DL_LINEAR));
-    dl_tensor *x = dl_tensor_new(DL_F32, 2, DL_SHAPE(5, 4)), *y = dl_tensor_new(DL_I32, 1, DL_SHAPE(5)), *w[4], *before[4], *out, *loss;
+    dl_model *m = dl_sequential(dl_Dense(3, DL_ACT_TANH), dl_Dense(2, DL_ACT_LINEAR));
+    dl_tensor *x = dl_tensor_new(DL_DTYPE_F32, 2, DL_SHAPE(5, 4)), *y = dl_tensor_new(DL_DTYPE_I32, 1, DL_SHAPE(5)), *w[4], *before[4], *out, *loss;
     double l1;
     int i, n, ok = 1;
     size_t j;
-    dl_fill_normal(x, &g_rng, 0.0f, 1.0f);
+    dl_fill_normal(x, 0.0f, 1.0f, &g_rng);
     for (i = 0; i < 5; i++) dl_i32(y)[i] = i % 2;
-    CHECK(m && dl_compile(m, dl_sgd(0.5, 0, 0, 0), DL_LOSS_SPARSE_CATEGORICAL_CE, 0) == 0, "%s", dl_error());
+    CHECK(m && dl_compile(m, dl_sgd(0.5), DL_LOSS_SPARSE_CATEGORICAL_CE, 0) == 0, "%s", dl_error());
     CHECK(dl_model_build(m, 1, DL_SHAPE(4)) == 0, "%s", dl_error());
     n = dl_model_weights(m, 1, w, 4);
     CHECK(n == 4, "4 trainable tensors");
@@ -817,15 +817,15 @@ static void test_train_on_batch(void) {
 
 static void test_no_malloc_in_steady_state(void) {
     dl_model *m;
-    dl_tensor *x = dl_tensor_new(DL_F32, 4, DL_SHAPE(16, 1, 8, 8)), *y = dl_tensor_new(DL_I32, 1, DL_SHAPE(16));
+    dl_tensor *x = dl_tensor_new(DL_DTYPE_F32, 4, DL_SHAPE(16, 1, 8, 8)), *y = dl_tensor_new(DL_DTYPE_I32, 1, DL_SHAPE(16));
     int step, i;
     long before = 0;
-    dl_fill_normal(x, &g_rng, 0.0f, 1.0f);
+    dl_fill_normal(x, 0.0f, 1.0f, &g_rng);
     for (i = 0; i < 16; i++) dl_i32(y)[i] = i % 4;
     dl_nn_seed(4);
-    m = dl_sequential(dl_Conv2D(4, 3, 1, DL_SAME, DL_RELU), dl_BatchNormalization(0, 0), dl_MaxPool2D(2, 0), dl_Dropout(0.25f),
-                      dl_Flatten(), dl_Dense(16, DL_GELU), dl_LayerNormalization(0), dl_Dense(4, DL_SOFTMAX));
-    CHECK(m && dl_compile(m, dl_adam(1e-3, 0.9, 0.999, 1e-7), DL_LOSS_SPARSE_CATEGORICAL_CE, DL_METRIC_ACCURACY) == 0, "%s", dl_error());
+    m = dl_sequential(dl_Conv2D(4, 3, 1, DL_PADDING_SAME, DL_ACT_RELU), dl_BatchNormalization(0, 0), dl_MaxPool2D(2, 0), dl_Dropout(0.25f),
+                      dl_Flatten(), dl_Dense(16, DL_ACT_GELU), dl_LayerNormalization(0), dl_Dense(4, DL_ACT_SOFTMAX));
+    CHECK(m && dl_compile(m, dl_optim_new(DL_OPTIM_ADAM, &(dl_optim_opts){.lr = 1e-3, .eps = 1e-7}), DL_LOSS_SPARSE_CATEGORICAL_CE, DL_METRIC_ACCURACY) == 0, "%s", dl_error());
     for (step = 0; step < 20; step++) {
         double l;
         if (step == 10) before = test_mallocs;
@@ -836,11 +836,11 @@ static void test_no_malloc_in_steady_state(void) {
     CHECK(test_mallocs == before, "training steps 10..19 called DL_MALLOC %ld times", test_mallocs - before);
     dl_arena_reset(dl_arena_current());
     { /* fit: a longer epoch allocates no more than a shorter one (per-batch work is allocation-free) */
-        dl_dataset *small = dataset_new(4, DL_SHAPE(64, 1, 8, 8), DL_I32), *big = dataset_new(4, DL_SHAPE(256, 1, 8, 8), DL_I32);
+        dl_dataset *small = dataset_new(4, DL_SHAPE(64, 1, 8, 8), DL_DTYPE_I32), *big = dataset_new(4, DL_SHAPE(256, 1, 8, 8), DL_DTYPE_I32);
         dl_fit_opts o;
         long a0, a1, b0, b1;
-        dl_fill_normal(small->x, &g_rng, 0.0f, 1.0f);
-        dl_fill_normal(big->x, &g_rng, 0.0f, 1.0f);
+        dl_fill_normal(small->x, 0.0f, 1.0f, &g_rng);
+        dl_fill_normal(big->x, 0.0f, 1.0f, &g_rng);
         for (i = 0; i < 256; i++) { dl_i32(big->y)[i] = i % 4; if (i < 64) dl_i32(small->y)[i] = i % 4; }
         memset(&o, 0, sizeof o);
         o.epochs = 1; o.batch_size = 16; o.verbose = -1;

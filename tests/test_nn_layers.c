@@ -18,8 +18,8 @@ static dl_rng g_rng; /* the test's own numbers (inputs, set weights) */
 
 /* A persistent f32 tensor of normal values (std), requiring a gradient when grad. */
 static dl_tensor *randn(int ndim, const int *shape, float std, int grad) {
-    dl_tensor *t = dl_tensor_new(DL_F32, ndim, shape);
-    dl_fill_normal(t, &g_rng, 0.0f, std);
+    dl_tensor *t = dl_tensor_new(DL_DTYPE_F32, ndim, shape);
+    dl_fill_normal(t, 0.0f, std, &g_rng);
     if (grad) dl_set_requires_grad(t, 1);
     return t;
 }
@@ -64,7 +64,7 @@ static int gradcheck_layer(dl_layer *l, int n_in, dl_tensor **xs, int training, 
     dl_arena_reset(dl_arena_current());
     for (i = 0; i < n_in; i++) in[n++] = xs[i];
     for (i = 0; i < l->n_params; i++) in[n++] = l->params[i];
-    ok = dl_gradcheck(f_layer, &c, n, in, 1e-3f, tol);
+    ok = dl_gradcheck(f_layer, &c, n, in, 1e-3f, tol) == 0;
     dl_arena_reset(dl_arena_current());
     return ok;
 }
@@ -73,14 +73,14 @@ static int gradcheck_layer(dl_layer *l, int n_in, dl_tensor **xs, int training, 
 
 static double act_ref(double v, dl_act act) {
     switch (act) {
-    case DL_LINEAR: return v;
-    case DL_RELU: return v > 0 ? v : 0;
-    case DL_SIGMOID: return 1.0 / (1.0 + exp(-v));
-    case DL_TANH: return tanh(v);
-    case DL_GELU: return 0.5 * v * (1.0 + erf(v / sqrt(2.0)));
-    case DL_ELU: return v > 0 ? v : exp(v) - 1.0;
-    case DL_LEAKY_RELU: return v > 0 ? v : 0.2 * v;
-    case DL_SOFTPLUS: return log1p(exp(v));
+    case DL_ACT_LINEAR: return v;
+    case DL_ACT_RELU: return v > 0 ? v : 0;
+    case DL_ACT_SIGMOID: return 1.0 / (1.0 + exp(-v));
+    case DL_ACT_TANH: return tanh(v);
+    case DL_ACT_GELU: return 0.5 * v * (1.0 + erf(v / sqrt(2.0)));
+    case DL_ACT_ELU: return v > 0 ? v : exp(v) - 1.0;
+    case DL_ACT_LEAKY_RELU: return v > 0 ? v : 0.2 * v;
+    case DL_ACT_SOFTPLUS: return log1p(exp(v));
     default: return NAN; /* softmax: over rows, see act_rows */
     }
 }
@@ -91,7 +91,7 @@ static void act_rows(double *v, size_t rows, int cols, dl_act act) {
     int j;
     for (r = 0; r < rows; r++) {
         double *row = v + r * (size_t)cols;
-        if (act == DL_SOFTMAX) {
+        if (act == DL_ACT_SOFTMAX) {
             double mx = row[0], s = 0;
             for (j = 1; j < cols; j++) if (row[j] > mx) mx = row[j];
             for (j = 0; j < cols; j++) s += exp(row[j] - mx);
@@ -172,7 +172,7 @@ static void check_against(const dl_tensor *y, const double *want, double tol, co
 static void test_dense(void) {
     int act;
     dl_nn_seed(1);
-    for (act = DL_LINEAR; act <= DL_SOFTPLUS; act++) {
+    for (act = DL_ACT_LINEAR; act <= DL_ACT_SOFTPLUS; act++) {
         dl_layer *l = dl_Dense(4, (dl_act)act);
         dl_tensor *x = randn(2, DL_SHAPE(3, 5), 1.0f, 1), *y, *xs[1];
         double want[12];
@@ -183,7 +183,7 @@ static void test_dense(void) {
         CHECK(shape_is(y, 2, DL_SHAPE(3, 4)), "Dense(4) on [3, 5]");
         CHECK(l->n_params == 2 && shape_is(dl_layer_weight(l, "kernel"), 2, DL_SHAPE(5, 4)) &&
                   shape_is(dl_layer_weight(l, "bias"), 1, DL_SHAPE(4)), "kernel [in, units], bias [units]");
-        dl_fill_normal(dl_layer_weight(l, "bias"), &g_rng, 0.0f, 0.3f); /* not zero: the bias is checked too */
+        dl_fill_normal(dl_layer_weight(l, "bias"), 0.0f, 0.3f, &g_rng); /* not zero: the bias is checked too */
         y = dl_layer_call(l, x, 1);
         for (i = 0; i < 3; i++)
             for (o = 0; o < 4; o++) {
@@ -200,7 +200,7 @@ static void test_dense(void) {
         dl_tensor_free(x);
     }
     { /* [batch, time, features] -> [batch, time, units]; wrong features after the build */
-        dl_layer *l = dl_Dense(3, DL_TANH);
+        dl_layer *l = dl_Dense(3, DL_ACT_TANH);
         dl_tensor *x = randn(3, DL_SHAPE(2, 4, 5), 1.0f, 1), *bad = randn(2, DL_SHAPE(2, 6), 1.0f, 0), *xs[1];
         CHECK(shape_is(dl_layer_call(l, x, 0), 3, DL_SHAPE(2, 4, 3)), "Dense on 3-d input");
         xs[0] = x;
@@ -231,14 +231,14 @@ static void test_conv2d(void) {
         const conv_case *c = &cases[ci];
         int oh = c->same ? (c->h + c->s - 1) / c->s : (c->h - c->k) / c->s + 1;
         int ow = c->same ? (c->w + c->s - 1) / c->s : (c->w - c->k) / c->s + 1;
-        dl_layer *l = dl_Conv2D(3, c->k, c->s, c->same ? DL_SAME : DL_VALID, DL_LINEAR);
+        dl_layer *l = dl_Conv2D(3, c->k, c->s, c->same ? DL_PADDING_SAME : DL_PADDING_VALID, DL_ACT_LINEAR);
         dl_tensor *x = randn(4, DL_SHAPE(2, 2, c->h, c->w), 1.0f, 1), *y, *xs[1];
         double *want = (double *)malloc(sizeof(double) * 2 * 3 * (size_t)oh * (size_t)ow);
         y = dl_layer_call(l, x, 0);
         CHECK(shape_is(y, 4, DL_SHAPE(2, 3, oh, ow)), "case %zu: Conv2D k%d s%d %s on %dx%d gives %dx%d (Keras)", ci,
               c->k, c->s, c->same ? "same" : "valid", c->h, c->w, oh, ow);
         CHECK(shape_is(dl_layer_weight(l, "kernel"), 4, DL_SHAPE(3, 2, c->k, c->k)), "kernel [filters, in, k, k]");
-        dl_fill_normal(dl_layer_weight(l, "bias"), &g_rng, 0.0f, 0.3f);
+        dl_fill_normal(dl_layer_weight(l, "bias"), 0.0f, 0.3f, &g_rng);
         y = dl_layer_call(l, x, 0);
         if (shape_is(y, 4, DL_SHAPE(2, 3, oh, ow))) {
             conv_ref(x, l->params[0], l->params[1], c->s, c->same, want, oh, ow);
@@ -252,7 +252,7 @@ static void test_conv2d(void) {
         dl_tensor_free(x);
     }
     { /* activation applied; errors */
-        dl_layer *l = dl_Conv2D(2, 3, 1, DL_SAME, DL_RELU);
+        dl_layer *l = dl_Conv2D(2, 3, 1, DL_PADDING_SAME, DL_ACT_RELU);
         dl_tensor *x = randn(4, DL_SHAPE(1, 2, 4, 4), 1.0f, 0), *y, *x3 = randn(3, DL_SHAPE(2, 4, 4), 1.0f, 0);
         dl_tensor *x5 = randn(4, DL_SHAPE(1, 5, 4, 4), 1.0f, 0);
         size_t i;
@@ -284,14 +284,14 @@ static void test_conv2d_transpose(void) {
     for (ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         const conv_case *c = &cases[ci];
         int oh = c->same ? c->h * c->s : (c->h - 1) * c->s + c->k, ow = c->same ? c->w * c->s : (c->w - 1) * c->s + c->k;
-        dl_layer *l = dl_Conv2DTranspose(2, c->k, c->s, c->same ? DL_SAME : DL_VALID, DL_LINEAR);
+        dl_layer *l = dl_Conv2DTranspose(2, c->k, c->s, c->same ? DL_PADDING_SAME : DL_PADDING_VALID, DL_ACT_LINEAR);
         dl_tensor *x = randn(4, DL_SHAPE(2, 3, c->h, c->w), 1.0f, 1), *y, *xs[1];
         double *want = (double *)malloc(sizeof(double) * 2 * 2 * (size_t)oh * (size_t)ow);
         y = dl_layer_call(l, x, 0);
         CHECK(shape_is(y, 4, DL_SHAPE(2, 2, oh, ow)), "case %zu: Conv2DTranspose k%d s%d %s on %dx%d gives %dx%d", ci,
               c->k, c->s, c->same ? "same" : "valid", c->h, c->w, oh, ow);
         CHECK(shape_is(dl_layer_weight(l, "kernel"), 4, DL_SHAPE(3, 2, c->k, c->k)), "kernel [in, filters, k, k]");
-        dl_fill_normal(dl_layer_weight(l, "bias"), &g_rng, 0.0f, 0.3f);
+        dl_fill_normal(dl_layer_weight(l, "bias"), 0.0f, 0.3f, &g_rng);
         y = dl_layer_call(l, x, 0);
         if (shape_is(y, 4, DL_SHAPE(2, 2, oh, ow))) {
             convt_ref(x, l->params[0], l->params[1], c->s, c->same, want, oh, ow);
@@ -319,7 +319,7 @@ static void test_torch_parity(void) {
     CHECK(st != NULL, "%s", dl_error());
     if (!st) return;
     { /* Conv2D(4, 3, stride 2, same) on 7x8: forward and all three gradients */
-        dl_layer *l = dl_Conv2D(4, 3, 2, DL_SAME, DL_LINEAR);
+        dl_layer *l = dl_Conv2D(4, 3, 2, DL_PADDING_SAME, DL_ACT_LINEAR);
         dl_tensor *x = dl_tensor_clone(fx(st, "conv.x")), *y, *want = fx(st, "conv.y"), *g = fx(st, "conv.g");
         dl_set_requires_grad(x, 1);
         CHECK(dl_layer_call(l, x, 0) != NULL, "%s", dl_error());
@@ -346,7 +346,7 @@ static void test_torch_parity(void) {
         int i;
         for (i = 0; i < 2; i++) {
             char nx[32], nw[32], nb[32], ny[32];
-            dl_layer *l = dl_Conv2DTranspose(f[i], k[i], 2, DL_SAME, DL_LINEAR);
+            dl_layer *l = dl_Conv2DTranspose(f[i], k[i], 2, DL_PADDING_SAME, DL_ACT_LINEAR);
             dl_tensor *y, *want;
             snprintf(nx, sizeof nx, "%sx", pre[i]); snprintf(nw, sizeof nw, "%sw", pre[i]);
             snprintf(nb, sizeof nb, "%sb", pre[i]); snprintf(ny, sizeof ny, "%sy", pre[i]);
@@ -446,7 +446,7 @@ static void test_flatten_reshape(void) {
 
 static void test_dropout(void) {
     dl_layer *l, *l2;
-    dl_tensor *ones = dl_tensor_new(DL_F32, 2, DL_SHAPE(100, 100)), *x = randn(2, DL_SHAPE(4, 6), 1.0f, 1), *y, *y2, *xs[1];
+    dl_tensor *ones = dl_tensor_new(DL_DTYPE_F32, 2, DL_SHAPE(100, 100)), *x = randn(2, DL_SHAPE(4, 6), 1.0f, 1), *y, *y2, *xs[1];
     dl_rng saved;
     size_t i, zeros = 0, other = 0;
     dl_fill(ones, 1.0f);
@@ -553,8 +553,8 @@ static void bn_check_one(int ndim, const int *shape) {
     for (c = 0; c < C; c++)
         CHECK(dl_f32(mm)[c] == 0.0f && dl_f32(mv)[c] == 1.0f && dl_f32(gamma)[c] == 1.0f && dl_f32(beta)[c] == 0.0f,
               "initial values (inference call changed nothing)");
-    dl_fill_normal(gamma, &g_rng, 1.0f, 0.3f);
-    dl_fill_normal(beta, &g_rng, 0.0f, 0.3f);
+    dl_fill_normal(gamma, 1.0f, 0.3f, &g_rng);
+    dl_fill_normal(beta, 0.0f, 0.3f, &g_rng);
     /* training: batch statistics (biased variance) normalize; moving stats follow Keras' momentum
        with the unbiased variance (as documented) */
     for (c = 0; c < C; c++) { em[c] = 0.0; ev[c] = 1.0; }
@@ -652,8 +652,8 @@ static void test_layer_norm(void) {
     b = dl_layer_weight(l, "beta");
     CHECK(shape_is(g, 1, DL_SHAPE(5)) && shape_is(b, 1, DL_SHAPE(5)), "gamma, beta over the last axis");
     if (!g || !b) goto out;
-    dl_fill_normal(g, &g_rng, 1.0f, 0.3f);
-    dl_fill_normal(b, &g_rng, 0.0f, 0.3f);
+    dl_fill_normal(g, 1.0f, 0.3f, &g_rng);
+    dl_fill_normal(b, 0.0f, 0.3f, &g_rng);
     y = dl_layer_call(l, x, 1);
     for (r = 0; r < 6; r++) {
         double m = 0, v = 0;
@@ -678,8 +678,8 @@ static void test_embedding(void) {
     static const float idsf[6] = {0, 4, 2, 2, 6, 1};
     static const int32_t idsi[6] = {0, 4, 2, 2, 6, 1};
     dl_layer *l;
-    dl_tensor *f = dl_tensor_from(DL_F32, 2, DL_SHAPE(2, 3), idsf), *i32 = dl_tensor_from(DL_I32, 2, DL_SHAPE(2, 3), idsi);
-    dl_tensor *bad = dl_tensor_from(DL_I32, 1, DL_SHAPE(1), idsi), *y, *y2, *xs[1], *e;
+    dl_tensor *f = dl_tensor_from(DL_DTYPE_F32, 2, DL_SHAPE(2, 3), idsf), *i32 = dl_tensor_from(DL_DTYPE_I32, 2, DL_SHAPE(2, 3), idsi);
+    dl_tensor *bad = dl_tensor_from(DL_DTYPE_I32, 1, DL_SHAPE(1), idsi), *y, *y2, *xs[1], *e;
     int i, ok = 1;
     dl_nn_seed(5);
     l = dl_Embedding(7, 4);
@@ -712,7 +712,7 @@ static void test_embedding(void) {
 
 static void test_activation(void) {
     int act;
-    for (act = DL_LINEAR; act <= DL_SOFTPLUS; act++) {
+    for (act = DL_ACT_LINEAR; act <= DL_ACT_SOFTPLUS; act++) {
         dl_layer *l = dl_Activation((dl_act)act);
         dl_tensor *x = randn(2, DL_SHAPE(3, 4), 1.5f, 1), *y, *xs[1];
         double want[12];
@@ -722,14 +722,14 @@ static void test_activation(void) {
         y = dl_layer_call(l, x, 0);
         CHECK(shape_is(y, 2, DL_SHAPE(3, 4)), "shape kept");
         if (y) check_against(y, want, 1e-5, dl_act_name((dl_act)act));
-        if (act != DL_LINEAR) { /* linear returns its input: nothing to differentiate */
+        if (act != DL_ACT_LINEAR) { /* linear returns its input: nothing to differentiate */
             xs[0] = x;
             CHECK(gradcheck_layer(l, 1, xs, 1, 0, 0), "Activation %s: %s", dl_act_name((dl_act)act), dl_error());
         }
         dl_layer_free(l);
         dl_tensor_free(x);
     }
-    CHECK(strcmp(dl_act_name(DL_LEAKY_RELU), "leaky_relu") == 0 && strcmp(dl_act_name(DL_SOFTMAX), "softmax") == 0, "Keras names");
+    CHECK(strcmp(dl_act_name(DL_ACT_LEAKY_RELU), "leaky_relu") == 0 && strcmp(dl_act_name(DL_ACT_SOFTMAX), "softmax") == 0, "Keras names");
     dl_arena_reset(dl_arena_current());
 }
 
@@ -789,9 +789,9 @@ static void check_uniform(const dl_tensor *t, double bound, const char *what) {
 }
 
 static void test_initializers(void) {
-    dl_layer *d = dl_Dense(200, DL_LINEAR), *cv = dl_Conv2D(16, 3, 1, DL_VALID, DL_LINEAR), *ct = dl_Conv2DTranspose(8, 4, 2, DL_SAME, DL_LINEAR);
-    dl_tensor *x1 = dl_tensor_new(DL_F32, 2, DL_SHAPE(1, 300)), *x2 = dl_tensor_new(DL_F32, 4, DL_SHAPE(1, 8, 5, 5));
-    dl_tensor *x3 = dl_tensor_new(DL_F32, 4, DL_SHAPE(1, 16, 2, 2)), *t;
+    dl_layer *d = dl_Dense(200, DL_ACT_LINEAR), *cv = dl_Conv2D(16, 3, 1, DL_PADDING_VALID, DL_ACT_LINEAR), *ct = dl_Conv2DTranspose(8, 4, 2, DL_PADDING_SAME, DL_ACT_LINEAR);
+    dl_tensor *x1 = dl_tensor_new(DL_DTYPE_F32, 2, DL_SHAPE(1, 300)), *x2 = dl_tensor_new(DL_DTYPE_F32, 4, DL_SHAPE(1, 8, 5, 5));
+    dl_tensor *x3 = dl_tensor_new(DL_DTYPE_F32, 4, DL_SHAPE(1, 16, 2, 2)), *t;
     dl_rng r;
     size_t i;
     int zero = 1;
@@ -803,7 +803,7 @@ static void test_initializers(void) {
     for (i = 0; d->n_params > 1 && i < 200; i++) zero &= dl_f32(d->params[1])[i] == 0.0f;
     CHECK(zero, "Dense bias zeros");
     /* dl_init_tensor directly */
-    t = dl_tensor_new(DL_F32, 2, DL_SHAPE(400, 100));
+    t = dl_tensor_new(DL_DTYPE_F32, 2, DL_SHAPE(400, 100));
     dl_rng_seed(&r, 9);
     CHECK(dl_init_tensor(t, DL_INIT_HE_UNIFORM, &r) == 0, "%s", dl_error());
     check_uniform(t, sqrt(6.0 / 400), "he_uniform");
@@ -824,7 +824,7 @@ static int seeded_weights(uint64_t seed, float *out) {
     int n, i, k = 0;
     size_t j;
     dl_nn_seed(seed);
-    m = dl_sequential(dl_Dense(6, DL_RELU), dl_Dropout(0.5f), dl_Dense(3, DL_LINEAR));
+    m = dl_sequential(dl_Dense(6, DL_ACT_RELU), dl_Dropout(0.5f), dl_Dense(3, DL_ACT_LINEAR));
     if (!m || dl_model_build(m, 1, DL_SHAPE(5)) != 0) { dl_model_free(m); return -1; }
     n = dl_model_weights(m, 0, w, 4);
     for (i = 0; i < n; i++)
@@ -858,16 +858,16 @@ static void test_bad_arguments(void) {
     long live0;
     dl_threads_shutdown();
     live0 = test_live;
-    BAD(dl_Dense(0, DL_RELU), "dl_Dense");
-    BAD(dl_Dense(-3, DL_RELU), "dl_Dense");
+    BAD(dl_Dense(0, DL_ACT_RELU), "dl_Dense");
+    BAD(dl_Dense(-3, DL_ACT_RELU), "dl_Dense");
     BAD(dl_Dense(3, (dl_act)99), "dl_Dense");
-    BAD(dl_Conv2D(0, 3, 1, DL_SAME, DL_RELU), "dl_Conv2D");
-    BAD(dl_Conv2D(4, 0, 1, DL_SAME, DL_RELU), "dl_Conv2D");
-    BAD(dl_Conv2D(4, 3, 0, DL_SAME, DL_RELU), "dl_Conv2D");
-    BAD(dl_Conv2D(4, 3, 1, (dl_padding)7, DL_RELU), "dl_Conv2D");
-    BAD(dl_Conv2D(4, 3, 1, DL_SAME, (dl_act)-1), "dl_Conv2D");
-    BAD(dl_Conv2DTranspose(4, 2, 3, DL_SAME, DL_RELU), "dl_Conv2DTranspose");
-    BAD(dl_Conv2DTranspose(4, 3, -1, DL_VALID, DL_RELU), "dl_Conv2DTranspose");
+    BAD(dl_Conv2D(0, 3, 1, DL_PADDING_SAME, DL_ACT_RELU), "dl_Conv2D");
+    BAD(dl_Conv2D(4, 0, 1, DL_PADDING_SAME, DL_ACT_RELU), "dl_Conv2D");
+    BAD(dl_Conv2D(4, 3, 0, DL_PADDING_SAME, DL_ACT_RELU), "dl_Conv2D");
+    BAD(dl_Conv2D(4, 3, 1, (dl_padding)7, DL_ACT_RELU), "dl_Conv2D");
+    BAD(dl_Conv2D(4, 3, 1, DL_PADDING_SAME, (dl_act)-1), "dl_Conv2D");
+    BAD(dl_Conv2DTranspose(4, 2, 3, DL_PADDING_SAME, DL_ACT_RELU), "dl_Conv2DTranspose");
+    BAD(dl_Conv2DTranspose(4, 3, -1, DL_PADDING_VALID, DL_ACT_RELU), "dl_Conv2DTranspose");
     BAD(dl_MaxPool2D(0, 0), "dl_MaxPool2D");
     BAD(dl_AvgPool2D(2, -1), "dl_AvgPool2D");
     BAD(dl_Reshape(2, DL_SHAPE(-1, -1)), "dl_Reshape");
@@ -888,10 +888,10 @@ static void test_bad_arguments(void) {
 /* A constructor that failed on its own (its NULL checked by the caller, as documented) must not
    make a later, unrelated dl_sequential fail. */
 static void test_failure_does_not_linger(void) {
-    dl_layer *bad = dl_Dense(0, DL_RELU);
+    dl_layer *bad = dl_Dense(0, DL_ACT_RELU);
     dl_model *m;
     CHECK(bad == NULL, "dl_Dense(0) fails");
-    m = dl_sequential(dl_Dense(2, DL_RELU));
+    m = dl_sequential(dl_Dense(2, DL_ACT_RELU));
     CHECK(m != NULL, "a later dl_sequential of good layers: '%s'", dl_error());
     dl_model_free(m);
 }
@@ -901,31 +901,31 @@ static void test_sequential_with_failing_constructor(void) {
     dl_model *m;
     dl_layer *ls[3];
     /* warm up what allocates once (default arena, ...), so the live count is meaningful */
-    m = dl_sequential(dl_Flatten(), dl_Dense(3, DL_RELU));
+    m = dl_sequential(dl_Flatten(), dl_Dense(3, DL_ACT_RELU));
     dl_model_free(m);
     dl_threads_shutdown();
     live0 = test_live;
     dl_clear_error();
-    m = dl_sequential(dl_Flatten(), dl_Dense(8, DL_RELU), dl_Dense(0, DL_RELU)); /* the last one fails */
+    m = dl_sequential(dl_Flatten(), dl_Dense(8, DL_ACT_RELU), dl_Dense(0, DL_ACT_RELU)); /* the last one fails */
     CHECK(m == NULL && strstr(dl_error(), "dl_Dense"), "NULL with the constructor's message: '%s'", dl_error());
     CHECK(test_live == live0, "the other layers are freed (%ld blocks left)", test_live - live0);
     dl_clear_error();
-    m = dl_sequential(dl_Flatten(), dl_Dropout(2.0f), dl_Dense(8, DL_RELU), dl_Dense(4, DL_LINEAR)); /* in the middle */
+    m = dl_sequential(dl_Flatten(), dl_Dropout(2.0f), dl_Dense(8, DL_ACT_RELU), dl_Dense(4, DL_ACT_LINEAR)); /* in the middle */
     CHECK(m == NULL && strstr(dl_error(), "dl_Dropout"), "NULL with the constructor's message: '%s'", dl_error());
     CHECK(test_live == live0, "a failure in the middle: %ld blocks left", test_live - live0);
     dl_clear_error();
-    m = dl_sequential(dl_Dense(8, DL_RELU), NULL); /* a stray terminator: no constructor failed */
+    m = dl_sequential(dl_Dense(8, DL_ACT_RELU), NULL); /* a stray terminator: no constructor failed */
     CHECK(m == NULL && strstr(dl_error(), "NULL"), "a NULL terminator is an error: '%s'", dl_error());
     CHECK(test_live == live0, "the layer before it is freed (%ld blocks left)", test_live - live0);
-    ls[0] = dl_Dense(4, DL_RELU); ls[1] = NULL; ls[2] = dl_Dense(2, DL_RELU);
+    ls[0] = dl_Dense(4, DL_ACT_RELU); ls[1] = NULL; ls[2] = dl_Dense(2, DL_ACT_RELU);
     dl_clear_error();
     CHECK(dl_sequential_n(3, ls) == NULL && dl_error()[0], "dl_sequential_n with a NULL");
     CHECK(test_live == live0, "dl_sequential_n takes over all layers even when failing (%ld blocks left)", test_live - live0);
-    ls[0] = dl_Dense(4, DL_RELU); ls[1] = ls[0];
+    ls[0] = dl_Dense(4, DL_ACT_RELU); ls[1] = ls[0];
     dl_clear_error();
     CHECK(dl_sequential_n(2, ls) == NULL && strstr(dl_error(), "twice"), "a layer twice: '%s'", dl_error());
     CHECK(test_live == live0, "a layer given twice is freed once (%ld blocks left)", test_live - live0);
-    m = dl_sequential(dl_Dense(8, DL_RELU), dl_Dense(2, DL_LINEAR));
+    m = dl_sequential(dl_Dense(8, DL_ACT_RELU), dl_Dense(2, DL_ACT_LINEAR));
     CHECK(m != NULL, "a good dl_sequential afterwards works: '%s'", dl_error());
     CHECK(m && dl_model_num_layers(m) == 2, "two layers");
     dl_model_free(m);

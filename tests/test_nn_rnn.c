@@ -13,8 +13,8 @@ static const char *const kind_name[3] = {"SimpleRNN", "LSTM", "GRU"};
 static const char *const fixture_prefix[3] = {"simple_rnn", "lstm", "gru"};
 
 static dl_tensor *randn(int ndim, const int *shape, dl_rng *r, float std) {
-    dl_tensor *t = dl_tmp(DL_F32, ndim, shape);
-    dl_fill_normal(t, r, 0, std);
+    dl_tensor *t = dl_tmp(DL_DTYPE_F32, ndim, shape);
+    dl_fill_normal(t, 0, std, r);
     return t;
 }
 
@@ -24,7 +24,7 @@ static dl_tensor *randn(int ndim, const int *shape, dl_rng *r, float std) {
    of the normal matrix A the generator gives: R = Q^T A (A as [max, min]) is upper triangular
    with a positive diagonal, which is the sign correction Keras applies. */
 static void check_orthogonal(int rows, int cols, uint64_t seed) {
-    dl_tensor *t = dl_tensor_new(DL_F32, 2, DL_SHAPE(rows, cols));
+    dl_tensor *t = dl_tensor_new(DL_DTYPE_F32, 2, DL_SHAPE(rows, cols));
     int m = rows > cols ? rows : cols, n = rows > cols ? cols : rows, i, j, k;
     double worst_id = 0, worst_low = 0, min_diag = 1e30;
     float *q = dl_f32(t), *a;
@@ -63,7 +63,7 @@ static void test_orthogonal(void) {
     check_orthogonal(4, 9, 4);
     check_orthogonal(64, 256, 5);   /* an LSTM's recurrent kernel for 64 units */
     {   /* a 3-d tensor is refused */
-        dl_tensor *t = dl_tensor_new(DL_F32, 3, DL_SHAPE(2, 2, 2));
+        dl_tensor *t = dl_tensor_new(DL_DTYPE_F32, 3, DL_SHAPE(2, 2, 2));
         dl_rng r;
         dl_rng_seed(&r, 0);
         CHECK(dl__init_orthogonal(t, &r) != 0, "3-d accepted");
@@ -160,7 +160,7 @@ static void test_torch_parity(void) {
             if (!l || !x || !want || !w || !dx) { dl_layer_free(l); continue; }
             B = x->shape[0];
             T = x->shape[1];
-            xin = dl_tmp(DL_F32, 3, x->shape);
+            xin = dl_tmp(DL_DTYPE_F32, 3, x->shape);
             dl_copy(xin, x);
             dl_set_requires_grad(xin, 1);
             /* Build with the right shapes, then put the reference weights in. */
@@ -220,8 +220,8 @@ static void test_gradcheck(void) {
             dl_tensor *in[4], *x;
             int i, ok;
             a.l = make_layer(kind, 3, rs);
-            x = dl_tensor_new(DL_F32, 3, DL_SHAPE(2, 4, 3));
-            dl_fill_normal(x, &r, 0, 1);
+            x = dl_tensor_new(DL_DTYPE_F32, 3, DL_SHAPE(2, 4, 3));
+            dl_fill_normal(x, 0, 1, &r);
             dl_set_requires_grad(x, 1);
             CHECK(a.l && dl_layer_call(a.l, x, 1), "%s", dl_error());
             if (!a.l || a.l->n_params != 3) { dl_layer_free(a.l); dl_tensor_free(x); continue; }
@@ -229,8 +229,8 @@ static void test_gradcheck(void) {
             in[1] = dl_layer_weight(a.l, "kernel");
             in[2] = dl_layer_weight(a.l, "recurrent_kernel");
             in[3] = dl_layer_weight(a.l, "bias");
-            for (i = 1; i < 4; i++) dl_fill_uniform(in[i], &r, -0.8f, 0.8f);   /* nonzero biases too */
-            ok = dl_gradcheck(gc_fn, &a, 4, in, 1e-2f, 2e-3f);
+            for (i = 1; i < 4; i++) dl_fill_uniform(in[i], -0.8f, 0.8f, &r);   /* nonzero biases too */
+            ok = dl_gradcheck(gc_fn, &a, 4, in, 1e-2f, 2e-3f) == 0;
             CHECK(ok, "%s return_sequences=%d: %s", kind_name[kind], rs, dl_error());
             dl_layer_free(a.l);
             dl_tensor_free(x);
@@ -251,14 +251,14 @@ static void test_errors(void) {
     CHECK(dl_SimpleRNN(0, 1) == NULL, "units 0");
 
     l = dl_LSTM(4, 0);
-    y = dl_layer_call(l, dl_tmp(DL_F32, 2, DL_SHAPE(2, 3)), 0);   /* no time axis */
+    y = dl_layer_call(l, dl_tmp(DL_DTYPE_F32, 2, DL_SHAPE(2, 3)), 0);   /* no time axis */
     CHECK(y == NULL && strstr(dl_error(), "LSTM") && strstr(dl_error(), "[2, 3]"), "rank: %s", dl_error());
-    CHECK(dl_layer_call(l, dl_tmp(DL_F32, 3, DL_SHAPE(2, 5, 3)), 0) != NULL, "%s", dl_error());
-    y = dl_layer_call(l, dl_tmp(DL_F32, 3, DL_SHAPE(2, 5, 7)), 0);  /* built for 3 features */
+    CHECK(dl_layer_call(l, dl_tmp(DL_DTYPE_F32, 3, DL_SHAPE(2, 5, 3)), 0) != NULL, "%s", dl_error());
+    y = dl_layer_call(l, dl_tmp(DL_DTYPE_F32, 3, DL_SHAPE(2, 5, 7)), 0);  /* built for 3 features */
     CHECK(y == NULL && strstr(dl_error(), "LSTM"), "features: %s", dl_error());
-    y = dl_layer_call(l, dl_tmp(DL_F32, 4, DL_SHAPE(2, 5, 3, 1)), 0);
+    y = dl_layer_call(l, dl_tmp(DL_DTYPE_F32, 4, DL_SHAPE(2, 5, 3, 1)), 0);
     CHECK(y == NULL && strstr(dl_error(), "lstm"), "rank 4: %s", dl_error());
-    y = dl_layer_call(l, dl_tmp(DL_F32, 3, DL_SHAPE(2, 0, 3)), 0);
+    y = dl_layer_call(l, dl_tmp(DL_DTYPE_F32, 3, DL_SHAPE(2, 0, 3)), 0);
     CHECK(y == NULL, "no time steps");
     CHECK(dl_layer_call(l, NULL, 0) == NULL, "NULL input");
     dl_layer_free(l);
@@ -289,7 +289,7 @@ static void test_model_roundtrip(void) {
     dl_rng r;
     dl_rng_seed(&r, 5);
     for (kind = 0; kind < 3; kind++) {
-        dl_model *m = dl_sequential(make_layer(kind, 6, 1), make_layer(kind, 5, 0), dl_Dense(2, DL_LINEAR));
+        dl_model *m = dl_sequential(make_layer(kind, 6, 1), make_layer(kind, 5, 0), dl_Dense(2, DL_ACT_LINEAR));
         dl_model *m2 = NULL;
         dl_tensor *x = randn(3, DL_SHAPE(3, 4, 2), &r, 1), *y, *y2;
         size_t size;
@@ -327,10 +327,10 @@ static void test_threads_same_bits(void) {
     dl_rng_seed(&r, 9);
     for (kind = 1; kind < 3; kind++) {
         dl_layer *l = make_layer(kind, 64, rs);
-        dl_tensor *x = dl_tensor_new(DL_F32, 3, DL_SHAPE(300, 3, 5)), *y;
+        dl_tensor *x = dl_tensor_new(DL_DTYPE_F32, 3, DL_SHAPE(300, 3, 5)), *y;
         float *first = NULL, *gfirst = NULL;
         int threads[2] = {1, 3}, i;
-        dl_fill_normal(x, &r, 0, 1);
+        dl_fill_normal(x, 0, 1, &r);
         dl_set_requires_grad(x, 1);
         for (i = 0; i < 2; i++) {
             dl_set_num_threads(threads[i]);

@@ -7,15 +7,15 @@
 /* Deterministic inputs: vals(i) = ((7i + 3) % 11) * a + b + 0.01 i^2 in double, rounded to f32
    (the same expression as the Python that produced the reference numbers). */
 static dl_tensor *vals(int ndim, const int *shape, double a, double b, int persistent) {
-    dl_tensor *t = persistent ? dl_tensor_new(DL_F32, ndim, shape) : dl_tmp(DL_F32, ndim, shape);
+    dl_tensor *t = persistent ? dl_tensor_new(DL_DTYPE_F32, ndim, shape) : dl_tmp(DL_DTYPE_F32, ndim, shape);
     size_t i;
     for (i = 0; i < t->numel; i++) dl_f32(t)[i] = (float)(((i * 7 + 3) % 11) * a + b + 0.01 * i * i);
     return t;
 }
 
 static dl_tensor *param(int ndim, const int *shape, dl_rng *rng, float lo, float hi) {
-    dl_tensor *t = dl_tensor_new(DL_F32, ndim, shape);
-    dl_fill_uniform(t, rng, lo, hi);
+    dl_tensor *t = dl_tensor_new(DL_DTYPE_F32, ndim, shape);
+    dl_fill_uniform(t, lo, hi, rng);
     dl_set_requires_grad(t, 1);
     return t;
 }
@@ -36,8 +36,8 @@ static void test_batch_norm_forward(void) {
     static const float rm4[3] = {0.26350001f, 0.322f, 0.41249999f};
     static const float rv4[3] = {1.0695685f, 1.1284857f, 1.4590657f};
     const float g0[3] = {1.5f, -0.5f, 2.0f}, b0[3] = {0.1f, 0.2f, -0.3f}, ones[3] = {1, 1, 1};
-    dl_tensor *g = dl_tensor_from(DL_F32, 1, DL_SHAPE(3), g0), *b = dl_tensor_from(DL_F32, 1, DL_SHAPE(3), b0);
-    dl_tensor *rm = dl_tensor_new(DL_F32, 1, DL_SHAPE(3)), *rv = dl_tensor_from(DL_F32, 1, DL_SHAPE(3), ones);
+    dl_tensor *g = dl_tensor_from(DL_DTYPE_F32, 1, DL_SHAPE(3), g0), *b = dl_tensor_from(DL_DTYPE_F32, 1, DL_SHAPE(3), b0);
+    dl_tensor *rm = dl_tensor_new(DL_DTYPE_F32, 1, DL_SHAPE(3)), *rv = dl_tensor_from(DL_DTYPE_F32, 1, DL_SHAPE(3), ones);
     dl_tensor *x1 = vals(2, DL_SHAPE(4, 3), 0.3, -1.2, 0), *x2 = vals(2, DL_SHAPE(4, 3), -0.25, 0.7, 1);
     dl_tensor *w = vals(2, DL_SHAPE(4, 3), 0.5, -2.0, 0), *y;
     dl_set_requires_grad(x2, 1);
@@ -94,40 +94,40 @@ static void test_batch_norm_gradcheck(void) {
     dl_tensor *in[3];
     dl_rng_seed(&rng, 11);
     memset(&a, 0, sizeof a);
-    a.rm = dl_tensor_new(DL_F32, 1, DL_SHAPE(3));
-    a.rv = dl_tensor_new(DL_F32, 1, DL_SHAPE(3));
-    dl_fill_uniform(a.rv, &rng, 0.5f, 2.0f);
+    a.rm = dl_tensor_new(DL_DTYPE_F32, 1, DL_SHAPE(3));
+    a.rv = dl_tensor_new(DL_DTYPE_F32, 1, DL_SHAPE(3));
+    dl_fill_uniform(a.rv, 0.5f, 2.0f, &rng);
     in[1] = param(1, DL_SHAPE(3), &rng, 0.5f, 1.5f);
     in[2] = param(1, DL_SHAPE(3), &rng, -0.5f, 0.5f);
 
     in[0] = param(2, DL_SHAPE(5, 3), &rng, -2, 2);
     a.training = 1; a.affine = 1;
-    CHECK(dl_gradcheck(f_bn, &a, 3, in, 0, 0), "[N,C] training affine: %s", dl_error());
+    CHECK(dl_gradcheck(f_bn, &a, 3, in, 0, 0) == 0, "[N,C] training affine: %s", dl_error());
     a.affine = 0;
-    CHECK(dl_gradcheck(f_bn, &a, 1, in, 0, 0), "[N,C] training no affine: %s", dl_error());
+    CHECK(dl_gradcheck(f_bn, &a, 1, in, 0, 0) == 0, "[N,C] training no affine: %s", dl_error());
     a.training = 0; a.affine = 1;
-    CHECK(dl_gradcheck(f_bn, &a, 3, in, 0, 0), "[N,C] inference: %s", dl_error());
+    CHECK(dl_gradcheck(f_bn, &a, 3, in, 0, 0) == 0, "[N,C] inference: %s", dl_error());
     dl_tensor_free(in[0]);
 
     in[0] = param(4, DL_SHAPE(2, 3, 2, 3), &rng, -2, 2);
     a.training = 1; a.affine = 1;
-    CHECK(dl_gradcheck(f_bn, &a, 3, in, 0, 0), "[N,C,H,W] training affine: %s", dl_error());
+    CHECK(dl_gradcheck(f_bn, &a, 3, in, 0, 0) == 0, "[N,C,H,W] training affine: %s", dl_error());
     a.affine = 0;
-    CHECK(dl_gradcheck(f_bn, &a, 1, in, 0, 0), "[N,C,H,W] training no affine: %s", dl_error());
+    CHECK(dl_gradcheck(f_bn, &a, 1, in, 0, 0) == 0, "[N,C,H,W] training no affine: %s", dl_error());
     a.training = 0; a.affine = 1;
-    CHECK(dl_gradcheck(f_bn, &a, 3, in, 0, 0), "[N,C,H,W] inference: %s", dl_error());
+    CHECK(dl_gradcheck(f_bn, &a, 3, in, 0, 0) == 0, "[N,C,H,W] inference: %s", dl_error());
     dl_tensor_free(in[0]);
 
     /* 12 values per row: the vectorized row sums. */
     in[0] = param(4, DL_SHAPE(2, 3, 3, 4), &rng, -2, 2);
     a.training = 1; a.affine = 1;
-    CHECK(dl_gradcheck(f_bn, &a, 3, in, 0, 0), "[N,C,H,W] with long rows: %s", dl_error());
+    CHECK(dl_gradcheck(f_bn, &a, 3, in, 0, 0) == 0, "[N,C,H,W] with long rows: %s", dl_error());
     dl_tensor_free(in[0]);
 
     /* Non-contiguous: x is the transpose of a [C, N, H] parameter. */
     in[0] = param(3, DL_SHAPE(3, 4, 2), &rng, -2, 2);
     a.training = 1; a.affine = 1; a.transpose = 1;
-    CHECK(dl_gradcheck(f_bn, &a, 3, in, 0, 0), "transposed view: %s", dl_error());
+    CHECK(dl_gradcheck(f_bn, &a, 3, in, 0, 0) == 0, "transposed view: %s", dl_error());
     dl_tensor_free(in[0]);
     dl_tensor_free(in[1]); dl_tensor_free(in[2]); dl_tensor_free(a.rm); dl_tensor_free(a.rv);
 }
@@ -135,13 +135,13 @@ static void test_batch_norm_gradcheck(void) {
 /* The parallel path (large inputs) must give the same bits as one thread. */
 static void test_batch_norm_threads(void) {
     dl_rng rng;
-    dl_tensor *x = dl_tensor_new(DL_F32, 4, DL_SHAPE(8, 16, 16, 16)), *g, *b, *y1, *y4;
+    dl_tensor *x = dl_tensor_new(DL_DTYPE_F32, 4, DL_SHAPE(8, 16, 16, 16)), *g, *b, *y1, *y4;
     dl_tensor *l1, *l4, *c1, *c4; /* layer norm; batch norm of [N, C] */
     size_t i;
     float *gx1;
-    int same = 1, prev = dl_get_num_threads();
+    int same = 1, prev = dl_num_threads();
     dl_rng_seed(&rng, 5);
-    dl_fill_normal(x, &rng, 1, 3);
+    dl_fill_normal(x, 1, 3, &rng);
     dl_set_requires_grad(x, 1);
     g = param(1, DL_SHAPE(16), &rng, 0.5f, 1.5f);
     b = param(1, DL_SHAPE(16), &rng, -1, 1);
@@ -195,8 +195,8 @@ static void test_layer_instance_forward(void) {
     y = dl_layer_norm(x, 1, NULL, NULL, 1e-5f);
     CHECK(y != NULL, "%s", dl_error());
     if (y) CHECK_ALL_NEAR(dl_f32(y), ln1_y, 24, 1e-5);
-    y = dl_instance_norm(vals(3, DL_SHAPE(2, 3, 5), 0.4, -0.3, 0), dl_tmp_from(DL_F32, 1, DL_SHAPE(3), ig),
-                         dl_tmp_from(DL_F32, 1, DL_SHAPE(3), ib), 1e-5f);
+    y = dl_instance_norm(vals(3, DL_SHAPE(2, 3, 5), 0.4, -0.3, 0), dl_tmp_from(DL_DTYPE_F32, 1, DL_SHAPE(3), ig),
+                         dl_tmp_from(DL_DTYPE_F32, 1, DL_SHAPE(3), ib), 1e-5f);
     CHECK(y != NULL, "%s", dl_error());
     if (y) CHECK_ALL_NEAR(dl_f32(y), in_y, 30, 1e-5);
     dl_arena_reset(dl_arena_current());
@@ -225,29 +225,29 @@ static void test_layer_instance_gradcheck(void) {
     in[1] = param(2, DL_SHAPE(3, 4), &rng, 0.5f, 1.5f);
     in[2] = param(2, DL_SHAPE(3, 4), &rng, -0.5f, 0.5f);
     a.nd = 2; a.affine = 1; a.view = 0;
-    CHECK(dl_gradcheck(f_ln, &a, 3, in, 0, 0), "layer norm 2 axes: %s", dl_error());
+    CHECK(dl_gradcheck(f_ln, &a, 3, in, 0, 0) == 0, "layer norm 2 axes: %s", dl_error());
     a.affine = 0;
-    CHECK(dl_gradcheck(f_ln, &a, 1, in, 0, 0), "layer norm no affine: %s", dl_error());
+    CHECK(dl_gradcheck(f_ln, &a, 1, in, 0, 0) == 0, "layer norm no affine: %s", dl_error());
     dl_tensor_free(in[1]); dl_tensor_free(in[2]);
     in[1] = param(1, DL_SHAPE(4), &rng, 0.5f, 1.5f);
     in[2] = param(1, DL_SHAPE(4), &rng, -0.5f, 0.5f);
     a.nd = 1; a.affine = 1;
-    CHECK(dl_gradcheck(f_ln, &a, 3, in, 0, 0), "layer norm 1 axis: %s", dl_error());
+    CHECK(dl_gradcheck(f_ln, &a, 3, in, 0, 0) == 0, "layer norm 1 axis: %s", dl_error());
     dl_tensor_free(in[1]); dl_tensor_free(in[2]);
     /* view: transpose(1, 2) then rows 1..3 of axis 1: [2, 3, 3] -> normalize the last axis (3) */
     in[1] = param(1, DL_SHAPE(3), &rng, 0.5f, 1.5f);
     in[2] = param(1, DL_SHAPE(3), &rng, -0.5f, 0.5f);
     a.view = 1;
-    CHECK(dl_gradcheck(f_ln, &a, 3, in, 0, 0), "layer norm of a view: %s", dl_error());
+    CHECK(dl_gradcheck(f_ln, &a, 3, in, 0, 0) == 0, "layer norm of a view: %s", dl_error());
     dl_tensor_free(in[0]);
 
     in[0] = param(4, DL_SHAPE(2, 3, 2, 3), &rng, -2, 2);
     a.affine = 1; a.view = 0;
-    CHECK(dl_gradcheck(f_in, &a, 3, in, 0, 0), "instance norm: %s", dl_error());
+    CHECK(dl_gradcheck(f_in, &a, 3, in, 0, 0) == 0, "instance norm: %s", dl_error());
     a.affine = 0;
-    CHECK(dl_gradcheck(f_in, &a, 1, in, 0, 0), "instance norm no affine: %s", dl_error());
+    CHECK(dl_gradcheck(f_in, &a, 1, in, 0, 0) == 0, "instance norm no affine: %s", dl_error());
     a.affine = 1; a.view = 1;
-    CHECK(dl_gradcheck(f_in, &a, 3, in, 0, 0), "instance norm of a view: %s", dl_error());
+    CHECK(dl_gradcheck(f_in, &a, 3, in, 0, 0) == 0, "instance norm of a view: %s", dl_error());
     dl_tensor_free(in[0]); dl_tensor_free(in[1]); dl_tensor_free(in[2]);
 }
 
@@ -293,7 +293,7 @@ static void test_dropout(void) {
     CHECK(ok, "p = 1 gives zeros");
 
     /* Backward uses the forward's mask: dx = dy * mask / (1 - p). */
-    leaf = dl_tensor_new(DL_F32, 1, DL_SHAPE(1000));
+    leaf = dl_tensor_new(DL_DTYPE_F32, 1, DL_SHAPE(1000));
     dl_fill(leaf, 1.0f);
     dl_set_requires_grad(leaf, 1);
     y = dl_dropout(leaf, 0.5f, 1, &r1);
@@ -302,10 +302,10 @@ static void test_dropout(void) {
     for (i = 0; i < 1000; i++) ok &= leaf->grad[i] == 3.0f * dl_f32(y)[i];
     CHECK(ok, "gradient follows the mask");
     dl_tensor_free(leaf);
-    leaf = dl_tensor_new(DL_F32, 2, DL_SHAPE(4, 5));
-    dl_fill_uniform(leaf, &r1, -1, 1);
+    leaf = dl_tensor_new(DL_DTYPE_F32, 2, DL_SHAPE(4, 5));
+    dl_fill_uniform(leaf, -1, 1, &r1);
     dl_set_requires_grad(leaf, 1);
-    CHECK(dl_gradcheck(f_dropout, NULL, 1, &leaf, 0, 0), "dropout of a transposed view: %s", dl_error());
+    CHECK(dl_gradcheck(f_dropout, NULL, 1, &leaf, 0, 0) == 0, "dropout of a transposed view: %s", dl_error());
     dl_tensor_free(leaf);
     dl_arena_reset(dl_arena_current());
 }
@@ -319,12 +319,12 @@ static dl_tensor *f_embedding_t(dl_tensor **in, void *user) {
 
 static void test_embedding(void) {
     const int32_t idx[6] = {2, 0, 2, 3, 2, 1};
-    dl_tensor *w = dl_tensor_new(DL_F32, 2, DL_SHAPE(4, 3)), *ix, *y, *wt;
+    dl_tensor *w = dl_tensor_new(DL_DTYPE_F32, 2, DL_SHAPE(4, 3)), *ix, *y, *wt;
     dl_rng rng;
     int i, ok = 1;
     for (i = 0; i < 12; i++) dl_f32(w)[i] = (float)i;
     dl_set_requires_grad(w, 1);
-    ix = dl_tmp_from(DL_I32, 2, DL_SHAPE(2, 3), idx);
+    ix = dl_tmp_from(DL_DTYPE_I32, 2, DL_SHAPE(2, 3), idx);
     y = dl_embedding(w, ix);
     CHECK(y && y->ndim == 3 && y->shape[0] == 2 && y->shape[1] == 3 && y->shape[2] == 3, "shape [2, 3, 3]");
     if (!y) return;
@@ -342,12 +342,12 @@ static void test_embedding(void) {
     y = dl_embedding(w, dl_transpose(ix, 0, 1));
     CHECK(y && y->shape[0] == 3 && y->shape[1] == 2 && dl_f32(y)[3] == 9.0f, "transposed indices: y[0][1] = w[3]");
     dl_rng_seed(&rng, 4);
-    dl_fill_uniform(w, &rng, -1, 1);
-    CHECK(dl_gradcheck(f_embedding, ix, 1, &w, 0, 0), "%s", dl_error());
-    wt = dl_tensor_new(DL_F32, 2, DL_SHAPE(3, 4));
-    dl_fill_uniform(wt, &rng, -1, 1);
+    dl_fill_uniform(w, -1, 1, &rng);
+    CHECK(dl_gradcheck(f_embedding, ix, 1, &w, 0, 0) == 0, "%s", dl_error());
+    wt = dl_tensor_new(DL_DTYPE_F32, 2, DL_SHAPE(3, 4));
+    dl_fill_uniform(wt, -1, 1, &rng);
     dl_set_requires_grad(wt, 1);
-    CHECK(dl_gradcheck(f_embedding_t, ix, 1, &wt, 0, 0), "transposed weight: %s", dl_error());
+    CHECK(dl_gradcheck(f_embedding_t, ix, 1, &wt, 0, 0) == 0, "transposed weight: %s", dl_error());
     dl_tensor_free(wt);
     dl_tensor_free(w);
     dl_arena_reset(dl_arena_current());
@@ -369,8 +369,8 @@ static void test_gram(void) {
     if (y) CHECK_ALL_NEAR(dl_f32(y), want, 8, 1e-5);
     dl_rng_seed(&rng, 8);
     x = param(4, DL_SHAPE(2, 3, 2, 4), &rng, -1, 1);
-    CHECK(dl_gradcheck(f_gram, NULL, 1, &x, 0, 0), "%s", dl_error());
-    CHECK(dl_gradcheck(f_gram, &flag, 1, &x, 0, 0), "transposed view: %s", dl_error());
+    CHECK(dl_gradcheck(f_gram, NULL, 1, &x, 0, 0) == 0, "%s", dl_error());
+    CHECK(dl_gradcheck(f_gram, &flag, 1, &x, 0, 0) == 0, "transposed view: %s", dl_error());
     dl_tensor_free(x);
     dl_arena_reset(dl_arena_current());
 }
@@ -386,9 +386,9 @@ static void test_gram(void) {
 
 static void test_errors(void) {
     dl_rng rng;
-    dl_tensor *x = dl_tmp(DL_F32, 2, DL_SHAPE(4, 3)), *x4 = dl_tmp(DL_F32, 4, DL_SHAPE(2, 3, 2, 2));
-    dl_tensor *c3 = dl_tmp(DL_F32, 1, DL_SHAPE(3)), *c4 = dl_tmp(DL_F32, 1, DL_SHAPE(4));
-    dl_tensor *xi = dl_tmp(DL_I32, 2, DL_SHAPE(4, 3)), *w = dl_tmp(DL_F32, 2, DL_SHAPE(5, 2));
+    dl_tensor *x = dl_tmp(DL_DTYPE_F32, 2, DL_SHAPE(4, 3)), *x4 = dl_tmp(DL_DTYPE_F32, 4, DL_SHAPE(2, 3, 2, 2));
+    dl_tensor *c3 = dl_tmp(DL_DTYPE_F32, 1, DL_SHAPE(3)), *c4 = dl_tmp(DL_DTYPE_F32, 1, DL_SHAPE(4));
+    dl_tensor *xi = dl_tmp(DL_DTYPE_I32, 2, DL_SHAPE(4, 3)), *w = dl_tmp(DL_DTYPE_F32, 2, DL_SHAPE(5, 2));
     dl_rng_seed(&rng, 1);
     /* NULL inputs propagate without overwriting the message. */
     dl_set_error("earlier");
@@ -403,7 +403,7 @@ static void test_errors(void) {
     CHECK_FAILS(dl_batch_norm(x4, NULL, NULL, c3, c4, 1, 0.1f, 1e-5f), "dl_batch_norm");
     CHECK_FAILS(dl_batch_norm(xi, NULL, NULL, NULL, NULL, 1, 0.1f, 1e-5f), "dl_batch_norm");
     CHECK_FAILS(dl_batch_norm(c3, NULL, NULL, NULL, NULL, 1, 0.1f, 1e-5f), "dl_batch_norm");
-    CHECK_FAILS(dl_batch_norm(dl_tmp(DL_F32, 2, DL_SHAPE(1, 3)), NULL, NULL, NULL, NULL, 1, 0.1f, 1e-5f), "more than 1 value");
+    CHECK_FAILS(dl_batch_norm(dl_tmp(DL_DTYPE_F32, 2, DL_SHAPE(1, 3)), NULL, NULL, NULL, NULL, 1, 0.1f, 1e-5f), "more than 1 value");
     CHECK_FAILS(dl_batch_norm(x, NULL, NULL, NULL, NULL, 0, 0.1f, 1e-5f), "running_mean");
     CHECK_FAILS(dl_layer_norm(x, 3, NULL, NULL, 1e-5f), "dl_layer_norm");
     CHECK_FAILS(dl_layer_norm(x, 1, c4, NULL, 1e-5f), "dl_layer_norm");
@@ -411,7 +411,7 @@ static void test_errors(void) {
     CHECK_FAILS(dl_layer_norm(xi, 1, NULL, NULL, 1e-5f), "dl_layer_norm");
     CHECK_FAILS(dl_instance_norm(x, NULL, NULL, 1e-5f), "dl_instance_norm");
     CHECK_FAILS(dl_instance_norm(x4, c4, NULL, 1e-5f), "dl_instance_norm");
-    CHECK_FAILS(dl_instance_norm(dl_tmp(DL_F32, 3, DL_SHAPE(2, 3, 1)), NULL, NULL, 1e-5f), "spatial");
+    CHECK_FAILS(dl_instance_norm(dl_tmp(DL_DTYPE_F32, 3, DL_SHAPE(2, 3, 1)), NULL, NULL, 1e-5f), "spatial");
     CHECK_FAILS(dl_dropout(x, 1.5f, 1, &rng), "dl_dropout");
     CHECK_FAILS(dl_dropout(x, -0.1f, 1, &rng), "dl_dropout");
     CHECK_FAILS(dl_dropout(x, 0.5f, 1, NULL), "dl_dropout");
@@ -421,12 +421,12 @@ static void test_errors(void) {
     CHECK(dl_embedding(w, xi) != NULL, "%s", dl_error()); /* zeros are valid indices */
     {
         const int32_t bad[2] = {0, 5}, neg[2] = {-1, 0};
-        CHECK_FAILS(dl_embedding(w, dl_tmp_from(DL_I32, 1, DL_SHAPE(2), bad)), "out of range");
-        CHECK_FAILS(dl_embedding(w, dl_tmp_from(DL_I32, 1, DL_SHAPE(2), neg)), "dl_embedding");
+        CHECK_FAILS(dl_embedding(w, dl_tmp_from(DL_DTYPE_I32, 1, DL_SHAPE(2), bad)), "out of range");
+        CHECK_FAILS(dl_embedding(w, dl_tmp_from(DL_DTYPE_I32, 1, DL_SHAPE(2), neg)), "dl_embedding");
     }
     CHECK_FAILS(dl_gram(x), "dl_gram");
-    CHECK_FAILS(dl_gram(dl_tmp(DL_I32, 3, DL_SHAPE(1, 2, 2))), "dl_gram");
-    x4->device = DL_CUDA;
+    CHECK_FAILS(dl_gram(dl_tmp(DL_DTYPE_I32, 3, DL_SHAPE(1, 2, 2))), "dl_gram");
+    x4->device = DL_DEVICE_CUDA;
     CHECK_FAILS(dl_batch_norm(x4, NULL, NULL, NULL, NULL, 1, 0.1f, 1e-5f), "not on the CPU");
     CHECK_FAILS(dl_gram(x4), "not on the CPU");
     dl_arena_reset(dl_arena_current());

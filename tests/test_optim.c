@@ -39,21 +39,21 @@ static const ref_row REF[] = {
 };
 
 static dl_optim *make(const char *name) {
-    if (!strcmp(name, "sgd")) return dl_sgd(0.1, 0, 0, 0);
-    if (!strcmp(name, "sgd_momentum")) return dl_sgd(0.1, 0.9, 0, 0);
-    if (!strcmp(name, "sgd_nesterov")) return dl_sgd(0.1, 0.9, 0, 1);
-    if (!strcmp(name, "sgd_momentum_wd")) return dl_sgd(0.1, 0.9, 0.01, 0);
-    if (!strcmp(name, "sgd_wd")) return dl_sgd(0.1, 0, 0.1, 0);
-    if (!strcmp(name, "rmsprop")) return dl_rmsprop(0.01, 0.99, 1e-8, 0, 0);
-    if (!strcmp(name, "rmsprop_centered")) return dl_rmsprop(0.01, 0.99, 1e-8, 0, 1);
-    if (!strcmp(name, "rmsprop_momentum")) return dl_rmsprop(0.01, 0.9, 1e-8, 0.5, 0);
-    if (!strcmp(name, "rmsprop_centered_momentum")) return dl_rmsprop(0.01, 0.99, 1e-6, 0.9, 1);
-    if (!strcmp(name, "adagrad")) return dl_adagrad(0.1, 0, 1e-10);
-    if (!strcmp(name, "adagrad_init")) return dl_adagrad(0.1, 0.1, 1e-6);
-    if (!strcmp(name, "adam")) return dl_adam(0.01, 0.9, 0.999, 1e-8);
-    if (!strcmp(name, "adam_betas")) return dl_adam(0.1, 0.8, 0.99, 1e-6);
-    if (!strcmp(name, "adamw")) return dl_adamw(0.01, 0.9, 0.999, 1e-8, 0.1);
-    if (!strcmp(name, "adamw_default_wd")) return dl_adamw(0.1, 0.9, 0.999, 1e-8, 0.01);
+    if (!strcmp(name, "sgd")) return dl_sgd(0.1);
+    if (!strcmp(name, "sgd_momentum")) return dl_optim_new(DL_OPTIM_SGD, &(dl_optim_opts){.lr = 0.1, .momentum = 0.9});
+    if (!strcmp(name, "sgd_nesterov")) return dl_optim_new(DL_OPTIM_SGD, &(dl_optim_opts){.lr = 0.1, .momentum = 0.9, .nesterov = 1});
+    if (!strcmp(name, "sgd_momentum_wd")) return dl_optim_new(DL_OPTIM_SGD, &(dl_optim_opts){.lr = 0.1, .momentum = 0.9, .weight_decay = 0.01});
+    if (!strcmp(name, "sgd_wd")) return dl_optim_new(DL_OPTIM_SGD, &(dl_optim_opts){.lr = 0.1, .weight_decay = 0.1});
+    if (!strcmp(name, "rmsprop")) return dl_rmsprop(0.01);
+    if (!strcmp(name, "rmsprop_centered")) return dl_optim_new(DL_OPTIM_RMSPROP, &(dl_optim_opts){.lr = 0.01, .centered = 1});
+    if (!strcmp(name, "rmsprop_momentum")) return dl_optim_new(DL_OPTIM_RMSPROP, &(dl_optim_opts){.lr = 0.01, .alpha = 0.9, .momentum = 0.5});
+    if (!strcmp(name, "rmsprop_centered_momentum")) return dl_optim_new(DL_OPTIM_RMSPROP, &(dl_optim_opts){.lr = 0.01, .eps = 1e-6, .momentum = 0.9, .centered = 1});
+    if (!strcmp(name, "adagrad")) return dl_adagrad(0.1);
+    if (!strcmp(name, "adagrad_init")) return dl_optim_new(DL_OPTIM_ADAGRAD, &(dl_optim_opts){.lr = 0.1, .initial_accumulator = 0.1, .eps = 1e-6});
+    if (!strcmp(name, "adam")) return dl_adam(0.01);
+    if (!strcmp(name, "adam_betas")) return dl_optim_new(DL_OPTIM_ADAM, &(dl_optim_opts){.lr = 0.1, .beta1 = 0.8, .beta2 = 0.99, .eps = 1e-6});
+    if (!strcmp(name, "adamw")) return dl_optim_new(DL_OPTIM_ADAMW, &(dl_optim_opts){.lr = 0.01, .weight_decay = 0.1});
+    if (!strcmp(name, "adamw_default_wd")) return dl_adamw(0.1);
     return NULL;
 }
 
@@ -61,8 +61,8 @@ static dl_optim *make(const char *name) {
 typedef struct problem { dl_tensor *w, *b; } problem;
 static problem problem_new(void) {
     problem p;
-    p.w = dl_tensor_from(DL_F32, 1, DL_SHAPE(4), W0);
-    p.b = dl_tensor_from(DL_F32, 1, DL_SHAPE(1), B0);
+    p.w = dl_tensor_from(DL_DTYPE_F32, 1, DL_SHAPE(4), W0);
+    p.b = dl_tensor_from(DL_DTYPE_F32, 1, DL_SHAPE(1), B0);
     dl_set_requires_grad(p.w, 1);
     dl_set_requires_grad(p.b, 1);
     dl_grad_buf(p.w);
@@ -124,7 +124,7 @@ static void test_clip_in_optimizer(void) {
     static const float want[15] = {0.500629783f, -1.01511419f, 1.48425603f, 1.97000003f, 0.0910574272f, 0.501836181f, -1.04465759f, 1.45450139f, 1.91299999f, 0.0738332048f, 0.503579855f, -1.08888793f, 1.41248167f, 1.83169997f, 0.0486938208f};
     problem p = problem_new();
     dl_tensor *params[2];
-    dl_optim *opt = dl_sgd(0.1, 0.9, 0, 0);
+    dl_optim *opt = dl_optim_new(DL_OPTIM_SGD, &(dl_optim_opts){.lr = 0.1, .momentum = 0.9});
     float got[15];
     params[0] = p.w; params[1] = p.b;
     CHECK(dl_optim_add_params(opt, 2, params) == 0, "%s", dl_error());
@@ -139,7 +139,7 @@ static void test_clipping(void) {
     static const float g1[5] = {0.182236999f, -0.364473999f, 0.546710968f, 0.728947997f, -0.0607456639f}, g2[5] = {1.5f, -3.0f, 4.5f, 6.0f, -0.5f}, gv[5] = {1.0f, -1.0f, 1.0f, 1.0f, -0.5f};
     problem p = problem_new();
     dl_tensor *params[3];
-    dl_tensor *nograd = dl_tensor_new(DL_F32, 1, DL_SHAPE(2));  /* grad NULL: skipped */
+    dl_tensor *nograd = dl_tensor_new(DL_DTYPE_F32, 1, DL_SHAPE(2));  /* grad NULL: skipped */
     float got[5], total;
     int i, pass;
     params[0] = p.w; params[1] = p.b; params[2] = nograd;
@@ -191,9 +191,9 @@ static void test_schedules(void) {
 /* A parameter without a gradient is skipped and keeps its own step count (Adam's bias
    correction then starts at 1 when it first gets a gradient, as in PyTorch). */
 static void test_null_grad_skipped(void) {
-    dl_tensor *a = dl_tensor_from(DL_F32, 1, DL_SHAPE(1), B0), *c = dl_tensor_from(DL_F32, 1, DL_SHAPE(1), B0);
+    dl_tensor *a = dl_tensor_from(DL_DTYPE_F32, 1, DL_SHAPE(1), B0), *c = dl_tensor_from(DL_DTYPE_F32, 1, DL_SHAPE(1), B0);
     dl_tensor *ps[2];
-    dl_optim *opt = dl_adam(0.1, 0.9, 0.999, 1e-8);
+    dl_optim *opt = dl_adam(0.1);
     dl_set_requires_grad(a, 1); dl_set_requires_grad(c, 1);
     ps[0] = a; ps[1] = c;
     CHECK(dl_optim_add_params(opt, 2, ps) == 0, "%s", dl_error());
@@ -262,8 +262,8 @@ static void test_save_resume(void) {
 
 static void test_load_errors(void) {
     problem p = problem_new();
-    dl_tensor *params[2], *other = dl_tensor_new(DL_F32, 1, DL_SHAPE(3));
-    dl_optim *adam = dl_adam(0.01, 0.9, 0.999, 1e-8), *o;
+    dl_tensor *params[2], *other = dl_tensor_new(DL_DTYPE_F32, 1, DL_SHAPE(3));
+    dl_optim *adam = dl_adam(0.01), *o;
     unsigned char *bytes;
     size_t size;
     float before[4];
@@ -274,19 +274,19 @@ static void test_load_errors(void) {
     bytes = (unsigned char *)malloc(size);
     dl_optim_serialize(adam, bytes, size);
 
-    o = dl_adamw(0.01, 0.9, 0.999, 1e-8, 0.01);            /* other kind */
+    o = dl_adamw(0.01);            /* other kind */
     dl_optim_add_params(o, 2, params);
     CHECK(dl_optim_parse(o, bytes, size) != 0 && strstr(dl_error(), "kind"), "kind mismatch: %s", dl_error());
     dl_optim_free(o);
-    o = dl_adam(0.01, 0.9, 0.99, 1e-8);                    /* other beta2 */
+    o = dl_optim_new(DL_OPTIM_ADAM, &(dl_optim_opts){.lr = 0.01, .beta2 = 0.99});                    /* other beta2 */
     dl_optim_add_params(o, 2, params);
     CHECK(dl_optim_parse(o, bytes, size) != 0 && strstr(dl_error(), "beta2"), "beta2 mismatch: %s", dl_error());
     dl_optim_free(o);
-    o = dl_adam(0.01, 0.9, 0.999, 1e-8);                   /* one parameter only */
+    o = dl_adam(0.01);                   /* one parameter only */
     dl_optim_add_params(o, 1, params);
     CHECK(dl_optim_parse(o, bytes, size) != 0 && strstr(dl_error(), "parameters"), "count mismatch: %s", dl_error());
     dl_optim_free(o);
-    o = dl_adam(0.01, 0.9, 0.999, 1e-8);                   /* other shape */
+    o = dl_adam(0.01);                   /* other shape */
     dl_set_requires_grad(other, 1);
     params[1] = other;
     dl_optim_add_params(o, 2, params);
@@ -294,7 +294,7 @@ static void test_load_errors(void) {
     CHECK(dl_optim_steps(o) == 0, "unchanged after a failed load");
     dl_optim_free(o);
     params[1] = p.b;
-    o = dl_adam(0.01, 0.9, 0.999, 1e-8);
+    o = dl_adam(0.01);
     dl_optim_add_params(o, 2, params);
     CHECK(dl_optim_parse(o, bytes, size - 3) != 0, "truncated");
     bytes[10] ^= 0x5a;
@@ -319,24 +319,94 @@ static void test_load_errors(void) {
     problem_free(&p);
 }
 
+/* Three steps on w = [1, -2, 3] with the gradient of sum(w^2 * c): the final w, to compare runs. */
+static void three_steps(dl_optim *o, float out[3]) {
+    static const float w0[3] = {1.0f, -2.0f, 3.0f};
+    dl_tensor *w = dl_tensor_from(DL_DTYPE_F32, 1, DL_SHAPE(3), w0);
+    int s, i;
+    out[0] = out[1] = out[2] = NAN;
+    if (!o || !w) { dl_optim_free(o); dl_tensor_free(w); return; }
+    dl_set_requires_grad(w, 1);
+    if (dl_optim_add_params(o, 1, &w) == 0) {
+        for (s = 0; s < 3; s++) {
+            float *g = dl_grad_buf(w);
+            for (i = 0; g && i < 3; i++) g[i] = 2.0f * dl_f32(w)[i] * (float)(i + 1);
+            dl_optim_step(o);
+        }
+        memcpy(out, dl_f32(w), sizeof(float) * 3);
+    }
+    dl_optim_free(o);
+    dl_tensor_free(w);
+}
+
+/* dl_optim_opts: zero fields are PyTorch's defaults, DL_ZERO an exact 0, unused fields refused. */
+static void test_options_defaults(void) {
+    static const double lr0[5] = {1e-2, 1e-2, 1e-2, 1e-3, 1e-3};
+    dl_optim_opts full[5];
+    float a[3], b[3];
+    int k;
+    memset(full, 0, sizeof full);
+    full[0].lr = 1e-2;
+    full[1].lr = 1e-2, full[1].alpha = 0.99, full[1].eps = 1e-8;
+    full[2].lr = 1e-2, full[2].eps = 1e-10;
+    full[3].lr = 1e-3, full[3].beta1 = 0.9, full[3].beta2 = 0.999, full[3].eps = 1e-8;
+    full[4] = full[3], full[4].weight_decay = 1e-2;
+    for (k = 0; k < 5; k++) {
+        dl_optim *o = dl_optim_new((dl_optim_kind)k, NULL);
+        CHECK(o && dl_optim_lr(o) == lr0[k] && dl_optim_type(o) == (dl_optim_kind)k, "kind %d: default lr", k);
+        three_steps(o, a);
+        three_steps(dl_optim_new((dl_optim_kind)k, &full[k]), b);
+        CHECK(memcmp(a, b, sizeof a) == 0 && a[0] == a[0], "kind %d: NULL opts = the documented defaults", k);
+    }
+    /* The shortcuts are dl_optim_new with the learning rate alone. */
+    three_steps(dl_adam(0.05), a);
+    three_steps(dl_optim_new(DL_OPTIM_ADAM, &(dl_optim_opts){.lr = 0.05, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8}), b);
+    CHECK(memcmp(a, b, sizeof a) == 0, "dl_adam(lr)");
+    /* DL_ZERO: an exact zero where the default is not 0 (and a changed result). */
+    three_steps(dl_optim_new(DL_OPTIM_RMSPROP, &(dl_optim_opts){.lr = 0.1, .alpha = DL_ZERO}), a);
+    three_steps(dl_optim_new(DL_OPTIM_RMSPROP, &(dl_optim_opts){.lr = 0.1, .alpha = 0.99}), b);
+    CHECK(a[0] == a[0] && memcmp(a, b, sizeof a) != 0, "alpha DL_ZERO differs from the default");
+    three_steps(dl_optim_new(DL_OPTIM_RMSPROP, &(dl_optim_opts){.lr = 0.1, .alpha = 1e-300}), b);
+    CHECK(memcmp(a, b, sizeof a) == 0, "alpha DL_ZERO acts as 0");
+    three_steps(dl_optim_new(DL_OPTIM_SGD, &(dl_optim_opts){.lr = DL_ZERO}), a);
+    CHECK(a[0] == 1.0f && a[1] == -2.0f && a[2] == 3.0f, "lr DL_ZERO changes nothing");
+    CHECK(dl_sgd(0) == NULL && strstr(dl_error(), "learning rate"), "dl_sgd(0): %s", dl_error());
+    /* A field the kind does not read is a mistake, named. */
+    CHECK(dl_optim_new(DL_OPTIM_ADAM, &(dl_optim_opts){.momentum = 0.9}) == NULL && strstr(dl_error(), "momentum"),
+          "Adam has no momentum: %s", dl_error());
+    CHECK(dl_optim_new(DL_OPTIM_SGD, &(dl_optim_opts){.eps = 1e-8}) == NULL && strstr(dl_error(), "eps"), "SGD has no eps");
+    CHECK(dl_optim_new((dl_optim_kind)7, NULL) == NULL && strstr(dl_error(), "kind"), "unknown kind");
+    /* Non-finite values never pass: as an option, a shortcut, or later through set_lr. */
+    CHECK(dl_adam((double)INFINITY) == NULL && strstr(dl_error(), "learning rate"), "inf lr");
+    CHECK(dl_optim_new(DL_OPTIM_ADAM, &(dl_optim_opts){.eps = (double)INFINITY}) == NULL, "inf eps");
+    CHECK(dl_optim_new(DL_OPTIM_SGD, &(dl_optim_opts){.max_norm = (double)NAN}) == NULL, "NaN max_norm");
+    {
+        dl_optim *o = dl_adam(1e-3);
+        CHECK(dl_optim_set_lr(o, (double)INFINITY) == -1 && dl_optim_lr(o) == 1e-3, "set_lr(inf) refused");
+        CHECK(dl_optim_set_lr(o, -1) == -1 && dl_optim_set_lr(o, (double)NAN) == -1 && dl_optim_lr(o) == 1e-3, "set_lr(-1, NaN) refused");
+        CHECK(dl_optim_set_lr(o, 0.5) == 0 && dl_optim_lr(o) == 0.5, "set_lr(0.5)");
+        dl_optim_free(o);
+    }
+}
+
 static void test_errors(void) {
-    dl_tensor *t = dl_tensor_new(DL_F32, 2, DL_SHAPE(2, 3)), *i32 = dl_tensor_new(DL_I32, 1, DL_SHAPE(2));
+    dl_tensor *t = dl_tensor_new(DL_DTYPE_F32, 2, DL_SHAPE(2, 3)), *i32 = dl_tensor_new(DL_DTYPE_I32, 1, DL_SHAPE(2));
     dl_tensor *ps[2];
     dl_optim *o;
     dl_clear_error();
-    CHECK(dl_sgd(-0.1, 0, 0, 0) == NULL && strstr(dl_error(), "learning rate"), "negative lr: %s", dl_error());
-    CHECK(dl_sgd(0.1, 0, 0, 1) == NULL && strstr(dl_error(), "Nesterov"), "nesterov without momentum");
-    CHECK(dl_sgd(0.1, -0.5, 0, 0) == NULL, "negative momentum");
-    CHECK(dl_sgd(0.1, 0, -1, 0) == NULL, "negative weight decay");
-    CHECK(dl_adam(0.1, 1.0, 0.999, 1e-8) == NULL && strstr(dl_error(), "beta1"), "beta1 = 1: %s", dl_error());
-    CHECK(dl_adam(0.1, 0.9, -0.1, 1e-8) == NULL && strstr(dl_error(), "beta2"), "beta2 < 0");
-    CHECK(dl_adam(0.1, 0.9, 0.999, -1e-8) == NULL && strstr(dl_error(), "eps"), "eps < 0");
-    CHECK(dl_adamw(0.1, 0.9, 0.999, 1e-8, -0.1) == NULL, "negative wd");
-    CHECK(dl_rmsprop(0.1, 1.5, 1e-8, 0, 0) == NULL && strstr(dl_error(), "alpha"), "alpha > 1");
-    CHECK(dl_adagrad(0.1, -1, 1e-10) == NULL, "negative initial accumulator");
-    CHECK(dl_adam((double)NAN, 0.9, 0.999, 1e-8) == NULL, "NaN lr");
+    CHECK(dl_sgd(-0.1) == NULL && strstr(dl_error(), "learning rate"), "negative lr: %s", dl_error());
+    CHECK(dl_optim_new(DL_OPTIM_SGD, &(dl_optim_opts){.lr = 0.1, .nesterov = 1}) == NULL && strstr(dl_error(), "Nesterov"), "nesterov without momentum");
+    CHECK(dl_optim_new(DL_OPTIM_SGD, &(dl_optim_opts){.lr = 0.1, .momentum = -0.5}) == NULL, "negative momentum");
+    CHECK(dl_optim_new(DL_OPTIM_SGD, &(dl_optim_opts){.lr = 0.1, .weight_decay = -1}) == NULL, "negative weight decay");
+    CHECK(dl_optim_new(DL_OPTIM_ADAM, &(dl_optim_opts){.lr = 0.1, .beta1 = 1.0}) == NULL && strstr(dl_error(), "beta1"), "beta1 = 1: %s", dl_error());
+    CHECK(dl_optim_new(DL_OPTIM_ADAM, &(dl_optim_opts){.lr = 0.1, .beta2 = -0.1}) == NULL && strstr(dl_error(), "beta2"), "beta2 < 0");
+    CHECK(dl_optim_new(DL_OPTIM_ADAM, &(dl_optim_opts){.lr = 0.1, .eps = -1e-8}) == NULL && strstr(dl_error(), "eps"), "eps < 0");
+    CHECK(dl_optim_new(DL_OPTIM_ADAMW, &(dl_optim_opts){.lr = 0.1, .weight_decay = -0.1}) == NULL, "negative wd");
+    CHECK(dl_optim_new(DL_OPTIM_RMSPROP, &(dl_optim_opts){.lr = 0.1, .alpha = 1.5}) == NULL && strstr(dl_error(), "alpha"), "alpha > 1");
+    CHECK(dl_optim_new(DL_OPTIM_ADAGRAD, &(dl_optim_opts){.lr = 0.1, .initial_accumulator = -1}) == NULL, "negative initial accumulator");
+    CHECK(dl_adam((double)NAN) == NULL, "NaN lr");
 
-    o = dl_adam(1e-3, 0.9, 0.999, 1e-8);
+    o = dl_adam(1e-3);
     ps[0] = t; ps[1] = NULL;
     CHECK(dl_optim_add_params(o, 1, ps) != 0 && strstr(dl_error(), "require"), "no requires_grad: %s", dl_error());
     dl_set_requires_grad(t, 1);
@@ -348,7 +418,7 @@ static void test_errors(void) {
     CHECK(dl_optim_add_params(o, 2, ps) != 0 && strstr(dl_error(), "contiguous"), "strided view");
     ps[1] = t;
     CHECK(dl_optim_add_params(o, 2, ps) != 0 && strstr(dl_error(), "twice"), "duplicate");
-    CHECK(dl_optim_param_count(o) == 0, "nothing added on failure");
+    CHECK(dl_optim_num_params(o) == 0, "nothing added on failure");
     CHECK(dl_optim_add_params(o, 1, ps) == 0, "%s", dl_error());
     CHECK(dl_optim_add_params(o, 1, ps) != 0 && strstr(dl_error(), "already"), "added twice");
     CHECK(dl_optim_set_clip(o, -1, 0) != 0, "negative clip");
@@ -356,7 +426,7 @@ static void test_errors(void) {
     CHECK(dl_optim_step(o) == 0, "a step with no gradients at all is fine");
     dl_optim_set_lr(o, -1);
     CHECK(dl_optim_lr(o) == 1e-3, "negative lr ignored");
-    CHECK(strcmp(dl_optim_kind_name(dl_optim_get_kind(o)), "adam") == 0, "kind name");
+    CHECK(strcmp(dl_optim_kind_name(dl_optim_type(o)), "adam") == 0, "kind name");
     dl_optim_free(o);
     dl_optim_free(NULL);
     dl_tensor_free(t);
@@ -394,10 +464,10 @@ static void test_step_does_not_allocate(void) {
 /* End to end with autograd: y = 2x + 1 with Adam and a warm-up + cosine schedule. */
 static void test_fit_line(void) {
     float xs[4] = {0, 1, 2, 3}, ys[4] = {1, 3, 5, 7};
-    dl_tensor *x = dl_tensor_from(DL_F32, 2, DL_SHAPE(4, 1), xs), *y = dl_tensor_from(DL_F32, 2, DL_SHAPE(4, 1), ys);
-    dl_tensor *w = dl_tensor_new(DL_F32, 2, DL_SHAPE(1, 1)), *b = dl_tensor_new(DL_F32, 1, DL_SHAPE(1));
+    dl_tensor *x = dl_tensor_from(DL_DTYPE_F32, 2, DL_SHAPE(4, 1), xs), *y = dl_tensor_from(DL_DTYPE_F32, 2, DL_SHAPE(4, 1), ys);
+    dl_tensor *w = dl_tensor_new(DL_DTYPE_F32, 2, DL_SHAPE(1, 1)), *b = dl_tensor_new(DL_DTYPE_F32, 1, DL_SHAPE(1));
     dl_tensor *params[2];
-    dl_optim *opt = dl_adam(0.1, 0.9, 0.999, 1e-8);
+    dl_optim *opt = dl_adam(0.1);
     dl_lr_schedule sched;
     long before = 0;
     int step;
@@ -432,8 +502,8 @@ static void test_adam_simd_bits(void) {
     for (i = 0; i < N; i++) w0[i] = (float)sin(0.37 * i) * 2.0f;
     for (kind = 0; kind < 2; kind++) {
         double lr = 0.01, b1 = 0.9, b2 = 0.999, eps = 1e-8, wd = kind ? 0.05 : 0.0;
-        dl_optim *o = kind ? dl_adamw(lr, b1, b2, eps, wd) : dl_adam(lr, b1, b2, eps);
-        dl_tensor *w = dl_tensor_from(DL_F32, 1, DL_SHAPE(N), w0);
+        dl_optim *o = kind ? dl_optim_new(DL_OPTIM_ADAMW, &(dl_optim_opts){.lr = lr, .beta1 = b1, .beta2 = b2, .eps = eps, .weight_decay = wd}) : dl_optim_new(DL_OPTIM_ADAM, &(dl_optim_opts){.lr = lr, .beta1 = b1, .beta2 = b2, .eps = eps});
+        dl_tensor *w = dl_tensor_from(DL_DTYPE_F32, 1, DL_SHAPE(N), w0);
         dl_set_requires_grad(w, 1);
         dl_optim_add_params(o, 1, &w);
         for (i = 0; i < N; i++) { ref[i] = w0[i]; m[i] = v[i] = 0; }
@@ -467,8 +537,8 @@ static void test_rmsprop_simd_bits(void) {
     for (i = 0; i < N; i++) w0[i] = (float)cos(0.29 * i) * 1.5f;
     for (centered = 0; centered < 2; centered++) {
         double lr = 0.01, alpha = 0.95, eps = 0.01;
-        dl_optim *o = dl_rmsprop(lr, alpha, eps, 0.0, centered);
-        dl_tensor *w = dl_tensor_from(DL_F32, 1, DL_SHAPE(N), w0);
+        dl_optim *o = dl_optim_new(DL_OPTIM_RMSPROP, &(dl_optim_opts){.lr = lr, .alpha = alpha, .eps = eps, .centered = centered});
+        dl_tensor *w = dl_tensor_from(DL_DTYPE_F32, 1, DL_SHAPE(N), w0);
         dl_set_requires_grad(w, 1);
         dl_optim_add_params(o, 1, &w);
         for (i = 0; i < N; i++) { ref[i] = w0[i]; s2[i] = ga[i] = 0; }
@@ -507,6 +577,7 @@ int main(void) {
     RUN(test_null_grad_skipped);
     RUN(test_save_resume);
     RUN(test_load_errors);
+    RUN(test_options_defaults);
     RUN(test_errors);
     RUN(test_step_does_not_allocate);
     RUN(test_fit_line);

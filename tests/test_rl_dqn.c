@@ -12,7 +12,7 @@
 #include <stdlib.h>
 
 static dl_model *mlp(int hidden, int actions) {
-    return dl_sequential(dl_Dense(hidden, DL_RELU), dl_Dense(actions, DL_LINEAR));
+    return dl_sequential(dl_Dense(hidden, DL_ACT_RELU), dl_Dense(actions, DL_ACT_LINEAR));
 }
 
 static dl_space box1(int n) {
@@ -64,7 +64,7 @@ static void test_replay_ring(void) {
 static dl_dqn *small_agent(const dl_dqn_opts *o, int obs, int actions, uint64_t seed) {
     dl_space sp = box1(obs);
     dl_nn_seed(seed);
-    return dl_dqn_new(mlp(16, actions), NULL, dl_adam(1e-3, 0.9, 0.999, 1e-8), &sp, actions, o);
+    return dl_dqn_new(mlp(16, actions), NULL, dl_adam(1e-3), &sp, actions, o);
 }
 
 static void test_epsilon_schedule(void) {
@@ -193,7 +193,7 @@ static void test_update_matches_pytorch(void) {
         if (fscanf(f, " case %15s %d %lf loss %lf", kind, &dbl, &clip, &want_loss) != 4) { CHECK(0, "bad fixture (case %d)", c); break; }
         o.batch_size = 6; o.gamma = 0.9; o.double_dqn = dbl; o.max_grad_norm = clip;
         o.loss = strcmp(kind, "huber") == 0 ? DL_DQN_HUBER : DL_DQN_MSE;
-        a = dl_dqn_new(dl_sequential(dl_Dense(8, DL_RELU), dl_Dense(3, DL_LINEAR)), NULL, dl_adam(0.01, 0.9, 0.999, 1e-8), &sp, 3, &o);
+        a = dl_dqn_new(dl_sequential(dl_Dense(8, DL_ACT_RELU), dl_Dense(3, DL_ACT_LINEAR)), NULL, dl_adam(0.01), &sp, 3, &o);
         CHECK(a != NULL, "%s", dl_error());
         if (!a) break;
         fixture_weights(a->w_online, 0.4f, 0.0f);
@@ -222,7 +222,7 @@ static dl_dqn *cartpole_agent(uint64_t seed, long total) {
     o.total_steps = total; o.seed = seed; o.learning_starts = 500; o.buffer_size = 5000; o.batch_size = 32;
     o.train_freq = 4; o.target_update_freq = 100; o.max_grad_norm = 10;
     dl_nn_seed(seed);   /* seeds 1-8 all reach a mean of 100-300 over the last 20 episodes */
-    return dl_dqn_new(dl_sequential(dl_Dense(32, DL_RELU), dl_Dense(32, DL_RELU), dl_Dense(2, DL_LINEAR)), NULL, dl_adam(1e-3, 0.9, 0.999, 1e-8), &sp, 2, &o);
+    return dl_dqn_new(dl_sequential(dl_Dense(32, DL_ACT_RELU), dl_Dense(32, DL_ACT_RELU), dl_Dense(2, DL_ACT_LINEAR)), NULL, dl_adam(1e-3), &sp, 2, &o);
 }
 
 static void test_no_alloc_while_training(void) {
@@ -369,11 +369,11 @@ static void test_bad_arguments(void) {
     long live = test_live;
     dl_dqn *a;
     o.tau = 0;
-    CHECK(dl_dqn_new(mlp(8, 2), NULL, dl_adam(1e-3, 0.9, 0.999, 1e-8), &sp, 2, &o) == NULL && strstr(dl_error(), "tau"), "tau 0: %s", dl_error());
-    CHECK(dl_dqn_new(mlp(8, 3), NULL, dl_adam(1e-3, 0.9, 0.999, 1e-8), &sp, 2, NULL) == NULL && strstr(dl_error(), "[1, 2]"),
+    CHECK(dl_dqn_new(mlp(8, 2), NULL, dl_adam(1e-3), &sp, 2, &o) == NULL && strstr(dl_error(), "tau"), "tau 0: %s", dl_error());
+    CHECK(dl_dqn_new(mlp(8, 3), NULL, dl_adam(1e-3), &sp, 2, NULL) == NULL && strstr(dl_error(), "[1, 2]"),
           "3 outputs for 2 actions: %s", dl_error());
     CHECK(test_live == live, "failed constructors leak %ld blocks", test_live - live);
-    a = dl_dqn_new(mlp(8, 2), NULL, dl_adam(1e-3, 0.9, 0.999, 1e-8), &sp, 2, NULL);
+    a = dl_dqn_new(mlp(8, 2), NULL, dl_adam(1e-3), &sp, 2, NULL);
     {
         dl_env *mc = dl_env_mountaincar();   /* 2 observations, 3 actions */
         float s[4] = {0};

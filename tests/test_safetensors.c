@@ -127,14 +127,14 @@ static void fixture_make(fixture *fx) {
     int i;
     for (i = 0; i < 12; i++) base[i] = (float)i * 0.5f - 2.0f;
     for (i = 0; i < 10; i++) row[i] = (float)i * 0.25f;
-    fx->owned[0] = dl_tensor_from(DL_F32, 2, s43, base);
-    fx->owned[1] = dl_tensor_from(DL_F32, 1, s4, bias);
-    fx->owned[2] = dl_tensor_from(DL_I32, 2, s23, ids);
-    fx->owned[3] = dl_tensor_from(DL_U8, 1, s5, mask);
-    fx->owned[4] = dl_tensor_from(DL_I32, 2, s12, uni);
-    fx->owned[5] = dl_tensor_new(DL_F32, 2, s20);
-    fx->owned[6] = dl_tensor_from(DL_F32, 1, s10, row);
-    fx->owned[7] = dl_tensor_from(DL_F32, 0, NULL, &scalar);  /* last: see test_from_dl_fixture */
+    fx->owned[0] = dl_tensor_from(DL_DTYPE_F32, 2, s43, base);
+    fx->owned[1] = dl_tensor_from(DL_DTYPE_F32, 1, s4, bias);
+    fx->owned[2] = dl_tensor_from(DL_DTYPE_I32, 2, s23, ids);
+    fx->owned[3] = dl_tensor_from(DL_DTYPE_U8, 1, s5, mask);
+    fx->owned[4] = dl_tensor_from(DL_DTYPE_I32, 2, s12, uni);
+    fx->owned[5] = dl_tensor_new(DL_DTYPE_F32, 2, s20);
+    fx->owned[6] = dl_tensor_from(DL_DTYPE_F32, 1, s10, row);
+    fx->owned[7] = dl_tensor_from(DL_DTYPE_F32, 0, NULL, &scalar);  /* last: see test_from_dl_fixture */
     for (i = 0; i < 8; i++) fx->t[i] = fx->owned[i];
     fx->t[0] = dl_transpose(fx->owned[0], 0, 1);           /* [3, 4], not contiguous */
     fx->t[6] = dl_slice(fx->owned[6], 0, 1, 10, 3);         /* row[1::3] = 0.25, 1, 1.75 */
@@ -163,7 +163,7 @@ static void check_fixture_values(const dl_safetensors *st, int n_tensors) {
     static const uint8_t mask[5] = {0, 1, 2, 254, 255};
     dl_tensor *w = dl_safetensors_get(st, "weight"), *s = dl_safetensors_get(st, "scalar");
     dl_tensor *e = dl_safetensors_get(st, "empty"), *u = dl_safetensors_get(st, UNI_NAME);
-    CHECK(dl_safetensors_count(st) == n_tensors, "count %d", dl_safetensors_count(st));
+    CHECK(dl_safetensors_num_tensors(st) == n_tensors, "count %d", dl_safetensors_num_tensors(st));
     CHECK(w && w->ndim == 2 && w->shape[0] == 3 && w->shape[1] == 4 && dl_is_contiguous(w), "weight shape");
     if (w) CHECK(memcmp(dl_f32(w), weight, sizeof weight) == 0, "weight values (transposed view saved in logical order)");
     CHECK(dl_safetensors_get(st, "bias") && memcmp(dl_f32(dl_safetensors_get(st, "bias")), bias, sizeof bias) == 0, "bias");
@@ -172,7 +172,7 @@ static void check_fixture_values(const dl_safetensors *st, int n_tensors) {
     CHECK(dl_safetensors_get(st, "sliced") && memcmp(dl_f32(dl_safetensors_get(st, "sliced")), sliced, sizeof sliced) == 0, "sliced");
     if (n_tensors == 8) CHECK(s && s->ndim == 0 && s->numel == 1 && dl_item(s) == -4.75f, "0-d scalar");
     CHECK(e && e->ndim == 2 && e->shape[0] == 2 && e->shape[1] == 0 && e->numel == 0, "zero-size");
-    CHECK(u && u->dtype == DL_I32 && u->numel == 2 && dl_i32(u)[1] == 2, "unicode name");
+    CHECK(u && u->dtype == DL_DTYPE_I32 && u->numel == 2 && dl_i32(u)[1] == 2, "unicode name");
 }
 
 static void test_roundtrip(void) {
@@ -190,7 +190,7 @@ static void test_roundtrip(void) {
     if (st) {
         check_fixture_values(st, 8);
         for (i = 0; i < 3; i++) CHECK(dl_safetensors_meta(st, meta_keys[i]) && strcmp(dl_safetensors_meta(st, meta_keys[i]), meta_values[i]) == 0, "meta %s", meta_keys[i]);
-        CHECK(dl_safetensors_meta_count(st) == 3 && strcmp(dl_safetensors_meta_key(st, 0), "arch") == 0, "meta keys sorted");
+        CHECK(dl_safetensors_num_meta(st) == 3 && strcmp(dl_safetensors_meta_key(st, 0), "arch") == 0, "meta keys sorted");
         CHECK(strcmp(dl_safetensors_name(st, 0), "bias") == 0 && strcmp(dl_safetensors_name(st, 7), UNI_NAME) == 0, "names sorted bytewise");
         CHECK(dl_safetensors_name(st, 8) == NULL && dl_safetensors_name(st, -1) == NULL, "name out of range");
         CHECK(dl_safetensors_get(st, "nope") == NULL && dl_safetensors_meta(st, "nope") == NULL, "absent");
@@ -205,7 +205,7 @@ static void test_roundtrip(void) {
     dl_safetensors_free(st);
     CHECK(dl_safetensors_save(tmp_path, 0, NULL, NULL, 0, NULL, NULL) == 0, "%s", dl_error());
     st = dl_safetensors_load(tmp_path);
-    CHECK(st && dl_safetensors_count(st) == 0 && dl_safetensors_meta_count(st) == 0, "empty file: %s", dl_error());
+    CHECK(st && dl_safetensors_num_tensors(st) == 0 && dl_safetensors_num_meta(st) == 0, "empty file: %s", dl_error());
     dl_safetensors_free(st);
     remove(tmp_path);
     /* A buffer too small is not written to. */
@@ -219,7 +219,7 @@ static void test_noncontiguous_ints(void) {
     static const int s23[2] = {2, 3}, s7[1] = {7};
     static const int32_t iv[6] = {1, -2, 3, -4, 5, -6}, want_i[6] = {1, -4, -2, 5, 3, -6};
     static const uint8_t uv[7] = {10, 11, 12, 13, 14, 15, 16}, want_u[3] = {11, 13, 15};
-    dl_tensor *i = dl_tensor_from(DL_I32, 2, s23, iv), *u = dl_tensor_from(DL_U8, 1, s7, uv);
+    dl_tensor *i = dl_tensor_from(DL_DTYPE_I32, 2, s23, iv), *u = dl_tensor_from(DL_DTYPE_U8, 1, s7, uv);
     dl_tensor *ts[2];
     const char *names[2] = {"i", "u"};
     unsigned char buf[512];
@@ -277,40 +277,40 @@ static void test_python_mixed(void) {
     int i;
     CHECK(st != NULL, "%s", dl_error());
     if (!st) return;
-    CHECK(dl_safetensors_count(st) == 11, "count %d", dl_safetensors_count(st));
+    CHECK(dl_safetensors_num_tensors(st) == 11, "count %d", dl_safetensors_num_tensors(st));
     for (i = 0; i < 11; i++) CHECK(dl_safetensors_name(st, i) && strcmp(dl_safetensors_name(st, i), names[i]) == 0, "name %d", i);
     t = dl_safetensors_get(st, "f32");
-    CHECK(t && t->dtype == DL_F32 && t->shape[0] == 2 && t->shape[1] == 3 && memcmp(t->data, f32, sizeof f32) == 0, "f32");
+    CHECK(t && t->dtype == DL_DTYPE_F32 && t->shape[0] == 2 && t->shape[1] == 3 && memcmp(t->data, f32, sizeof f32) == 0, "f32");
     t = dl_safetensors_get(st, "i32");
-    CHECK(t && t->dtype == DL_I32 && memcmp(t->data, i32, sizeof i32) == 0, "i32");
+    CHECK(t && t->dtype == DL_DTYPE_I32 && memcmp(t->data, i32, sizeof i32) == 0, "i32");
     t = dl_safetensors_get(st, "u8");
-    CHECK(t && t->dtype == DL_U8 && memcmp(t->data, u8, sizeof u8) == 0, "u8");
+    CHECK(t && t->dtype == DL_DTYPE_U8 && memcmp(t->data, u8, sizeof u8) == 0, "u8");
     t = dl_safetensors_get(st, "bool");
-    CHECK(t && t->dtype == DL_U8 && t->ndim == 2 && memcmp(t->data, boolean, 4) == 0, "BOOL loads as U8");
+    CHECK(t && t->dtype == DL_DTYPE_U8 && t->ndim == 2 && memcmp(t->data, boolean, 4) == 0, "BOOL loads as U8");
     t = dl_safetensors_get(st, "f16");
-    CHECK(t && t->dtype == DL_F32 && t->numel == 8, "f16 -> f32");
+    CHECK(t && t->dtype == DL_DTYPE_F32 && t->numel == 8, "f16 -> f32");
     if (t) {
         CHECK(memcmp(t->data, f16, sizeof f16) == 0, "f16 values %g %g %g %.9g %.9g", dl_f32(t)[0], dl_f32(t)[1], dl_f32(t)[2], dl_f32(t)[3], dl_f32(t)[4]);
         CHECK(isinf(dl_f32(t)[5]) && dl_f32(t)[5] > 0 && isinf(dl_f32(t)[6]) && dl_f32(t)[6] < 0 && isnan(dl_f32(t)[7]), "f16 inf, -inf, nan");
     }
     t = dl_safetensors_get(st, "bf16");
-    CHECK(t && t->dtype == DL_F32 && t->shape[0] == 2 && t->shape[1] == 2, "bf16 -> f32");
+    CHECK(t && t->dtype == DL_DTYPE_F32 && t->shape[0] == 2 && t->shape[1] == 2, "bf16 -> f32");
     if (t) {
         /* bf16(1e38) = 1.171875 * 2^126, bf16(1e-39) = 1.375 * 2^-130 (an f32 subnormal) */
         CHECK(dl_f32(t)[0] == 1.0f && dl_f32(t)[1] == -3.140625f && dl_f32(t)[2] == ldexpf(1.171875f, 126) && dl_f32(t)[3] == ldexpf(1.375f, -130), "bf16 values");
     }
     t = dl_safetensors_get(st, "f64");
-    CHECK(t && t->dtype == DL_F32 && t->numel == 4, "f64 -> f32");
+    CHECK(t && t->dtype == DL_DTYPE_F32 && t->numel == 4, "f64 -> f32");
     if (t) CHECK(dl_f32(t)[0] == (float)(1.0 / 3.0) && isinf(dl_f32(t)[1]) && dl_f32(t)[2] == -2.5f && dl_f32(t)[3] == 0.0f, "f64 values (1e300 -> inf)");
     t = dl_safetensors_get(st, "i64");
-    CHECK(t && t->dtype == DL_I32 && t->ndim == 2 && t->shape[1] == 3 && memcmp(t->data, i64, sizeof i64) == 0, "i64 -> i32");
+    CHECK(t && t->dtype == DL_DTYPE_I32 && t->ndim == 2 && t->shape[1] == 3 && memcmp(t->data, i64, sizeof i64) == 0, "i64 -> i32");
     t = dl_safetensors_get(st, "scalar");
     CHECK(t && t->ndim == 1 && dl_item(t) == 3.25f, "scalar (the Python writer stored it as [1])");
     t = dl_safetensors_get(st, "empty");
     CHECK(t && t->numel == 0 && t->shape[0] == 0 && t->shape[1] == 3, "empty f32");
     t = dl_safetensors_get(st, "empty_i64");
-    CHECK(t && t->numel == 0 && t->dtype == DL_I32 && t->shape[0] == 2, "empty i64");
-    CHECK(dl_safetensors_meta_count(st) == 3, "meta count");
+    CHECK(t && t->numel == 0 && t->dtype == DL_DTYPE_I32 && t->shape[0] == 2, "empty i64");
+    CHECK(dl_safetensors_num_meta(st) == 3, "meta count");
     CHECK(dl_safetensors_meta(st, "format") && strcmp(dl_safetensors_meta(st, "format"), "np") == 0, "meta format");
     CHECK(dl_safetensors_meta(st, "unicode") && strcmp(dl_safetensors_meta(st, "unicode"), "h\xc3\xa9llo w\xc3\xb6rld \xe2\x9c\x93 \xf0\x9f\x8e\x89") == 0, "unicode meta");
     CHECK(dl_safetensors_meta(st, "escapes") && strcmp(dl_safetensors_meta(st, "escapes"), "quote\" backslash\\ newline\n tab\t ctrl\x01 slash/") == 0, "escaped meta");
@@ -325,11 +325,11 @@ static void test_python_handmade(void) {
     dl_tensor *t;
     CHECK(st != NULL, "%s", dl_error());
     if (!st) return;
-    CHECK(dl_safetensors_count(st) == 3, "count");
+    CHECK(dl_safetensors_num_tensors(st) == 3, "count");
     t = dl_safetensors_get(st, "a");
     CHECK(t && t->shape[0] == 3 && t->shape[1] == 2 && memcmp(t->data, a, sizeof a) == 0, "a");
     t = dl_safetensors_get(st, "b\xc3\xa4r \xf0\x9f\x90\xbb");
-    CHECK(t && t->dtype == DL_I32 && dl_i32(t)[0] == 7 && dl_i32(t)[1] == -8, "\\u-escaped name");
+    CHECK(t && t->dtype == DL_DTYPE_I32 && dl_i32(t)[0] == 7 && dl_i32(t)[1] == -8, "\\u-escaped name");
     t = dl_safetensors_get(st, "s");
     CHECK(t && t->ndim == 0 && dl_item(t) == -0.5f, "0-d");
     CHECK(dl_safetensors_meta(st, "k\xc3\xa9y") && strcmp(dl_safetensors_meta(st, "k\xc3\xa9y"), "v\xc3\xa2lue") == 0, "meta");
@@ -370,7 +370,7 @@ static void test_truncated_and_corrupted(void) {
                 memcpy(b, file, size);
                 b[pos] = v < 6 ? values[v] : (unsigned char)(b[pos] ^ 1);
                 st = parse_bounded(b, size);
-                if (st) { accepted++; CHECK(dl_safetensors_count(st) >= 0, "usable"); }
+                if (st) { accepted++; CHECK(dl_safetensors_num_tensors(st) >= 0, "usable"); }
                 else rejected++;
                 dl_safetensors_free(st);
                 free(b);
@@ -406,13 +406,13 @@ static void test_offsets_and_shapes(void) {
     /* valid: two tensors, header order differs from offset order, zero-size ones anywhere */
     st = parse_json("{\"b\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[4,6]},\"e\":{\"dtype\":\"F32\",\"shape\":[0,5],\"data_offsets\":[4,4]},"
                     "\"a\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[0,4]},\"z\":{\"dtype\":\"I32\",\"shape\":[0],\"data_offsets\":[6,6]}}", d, 6);
-    CHECK(st && dl_safetensors_count(st) == 4, "valid layout rejected: %s", dl_error());
+    CHECK(st && dl_safetensors_num_tensors(st) == 4, "valid layout rejected: %s", dl_error());
     dl_safetensors_free(st);
     st = parse_json("{}", NULL, 0);
-    CHECK(st && dl_safetensors_count(st) == 0, "empty header: %s", dl_error());
+    CHECK(st && dl_safetensors_num_tensors(st) == 0, "empty header: %s", dl_error());
     dl_safetensors_free(st);
     st = parse_json("{\"__metadata__\":null}   ", NULL, 0);
-    CHECK(st && dl_safetensors_meta_count(st) == 0, "null metadata: %s", dl_error());
+    CHECK(st && dl_safetensors_num_meta(st) == 0, "null metadata: %s", dl_error());
     dl_safetensors_free(st);
     EXPECT_BAD("{}", d, 1, "cover 0 of the 1");
     EXPECT_BAD("{\"a\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]},\"b\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[1,3]}}", d, 4, "overlap");
@@ -458,7 +458,7 @@ static void test_many_tiny_tensors(void) {
         json[len++] = '}';
         json[len] = 0;
         st = parse_json(json, data, empty ? 0 : 3000);
-        CHECK(st && dl_safetensors_count(st) == 3000, "%s", dl_error());
+        CHECK(st && dl_safetensors_num_tensors(st) == 3000, "%s", dl_error());
         dl_safetensors_free(st);
     }
     free(json);
@@ -534,7 +534,7 @@ static void test_bad_json(void) {
 
 static void test_writer_errors(void) {
     static const int two[1] = {2};
-    dl_tensor *a = dl_tensor_new(DL_F32, 1, two), *gpu = dl_tensor_new(DL_F32, 1, two);
+    dl_tensor *a = dl_tensor_new(DL_DTYPE_F32, 1, two), *gpu = dl_tensor_new(DL_DTYPE_F32, 1, two);
     dl_tensor *ts[2];
     const char *names[2];
     const char *k[2] = {"k", "k"}, *v[2] = {"1", "2"};
@@ -549,10 +549,10 @@ static void test_writer_errors(void) {
     names[1] = "y";
     ts[1] = NULL;
     CHECK(dl_safetensors_serialize(2, names, ts, 0, NULL, NULL, buf, sizeof buf) == 0 && strstr(dl_error(), "'y' is NULL"), "%s", dl_error());
-    gpu->device = DL_CUDA;
+    gpu->device = DL_DEVICE_CUDA;
     ts[1] = gpu;
     CHECK(dl_safetensors_serialize(2, names, ts, 0, NULL, NULL, buf, sizeof buf) == 0 && strstr(dl_error(), "not on the CPU"), "%s", dl_error());
-    gpu->device = DL_CPU;
+    gpu->device = DL_DEVICE_CPU;
     CHECK(dl_safetensors_serialize(2, names, ts, 2, k, v, buf, sizeof buf) == 0 && strstr(dl_error(), "duplicate metadata key 'k'"), "%s", dl_error());
     CHECK(dl_safetensors_serialize(2, NULL, ts, 0, NULL, NULL, buf, sizeof buf) == 0 && strstr(dl_error(), "bad arguments"), "%s", dl_error());
     CHECK(dl_safetensors_serialize(-1, names, ts, 0, NULL, NULL, buf, sizeof buf) == 0, "n < 0");
@@ -560,7 +560,7 @@ static void test_writer_errors(void) {
     CHECK(dl_safetensors_save("/nonexistent/dir/x.safetensors", 2, names, ts, 0, NULL, NULL) == -1 && strstr(dl_error(), "dl_safetensors_save: cannot open"), "%s", dl_error());
     CHECK(dl_safetensors_save(NULL, 2, names, ts, 0, NULL, NULL) == -1, "NULL path");
     /* NULL handles are harmless */
-    CHECK(dl_safetensors_count(NULL) == 0 && dl_safetensors_get(NULL, "x") == NULL && dl_safetensors_meta(NULL, "x") == NULL, "NULL st");
+    CHECK(dl_safetensors_num_tensors(NULL) == 0 && dl_safetensors_get(NULL, "x") == NULL && dl_safetensors_meta(NULL, "x") == NULL, "NULL st");
     dl_safetensors_free(NULL);
     dl_tensor_free(a);
     dl_tensor_free(gpu);

@@ -28,16 +28,16 @@ typedef struct convnet {
 static void convnet_init(convnet *m, uint64_t seed) {
     dl_rng rng;
     dl_rng_seed(&rng, seed);
-    m->conv_w = dl_tensor_new(DL_F32, 4, DL_SHAPE(8, 1, 3, 3));
-    m->conv_b = dl_tensor_new(DL_F32, 1, DL_SHAPE(8));
-    m->bn_gamma = dl_tensor_new(DL_F32, 1, DL_SHAPE(8));
-    m->bn_beta = dl_tensor_new(DL_F32, 1, DL_SHAPE(8));
-    m->bn_mean = dl_tensor_new(DL_F32, 1, DL_SHAPE(8));
-    m->bn_var = dl_tensor_new(DL_F32, 1, DL_SHAPE(8));
-    m->fc_w = dl_tensor_new(DL_F32, 2, DL_SHAPE(8 * 6 * 6, 2));
-    m->fc_b = dl_tensor_new(DL_F32, 1, DL_SHAPE(2));
-    dl_init_he_uniform(m->conv_w, &rng, 9);
-    dl_init_glorot_uniform(m->fc_w, &rng, 288, 2);
+    m->conv_w = dl_tensor_new(DL_DTYPE_F32, 4, DL_SHAPE(8, 1, 3, 3));
+    m->conv_b = dl_tensor_new(DL_DTYPE_F32, 1, DL_SHAPE(8));
+    m->bn_gamma = dl_tensor_new(DL_DTYPE_F32, 1, DL_SHAPE(8));
+    m->bn_beta = dl_tensor_new(DL_DTYPE_F32, 1, DL_SHAPE(8));
+    m->bn_mean = dl_tensor_new(DL_DTYPE_F32, 1, DL_SHAPE(8));
+    m->bn_var = dl_tensor_new(DL_DTYPE_F32, 1, DL_SHAPE(8));
+    m->fc_w = dl_tensor_new(DL_DTYPE_F32, 2, DL_SHAPE(8 * 6 * 6, 2));
+    m->fc_b = dl_tensor_new(DL_DTYPE_F32, 1, DL_SHAPE(2));
+    dl_init_he_uniform(m->conv_w, 9, &rng);
+    dl_init_glorot_uniform(m->fc_w, 288, 2, &rng);
     dl_fill(m->bn_gamma, 1.0f);
     dl_fill(m->bn_var, 1.0f);
     dl_set_requires_grad(m->conv_w, 1);
@@ -77,8 +77,8 @@ static float convnet_step(convnet *m, dl_rng *rng, float lr) {
     int i;
     size_t j;
     make_batch(rng, images, labels);
-    x = dl_tmp_from(DL_F32, 4, DL_SHAPE(BATCH, 1, 14, 14), images);
-    y = dl_tmp_from(DL_I32, 1, DL_SHAPE(BATCH), labels);
+    x = dl_tmp_from(DL_DTYPE_F32, 4, DL_SHAPE(BATCH, 1, 14, 14), images);
+    y = dl_tmp_from(DL_DTYPE_I32, 1, DL_SHAPE(BATCH), labels);
     h = dl_conv2d(x, m->conv_w, m->conv_b, NULL);                       /* [B, 8, 12, 12] */
     h = dl_batch_norm(h, m->bn_gamma, m->bn_beta, m->bn_mean, m->bn_var, 1, 0.1f, 1e-5f);
     h = dl_max_pool2d(dl_relu(h), 2, 2, NULL);                          /* [B, 8, 6, 6] */
@@ -149,8 +149,8 @@ static void test_same_bits_for_1_and_2_threads_and_learns(void) {
 static void test_xor_with_plain_autograd(void) {
     static const float xs[8] = {0, 0, 0, 1, 1, 0, 1, 1}, ys[4] = {0, 1, 1, 0};
     dl_rng rng;
-    dl_tensor *w1 = dl_tensor_new(DL_F32, 2, DL_SHAPE(2, 8)), *b1 = dl_tensor_new(DL_F32, 1, DL_SHAPE(8));
-    dl_tensor *w2 = dl_tensor_new(DL_F32, 2, DL_SHAPE(8, 1)), *b2 = dl_tensor_new(DL_F32, 1, DL_SHAPE(1));
+    dl_tensor *w1 = dl_tensor_new(DL_DTYPE_F32, 2, DL_SHAPE(2, 8)), *b1 = dl_tensor_new(DL_DTYPE_F32, 1, DL_SHAPE(8));
+    dl_tensor *w2 = dl_tensor_new(DL_DTYPE_F32, 2, DL_SHAPE(8, 1)), *b2 = dl_tensor_new(DL_DTYPE_F32, 1, DL_SHAPE(1));
     dl_tensor *params[4];
     dl_arena *arena = dl_arena_new(1 << 16), *prev = dl_arena_use(arena);
     float loss = 1;
@@ -158,14 +158,14 @@ static void test_xor_with_plain_autograd(void) {
     size_t j;
     params[0] = w1; params[1] = b1; params[2] = w2; params[3] = b2;
     dl_rng_seed(&rng, 5);
-    dl_init_glorot_uniform(w1, &rng, 2, 8);
-    dl_init_glorot_uniform(w2, &rng, 8, 1);
+    dl_init_glorot_uniform(w1, 2, 8, &rng);
+    dl_init_glorot_uniform(w2, 8, 1, &rng);
     for (i = 0; i < 4; i++) dl_set_requires_grad(params[i], 1);
     for (step = 0; step < 2000; step++) {
         dl_tensor *x, *t, *out, *l;
         dl_arena_reset(arena);
-        x = dl_tmp_from(DL_F32, 2, DL_SHAPE(4, 2), xs);
-        t = dl_tmp_from(DL_F32, 2, DL_SHAPE(4, 1), ys);
+        x = dl_tmp_from(DL_DTYPE_F32, 2, DL_SHAPE(4, 2), xs);
+        t = dl_tmp_from(DL_DTYPE_F32, 2, DL_SHAPE(4, 1), ys);
         out = dl_linear(dl_tanh(dl_linear(x, w1, b1)), w2, b2);
         l = dl_bce_with_logits(out, t);
         for (i = 0; i < 4; i++) dl_zero_grad(params[i]);

@@ -132,7 +132,7 @@ int main(int argc, char **argv) {
     if (argc > 3) only = atoi(argv[3]);
     st = dl_safetensors_load(argv[1]);
     if (!st) { fprintf(stderr, "load: %s\n", dl_error()); return 1; }
-    nm = dl_safetensors_meta_count(st);
+    nm = dl_safetensors_num_meta(st);
     for (c = 0; c < nm; c++) {
         const char *key = dl_safetensors_meta_key(st, c), *spec = dl_safetensors_meta(st, key);
         char op[64], mask[MAXIN + 1], name[96], msg[1200];
@@ -172,7 +172,7 @@ int main(int argc, char **argv) {
             gout = dl_safetensors_get(st, name);
             snprintf(name, sizeof name, "%s.out", key);
             put_tensor(name, dl_tensor_clone(out));
-            if (gout && out->dtype == DL_F32 && out->requires_grad) {
+            if (gout && out->dtype == DL_DTYPE_F32 && out->requires_grad) {
                 if (dl_backward_grad(out, dl_f32(gout)) != 0) {
                     snprintf(msg, sizeof msg, "bwfail:%s", dl_error());
                     put_meta(key, msg);
@@ -183,8 +183,8 @@ int main(int argc, char **argv) {
             for (k = 0; k < NIN; k++) {
                 if (mask[k] != '1' && mask[k] != '2') continue;
                 snprintf(name, sizeof name, "%s.g%d", key, k);
-                if (IN[k]->grad) put_tensor(name, dl_tensor_from(DL_F32, IN[k]->ndim, IN[k]->shape, IN[k]->grad));
-                else { put_tensor(name, dl_tensor_new(DL_F32, IN[k]->ndim, IN[k]->shape)); put_meta(name, "nograd"); }
+                if (IN[k]->grad) put_tensor(name, dl_tensor_from(DL_DTYPE_F32, IN[k]->ndim, IN[k]->shape, IN[k]->grad));
+                else { put_tensor(name, dl_tensor_new(DL_DTYPE_F32, IN[k]->ndim, IN[k]->shape)); put_meta(name, "nograd"); }
             }
             if (!strcmp(op, "batch_norm") && NIN >= 5) {
                 snprintf(name, sizeof name, "%s.rm", key); put_tensor(name, dl_tensor_clone(IN[3]));

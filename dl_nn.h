@@ -1,4 +1,4 @@
-/* dl_nn.h - v0.1 - Keras-style layers, models and training for dl, in C99: Sequential,
+/* dl_nn.h - v0.2.0 - Keras-style layers, models and training for dl, in C99: Sequential,
    Functional and custom models, compile/fit/evaluate/predict with metrics, callbacks and a
    progress bar, summary(), premade estimators, whole-model save/load as safetensors, and data
    sets (MNIST/Fashion-MNIST IDX, CSV, image folders) with batching and augmentation.
@@ -89,6 +89,13 @@
        constraints; mixed precision; data loading on other threads; multi-member gzip, CSV
        quoting, missing values and string columns; IDX types other than unsigned byte; image
        folders on Windows.
+
+   REVISION HISTORY (CHANGELOG.md has the details)
+       0.2.0  names: DL_ACT_*, DL_PADDING_*, dl_idx_load / dl_csv_load /
+              dl_fashion_mnist_load / dl_image_folder_load (object first),
+              dl_model_num_params, dl_model_find_layer, dl_batcher_num_batches
+       0.1.0  Keras-style layers, Sequential / functional / custom models, fit / evaluate /
+              predict, callbacks, whole-model files, estimators, data loaders
 
    LICENSE: MIT, see the end of the file.
 */
@@ -670,6 +677,10 @@ template <typename... L> static inline dl_model *dl__sequential_cxx(L... layers)
     dl_sequential_n((int)(sizeof((dl_layer *[]){__VA_ARGS__}) / sizeof(dl_layer *)), (dl_layer *[]){__VA_ARGS__})
 #endif
 #endif /* DL_NN_H */
+
+#if defined(DL_IMPLEMENTATION) && !defined(DL__OPTIM_IMPLEMENTED)
+#include "dl_optim.h"   /* its implementation too, also when it was first included plainly */
+#endif
 
 #if defined(DL_IMPLEMENTATION) && !defined(DL__NN_IMPLEMENTED)
 #define DL__NN_IMPLEMENTED

@@ -1,4 +1,4 @@
-/* dl_optim.h - v0.1 - optimizers, learning-rate schedules and gradient clipping, in C99.
+/* dl_optim.h - v0.2.0 - optimizers, learning-rate schedules and gradient clipping, in C99.
    Part of dl, a family of single-file deep-learning libraries; needs dl_tensor.h.
 
    Do this:
@@ -91,6 +91,13 @@
        AMSGrad, Adadelta, Adamax, NAdam, RAdam, LBFGS, sparse gradients, per-parameter-group
        hyperparameters (make one optimizer per group), plateau schedules (ReduceLROnPlateau needs
        a metric: the caller's loop decides), GPU state (dl_cuda.cu, planned).
+
+   REVISION HISTORY (CHANGELOG.md has the details)
+       0.2.0  dl_optim_new(kind, &opts) with zero-means-default dl_optim_opts, dl_adam(lr)
+              and friends as shortcuts (they took every hyperparameter in a row);
+              dl_optim_get_kind -> dl_optim_type, dl_optim_param_count -> dl_optim_num_params;
+              dl_optim_set_lr returns int and refuses non-finite rates
+       0.1.0  SGD, RMSprop, Adagrad, Adam, AdamW with PyTorch's bits, schedules, clipping, state
 
    LICENSE: MIT, see the end of the file.
 */
@@ -233,6 +240,10 @@ DLDEF int dl_optim_parse(dl_optim *opt, const void *bytes, size_t size);
 }
 #endif
 #endif /* DL_OPTIM_H */
+
+#if defined(DL_IMPLEMENTATION) && !defined(DL__TENSOR_IMPLEMENTED)
+#include "dl_tensor.h"   /* its implementation too, also when it was first included plainly */
+#endif
 
 #if defined(DL_IMPLEMENTATION) && !defined(DL__OPTIM_IMPLEMENTED)
 #define DL__OPTIM_IMPLEMENTED

@@ -1,4 +1,4 @@
-/* dl_rl.h - v0.1 - reinforcement learning for dl, in C99: a Gymnasium-like environment
+/* dl_rl.h - v0.2.0 - reinforcement learning for dl, in C99: a Gymnasium-like environment
    interface, CartPole-v1 and MountainCar-v0 (Gymnasium's dynamics to the last bit),
    FrozenLake-v1, MinAtar's Breakout, the gridworld of Sutton & Barto's Example 4.1, rendering
    to RGB pictures, vectorized environments with autoreset, tabular MDPs, dynamic programming
@@ -161,6 +161,11 @@
        actor-critic agents (REINFORCE, A2C, PPO); prioritized replay, n-step returns, dueling
        networks; dl_dqn_learn on a dl_vec_env (one env per agent; dl_dqn_observe serves your
        own vectorized loop).
+
+   REVISION HISTORY (CHANGELOG.md has the details)
+       0.2.0  names follow the family's rule (see CHANGELOG.md)
+       0.1.0  environments (CartPole, MountainCar, Breakout, FrozenLake, gridworld), tabular RL,
+              DQN agents
 
    LICENSE: MIT, see the end of the file.
 */
@@ -511,6 +516,10 @@ DLDEF dl_dqn *dl_dqn_load(const char *path, dl_env *env);
 }
 #endif
 #endif /* DL_RL_H */
+
+#if defined(DL_IMPLEMENTATION) && !defined(DL__NN_IMPLEMENTED)
+#include "dl_nn.h"   /* its implementation too, also when it was first included plainly */
+#endif
 
 #if defined(DL_IMPLEMENTATION) && !defined(DL__RL_IMPLEMENTED)
 #define DL__RL_IMPLEMENTED

@@ -1,4 +1,4 @@
-/* dl_tensor.h - v0.1 - tensors, eager autograd and fast CPU kernels, in C99.
+/* dl_tensor.h - v0.2.0 - tensors, eager autograd and fast CPU kernels, in C99.
    Part of dl, a family of single-file deep-learning libraries: dl_tensor.h is the base that
    dl_optim.h, dl_nn.h, dl_gan.h and dl_rl.h build on.
 
@@ -77,10 +77,25 @@
        the device field is there for it); half-precision compute (f16/bf16 files load as f32);
        grouped/depthwise convolution.
 
+   REVISION HISTORY (CHANGELOG.md has the details)
+       0.2.0  one naming rule for the family (dl_<object>_<verb>, type-prefixed enum
+              constants: DL_DTYPE_F32, DL_DEVICE_CPU; the rng argument last; dl_gradcheck
+              returns 0 on success; CHANGELOG.md lists every rename, tools/migrate_0_2.py
+              applies them), DL_VERSION_*, DL_ZERO for options structs
+       0.1.0  tensors, views, arenas, tape autograd with gradcheck, ops with backward, GEMM with
+              AVX-512/AVX2 micro-kernels and a thread pool, convolutions, safetensors files
+
    LICENSE: MIT, see the end of the file.
 */
 #ifndef DL_TENSOR_H
 #define DL_TENSOR_H
+
+/* The family's version (all dl headers share it): #if DL_VERSION >= 200 ... */
+#define DL_VERSION_MAJOR 0
+#define DL_VERSION_MINOR 2
+#define DL_VERSION_PATCH 0
+#define DL_VERSION (DL_VERSION_MAJOR * 10000 + DL_VERSION_MINOR * 100 + DL_VERSION_PATCH)
+#define DL_VERSION_STRING "0.2.0"
 
 #include <stddef.h>
 #include <stdint.h>

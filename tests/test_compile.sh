@@ -7,7 +7,8 @@
 # include in the other, linked: catches duplicate symbols), the same with the plain file
 # compiled as C++ (catches a missing extern "C"),
 # dl_cuda.cu under nvcc when both exist, that dl_nn.h builds in any include order (it pulls in
-# its prerequisites), that the README's example builds and prints what it says, and that every
+# its prerequisites), that every include order and plain-then-implementation sequence of the
+# headers compiles every implementation (tests/include_orders.sh), that the README's example builds and prints what it says, and that every
 # examples/*.c builds.
 # Each compile is one test. Output ends like a test program's: "N passed, N failed[, N skipped]".
 # Run from anywhere: bash tests/test_compile.sh   (JOBS=n sets the parallelism)
@@ -137,9 +138,11 @@ if [ -f dl_cuda.cu ]; then
     fi
 fi
 if [ -f dl_nn.h ]; then
-    # dl_nn.h pulls in its prerequisites itself, so any include order builds.
+    # dl_nn.h pulls in its prerequisites itself, so any include order builds and links.
     check nn_any_include_order "$CC" $CFLAGS_V "$out/nn_alone.c" -o "$out/nn_alone" $LIBS
 fi
+# Every include order, plain includes first and the implementation later (tests/include_orders.sh).
+check include_orders env JOBS=1 CC="$CC" bash tests/include_orders.sh
 wait
 
 passed=0 failed=0 skipped=0

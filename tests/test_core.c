@@ -260,6 +260,23 @@ static void test_rng(void) {
     }
 }
 
+/* One version for the family: the macros agree with each other and with every header's first line. */
+static void test_version(void) {
+    static const char *const files[] = {"dl_tensor.h", "dl_optim.h", "dl_nn.h", "dl_rl.h", "dl_gan.h"};
+    char want[32], line[256];
+    size_t i;
+    snprintf(want, sizeof want, "%d.%d.%d", DL_VERSION_MAJOR, DL_VERSION_MINOR, DL_VERSION_PATCH);
+    CHECK(strcmp(want, DL_VERSION_STRING) == 0, "%s vs %s", want, DL_VERSION_STRING);
+    CHECK(DL_VERSION == DL_VERSION_MAJOR * 10000 + DL_VERSION_MINOR * 100 + DL_VERSION_PATCH, "DL_VERSION");
+    snprintf(want, sizeof want, " - v%s - ", DL_VERSION_STRING);
+    for (i = 0; i < sizeof files / sizeof files[0]; i++) {
+        FILE *f = fopen(files[i], "r");
+        if (!f) continue;   /* a header not written yet */
+        CHECK(fgets(line, sizeof line, f) && strstr(line, want), "%s's first line: %s", files[i], line);
+        fclose(f);
+    }
+}
+
 int main(void) {
     (void)count_realloc; /* counted too, should the library ever realloc */
     RUN(test_tensor_basics);
@@ -271,6 +288,7 @@ int main(void) {
     RUN(test_no_grad_and_detach);
     RUN(test_steady_state_no_malloc);
     RUN(test_rng);
+    RUN(test_version);
     dl_arena_free_default();
     return test_summary();
 }

@@ -490,8 +490,8 @@ DLDEF double dl_history_get(const dl_history *h, const char *name, int epoch);  
 /* Zero-init gives Keras' defaults: 1 epoch, batch 32, shuffled (seed 0), no validation,
    progress output chosen automatically. */
 typedef struct dl_fit_opts {
-    int epochs;                      /* 0 means 1 */
-    int batch_size;                  /* 0 means 32 */
+    int epochs;                      /* 0 means 1; negative is an error */
+    int batch_size;                  /* 0 means 32; negative is an error */
     int no_shuffle;                  /* 1: keep the data set's order */
     uint64_t seed;                   /* shuffle seed (each epoch's order depends on it) */
     float validation_split;          /* last fraction of the data held out, as Keras (before shuffling) */
@@ -506,6 +506,7 @@ typedef struct dl_fit_opts {
    model's arena use: the current arena is reset before every batch. */
 DLDEF const dl_history *dl_fit(dl_model *m, const dl_dataset *ds, const dl_fit_opts *opts);
 /* Loss and metrics on ds, into *logs' values (batch_size 0: 32). 0 on success. */
+/* batch_size 0 means 32 (negative is an error); an empty data set is an error. */
 DLDEF int dl_evaluate(dl_model *m, const dl_dataset *ds, int batch_size, dl_logs *logs);
 /* Outputs for every sample of x, in batches: an owned tensor [N, ...] (dl_tensor_free). */
 DLDEF dl_tensor *dl_predict(dl_model *m, const dl_tensor *x, int batch_size);
@@ -3128,6 +3129,33 @@ DLDEF double dl_history_get(const dl_history *h, const char *name, int epoch) {
 
 /* ---- One training step ---- */
 
+/* Sparse categorical cross-entropy needs every label in [0, C) (or -100, ignored): name the
+   first that is not by its row in the data set, before training starts (a failing batch could
+   only name its position in a shuffled batch). C is the model's output size on axis 1; the
+   model is built on the first sample when it is not yet (as the first batch would build it). */
+static int dl__check_labels(dl_model *m, const dl_dataset *ds, const char *fn) {
+    dl_tensor *out;
+    const int32_t *y;
+    int i, classes, grad;
+    if (m->loss != DL_LOSS_SPARSE_CATEGORICAL_CE || !ds->y || ds->y->dtype != DL_DTYPE_I32 || ds->n <= 0 ||
+        !dl_is_contiguous(ds->y) || ds->y->numel != (size_t)ds->n)
+        return 0;
+    grad = dl_no_grad(1);
+    out = dl_model_call(m, dl_slice(ds->x, 0, 0, 1, 1), 0);
+    dl_no_grad(grad);
+    if (!out) return -1;
+    if (out->ndim < 2) return 0;   /* dl_model_loss explains what is wrong with such an output */
+    classes = out->shape[1];
+    y = dl_i32(ds->y);
+    for (i = 0; i < ds->n; i++)
+        if ((y[i] < 0 && y[i] != -100) || y[i] >= classes) {
+            dl_set_error("%s: label %d of sample %d (row %d of the data set) is not in [0, %d), the model's output size",
+                         fn, (int)y[i], i, i, classes);
+            return -1;
+        }
+    return 0;
+}
+
 static int dl__bind_optimizer(dl_model *m) {
     dl_tensor *w[256] = {NULL}, **ws = w;
     int n, r;
@@ -3246,6 +3274,9 @@ DLDEF int dl_evaluate(dl_model *m, const dl_dataset *ds, int batch_size, dl_logs
     if (!m || !ds || !logs) { dl_set_error("dl_evaluate: NULL argument"); return -1; }
     if (!m->compiled) { dl_set_error("dl_evaluate: compile the model first (dl_compile)"); return -1; }
     memset(logs, 0, sizeof *logs);
+    if (!ds->x || ds->n <= 0) { dl_set_error("dl_evaluate: empty data set"); return -1; }
+    if (batch_size < 0) { dl_set_error("dl_evaluate: batch_size %d must be >= 0 (0: 32)", batch_size); return -1; }
+    if (dl__check_labels(m, ds, "dl_evaluate") != 0) return -1;
     dl__meter_init(&mt, m);
     r = dl__evaluate(m, ds, batch_size > 0 ? batch_size : 32, &mt);
     if (r == 0) logs->n = dl__meter_read(&mt, logs->names, logs->values);
@@ -3259,7 +3290,8 @@ DLDEF dl_tensor *dl_predict(dl_model *m, const dl_tensor *x, int batch_size) {
     int n, start, grad, shape[DL_MAX_DIMS], i;
     if (!m || !x) { dl_set_error("dl_predict: NULL argument"); return NULL; }
     if (x->ndim < 1 || x->device != DL_DEVICE_CPU) { dl_set_error("dl_predict: x needs a batch axis"); return NULL; }
-    if (batch_size <= 0) batch_size = 32;
+    if (batch_size < 0) { dl_set_error("dl_predict: batch_size %d must be >= 0 (0: 32)", batch_size); return NULL; }
+    if (batch_size == 0) batch_size = 32;
     n = x->shape[0];
     grad = dl_no_grad(1);
     for (start = 0; start < n; start += batch_size) {
@@ -3324,14 +3356,20 @@ DLDEF const dl_history *dl_fit(dl_model *m, const dl_dataset *ds, const dl_fit_o
     if (!m || !ds) { dl_set_error("dl_fit: NULL model or data set"); return NULL; }
     if (!m->compiled) { dl_set_error("dl_fit: compile the model first (dl_compile)"); return NULL; }
     if (opts) o = *opts; else memset(&o, 0, sizeof o);
-    if (o.epochs <= 0) o.epochs = 1;
-    if (o.batch_size <= 0) o.batch_size = 32;
+    if (o.epochs < 0 || o.batch_size < 0) {
+        dl_set_error("dl_fit: %s %d must be >= 0 (0: the default)", o.epochs < 0 ? "epochs" : "batch_size",
+                     o.epochs < 0 ? o.epochs : o.batch_size);
+        return NULL;
+    }
+    if (o.epochs == 0) o.epochs = 1;
+    if (o.batch_size == 0) o.batch_size = 32;
     if (o.n_callbacks < 0 || (o.n_callbacks > 0 && !o.callbacks)) { dl_set_error("dl_fit: bad callback list"); return NULL; }
     if (!(o.validation_split >= 0.0f && o.validation_split < 1.0f)) {
         dl_set_error("dl_fit: validation_split %g must be in [0, 1)", (double)o.validation_split);
         return NULL;
     }
     if (!ds->x || ds->n <= 0) { dl_set_error("dl_fit: empty data set"); return NULL; }
+    if (dl__check_labels(m, ds, "dl_fit") != 0) return NULL;
     train = ds;
     val = o.validation_data;
     if (!val && o.validation_split > 0.0f) {   /* Keras: the last samples, before any shuffling */

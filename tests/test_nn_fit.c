@@ -755,6 +755,44 @@ static void test_verbose_and_errors(void) {
     dl_arena_reset(dl_arena_current());
 }
 
+/* Bad data is named by its row in the data set, and bad sizes are refused, not defaulted. */
+static void test_bad_data_named(void) {
+    dl_dataset *ds = dataset_new(2, DL_SHAPE(40, 3), DL_DTYPE_I32), *empty;
+    dl_model *m = dl_sequential(dl_Dense(2, DL_ACT_LINEAR));
+    dl_fit_opts o;
+    dl_logs lg;
+    int i;
+    dl_fill_normal(ds->x, 0.0f, 1.0f, &g_rng);
+    for (i = 0; i < 40; i++) dl_i32(ds->y)[i] = i % 2;
+    dl_i32(ds->y)[29] = 7;
+    CHECK(m && dl_compile(m, dl_sgd(0.1), DL_LOSS_SPARSE_CATEGORICAL_CE, DL_METRIC_ACCURACY) == 0, "%s", dl_error());
+    memset(&o, 0, sizeof o);
+    o.verbose = -1, o.batch_size = 8, o.seed = 3;   /* shuffled: row 29 is somewhere in some batch */
+    dl_clear_error();
+    CHECK(dl_fit(m, ds, &o) == NULL && strstr(dl_error(), "label 7") && strstr(dl_error(), "row 29") &&
+          strstr(dl_error(), "[0, 2)"), "fit names the row: '%s'", dl_error());
+    dl_clear_error();
+    CHECK(dl_evaluate(m, ds, 8, &lg) != 0 && strstr(dl_error(), "row 29"), "evaluate names the row: '%s'", dl_error());
+    dl_i32(ds->y)[29] = -3;
+    CHECK(dl_fit(m, ds, &o) == NULL && strstr(dl_error(), "label -3") && strstr(dl_error(), "row 29"), "negative: '%s'", dl_error());
+    dl_i32(ds->y)[29] = 1;
+    o.batch_size = -5;
+    CHECK(dl_fit(m, ds, &o) == NULL && strstr(dl_error(), "batch_size -5"), "fit batch -5: '%s'", dl_error());
+    o.batch_size = 0, o.epochs = -1;
+    CHECK(dl_fit(m, ds, &o) == NULL && strstr(dl_error(), "epochs -1"), "fit epochs -1: '%s'", dl_error());
+    o.epochs = 0;
+    CHECK(dl_fit(m, ds, &o) != NULL, "zeros are defaults: %s", dl_error());
+    CHECK(dl_evaluate(m, ds, -1, &lg) != 0 && strstr(dl_error(), "batch_size -1"), "evaluate batch -1: '%s'", dl_error());
+    CHECK(dl_predict(m, ds->x, -2) == NULL && strstr(dl_error(), "batch_size -2"), "predict batch -2: '%s'", dl_error());
+    empty = dataset_new(2, DL_SHAPE(1, 3), DL_DTYPE_I32);
+    empty->n = 0;
+    CHECK(dl_evaluate(m, empty, 0, &lg) != 0 && strstr(dl_error(), "empty"), "evaluate on nothing: '%s'", dl_error());
+    dataset_free(empty);
+    dl_model_free(m);
+    dataset_free(ds);
+    dl_arena_reset(dl_arena_current());
+}
+
 /* A custom model that fails on its second call in training: fit must report the failure. */
 typedef struct failing { int calls, fail_at; } failing;
 static dl_tensor *failing_forward(dl_model *m, dl_tensor *x, int training) {
@@ -872,6 +910,7 @@ int main(int argc, char **argv) {
     RUN(test_checkpoint);
     RUN(test_lr_scheduler_and_stop);
     RUN(test_verbose_and_errors);
+    RUN(test_bad_data_named);
     RUN(test_fit_reports_failures);
     RUN(test_train_on_batch);
     RUN(test_no_malloc_in_steady_state);

@@ -78,15 +78,15 @@ int main(int argc, char **argv) {
         xs[i] = -1.0f + 2.0f * (float)i / (N_POINTS - 1);
         ys[i] = sinf(3.0f * xs[i]);
     }
-    x = dl_tensor_from(DL_DTYPE_F32, 2, DL_SHAPE(N_POINTS, 1), xs);   /* [64, 1], owned */
+    x = dl_tensor_from(DL_DTYPE_F32, 2, DL_SHAPE(N_POINTS, 1), xs); /* [64, 1], owned */
     y = dl_tensor_from(DL_DTYPE_F32, 2, DL_SHAPE(N_POINTS, 1), ys);
 
     /* Parameters: Glorot-uniform weights and zero biases (as Keras' Dense); owned by us. */
     dl_rng_seed(&rng, (uint64_t)seed);
-    net.p[0] = dl_tensor_new(DL_DTYPE_F32, 2, DL_SHAPE(1, HIDDEN));   /* w1 */
-    net.p[1] = dl_tensor_new(DL_DTYPE_F32, 1, DL_SHAPE(HIDDEN));      /* b1 */
-    net.p[2] = dl_tensor_new(DL_DTYPE_F32, 2, DL_SHAPE(HIDDEN, 1));   /* w2 */
-    net.p[3] = dl_tensor_new(DL_DTYPE_F32, 1, DL_SHAPE(1));           /* b2 */
+    net.p[0] = dl_tensor_new(DL_DTYPE_F32, 2, DL_SHAPE(1, HIDDEN)); /* w1 */
+    net.p[1] = dl_tensor_new(DL_DTYPE_F32, 1, DL_SHAPE(HIDDEN));    /* b1 */
+    net.p[2] = dl_tensor_new(DL_DTYPE_F32, 2, DL_SHAPE(HIDDEN, 1)); /* w2 */
+    net.p[3] = dl_tensor_new(DL_DTYPE_F32, 1, DL_SHAPE(1));         /* b2 */
     dl_init_glorot_uniform(net.p[0], 1, HIDDEN, &rng);
     dl_init_glorot_uniform(net.p[2], HIDDEN, 1, &rng);
     for (j = 0; j < N_PARAMS; j++) {

@@ -105,7 +105,7 @@ static int session_init(session *s, uint64_t seed) {
     dl_rng rng;
     int i;
     memset(s, 0, sizeof *s);
-    s->vars.w1 = dl_tensor_new(DL_DTYPE_F32, 2, DL_SHAPE(IN, HIDDEN));   /* zeroed, owned */
+    s->vars.w1 = dl_tensor_new(DL_DTYPE_F32, 2, DL_SHAPE(IN, HIDDEN)); /* zeroed, owned */
     s->vars.b1 = dl_tensor_new(DL_DTYPE_F32, 1, DL_SHAPE(HIDDEN));
     s->vars.w2 = dl_tensor_new(DL_DTYPE_F32, 2, DL_SHAPE(HIDDEN, CLASSES));
     s->vars.b2 = dl_tensor_new(DL_DTYPE_F32, 1, DL_SHAPE(CLASSES));
@@ -131,7 +131,7 @@ static int session_run(session *s, const feed_dict *feed, int train, fetched *ou
     dl_arena *prev = dl_arena_use(s->arena);   /* this run's tensors come from the session's arena */
     dl_arena_reset(s->arena);                   /* and the last run's are gone */
     grad_was = dl_no_grad(!train);
-    ph.x = dl_tmp_from(DL_DTYPE_F32, 2, DL_SHAPE(feed->n, IN), feed->x);   /* feed_dict -> placeholders */
+    ph.x = dl_tmp_from(DL_DTYPE_F32, 2, DL_SHAPE(feed->n, IN), feed->x); /* feed_dict -> placeholders */
     ph.y = dl_tmp_from(DL_DTYPE_I32, 1, DL_SHAPE(feed->n), feed->y);
     f = graph(&ph, &s->vars);
     failed = !f.loss || !f.predictions;

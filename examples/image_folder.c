@@ -193,12 +193,12 @@ int main(int argc, char **argv) {
 
     /* 3. The model: three conv + pool blocks, then a small classifier (Keras' tutorial model). */
     dl_nn_seed((uint64_t)seed);
-    model = dl_sequential(dl_Conv2D(16, 3, 1, DL_PADDING_SAME, DL_ACT_RELU), dl_MaxPool2D(2, 0),   /* size/2 */
-                          dl_Conv2D(32, 3, 1, DL_PADDING_SAME, DL_ACT_RELU), dl_MaxPool2D(2, 0),   /* size/4 */
-                          dl_Conv2D(64, 3, 1, DL_PADDING_SAME, DL_ACT_RELU), dl_MaxPool2D(2, 0),   /* size/8 */
+    model = dl_sequential(dl_Conv2D(16, 3, 1, DL_PADDING_SAME, DL_ACT_RELU), dl_MaxPool2D(2, 0), /* size/2 */
+                          dl_Conv2D(32, 3, 1, DL_PADDING_SAME, DL_ACT_RELU), dl_MaxPool2D(2, 0), /* size/4 */
+                          dl_Conv2D(64, 3, 1, DL_PADDING_SAME, DL_ACT_RELU), dl_MaxPool2D(2, 0), /* size/8 */
                           dl_Dropout(0.2f), dl_Flatten(),
                           dl_Dense(128, DL_ACT_RELU),
-                          dl_Dense(all->num_classes, DL_ACT_LINEAR));                      /* logits */
+                          dl_Dense(all->num_classes, DL_ACT_LINEAR));                  /* logits */
     if (!model) { fprintf(stderr, "error: %s\n", dl_error()); goto done; }
     if (dl_compile(model, dl_optim_new(DL_OPTIM_ADAM, &(dl_optim_opts){.lr = 1e-3, .eps = 1e-7}), DL_LOSS_SPARSE_CATEGORICAL_CE, DL_METRIC_ACCURACY) != 0 ||
         dl_model_build(model, 3, DL_SHAPE(channels, size, size)) != 0) {

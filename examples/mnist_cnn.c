@@ -96,13 +96,13 @@ int main(int argc, char **argv) {
     }
 
     dl_nn_seed((uint64_t)seed);   /* initial weights and dropout masks */
-    model = dl_sequential(dl_Conv2D(32, 3, 1, DL_PADDING_VALID, DL_ACT_RELU),   /* [N, 32, 26, 26] */
-                          dl_MaxPool2D(2, 0),                       /* [N, 32, 13, 13] */
-                          dl_Conv2D(64, 3, 1, DL_PADDING_VALID, DL_ACT_RELU),   /* [N, 64, 11, 11] */
-                          dl_MaxPool2D(2, 0),                       /* [N, 64, 5, 5] */
-                          dl_Flatten(),                             /* [N, 1600] */
+    model = dl_sequential(dl_Conv2D(32, 3, 1, DL_PADDING_VALID, DL_ACT_RELU), /* [N, 32, 26, 26] */
+                          dl_MaxPool2D(2, 0),                                 /* [N, 32, 13, 13] */
+                          dl_Conv2D(64, 3, 1, DL_PADDING_VALID, DL_ACT_RELU), /* [N, 64, 11, 11] */
+                          dl_MaxPool2D(2, 0),                                 /* [N, 64, 5, 5] */
+                          dl_Flatten(),                                       /* [N, 1600] */
                           dl_Dropout(0.5f),
-                          dl_Dense(10, DL_ACT_LINEAR));                 /* [N, 10] logits */
+                          dl_Dense(10, DL_ACT_LINEAR));                       /* [N, 10] logits */
     if (!model) { fprintf(stderr, "error: %s\n", dl_error()); goto done; }
     if (dl_compile(model, dl_optim_new(DL_OPTIM_ADAM, &(dl_optim_opts){.lr = 1e-3, .eps = 1e-7}), DL_LOSS_SPARSE_CATEGORICAL_CE, DL_METRIC_ACCURACY) != 0 ||
         dl_model_build(model, 3, DL_SHAPE(1, 28, 28)) != 0) {

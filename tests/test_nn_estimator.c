@@ -376,7 +376,7 @@ static void test_bad_arguments(void) {
     o.batch_size = 0; o.learning_rate = -1;
     CHECK(dl_linear_classifier(2, &o) == NULL && strstr(dl_error(), "learning_rate"), "%s", dl_error());
     o.learning_rate = 0;
-    o.optimizer = dl_optim_new(DL_OPTIM_ADAM, &(dl_optim_opts){.lr = 1e-3, .eps = 1e-7});   /* taken over and freed (ASan checks) */
+    o.optimizer = dl_optim_new(DL_OPTIM_ADAM, &(dl_optim_opts){.lr = 1e-3, .eps = 1e-7}); /* taken over and freed (ASan checks) */
     CHECK(dl_linear_classifier(0, &o) == NULL, "freed with the failure");
     o.optimizer = NULL;
     o.checkpoint = "tests/data/handmade.safetensors";   /* exists, but is no model */
@@ -419,7 +419,7 @@ static void test_bad_arguments(void) {
     x = dl_tensor_new(DL_DTYPE_F32, 1, DL_SHAPE(2));
     CHECK(dl_estimator_predict_classes(e, x) == NULL, "x without a batch axis");
     dl_tensor_free(x);
-    x = dl_tensor_new(DL_DTYPE_F32, 3, DL_SHAPE(4, 1, 2));   /* [N, 1, 2]: flattened to 2 features */
+    x = dl_tensor_new(DL_DTYPE_F32, 3, DL_SHAPE(4, 1, 2)); /* [N, 1, 2]: flattened to 2 features */
     {
         dl_tensor *p = dl_estimator_predict(e, x);
         CHECK(p && p->shape[0] == 4 && p->shape[1] == 3, "[N, 1, 2] is flattened: %s", dl_error());

@@ -468,14 +468,14 @@ static void test_save_load_every_layer_kind(void) {
     dl_nn_seed(21);
     e = dl_apply(dl_Embedding(10, 4), ids);                                   /* [5, 4] */
     ln = dl_apply(dl_LayerNormalization(0), e);
-    r = dl_apply(dl_Reshape(3, DL_SHAPE(1, 5, -1)), ln);                      /* [1, 5, 4] */
-    c = dl_apply(dl_Conv2DTranspose(2, 3, 1, DL_PADDING_SAME, DL_ACT_RELU), r);           /* [2, 5, 4] */
-    c = dl_apply(dl_Conv2D(3, 2, 1, DL_PADDING_VALID, DL_ACT_TANH), c);                   /* [3, 4, 3] */
+    r = dl_apply(dl_Reshape(3, DL_SHAPE(1, 5, -1)), ln);                        /* [1, 5, 4] */
+    c = dl_apply(dl_Conv2DTranspose(2, 3, 1, DL_PADDING_SAME, DL_ACT_RELU), r); /* [2, 5, 4] */
+    c = dl_apply(dl_Conv2D(3, 2, 1, DL_PADDING_VALID, DL_ACT_TANH), c);         /* [3, 4, 3] */
     c = dl_apply(dl_BatchNormalization(0.9f, 0), c);
     c = dl_apply(dl_AvgPool2D(2, 1), c);                                      /* [3, 3, 2] */
     c = dl_apply(dl_MaxPool2D(2, 1), c);                                      /* [3, 2, 1] */
     g = dl_apply(dl_GlobalAvgPool2D(), c);                                    /* [3] */
-    d = dl_apply(dl_Dense(3, DL_ACT_ELU), dl_apply(dl_Flatten(), ln));            /* [3] */
+    d = dl_apply(dl_Dense(3, DL_ACT_ELU), dl_apply(dl_Flatten(), ln));        /* [3] */
     pair[0] = g; pair[1] = d;
     act = dl_apply(dl_Activation(DL_ACT_SOFTPLUS), dl_apply_n(dl_Multiply(), 2, pair));
     pair[0] = act; pair[1] = g;

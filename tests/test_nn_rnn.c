@@ -251,10 +251,10 @@ static void test_errors(void) {
     CHECK(dl_SimpleRNN(0, 1) == NULL, "units 0");
 
     l = dl_LSTM(4, 0);
-    y = dl_layer_call(l, dl_tmp(DL_DTYPE_F32, 2, DL_SHAPE(2, 3)), 0);   /* no time axis */
+    y = dl_layer_call(l, dl_tmp(DL_DTYPE_F32, 2, DL_SHAPE(2, 3)), 0); /* no time axis */
     CHECK(y == NULL && strstr(dl_error(), "LSTM") && strstr(dl_error(), "[2, 3]"), "rank: %s", dl_error());
     CHECK(dl_layer_call(l, dl_tmp(DL_DTYPE_F32, 3, DL_SHAPE(2, 5, 3)), 0) != NULL, "%s", dl_error());
-    y = dl_layer_call(l, dl_tmp(DL_DTYPE_F32, 3, DL_SHAPE(2, 5, 7)), 0);  /* built for 3 features */
+    y = dl_layer_call(l, dl_tmp(DL_DTYPE_F32, 3, DL_SHAPE(2, 5, 7)), 0); /* built for 3 features */
     CHECK(y == NULL && strstr(dl_error(), "LSTM"), "features: %s", dl_error());
     y = dl_layer_call(l, dl_tmp(DL_DTYPE_F32, 4, DL_SHAPE(2, 5, 3, 1)), 0);
     CHECK(y == NULL && strstr(dl_error(), "lstm"), "rank 4: %s", dl_error());

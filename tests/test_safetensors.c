@@ -134,7 +134,7 @@ static void fixture_make(fixture *fx) {
     fx->owned[4] = dl_tensor_from(DL_DTYPE_I32, 2, s12, uni);
     fx->owned[5] = dl_tensor_new(DL_DTYPE_F32, 2, s20);
     fx->owned[6] = dl_tensor_from(DL_DTYPE_F32, 1, s10, row);
-    fx->owned[7] = dl_tensor_from(DL_DTYPE_F32, 0, NULL, &scalar);  /* last: see test_from_dl_fixture */
+    fx->owned[7] = dl_tensor_from(DL_DTYPE_F32, 0, NULL, &scalar); /* last: see test_from_dl_fixture */
     for (i = 0; i < 8; i++) fx->t[i] = fx->owned[i];
     fx->t[0] = dl_transpose(fx->owned[0], 0, 1);           /* [3, 4], not contiguous */
     fx->t[6] = dl_slice(fx->owned[6], 0, 1, 10, 3);         /* row[1::3] = 0.25, 1, 1.75 */

@@ -128,7 +128,7 @@ typedef enum dl_optim_kind {
     DL_OPTIM_SGD = 0, DL_OPTIM_RMSPROP = 1, DL_OPTIM_ADAGRAD = 2, DL_OPTIM_ADAM = 3, DL_OPTIM_ADAMW = 4
 } dl_optim_kind;
 
-/* Every field 0 = its default, in brackets; DL_ZERO (dl_tensor.h) asks for an exact 0 where
+/* Every field 0 = its default, in brackets; DL_ZERO (-1, dl_tensor.h) asks for a real 0 where
    the default is not 0 (e.g. eps = DL_ZERO). A field that the kind does not use must stay 0
    (dl_optim_new says which one was set).
      SGD      g += wd*p; v = momentum*v + g (v = g at a parameter's first step);
@@ -375,7 +375,7 @@ DLDEF dl_optim *dl_optim_new(dl_optim_kind kind, const dl_optim_opts *opts) {
     DL__OPT_UNUSED(centered) DL__OPT_UNUSED(initial_accumulator) DL__OPT_UNUSED(beta1) DL__OPT_UNUSED(beta2)
     DL__OPT_UNUSED(eps)
 #undef DL__OPT_UNUSED
-#define DL__OPT_DEFAULT(f, v) if (h.f == 0 && !signbit(h.f)) h.f = (v); else if (h.f == 0) h.f = 0;
+#define DL__OPT_DEFAULT(f, v) if (h.f == 0) h.f = (v); else if (h.f == DL_ZERO) h.f = 0;
     DL__OPT_DEFAULT(lr, lr0[kind])
     if (kind == DL_OPTIM_RMSPROP) { DL__OPT_DEFAULT(alpha, 0.99) }
     if (kind == DL_OPTIM_ADAM || kind == DL_OPTIM_ADAMW) { DL__OPT_DEFAULT(beta1, 0.9) DL__OPT_DEFAULT(beta2, 0.999) }

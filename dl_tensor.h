@@ -119,9 +119,9 @@ extern "C" {
 #define DL_MAX_DIMS 8          /* tensors have 0..DL_MAX_DIMS dimensions */
 
 /* Options structs of the whole family: a field left 0 takes its default (so `= {0}` is every
-   default). A floating-point field whose default is not 0 is set to exactly zero with DL_ZERO,
-   negative zero: it compares equal to 0 in arithmetic, and its sign bit tells it from "unset". */
-#define DL_ZERO (-0.0)
+   default). A field whose default is not 0 is set to a real 0 with DL_ZERO; such fields take
+   no negative values otherwise, so the sentinel is -1 (for integer and floating fields alike). */
+#define DL_ZERO (-1)
 
 typedef enum dl_dtype { DL_DTYPE_F32 = 0, DL_DTYPE_I32 = 1, DL_DTYPE_U8 = 2 } dl_dtype;
 typedef enum dl_device { DL_DEVICE_CPU = 0, DL_DEVICE_CUDA = 1 } dl_device;

@@ -399,7 +399,7 @@ DLDEF int dl_model_weights(const dl_model *m, int trainable_only, dl_tensor **ou
 DLDEF long dl_model_count_params(const dl_model *m, int trainable_only);
 /* Keras' model.summary(): layers, output shapes, parameter counts, into buf (always NUL-ended).
    Returns the length it needed (like snprintf). Needs a built model. dl_model_print_summary
-   writes it to stdout. */
+   hands it to the log (dl_set_log: stdout by default) as DL_LOG_INFO. */
 DLDEF size_t dl_model_summary(dl_model *m, char *buf, size_t size);
 #ifndef DL_NO_STDIO
 DLDEF int dl_model_print_summary(dl_model *m);
@@ -464,7 +464,8 @@ DLDEF void dl_callback_free(dl_callback *cb);   /* NULL is fine */
    "mae"; higher otherwise). restore_best_weights puts the best epoch's weights back. Owned. */
 DLDEF dl_callback *dl_early_stopping(const char *monitor, double min_delta, int patience, int restore_best_weights);
 /* Saves the model (dl_model_save, with optimizer) to path after each epoch, or only when
-   monitor improves when save_best_only. "%d" in path, if present, gets the epoch (1-based). */
+   monitor improves when save_best_only. "%d" in path, if present, gets the epoch (1-based).
+   A save that fails stops dl_fit, which returns NULL with "dl_model_checkpoint: epoch N: why". */
 DLDEF dl_callback *dl_model_checkpoint(const char *path, const char *monitor, int save_best_only);
 /* Sets the learning rate at the start of each epoch: schedule evaluated at the epoch index
    (per_batch = 0) or at the optimizer's step count before each batch (per_batch = 1). */
@@ -477,6 +478,7 @@ typedef struct dl_history {
     int n;                               /* columns: loss, metrics, then val_ ones */
     const char *names[2 * (1 + DL_MAX_METRICS)];
     double *values;                      /* epochs x n, row-major */
+    int nan_epoch, nan_batch;            /* terminate_on_nan stopped here (0-based); else -1 */
 } dl_history;
 DLDEF double dl_history_get(const dl_history *h, const char *name, int epoch);  /* NaN if absent */
 
@@ -494,9 +496,16 @@ typedef struct dl_fit_opts {
     int n_callbacks;
     dl_callback *const *callbacks;   /* borrowed */
     int initial_epoch;               /* to resume: epochs counted from here */
+    int terminate_on_nan;            /* 1: Keras' TerminateOnNaN, see dl_fit */
 } dl_fit_opts;
-/* Trains on ds (x, and y as the loss needs). Returns the history, or NULL + dl_error(). The
-   model's arena use: the current arena is reset before every batch. */
+/* Trains on ds (x, and y as the loss needs). Returns the history, or NULL + dl_error() (also when
+   a callback failed, e.g. a checkpoint that could not be saved). The model's arena use: the
+   current arena is reset before every batch. Progress goes to the log (dl_set_log).
+   terminate_on_nan: the first batch whose loss is NaN or infinite is not applied (the weights,
+   batch-norm statistics included, and the optimizer stay as they were before it), training
+   stops, a DL_LOG_WARN line names the epoch and batch, and the history (returned as usual)
+   records them in nan_epoch and nan_batch; the interrupted epoch is not in the history, and
+   on_train_end callbacks run. Without it a NaN loss keeps training. */
 DLDEF const dl_history *dl_fit(dl_model *m, const dl_dataset *ds, const dl_fit_opts *opts);
 /* Loss and metrics on ds, into *logs' values (batch_size 0: 32). 0 on success. */
 DLDEF int dl_evaluate(dl_model *m, const dl_dataset *ds, int batch_size, dl_logs *logs);
@@ -599,7 +608,7 @@ typedef struct dl_estimator_opts {
     int no_shuffle;             /* 1: batches in the data set's order */
     uint64_t seed;              /* dl_nn_seed(seed) before the weights are made (so it reseeds the
                                    process-wide layer generator), and the shuffle seed */
-    int log_every;              /* > 0: train prints "global_step N: loss = X" every log_every
+    int log_every;              /* > 0: train logs "global_step N: loss = X" every log_every
                                    steps (tf's log_step_count_steps, 100 there); 0 silent */
     const char *checkpoint;     /* NULL, or a file to resume from and save to (see above); copied */
 } dl_estimator_opts;
@@ -2337,6 +2346,7 @@ struct dl_model {
     int in_ndim, in_shape[DL_MAX_DIMS];
     /* compile / fit state (TRAINING) */
     int compiled, opt_bound, top_k, stop;
+    int fit_failed;               /* a callback failed the fit (dl_error() says why) */
     dl_optim *opt;
     dl_loss loss;
     unsigned metrics;
@@ -2883,7 +2893,7 @@ DLDEF int dl_model_print_summary(dl_model *m) {
     if (!n) return -1;
     if (!(s = (char *)DL_MALLOC(n + 1))) { dl_set_error("dl_model_print_summary: out of memory"); return -1; }
     dl_model_summary(m, s, n + 1);
-    fputs(s, stdout);
+    dl_log_write(DL_LOG_INFO, "%s", s);
     DL_FREE(s);
     return 0;
 }
@@ -3131,8 +3141,46 @@ static int dl__bind_optimizer(dl_model *m) {
     return 0;
 }
 
-/* forward, loss, backward, update; the output goes to *out for the metrics */
-static double dl__train_step(dl_model *m, dl_tensor *x, dl_tensor *y, dl_tensor **out) {
+/* fit's terminate_on_nan: copies of the weights that a forward pass changes (the statistics of
+   batch normalization, not trainable), taken before each step, so that a step whose loss is not
+   finite can be undone (the trainable weights and the optimizer state change only in the
+   update, which such a step skips). The copies are made on the first step (owned, freed by
+   dl__nan_guard_free); later steps copy into them. */
+typedef struct dl__nan_guard { int n; dl_tensor **live, **saved; } dl__nan_guard;
+
+static void dl__nan_guard_free(dl__nan_guard *g) {
+    int i;
+    for (i = 0; i < g->n; i++) dl_tensor_free(g->saved[i]);
+    DL_FREE(g->live);
+    memset(g, 0, sizeof *g);
+}
+
+static int dl__nan_guard_save(dl__nan_guard *g, dl_model *m) {
+    int i, j, n = 0;
+    if (!g->live) {
+        for (i = 0; i < m->n_layers; i++)
+            for (j = 0; j < m->layers[i]->n_params; j++) n += !m->layers[i]->param_trainable[j];
+        if (!(g->live = (dl_tensor **)DL_MALLOC(2 * (size_t)(n ? n : 1) * sizeof *g->live))) {
+            dl_set_error("dl_fit: out of memory");
+            return -1;
+        }
+        g->saved = g->live + n;
+        for (i = 0; i < m->n_layers; i++)
+            for (j = 0; j < m->layers[i]->n_params; j++)
+                if (!m->layers[i]->param_trainable[j]) {
+                    g->live[g->n] = m->layers[i]->params[j];
+                    if (!(g->saved[g->n] = dl_tensor_clone(g->live[g->n]))) return -1;
+                    g->n++;
+                }
+        return 0;
+    }
+    for (i = 0; i < g->n; i++) if (dl_copy(g->saved[i], g->live[i]) != 0) return -1;
+    return 0;
+}
+
+/* forward, loss, backward, update; the output goes to *out for the metrics. With a guard, a
+   loss that is not finite is returned without the update, the statistics put back. */
+static double dl__train_step(dl_model *m, dl_tensor *x, dl_tensor *y, dl_tensor **out, dl__nan_guard *g) {
     dl_tensor *o, *loss;
     double v;
     if (!m->compiled) { dl_set_error("dl_fit: compile the model first (dl_compile)"); return NAN; }
@@ -3142,11 +3190,18 @@ static double dl__train_step(dl_model *m, dl_tensor *x, dl_tensor *y, dl_tensor 
         dl_no_grad(grad);
         if (!o || dl__bind_optimizer(m) != 0) return NAN;
     }
+    if (g && dl__nan_guard_save(g, m) != 0) return NAN;
     dl_optim_zero_grad(m->opt);
     o = dl_model_call(m, x, 1);
     loss = dl_model_loss(m, o, y);
     if (!loss) return NAN;
     v = dl_item(loss);
+    if (g && !isfinite(v)) {
+        int i;
+        for (i = 0; i < g->n; i++) dl_copy(g->live[i], g->saved[i]);
+        if (out) *out = o;
+        return v;
+    }
     if (dl_backward(loss) != 0 || dl_optim_step(m->opt) != 0) return NAN;
     if (out) *out = o;
     return v;
@@ -3154,7 +3209,7 @@ static double dl__train_step(dl_model *m, dl_tensor *x, dl_tensor *y, dl_tensor 
 
 DLDEF double dl_train_on_batch(dl_model *m, dl_tensor *x, dl_tensor *y) {
     if (!m) { dl_set_error("dl_train_on_batch: NULL model"); return NAN; }
-    return dl__train_step(m, x, y, NULL);
+    return dl__train_step(m, x, y, NULL, NULL);
 }
 
 /* ---- Progress output, Keras style ---- */
@@ -3165,38 +3220,56 @@ static void dl__fmt_time(char *s, size_t size, double sec) {
     else snprintf(s, size, "%ds", (int)sec);
 }
 
-static void dl__print_per_step(double sec) {   /* Keras: "2s/step", "35ms/step" or "512us/step" */
-    if (sec >= 1) printf("%.0fs/step", sec);
-    else if (sec >= 1e-3) printf("%.0fms/step", sec * 1e3);
-    else printf("%.0fus/step", sec * 1e6);
+static void dl__put_per_step(dl__text *t, double sec) {   /* Keras: "2s/step", "35ms/step" or "512us/step" */
+    if (sec >= 1) dl__put(t, "%.0fs/step", sec);
+    else if (sec >= 1e-3) dl__put(t, "%.0fms/step", sec * 1e3);
+    else dl__put(t, "%.0fus/step", sec * 1e6);
 }
 
-static void dl__print_values(const dl_logs *lg) {
+static void dl__put_values(dl__text *t, const dl_logs *lg) {
     int i;
-    for (i = 0; i < lg->n; i++) printf(" - %s: %.4f", lg->names[i], lg->values[i]);
+    for (i = 0; i < lg->n; i++) dl__put(t, " - %s: %.4f", lg->names[i], lg->values[i]);
     if (lg->has_val)
-        for (i = 0; i < lg->n; i++) printf(" - val_%s: %.4f", lg->names[i], lg->val_values[i]);
+        for (i = 0; i < lg->n; i++) dl__put(t, " - val_%s: %.4f", lg->names[i], lg->val_values[i]);
 }
 
-/* The bar: "  32/1875 [>.....] - ETA: 30s - loss: 0.61 - accuracy: 0.78" (carriage return) */
+/* The bar: "  32/1875 [>.....] - ETA: 30s - loss: 0.61 - accuracy: 0.78" (carriage return),
+   one call of the log function. */
 static void dl__print_bar(const dl_logs *lg, int done) {
-    char t[32];
+    char line[1024], t[32];
+    dl__text out;
     int i, width = 30, filled = lg->batches ? (int)((double)width * (lg->batch + 1) / lg->batches) : width;
     int digits = snprintf(t, sizeof t, "%d", lg->batches);
-    printf("\r%*d/%d [", digits, lg->batch + 1, lg->batches);
-    for (i = 0; i < width; i++) putchar(i < filled - 1 || (done && i < filled) ? '=' : i == filled - 1 ? '>' : '.');
-    printf("]");
+    out.buf = line; out.size = sizeof line; out.len = 0;
+    line[0] = 0;
+    dl__put(&out, "\r%*d/%d [", digits, lg->batch + 1, lg->batches);
+    for (i = 0; i < width; i++) dl__put(&out, "%c", i < filled - 1 || (done && i < filled) ? '=' : i == filled - 1 ? '>' : '.');
+    dl__put(&out, "]");
     if (done) {
         dl__fmt_time(t, sizeof t, lg->seconds);
-        printf(" - %s ", t);
-        dl__print_per_step(lg->seconds / (lg->batches ? lg->batches : 1));
+        dl__put(&out, " - %s ", t);
+        dl__put_per_step(&out, lg->seconds / (lg->batches ? lg->batches : 1));
     } else {
         dl__fmt_time(t, sizeof t, lg->seconds / (lg->batch + 1) * (lg->batches - lg->batch - 1));
-        printf(" - ETA: %s", t);
+        dl__put(&out, " - ETA: %s", t);
     }
-    dl__print_values(lg);
-    printf("\033[K%s", done ? "\n" : "");   /* clear what a longer earlier line left */
-    fflush(stdout);
+    dl__put_values(&out, lg);
+    dl__put(&out, "\033[K%s", done ? "\n" : "");   /* clear what a longer earlier line left */
+    dl_log_write(DL_LOG_INFO, "%s", line);
+}
+
+/* The line of verbose 2 at the end of an epoch: "1875/1875 - 3s - 2ms/step - loss: 0.51" */
+static void dl__print_epoch_line(const dl_logs *lg) {
+    char line[1024], t[32];
+    dl__text out;
+    out.buf = line; out.size = sizeof line; out.len = 0;
+    line[0] = 0;
+    dl__fmt_time(t, sizeof t, lg->seconds);
+    dl__put(&out, "%d/%d - %s - ", lg->batches, lg->batches, t);
+    dl__put_per_step(&out, lg->seconds / (lg->batches ? lg->batches : 1));
+    dl__put_values(&out, lg);
+    dl__put(&out, "\n");
+    dl_log_write(DL_LOG_INFO, "%s", line);
 }
 
 static int dl__stdout_is_terminal(void) {
@@ -3299,8 +3372,28 @@ static int dl__history_add(dl_history *h, const dl_logs *lg) {
     return 0;
 }
 
+/* Calls one hook of every callback, in order. -1 when a callback failed the fit (a checkpoint
+   that could not be saved): dl_error() says why, and the callbacks after it are not called. */
+enum { DL__ON_TRAIN_BEGIN, DL__ON_EPOCH_BEGIN, DL__ON_BATCH_END, DL__ON_EPOCH_END, DL__ON_TRAIN_END };
+static int dl__callbacks_run(const dl_fit_opts *o, dl_model *m, int hook, int epoch, const dl_logs *lg) {
+    int i;
+    for (i = 0; i < o->n_callbacks && !m->fit_failed; i++) {
+        dl_callback *cb = o->callbacks[i];
+        if (!cb) continue;
+        switch (hook) {
+        case DL__ON_TRAIN_BEGIN: if (cb->on_train_begin) cb->on_train_begin(cb, m); break;
+        case DL__ON_EPOCH_BEGIN: if (cb->on_epoch_begin) cb->on_epoch_begin(cb, m, epoch); break;
+        case DL__ON_BATCH_END: if (cb->on_batch_end) cb->on_batch_end(cb, m, lg); break;
+        case DL__ON_EPOCH_END: if (cb->on_epoch_end) cb->on_epoch_end(cb, m, lg); break;
+        default: if (cb->on_train_end) cb->on_train_end(cb, m); break;
+        }
+    }
+    return m->fit_failed ? -1 : 0;
+}
+
 DLDEF const dl_history *dl_fit(dl_model *m, const dl_dataset *ds, const dl_fit_opts *opts) {
     dl_fit_opts o;
+    dl__nan_guard guard;
     dl_dataset *train_part = NULL, *val_part = NULL;
     const dl_dataset *train, *val;
     dl_batcher *b = NULL;
@@ -3308,8 +3401,8 @@ DLDEF const dl_history *dl_fit(dl_model *m, const dl_dataset *ds, const dl_fit_o
     dl__meter mt, vmt;
     dl_logs lg;
     dl_arena *arena = dl_arena_current();
-    int epoch, i, style, ok = 0, r;
-    double t0;
+    int epoch, i, style, ok = 0, r, nan_stop = 0;
+    double t0, last_bar = 0;
     if (!m || !ds) { dl_set_error("dl_fit: NULL model or data set"); return NULL; }
     if (!m->compiled) { dl_set_error("dl_fit: compile the model first (dl_compile)"); return NULL; }
     if (opts) o = *opts; else memset(&o, 0, sizeof o);
@@ -3341,22 +3434,23 @@ DLDEF const dl_history *dl_fit(dl_model *m, const dl_dataset *ds, const dl_fit_o
     style = o.verbose == 0 ? (dl__stdout_is_terminal() ? 1 : 2) : o.verbose;
     dl__meter_init(&mt, m);
     dl__meter_init(&vmt, m);
+    memset(&guard, 0, sizeof guard);
     DL_FREE(m->history.values);
     memset(&m->history, 0, sizeof m->history);
+    m->history.nan_epoch = m->history.nan_batch = -1;
     m->stop = 0;
+    m->fit_failed = 0;
     if (!(b = dl_batcher_new(train, o.batch_size, &bo))) goto done;
-    for (i = 0; i < o.n_callbacks; i++)
-        if (o.callbacks[i] && o.callbacks[i]->on_train_begin) o.callbacks[i]->on_train_begin(o.callbacks[i], m);
-    for (epoch = o.initial_epoch; epoch < o.epochs && !m->stop; epoch++) {
+    if (dl__callbacks_run(&o, m, DL__ON_TRAIN_BEGIN, 0, NULL) != 0) goto done;
+    for (epoch = o.initial_epoch; epoch < o.epochs && !m->stop && !nan_stop; epoch++) {
         dl_tensor *x, *y, *out = NULL;
         memset(&lg, 0, sizeof lg);
         lg.epoch = epoch;
         lg.epochs = o.epochs;
         lg.batches = dl_batcher_len(b);
         dl_batcher_set_epoch(b, epoch);
-        for (i = 0; i < o.n_callbacks; i++)
-            if (o.callbacks[i] && o.callbacks[i]->on_epoch_begin) o.callbacks[i]->on_epoch_begin(o.callbacks[i], m, epoch);
-        if (style == 1 || style == 2) printf("Epoch %d/%d\n", epoch + 1, o.epochs);
+        if (dl__callbacks_run(&o, m, DL__ON_EPOCH_BEGIN, epoch, NULL) != 0) goto done;
+        if (style == 1 || style == 2) dl_log_write(DL_LOG_INFO, "Epoch %d/%d\n", epoch + 1, o.epochs);
         dl__meter_reset(&mt);
         t0 = dl__now();
         for (lg.batch = 0;; lg.batch++) {
@@ -3366,20 +3460,28 @@ DLDEF const dl_history *dl_fit(dl_model *m, const dl_dataset *ds, const dl_fit_o
             if (r < 0) goto done;
             if (r == 0) break;
             out = NULL;
-            loss = dl__train_step(m, x, y, &out);
+            loss = dl__train_step(m, x, y, &out, o.terminate_on_nan ? &guard : NULL);
             if (loss != loss && !out) goto done;   /* NaN from a failure (a NaN loss itself keeps going) */
+            if (o.terminate_on_nan && !isfinite(loss)) {   /* the step was undone: stop here */
+                if (style == 1 && lg.batch > 0) dl_log_write(DL_LOG_INFO, "\n");   /* end the bar's line */
+                dl_log_write(DL_LOG_WARN, "dl_fit: epoch %d/%d, batch %d/%d: loss %g; training stopped with the weights from before this batch\n",
+                       epoch + 1, o.epochs, lg.batch + 1, lg.batches, loss);
+                m->history.nan_epoch = epoch;
+                m->history.nan_batch = lg.batch;
+                nan_stop = 1;
+                break;
+            }
             if (dl__meter_add(&mt, out, y, loss) != 0) goto done;
             lg.n = dl__meter_read(&mt, lg.names, lg.values);
             lg.lr = dl_optim_lr(m->opt);
             lg.seconds = dl__now() - t0;
-            for (i = 0; i < o.n_callbacks; i++)
-                if (o.callbacks[i] && o.callbacks[i]->on_batch_end) o.callbacks[i]->on_batch_end(o.callbacks[i], m, &lg);
+            if (dl__callbacks_run(&o, m, DL__ON_BATCH_END, epoch, &lg) != 0) goto done;
             if (style == 1) {
-                static double last;
                 double now = dl__now();
-                if (now - last > 0.1 || lg.batch == 0) { dl__print_bar(&lg, 0); last = now; }
+                if (now - last_bar > 0.1 || lg.batch == 0) { dl__print_bar(&lg, 0); last_bar = now; }
             }
         }
+        if (nan_stop) break;   /* the interrupted epoch is not in the history */
         lg.batch = lg.batches - 1;
         lg.n = dl__meter_read(&mt, lg.names, lg.values);
         if (val) {
@@ -3390,23 +3492,14 @@ DLDEF const dl_history *dl_fit(dl_model *m, const dl_dataset *ds, const dl_fit_o
         lg.lr = dl_optim_lr(m->opt);
         lg.seconds = dl__now() - t0;
         if (dl__history_add(&m->history, &lg) != 0) goto done;
-        for (i = 0; i < o.n_callbacks; i++)
-            if (o.callbacks[i] && o.callbacks[i]->on_epoch_end) o.callbacks[i]->on_epoch_end(o.callbacks[i], m, &lg);
+        if (dl__callbacks_run(&o, m, DL__ON_EPOCH_END, epoch, &lg) != 0) goto done;
         if (style == 1) dl__print_bar(&lg, 1);
-        else if (style == 2) {
-            char t[32];
-            dl__fmt_time(t, sizeof t, lg.seconds);
-            printf("%d/%d - %s - ", lg.batches, lg.batches, t);
-            dl__print_per_step(lg.seconds / (lg.batches ? lg.batches : 1));
-            dl__print_values(&lg);
-            printf("\n");
-            fflush(stdout);
-        }
+        else if (style == 2) dl__print_epoch_line(&lg);
     }
-    for (i = 0; i < o.n_callbacks; i++)
-        if (o.callbacks[i] && o.callbacks[i]->on_train_end) o.callbacks[i]->on_train_end(o.callbacks[i], m);
+    if (dl__callbacks_run(&o, m, DL__ON_TRAIN_END, 0, NULL) != 0) goto done;
     ok = 1;
 done:
+    dl__nan_guard_free(&guard);
     dl_batcher_free(b);
     dl__meter_free(&mt);
     dl__meter_free(&vmt);
@@ -3542,7 +3635,12 @@ static void dl__ckpt_epoch(dl_callback *cb, dl_model *m, const dl_logs *lg) {
     if (pct) snprintf(path, sizeof path, "%.*s%d%s", (int)(pct - c->path), c->path, lg->epoch + 1, pct + 2);
     else snprintf(path, sizeof path, "%s", c->path);
 #ifndef DL_NO_STDIO
-    if (dl_model_save(m, path, 1) != 0) fprintf(stderr, "dl_model_checkpoint: %s\n", dl_error());
+    if (dl_model_save(m, path, 1) != 0) {   /* dl_fit stops and returns NULL with this message */
+        char why[512];
+        dl__error_copy(why, sizeof why);
+        dl_set_error("dl_model_checkpoint: epoch %d: %s", lg->epoch + 1, why);
+        m->fit_failed = 1;
+    }
 #else
     (void)m;
 #endif
@@ -4862,8 +4960,7 @@ DLDEF int dl_estimator_train(dl_estimator *e, const dl_dataset *ds, long steps) 
         s++;
 #ifndef DL_NO_STDIO
         if (e->log_every > 0 && (gs + s) % e->log_every == 0) {
-            printf("global_step %ld: loss = %.6f\n", gs + s, loss);
-            fflush(stdout);
+            dl_log_write(DL_LOG_INFO, "global_step %ld: loss = %.6f\n", gs + s, loss);
         }
 #endif
     }

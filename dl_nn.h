@@ -250,8 +250,9 @@ DLDEF int dl_init_tensor(dl_tensor *t, dl_init init, dl_rng *rng);   /* 0 on suc
 
 /* The generator every layer draws its initial weights (and its dropout seed) from, like
    keras.utils.set_random_seed. Layers draw in the order they are built, so a program that
-   seeds, builds and trains gets the same bits every run. Process-wide: build models on one
-   thread at a time. The default seed is 0. */
+   seeds, builds and trains gets the same bits every run. Per thread: each thread has its own
+   generator (seed 0 until that thread calls dl_nn_seed), so threads may build and train
+   different models at the same time and get the bits they would get one after the other. */
 DLDEF void dl_nn_seed(uint64_t seed);
 
 #define DL_LAYER_MAX_PARAMS 8
@@ -369,7 +370,9 @@ DLDEF dl_sym *dl_apply_n(dl_layer *l, int n, dl_sym *const *xs);
 DLDEF int dl_sym_shape(const dl_sym *s, int *shape);   /* per-sample shape; returns ndim */
 /* The graph from inputs to outputs. Takes every symbol and layer between them. Owned. */
 DLDEF dl_model *dl_model_new(int n_in, dl_sym *const *inputs, int n_out, dl_sym *const *outputs);
-/* Frees symbols that no model took (when a graph is abandoned). */
+/* Frees symbols that no model took (when a graph is abandoned). Symbols not yet taken are kept
+   per thread: write each graph (dl_Input .. dl_model_new) on one thread; this frees the calling
+   thread's. Different threads may write different graphs at the same time. */
 DLDEF void dl_sym_free_unused(void);
 
 /* forward(m, x, training) computes the output from x with dl_layer_call(dl_model_layer(m, i),
@@ -1721,8 +1724,9 @@ DLDEF int dl_random_crop(dl_tensor *x, int pad, dl_rng *r) {
 #define DL__LAYER_NAMED   2u   /* a model gave the layer its final name */
 #define DL__ACT_SLOT (DL_LAYER_MAX_CONF - 1)
 
-static dl_rng dl__nn_rng = {{0x9E3779B97F4A7C15ull, 0xBF58476D1CE4E5B9ull, 0x94D049BB133111EBull, 1}};
-static int dl__nn_rng_seeded = 0;
+/* Per thread, as dl_error()'s message: threads building models at once draw from their own. */
+static DL__TLS dl_rng dl__nn_rng = {{0x9E3779B97F4A7C15ull, 0xBF58476D1CE4E5B9ull, 0x94D049BB133111EBull, 1}};
+static DL__TLS int dl__nn_rng_seeded = 0;
 
 DLDEF void dl_nn_seed(uint64_t seed) { dl_rng_seed(&dl__nn_rng, seed); dl__nn_rng_seeded = 1; }
 
@@ -2322,7 +2326,7 @@ struct dl_sym {
     int ndim, shape[DL_MAX_DIMS]; /* per sample */
     int mark;                     /* dl_model_new: 1 + the node index once placed */
 };
-static dl_sym *dl__free_syms;
+static DL__TLS dl_sym *dl__free_syms;   /* per thread: a graph is written on one thread */
 
 typedef struct dl__gnode {
     dl_layer *layer;              /* NULL for an input */

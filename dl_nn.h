@@ -678,8 +678,17 @@ template <typename... L> static inline dl_model *dl__sequential_cxx(L... layers)
 }
 #define dl_sequential(...) dl__sequential_cxx(__VA_ARGS__)
 #else
-#define dl_sequential(...)                                                                        \
-    dl_sequential_n((int)(sizeof((dl_layer *[]){__VA_ARGS__}) / sizeof(dl_layer *)), (dl_layer *[]){__VA_ARGS__})
+/* The arguments appear once in the expansion, so a compiler error in one (a constructor given the
+   wrong arguments) is reported once; the preprocessor counts them (up to 64). */
+#define dl_sequential(...) dl_sequential_n(DL__NARGS(__VA_ARGS__), (dl_layer *[]){__VA_ARGS__})
+#define DL__NARGS(...)                                                                           \
+    DL__NARGS_(__VA_ARGS__, 64, 63, 62, 61, 60, 59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49, 48, 47, 46, \
+               45, 44, 43, 42, 41, 40, 39, 38, 37, 36, 35, 34, 33, 32, 31, 30, 29, 28, 27, 26, 25, 24, 23, \
+               22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0)
+#define DL__NARGS_(_1, _2, _3, _4, _5, _6, _7, _8, _9, _10, _11, _12, _13, _14, _15, _16, _17, _18, _19, \
+                   _20, _21, _22, _23, _24, _25, _26, _27, _28, _29, _30, _31, _32, _33, _34, _35, _36,  \
+                   _37, _38, _39, _40, _41, _42, _43, _44, _45, _46, _47, _48, _49, _50, _51, _52, _53,  \
+                   _54, _55, _56, _57, _58, _59, _60, _61, _62, _63, _64, n, ...) n
 #endif
 #endif /* DL_NN_H */
 
@@ -1980,7 +1989,8 @@ static int dl__check_act(dl_act act) { return (unsigned)act <= (unsigned)DL_SOFT
 
 DLDEF dl_layer *dl_Dense(int units, dl_act act) {
     dl_layer *l;
-    if (units <= 0 || !dl__check_act(act)) return dl__ctor_fail("dl_Dense: units %d must be > 0, activation %d known", units, (int)act);
+    if (units <= 0) return dl__ctor_fail("dl_Dense(units, act): units %d must be > 0", units);
+    if (!dl__check_act(act)) return dl__ctor_fail("dl_Dense(units, act): unknown activation %d", (int)act);
     if (!(l = dl__builtin(&dl__dense_ops, "dense"))) return NULL;
     l->iconf[0] = units;
     l->iconf[DL__ACT_SLOT] = act;
@@ -2051,11 +2061,17 @@ static const dl_layer_ops dl__convt_ops = {"Conv2DTranspose", dl__conv_build, dl
 static dl_layer *dl__conv_new(const dl_layer_ops *ops, const char *base, int filters, int kernel, int stride,
                               dl_padding padding, dl_act act) {
     dl_layer *l;
-    if (filters <= 0 || kernel <= 0 || stride <= 0 || (padding != DL_VALID && padding != DL_SAME) || !dl__check_act(act))
-        return dl__ctor_fail("dl_%s: filters %d, kernel %d and stride %d must be > 0, padding DL_VALID or DL_SAME",
-                             ops->kind, filters, kernel, stride);
+    /* each message names the argument list: dl_Conv2D(16, 3, DL_RELU), Keras' order, is a likely slip */
+#define DL__CONV_ARGS "dl_%s(filters, kernel, stride, padding, act): "
+    if (filters <= 0) return dl__ctor_fail(DL__CONV_ARGS "filters %d must be > 0", ops->kind, filters);
+    if (kernel <= 0) return dl__ctor_fail(DL__CONV_ARGS "kernel %d must be > 0", ops->kind, kernel);
+    if (stride <= 0) return dl__ctor_fail(DL__CONV_ARGS "stride %d must be > 0", ops->kind, stride);
+    if (padding != DL_VALID && padding != DL_SAME)
+        return dl__ctor_fail(DL__CONV_ARGS "padding %d must be DL_VALID or DL_SAME", ops->kind, (int)padding);
+    if (!dl__check_act(act)) return dl__ctor_fail(DL__CONV_ARGS "unknown activation %d", ops->kind, (int)act);
     if (ops == &dl__convt_ops && padding == DL_SAME && kernel < stride)
-        return dl__ctor_fail("dl_Conv2DTranspose: DL_SAME needs kernel >= stride (got %d < %d)", kernel, stride);
+        return dl__ctor_fail(DL__CONV_ARGS "DL_SAME needs kernel >= stride (got %d < %d)", ops->kind, kernel, stride);
+#undef DL__CONV_ARGS
     if (!(l = dl__builtin(ops, base))) return NULL;
     l->iconf[0] = filters; l->iconf[1] = kernel; l->iconf[2] = stride; l->iconf[3] = padding;
     l->iconf[DL__ACT_SLOT] = act;
@@ -2083,7 +2099,8 @@ static const dl_layer_ops dl__maxpool_ops = {"MaxPool2D", NULL, dl__pool_forward
 static const dl_layer_ops dl__avgpool_ops = {"AvgPool2D", NULL, dl__pool_forward, NULL, 1, 1};
 static dl_layer *dl__pool_new(const dl_layer_ops *ops, const char *base, int pool, int stride) {
     dl_layer *l;
-    if (pool <= 0 || stride < 0) return dl__ctor_fail("dl_%s: pool %d must be > 0, stride %d >= 0", ops->kind, pool, stride);
+    if (pool <= 0) return dl__ctor_fail("dl_%s(pool, stride): pool %d must be > 0", ops->kind, pool);
+    if (stride < 0) return dl__ctor_fail("dl_%s(pool, stride): stride %d must be >= 0 (0: the pool size)", ops->kind, stride);
     if (!(l = dl__builtin(ops, base))) return NULL;
     l->iconf[0] = pool;
     l->iconf[1] = stride ? stride : pool;
@@ -2119,7 +2136,9 @@ static const dl_layer_ops dl__reshape_ops = {"Reshape", NULL, dl__reshape_forwar
 DLDEF dl_layer *dl_Reshape(int ndim, const int *shape) {
     dl_layer *l;
     int i, neg = 0;
-    if (ndim < 1 || ndim > DL_LAYER_MAX_CONF - 2 || !shape) return dl__ctor_fail("dl_Reshape: 1..%d axes needed", DL_LAYER_MAX_CONF - 2);
+    if (ndim < 1 || ndim > DL_LAYER_MAX_CONF - 2)
+        return dl__ctor_fail("dl_Reshape(ndim, shape): ndim %d must be in 1..%d", ndim, DL_LAYER_MAX_CONF - 2);
+    if (!shape) return dl__ctor_fail("dl_Reshape(ndim, shape): shape is NULL");
     for (i = 0; i < ndim; i++) {
         if (shape[i] == -1) neg++;
         else if (shape[i] <= 0) return dl__ctor_fail("dl_Reshape: axis %d has size %d", i, shape[i]);
@@ -2212,7 +2231,8 @@ static dl_tensor *dl__emb_forward(dl_layer *l, int n, dl_tensor *const *in, int 
 static const dl_layer_ops dl__emb_ops = {"Embedding", dl__emb_build, dl__emb_forward, NULL, 1, 1};
 DLDEF dl_layer *dl_Embedding(int input_dim, int output_dim) {
     dl_layer *l;
-    if (input_dim <= 0 || output_dim <= 0) return dl__ctor_fail("dl_Embedding: input_dim %d, output_dim %d must be > 0", input_dim, output_dim);
+    if (input_dim <= 0) return dl__ctor_fail("dl_Embedding(input_dim, output_dim): input_dim %d must be > 0", input_dim);
+    if (output_dim <= 0) return dl__ctor_fail("dl_Embedding(input_dim, output_dim): output_dim %d must be > 0", output_dim);
     if (!(l = dl__builtin(&dl__emb_ops, "embedding"))) return NULL;
     l->iconf[0] = input_dim;
     l->iconf[1] = output_dim;
@@ -4632,7 +4652,7 @@ static const dl_layer_ops dl__gru_ops = { "GRU", dl__rnn_build, dl__rnn_forward,
 static dl_layer *dl__rnn_new(const dl_layer_ops *ops, const char *fn, const char *name, int units,
                              int return_sequences) {
     dl_layer *l;
-    if (units <= 0) return dl__ctor_fail("%s: units must be > 0, got %d", fn, units);
+    if (units <= 0) return dl__ctor_fail("%s(units, return_sequences): units %d must be > 0", fn, units);
     if (!(l = dl__builtin(ops, name))) return NULL;
     l->iconf[0] = units;
     l->iconf[1] = return_sequences != 0;

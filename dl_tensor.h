@@ -5876,9 +5876,7 @@ DL__TARGET_AVX512 static void dl__conv_col2im_avx512(const dl__conv_geom *g, flo
 
 static int dl__conv_has_avx512(void) {
 #ifdef DL__X86_SIMD
-    static int has = -1; /* benign race: every thread computes the same value */
-    if (has < 0) has = __builtin_cpu_supports("avx512f") ? 1 : 0;
-    return has;
+    return __builtin_cpu_supports("avx512f") ? 1 : 0;   /* no cache: threads' first calls would race on it */
 #else
     return 0;
 #endif

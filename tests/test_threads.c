@@ -141,12 +141,18 @@ static int run_pair(job *a, job *b) {
 static job ref_a, ref_b, par_a, par_b;
 
 static void test_two_models_at_once(void) {
+    static job first_a, first_b;
     int threads, round;
     ref_a.kind = 0; ref_a.seed = 1;
     ref_b.kind = 1; ref_b.seed = 2;
     ref_a.verbose = ref_b.verbose = -1;
+    first_a = ref_a; first_b = ref_b;
+    dl_set_num_threads(2);
+    CHECK(run_pair(&first_a, &first_b) == 0, "two threads started");   /* first: dl's first calls of all happen at once */
+    dl_set_num_threads(0);
     run_job(&ref_a);   /* one after the other, on this thread */
     run_job(&ref_b);
+    CHECK(same_bits(&first_a, &ref_a) && same_bits(&first_b, &ref_b), "the very first run, on two threads: the same bits");
     CHECK(ref_a.ok && ref_b.ok, "alone: '%s' '%s'", ref_a.error, ref_b.error);
     CHECK(ref_a.n_w > 1000 && ref_b.n_w > 500, "weights copied: %d, %d", ref_a.n_w, ref_b.n_w);
     for (threads = 1; threads <= 2; threads++) {

@@ -45,7 +45,8 @@
                     function you write (dl_custom_model); dl_model_call; dl_model_summary
        TRAINING     dl_compile (loss, optimizer, metrics), dl_fit (epochs, batch size, seeded
                     shuffling, validation split or set, callbacks: early stopping, checkpoints,
-                    LR schedules, your own), dl_evaluate, dl_predict, dl_train_on_batch; history
+                    LR schedules, your own; terminate on NaN), dl_evaluate, dl_predict,
+                    dl_train_on_batch; history
        SAVING       dl_model_save/load (architecture + weights + optimizer state in one
                     safetensors file), dl_model_save_weights/load_weights, in-memory versions
        ESTIMATORS   dl_dnn_classifier, dl_linear_classifier, dl_linear_regressor (tf.estimator)
@@ -80,7 +81,13 @@
        Shape errors in functional graphs appear at dl_apply, where the graph is written. Files
        are validated before use (IDX headers, gzip streams, model architectures and every
        weight's name, dtype and shape); truncated, corrupt or hostile input gives an error,
-       never a crash. Nothing here calls exit or abort.
+       never a crash. Nothing here calls exit or abort, or prints: progress bars, summaries
+       and warnings go to dl_tensor.h's log function (dl_set_log; stdout/stderr by default).
+
+   THREADS
+       Different threads may build, train and run different models at the same time: the
+       layer generator (dl_nn_seed) and a functional graph being written are per thread. One
+       model is used by one thread at a time.
 
    NOT HERE (yet)
        Keras' .keras/.h5 files; masking and variable-length sequences; bidirectional and stacked

@@ -817,6 +817,12 @@ static void mask_times(char *s) {
     *w = 0;
 }
 
+static void log_warnings(void *arg) {
+    (void)arg;
+    dl_log_write(DL_LOG_WARN, "a warning %d\n", 1);
+    dl_log_write(DL_LOG_ERROR, "an error %d\n", 2);
+}
+
 typedef struct fit_job { int verbose, batch_size, print_summary; log_rec *rec; } fit_job;
 static dl_dataset *g_log_ds;
 /* A fresh, seeded model fit on g_log_ds: the same output every time. */
@@ -866,18 +872,40 @@ static void test_log_hook(void) {
         free(printed);
         free(hooked);
     }
-    { /* silence: neither stdout nor stderr gets anything (a NaN warning included) */
+    { /* the estimators' "global_step N: loss = X" lines (log_every) go through the hook too */
+        static log_rec rec;
+        dl_estimator_opts eo;
+        dl_estimator *e;
+        dl_dataset *reg = dataset_new(2, DL_SHAPE(32, 3), DL_F32);
+        dl_fill_normal(reg->x, &g_rng, 0.0f, 1.0f);
+        memset(&rec, 0, sizeof rec);
+        memset(&eo, 0, sizeof eo);
+        eo.log_every = 2; eo.batch_size = 8;
+        e = dl_linear_regressor(3, &eo);
+        dl_set_log(log_capture, &rec);
+        CHECK(e && dl_estimator_train(e, reg, 5) == 0, "%s", dl_error());
+        dl_set_log(NULL, NULL);
+        CHECK(rec.calls == 2 && rec.info == 2 && rec.not_whole == 0 && strncmp(rec.text, "global_step 2: loss = ", 22) == 0 &&
+              strstr(rec.text, "\nglobal_step 4: loss = "), "steps 2 and 4 logged: '%s'", rec.text);
+        dl_estimator_free(e);
+        dataset_free(reg);
+    }
+    { /* silence: neither stdout nor stderr gets anything (warnings and errors included) */
         fit_job j;
-        char *out, *err;
+        char *out, *err, *err_default;
         j.verbose = 2; j.batch_size = 8; j.print_summary = 1; j.rec = NULL;
         dl_set_log(dl_log_silent, NULL);
         out = capture_fd(1, log_fit, &j);
-        err = capture_fd(2, log_fit, &j);
+        err = capture_fd(2, log_warnings, NULL);
         dl_set_log(NULL, NULL);
+        err_default = capture_fd(2, log_warnings, NULL);
         CHECK(out && out[0] == 0, "dl_log_silent: stdout got '%.80s'", out ? out : "(capture failed)");
         CHECK(err && err[0] == 0, "dl_log_silent: stderr got '%.80s'", err ? err : "(capture failed)");
+        CHECK(err_default && strcmp(err_default, "a warning 1\nan error 2\n") == 0, "by default warnings and errors go to stderr: '%s'",
+              err_default ? err_default : "(capture failed)");
         free(out);
         free(err);
+        free(err_default);
     }
     dataset_free(ds);
     g_log_ds = NULL;

@@ -45,7 +45,8 @@
                     function you write (dl_custom_model); dl_model_call; dl_model_summary
        TRAINING     dl_compile (loss, optimizer, metrics), dl_fit (epochs, batch size, seeded
                     shuffling, validation split or set, callbacks: early stopping, checkpoints,
-                    LR schedules, your own), dl_evaluate, dl_predict, dl_train_on_batch; history
+                    LR schedules, your own; terminate on NaN), dl_evaluate, dl_predict,
+                    dl_train_on_batch; history
        SAVING       dl_model_save/load (architecture + weights + optimizer state in one
                     safetensors file), dl_model_save_weights/load_weights, in-memory versions
        ESTIMATORS   dl_dnn_classifier, dl_linear_classifier, dl_linear_regressor (tf.estimator)
@@ -80,7 +81,13 @@
        Shape errors in functional graphs appear at dl_apply, where the graph is written. Files
        are validated before use (IDX headers, gzip streams, model architectures and every
        weight's name, dtype and shape); truncated, corrupt or hostile input gives an error,
-       never a crash. Nothing here calls exit or abort.
+       never a crash. Nothing here calls exit or abort, or prints: progress bars, summaries
+       and warnings go to dl_tensor.h's log function (dl_set_log; stdout/stderr by default).
+
+   THREADS
+       Different threads may build, train and run different models at the same time: the
+       layer generator (dl_nn_seed) and a functional graph being written are per thread. One
+       model is used by one thread at a time.
 
    NOT HERE (yet)
        Keras' .keras/.h5 files; masking and variable-length sequences; bidirectional and stacked
@@ -257,8 +264,9 @@ DLDEF int dl_init_tensor(dl_tensor *t, dl_init init, dl_rng *rng);   /* 0 on suc
 
 /* The generator every layer draws its initial weights (and its dropout seed) from, like
    keras.utils.set_random_seed. Layers draw in the order they are built, so a program that
-   seeds, builds and trains gets the same bits every run. Process-wide: build models on one
-   thread at a time. The default seed is 0. */
+   seeds, builds and trains gets the same bits every run. Per thread: each thread has its own
+   generator (seed 0 until that thread calls dl_nn_seed), so threads may build and train
+   different models at the same time and get the bits they would get one after the other. */
 DLDEF void dl_nn_seed(uint64_t seed);
 
 #define DL_LAYER_MAX_PARAMS 8
@@ -376,7 +384,9 @@ DLDEF dl_sym *dl_apply_n(dl_layer *l, int n, dl_sym *const *xs);
 DLDEF int dl_sym_shape(const dl_sym *s, int *shape);   /* per-sample shape; returns ndim */
 /* The graph from inputs to outputs. Takes every symbol and layer between them. Owned. */
 DLDEF dl_model *dl_model_new(int n_in, dl_sym *const *inputs, int n_out, dl_sym *const *outputs);
-/* Frees symbols that no model took (when a graph is abandoned). */
+/* Frees symbols that no model took (when a graph is abandoned). Symbols not yet taken are kept
+   per thread: write each graph (dl_Input .. dl_model_new) on one thread; this frees the calling
+   thread's. Different threads may write different graphs at the same time. */
 DLDEF void dl_sym_free_unused(void);
 
 /* forward(m, x, training) computes the output from x with dl_layer_call(dl_model_layer(m, i),
@@ -406,7 +416,7 @@ DLDEF int dl_model_weights(const dl_model *m, int trainable_only, dl_tensor **ou
 DLDEF long dl_model_num_params(const dl_model *m, int trainable_only);
 /* Keras' model.summary(): layers, output shapes, parameter counts, into buf (always NUL-ended).
    Returns the length it needed (like snprintf). Needs a built model. dl_model_print_summary
-   writes it to stdout. */
+   hands it to the log (dl_set_log: stdout by default) as DL_LOG_INFO. */
 DLDEF size_t dl_model_summary(dl_model *m, char *buf, size_t size);
 #ifndef DL_NO_STDIO
 DLDEF int dl_model_print_summary(dl_model *m);
@@ -471,7 +481,8 @@ DLDEF void dl_callback_free(dl_callback *cb);   /* NULL is fine */
    "mae"; higher otherwise). restore_best_weights puts the best epoch's weights back. Owned. */
 DLDEF dl_callback *dl_early_stopping(const char *monitor, double min_delta, int patience, int restore_best_weights);
 /* Saves the model (dl_model_save, with optimizer) to path after each epoch, or only when
-   monitor improves when save_best_only. "%d" in path, if present, gets the epoch (1-based). */
+   monitor improves when save_best_only. "%d" in path, if present, gets the epoch (1-based).
+   A save that fails stops dl_fit, which returns NULL with "dl_model_checkpoint: epoch N: why". */
 DLDEF dl_callback *dl_model_checkpoint(const char *path, const char *monitor, int save_best_only);
 /* Sets the learning rate at the start of each epoch: schedule evaluated at the epoch index
    (per_batch = 0) or at the optimizer's step count before each batch (per_batch = 1). */
@@ -484,6 +495,7 @@ typedef struct dl_history {
     int n;                               /* columns: loss, metrics, then val_ ones */
     const char *names[2 * (1 + DL_MAX_METRICS)];
     double *values;                      /* epochs x n, row-major */
+    int nan_epoch, nan_batch;            /* terminate_on_nan stopped here (0-based); else -1 */
 } dl_history;
 DLDEF double dl_history_get(const dl_history *h, const char *name, int epoch);  /* NaN if absent */
 
@@ -501,9 +513,16 @@ typedef struct dl_fit_opts {
     int n_callbacks;
     dl_callback *const *callbacks;   /* borrowed */
     int initial_epoch;               /* to resume: epochs counted from here */
+    int terminate_on_nan;            /* 1: Keras' TerminateOnNaN, see dl_fit */
 } dl_fit_opts;
-/* Trains on ds (x, and y as the loss needs). Returns the history, or NULL + dl_error(). The
-   model's arena use: the current arena is reset before every batch. */
+/* Trains on ds (x, and y as the loss needs). Returns the history, or NULL + dl_error() (also when
+   a callback failed, e.g. a checkpoint that could not be saved). The model's arena use: the
+   current arena is reset before every batch. Progress goes to the log (dl_set_log).
+   terminate_on_nan: the first batch whose loss is NaN or infinite is not applied (the weights,
+   batch-norm statistics included, and the optimizer stay as they were before it), training
+   stops, a DL_LOG_WARN line names the epoch and batch, and the history (returned as usual)
+   records them in nan_epoch and nan_batch; the interrupted epoch is not in the history, and
+   on_train_end callbacks run. Without it a NaN loss keeps training. */
 DLDEF const dl_history *dl_fit(dl_model *m, const dl_dataset *ds, const dl_fit_opts *opts);
 /* Loss and metrics on ds, into *logs' values (batch_size 0: 32). 0 on success. */
 /* batch_size 0 means 32 (negative is an error); an empty data set is an error. */
@@ -607,7 +626,7 @@ typedef struct dl_estimator_opts {
     int no_shuffle;             /* 1: batches in the data set's order */
     uint64_t seed;              /* dl_nn_seed(seed) before the weights are made (so it reseeds the
                                    process-wide layer generator), and the shuffle seed */
-    int log_every;              /* > 0: train prints "global_step N: loss = X" every log_every
+    int log_every;              /* > 0: train logs "global_step N: loss = X" every log_every
                                    steps (tf's log_step_count_steps, 100 there); 0 silent */
     const char *checkpoint;     /* NULL, or a file to resume from and save to (see above); copied */
 } dl_estimator_opts;
@@ -674,8 +693,17 @@ template <typename... L> static inline dl_model *dl__sequential_cxx(L... layers)
 }
 #define dl_sequential(...) dl__sequential_cxx(__VA_ARGS__)
 #else
-#define dl_sequential(...)                                                                        \
-    dl_sequential_n((int)(sizeof((dl_layer *[]){__VA_ARGS__}) / sizeof(dl_layer *)), (dl_layer *[]){__VA_ARGS__})
+/* The arguments appear once in the expansion, so a compiler error in one (a constructor given the
+   wrong arguments) is reported once; the preprocessor counts them (up to 64). */
+#define dl_sequential(...) dl_sequential_n(DL__NARGS(__VA_ARGS__), (dl_layer *[]){__VA_ARGS__})
+#define DL__NARGS(...)                                                                           \
+    DL__NARGS_(__VA_ARGS__, 64, 63, 62, 61, 60, 59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49, 48, 47, 46, \
+               45, 44, 43, 42, 41, 40, 39, 38, 37, 36, 35, 34, 33, 32, 31, 30, 29, 28, 27, 26, 25, 24, 23, \
+               22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0)
+#define DL__NARGS_(_1, _2, _3, _4, _5, _6, _7, _8, _9, _10, _11, _12, _13, _14, _15, _16, _17, _18, _19, \
+                   _20, _21, _22, _23, _24, _25, _26, _27, _28, _29, _30, _31, _32, _33, _34, _35, _36,  \
+                   _37, _38, _39, _40, _41, _42, _43, _44, _45, _46, _47, _48, _49, _50, _51, _52, _53,  \
+                   _54, _55, _56, _57, _58, _59, _60, _61, _62, _63, _64, n, ...) n
 #endif
 #endif /* DL_NN_H */
 
@@ -1724,8 +1752,9 @@ DLDEF int dl_random_crop(dl_tensor *x, int pad, dl_rng *r) {
 #define DL__LAYER_NAMED   2u   /* a model gave the layer its final name */
 #define DL__ACT_SLOT (DL_LAYER_MAX_CONF - 1)
 
-static dl_rng dl__nn_rng = {{0x9E3779B97F4A7C15ull, 0xBF58476D1CE4E5B9ull, 0x94D049BB133111EBull, 1}};
-static int dl__nn_rng_seeded = 0;
+/* Per thread, as dl_error()'s message: threads building models at once draw from their own. */
+static DL__TLS dl_rng dl__nn_rng = {{0x9E3779B97F4A7C15ull, 0xBF58476D1CE4E5B9ull, 0x94D049BB133111EBull, 1}};
+static DL__TLS int dl__nn_rng_seeded = 0;
 
 DLDEF void dl_nn_seed(uint64_t seed) { dl_rng_seed(&dl__nn_rng, seed); dl__nn_rng_seeded = 1; }
 
@@ -1979,7 +2008,8 @@ static int dl__check_act(dl_act act) { return (unsigned)act <= (unsigned)DL_ACT_
 
 DLDEF dl_layer *dl_Dense(int units, dl_act act) {
     dl_layer *l;
-    if (units <= 0 || !dl__check_act(act)) return dl__ctor_fail("dl_Dense: units %d must be > 0, activation %d known", units, (int)act);
+    if (units <= 0) return dl__ctor_fail("dl_Dense(units, act): units %d must be > 0", units);
+    if (!dl__check_act(act)) return dl__ctor_fail("dl_Dense(units, act): unknown activation %d", (int)act);
     if (!(l = dl__builtin(&dl__dense_ops, "dense"))) return NULL;
     l->iconf[0] = units;
     l->iconf[DL__ACT_SLOT] = act;
@@ -2050,11 +2080,17 @@ static const dl_layer_ops dl__convt_ops = {"Conv2DTranspose", dl__conv_build, dl
 static dl_layer *dl__conv_new(const dl_layer_ops *ops, const char *base, int filters, int kernel, int stride,
                               dl_padding padding, dl_act act) {
     dl_layer *l;
-    if (filters <= 0 || kernel <= 0 || stride <= 0 || (padding != DL_PADDING_VALID && padding != DL_PADDING_SAME) || !dl__check_act(act))
-        return dl__ctor_fail("dl_%s: filters %d, kernel %d and stride %d must be > 0, padding DL_PADDING_VALID or DL_PADDING_SAME",
-                             ops->kind, filters, kernel, stride);
+    /* each message names the argument list: dl_Conv2D(16, 3, DL_ACT_RELU), Keras' order, is a likely slip */
+#define DL__CONV_ARGS "dl_%s(filters, kernel, stride, padding, act): "
+    if (filters <= 0) return dl__ctor_fail(DL__CONV_ARGS "filters %d must be > 0", ops->kind, filters);
+    if (kernel <= 0) return dl__ctor_fail(DL__CONV_ARGS "kernel %d must be > 0", ops->kind, kernel);
+    if (stride <= 0) return dl__ctor_fail(DL__CONV_ARGS "stride %d must be > 0", ops->kind, stride);
+    if (padding != DL_PADDING_VALID && padding != DL_PADDING_SAME)
+        return dl__ctor_fail(DL__CONV_ARGS "padding %d must be DL_PADDING_VALID or DL_PADDING_SAME", ops->kind, (int)padding);
+    if (!dl__check_act(act)) return dl__ctor_fail(DL__CONV_ARGS "unknown activation %d", ops->kind, (int)act);
     if (ops == &dl__convt_ops && padding == DL_PADDING_SAME && kernel < stride)
-        return dl__ctor_fail("dl_Conv2DTranspose: DL_PADDING_SAME needs kernel >= stride (got %d < %d)", kernel, stride);
+        return dl__ctor_fail(DL__CONV_ARGS "DL_PADDING_SAME needs kernel >= stride (got %d < %d)", ops->kind, kernel, stride);
+#undef DL__CONV_ARGS
     if (!(l = dl__builtin(ops, base))) return NULL;
     l->iconf[0] = filters; l->iconf[1] = kernel; l->iconf[2] = stride; l->iconf[3] = padding;
     l->iconf[DL__ACT_SLOT] = act;
@@ -2082,7 +2118,8 @@ static const dl_layer_ops dl__maxpool_ops = {"MaxPool2D", NULL, dl__pool_forward
 static const dl_layer_ops dl__avgpool_ops = {"AvgPool2D", NULL, dl__pool_forward, NULL, 1, 1};
 static dl_layer *dl__pool_new(const dl_layer_ops *ops, const char *base, int pool, int stride) {
     dl_layer *l;
-    if (pool <= 0 || stride < 0) return dl__ctor_fail("dl_%s: pool %d must be > 0, stride %d >= 0", ops->kind, pool, stride);
+    if (pool <= 0) return dl__ctor_fail("dl_%s(pool, stride): pool %d must be > 0", ops->kind, pool);
+    if (stride < 0) return dl__ctor_fail("dl_%s(pool, stride): stride %d must be >= 0 (0: the pool size)", ops->kind, stride);
     if (!(l = dl__builtin(ops, base))) return NULL;
     l->iconf[0] = pool;
     l->iconf[1] = stride ? stride : pool;
@@ -2118,7 +2155,9 @@ static const dl_layer_ops dl__reshape_ops = {"Reshape", NULL, dl__reshape_forwar
 DLDEF dl_layer *dl_Reshape(int ndim, const int *shape) {
     dl_layer *l;
     int i, neg = 0;
-    if (ndim < 1 || ndim > DL_LAYER_MAX_CONF - 2 || !shape) return dl__ctor_fail("dl_Reshape: 1..%d axes needed", DL_LAYER_MAX_CONF - 2);
+    if (ndim < 1 || ndim > DL_LAYER_MAX_CONF - 2)
+        return dl__ctor_fail("dl_Reshape(ndim, shape): ndim %d must be in 1..%d", ndim, DL_LAYER_MAX_CONF - 2);
+    if (!shape) return dl__ctor_fail("dl_Reshape(ndim, shape): shape is NULL");
     for (i = 0; i < ndim; i++) {
         if (shape[i] == -1) neg++;
         else if (shape[i] <= 0) return dl__ctor_fail("dl_Reshape: axis %d has size %d", i, shape[i]);
@@ -2211,7 +2250,8 @@ static dl_tensor *dl__emb_forward(dl_layer *l, int n, dl_tensor *const *in, int 
 static const dl_layer_ops dl__emb_ops = {"Embedding", dl__emb_build, dl__emb_forward, NULL, 1, 1};
 DLDEF dl_layer *dl_Embedding(int input_dim, int output_dim) {
     dl_layer *l;
-    if (input_dim <= 0 || output_dim <= 0) return dl__ctor_fail("dl_Embedding: input_dim %d, output_dim %d must be > 0", input_dim, output_dim);
+    if (input_dim <= 0) return dl__ctor_fail("dl_Embedding(input_dim, output_dim): input_dim %d must be > 0", input_dim);
+    if (output_dim <= 0) return dl__ctor_fail("dl_Embedding(input_dim, output_dim): output_dim %d must be > 0", output_dim);
     if (!(l = dl__builtin(&dl__emb_ops, "embedding"))) return NULL;
     l->iconf[0] = input_dim;
     l->iconf[1] = output_dim;
@@ -2325,7 +2365,7 @@ struct dl_sym {
     int ndim, shape[DL_MAX_DIMS]; /* per sample */
     int mark;                     /* dl_model_new: 1 + the node index once placed */
 };
-static dl_sym *dl__free_syms;
+static DL__TLS dl_sym *dl__free_syms;   /* per thread: a graph is written on one thread */
 
 typedef struct dl__gnode {
     dl_layer *layer;              /* NULL for an input */
@@ -2349,6 +2389,7 @@ struct dl_model {
     int in_ndim, in_shape[DL_MAX_DIMS];
     /* compile / fit state (TRAINING) */
     int compiled, opt_bound, top_k, stop;
+    int fit_failed;               /* a callback failed the fit (dl_error() says why) */
     dl_optim *opt;
     dl_loss loss;
     unsigned metrics;
@@ -2895,7 +2936,7 @@ DLDEF int dl_model_print_summary(dl_model *m) {
     if (!n) return -1;
     if (!(s = (char *)DL_MALLOC(n + 1))) { dl_set_error("dl_model_print_summary: out of memory"); return -1; }
     dl_model_summary(m, s, n + 1);
-    fputs(s, stdout);
+    dl_log_write(DL_LOG_INFO, "%s", s);
     DL_FREE(s);
     return 0;
 }
@@ -3170,8 +3211,46 @@ static int dl__bind_optimizer(dl_model *m) {
     return 0;
 }
 
-/* forward, loss, backward, update; the output goes to *out for the metrics */
-static double dl__train_step(dl_model *m, dl_tensor *x, dl_tensor *y, dl_tensor **out) {
+/* fit's terminate_on_nan: copies of the weights that a forward pass changes (the statistics of
+   batch normalization, not trainable), taken before each step, so that a step whose loss is not
+   finite can be undone (the trainable weights and the optimizer state change only in the
+   update, which such a step skips). The copies are made on the first step (owned, freed by
+   dl__nan_guard_free); later steps copy into them. */
+typedef struct dl__nan_guard { int n; dl_tensor **live, **saved; } dl__nan_guard;
+
+static void dl__nan_guard_free(dl__nan_guard *g) {
+    int i;
+    for (i = 0; i < g->n; i++) dl_tensor_free(g->saved[i]);
+    DL_FREE(g->live);
+    memset(g, 0, sizeof *g);
+}
+
+static int dl__nan_guard_save(dl__nan_guard *g, dl_model *m) {
+    int i, j, n = 0;
+    if (!g->live) {
+        for (i = 0; i < m->n_layers; i++)
+            for (j = 0; j < m->layers[i]->n_params; j++) n += !m->layers[i]->param_trainable[j];
+        if (!(g->live = (dl_tensor **)DL_MALLOC(2 * (size_t)(n ? n : 1) * sizeof *g->live))) {
+            dl_set_error("dl_fit: out of memory");
+            return -1;
+        }
+        g->saved = g->live + n;
+        for (i = 0; i < m->n_layers; i++)
+            for (j = 0; j < m->layers[i]->n_params; j++)
+                if (!m->layers[i]->param_trainable[j]) {
+                    g->live[g->n] = m->layers[i]->params[j];
+                    if (!(g->saved[g->n] = dl_tensor_clone(g->live[g->n]))) return -1;
+                    g->n++;
+                }
+        return 0;
+    }
+    for (i = 0; i < g->n; i++) if (dl_copy(g->saved[i], g->live[i]) != 0) return -1;
+    return 0;
+}
+
+/* forward, loss, backward, update; the output goes to *out for the metrics. With a guard, a
+   loss that is not finite is returned without the update, the statistics put back. */
+static double dl__train_step(dl_model *m, dl_tensor *x, dl_tensor *y, dl_tensor **out, dl__nan_guard *g) {
     dl_tensor *o, *loss;
     double v;
     if (!m->compiled) { dl_set_error("dl_fit: compile the model first (dl_compile)"); return NAN; }
@@ -3181,11 +3260,18 @@ static double dl__train_step(dl_model *m, dl_tensor *x, dl_tensor *y, dl_tensor 
         dl_no_grad(grad);
         if (!o || dl__bind_optimizer(m) != 0) return NAN;
     }
+    if (g && dl__nan_guard_save(g, m) != 0) return NAN;
     dl_optim_zero_grad(m->opt);
     o = dl_model_call(m, x, 1);
     loss = dl_model_loss(m, o, y);
     if (!loss) return NAN;
     v = dl_item(loss);
+    if (g && !isfinite(v)) {
+        int i;
+        for (i = 0; i < g->n; i++) dl_copy(g->live[i], g->saved[i]);
+        if (out) *out = o;
+        return v;
+    }
     if (dl_backward(loss) != 0 || dl_optim_step(m->opt) != 0) return NAN;
     if (out) *out = o;
     return v;
@@ -3193,7 +3279,7 @@ static double dl__train_step(dl_model *m, dl_tensor *x, dl_tensor *y, dl_tensor 
 
 DLDEF double dl_train_on_batch(dl_model *m, dl_tensor *x, dl_tensor *y) {
     if (!m) { dl_set_error("dl_train_on_batch: NULL model"); return NAN; }
-    return dl__train_step(m, x, y, NULL);
+    return dl__train_step(m, x, y, NULL, NULL);
 }
 
 /* ---- Progress output, Keras style ---- */
@@ -3204,38 +3290,56 @@ static void dl__fmt_time(char *s, size_t size, double sec) {
     else snprintf(s, size, "%ds", (int)sec);
 }
 
-static void dl__print_per_step(double sec) {   /* Keras: "2s/step", "35ms/step" or "512us/step" */
-    if (sec >= 1) printf("%.0fs/step", sec);
-    else if (sec >= 1e-3) printf("%.0fms/step", sec * 1e3);
-    else printf("%.0fus/step", sec * 1e6);
+static void dl__put_per_step(dl__text *t, double sec) {   /* Keras: "2s/step", "35ms/step" or "512us/step" */
+    if (sec >= 1) dl__put(t, "%.0fs/step", sec);
+    else if (sec >= 1e-3) dl__put(t, "%.0fms/step", sec * 1e3);
+    else dl__put(t, "%.0fus/step", sec * 1e6);
 }
 
-static void dl__print_values(const dl_logs *lg) {
+static void dl__put_values(dl__text *t, const dl_logs *lg) {
     int i;
-    for (i = 0; i < lg->n; i++) printf(" - %s: %.4f", lg->names[i], lg->values[i]);
+    for (i = 0; i < lg->n; i++) dl__put(t, " - %s: %.4f", lg->names[i], lg->values[i]);
     if (lg->has_val)
-        for (i = 0; i < lg->n; i++) printf(" - val_%s: %.4f", lg->names[i], lg->val_values[i]);
+        for (i = 0; i < lg->n; i++) dl__put(t, " - val_%s: %.4f", lg->names[i], lg->val_values[i]);
 }
 
-/* The bar: "  32/1875 [>.....] - ETA: 30s - loss: 0.61 - accuracy: 0.78" (carriage return) */
+/* The bar: "  32/1875 [>.....] - ETA: 30s - loss: 0.61 - accuracy: 0.78" (carriage return),
+   one call of the log function. */
 static void dl__print_bar(const dl_logs *lg, int done) {
-    char t[32];
+    char line[1024], t[32];
+    dl__text out;
     int i, width = 30, filled = lg->batches ? (int)((double)width * (lg->batch + 1) / lg->batches) : width;
     int digits = snprintf(t, sizeof t, "%d", lg->batches);
-    printf("\r%*d/%d [", digits, lg->batch + 1, lg->batches);
-    for (i = 0; i < width; i++) putchar(i < filled - 1 || (done && i < filled) ? '=' : i == filled - 1 ? '>' : '.');
-    printf("]");
+    out.buf = line; out.size = sizeof line; out.len = 0;
+    line[0] = 0;
+    dl__put(&out, "\r%*d/%d [", digits, lg->batch + 1, lg->batches);
+    for (i = 0; i < width; i++) dl__put(&out, "%c", i < filled - 1 || (done && i < filled) ? '=' : i == filled - 1 ? '>' : '.');
+    dl__put(&out, "]");
     if (done) {
         dl__fmt_time(t, sizeof t, lg->seconds);
-        printf(" - %s ", t);
-        dl__print_per_step(lg->seconds / (lg->batches ? lg->batches : 1));
+        dl__put(&out, " - %s ", t);
+        dl__put_per_step(&out, lg->seconds / (lg->batches ? lg->batches : 1));
     } else {
         dl__fmt_time(t, sizeof t, lg->seconds / (lg->batch + 1) * (lg->batches - lg->batch - 1));
-        printf(" - ETA: %s", t);
+        dl__put(&out, " - ETA: %s", t);
     }
-    dl__print_values(lg);
-    printf("\033[K%s", done ? "\n" : "");   /* clear what a longer earlier line left */
-    fflush(stdout);
+    dl__put_values(&out, lg);
+    dl__put(&out, "\033[K%s", done ? "\n" : "");   /* clear what a longer earlier line left */
+    dl_log_write(DL_LOG_INFO, "%s", line);
+}
+
+/* The line of verbose 2 at the end of an epoch: "1875/1875 - 3s - 2ms/step - loss: 0.51" */
+static void dl__print_epoch_line(const dl_logs *lg) {
+    char line[1024], t[32];
+    dl__text out;
+    out.buf = line; out.size = sizeof line; out.len = 0;
+    line[0] = 0;
+    dl__fmt_time(t, sizeof t, lg->seconds);
+    dl__put(&out, "%d/%d - %s - ", lg->batches, lg->batches, t);
+    dl__put_per_step(&out, lg->seconds / (lg->batches ? lg->batches : 1));
+    dl__put_values(&out, lg);
+    dl__put(&out, "\n");
+    dl_log_write(DL_LOG_INFO, "%s", line);
 }
 
 static int dl__stdout_is_terminal(void) {
@@ -3342,8 +3446,28 @@ static int dl__history_add(dl_history *h, const dl_logs *lg) {
     return 0;
 }
 
+/* Calls one hook of every callback, in order. -1 when a callback failed the fit (a checkpoint
+   that could not be saved): dl_error() says why, and the callbacks after it are not called. */
+enum { DL__ON_TRAIN_BEGIN, DL__ON_EPOCH_BEGIN, DL__ON_BATCH_END, DL__ON_EPOCH_END, DL__ON_TRAIN_END };
+static int dl__callbacks_run(const dl_fit_opts *o, dl_model *m, int hook, int epoch, const dl_logs *lg) {
+    int i;
+    for (i = 0; i < o->n_callbacks && !m->fit_failed; i++) {
+        dl_callback *cb = o->callbacks[i];
+        if (!cb) continue;
+        switch (hook) {
+        case DL__ON_TRAIN_BEGIN: if (cb->on_train_begin) cb->on_train_begin(cb, m); break;
+        case DL__ON_EPOCH_BEGIN: if (cb->on_epoch_begin) cb->on_epoch_begin(cb, m, epoch); break;
+        case DL__ON_BATCH_END: if (cb->on_batch_end) cb->on_batch_end(cb, m, lg); break;
+        case DL__ON_EPOCH_END: if (cb->on_epoch_end) cb->on_epoch_end(cb, m, lg); break;
+        default: if (cb->on_train_end) cb->on_train_end(cb, m); break;
+        }
+    }
+    return m->fit_failed ? -1 : 0;
+}
+
 DLDEF const dl_history *dl_fit(dl_model *m, const dl_dataset *ds, const dl_fit_opts *opts) {
     dl_fit_opts o;
+    dl__nan_guard guard;
     dl_dataset *train_part = NULL, *val_part = NULL;
     const dl_dataset *train, *val;
     dl_batcher *b = NULL;
@@ -3351,8 +3475,8 @@ DLDEF const dl_history *dl_fit(dl_model *m, const dl_dataset *ds, const dl_fit_o
     dl__meter mt, vmt;
     dl_logs lg;
     dl_arena *arena = dl_arena_current();
-    int epoch, i, style, ok = 0, r;
-    double t0;
+    int epoch, i, style, ok = 0, r, nan_stop = 0;
+    double t0, last_bar = 0;
     if (!m || !ds) { dl_set_error("dl_fit: NULL model or data set"); return NULL; }
     if (!m->compiled) { dl_set_error("dl_fit: compile the model first (dl_compile)"); return NULL; }
     if (opts) o = *opts; else memset(&o, 0, sizeof o);
@@ -3390,22 +3514,23 @@ DLDEF const dl_history *dl_fit(dl_model *m, const dl_dataset *ds, const dl_fit_o
     style = o.verbose == 0 ? (dl__stdout_is_terminal() ? 1 : 2) : o.verbose;
     dl__meter_init(&mt, m);
     dl__meter_init(&vmt, m);
+    memset(&guard, 0, sizeof guard);
     DL_FREE(m->history.values);
     memset(&m->history, 0, sizeof m->history);
+    m->history.nan_epoch = m->history.nan_batch = -1;
     m->stop = 0;
+    m->fit_failed = 0;
     if (!(b = dl_batcher_new(train, o.batch_size, &bo))) goto done;
-    for (i = 0; i < o.n_callbacks; i++)
-        if (o.callbacks[i] && o.callbacks[i]->on_train_begin) o.callbacks[i]->on_train_begin(o.callbacks[i], m);
-    for (epoch = o.initial_epoch; epoch < o.epochs && !m->stop; epoch++) {
+    if (dl__callbacks_run(&o, m, DL__ON_TRAIN_BEGIN, 0, NULL) != 0) goto done;
+    for (epoch = o.initial_epoch; epoch < o.epochs && !m->stop && !nan_stop; epoch++) {
         dl_tensor *x, *y, *out = NULL;
         memset(&lg, 0, sizeof lg);
         lg.epoch = epoch;
         lg.epochs = o.epochs;
         lg.batches = dl_batcher_num_batches(b);
         dl_batcher_set_epoch(b, epoch);
-        for (i = 0; i < o.n_callbacks; i++)
-            if (o.callbacks[i] && o.callbacks[i]->on_epoch_begin) o.callbacks[i]->on_epoch_begin(o.callbacks[i], m, epoch);
-        if (style == 1 || style == 2) printf("Epoch %d/%d\n", epoch + 1, o.epochs);
+        if (dl__callbacks_run(&o, m, DL__ON_EPOCH_BEGIN, epoch, NULL) != 0) goto done;
+        if (style == 1 || style == 2) dl_log_write(DL_LOG_INFO, "Epoch %d/%d\n", epoch + 1, o.epochs);
         dl__meter_reset(&mt);
         t0 = dl__now();
         for (lg.batch = 0;; lg.batch++) {
@@ -3415,20 +3540,28 @@ DLDEF const dl_history *dl_fit(dl_model *m, const dl_dataset *ds, const dl_fit_o
             if (r < 0) goto done;
             if (r == 0) break;
             out = NULL;
-            loss = dl__train_step(m, x, y, &out);
+            loss = dl__train_step(m, x, y, &out, o.terminate_on_nan ? &guard : NULL);
             if (loss != loss && !out) goto done;   /* NaN from a failure (a NaN loss itself keeps going) */
+            if (o.terminate_on_nan && !isfinite(loss)) {   /* the step was undone: stop here */
+                if (style == 1 && lg.batch > 0) dl_log_write(DL_LOG_INFO, "\n");   /* end the bar's line */
+                dl_log_write(DL_LOG_WARN, "dl_fit: epoch %d/%d, batch %d/%d: loss %g; training stopped with the weights from before this batch\n",
+                       epoch + 1, o.epochs, lg.batch + 1, lg.batches, loss);
+                m->history.nan_epoch = epoch;
+                m->history.nan_batch = lg.batch;
+                nan_stop = 1;
+                break;
+            }
             if (dl__meter_add(&mt, out, y, loss) != 0) goto done;
             lg.n = dl__meter_read(&mt, lg.names, lg.values);
             lg.lr = dl_optim_lr(m->opt);
             lg.seconds = dl__now() - t0;
-            for (i = 0; i < o.n_callbacks; i++)
-                if (o.callbacks[i] && o.callbacks[i]->on_batch_end) o.callbacks[i]->on_batch_end(o.callbacks[i], m, &lg);
+            if (dl__callbacks_run(&o, m, DL__ON_BATCH_END, epoch, &lg) != 0) goto done;
             if (style == 1) {
-                static double last;
                 double now = dl__now();
-                if (now - last > 0.1 || lg.batch == 0) { dl__print_bar(&lg, 0); last = now; }
+                if (now - last_bar > 0.1 || lg.batch == 0) { dl__print_bar(&lg, 0); last_bar = now; }
             }
         }
+        if (nan_stop) break;   /* the interrupted epoch is not in the history */
         lg.batch = lg.batches - 1;
         lg.n = dl__meter_read(&mt, lg.names, lg.values);
         if (val) {
@@ -3439,23 +3572,14 @@ DLDEF const dl_history *dl_fit(dl_model *m, const dl_dataset *ds, const dl_fit_o
         lg.lr = dl_optim_lr(m->opt);
         lg.seconds = dl__now() - t0;
         if (dl__history_add(&m->history, &lg) != 0) goto done;
-        for (i = 0; i < o.n_callbacks; i++)
-            if (o.callbacks[i] && o.callbacks[i]->on_epoch_end) o.callbacks[i]->on_epoch_end(o.callbacks[i], m, &lg);
+        if (dl__callbacks_run(&o, m, DL__ON_EPOCH_END, epoch, &lg) != 0) goto done;
         if (style == 1) dl__print_bar(&lg, 1);
-        else if (style == 2) {
-            char t[32];
-            dl__fmt_time(t, sizeof t, lg.seconds);
-            printf("%d/%d - %s - ", lg.batches, lg.batches, t);
-            dl__print_per_step(lg.seconds / (lg.batches ? lg.batches : 1));
-            dl__print_values(&lg);
-            printf("\n");
-            fflush(stdout);
-        }
+        else if (style == 2) dl__print_epoch_line(&lg);
     }
-    for (i = 0; i < o.n_callbacks; i++)
-        if (o.callbacks[i] && o.callbacks[i]->on_train_end) o.callbacks[i]->on_train_end(o.callbacks[i], m);
+    if (dl__callbacks_run(&o, m, DL__ON_TRAIN_END, 0, NULL) != 0) goto done;
     ok = 1;
 done:
+    dl__nan_guard_free(&guard);
     dl_batcher_free(b);
     dl__meter_free(&mt);
     dl__meter_free(&vmt);
@@ -3591,7 +3715,12 @@ static void dl__ckpt_epoch(dl_callback *cb, dl_model *m, const dl_logs *lg) {
     if (pct) snprintf(path, sizeof path, "%.*s%d%s", (int)(pct - c->path), c->path, lg->epoch + 1, pct + 2);
     else snprintf(path, sizeof path, "%s", c->path);
 #ifndef DL_NO_STDIO
-    if (dl_model_save(m, path, 1) != 0) fprintf(stderr, "dl_model_checkpoint: %s\n", dl_error());
+    if (dl_model_save(m, path, 1) != 0) {   /* dl_fit stops and returns NULL with this message */
+        char why[512];
+        dl__error_copy(why, sizeof why);
+        dl_set_error("dl_model_checkpoint: epoch %d: %s", lg->epoch + 1, why);
+        m->fit_failed = 1;
+    }
 #else
     (void)m;
 #endif
@@ -4592,7 +4721,7 @@ static const dl_layer_ops dl__gru_ops = { "GRU", dl__rnn_build, dl__rnn_forward,
 static dl_layer *dl__rnn_new(const dl_layer_ops *ops, const char *fn, const char *name, int units,
                              int return_sequences) {
     dl_layer *l;
-    if (units <= 0) return dl__ctor_fail("%s: units must be > 0, got %d", fn, units);
+    if (units <= 0) return dl__ctor_fail("%s(units, return_sequences): units %d must be > 0", fn, units);
     if (!(l = dl__builtin(ops, name))) return NULL;
     l->iconf[0] = units;
     l->iconf[1] = return_sequences != 0;
@@ -4929,8 +5058,7 @@ DLDEF int dl_estimator_train(dl_estimator *e, const dl_dataset *ds, long steps) 
         s++;
 #ifndef DL_NO_STDIO
         if (e->log_every > 0 && (gs + s) % e->log_every == 0) {
-            printf("global_step %ld: loss = %.6f\n", gs + s, loss);
-            fflush(stdout);
+            dl_log_write(DL_LOG_INFO, "global_step %ld: loss = %.6f\n", gs + s, loss);
         }
 #endif
     }

@@ -680,11 +680,10 @@ DL__ADAM_SIMD(dl__adam_avx512, DL__TARGET_AVX512, __m512, 16, _mm512_set1_ps, _m
               _mm512_mul_ps, _mm512_add_ps, _mm512_div_ps, DL__SQRT512, _mm512_fmadd_ps)
 DL__ADAM_SIMD(dl__adam_avx2, DL__TARGET_AVX2, __m256, 8, _mm256_set1_ps, _mm256_loadu_ps, _mm256_storeu_ps,
               _mm256_mul_ps, _mm256_add_ps, _mm256_div_ps, _mm256_sqrt_ps, _mm256_fmadd_ps)
+/* Not cached in a static: two threads' first calls would race on it (__builtin_cpu_supports
+   only reads what the startup code filled in). */
 static int dl__optim_simd(void) {   /* 2: AVX-512, 1: AVX2+FMA, 0: neither */
-    static int level = -1;
-    if (level < 0)
-        level = __builtin_cpu_supports("avx512f") ? 2 : (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
-    return level;
+    return __builtin_cpu_supports("avx512f") ? 2 : (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
 }
 #endif
 

@@ -65,12 +65,16 @@
        that names the function and the shapes. An op given a NULL input returns NULL and
        keeps the first message, so one check at the end of a computation is enough. Nothing
        here calls exit or abort on bad input; loaders validate every field before use.
+       Nothing in dl prints: progress, summaries and warnings go to one log function
+       (dl_set_log; default stdout/stderr, dl_log_silent for silence).
 
    THREADS
        Work is cut into pieces fixed by the shapes alone, never by the thread count (GEMM
        splits output blocks, never a sum; convolutions add per-chunk weight gradients in chunk
        order), so results are bit-identical for any thread count. Arenas, the
-       error message and no-grad mode are per thread; a tape belongs to the thread that made it.
+       error message and no-grad mode are per thread (the log function is per process); a
+       tape belongs to the thread that made it. Ops may be called from several threads at
+       once: the pool runs one job at a time, and a call that finds it busy runs serially.
 
    NOT HERE
        layers, models and optimizers (dl_nn.h, dl_optim.h); GPU execution (dl_cuda.cu, planned;
@@ -154,6 +158,22 @@ struct dl_tensor {
 DLDEF const char *dl_error(void);      /* "" when no error since the last dl_clear_error */
 DLDEF void dl_clear_error(void);
 DLDEF void dl_set_error(const char *fmt, ...); /* for user ops; printf-style */
+
+/* ---- Log -----------------------------------------------------------------------------------
+   dl never writes to stdout or stderr itself: everything it has to say (dl_fit's progress bar
+   and epoch lines, dl_model_print_summary, the estimators' "global_step" lines, warnings) goes
+   through one log function, as sokol's .logger.func. The default writes DL_LOG_INFO text to
+   stdout and the rest to stderr (flushing after each call). text is what would have been
+   printed: whole lines ending in '\n', or for the progress bar a line starting with '\r' that
+   clears its tail with "\033[K". dl_set_log(dl_log_silent, NULL) silences dl;
+   dl_set_log(NULL, NULL) brings the default back. The setting is per process (set and read
+   under a lock, the function called outside it); the function may be called from several
+   threads at once, so it must be thread-safe if dl runs on several threads. */
+enum { DL_LOG_INFO = 0, DL_LOG_WARN = 1, DL_LOG_ERROR = 2 };
+typedef void (*dl_log_fn)(void *user, int level, const char *text);
+DLDEF void dl_set_log(dl_log_fn fn, void *user);                  /* NULL fn: the default */
+DLDEF void dl_log_silent(void *user, int level, const char *text); /* writes nothing */
+DLDEF void dl_log_write(int level, const char *fmt, ...);         /* printf-style, to the log function */
 
 /* ---- Arenas ------------------------------------------------------------------------------
    Everything that lives one step (op outputs, temporaries, the autograd tape) is bump-
@@ -681,6 +701,62 @@ DLDEF void dl_set_error(const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(dl__error_msg, sizeof dl__error_msg, fmt, ap);
     va_end(ap);
+}
+
+/* ---- Log ---- */
+
+static void dl__log_default(void *user, int level, const char *text) {
+    FILE *f = level == DL_LOG_INFO ? stdout : stderr;
+    (void)user;
+    fputs(text, f);
+    fflush(f);
+}
+DLDEF void dl_log_silent(void *user, int level, const char *text) { (void)user; (void)level; (void)text; }
+
+static dl_log_fn dl__log_fn = dl__log_default;   /* both under dl__log_mutex */
+static void *dl__log_user;
+#if !defined(DL_NO_THREADS) && !defined(_WIN32)
+#include <pthread.h>
+static pthread_mutex_t dl__log_mutex = PTHREAD_MUTEX_INITIALIZER;
+#define DL__LOG_LOCK() pthread_mutex_lock(&dl__log_mutex)
+#define DL__LOG_UNLOCK() pthread_mutex_unlock(&dl__log_mutex)
+#else
+#define DL__LOG_LOCK() ((void)0)
+#define DL__LOG_UNLOCK() ((void)0)
+#endif
+
+DLDEF void dl_set_log(dl_log_fn fn, void *user) {
+    DL__LOG_LOCK();
+    dl__log_fn = fn ? fn : dl__log_default;
+    dl__log_user = fn ? user : NULL;
+    DL__LOG_UNLOCK();
+}
+
+/* Formats into a stack buffer (a heap one for long text, e.g. a summary) and calls the log
+   function outside the lock. */
+DLDEF void dl_log_write(int level, const char *fmt, ...) {
+    char small[512], *text = small;
+    dl_log_fn fn;
+    void *user;
+    va_list ap;
+    int n;
+    if (!fmt) return;
+    va_start(ap, fmt);
+    n = vsnprintf(small, sizeof small, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n >= sizeof small && (text = (char *)DL_MALLOC((size_t)n + 1)) != NULL) {
+        va_start(ap, fmt);
+        vsnprintf(text, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
+    if (!text) text = small;   /* out of memory: the truncated text */
+    DL__LOG_LOCK();
+    fn = dl__log_fn;
+    user = dl__log_user;
+    DL__LOG_UNLOCK();
+    fn(user, level, text);
+    if (text != small) DL_FREE(text);
 }
 
 /* dl__fail: set the message and return NULL, for `return dl__fail(...)` in ops. */
@@ -5820,9 +5896,7 @@ DL__TARGET_AVX512 static void dl__conv_col2im_avx512(const dl__conv_geom *g, flo
 
 static int dl__conv_has_avx512(void) {
 #ifdef DL__X86_SIMD
-    static int has = -1; /* benign race: every thread computes the same value */
-    if (has < 0) has = __builtin_cpu_supports("avx512f") ? 1 : 0;
-    return has;
+    return __builtin_cpu_supports("avx512f") ? 1 : 0;   /* no cache: threads' first calls would race on it */
 #else
     return 0;
 #endif

@@ -793,6 +793,276 @@ static void test_bad_data_named(void) {
     dl_arena_reset(dl_arena_current());
 }
 
+/* ---- the log hook ---- */
+
+/* Runs fn(arg) with file descriptor fd (1 or 2) sent to a file; returns what arrived (malloc'ed,
+   NUL-ended; NULL on failure). */
+static char *capture_fd(int fd, void (*fn)(void *), void *arg) {
+    char path[600], *text;
+    FILE *f;
+    int saved;
+    long size;
+    snprintf(path, sizeof path, "%s.fd%d", tmp_base, fd);
+    fflush(stdout); fflush(stderr);
+    saved = dup(fd);
+    f = fopen(path, "w+");
+    if (saved < 0 || !f) { if (f) fclose(f); if (saved >= 0) close(saved); return NULL; }
+    dup2(fileno(f), fd);
+    fn(arg);
+    fflush(stdout); fflush(stderr);
+    dup2(saved, fd);
+    close(saved);
+    fseek(f, 0, SEEK_END);
+    size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    text = (char *)malloc((size_t)size + 1);
+    if (text) { text[fread(text, 1, (size_t)size, f)] = 0; }
+    fclose(f);
+    remove(path);
+    return text;
+}
+
+/* What the log function got: every call's text appended, with its level. */
+typedef struct log_rec { char text[8192]; size_t len; int calls, info, warn, other, not_whole; } log_rec;
+static void log_capture(void *user, int level, const char *text) {
+    log_rec *r = (log_rec *)user;
+    size_t n = strlen(text);
+    r->calls++;
+    if (level == DL_LOG_INFO) r->info++; else if (level == DL_LOG_WARN) r->warn++; else r->other++;
+    /* one call per line: a line ends in '\n', or is a bar line starting with '\r' */
+    if (!(n > 0 && (text[n - 1] == '\n' || text[0] == '\r'))) r->not_whole++;
+    if (r->len + n < sizeof r->text) { memcpy(r->text + r->len, text, n + 1); r->len += n; }
+}
+
+/* Timings differ from run to run: "12ms/step", "3us/step", "0s" all become "#". */
+static void mask_times(char *s) {
+    char *w = s, *r = s;
+    while (*r) {
+        if (*r >= '0' && *r <= '9') {
+            char *e = r;
+            while (*e >= '0' && *e <= '9') e++;
+            if (strncmp(e, "us", 2) == 0 || strncmp(e, "ms", 2) == 0 || *e == 's') {
+                if (r > s && (r[-1] == '.' || (r[-1] >= '0' && r[-1] <= '9'))) { while (r < e) *w++ = *r++; continue; }
+                *w++ = '#';
+                r = e + (*e == 's' ? 1 : 2);
+                continue;
+            }
+            while (r < e) *w++ = *r++;
+            continue;
+        }
+        *w++ = *r++;
+    }
+    *w = 0;
+}
+
+static void log_warnings(void *arg) {
+    (void)arg;
+    dl_log_write(DL_LOG_WARN, "a warning %d\n", 1);
+    dl_log_write(DL_LOG_ERROR, "an error %d\n", 2);
+}
+
+typedef struct fit_job { int verbose, batch_size, print_summary; log_rec *rec; } fit_job;
+static dl_dataset *g_log_ds;
+/* A fresh, seeded model fit on g_log_ds: the same output every time. */
+static void log_fit(void *arg) {
+    fit_job *j = (fit_job *)arg;
+    dl_fit_opts o;
+    dl_model *m;
+    dl_nn_seed(5);
+    m = dl_sequential(dl_Dense(4, DL_ACT_RELU), dl_Dense(2, DL_ACT_LINEAR));
+    if (!m || dl_compile(m, dl_sgd(0.1), DL_LOSS_SPARSE_CATEGORICAL_CE, DL_METRIC_ACCURACY) != 0) { dl_model_free(m); return; }
+    memset(&o, 0, sizeof o);
+    o.epochs = 3; o.batch_size = j->batch_size; o.verbose = j->verbose; o.validation_split = 0.25f; o.no_shuffle = 1;
+    if (!dl_fit(m, g_log_ds, &o)) printf("fit failed: %s\n", dl_error());
+    if (j->print_summary) dl_model_print_summary(m);
+    dl_model_free(m);
+}
+
+static void test_log_hook(void) {
+    static const int verbose[2] = {2, 1}, batch[2] = {4, 32};
+    dl_dataset *ds = dataset_new(2, DL_SHAPE(32, 3), DL_DTYPE_I32);
+    int i, k;
+    g_log_ds = ds;
+    dl_fill_normal(ds->x, 0.0f, 1.0f, &g_rng);
+    for (i = 0; i < 32; i++) dl_i32(ds->y)[i] = i % 2;
+    for (k = 0; k < 2; k++) {   /* verbose 2 (epoch lines), verbose 1 (the bar: one batch, so no timing in what is drawn) */
+        static log_rec rec;
+        fit_job j;
+        char *printed, *hooked;
+        memset(&rec, 0, sizeof rec);
+        j.verbose = verbose[k]; j.batch_size = batch[k]; j.print_summary = 1; j.rec = &rec;
+        printed = capture_fd(1, log_fit, &j);               /* the default: stdout */
+        dl_set_log(log_capture, &rec);
+        hooked = capture_fd(1, log_fit, &j);                /* the hook: stdout gets nothing */
+        dl_set_log(NULL, NULL);
+        CHECK(printed && hooked && strlen(printed) > 100, "verbose %d: output captured", verbose[k]);
+        if (!printed || !hooked) { free(printed); free(hooked); continue; }
+        CHECK(hooked[0] == 0, "verbose %d: with a hook nothing reaches stdout: '%.80s'", verbose[k], hooked);
+        CHECK(rec.len < sizeof rec.text - 1 && rec.calls > 3 && rec.info == rec.calls, "verbose %d: %d calls, %d at DL_LOG_INFO",
+              verbose[k], rec.calls, rec.info);
+        CHECK(rec.not_whole == 0, "verbose %d: %d calls were not whole lines", verbose[k], rec.not_whole);
+        CHECK(strstr(rec.text, "Epoch 3/3\n") && strstr(rec.text, "Total params: 26"), "verbose %d: epochs and summary: '%.200s'",
+              verbose[k], rec.text);
+        if (verbose[k] == 1) CHECK(strstr(rec.text, "\r1/1 [") && strstr(rec.text, "\033[K\n"), "the bar keeps its \\r and escape codes");
+        mask_times(printed);
+        mask_times(rec.text);
+        CHECK(strcmp(printed, rec.text) == 0, "verbose %d: the hook got exactly what stdout got:\n%s\n--- vs ---\n%s", verbose[k], printed, rec.text);
+        free(printed);
+        free(hooked);
+    }
+    { /* the estimators' "global_step N: loss = X" lines (log_every) go through the hook too */
+        static log_rec rec;
+        dl_estimator_opts eo;
+        dl_estimator *e;
+        dl_dataset *reg = dataset_new(2, DL_SHAPE(32, 3), DL_DTYPE_F32);
+        dl_fill_normal(reg->x, 0.0f, 1.0f, &g_rng);
+        memset(&rec, 0, sizeof rec);
+        memset(&eo, 0, sizeof eo);
+        eo.log_every = 2; eo.batch_size = 8;
+        e = dl_linear_regressor(3, &eo);
+        dl_set_log(log_capture, &rec);
+        CHECK(e && dl_estimator_train(e, reg, 5) == 0, "%s", dl_error());
+        dl_set_log(NULL, NULL);
+        CHECK(rec.calls == 2 && rec.info == 2 && rec.not_whole == 0 && strncmp(rec.text, "global_step 2: loss = ", 22) == 0 &&
+              strstr(rec.text, "\nglobal_step 4: loss = "), "steps 2 and 4 logged: '%s'", rec.text);
+        dl_estimator_free(e);
+        dataset_free(reg);
+    }
+    { /* silence: neither stdout nor stderr gets anything (warnings and errors included) */
+        fit_job j;
+        char *out, *err, *err_default;
+        j.verbose = 2; j.batch_size = 8; j.print_summary = 1; j.rec = NULL;
+        dl_set_log(dl_log_silent, NULL);
+        out = capture_fd(1, log_fit, &j);
+        err = capture_fd(2, log_warnings, NULL);
+        dl_set_log(NULL, NULL);
+        err_default = capture_fd(2, log_warnings, NULL);
+        CHECK(out && out[0] == 0, "dl_log_silent: stdout got '%.80s'", out ? out : "(capture failed)");
+        CHECK(err && err[0] == 0, "dl_log_silent: stderr got '%.80s'", err ? err : "(capture failed)");
+        CHECK(err_default && strcmp(err_default, "a warning 1\nan error 2\n") == 0, "by default warnings and errors go to stderr: '%s'",
+              err_default ? err_default : "(capture failed)");
+        free(out);
+        free(err);
+        free(err_default);
+    }
+    dataset_free(ds);
+    g_log_ds = NULL;
+}
+
+/* A checkpoint that cannot be written stops fit with the error; nothing is printed. */
+typedef struct ckpt_job { dl_model *m; const dl_dataset *ds; dl_callback *cb; const dl_history *h; } ckpt_job;
+static void ckpt_fit(void *arg) {
+    ckpt_job *j = (ckpt_job *)arg;
+    dl_fit_opts o;
+    memset(&o, 0, sizeof o);
+    o.epochs = 3; o.batch_size = 8; o.verbose = -1; o.n_callbacks = 1; o.callbacks = &j->cb;
+    j->h = dl_fit(j->m, j->ds, &o);
+}
+static void test_checkpoint_failure(void) {
+    dl_dataset *ds = dataset_new(2, DL_SHAPE(16, 2), DL_DTYPE_F32);
+    char path[700], *err;
+    ckpt_job j;
+    snprintf(path, sizeof path, "%s.no-such-dir/ckpt.safetensors", tmp_base);
+    dl_fill_normal(ds->x, 0.0f, 1.0f, &g_rng);
+    j.ds = ds;
+    j.cb = dl_model_checkpoint(path, NULL, 0);
+    j.m = dl_sequential(dl_Dense(1, DL_ACT_LINEAR));
+    j.h = NULL;
+    CHECK(j.m && j.cb && dl_compile(j.m, dl_sgd(0.1), DL_LOSS_MSE, 0) == 0, "%s", dl_error());
+    dl_clear_error();
+    err = capture_fd(2, ckpt_fit, &j);
+    CHECK(j.h == NULL, "fit returns NULL when the checkpoint cannot be saved");
+    CHECK(strstr(dl_error(), "dl_model_checkpoint: epoch 1:") != NULL, "the error says so: '%s'", dl_error());
+    CHECK(err && err[0] == 0, "and nothing is printed: '%.100s'", err ? err : "(capture failed)");
+    free(err);
+    { /* the next fit, with a path that works, succeeds */
+        ckpt_job k = j;
+        snprintf(path, sizeof path, "%s.ckpt.safetensors", tmp_base);
+        k.cb = dl_model_checkpoint(path, NULL, 0);
+        ckpt_fit(&k);
+        CHECK(k.h && k.h->epochs == 3, "a good path: %s", dl_error());
+        remove(path);
+        dl_callback_free(k.cb);
+    }
+    dl_callback_free(j.cb);
+    dl_model_free(j.m);
+    dataset_free(ds);
+}
+
+/* ---- terminate_on_nan ---- */
+
+/* on_batch_end: the model's weights (all of them) after each good step. */
+typedef struct w_rec { float w[64]; int n, batches; } w_rec;
+static void w_rec_batch(dl_callback *cb, dl_model *m, const dl_logs *lg) {
+    w_rec *r = (w_rec *)cb->user;
+    dl_tensor *ws[16];
+    int i, n = dl_model_weights(m, 0, ws, 16), k = 0;
+    (void)lg;
+    for (i = 0; i < n; i++)
+        if (k + (int)ws[i]->numel <= 64) { memcpy(r->w + k, dl_f32(ws[i]), ws[i]->numel * sizeof(float)); k += (int)ws[i]->numel; }
+    r->n = k;
+    r->batches++;
+}
+static int model_weights_equal(dl_model *m, const w_rec *r) {
+    dl_tensor *ws[16];
+    int i, n = dl_model_weights(m, 0, ws, 16), k = 0;
+    for (i = 0; i < n; i++) {
+        if (k + (int)ws[i]->numel > 64 || memcmp(r->w + k, dl_f32(ws[i]), ws[i]->numel * sizeof(float)) != 0) return 0;
+        k += (int)ws[i]->numel;
+    }
+    return k == r->n;
+}
+
+static void test_terminate_on_nan(void) {
+    dl_dataset *ds = dataset_new(2, DL_SHAPE(32, 3), DL_DTYPE_F32);
+    int i, pass;
+    dl_fill_normal(ds->x, 0.0f, 1.0f, &g_rng);
+    for (i = 0; i < 32; i++) dl_f32(ds->y)[i] = 10.0f * dl_f32(ds->x)[3 * i] + 3.0f;
+    for (pass = 0; pass < 2; pass++) {   /* with and without terminate_on_nan */
+        static log_rec rec;
+        w_rec wr;
+        dl_callback cb, *cbs[1];
+        dl_fit_opts o;
+        dl_model *m;
+        const dl_history *h;
+        memset(&rec, 0, sizeof rec);
+        memset(&wr, 0, sizeof wr);
+        memset(&cb, 0, sizeof cb);
+        cb.on_batch_end = w_rec_batch;
+        cb.user = &wr;
+        cbs[0] = &cb;
+        dl_nn_seed(3);
+        /* SGD with a learning rate of 5 on a regression: the weights grow until the loss overflows */
+        m = dl_sequential(dl_Dense(4, DL_ACT_LINEAR), dl_BatchNormalization(0.5f, 0), dl_Dense(1, DL_ACT_LINEAR));
+        CHECK(m && dl_compile(m, dl_sgd(5.0), DL_LOSS_MSE, 0) == 0, "%s", dl_error());
+        memset(&o, 0, sizeof o);
+        o.epochs = 50; o.batch_size = 8; o.verbose = -1; o.no_shuffle = 1; o.n_callbacks = 1; o.callbacks = cbs;
+        o.terminate_on_nan = pass == 0;
+        dl_set_log(log_capture, &rec);
+        h = dl_fit(m, ds, &o);
+        dl_set_log(NULL, NULL);
+        CHECK(h != NULL, "pass %d: %s", pass, dl_error());
+        if (!h) { dl_model_free(m); continue; }
+        if (pass == 0) {
+            char want[64];
+            CHECK(h->nan_epoch >= 0 && h->nan_batch >= 0 && h->nan_epoch < 50 && wr.batches > 0,
+                  "diverged: nan_epoch %d, nan_batch %d", h->nan_epoch, h->nan_batch);
+            CHECK(wr.batches == 4 * h->nan_epoch + h->nan_batch, "stopped at the first bad batch: %d good batches, stop at %d.%d",
+                  wr.batches, h->nan_epoch, h->nan_batch);
+            CHECK(h->epochs == h->nan_epoch, "the history holds the %d complete epochs (has %d)", h->nan_epoch, h->epochs);
+            CHECK(model_weights_equal(m, &wr), "the weights (batch-norm statistics too) are those before the bad batch");
+            CHECK(rec.warn == 1, "one warning through the log (%d)", rec.warn);
+            snprintf(want, sizeof want, "epoch %d/50, batch %d/4", h->nan_epoch + 1, h->nan_batch + 1);
+            CHECK(strstr(rec.text, want) != NULL, "the warning names %s: '%s'", want, rec.text);
+        } else {
+            CHECK(h->epochs == 50 && h->nan_epoch == -1 && rec.warn == 0, "without it, NaN losses train on: %d epochs", h->epochs);
+            CHECK(isnan(dl_history_get(h, "loss", 49)), "and the loss is NaN (%g)", dl_history_get(h, "loss", 49));
+        }
+        dl_model_free(m);
+    }
+    dataset_free(ds);
+}
+
 /* A custom model that fails on its second call in training: fit must report the failure. */
 typedef struct failing { int calls, fail_at; } failing;
 static dl_tensor *failing_forward(dl_model *m, dl_tensor *x, int training) {
@@ -912,6 +1182,9 @@ int main(int argc, char **argv) {
     RUN(test_verbose_and_errors);
     RUN(test_bad_data_named);
     RUN(test_fit_reports_failures);
+    RUN(test_log_hook);
+    RUN(test_checkpoint_failure);
+    RUN(test_terminate_on_nan);
     RUN(test_train_on_batch);
     RUN(test_no_malloc_in_steady_state);
     dl_arena_free_default();

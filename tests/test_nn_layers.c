@@ -933,6 +933,73 @@ static void test_sequential_with_failing_constructor(void) {
     CHECK(test_live == live0, "and frees everything");
 }
 
+/* Constructor messages name what is wrong, and only that; several-argument constructors say
+   their argument list (dl_Conv2D(16, 3, DL_ACT_RELU) is Keras' order, not dl's). */
+static void test_constructor_messages(void) {
+    static const struct { int which; const char *want, *not_want; } cases[] = {
+        {0, "dl_Dense(units, act): units 0 must be > 0", "activation 1"},
+        {1, "dl_Dense(units, act): unknown activation 99", "units 3"},
+        {2, "dl_Conv2D(filters, kernel, stride, padding, act): stride 0 must be > 0", "kernel 3"},
+        {3, "dl_Conv2D(filters, kernel, stride, padding, act): filters -16 must be > 0", "stride 0"},
+        {4, "padding 7 must be DL_PADDING_VALID or DL_PADDING_SAME", "filters 4"},
+        {5, "dl_Conv2DTranspose(filters, kernel, stride, padding, act): unknown activation -1", "kernel 3"},
+        {6, "dl_AvgPool2D(pool, stride): stride -1 must be >= 0", "pool 2"},
+        {7, "dl_MaxPool2D(pool, stride): pool 0 must be > 0", "stride 0"},
+        {8, "dl_Embedding(input_dim, output_dim): output_dim -1 must be > 0", "input_dim 4"},
+        {9, "dl_Reshape(ndim, shape): shape is NULL", "axes"},
+        {10, "dl_Reshape(ndim, shape): ndim 0 must be in 1..6", "NULL"},
+        {11, "dl_LSTM(units, return_sequences): units 0 must be > 0", "got"},
+    };
+    size_t i;
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        dl_layer *l = NULL;
+        dl_clear_error();
+        switch (cases[i].which) {
+        case 0: l = dl_Dense(0, DL_ACT_RELU); break;
+        case 1: l = dl_Dense(3, (dl_act)99); break;
+        case 2: l = dl_Conv2D(16, 3, 0, DL_PADDING_SAME, DL_ACT_RELU); break;
+        case 3: l = dl_Conv2D(-16, 3, 0, DL_PADDING_SAME, DL_ACT_RELU); break;
+        case 4: l = dl_Conv2D(4, 3, 1, (dl_padding)7, DL_ACT_RELU); break;
+        case 5: l = dl_Conv2DTranspose(4, 3, 1, DL_PADDING_VALID, (dl_act)-1); break;
+        case 6: l = dl_AvgPool2D(2, -1); break;
+        case 7: l = dl_MaxPool2D(0, 0); break;
+        case 8: l = dl_Embedding(4, -1); break;
+        case 9: l = dl_Reshape(2, NULL); break;
+        case 10: l = dl_Reshape(0, DL_SHAPE(3)); break;
+        default: l = dl_LSTM(0, 1); break;
+        }
+        CHECK(l == NULL && strstr(dl_error(), cases[i].want) && !strstr(dl_error(), cases[i].not_want),
+              "case %d: '%s' should say '%s' and not '%s'", cases[i].which, dl_error(), cases[i].want, cases[i].not_want);
+        dl_layer_free(l);
+    }
+}
+
+/* dl_sequential writes its arguments once in its expansion (they were written twice, inside a
+   sizeof and in the list, so a compiler error in one was reported twice), and the count it
+   passes is right from 1 to 64 layers. */
+#define TEST_STR(...) #__VA_ARGS__
+#define TEST_XSTR(...) TEST_STR(__VA_ARGS__)
+#define ACT1 dl_Activation(DL_ACT_TANH)
+#define ACT8 ACT1, ACT1, ACT1, ACT1, ACT1, ACT1, ACT1, ACT1
+#define ACT64 ACT8, ACT8, ACT8, ACT8, ACT8, ACT8, ACT8, ACT8
+static void test_sequential_expands_arguments_once(void) {
+    const char *expansion = TEST_XSTR(dl_sequential(first_layer_marker, second_layer_marker(1, 2)));
+    const char *p = strstr(expansion, "first_layer_marker");
+    dl_model *m;
+    CHECK(p && !strstr(p + 1, "first_layer_marker"), "the first argument once: %s", expansion);
+    p = strstr(expansion, "second_layer_marker(1, 2)");
+    CHECK(p && !strstr(p + 1, "second_layer_marker"), "the second argument once: %s", expansion);
+    m = dl_sequential(dl_Dense(3, DL_ACT_RELU));
+    CHECK(m && dl_model_num_layers(m) == 1, "one layer: %s", dl_error());
+    dl_model_free(m);
+    m = dl_sequential(dl_Flatten(), dl_Dense(3, DL_ACT_RELU), dl_Dense(2, DL_ACT_LINEAR));
+    CHECK(m && dl_model_num_layers(m) == 3, "three layers: %s", dl_error());
+    dl_model_free(m);
+    m = dl_sequential(ACT64);
+    CHECK(m && dl_model_num_layers(m) == 64, "64 layers (%d): %s", m ? dl_model_num_layers(m) : -1, dl_error());
+    dl_model_free(m);
+}
+
 int main(void) {
     dl_rng_seed(&g_rng, 2024);
     RUN(test_dense);
@@ -953,6 +1020,8 @@ int main(void) {
     RUN(test_bad_arguments);
     RUN(test_failure_does_not_linger);
     RUN(test_sequential_with_failing_constructor);
+    RUN(test_constructor_messages);
+    RUN(test_sequential_expands_arguments_once);
     dl_arena_free_default();
     dl_threads_shutdown();
     {

@@ -265,8 +265,17 @@ DLDEF int dl_optim_parse(dl_optim *opt, const void *bytes, size_t size);
 
 /* Without -mfma, fmaf is a libm call per element. On x86-64 Linux, gcc and clang can build
    each update loop twice, plain and with FMA instructions, and pick one at load time (ifunc):
-   the same bits either way, at the speed of the hardware instruction where there is one. */
-#if !defined(DL_OPTIM_NO_FMA) && !defined(__FMA__) && defined(__x86_64__) && defined(__linux__) && \
+   the same bits either way, at the speed of the hardware instruction where there is one.
+   Not under ThreadSanitizer, whose runtime is not ready when ifunc resolvers run (the program
+   crashes at load time): there the loops call fmaf, with the same bits. */
+#if defined(__SANITIZE_THREAD__)
+#define DL__OPTIM_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define DL__OPTIM_TSAN 1
+#endif
+#endif
+#if !defined(DL_OPTIM_NO_FMA) && !defined(__FMA__) && !defined(DL__OPTIM_TSAN) && defined(__x86_64__) && defined(__linux__) && \
     ((defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 6) || (defined(__clang__) && __clang_major__ >= 14))
 #define DL__OPTIM_FMA_CLONES __attribute__((target_clones("fma", "default")))
 #else

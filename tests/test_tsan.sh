@@ -2,10 +2,10 @@
 # tests/test_tsan.sh - tests/test_threads.c under ThreadSanitizer: any data race between two user
 # threads that build, train and log at the same time is a failure.
 #
-#   clang -std=c99 -fsanitize=thread -O1 -g -DDL_OPTIM_NO_FMA -I. tests/test_threads.c -lm -lpthread
+#   clang -std=c99 -fsanitize=thread -O1 -g -I. tests/test_threads.c -lm -lpthread
 #
-# DL_OPTIM_NO_FMA: dl_optim.h's FMA clones are chosen by an ifunc resolver, which runs before
-# TSan's runtime is set up and crashes the instrumented program at load time.
+# (dl_optim.h leaves out its ifunc-chosen FMA clones under TSan by itself: their resolver runs
+# before TSan's runtime is set up and crashed the program at load time.)
 # The program's own result line is passed on; a TSan report (exit status 66) or a crash counts
 # as 1 failed. When TSan cannot run here (no clang, no TSan runtime, or a kernel whose address
 # layout TSan rejects; then the run is retried without address randomization) the test is
@@ -45,7 +45,7 @@ if ! "$probe" > "$probe.out" 2>&1; then
     fi
 fi
 
-if ! "$CC" -std=c99 -fsanitize=thread -O1 -g -DDL_OPTIM_NO_FMA -Wall -Wextra -Wpedantic -I. \
+if ! "$CC" -std=c99 -fsanitize=thread -O1 -g -Wall -Wextra -Wpedantic -I. \
         tests/test_threads.c -o "$exe" -lm -lpthread > "$exe.build" 2>&1; then
     echo "test_threads [tsan] does not build:"
     grep -E 'error|undefined reference' "$exe.build" | head -15 | sed 's/^/    /'

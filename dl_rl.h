@@ -18,7 +18,7 @@
        dl_env *env = dl_env_frozenlake(4, 1);                  // yours: dl_env_free
        int S = env->observation_space.n, A = env->action_space.n, policy[16];
        double Q[16 * 4] = {0};
-       dl_td_opts o = dl_td_defaults(DL_Q_LEARNING);            // alpha, gamma, epsilon schedule
+       dl_td_opts o = dl_td_defaults(DL_TD_Q_LEARNING);            // alpha, gamma, epsilon schedule
        o.steps = 300000; o.seed = 1;
        if (dl_td_control(env, Q, &o) < 0) { puts(dl_error()); return 1; }
        dl_greedy_policy(Q, S, A, policy);
@@ -47,12 +47,12 @@
    CONTENTS
        SPACES        dl_space: discrete (n values) or box (n floats of a shape, low/high bounds)
        ENVIRONMENTS  dl_env + dl_env_ops (write your own: dl_env_new), dl_env_reset,
-                     dl_env_step, dl_env_get_state / dl_env_set_state; built-ins:
+                     dl_env_step, dl_env_state / dl_env_set_state; built-ins:
                      dl_env_cartpole, dl_env_mountaincar, dl_env_frozenlake (4x4, 8x8 or your
                      map), dl_env_breakout (MinAtar), dl_env_gridworld (Example 4.1),
                      dl_env_from_mdp (any tabular MDP as an environment);
                      dl_env_render_size / dl_env_render (RGB picture of the state; every
-                     built-in but dl_env_from_mdp's), dl_write_ppm, dl_env_save_png (with
+                     built-in but dl_env_from_mdp's), dl_ppm_save, dl_env_save_png (with
                      stb_image_write.h); dl_vec_env (n envs stepped together, autoreset)
        MDPS          dl_mdp: P[s][a] as a list of (prob, next, reward, terminal), as Gymnasium's
                      env.P; dl_mdp_new / dl_mdp_add to build one; dl_mdp_frozenlake,
@@ -136,7 +136,7 @@
 
    CONFIGURATION
        dl_tensor.h's DL_MALLOC/DL_FREE, DL_STATIC and DL_NO_STDIO apply (DL_NO_STDIO leaves out
-       dl_write_ppm; the only file I/O here). dl_env_save_png exists when <stb_image_write.h>
+       dl_ppm_save; the only file I/O here). dl_env_save_png exists when <stb_image_write.h>
        (Debian: <stb/stb_image_write.h>, libstb-dev) was included before this file.
 
    OWNERSHIP
@@ -281,7 +281,7 @@ DLDEF int dl_env_step(dl_env *env, int action, float *obs, double *reward, int *
 /* The internal state (ops->state_dim doubles) read, or set directly (parity tests, exploring
    starts). Setting starts an episode if none runs, keeps the step count, and writes the
    observation of the new state to obs (may be NULL). 0 on success, -1 + dl_error(). */
-DLDEF int dl_env_get_state(const dl_env *env, double *state);
+DLDEF int dl_env_state(const dl_env *env, double *state);
 DLDEF int dl_env_set_state(dl_env *env, const double *state, float *obs);
 
 /* Rendering: the picture's size, and the picture of the current state into rgb (width * height
@@ -291,7 +291,7 @@ DLDEF int dl_env_render_size(const dl_env *env, int *width, int *height);
 DLDEF int dl_env_render(const dl_env *env, unsigned char *rgb);
 #ifndef DL_NO_STDIO
 /* rgb (w x h, as dl_env_render writes it) as a binary PPM (P6) file. 0 or -1 + dl_error(). */
-DLDEF int dl_write_ppm(const char *path, const unsigned char *rgb, int w, int h);
+DLDEF int dl_ppm_save(const char *path, const unsigned char *rgb, int w, int h);
 #endif
 #if defined(INCLUDE_STB_IMAGE_WRITE_H) && !defined(STBI_WRITE_NO_STDIO)
 /* Only when stb_image_write.h was included before this file: the env's picture as a PNG
@@ -333,7 +333,7 @@ DLDEF int dl_vec_env_step(dl_vec_env *v, const int *actions, float *obs, double 
 DLDEF int dl_policy_evaluation(const dl_mdp *m, const double *pi, double gamma, double theta, int max_sweeps, double *V);
 /* Policy iteration from the deterministic policy[S] given (it must be proper when gamma = 1);
    on return policy is optimal and V its value. Returns the improvement rounds, or -1. */
-DLDEF int dl_policy_iteration(const dl_mdp *m, double gamma, double theta, int *policy, double *V);
+DLDEF int dl_policy_iteration(const dl_mdp *m, double gamma, double theta, double *V, int *policy);
 /* Value iteration from V (zeros are fine) until a sweep changes it by less than theta, then
    policy (may be NULL) gets the greedy policy. Returns the sweeps, or -1. */
 DLDEF int dl_value_iteration(const dl_mdp *m, double gamma, double theta, int max_sweeps, double *V, int *policy);
@@ -351,7 +351,7 @@ DLDEF int dl_q_from_v(const dl_mdp *m, const double *V, double gamma, double *Q)
    with the bootstrap term 0 when the step terminated (kept on truncation). Episodes are reset
    with seed `seed` first and then continue the env's generator; exploration uses its own
    generator seeded from seed as well. */
-typedef enum dl_td_method { DL_Q_LEARNING = 0, DL_SARSA = 1, DL_EXPECTED_SARSA = 2 } dl_td_method;
+typedef enum dl_td_method { DL_TD_Q_LEARNING = 0, DL_TD_SARSA = 1, DL_TD_EXPECTED_SARSA = 2 } dl_td_method;
 typedef struct dl_td_opts {
     dl_td_method method;
     long steps;                   /* environment steps in all */
@@ -420,7 +420,7 @@ DLDEF int dl_replay_get(const dl_replay *r, int i, float *obs, int *action, floa
    [batch, n_actions]), the target network, the optimizer, the replay buffer and one arena;
    steps after the first allocate nothing. Acting is greedy and deterministic (ties go to the
    lowest action), one observation or a batch, with an optional mask of allowed actions. */
-typedef enum dl_dqn_loss { DL_DQN_MSE = 0, DL_DQN_HUBER = 1 } dl_dqn_loss;
+typedef enum dl_dqn_loss { DL_DQN_LOSS_MSE = 0, DL_DQN_LOSS_HUBER = 1 } dl_dqn_loss;
 typedef struct dl_dqn_opts {
     long total_steps;         /* the run's length in env steps (the epsilon schedule spans it) */
     int buffer_size;          /* replay capacity */
@@ -435,7 +435,7 @@ typedef struct dl_dqn_opts {
     double eps_start, eps_end, eps_fraction;  /* eps_start -> eps_end over eps_fraction * total_steps */
     int double_dqn;           /* 1: Double DQN targets */
     dl_dqn_loss loss;
-    double huber_delta;       /* DL_DQN_HUBER: 1 as torch's default */
+    double huber_delta;       /* DL_DQN_LOSS_HUBER: 1 as torch's default */
     double max_grad_norm;     /* > 0: gradients clipped to this global L2 norm */
     uint64_t seed;            /* exploration and replay sampling; the first env reset */
 } dl_dqn_opts;
@@ -502,7 +502,7 @@ DLDEF const dl_replay *dl_dqn_replay(const dl_dqn *a); /* NULL for an act-only a
 #ifndef DL_NO_STDIO
 DLDEF int dl_dqn_save_policy(dl_dqn *a, const char *path);
 DLDEF dl_dqn *dl_dqn_load_policy(const char *path);
-DLDEF int dl_dqn_save(dl_dqn *a, const dl_env *env, const char *path);
+DLDEF int dl_dqn_save(dl_dqn *a, const char *path, const dl_env *env);
 /* env (may be NULL) must be the same kind as the saved one; its state is restored. */
 DLDEF dl_dqn *dl_dqn_load(const char *path, dl_env *env);
 #endif
@@ -727,9 +727,9 @@ DLDEF int dl_env_step(dl_env *env, int action, float *obs, double *reward, int *
     return 0;
 }
 
-DLDEF int dl_env_get_state(const dl_env *env, double *state) {
+DLDEF int dl_env_state(const dl_env *env, double *state) {
     int i;
-    if (!env || !state) { dl_set_error("dl_env_get_state: NULL argument"); return -1; }
+    if (!env || !state) { dl_set_error("dl_env_state: NULL argument"); return -1; }
     for (i = 0; i < env->ops->state_dim; i++) state[i] = env->state[i];
     return 0;
 }
@@ -1255,16 +1255,16 @@ DLDEF int dl_env_render(const dl_env *env, unsigned char *rgb) {
 }
 
 #ifndef DL_NO_STDIO
-DLDEF int dl_write_ppm(const char *path, const unsigned char *rgb, int w, int h) {
+DLDEF int dl_ppm_save(const char *path, const unsigned char *rgb, int w, int h) {
     FILE *f;
     int ok;
-    if (!path || !rgb || w <= 0 || h <= 0) { dl_set_error("dl_write_ppm: NULL argument or empty picture"); return -1; }
+    if (!path || !rgb || w <= 0 || h <= 0) { dl_set_error("dl_ppm_save: NULL argument or empty picture"); return -1; }
     f = fopen(path, "wb");
-    if (!f) { dl_set_error("dl_write_ppm: cannot open %s", path); return -1; }
+    if (!f) { dl_set_error("dl_ppm_save: cannot open %s", path); return -1; }
     ok = fprintf(f, "P6\n%d %d\n255\n", w, h) > 0;
     ok = ok && fwrite(rgb, 3, (size_t)w * h, f) == (size_t)w * h;
     ok = (fclose(f) == 0) && ok;
-    if (!ok) { dl_set_error("dl_write_ppm: cannot write %s", path); return -1; }
+    if (!ok) { dl_set_error("dl_ppm_save: cannot write %s", path); return -1; }
     return 0;
 }
 #endif
@@ -1422,7 +1422,7 @@ DLDEF int dl_policy_evaluation(const dl_mdp *m, const double *pi, double gamma, 
     return -1;
 }
 
-DLDEF int dl_policy_iteration(const dl_mdp *m, double gamma, double theta, int *policy, double *V) {
+DLDEF int dl_policy_iteration(const dl_mdp *m, double gamma, double theta, double *V, int *policy) {
     int S, A, s, round;
     double *pi;
     if (dl__dp_check("dl_policy_iteration", m, policy, V, gamma, theta) != 0) return -1;
@@ -1537,7 +1537,7 @@ DLDEF long dl_td_control(dl_env *env, double *Q, const dl_td_opts *o) {
     if (o->steps < 0 || !(o->alpha >= 0 && o->alpha <= 1) || !(o->alpha_end >= 0 && o->alpha_end <= 1) ||
         !(o->gamma >= 0 && o->gamma <= 1) || !(o->eps_start >= 0 && o->eps_start <= 1) ||
         !(o->eps_end >= 0 && o->eps_end <= 1) || !(o->eps_fraction >= 0) ||
-        (o->method != DL_Q_LEARNING && o->method != DL_SARSA && o->method != DL_EXPECTED_SARSA)) {
+        (o->method != DL_TD_Q_LEARNING && o->method != DL_TD_SARSA && o->method != DL_TD_EXPECTED_SARSA)) {
         dl_set_error("dl_td_control: bad options (alpha, gamma, epsilons in [0, 1], steps >= 0, a known method)");
         return -1;
     }
@@ -1551,7 +1551,7 @@ DLDEF long dl_td_control(dl_env *env, double *Q, const dl_td_opts *o) {
         double eps = ef >= 1.0 ? o->eps_end : o->eps_start + (o->eps_end - o->eps_start) * ef;
         double alpha = o->alpha + (o->alpha_end - o->alpha) * frac, target, *q;
         if (s < 0 || s >= S) { dl_set_error("dl_td_control: observation %d outside [0, %d)", s, S); return -1; }
-        if (o->method != DL_SARSA || t == 0 || a2 < 0) a = dl__eps_greedy(Q + (size_t)s * A, A, eps, &rng);
+        if (o->method != DL_TD_SARSA || t == 0 || a2 < 0) a = dl__eps_greedy(Q + (size_t)s * A, A, eps, &rng);
         else a = a2;
         if (dl_env_step(env, a, &obs, &r, &term, &trunc) != 0) return -1;
         i = (int)obs;
@@ -1560,12 +1560,12 @@ DLDEF long dl_td_control(dl_env *env, double *Q, const dl_td_opts *o) {
         a2 = -1;
         target = r;
         if (!term) {
-            if (o->method == DL_Q_LEARNING) {
+            if (o->method == DL_TD_Q_LEARNING) {
                 double mx = q[0];
                 int b;
                 for (b = 1; b < A; b++) if (q[b] > mx) mx = q[b];
                 target += o->gamma * mx;
-            } else if (o->method == DL_SARSA) {
+            } else if (o->method == DL_TD_SARSA) {
                 a2 = dl__eps_greedy(q, A, eps, &rng);
                 target += o->gamma * q[a2];
             } else {   /* expected SARSA: eps/A on every action, 1 - eps more on the greedy ones */
@@ -1795,7 +1795,7 @@ DLDEF dl_dqn_opts dl_dqn_defaults(void) {
     o.eps_start = 1.0;
     o.eps_end = 0.05;
     o.eps_fraction = 0.5;
-    o.loss = DL_DQN_MSE;
+    o.loss = DL_DQN_LOSS_MSE;
     o.huber_delta = 1.0;
     o.seed = 1;
     return o;
@@ -1806,8 +1806,8 @@ static int dl__dqn_check_opts(const dl_dqn_opts *o) {
         o->train_freq <= 0 || o->gradient_steps < 0 || o->target_update_freq <= 0 ||
         !(o->tau > 0 && o->tau <= 1) || !(o->gamma >= 0 && o->gamma <= 1) ||
         !(o->eps_start >= 0 && o->eps_start <= 1) || !(o->eps_end >= 0 && o->eps_end <= 1) ||
-        !(o->eps_fraction >= 0 && o->eps_fraction <= 1) || (o->loss != DL_DQN_MSE && o->loss != DL_DQN_HUBER) ||
-        (o->loss == DL_DQN_HUBER && !(o->huber_delta > 0)) || !(o->max_grad_norm >= 0)) {
+        !(o->eps_fraction >= 0 && o->eps_fraction <= 1) || (o->loss != DL_DQN_LOSS_MSE && o->loss != DL_DQN_LOSS_HUBER) ||
+        (o->loss == DL_DQN_LOSS_HUBER && !(o->huber_delta > 0)) || !(o->max_grad_norm >= 0)) {
         dl_set_error("dl_dqn: bad options (sizes and frequencies must be > 0, tau in (0, 1], gamma and "
                      "epsilons in [0, 1], huber_delta > 0, max_grad_norm >= 0)");
         return -1;
@@ -1902,7 +1902,7 @@ static dl_dqn *dl__dqn_make(dl_model *q, dl_model *target, dl_optim *opt, const 
     a->target = target; target = NULL;
     if (dl__dqn_check_opts(&a->o) != 0) goto fail;
     if (opt) {   /* the online model owns the optimizer, so its file carries the optimizer state */
-        int r = dl_compile(a->online, opt, a->o.loss == DL_DQN_HUBER ? DL_LOSS_HUBER : DL_LOSS_MSE, 0);
+        int r = dl_compile(a->online, opt, a->o.loss == DL_DQN_LOSS_HUBER ? DL_LOSS_HUBER : DL_LOSS_MSE, 0);
         opt = NULL;   /* taken over (freed on failure) */
         if (r != 0) goto fail;
     }
@@ -2061,7 +2061,7 @@ static int dl__dqn_learn_batch(dl_dqn *a, double *loss_out) {
     /* the loss on Q(s, a), with a tape */
     q = dl_model_call(a->online, x, 1);
     qa = q ? dl_gather(q, 1, act) : NULL;
-    if (qa) loss = a->o.loss == DL_DQN_HUBER ? dl_huber(qa, y, (float)a->o.huber_delta) : dl_mse(qa, y);
+    if (qa) loss = a->o.loss == DL_DQN_LOSS_HUBER ? dl_huber(qa, y, (float)a->o.huber_delta) : dl_mse(qa, y);
     if (!loss) goto done;
     dl_optim_zero_grad(a->opt);
     if (dl_backward(loss) != 0) goto done;
@@ -2237,7 +2237,7 @@ static dl_tensor *dl__dqn_blob_model(dl_model *m, int with_opt) {
     return t;
 }
 
-DLDEF int dl_dqn_save(dl_dqn *a, const dl_env *env, const char *path) {
+DLDEF int dl_dqn_save(dl_dqn *a, const char *path, const dl_env *env) {
     dl_tensor *t[DL__DQN_SAVE_MAX] = {0};
     const char *names[DL__DQN_SAVE_MAX];
     const char *keys[6], *vals[6];

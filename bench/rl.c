@@ -267,7 +267,7 @@ int main(int argc, char **argv) {
             dl_optim *opt;
             o.buffer_size = 10000;
             o.batch_size = i == 0 ? 128 : 32;
-            o.loss = i == 0 ? DL_DQN_MSE : DL_DQN_HUBER;
+            o.loss = i == 0 ? DL_DQN_LOSS_MSE : DL_DQN_LOSS_HUBER;
             o.obs_u8 = i == 1;
             opt = i == 0 ? dl_adam(2.5e-4, 0.9, 0.999, 1e-8) : dl_rmsprop(2.5e-4, 0.95, 0.01, 0.0, 1);
             q = make_net(i);

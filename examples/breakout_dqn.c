@@ -68,7 +68,7 @@ static dl_dqn *make_agent(const dl_env *env, long steps, long seed, long train_f
     o.eps_start = 1.0;
     o.eps_end = 0.1;
     o.eps_fraction = steps > 0 && steps >= 100000 ? 100000.0 / (double)steps : 1.0;
-    o.loss = DL_DQN_HUBER;
+    o.loss = DL_DQN_LOSS_HUBER;
     o.seed = (uint64_t)seed;
     dl_nn_seed((uint64_t)seed);
     q = dl_sequential(dl_Conv2D(16, 3, 1, DL_VALID, DL_RELU), dl_Flatten(), dl_Dense(128, DL_RELU),
@@ -134,7 +134,7 @@ int main(int argc, char **argv) {
     }
     if (save[0] && dl_dqn_save_policy(a, save) != 0) { fprintf(stderr, "error: %s\n", dl_error()); return 1; }
     if (save[0]) printf("policy saved to %s\n", save);
-    if (state[0] && dl_dqn_save(a, env, state) != 0) { fprintf(stderr, "error: %s\n", dl_error()); return 1; }
+    if (state[0] && dl_dqn_save(a, state, env) != 0) { fprintf(stderr, "error: %s\n", dl_error()); return 1; }
     if (state[0]) printf("training state saved to %s (continue with --resume %s)\n", state, state);
 #if defined(INCLUDE_STB_IMAGE_WRITE_H)
     if (png[0] && dl_env_save_png(env, png) == 0) printf("last frame drawn to %s\n", png);

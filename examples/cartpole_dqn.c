@@ -111,7 +111,7 @@ int main(int argc, char **argv) {
         const char *state = "cartpole_dqn_state.safetensors";
         dl_dqn *b;
         float w1[8], w2[8];
-        if (dl_dqn_learn(a, env, half, on_episode, &t0) < 0 || dl_dqn_save(a, env, state) != 0 ||
+        if (dl_dqn_learn(a, env, half, on_episode, &t0) < 0 || dl_dqn_save(a, state, env) != 0 ||
             dl_dqn_learn(a, env, steps - half, on_episode, &t0) < 0) { fprintf(stderr, "error: %s\n", dl_error()); return 1; }
         seconds = now() - t0;
         {

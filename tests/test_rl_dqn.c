@@ -192,7 +192,7 @@ static void test_update_matches_pytorch(void) {
         float obs[4], nxt[4];
         if (fscanf(f, " case %15s %d %lf loss %lf", kind, &dbl, &clip, &want_loss) != 4) { CHECK(0, "bad fixture (case %d)", c); break; }
         o.batch_size = 6; o.gamma = 0.9; o.double_dqn = dbl; o.max_grad_norm = clip;
-        o.loss = strcmp(kind, "huber") == 0 ? DL_DQN_HUBER : DL_DQN_MSE;
+        o.loss = strcmp(kind, "huber") == 0 ? DL_DQN_LOSS_HUBER : DL_DQN_LOSS_MSE;
         a = dl_dqn_new(dl_sequential(dl_Dense(8, DL_RELU), dl_Dense(3, DL_LINEAR)), NULL, dl_adam(0.01, 0.9, 0.999, 1e-8), &sp, 3, &o);
         CHECK(a != NULL, "%s", dl_error());
         if (!a) break;
@@ -250,7 +250,7 @@ static void test_save_resume(void) {
     CHECK(a && e1 && e2, "%s", dl_error());
     if (!a || !e1 || !e2) goto done;
     CHECK(dl_dqn_learn(a, e1, 1777, NULL, NULL) >= 0, "%s", dl_error());   /* mid-episode */
-    CHECK(dl_dqn_save(a, e1, path) == 0, "%s", dl_error());
+    CHECK(dl_dqn_save(a, path, e1) == 0, "%s", dl_error());
     CHECK(dl_dqn_learn(a, e1, 1500, NULL, NULL) >= 0, "%s", dl_error());
     b = dl_dqn_load(path, e2);
     CHECK(b != NULL, "%s", dl_error());
@@ -266,8 +266,8 @@ static void test_save_resume(void) {
         CHECK(memcmp(dl_f32(a->w_target[i]), dl_f32(b->w_target[i]), n) == 0, "target weight %d differs after resuming", i);
     }
     CHECK(dl_dqn_mean_return(a, 100) == dl_dqn_mean_return(b, 100), "returns differ");
-    dl_env_get_state(e1, s1);
-    dl_env_get_state(e2, s2);
+    dl_env_state(e1, s1);
+    dl_env_state(e2, s2);
     CHECK(memcmp(s1, s2, sizeof s1) == 0 && e1->elapsed == e2->elapsed, "environment states differ");
     CHECK(memcmp(a->rng.s, b->rng.s, sizeof a->rng.s) == 0, "generators differ");
 
@@ -286,7 +286,7 @@ static void test_save_resume(void) {
         }
         CHECK(same, "a loaded policy acts like the agent");
         CHECK(dl_dqn_update(p, NULL) == -1 && strstr(dl_error(), "only act"), "an act-only agent cannot train: %s", dl_error());
-        CHECK(dl_dqn_save(p, NULL, path) == -1, "an act-only agent has no training state");
+        CHECK(dl_dqn_save(p, path, NULL) == -1, "an act-only agent has no training state");
         CHECK(dl_dqn_load(pol, NULL) == NULL && strstr(dl_error(), "not a DQN"), "a policy is not a training state: %s", dl_error());
     }
     /* a state saved with CartPole does not load into another environment */

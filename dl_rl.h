@@ -18,7 +18,7 @@
        dl_env *env = dl_env_frozenlake(4, 1);                  // yours: dl_env_free
        int S = env->observation_space.n, A = env->action_space.n, policy[16];
        double Q[16 * 4] = {0};
-       dl_td_opts o = dl_td_defaults(DL_TD_Q_LEARNING);            // alpha, gamma, epsilon schedule
+       dl_td_opts o = {0};                                     // 0s: Q-learning, default alpha, gamma, ...
        o.steps = 300000; o.seed = 1;
        if (dl_td_control(env, Q, &o) < 0) { puts(dl_error()); return 1; }
        dl_greedy_policy(Q, S, A, policy);
@@ -27,12 +27,12 @@
    DQN on CartPole-v1 (examples/cartpole_dqn.c; CleanRL's settings, ~5 s on 2 cores):
 
        dl_env *env = dl_env_cartpole();
-       dl_dqn_opts o = dl_dqn_defaults();                      // 500k steps, buffer 10k, ...
+       dl_dqn_opts o = {0};                                    // 0s: 500k steps, buffer 10k, ...
        o.max_grad_norm = 10;
        dl_model *q = dl_sequential(dl_Dense(120, DL_RELU), dl_Dense(84, DL_RELU), dl_Dense(2, DL_LINEAR));
        dl_dqn *agent = dl_dqn_new(q, NULL, dl_adam(2.5e-4, 0.9, 0.999, 1e-8),
                                   &env->observation_space, 2, &o);   // takes over q and the optimizer
-       dl_dqn_learn(agent, env, o.total_steps, NULL, NULL);
+       dl_dqn_learn(agent, env, 0, NULL, NULL);                // 0: the whole run (total_steps)
        printf("%.1f\n", dl_dqn_mean_return(agent, 100));       // ~490
        dl_dqn_save_policy(agent, "cartpole.safetensors");      // a game: dl_dqn_load_policy +
        int action = dl_dqn_act(agent, obs, NULL);              // dl_dqn_act every frame, no malloc
@@ -174,6 +174,10 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* In an options struct of this file, 0 means a field's default; DL_RL_ZERO asks for a real 0
+   in the fields where 0 is meaningful and differs from the default (each field says). */
+#define DL_RL_ZERO (-1)
 
 /* ==== SPACES ================================================================================ */
 
@@ -352,20 +356,21 @@ DLDEF int dl_q_from_v(const dl_mdp *m, const double *V, double gamma, double *Q)
    with seed `seed` first and then continue the env's generator; exploration uses its own
    generator seeded from seed as well. */
 typedef enum dl_td_method { DL_TD_Q_LEARNING = 0, DL_TD_SARSA = 1, DL_TD_EXPECTED_SARSA = 2 } dl_td_method;
+/* Options: a zero-initialised struct (or a NULL pointer) gives the defaults, and so does 0 in
+   any field. Where 0 is a meaningful value other than the default, write DL_RL_ZERO (-1) for
+   a real 0 (e.g. o.eps_end = DL_RL_ZERO: fully greedy at the end). The defaults (Q-learning with
+   these: greedy success ~0.73 on slippery FrozenLake 4x4; a constant alpha 0.1 leaves Q too
+   noisy for a good greedy policy there) are given with each field. */
 typedef struct dl_td_opts {
-    dl_td_method method;
-    long steps;                   /* environment steps in all */
-    double alpha, alpha_end;      /* step size, linearly from alpha to alpha_end */
-    double gamma;                 /* discount */
-    double eps_start, eps_end;    /* exploration schedule ... */
-    double eps_fraction;          /* ... reaching eps_end after this fraction of the steps */
-    uint64_t seed;
+    dl_td_method method;          /* DL_TD_Q_LEARNING (0, the default), _SARSA, _EXPECTED_SARSA */
+    long steps;                   /* environment steps in all: 200000 */
+    double alpha, alpha_end;      /* step size, linearly from alpha to alpha_end: 0.1 -> 0.01 (DL_RL_ZERO: 0) */
+    double gamma;                 /* discount: 0.99 (DL_RL_ZERO: 0) */
+    double eps_start, eps_end;    /* exploration schedule: 1 -> 0.05 (DL_RL_ZERO: 0) ... */
+    double eps_fraction;          /* ... reaching eps_end after this fraction of the steps: 0.5 (DL_RL_ZERO: 0) */
+    uint64_t seed;                /* 0 (a seed like any other) */
 } dl_td_opts;
-/* Defaults: 200000 steps, alpha 0.1 -> 0.01, gamma 0.99, epsilon 1 -> 0.05 over half the run,
-   seed 0 (Q-learning with these: greedy success ~0.73 on slippery FrozenLake 4x4; a constant
-   alpha 0.1 leaves Q too noisy for a good greedy policy there). */
-DLDEF dl_td_opts dl_td_defaults(dl_td_method method);
-/* Returns the number of episodes finished, or -1 + dl_error(). */
+/* opts NULL: the defaults. Returns the number of episodes finished, or -1 + dl_error(). */
 DLDEF long dl_td_control(dl_env *env, double *Q, const dl_td_opts *opts);
 /* First-visit Monte Carlo control with an epsilon-soft policy (Sutton & Barto 5.4): whole
    episodes are generated with the epsilon-greedy policy (same schedule, seeds and step budget
@@ -373,7 +378,7 @@ DLDEF long dl_td_control(dl_env *env, double *Q, const dl_td_opts *opts);
    (s, a): Q(s,a) += (G - Q(s,a)) / N(s,a), N the number of first visits so far (the average of
    the book's Returns list). opts->method, alpha and alpha_end are ignored. Allocates its episode buffer and counts once per call (DL_MALLOC; nothing per
    step). Returns the episodes, or -1 + dl_error(). */
-DLDEF long dl_mc_control(dl_env *env, double *Q, const dl_td_opts *opts);
+DLDEF long dl_mc_control(dl_env *env, double *Q, const dl_td_opts *opts);   /* opts NULL: defaults */
 /* policy[s] = argmax_a Q[s * A + a] (ties toward the lowest action). */
 DLDEF void dl_greedy_policy(const double *Q, int n_states, int n_actions, int *policy);
 /* Runs the deterministic policy[state] for `episodes` episodes (the first reset with seed,
@@ -421,35 +426,37 @@ DLDEF int dl_replay_get(const dl_replay *r, int i, float *obs, int *action, floa
    steps after the first allocate nothing. Acting is greedy and deterministic (ties go to the
    lowest action), one observation or a batch, with an optional mask of allowed actions. */
 typedef enum dl_dqn_loss { DL_DQN_LOSS_MSE = 0, DL_DQN_LOSS_HUBER = 1 } dl_dqn_loss;
+/* Options: a zero-initialised struct (or a NULL pointer) gives CleanRL's CartPole-v1 settings
+   (its dqn.py defaults; pair them with dl_adam(2.5e-4, 0.9, 0.999, 1e-8)), and so does 0 in
+   any field. Where 0 is a meaningful value other than the default, write DL_RL_ZERO (-1) for a
+   real 0 (e.g. o.learning_starts = DL_RL_ZERO: updates from the first steps). Each field
+   gives its default. */
 typedef struct dl_dqn_opts {
-    long total_steps;         /* the run's length in env steps (the epsilon schedule spans it) */
-    int buffer_size;          /* replay capacity */
-    int obs_u8;               /* replay stores observations as bytes (see dl_replay) */
-    int batch_size;
-    long learning_starts;     /* steps before the first update (the buffer fills meanwhile) */
-    int train_freq;           /* an update every train_freq steps after learning_starts ... */
-    int gradient_steps;       /* ... of this many gradient steps */
-    int target_update_freq;   /* steps between target updates (after learning_starts) */
-    double tau;               /* 1: hard copy; < 1: Polyak averaging */
-    double gamma;
-    double eps_start, eps_end, eps_fraction;  /* eps_start -> eps_end over eps_fraction * total_steps */
-    int double_dqn;           /* 1: Double DQN targets */
-    dl_dqn_loss loss;
-    double huber_delta;       /* DL_DQN_LOSS_HUBER: 1 as torch's default */
-    double max_grad_norm;     /* > 0: gradients clipped to this global L2 norm */
-    uint64_t seed;            /* exploration and replay sampling; the first env reset */
+    long total_steps;         /* the run's length in env steps, which dl_dqn_learn calls may not
+                                 pass (the epsilon schedule spans it): 500000 */
+    int buffer_size;          /* replay capacity: 10000 */
+    int obs_u8;               /* 1: replay stores observations as bytes (see dl_replay): 0 */
+    int batch_size;           /* 128 */
+    long learning_starts;     /* steps before the first update (the buffer fills meanwhile): 10000 (DL_RL_ZERO: 0) */
+    int train_freq;           /* an update every train_freq steps after learning_starts: 10 ... */
+    int gradient_steps;       /* ... of this many gradient steps: 1 (DL_RL_ZERO: 0, none) */
+    int target_update_freq;   /* steps between target updates (after learning_starts): 500 */
+    double tau;               /* 1 (the default): hard copy; < 1: Polyak averaging */
+    double gamma;             /* 0.99 (DL_RL_ZERO: 0) */
+    double eps_start, eps_end, eps_fraction;  /* eps_start -> eps_end over eps_fraction * total_steps:
+                                 1 -> 0.05 over 0.5 (each: DL_RL_ZERO for 0) */
+    int double_dqn;           /* 1: Double DQN targets; 0 (the default): DQN's */
+    dl_dqn_loss loss;         /* DL_DQN_LOSS_MSE (0, the default) or DL_DQN_LOSS_HUBER */
+    double huber_delta;       /* DL_DQN_LOSS_HUBER's delta: 1, as torch's default */
+    double max_grad_norm;     /* > 0: gradients clipped to this global L2 norm; 0 (the default): none */
+    uint64_t seed;            /* exploration and replay sampling; the first env reset: 1 (DL_RL_ZERO: 0) */
 } dl_dqn_opts;
-/* CleanRL's CartPole-v1 settings (its dqn.py defaults): 500000 steps, buffer 10000, batch 128,
-   learning_starts 10000, train_freq 10, 1 gradient step, target copy every 500 steps (tau 1),
-   gamma 0.99, epsilon 1 -> 0.05 over half the run, MSE, no clipping, no Double DQN, seed 1.
-   Pair it with dl_adam(2.5e-4, 0.9, 0.999, 1e-8). */
-DLDEF dl_dqn_opts dl_dqn_defaults(void);
 
 typedef struct dl_dqn dl_dqn;
 /* An agent for observations of obs_space's shape and n_actions actions. Takes over q,
    target (NULL: made from q by dl_model_serialize + dl_model_parse; custom models need one made
    in code) and opt (q is compiled with it, so q owns it; NULL makes an agent that can only act).
-   q is built for the observation shape if it is not. opts NULL: dl_dqn_defaults(). Everything
+   q is built for the observation shape if it is not. opts NULL: the defaults. Everything
    given is freed on failure too. Owned: dl_dqn_free. */
 DLDEF dl_dqn *dl_dqn_new(dl_model *q, dl_model *target, dl_optim *opt, const dl_space *obs_space,
                          int n_actions, const dl_dqn_opts *opts);
@@ -477,9 +484,11 @@ DLDEF void dl_dqn_update_target(dl_dqn *a);   /* target = tau * online + (1 - ta
 
 /* Runs `steps` environment steps of training on env, continuing where the last call (or a
    loaded training state) stopped: the first call resets env with opts.seed, later episodes
-   with the env's own generator. on_episode (may be NULL) is called after each episode with
-   its return; returning nonzero stops early. Returns the episodes finished in this call, or -1
-   + dl_error(). */
+   with the env's own generator. The run is opts.total_steps long (the epsilon schedule spans
+   it): steps 0 runs the rest of it, and steps beyond it (dl_dqn_steps + steps > total_steps)
+   are an error before anything runs; split a run over several calls freely. on_episode (may
+   be NULL) is called after each episode with its return; returning nonzero stops early.
+   Returns the episodes finished in this call, or -1 + dl_error(). */
 typedef int (*dl_dqn_episode_fn)(dl_dqn *a, double episode_return, void *user);
 DLDEF long dl_dqn_learn(dl_dqn *a, dl_env *env, long steps, dl_dqn_episode_fn on_episode, void *user);
 /* Mean return of the last n (<= 100) finished episodes (fewer when fewer ended; NaN if none). */
@@ -490,6 +499,7 @@ DLDEF long dl_dqn_updates(const dl_dqn *a);    /* gradient steps */
 DLDEF dl_model *dl_dqn_model(const dl_dqn *a);         /* the online network (borrowed) */
 DLDEF dl_model *dl_dqn_target_model(const dl_dqn *a);  /* the target network (borrowed) */
 DLDEF const dl_replay *dl_dqn_replay(const dl_dqn *a); /* NULL for an act-only agent */
+DLDEF dl_dqn_opts dl_dqn_options(const dl_dqn *a);     /* the options in use, defaults filled in */
 
 /* Saving. The policy alone is the online network as a dl_nn.h model file (dl_model_save, no
    optimizer): dl_dqn_load_policy gives an act-only agent, and dl_model_load reads it too. The
@@ -1480,14 +1490,19 @@ DLDEF int dl_q_from_v(const dl_mdp *m, const double *V, double gamma, double *Q)
 
 /* ==== LEARNING: implementation ============================================================== */
 
-DLDEF dl_td_opts dl_td_defaults(dl_td_method method) {
+/* An options field: 0 gives the default d, DL_RL_ZERO a real 0, anything else stays. */
+static double dl__opt(double v, double d) { return v == 0 ? d : v == DL_RL_ZERO ? 0.0 : v; }
+
+/* The options with their defaults filled in (the docs of dl_td_opts). */
+static dl_td_opts dl__td_resolve(const dl_td_opts *in) {
     dl_td_opts o;
-    memset(&o, 0, sizeof(o));
-    o.method = method;
-    o.steps = 200000;
-    o.alpha = 0.1, o.alpha_end = 0.01;
-    o.gamma = 0.99;
-    o.eps_start = 1.0, o.eps_end = 0.05, o.eps_fraction = 0.5;
+    memset(&o, 0, sizeof o);
+    if (in) o = *in;
+    if (o.steps == 0) o.steps = 200000;
+    o.alpha = dl__opt(o.alpha, 0.1), o.alpha_end = dl__opt(o.alpha_end, 0.01);
+    o.gamma = dl__opt(o.gamma, 0.99);
+    o.eps_start = dl__opt(o.eps_start, 1.0), o.eps_end = dl__opt(o.eps_end, 0.05);
+    o.eps_fraction = dl__opt(o.eps_fraction, 0.5);
     return o;
 }
 
@@ -1526,13 +1541,15 @@ static int dl__tabular_check(const char *fn, const dl_env *env) {
     return 0;
 }
 
-DLDEF long dl_td_control(dl_env *env, double *Q, const dl_td_opts *o) {
+DLDEF long dl_td_control(dl_env *env, double *Q, const dl_td_opts *opts) {
     int S, A, s, a, a2 = 0, term, trunc, i;
     long t, episodes = 0;
     float obs;
     double r;
     dl_rng rng;
-    if (!env || !Q || !o) { dl_set_error("dl_td_control: NULL argument"); return -1; }
+    dl_td_opts oo = dl__td_resolve(opts);
+    const dl_td_opts *o = &oo;
+    if (!env || !Q) { dl_set_error("dl_td_control: NULL argument"); return -1; }
     if (dl__tabular_check("dl_td_control", env) != 0) return -1;
     if (o->steps < 0 || !(o->alpha >= 0 && o->alpha <= 1) || !(o->alpha_end >= 0 && o->alpha_end <= 1) ||
         !(o->gamma >= 0 && o->gamma <= 1) || !(o->eps_start >= 0 && o->eps_start <= 1) ||
@@ -1589,14 +1606,16 @@ DLDEF long dl_td_control(dl_env *env, double *Q, const dl_td_opts *o) {
     return episodes;
 }
 
-DLDEF long dl_mc_control(dl_env *env, double *Q, const dl_td_opts *o) {
+DLDEF long dl_mc_control(dl_env *env, double *Q, const dl_td_opts *opts) {
     int S, A, term = 0, trunc = 0, cap = 256, len, i;
     long t = 0, episodes = 0, *count;
     int *ep_s, *ep_a, *first;
     double *ep_r, r;
     float obs;
     dl_rng rng;
-    if (!env || !Q || !o) { dl_set_error("dl_mc_control: NULL argument"); return -1; }
+    dl_td_opts oo = dl__td_resolve(opts);
+    const dl_td_opts *o = &oo;
+    if (!env || !Q) { dl_set_error("dl_mc_control: NULL argument"); return -1; }
     if (dl__tabular_check("dl_mc_control", env) != 0) return -1;
     if (o->steps < 0 || !(o->gamma >= 0 && o->gamma <= 1) || !(o->eps_start >= 0 && o->eps_start <= 1) ||
         !(o->eps_end >= 0 && o->eps_end <= 1) || !(o->eps_fraction >= 0)) {
@@ -1780,24 +1799,24 @@ struct dl_dqn {
     double returns[DL__DQN_RETURNS];   /* ring of the last finished episodes' returns */
 };
 
-DLDEF dl_dqn_opts dl_dqn_defaults(void) {
+/* The options with their defaults filled in (the docs of dl_dqn_opts). */
+static dl_dqn_opts dl__dqn_resolve(const dl_dqn_opts *in) {
     dl_dqn_opts o;
     memset(&o, 0, sizeof o);
-    o.total_steps = 500000;
-    o.buffer_size = 10000;
-    o.batch_size = 128;
-    o.learning_starts = 10000;
-    o.train_freq = 10;
-    o.gradient_steps = 1;
-    o.target_update_freq = 500;
-    o.tau = 1.0;
-    o.gamma = 0.99;
-    o.eps_start = 1.0;
-    o.eps_end = 0.05;
-    o.eps_fraction = 0.5;
-    o.loss = DL_DQN_LOSS_MSE;
-    o.huber_delta = 1.0;
-    o.seed = 1;
+    if (in) o = *in;
+    if (o.total_steps == 0) o.total_steps = 500000;
+    if (o.buffer_size == 0) o.buffer_size = 10000;
+    if (o.batch_size == 0) o.batch_size = 128;
+    o.learning_starts = o.learning_starts == 0 ? 10000 : o.learning_starts == DL_RL_ZERO ? 0 : o.learning_starts;
+    if (o.train_freq == 0) o.train_freq = 10;
+    o.gradient_steps = o.gradient_steps == 0 ? 1 : o.gradient_steps == DL_RL_ZERO ? 0 : o.gradient_steps;
+    if (o.target_update_freq == 0) o.target_update_freq = 500;
+    if (o.tau == 0) o.tau = 1.0;
+    o.gamma = dl__opt(o.gamma, 0.99);
+    o.eps_start = dl__opt(o.eps_start, 1.0), o.eps_end = dl__opt(o.eps_end, 0.05);
+    o.eps_fraction = dl__opt(o.eps_fraction, 0.5);
+    if (o.huber_delta == 0) o.huber_delta = 1.0;
+    o.seed = o.seed == 0 ? 1 : o.seed == (uint64_t)DL_RL_ZERO ? 0 : o.seed;
     return o;
 }
 
@@ -1885,9 +1904,10 @@ static void dl__dqn_blend(dl_dqn *a, double tau) {
     }
 }
 
-/* trainable: use opt, or when opt is NULL the optimizer q was compiled with (a loaded state) */
+/* trainable: use opt, or when opt is NULL the optimizer q was compiled with (a loaded state);
+   resolved: opts has its defaults filled in already (a loaded state: a 0 there is a real 0) */
 static dl_dqn *dl__dqn_make(dl_model *q, dl_model *target, dl_optim *opt, const dl_space *obs_space,
-                            int n_actions, const dl_dqn_opts *opts, int trainable) {
+                            int n_actions, const dl_dqn_opts *opts, int resolved, int trainable) {
     dl_dqn *a = NULL;
     int i, nw;
     if (!q || !obs_space || n_actions <= 0) { dl_set_error("dl_dqn_new: NULL model or space, or no actions"); goto fail; }
@@ -1897,7 +1917,7 @@ static dl_dqn *dl__dqn_make(dl_model *q, dl_model *target, dl_optim *opt, const 
     }
     if (!(a = (dl_dqn *)DL_MALLOC(sizeof *a))) { dl_set_error("dl_dqn_new: out of memory"); goto fail; }
     memset(a, 0, sizeof *a);
-    a->o = opts ? *opts : dl_dqn_defaults();
+    a->o = resolved ? *opts : dl__dqn_resolve(opts);
     a->online = q; q = NULL;
     a->target = target; target = NULL;
     if (dl__dqn_check_opts(&a->o) != 0) goto fail;
@@ -1950,7 +1970,7 @@ fail:
 DLDEF dl_dqn *dl_dqn_new(dl_model *q, dl_model *target, dl_optim *opt, const dl_space *obs_space,
                          int n_actions, const dl_dqn_opts *opts) {
     int fresh_target = target == NULL;
-    dl_dqn *a = dl__dqn_make(q, target, opt, obs_space, n_actions, opts, opt != NULL);
+    dl_dqn *a = dl__dqn_make(q, target, opt, obs_space, n_actions, opts, 0, opt != NULL);
     if (a && !fresh_target) dl__dqn_blend(a, 1.0);   /* a given target starts equal too */
     return a;
 }
@@ -2103,6 +2123,12 @@ DLDEF long dl_dqn_learn(dl_dqn *a, dl_env *env, long steps, dl_dqn_episode_fn on
     long i, done_episodes = 0;
     if (!a || !env || steps < 0) { dl_set_error("dl_dqn_learn: bad argument"); return -1; }
     if (!a->replay) { dl_set_error("dl_dqn_learn: this agent can only act (no optimizer)"); return -1; }
+    if (steps == 0) steps = a->o.total_steps > a->step ? a->o.total_steps - a->step : 0;   /* the rest of the run */
+    else if (steps > a->o.total_steps - a->step) {   /* both are in [0, LONG_MAX]: no overflow */
+        dl_set_error("dl_dqn_learn: %ld more steps would pass the run's %ld (opts.total_steps; %ld done): "
+                     "the epsilon schedule spans total_steps, so set it to the whole run", steps, a->o.total_steps, a->step);
+        return -1;
+    }
     if (dl_env_obs_size(env) != a->obs_size || env->action_space.n != a->n_actions) {
         dl_set_error("dl_dqn_learn: %s has %d observation values and %d actions, the agent %d and %d",
                      env->ops->name ? env->ops->name : "env", dl_env_obs_size(env), env->action_space.n, a->obs_size, a->n_actions);
@@ -2148,6 +2174,7 @@ DLDEF long dl_dqn_updates(const dl_dqn *a) { return a ? a->updates : 0; }
 DLDEF dl_model *dl_dqn_model(const dl_dqn *a) { return a ? a->online : NULL; }
 DLDEF dl_model *dl_dqn_target_model(const dl_dqn *a) { return a ? a->target : NULL; }
 DLDEF const dl_replay *dl_dqn_replay(const dl_dqn *a) { return a ? a->replay : NULL; }
+DLDEF dl_dqn_opts dl_dqn_options(const dl_dqn *a) { return a ? a->o : dl__dqn_resolve(NULL); }
 
 /* ---- Saving ---- */
 #ifndef DL_NO_STDIO
@@ -2336,7 +2363,7 @@ DLDEF dl_dqn *dl_dqn_load(const char *path, dl_env *env) {
     if (!(t = dl__dqn_want(st, "online", DL_U8, -1, path)) || !(on = dl_model_parse(t->data, (size_t)t->numel))) goto fail;
     if (!(t = dl__dqn_want(st, "target", DL_U8, -1, path)) || !(tg = dl_model_parse(t->data, (size_t)t->numel))) goto fail;
     if (!on->compiled) { dl_set_error("dl_dqn_load: %s: the online network has no optimizer", path); goto fail; }
-    a = dl__dqn_make(on, tg, NULL, &sp, actions, &o, 1);   /* the optimizer comes with `on` */
+    a = dl__dqn_make(on, tg, NULL, &sp, actions, &o, 1, 1);   /* the optimizer comes with `on` */
     on = tg = NULL;
     if (!a) goto fail;
     if (!(t = dl__dqn_want(st, "agent/obs", DL_F32, os, path))) goto fail;

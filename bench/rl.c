@@ -263,7 +263,7 @@ int main(int argc, char **argv) {
         }
         dl_dqn_free(a);
         {   /* the same network, trained as the example trains it */
-            dl_dqn_opts o = dl_dqn_defaults();
+            dl_dqn_opts o = {0};   /* 0s: the defaults */
             dl_optim *opt;
             o.buffer_size = 10000;
             o.batch_size = i == 0 ? 128 : 32;

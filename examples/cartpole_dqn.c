@@ -58,7 +58,7 @@ static int on_episode(dl_dqn *a, double episode_return, void *user) {
 
 /* The agent of the docs above, for `steps` steps. */
 static dl_dqn *make_agent(const dl_env *env, long steps, long seed) {
-    dl_dqn_opts o = dl_dqn_defaults();
+    dl_dqn_opts o = {0};   /* 0s: the defaults */
     dl_model *q;
     o.total_steps = steps;
     o.seed = (uint64_t)seed;

@@ -90,7 +90,8 @@ int main(int argc, char **argv) {
     printf("FrozenLake-v1 %dx%d, %s; value iteration's policy: success rate %.4f\n", size, size,
            slippery ? "slippery" : "not slippery", best);
 
-    o = dl_td_defaults(method);
+    memset(&o, 0, sizeof o);
+    o.method = method;
     o.steps = steps, o.seed = (uint64_t)seed, o.alpha = 0.1, o.alpha_end = 0.01;
     episodes = mc ? dl_mc_control(env, Q, &o) : dl_td_control(env, Q, &o);
     if (episodes < 0) { fprintf(stderr, "error: %s\n", dl_error()); return 1; }

@@ -384,10 +384,10 @@ static double td_success(dl_td_method method, long steps, uint64_t seed) {
     dl_env *env = dl_env_frozenlake(4, 1);
     double Q[64] = {0}, rate;
     int pol[16];
-    dl_td_opts o = dl_td_defaults(method);
+    dl_td_opts o = {0};   /* 0s: the defaults */
     long episodes;
     if (!env) return -1;
-    o.steps = steps, o.seed = seed, o.alpha = 0.1, o.alpha_end = 0.01;
+    o.method = method, o.steps = steps, o.seed = seed, o.alpha = 0.1, o.alpha_end = 0.01;
     episodes = dl_td_control(env, Q, &o);
     if (episodes < 0) { printf("    %s\n", dl_error()); dl_env_free(env); return -1; }
     dl_greedy_policy(Q, 16, 4, pol);
@@ -412,7 +412,7 @@ static void test_frozenlake_td(void) {
 static void test_td_errors_and_determinism(void) {
     dl_env *cp = dl_env_cartpole(), *fl = dl_env_frozenlake(4, 0);
     double Q[64] = {0}, Q2[64] = {0};
-    dl_td_opts o = dl_td_defaults(DL_TD_Q_LEARNING);
+    dl_td_opts o = {0};   /* 0s: the defaults (Q-learning) */
     o.steps = 5000;
     CHECK(dl_td_control(cp, Q, &o) == -1 && strstr(dl_error(), "discrete"), "cartpole is not tabular: %s", dl_error());
     o.alpha = 2;
@@ -426,6 +426,38 @@ static void test_td_errors_and_determinism(void) {
     dl_env_free(fl);
 }
 
+/* Options: a zero struct, a NULL pointer and the documented defaults written out give the same
+   run (before, a zero struct meant gamma 0, alpha 0, epsilon 0); DL_RL_ZERO asks for a real 0
+   (gamma 0: state 0 of FrozenLake, two steps from any reward, keeps Q = 0); other negative
+   values are errors, not zeros. */
+static void test_td_default_options(void) {
+    dl_env *fl = dl_env_frozenlake(4, 1);
+    double Qz[64] = {0}, Qn[64] = {0}, Qd[64] = {0}, Qg[64] = {0};
+    dl_td_opts z, d;
+    long ez, en, ed;
+    int i, zero_row = 1, nonzero = 0;
+    memset(&z, 0, sizeof z);
+    memset(&d, 0, sizeof d);
+    d.method = DL_TD_Q_LEARNING, d.steps = 200000, d.alpha = 0.1, d.alpha_end = 0.01, d.gamma = 0.99;
+    d.eps_start = 1, d.eps_end = 0.05, d.eps_fraction = 0.5, d.seed = 0;
+    ez = dl_td_control(fl, Qz, &z);
+    en = dl_td_control(fl, Qn, NULL);
+    ed = dl_td_control(fl, Qd, &d);
+    CHECK(ez > 0 && ez == en && ez == ed, "episodes %ld %ld %ld: %s", ez, en, ed, dl_error());
+    CHECK(memcmp(Qz, Qd, sizeof Qz) == 0 && memcmp(Qn, Qd, sizeof Qn) == 0, "zero struct, NULL and the defaults differ");
+    for (i = 0; i < 4; i++) nonzero += Qd[i] > 0;
+    CHECK(nonzero > 0, "with gamma 0.99 the start state has value");
+    z.gamma = DL_RL_ZERO; z.steps = 20000;
+    CHECK(dl_td_control(fl, Qg, &z) > 0, "%s", dl_error());
+    for (i = 0; i < 4; i++) zero_row &= Qg[i] == 0.0;
+    CHECK(zero_row, "gamma DL_RL_ZERO is a real 0: Q(0, .) = %g %g %g %g", Qg[0], Qg[1], Qg[2], Qg[3]);
+    z.gamma = -0.5;
+    CHECK(dl_td_control(fl, Qg, &z) == -1 && strstr(dl_error(), "gamma"), "gamma -0.5 is an error: %s", dl_error());
+    z.gamma = 0; z.eps_end = DL_RL_ZERO; z.alpha_end = DL_RL_ZERO;
+    CHECK(dl_mc_control(fl, Qg, &z) > 0 && dl_mc_control(fl, Qg, NULL) > 0, "%s", dl_error());
+    dl_env_free(fl);
+}
+
 /* First-visit Monte Carlo control (epsilon-soft) on Example 4.1, gamma 1: the greedy policy
    of the learned Q is optimal in every state (its action has q* = v*). No leaks. */
 static void test_gridworld_mc(void) {
@@ -434,7 +466,7 @@ static void test_gridworld_mc(void) {
     double Q[64] = {0}, V[16] = {0}, Qs[64];
     int pol[16], s, optimal = 0;
     long episodes;
-    dl_td_opts o = dl_td_defaults(DL_TD_Q_LEARNING);
+    dl_td_opts o = {0};   /* 0s: the defaults (Q-learning) */
     if (!env) { CHECK(0, "%s", dl_error()); return; }
     o.gamma = 1.0, o.steps = 200000, o.seed = 1;
     episodes = dl_mc_control(env, Q, &o);
@@ -958,6 +990,7 @@ int main(void) {
     RUN(test_frozenlake_planning);
     RUN(test_frozenlake_td);
     RUN(test_td_errors_and_determinism);
+    RUN(test_td_default_options);
     RUN(test_gridworld_mc);
     RUN(test_custom_mdp);
     RUN(test_gridworld_env);

@@ -68,7 +68,7 @@ static dl_dqn *small_agent(const dl_dqn_opts *o, int obs, int actions, uint64_t 
 }
 
 static void test_epsilon_schedule(void) {
-    dl_dqn_opts o = dl_dqn_defaults();
+    dl_dqn_opts o = {0};   /* 0s: the defaults */
     dl_dqn *a;
     o.total_steps = 1000; o.eps_start = 1; o.eps_end = 0.05; o.eps_fraction = 0.5;
     o.learning_starts = 1000000;   /* no updates */
@@ -94,7 +94,7 @@ static void test_epsilon_schedule(void) {
 }
 
 static void test_act(void) {
-    dl_dqn_opts o = dl_dqn_defaults();
+    dl_dqn_opts o = {0};   /* 0s: the defaults */
     dl_dqn *a = small_agent(&o, 3, 4, 2);
     float obs[6] = {0.3f, -0.2f, 0.9f, -1.0f, 0.5f, 0.25f}, q[8];
     unsigned char mask[8] = {1, 1, 1, 1, 1, 1, 1, 1};
@@ -128,7 +128,7 @@ static void test_act(void) {
 }
 
 static void test_target_updates(void) {
-    dl_dqn_opts o = dl_dqn_defaults();
+    dl_dqn_opts o = {0};   /* 0s: the defaults */
     dl_dqn *a;
     int i;
     size_t j;
@@ -149,7 +149,7 @@ static void test_target_updates(void) {
     dl_dqn_free(a);
 
     /* hard updates happen every target_update_freq steps after learning_starts, and only then */
-    o = dl_dqn_defaults();
+    memset(&o, 0, sizeof o);
     o.learning_starts = 20; o.train_freq = 1000000; o.target_update_freq = 7;   /* no gradient steps */
     a = small_agent(&o, 2, 2, 4);
     {
@@ -185,7 +185,7 @@ static void test_update_matches_pytorch(void) {
     CHECK(f != NULL, "tests/data/rl_dqn_update.txt missing");
     if (!f) return;
     for (c = 0; c < 4; c++) {
-        dl_dqn_opts o = dl_dqn_defaults();
+        dl_dqn_opts o = {0};   /* 0s: the defaults */
         dl_space sp = box1(4);
         dl_dqn *a;
         double loss = -1;
@@ -217,7 +217,7 @@ static void test_update_matches_pytorch(void) {
 
 /* A CartPole agent with quick settings, to test the training loop. */
 static dl_dqn *cartpole_agent(uint64_t seed, long total) {
-    dl_dqn_opts o = dl_dqn_defaults();
+    dl_dqn_opts o = {0};   /* 0s: the defaults */
     dl_space sp = box1(4);
     o.total_steps = total; o.seed = seed; o.learning_starts = 500; o.buffer_size = 5000; o.batch_size = 32;
     o.train_freq = 4; o.target_update_freq = 100; o.max_grad_norm = 10;
@@ -363,13 +363,86 @@ static void test_cartpole_learns(void) {
     dl_env_free(env);
 }
 
+/* A zero struct and NULL give CleanRL's settings, as documented (before, a zero struct meant
+   gamma 0, epsilon 0, no buffer: an error); DL_RL_ZERO gives a real 0, which a saved and
+   loaded state keeps (not turned back into the default); other negatives are errors. */
+static void test_default_options(void) {
+    const char *path = "build/tests/dqn_zero.safetensors";
+    dl_dqn_opts z, got;
+    dl_dqn *a, *b;
+    dl_space sp = box1(2);
+    memset(&z, 0, sizeof z);
+    a = small_agent(&z, 2, 2, 1);
+    CHECK(a != NULL, "%s", dl_error());
+    if (!a) return;
+    got = dl_dqn_options(a);
+    CHECK(got.total_steps == 500000 && got.buffer_size == 10000 && got.batch_size == 128 && got.learning_starts == 10000 &&
+          got.train_freq == 10 && got.gradient_steps == 1 && got.target_update_freq == 500 && got.tau == 1 && got.gamma == 0.99 &&
+          got.eps_start == 1 && got.eps_end == 0.05 && got.eps_fraction == 0.5 && got.double_dqn == 0 &&
+          got.loss == DL_DQN_LOSS_MSE && got.huber_delta == 1 && got.max_grad_norm == 0 && got.seed == 1 && got.obs_u8 == 0,
+          "zero struct: %ld %d %d %ld %d %d %d %g %g %g %g %g %llu", got.total_steps, got.buffer_size, got.batch_size, got.learning_starts,
+          got.train_freq, got.gradient_steps, got.target_update_freq, got.tau, got.gamma, got.eps_start, got.eps_end, got.eps_fraction,
+          (unsigned long long)got.seed);
+    CHECK(a->replay->capacity == 10000 && dl_dqn_epsilon(a) == 1.0, "the defaults are in use");
+    dl_dqn_free(a);
+    dl_nn_seed(1);
+    a = dl_dqn_new(mlp(16, 2), NULL, dl_adam(1e-3, 0.9, 0.999, 1e-8), &sp, 2, NULL);
+    CHECK(a && memcmp(&got, &a->o, sizeof got) == 0, "NULL options equal a zero struct's");
+    dl_dqn_free(a);
+
+    z.gamma = DL_RL_ZERO; z.eps_end = DL_RL_ZERO; z.learning_starts = DL_RL_ZERO; z.seed = DL_RL_ZERO;
+    z.gradient_steps = DL_RL_ZERO; z.eps_fraction = DL_RL_ZERO;
+    a = small_agent(&z, 2, 2, 1);
+    CHECK(a != NULL, "%s", dl_error());
+    if (!a) return;
+    got = dl_dqn_options(a);
+    CHECK(got.gamma == 0 && got.eps_end == 0 && got.learning_starts == 0 && got.seed == 0 && got.gradient_steps == 0 &&
+          got.eps_fraction == 0 && got.eps_start == 1, "DL_RL_ZERO: %g %g %ld %llu %d", got.gamma, got.eps_end, got.learning_starts,
+          (unsigned long long)got.seed, got.gradient_steps);
+    CHECK(dl_dqn_epsilon(a) == 0.0, "eps_fraction 0: epsilon at eps_end 0 from the start (%g)", dl_dqn_epsilon(a));
+    CHECK(dl_dqn_save(a, path, NULL) == 0, "%s", dl_error());
+    b = dl_dqn_load(path, NULL);
+    CHECK(b != NULL, "%s", dl_error());
+    if (b) CHECK(memcmp(&a->o, &b->o, sizeof a->o) == 0, "loaded options differ (gamma %g, seed %llu)", b->o.gamma, (unsigned long long)b->o.seed);
+    dl_dqn_free(a); dl_dqn_free(b);
+    remove(path);
+    memset(&z, 0, sizeof z);
+    z.gamma = -0.5;
+    CHECK(small_agent(&z, 2, 2, 1) == NULL && strstr(dl_error(), "gamma"), "gamma -0.5 is an error: %s", dl_error());
+    z.gamma = 0; z.learning_starts = -2;
+    CHECK(small_agent(&z, 2, 2, 1) == NULL, "learning_starts -2 is an error");
+}
+
+/* dl_dqn_learn's steps and opts.total_steps are one run: calls may split it but not pass it
+   (before, steps past total_steps ran silently with the schedule of another run); steps 0 is
+   the rest of the run. */
+static void test_learn_within_total_steps(void) {
+    dl_env *env = dl_env_cartpole();
+    dl_dqn_opts o;
+    dl_dqn *a;
+    memset(&o, 0, sizeof o);
+    o.total_steps = 1000; o.learning_starts = 200; o.buffer_size = 1000; o.batch_size = 16;
+    a = small_agent(&o, 4, 2, 1);
+    CHECK(a && env, "%s", dl_error());
+    if (!a || !env) { dl_dqn_free(a); dl_env_free(env); return; }
+    CHECK(dl_dqn_learn(a, env, 600, NULL, NULL) >= 0 && dl_dqn_steps(a) == 600, "%s", dl_error());
+    CHECK(dl_dqn_learn(a, env, 401, NULL, NULL) == -1 && strstr(dl_error(), "total_steps"), "past the run: %s", dl_error());
+    CHECK(dl_dqn_steps(a) == 600, "a refused call runs nothing (%ld steps)", dl_dqn_steps(a));
+    CHECK(dl_dqn_learn(a, env, 0, NULL, NULL) >= 0 && dl_dqn_steps(a) == 1000, "0 runs the rest: %ld, %s", dl_dqn_steps(a), dl_error());
+    CHECK(dl_dqn_learn(a, env, 0, NULL, NULL) == 0 && dl_dqn_steps(a) == 1000, "nothing left");
+    CHECK(dl_dqn_learn(a, env, 1, NULL, NULL) == -1, "one step past the run");
+    CHECK(dl_dqn_learn(a, env, -1, NULL, NULL) == -1, "negative steps");
+    dl_dqn_free(a);
+    dl_env_free(env);
+}
+
 static void test_bad_arguments(void) {
     dl_space sp = box1(4);
-    dl_dqn_opts o = dl_dqn_defaults();
+    dl_dqn_opts o = {0};   /* 0s: the defaults */
     long live = test_live;
     dl_dqn *a;
-    o.tau = 0;
-    CHECK(dl_dqn_new(mlp(8, 2), NULL, dl_adam(1e-3, 0.9, 0.999, 1e-8), &sp, 2, &o) == NULL && strstr(dl_error(), "tau"), "tau 0: %s", dl_error());
+    o.tau = 1.5;   /* (0 is the default, 1) */
+    CHECK(dl_dqn_new(mlp(8, 2), NULL, dl_adam(1e-3, 0.9, 0.999, 1e-8), &sp, 2, &o) == NULL && strstr(dl_error(), "tau"), "tau 1.5: %s", dl_error());
     CHECK(dl_dqn_new(mlp(8, 3), NULL, dl_adam(1e-3, 0.9, 0.999, 1e-8), &sp, 2, NULL) == NULL && strstr(dl_error(), "[1, 2]"),
           "3 outputs for 2 actions: %s", dl_error());
     CHECK(test_live == live, "failed constructors leak %ld blocks", test_live - live);
@@ -397,6 +470,8 @@ int main(void) {
     RUN(test_save_resume);
     RUN(test_hostile_state_files);
     RUN(test_cartpole_learns);
+    RUN(test_default_options);
+    RUN(test_learn_within_total_steps);
     RUN(test_bad_arguments);
     dl_arena_free_default();
     return test_summary();

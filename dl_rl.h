@@ -400,6 +400,8 @@ typedef struct dl_replay {
     int32_t *action;
     float *reward;
     unsigned char *terminated;
+    int alloc_;                /* private: slots allocated (capacity, except for a loaded training
+                                  state's buffer, which grows to it as it fills) */
 } dl_replay;
 DLDEF dl_replay *dl_replay_new(int capacity, int obs_size, int obs_u8);   /* owned: dl_replay_free */
 DLDEF void dl_replay_free(dl_replay *r);                                   /* NULL is fine */
@@ -525,7 +527,9 @@ DLDEF dl_dqn *dl_dqn_load(const char *path, dl_env *env);
 #if defined(DL_IMPLEMENTATION) && !defined(DL__RL_IMPLEMENTED)
 #define DL__RL_IMPLEMENTED
 
+#include <limits.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #ifndef DL_NO_STDIO
 #include <stdio.h>
@@ -727,7 +731,7 @@ DLDEF int dl_env_step(dl_env *env, int action, float *obs, double *reward, int *
         return -1;
     }
     env->ops->step(env, action, &r, &term);
-    env->elapsed++;
+    if (env->elapsed < INT_MAX) env->elapsed++;   /* saturates: no time limit is that long */
     trunc = env->max_episode_steps > 0 && env->elapsed >= env->max_episode_steps;
     if (term || trunc) env->running = 0;
     if (obs) env->ops->observe(env, obs);
@@ -1693,31 +1697,56 @@ DLDEF double dl_run_policy(dl_env *env, const int *policy, int episodes, uint64_
 
 /* ==== REPLAY BUFFER: implementation ========================================================= */
 
-DLDEF dl_replay *dl_replay_new(int capacity, int obs_size, int obs_u8) {
+/* A ring of `capacity` slots with `reserve` (1 .. capacity) of them allocated now. */
+static dl_replay *dl__replay_new(int capacity, int obs_size, int obs_u8, int reserve) {
     dl_replay *r;
     size_t osz;
     if (capacity <= 0 || obs_size <= 0 || (size_t)capacity > ((size_t)1 << 40) / (size_t)obs_size) {
         dl_set_error("dl_replay_new: bad capacity %d or observation size %d", capacity, obs_size);
         return NULL;
     }
-    osz = (size_t)capacity * (size_t)obs_size * (obs_u8 ? 1 : sizeof(float));
+    if (reserve < 1 || reserve > capacity) reserve = capacity;
+    osz = (size_t)reserve * (size_t)obs_size * (obs_u8 ? 1 : sizeof(float));
     r = (dl_replay *)DL_MALLOC(sizeof *r);
     if (!r) { dl_set_error("dl_replay_new: out of memory"); return NULL; }
     memset(r, 0, sizeof *r);
     r->capacity = capacity;
     r->obs_size = obs_size;
     r->obs_u8 = obs_u8 != 0;
+    r->alloc_ = reserve;
     r->obs = DL_MALLOC(osz);
     r->next_obs = DL_MALLOC(osz);
-    r->action = (int32_t *)DL_MALLOC((size_t)capacity * sizeof(int32_t));
-    r->reward = (float *)DL_MALLOC((size_t)capacity * sizeof(float));
-    r->terminated = (unsigned char *)DL_MALLOC((size_t)capacity);
+    r->action = (int32_t *)DL_MALLOC((size_t)reserve * sizeof(int32_t));
+    r->reward = (float *)DL_MALLOC((size_t)reserve * sizeof(float));
+    r->terminated = (unsigned char *)DL_MALLOC((size_t)reserve);
     if (!r->obs || !r->next_obs || !r->action || !r->reward || !r->terminated) {
         dl_replay_free(r);
-        dl_set_error("dl_replay_new: out of memory for %d transitions", capacity);
+        dl_set_error("dl_replay_new: out of memory for %d transitions", reserve);
         return NULL;
     }
     return r;
+}
+
+DLDEF dl_replay *dl_replay_new(int capacity, int obs_size, int obs_u8) {
+    return dl__replay_new(capacity, obs_size, obs_u8, capacity);
+}
+
+/* Room for slot r->pos: a partly allocated ring doubles its slots (up to capacity). Each array
+   that grew is kept, so a failure leaves the ring usable. 0 or -1 + dl_error(). */
+static int dl__replay_reserve(dl_replay *r) {
+    size_t n, ob;
+    void *p;
+    if (r->pos < r->alloc_) return 0;
+    n = (size_t)r->alloc_ * 2 < (size_t)r->capacity ? (size_t)r->alloc_ * 2 : (size_t)r->capacity;
+    ob = (size_t)r->obs_size * (r->obs_u8 ? 1 : sizeof(float));
+    if ((p = DL_REALLOC(r->obs, n * ob))) r->obs = p;
+    if (p && (p = DL_REALLOC(r->next_obs, n * ob))) r->next_obs = p;
+    if (p && (p = DL_REALLOC(r->action, n * sizeof(int32_t)))) r->action = (int32_t *)p;
+    if (p && (p = DL_REALLOC(r->reward, n * sizeof(float)))) r->reward = (float *)p;
+    if (p && (p = DL_REALLOC(r->terminated, n))) r->terminated = (unsigned char *)p;
+    if (!p) { dl_set_error("dl_replay_add: out of memory growing the buffer to %d transitions", (int)n); return -1; }
+    r->alloc_ = (int)n;
+    return 0;
 }
 
 DLDEF void dl_replay_free(dl_replay *r) {
@@ -1750,6 +1779,7 @@ static void dl__replay_get_obs(const dl_replay *r, const void *base, int slot, f
 
 DLDEF int dl_replay_add(dl_replay *r, const float *obs, int action, double reward, const float *next_obs, int terminated) {
     if (!r || !obs || !next_obs) { dl_set_error("dl_replay_add: NULL argument"); return -1; }
+    if (dl__replay_reserve(r) != 0) return -1;
     if (dl__replay_put_obs(r, r->obs, r->pos, obs) != 0 || dl__replay_put_obs(r, r->next_obs, r->pos, next_obs) != 0)
         return -1;
     r->action[r->pos] = action;
@@ -1792,7 +1822,7 @@ struct dl_dqn {
     dl_arena *arena;
     dl_rng rng;                    /* exploration and sampling */
     long step, updates, episodes;
-    int *batch_idx;                /* [batch_size] */
+    int *batch_idx;                /* [batch_size]; a loaded state's: made by the first update */
     float *obs, *next_obs;         /* dl_dqn_learn's current observation, and a scratch one */
     int obs_valid;                 /* obs holds an observation of a running episode */
     double ep_return;
@@ -1904,10 +1934,12 @@ static void dl__dqn_blend(dl_dqn *a, double tau) {
     }
 }
 
-/* trainable: use opt, or when opt is NULL the optimizer q was compiled with (a loaded state);
-   resolved: opts has its defaults filled in already (a loaded state: a 0 there is a real 0) */
+/* trainable: use opt, or when opt is NULL the optimizer q was compiled with (a loaded state).
+   loaded < 0: a new agent; >= 0: a loaded training state holding that many transitions: opts
+   has its defaults filled in (a 0 there is a real 0), the replay buffer gets the slots the file
+   fills (it grows as training fills it), the batch indices wait for the first update. */
 static dl_dqn *dl__dqn_make(dl_model *q, dl_model *target, dl_optim *opt, const dl_space *obs_space,
-                            int n_actions, const dl_dqn_opts *opts, int resolved, int trainable) {
+                            int n_actions, const dl_dqn_opts *opts, int trainable, int loaded) {
     dl_dqn *a = NULL;
     int i, nw;
     if (!q || !obs_space || n_actions <= 0) { dl_set_error("dl_dqn_new: NULL model or space, or no actions"); goto fail; }
@@ -1917,7 +1949,7 @@ static dl_dqn *dl__dqn_make(dl_model *q, dl_model *target, dl_optim *opt, const 
     }
     if (!(a = (dl_dqn *)DL_MALLOC(sizeof *a))) { dl_set_error("dl_dqn_new: out of memory"); goto fail; }
     memset(a, 0, sizeof *a);
-    a->o = resolved ? *opts : dl__dqn_resolve(opts);
+    a->o = loaded >= 0 ? *opts : dl__dqn_resolve(opts);
     a->online = q; q = NULL;
     a->target = target; target = NULL;
     if (dl__dqn_check_opts(&a->o) != 0) goto fail;
@@ -1957,8 +1989,8 @@ static dl_dqn *dl__dqn_make(dl_model *q, dl_model *target, dl_optim *opt, const 
         if (!a->online->compiled) { dl_set_error("dl_dqn_new: no optimizer"); goto fail; }
         if (dl__bind_optimizer(a->online) != 0) goto fail;
         a->opt = a->online->opt;
-        if (!(a->replay = dl_replay_new(a->o.buffer_size, a->obs_size, a->o.obs_u8))) goto fail;
-        if (!(a->batch_idx = (int *)DL_MALLOC(sizeof(int) * (size_t)a->o.batch_size))) { dl_set_error("dl_dqn_new: out of memory"); goto fail; }
+        if (!(a->replay = dl__replay_new(a->o.buffer_size, a->obs_size, a->o.obs_u8, loaded < 0 ? a->o.buffer_size : loaded > 0 ? loaded : 1))) goto fail;
+        if (loaded < 0 && !(a->batch_idx = (int *)DL_MALLOC(sizeof(int) * (size_t)a->o.batch_size))) { dl_set_error("dl_dqn_new: out of memory"); goto fail; }
     }
     return a;
 fail:
@@ -1970,7 +2002,7 @@ fail:
 DLDEF dl_dqn *dl_dqn_new(dl_model *q, dl_model *target, dl_optim *opt, const dl_space *obs_space,
                          int n_actions, const dl_dqn_opts *opts) {
     int fresh_target = target == NULL;
-    dl_dqn *a = dl__dqn_make(q, target, opt, obs_space, n_actions, opts, 0, opt != NULL);
+    dl_dqn *a = dl__dqn_make(q, target, opt, obs_space, n_actions, opts, opt != NULL, -1);
     if (a && !fresh_target) dl__dqn_blend(a, 1.0);   /* a given target starts equal too */
     return a;
 }
@@ -2088,7 +2120,7 @@ static int dl__dqn_learn_batch(dl_dqn *a, double *loss_out) {
     if (a->o.max_grad_norm > 0 && dl_clip_grad_norm(a->n_trainable, a->w_train, a->o.max_grad_norm) < 0) goto done;
     if (dl_optim_step(a->opt) != 0) goto done;
     if (loss_out) *loss_out = dl_item(loss);
-    a->updates++;
+    if (a->updates < LONG_MAX) a->updates++;   /* counters saturate (no overflow) */
     rc = 0;
 done:
     dl_arena_use(prev);
@@ -2098,6 +2130,10 @@ done:
 DLDEF int dl_dqn_update(dl_dqn *a, double *loss) {
     if (!a) { dl_set_error("dl_dqn_update: NULL agent"); return -1; }
     if (!a->opt) { dl_set_error("dl_dqn_update: this agent can only act (no optimizer)"); return -1; }
+    if (!a->batch_idx && !(a->batch_idx = (int *)DL_MALLOC(sizeof(int) * (size_t)a->o.batch_size))) {
+        dl_set_error("dl_dqn_update: out of memory for a batch of %d", a->o.batch_size);
+        return -1;
+    }
     if (dl_replay_sample(a->replay, &a->rng, a->o.batch_size, a->batch_idx) != 0) return -1;
     return dl__dqn_learn_batch(a, loss);
 }
@@ -2109,7 +2145,8 @@ DLDEF int dl_dqn_observe(dl_dqn *a, const float *obs, int action, double reward,
     if (!a->replay) { dl_set_error("dl_dqn_observe: this agent can only act (no optimizer)"); return -1; }
     if (action < 0 || action >= a->n_actions) { dl_set_error("dl_dqn_observe: action %d outside [0, %d)", action, a->n_actions); return -1; }
     if (dl_replay_add(a->replay, obs, action, reward, next_obs, terminated) != 0) return -1;
-    t = a->step++;   /* CleanRL's global_step of this transition */
+    t = a->step;     /* CleanRL's global_step of this transition */
+    if (a->step < LONG_MAX) a->step++;   /* saturates (no overflow) */
     if (t > a->o.learning_starts) {
         if (t % a->o.train_freq == 0)
             for (g = 0; g < a->o.gradient_steps; g++)
@@ -2149,7 +2186,7 @@ DLDEF long dl_dqn_learn(dl_dqn *a, dl_env *env, long steps, dl_dqn_episode_fn on
         memcpy(a->obs, a->next_obs, sizeof(float) * (size_t)a->obs_size);
         if (term || trunc) {
             a->returns[a->episodes % DL__DQN_RETURNS] = a->ep_return;
-            a->episodes++;
+            if (a->episodes < LONG_MAX) a->episodes++;
             done_episodes++;
             a->obs_valid = 0;
             if (on_episode && on_episode(a, a->ep_return, user)) break;
@@ -2226,10 +2263,6 @@ DLDEF dl_dqn *dl_dqn_load_policy(const char *path) {
    dl.format, dl.dqn.opts, dl.dqn.counters, dl.dqn.rng, dl.dqn.returns, dl.dqn.env. */
 #define DL__DQN_SAVE_MAX 11
 
-static const char *dl__dqn_opts_fmt = "total_steps %ld buffer_size %d obs_u8 %d batch_size %d learning_starts %ld "
-    "train_freq %d gradient_steps %d target_update_freq %d tau %la gamma %la eps_start %la eps_end %la "
-    "eps_fraction %la double_dqn %d loss %d huber_delta %la max_grad_norm %la seed %llu";
-
 static void dl__dqn_put_opts(char *s, size_t n, const dl_dqn_opts *o) {
     snprintf(s, n, "total_steps %ld buffer_size %d obs_u8 %d batch_size %d learning_starts %ld "
              "train_freq %d gradient_steps %d target_update_freq %d tau %a gamma %a eps_start %a eps_end %a "
@@ -2239,16 +2272,92 @@ static void dl__dqn_put_opts(char *s, size_t n, const dl_dqn_opts *o) {
              o->eps_fraction, o->double_dqn, (int)o->loss, o->huber_delta, o->max_grad_norm, (unsigned long long)o->seed);
 }
 
+/* Strict reading of the metadata (sscanf's %d reads 4294967356 as 60, %ld overflows, %la takes
+   inf and nan): each reader skips spaces, takes one token ended by a space or the string's end,
+   advances *s past it, and returns 0, or -1 when the token is malformed or out of range. */
+static int dl__scan_end(const char *p) { return *p == ' ' || *p == 0; }
+static int dl__scan_word(const char **s, const char *w) {   /* the word w */
+    const char *p = *s;
+    size_t n = strlen(w);
+    while (*p == ' ') p++;
+    if (strncmp(p, w, n) != 0 || !dl__scan_end(p + n)) return -1;
+    *s = p + n;
+    return 0;
+}
+/* a decimal integer in [lo, hi]; each digit is checked before it is added: nothing overflows */
+static int dl__scan_int(const char **s, long long lo, long long hi, long long *out) {
+    const char *p = *s;
+    unsigned long long v = 0, lim;
+    int neg = 0, digits = 0;
+    while (*p == ' ') p++;
+    if (*p == '-') neg = 1, p++;
+    lim = neg ? (lo < 0 ? (unsigned long long)(-(lo + 1)) + 1 : 0) : (hi > 0 ? (unsigned long long)hi : 0);
+    for (; *p >= '0' && *p <= '9'; p++, digits++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (d > lim || v > (lim - d) / 10) return -1;
+        v = v * 10 + d;
+    }
+    if (!digits || !dl__scan_end(p)) return -1;
+    *out = neg ? (v == 0 ? 0 : -(long long)(v - 1) - 1) : (long long)v;
+    if (*out < lo || *out > hi) return -1;
+    *s = p;
+    return 0;
+}
+static int dl__scan_u64(const char **s, uint64_t *out) {   /* any 64-bit unsigned integer */
+    const char *p = *s;
+    uint64_t v = 0;
+    int digits = 0;
+    while (*p == ' ') p++;
+    for (; *p >= '0' && *p <= '9'; p++, digits++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10) return -1;
+        v = v * 10 + d;
+    }
+    if (!digits || !dl__scan_end(p)) return -1;
+    *out = v, *s = p;
+    return 0;
+}
+static int dl__scan_f64(const char **s, double *out) {   /* a finite double (%a's hex floats too) */
+    const char *p = *s;
+    char *end;
+    while (*p == ' ') p++;
+    if (!*p) return -1;
+    *out = strtod(p, &end);
+    if (end == p || !dl__scan_end(end) || !isfinite(*out)) return -1;
+    *s = end;
+    return 0;
+}
+static int dl__scan_done(const char *s) {   /* nothing but spaces left */
+    while (*s == ' ') s++;
+    return *s == 0 ? 0 : -1;
+}
+
+/* dl.dqn.opts: every field in range, then the options' own checks. */
 static int dl__dqn_get_opts(const char *s, dl_dqn_opts *o) {
-    int loss = 0;
-    unsigned long long seed = 0;
+    long long v[10];
+    uint64_t seed;
     memset(o, 0, sizeof *o);
-    if (!s || sscanf(s, dl__dqn_opts_fmt, &o->total_steps, &o->buffer_size, &o->obs_u8, &o->batch_size,
-                     &o->learning_starts, &o->train_freq, &o->gradient_steps, &o->target_update_freq, &o->tau,
-                     &o->gamma, &o->eps_start, &o->eps_end, &o->eps_fraction, &o->double_dqn, &loss,
-                     &o->huber_delta, &o->max_grad_norm, &seed) != 18) return -1;
-    o->loss = (dl_dqn_loss)loss;
-    o->seed = seed;
+    if (!s || dl__scan_word(&s, "total_steps") || dl__scan_int(&s, 1, LONG_MAX, &v[0]) ||
+        dl__scan_word(&s, "buffer_size") || dl__scan_int(&s, 1, INT_MAX, &v[1]) ||
+        dl__scan_word(&s, "obs_u8") || dl__scan_int(&s, 0, 1, &v[2]) ||
+        dl__scan_word(&s, "batch_size") || dl__scan_int(&s, 1, INT_MAX, &v[3]) ||
+        dl__scan_word(&s, "learning_starts") || dl__scan_int(&s, 0, LONG_MAX, &v[4]) ||
+        dl__scan_word(&s, "train_freq") || dl__scan_int(&s, 1, INT_MAX, &v[5]) ||
+        dl__scan_word(&s, "gradient_steps") || dl__scan_int(&s, 0, INT_MAX, &v[6]) ||
+        dl__scan_word(&s, "target_update_freq") || dl__scan_int(&s, 1, INT_MAX, &v[7]) ||
+        dl__scan_word(&s, "tau") || dl__scan_f64(&s, &o->tau) ||
+        dl__scan_word(&s, "gamma") || dl__scan_f64(&s, &o->gamma) ||
+        dl__scan_word(&s, "eps_start") || dl__scan_f64(&s, &o->eps_start) ||
+        dl__scan_word(&s, "eps_end") || dl__scan_f64(&s, &o->eps_end) ||
+        dl__scan_word(&s, "eps_fraction") || dl__scan_f64(&s, &o->eps_fraction) ||
+        dl__scan_word(&s, "double_dqn") || dl__scan_int(&s, 0, 1, &v[8]) ||
+        dl__scan_word(&s, "loss") || dl__scan_int(&s, 0, 1, &v[9]) ||
+        dl__scan_word(&s, "huber_delta") || dl__scan_f64(&s, &o->huber_delta) ||
+        dl__scan_word(&s, "max_grad_norm") || dl__scan_f64(&s, &o->max_grad_norm) ||
+        dl__scan_word(&s, "seed") || dl__scan_u64(&s, &seed) || dl__scan_done(s)) return -1;
+    o->total_steps = (long)v[0], o->buffer_size = (int)v[1], o->obs_u8 = (int)v[2], o->batch_size = (int)v[3];
+    o->learning_starts = (long)v[4], o->train_freq = (int)v[5], o->gradient_steps = (int)v[6];
+    o->target_update_freq = (int)v[7], o->double_dqn = (int)v[8], o->loss = (dl_dqn_loss)v[9], o->seed = seed;
     return dl__dqn_check_opts(o);
 }
 
@@ -2320,111 +2429,168 @@ done:
 }
 
 /* A tensor of the file checked for dtype and element count; NULL + error otherwise. */
-static const dl_tensor *dl__dqn_want(const dl_safetensors *st, const char *name, dl_dtype dt, long numel, const char *path) {
+static const dl_tensor *dl__dqn_want(const dl_safetensors *st, const char *name, dl_dtype dt, long long numel, const char *path) {
     const dl_tensor *t = dl_safetensors_get(st, name);
-    if (!t || t->dtype != dt || (numel >= 0 && (long)t->numel != numel)) {
+    if (!t || t->dtype != dt || (numel >= 0 && (unsigned long long)t->numel != (unsigned long long)numel)) {
         dl_set_error("dl_dqn_load: %s: tensor \"%s\" is missing or has the wrong type or size", path, name);
         return NULL;
     }
     return t;
 }
 
-DLDEF dl_dqn *dl_dqn_load(const char *path, dl_env *env) {
-    dl_safetensors *st;
-    dl_dqn *a = NULL;
+/* Everything of a training state but the networks, read and checked before anything is made
+   (the tensors stay in the file). */
+typedef struct dl__dqn_file {
     dl_dqn_opts o;
-    dl_model *on = NULL, *tg = NULL;
-    const dl_tensor *t;
-    dl_space sp;
-    const char *s;
-    int i, nd, sh[4], actions, obs_valid, pos, size, n_read, os;
+    int nd, sh[4], os, actions, obs_valid, pos, size;
     long step, updates, episodes;
-    double ep_return;
-    unsigned long long r[4];
-    if (!path) { dl_set_error("dl_dqn_load: NULL path"); return NULL; }
-    if (!(st = dl_safetensors_load(path))) return NULL;
-    if (!(s = dl_safetensors_meta(st, "dl.format")) || strcmp(s, "dl.dqn.v1") != 0) { dl_set_error("dl_dqn_load: %s: not a DQN training state (dl.format)", path); goto fail; }
-    if (dl__dqn_get_opts(dl_safetensors_meta(st, "dl.dqn.opts"), &o) != 0) { dl_set_error("dl_dqn_load: %s: bad dl.dqn.opts", path); goto fail; }
+    double ep_return, returns[DL__DQN_RETURNS];
+    uint64_t rng[4];
+    const dl_tensor *online, *target, *obs, *r_obs, *r_next, *r_action, *r_reward, *r_term;
+    int elapsed, running;                 /* the environment's part, when an env is given */
+    uint64_t env_rng[4];
+    double env_state[DL_ENV_MAX_STATE];
+} dl__dqn_file;
+
+/* Four generator words; xoshiro's all-zero state (stuck at 0) is refused. */
+static int dl__scan_rng(const char **s, uint64_t *r) {
+    int i;
+    for (i = 0; i < 4; i++) if (dl__scan_u64(s, &r[i]) != 0) return -1;
+    return (r[0] | r[1] | r[2] | r[3]) != 0 ? 0 : -1;
+}
+
+/* Reads and checks the training state st into f: every number whole and in range (counters
+   in [0, LONG_MAX], ints in int's range, doubles finite), every size against the file's own
+   tensors. Allocates nothing. 0, or -1 + dl_error(). */
+static int dl__dqn_read(const dl_safetensors *st, const dl_env *env, const char *path, dl__dqn_file *f) {
+    const char *s, *bar;
+    long long nd, sh[4], actions, step, updates, episodes, obs_valid, pos, size, elapsed, running, k;
+    long long os = 1;
+    int i;
+    dl_dtype od;
+    memset(f, 0, sizeof *f);
+    if (!(s = dl_safetensors_meta(st, "dl.format")) || strcmp(s, "dl.dqn.v1") != 0) { dl_set_error("dl_dqn_load: %s: not a DQN training state (dl.format)", path); return -1; }
+    if (dl__dqn_get_opts(dl_safetensors_meta(st, "dl.dqn.opts"), &f->o) != 0) { dl_set_error("dl_dqn_load: %s: bad dl.dqn.opts", path); return -1; }
     s = dl_safetensors_meta(st, "dl.dqn.counters");
-    if (!s || sscanf(s, "obs_shape %d %d %d %d %d actions %d step %ld updates %ld episodes %ld obs_valid %d ep_return %la replay_pos %d replay_size %d",
-                     &nd, &sh[0], &sh[1], &sh[2], &sh[3], &actions, &step, &updates, &episodes, &obs_valid, &ep_return, &pos, &size) != 13 ||
-        nd < 1 || nd > 4 || actions <= 0 || step < 0 || updates < 0 || episodes < 0 || size < 0 || size > o.buffer_size ||
-        pos < 0 || pos >= o.buffer_size || (size < o.buffer_size && pos != size)) {
+    if (!s || dl__scan_word(&s, "obs_shape") || dl__scan_int(&s, 1, 4, &nd) ||
+        dl__scan_int(&s, 0, 1 << 24, &sh[0]) || dl__scan_int(&s, 0, 1 << 24, &sh[1]) ||
+        dl__scan_int(&s, 0, 1 << 24, &sh[2]) || dl__scan_int(&s, 0, 1 << 24, &sh[3]) ||
+        dl__scan_word(&s, "actions") || dl__scan_int(&s, 1, 1 << 24, &actions) ||
+        dl__scan_word(&s, "step") || dl__scan_int(&s, 0, LONG_MAX, &step) ||
+        dl__scan_word(&s, "updates") || dl__scan_int(&s, 0, LONG_MAX, &updates) ||
+        dl__scan_word(&s, "episodes") || dl__scan_int(&s, 0, step, &episodes) ||          /* an episode takes a step */
+        dl__scan_word(&s, "obs_valid") || dl__scan_int(&s, 0, 1, &obs_valid) ||
+        dl__scan_word(&s, "ep_return") || dl__scan_f64(&s, &f->ep_return) ||
+        dl__scan_word(&s, "replay_pos") || dl__scan_int(&s, 0, f->o.buffer_size - 1, &pos) ||
+        dl__scan_word(&s, "replay_size") || dl__scan_int(&s, 0, f->o.buffer_size < step ? f->o.buffer_size : step, &size) ||
+        dl__scan_done(s) || (size < f->o.buffer_size && pos != size)) {
         dl_set_error("dl_dqn_load: %s: bad dl.dqn.counters", path);
-        goto fail;
+        return -1;
+    }
+    for (i = 0; i < 4; i++) {   /* nd dimensions, the rest written as 0; at most 2^24 values */
+        if (i < nd ? sh[i] < 1 || os * sh[i] > (1 << 24) : sh[i] != 0) { dl_set_error("dl_dqn_load: %s: bad observation shape", path); return -1; }
+        if (i < nd) os *= sh[i], f->sh[i] = (int)sh[i];
+    }
+    f->nd = (int)nd, f->os = (int)os, f->actions = (int)actions, f->step = (long)step, f->updates = (long)updates;
+    f->episodes = (long)episodes, f->obs_valid = (int)obs_valid, f->pos = (int)pos, f->size = (int)size;
+    s = dl_safetensors_meta(st, "dl.dqn.rng");
+    if (!s || dl__scan_rng(&s, f->rng) || dl__scan_done(s)) { dl_set_error("dl_dqn_load: %s: bad dl.dqn.rng", path); return -1; }
+    s = dl_safetensors_meta(st, "dl.dqn.returns");
+    for (i = 0; i < DL__DQN_RETURNS; i++)
+        if (!s || dl__scan_f64(&s, &f->returns[i]) != 0) { dl_set_error("dl_dqn_load: %s: bad dl.dqn.returns", path); return -1; }
+    if (dl__scan_done(s)) { dl_set_error("dl_dqn_load: %s: bad dl.dqn.returns", path); return -1; }
+    /* the tensors, each of the size the counters give */
+    if (!(f->online = dl__dqn_want(st, "online", DL_U8, -1, path)) || !(f->target = dl__dqn_want(st, "target", DL_U8, -1, path)) ||
+        !(f->obs = dl__dqn_want(st, "agent/obs", DL_F32, os, path))) return -1;
+    od = f->o.obs_u8 ? DL_U8 : DL_F32;
+    if (size > 0) {
+        if (!(f->r_obs = dl__dqn_want(st, "replay/obs", od, size * os, path)) ||
+            !(f->r_next = dl__dqn_want(st, "replay/next_obs", od, size * os, path)) ||
+            !(f->r_action = dl__dqn_want(st, "replay/action", DL_I32, size, path)) ||
+            !(f->r_reward = dl__dqn_want(st, "replay/reward", DL_F32, size, path)) ||
+            !(f->r_term = dl__dqn_want(st, "replay/terminated", DL_U8, size, path))) return -1;
+        for (i = 0; i < size; i++) {
+            int32_t act;
+            memcpy(&act, (const char *)f->r_action->data + (size_t)i * sizeof act, sizeof act);
+            if (act < 0 || act >= actions) { dl_set_error("dl_dqn_load: %s: bad action in the replay buffer", path); return -1; }
+        }
+    }
+    if (!env) return 0;
+    s = dl_safetensors_meta(st, "dl.dqn.env");
+    if (!s || !(bar = strchr(s, '|'))) { dl_set_error("dl_dqn_load: %s: no environment state saved", path); return -1; }
+    if (!env->ops->name || strlen(env->ops->name) != (size_t)(bar - s) || strncmp(env->ops->name, s, (size_t)(bar - s)) != 0) {
+        dl_set_error("dl_dqn_load: %s: saved with another environment than %s", path, env->ops->name ? env->ops->name : "this one");
+        return -1;
+    }
+    s = bar + 1;
+    if (dl__scan_int(&s, 0, INT_MAX, &elapsed) || dl__scan_int(&s, 0, 1, &running) || dl__scan_rng(&s, f->env_rng) ||
+        dl__scan_int(&s, env->ops->state_dim, env->ops->state_dim, &k)) { dl_set_error("dl_dqn_load: %s: bad dl.dqn.env", path); return -1; }
+    for (i = 0; i < k; i++)
+        if (dl__scan_f64(&s, &f->env_state[i]) != 0) { dl_set_error("dl_dqn_load: %s: bad dl.dqn.env", path); return -1; }
+    if (dl__scan_done(s) || (env->mdp && (k < 1 || !(f->env_state[0] >= 0 && f->env_state[0] < env->mdp->n_states &&
+                                                   f->env_state[0] == floor(f->env_state[0]))))) {
+        dl_set_error("dl_dqn_load: %s: bad dl.dqn.env", path);   /* a tabular state is one of the states */
+        return -1;
+    }
+    f->elapsed = (int)elapsed, f->running = (int)running;
+    return 0;
+}
+
+/* The loader on a file already in memory (tests/fuzz_dqn.c calls it): everything is read and
+   checked first, then the agent is made, then copied into; env is written last, only on
+   success, so a failing load changes nothing. */
+static dl_dqn *dl__dqn_load_st(const dl_safetensors *st, dl_env *env, const char *path) {
+    dl__dqn_file f;
+    dl_model *on = NULL, *tg = NULL;
+    dl_dqn *a;
+    dl_space sp;
+    int i;
+    if (dl__dqn_read(st, env, path, &f) != 0) return NULL;
+    if (!(on = dl_model_parse(f.online->data, f.online->numel)) || !(tg = dl_model_parse(f.target->data, f.target->numel))) {
+        dl_model_free(on);
+        return NULL;
+    }
+    if (!on->compiled) {
+        dl_model_free(on); dl_model_free(tg);
+        dl_set_error("dl_dqn_load: %s: the online network has no optimizer", path);
+        return NULL;
     }
     memset(&sp, 0, sizeof sp);
-    sp.kind = DL_SPACE_BOX; sp.ndim = nd; sp.n = 1;
-    for (i = 0; i < nd; i++) {
-        if (sh[i] <= 0 || sh[i] > (1 << 24) / sp.n) { dl_set_error("dl_dqn_load: %s: bad observation shape", path); goto fail; }
-        sp.shape[i] = sh[i]; sp.n *= sh[i];
+    sp.kind = DL_SPACE_BOX; sp.ndim = f.nd; sp.n = f.os;
+    for (i = 0; i < f.nd; i++) sp.shape[i] = f.sh[i];
+    if (!(a = dl__dqn_make(on, tg, NULL, &sp, f.actions, &f.o, 1, f.size))) return NULL;   /* takes over on, tg (their optimizer too) */
+    /* nothing fails from here on */
+    memcpy(a->obs, f.obs->data, sizeof(float) * (size_t)f.os);
+    if (f.size > 0) {
+        size_t ob = (size_t)f.size * (size_t)f.os * (f.o.obs_u8 ? 1 : sizeof(float));
+        memcpy(a->replay->obs, f.r_obs->data, ob);
+        memcpy(a->replay->next_obs, f.r_next->data, ob);
+        memcpy(a->replay->action, f.r_action->data, sizeof(int32_t) * (size_t)f.size);
+        memcpy(a->replay->reward, f.r_reward->data, sizeof(float) * (size_t)f.size);
+        memcpy(a->replay->terminated, f.r_term->data, (size_t)f.size);
     }
-    os = sp.n;
-    if (!(t = dl__dqn_want(st, "online", DL_U8, -1, path)) || !(on = dl_model_parse(t->data, (size_t)t->numel))) goto fail;
-    if (!(t = dl__dqn_want(st, "target", DL_U8, -1, path)) || !(tg = dl_model_parse(t->data, (size_t)t->numel))) goto fail;
-    if (!on->compiled) { dl_set_error("dl_dqn_load: %s: the online network has no optimizer", path); goto fail; }
-    a = dl__dqn_make(on, tg, NULL, &sp, actions, &o, 1, 1);   /* the optimizer comes with `on` */
-    on = tg = NULL;
-    if (!a) goto fail;
-    if (!(t = dl__dqn_want(st, "agent/obs", DL_F32, os, path))) goto fail;
-    memcpy(a->obs, t->data, sizeof(float) * (size_t)os);
-    if (size > 0) {
-        dl_dtype od = o.obs_u8 ? DL_U8 : DL_F32;
-        size_t ob = (size_t)size * (size_t)os * (o.obs_u8 ? 1 : sizeof(float));
-        if (!(t = dl__dqn_want(st, "replay/obs", od, (long)size * os, path))) goto fail;
-        memcpy(a->replay->obs, t->data, ob);
-        if (!(t = dl__dqn_want(st, "replay/next_obs", od, (long)size * os, path))) goto fail;
-        memcpy(a->replay->next_obs, t->data, ob);
-        if (!(t = dl__dqn_want(st, "replay/action", DL_I32, size, path))) goto fail;
-        memcpy(a->replay->action, t->data, sizeof(int32_t) * (size_t)size);
-        for (i = 0; i < size; i++)
-            if (a->replay->action[i] < 0 || a->replay->action[i] >= actions) { dl_set_error("dl_dqn_load: %s: bad action in the replay buffer", path); goto fail; }
-        if (!(t = dl__dqn_want(st, "replay/reward", DL_F32, size, path))) goto fail;
-        memcpy(a->replay->reward, t->data, sizeof(float) * (size_t)size);
-        if (!(t = dl__dqn_want(st, "replay/terminated", DL_U8, size, path))) goto fail;
-        memcpy(a->replay->terminated, t->data, (size_t)size);
-    }
-    a->replay->size = size;
-    a->replay->pos = pos;
-    a->step = step; a->updates = updates; a->episodes = episodes;
-    a->obs_valid = obs_valid != 0; a->ep_return = ep_return;
-    s = dl_safetensors_meta(st, "dl.dqn.rng");
-    if (!s || sscanf(s, "%llu %llu %llu %llu", &r[0], &r[1], &r[2], &r[3]) != 4) { dl_set_error("dl_dqn_load: %s: bad dl.dqn.rng", path); goto fail; }
-    for (i = 0; i < 4; i++) a->rng.s[i] = r[i];
-    s = dl_safetensors_meta(st, "dl.dqn.returns");
-    for (i = 0; i < DL__DQN_RETURNS; i++) {
-        if (!s || sscanf(s, "%la%n", &a->returns[i], &n_read) != 1) { dl_set_error("dl_dqn_load: %s: bad dl.dqn.returns", path); goto fail; }
-        s += n_read;
-    }
+    a->replay->size = f.size, a->replay->pos = f.pos;
+    a->step = f.step, a->updates = f.updates, a->episodes = f.episodes;
+    a->obs_valid = f.obs_valid, a->ep_return = f.ep_return;
+    for (i = 0; i < 4; i++) a->rng.s[i] = f.rng[i];
+    memcpy(a->returns, f.returns, sizeof a->returns);
     if (env) {
-        const char *bar;
-        int elapsed, running, k, used;
-        size_t name_len;
-        s = dl_safetensors_meta(st, "dl.dqn.env");
-        if (!s || !(bar = strchr(s, '|'))) { dl_set_error("dl_dqn_load: %s: no environment state saved", path); goto fail; }
-        name_len = (size_t)(bar - s);
-        if (!env->ops->name || strlen(env->ops->name) != name_len || strncmp(env->ops->name, s, name_len) != 0) {
-            dl_set_error("dl_dqn_load: %s: saved with another environment than %s", path, env->ops->name ? env->ops->name : "this one");
-            goto fail;
-        }
-        if (sscanf(bar + 1, "%d %d %llu %llu %llu %llu %d%n", &elapsed, &running, &r[0], &r[1], &r[2], &r[3], &k, &used) != 7 ||
-            k != env->ops->state_dim || elapsed < 0) { dl_set_error("dl_dqn_load: %s: bad dl.dqn.env", path); goto fail; }
-        s = bar + 1 + used;
-        for (i = 0; i < k; i++) {
-            if (sscanf(s, "%la%n", &env->state[i], &n_read) != 1) { dl_set_error("dl_dqn_load: %s: bad dl.dqn.env", path); goto fail; }
-            s += n_read;
-        }
-        for (i = 0; i < 4; i++) env->rng.s[i] = r[i];
-        env->elapsed = elapsed;
-        env->running = running != 0;
+        for (i = 0; i < env->ops->state_dim; i++) env->state[i] = f.env_state[i];
+        for (i = 0; i < 4; i++) env->rng.s[i] = f.env_rng[i];
+        env->elapsed = f.elapsed;
+        env->running = f.running;
     }
+    return a;
+}
+
+DLDEF dl_dqn *dl_dqn_load(const char *path, dl_env *env) {
+    dl_safetensors *st;
+    dl_dqn *a;
+    if (!path) { dl_set_error("dl_dqn_load: NULL path"); return NULL; }
+    if (!(st = dl_safetensors_load(path))) return NULL;
+    a = dl__dqn_load_st(st, env, path);
     dl_safetensors_free(st);
     return a;
-fail:
-    dl_model_free(on); dl_model_free(tg);
-    dl_dqn_free(a);
-    dl_safetensors_free(st);
-    return NULL;
 }
 #endif /* DL_NO_STDIO */
 

@@ -9,6 +9,7 @@
    is described there). The PNG check needs Debian's libstb-dev (<stb/stb_image_write.h>); it is
    skipped without it. */
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -424,6 +425,24 @@ static void test_td_errors_and_determinism(void) {
     CHECK(isnan(dl_run_policy(cp, (const int *)Q, 1, 0)), "run_policy on cartpole");
     dl_env_free(cp);
     dl_env_free(fl);
+}
+
+/* The step count of an env without a time limit saturates at INT_MAX instead of overflowing
+   (UBSan's report before); stepping goes on. */
+static void test_elapsed_saturates(void) {
+    dl_env *env = dl_env_gridworld();
+    double r;
+    int term = 0, trunc = 0, i;
+    if (!env) { CHECK(0, "%s", dl_error()); return; }
+    CHECK(dl_env_reset(env, 1, NULL) == 0, "%s", dl_error());
+    env->elapsed = INT_MAX - 1;
+    for (i = 0; i < 3 && !term; i++) {
+        double state = 5;
+        dl_env_set_state(env, &state, NULL);   /* away from the corners: the episode goes on */
+        CHECK(dl_env_step(env, 2, NULL, &r, &term, &trunc) == 0 && !trunc, "%s", dl_error());
+    }
+    CHECK(env->elapsed == INT_MAX, "elapsed %d", env->elapsed);
+    dl_env_free(env);
 }
 
 /* Options: a zero struct, a NULL pointer and the documented defaults written out give the same
@@ -991,6 +1010,7 @@ int main(void) {
     RUN(test_frozenlake_td);
     RUN(test_td_errors_and_determinism);
     RUN(test_td_default_options);
+    RUN(test_elapsed_saturates);
     RUN(test_gridworld_mc);
     RUN(test_custom_mdp);
     RUN(test_gridworld_env);

@@ -64,8 +64,9 @@
        REPLAY BUFFER dl_replay: a ring of transitions, float or byte observations, sampling
        DQN           dl_dqn: dl_dqn_new, dl_dqn_learn (the whole loop) or dl_dqn_explore +
                      dl_dqn_observe (your own loop), dl_dqn_act / _act_batch / _q_values
-                     (greedy, optional action mask), dl_dqn_save_policy / dl_dqn_load_policy,
-                     dl_dqn_save / dl_dqn_load (the whole training state: resumes exactly)
+                     (greedy, optional action mask), dl_dqn_options, dl_dqn_save_policy /
+                     dl_dqn_load_policy, dl_dqn_save / dl_dqn_load (the whole training state:
+                     resumes exactly)
 
    ENVIRONMENT SEMANTICS (those of Gymnasium 1.x with its TimeLimit wrapper)
        dl_env_reset(env, seed, obs): seed >= 0 reseeds the env's own dl_rng first; seed < 0
@@ -148,13 +149,28 @@
        fails); dl_dqn_free frees them, its replay buffer and its arena. Every array argument (V, Q, policies, observations, pictures) is the
        caller's; nothing is kept.
 
+   OPTIONS
+       dl_td_opts and dl_dqn_opts: a zero-initialised struct (or a NULL pointer) gives the
+       documented defaults, and so does 0 in any field; where 0 is a meaningful value other
+       than the default (gamma, epsilons, learning_starts, ...), DL_RL_ZERO (-1) asks for a
+       real 0. Each field's comment gives its default and whether DL_RL_ZERO applies; any other
+       negative value is an error.
+
+   COUNTERS
+       An env's step count (elapsed) saturates at INT_MAX and a DQN agent's step, update and
+       episode counts at LONG_MAX: they never overflow, however long a run.
+
    ERRORS
-       Functions returning int give >= 0 on success and -1 + dl_error() on bad arguments (NULL,
-       an action out of range, stepping an episode that is over, a policy evaluation that does
-       not converge in max_sweeps); constructors return NULL + dl_error(). dl_run_policy returns
-       NaN on error. dl_dqn_load / dl_dqn_load_policy check every tensor's type and size and
-       every counter before use: truncated or corrupt files give an error. Nothing here calls
-       exit or abort.
+       Calls that do something return 0 on success; calls that compute a count or an action
+       (the planning sweeps and rounds, dl_td_control's episodes, dl_dqn_act) return it (>= 0);
+       every one gives -1 + dl_error() on bad arguments (NULL, an action out of range, stepping
+       an episode that is over, a policy evaluation that does not converge in max_sweeps);
+       constructors return NULL + dl_error(). dl_run_policy returns NaN on error.
+       dl_dqn_load reads and checks the whole file before it makes or writes anything (every
+       number whole, in range and finite, every size against the file's own tensors), so a
+       truncated, corrupt or hostile file gives an error and leaves the env as it was;
+       dl_dqn_load_policy checks the model file the same way (dl_model_load). Nothing here
+       calls exit or abort.
 
    NOT HERE (yet)
        MountainCarContinuous, Acrobot, Pendulum, the other MinAtar games; policy-gradient and
@@ -247,7 +263,7 @@ struct dl_env {
     const dl_env_ops *ops;
     dl_space observation_space, action_space;
     int max_episode_steps;      /* truncation after this many steps; 0: never */
-    int elapsed;                /* steps since the last reset */
+    int elapsed;                /* steps since the last reset (saturates at INT_MAX) */
     int running;                /* 1 between reset (or set_state) and the end of the episode */
     dl_rng rng;                 /* the environment's own generator (reset, slippery moves) */
     double state[DL_ENV_MAX_STATE]; /* CartPole: x, x_dot, theta, theta_dot; tabular: the index;
@@ -425,7 +441,9 @@ DLDEF int dl_replay_get(const dl_replay *r, int i, float *obs, int *action, floa
 
    An agent owns: the online Q network (any dl_nn.h model mapping a batch of observations to
    [batch, n_actions]), the target network, the optimizer, the replay buffer and one arena;
-   steps after the first allocate nothing. Acting is greedy and deterministic (ties go to the
+   steps after the first allocate nothing (but for a loaded training state, whose replay buffer
+   holds only the transitions of the file and doubles as training fills it, up to buffer_size).
+   Its counters saturate at LONG_MAX. Acting is greedy and deterministic (ties go to the
    lowest action), one observation or a batch, with an optional mask of allowed actions. */
 typedef enum dl_dqn_loss { DL_DQN_LOSS_MSE = 0, DL_DQN_LOSS_HUBER = 1 } dl_dqn_loss;
 /* Options: a zero-initialised struct (or a NULL pointer) gives CleanRL's CartPole-v1 settings
@@ -495,9 +513,9 @@ typedef int (*dl_dqn_episode_fn)(dl_dqn *a, double episode_return, void *user);
 DLDEF long dl_dqn_learn(dl_dqn *a, dl_env *env, long steps, dl_dqn_episode_fn on_episode, void *user);
 /* Mean return of the last n (<= 100) finished episodes (fewer when fewer ended; NaN if none). */
 DLDEF double dl_dqn_mean_return(const dl_dqn *a, int n);
-DLDEF long dl_dqn_steps(const dl_dqn *a);      /* environment steps observed */
-DLDEF long dl_dqn_episodes(const dl_dqn *a);   /* episodes finished in dl_dqn_learn */
-DLDEF long dl_dqn_updates(const dl_dqn *a);    /* gradient steps */
+DLDEF long dl_dqn_steps(const dl_dqn *a);      /* environment steps observed (saturating) */
+DLDEF long dl_dqn_episodes(const dl_dqn *a);   /* episodes finished in dl_dqn_learn (saturating) */
+DLDEF long dl_dqn_updates(const dl_dqn *a);    /* gradient steps (saturating) */
 DLDEF dl_model *dl_dqn_model(const dl_dqn *a);         /* the online network (borrowed) */
 DLDEF dl_model *dl_dqn_target_model(const dl_dqn *a);  /* the target network (borrowed) */
 DLDEF const dl_replay *dl_dqn_replay(const dl_dqn *a); /* NULL for an act-only agent */
@@ -515,7 +533,11 @@ DLDEF dl_dqn_opts dl_dqn_options(const dl_dqn *a);     /* the options in use, de
 DLDEF int dl_dqn_save_policy(dl_dqn *a, const char *path);
 DLDEF dl_dqn *dl_dqn_load_policy(const char *path);
 DLDEF int dl_dqn_save(dl_dqn *a, const char *path, const dl_env *env);
-/* env (may be NULL) must be the same kind as the saved one; its state is restored. */
+/* A new agent from a training state (owned: dl_dqn_free). env (may be NULL) must be the same
+   kind as the saved one; its state is restored. Everything is checked before anything is
+   made or written: on failure (NULL + dl_error()) env is untouched. The replay buffer gets the
+   slots the file fills and grows as training goes on; the batch indices come with the first
+   update. */
 DLDEF dl_dqn *dl_dqn_load(const char *path, dl_env *env);
 #endif
 

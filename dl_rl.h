@@ -18,7 +18,7 @@
        dl_env *env = dl_env_frozenlake(4, 1);                  // yours: dl_env_free
        int S = env->observation_space.n, A = env->action_space.n, policy[16];
        double Q[16 * 4] = {0};
-       dl_td_opts o = dl_td_defaults(DL_Q_LEARNING);            // alpha, gamma, epsilon schedule
+       dl_td_opts o = {0};                                     // 0s: Q-learning, default alpha, gamma, ...
        o.steps = 300000; o.seed = 1;
        if (dl_td_control(env, Q, &o) < 0) { puts(dl_error()); return 1; }
        dl_greedy_policy(Q, S, A, policy);
@@ -27,12 +27,12 @@
    DQN on CartPole-v1 (examples/cartpole_dqn.c; CleanRL's settings, ~5 s on 2 cores):
 
        dl_env *env = dl_env_cartpole();
-       dl_dqn_opts o = dl_dqn_defaults();                      // 500k steps, buffer 10k, ...
+       dl_dqn_opts o = {0};                                    // 0s: 500k steps, buffer 10k, ...
        o.max_grad_norm = 10;
        dl_model *q = dl_sequential(dl_Dense(120, DL_ACT_RELU), dl_Dense(84, DL_ACT_RELU), dl_Dense(2, DL_ACT_LINEAR));
        dl_dqn *agent = dl_dqn_new(q, NULL, dl_adam(2.5e-4),
                                   &env->observation_space, 2, &o);   // takes over q and the optimizer
-       dl_dqn_learn(agent, env, o.total_steps, NULL, NULL);
+       dl_dqn_learn(agent, env, 0, NULL, NULL);                // 0: the whole run (total_steps)
        printf("%.1f\n", dl_dqn_mean_return(agent, 100));       // ~490
        dl_dqn_save_policy(agent, "cartpole.safetensors");      // a game: dl_dqn_load_policy +
        int action = dl_dqn_act(agent, obs, NULL);              // dl_dqn_act every frame, no malloc
@@ -47,12 +47,12 @@
    CONTENTS
        SPACES        dl_space: discrete (n values) or box (n floats of a shape, low/high bounds)
        ENVIRONMENTS  dl_env + dl_env_ops (write your own: dl_env_new), dl_env_reset,
-                     dl_env_step, dl_env_get_state / dl_env_set_state; built-ins:
+                     dl_env_step, dl_env_state / dl_env_set_state; built-ins:
                      dl_env_cartpole, dl_env_mountaincar, dl_env_frozenlake (4x4, 8x8 or your
                      map), dl_env_breakout (MinAtar), dl_env_gridworld (Example 4.1),
                      dl_env_from_mdp (any tabular MDP as an environment);
                      dl_env_render_size / dl_env_render (RGB picture of the state; every
-                     built-in but dl_env_from_mdp's), dl_write_ppm, dl_env_save_png (with
+                     built-in but dl_env_from_mdp's), dl_ppm_save, dl_env_save_png (with
                      stb_image_write.h); dl_vec_env (n envs stepped together, autoreset)
        MDPS          dl_mdp: P[s][a] as a list of (prob, next, reward, terminal), as Gymnasium's
                      env.P; dl_mdp_new / dl_mdp_add to build one; dl_mdp_frozenlake,
@@ -64,8 +64,9 @@
        REPLAY BUFFER dl_replay: a ring of transitions, float or byte observations, sampling
        DQN           dl_dqn: dl_dqn_new, dl_dqn_learn (the whole loop) or dl_dqn_explore +
                      dl_dqn_observe (your own loop), dl_dqn_act / _act_batch / _q_values
-                     (greedy, optional action mask), dl_dqn_save_policy / dl_dqn_load_policy,
-                     dl_dqn_save / dl_dqn_load (the whole training state: resumes exactly)
+                     (greedy, optional action mask), dl_dqn_options, dl_dqn_save_policy /
+                     dl_dqn_load_policy, dl_dqn_save / dl_dqn_load (the whole training state:
+                     resumes exactly)
 
    ENVIRONMENT SEMANTICS (those of Gymnasium 1.x with its TimeLimit wrapper)
        dl_env_reset(env, seed, obs): seed >= 0 reseeds the env's own dl_rng first; seed < 0
@@ -136,7 +137,7 @@
 
    CONFIGURATION
        dl_tensor.h's DL_MALLOC/DL_FREE, DL_STATIC and DL_NO_STDIO apply (DL_NO_STDIO leaves out
-       dl_write_ppm; the only file I/O here). dl_env_save_png exists when <stb_image_write.h>
+       dl_ppm_save; the only file I/O here). dl_env_save_png exists when <stb_image_write.h>
        (Debian: <stb/stb_image_write.h>, libstb-dev) was included before this file.
 
    OWNERSHIP
@@ -148,13 +149,28 @@
        fails); dl_dqn_free frees them, its replay buffer and its arena. Every array argument (V, Q, policies, observations, pictures) is the
        caller's; nothing is kept.
 
+   OPTIONS
+       dl_td_opts and dl_dqn_opts: a zero-initialised struct (or a NULL pointer) gives the
+       documented defaults, and so does 0 in any field; where 0 is a meaningful value other
+       than the default (gamma, epsilons, learning_starts, ...), DL_ZERO (-1) asks for a
+       real 0. Each field's comment gives its default and whether DL_ZERO applies; any other
+       negative value is an error.
+
+   COUNTERS
+       An env's step count (elapsed) saturates at INT_MAX and a DQN agent's step, update and
+       episode counts at LONG_MAX: they never overflow, however long a run.
+
    ERRORS
-       Functions returning int give >= 0 on success and -1 + dl_error() on bad arguments (NULL,
-       an action out of range, stepping an episode that is over, a policy evaluation that does
-       not converge in max_sweeps); constructors return NULL + dl_error(). dl_run_policy returns
-       NaN on error. dl_dqn_load / dl_dqn_load_policy check every tensor's type and size and
-       every counter before use: truncated or corrupt files give an error. Nothing here calls
-       exit or abort.
+       Calls that do something return 0 on success; calls that compute a count or an action
+       (the planning sweeps and rounds, dl_td_control's episodes, dl_dqn_act) return it (>= 0);
+       every one gives -1 + dl_error() on bad arguments (NULL, an action out of range, stepping
+       an episode that is over, a policy evaluation that does not converge in max_sweeps);
+       constructors return NULL + dl_error(). dl_run_policy returns NaN on error.
+       dl_dqn_load reads and checks the whole file before it makes or writes anything (every
+       number whole, in range and finite, every size against the file's own tensors), so a
+       truncated, corrupt or hostile file gives an error and leaves the env as it was;
+       dl_dqn_load_policy checks the model file the same way (dl_model_load). Nothing here
+       calls exit or abort.
 
    NOT HERE (yet)
        MountainCarContinuous, Acrobot, Pendulum, the other MinAtar games; policy-gradient and
@@ -248,7 +264,7 @@ struct dl_env {
     const dl_env_ops *ops;
     dl_space observation_space, action_space;
     int max_episode_steps;      /* truncation after this many steps; 0: never */
-    int elapsed;                /* steps since the last reset */
+    int elapsed;                /* steps since the last reset (saturates at INT_MAX) */
     int running;                /* 1 between reset (or set_state) and the end of the episode */
     dl_rng rng;                 /* the environment's own generator (reset, slippery moves) */
     double state[DL_ENV_MAX_STATE]; /* CartPole: x, x_dot, theta, theta_dot; tabular: the index;
@@ -286,7 +302,7 @@ DLDEF int dl_env_step(dl_env *env, int action, float *obs, double *reward, int *
 /* The internal state (ops->state_dim doubles) read, or set directly (parity tests, exploring
    starts). Setting starts an episode if none runs, keeps the step count, and writes the
    observation of the new state to obs (may be NULL). 0 on success, -1 + dl_error(). */
-DLDEF int dl_env_get_state(const dl_env *env, double *state);
+DLDEF int dl_env_state(const dl_env *env, double *state);
 DLDEF int dl_env_set_state(dl_env *env, const double *state, float *obs);
 
 /* Rendering: the picture's size, and the picture of the current state into rgb (width * height
@@ -296,7 +312,7 @@ DLDEF int dl_env_render_size(const dl_env *env, int *width, int *height);
 DLDEF int dl_env_render(const dl_env *env, unsigned char *rgb);
 #ifndef DL_NO_STDIO
 /* rgb (w x h, as dl_env_render writes it) as a binary PPM (P6) file. 0 or -1 + dl_error(). */
-DLDEF int dl_write_ppm(const char *path, const unsigned char *rgb, int w, int h);
+DLDEF int dl_ppm_save(const char *path, const unsigned char *rgb, int w, int h);
 #endif
 #if defined(INCLUDE_STB_IMAGE_WRITE_H) && !defined(STBI_WRITE_NO_STDIO)
 /* Only when stb_image_write.h was included before this file: the env's picture as a PNG
@@ -338,7 +354,7 @@ DLDEF int dl_vec_env_step(dl_vec_env *v, const int *actions, float *obs, double 
 DLDEF int dl_policy_evaluation(const dl_mdp *m, const double *pi, double gamma, double theta, int max_sweeps, double *V);
 /* Policy iteration from the deterministic policy[S] given (it must be proper when gamma = 1);
    on return policy is optimal and V its value. Returns the improvement rounds, or -1. */
-DLDEF int dl_policy_iteration(const dl_mdp *m, double gamma, double theta, int *policy, double *V);
+DLDEF int dl_policy_iteration(const dl_mdp *m, double gamma, double theta, double *V, int *policy);
 /* Value iteration from V (zeros are fine) until a sweep changes it by less than theta, then
    policy (may be NULL) gets the greedy policy. Returns the sweeps, or -1. */
 DLDEF int dl_value_iteration(const dl_mdp *m, double gamma, double theta, int max_sweeps, double *V, int *policy);
@@ -356,21 +372,22 @@ DLDEF int dl_q_from_v(const dl_mdp *m, const double *V, double gamma, double *Q)
    with the bootstrap term 0 when the step terminated (kept on truncation). Episodes are reset
    with seed `seed` first and then continue the env's generator; exploration uses its own
    generator seeded from seed as well. */
-typedef enum dl_td_method { DL_Q_LEARNING = 0, DL_SARSA = 1, DL_EXPECTED_SARSA = 2 } dl_td_method;
+typedef enum dl_td_method { DL_TD_Q_LEARNING = 0, DL_TD_SARSA = 1, DL_TD_EXPECTED_SARSA = 2 } dl_td_method;
+/* Options: a zero-initialised struct (or a NULL pointer) gives the defaults, and so does 0 in
+   any field. Where 0 is a meaningful value other than the default, write DL_ZERO (-1) for
+   a real 0 (e.g. o.eps_end = DL_ZERO: fully greedy at the end). The defaults (Q-learning with
+   these: greedy success ~0.73 on slippery FrozenLake 4x4; a constant alpha 0.1 leaves Q too
+   noisy for a good greedy policy there) are given with each field. */
 typedef struct dl_td_opts {
-    dl_td_method method;
-    long steps;                   /* environment steps in all */
-    double alpha, alpha_end;      /* step size, linearly from alpha to alpha_end */
-    double gamma;                 /* discount */
-    double eps_start, eps_end;    /* exploration schedule ... */
-    double eps_fraction;          /* ... reaching eps_end after this fraction of the steps */
-    uint64_t seed;
+    dl_td_method method;          /* DL_TD_Q_LEARNING (0, the default), _SARSA, _EXPECTED_SARSA */
+    long steps;                   /* environment steps in all: 200000 */
+    double alpha, alpha_end;      /* step size, linearly from alpha to alpha_end: 0.1 -> 0.01 (DL_ZERO: 0) */
+    double gamma;                 /* discount: 0.99 (DL_ZERO: 0) */
+    double eps_start, eps_end;    /* exploration schedule: 1 -> 0.05 (DL_ZERO: 0) ... */
+    double eps_fraction;          /* ... reaching eps_end after this fraction of the steps: 0.5 (DL_ZERO: 0) */
+    uint64_t seed;                /* 0 (a seed like any other) */
 } dl_td_opts;
-/* Defaults: 200000 steps, alpha 0.1 -> 0.01, gamma 0.99, epsilon 1 -> 0.05 over half the run,
-   seed 0 (Q-learning with these: greedy success ~0.73 on slippery FrozenLake 4x4; a constant
-   alpha 0.1 leaves Q too noisy for a good greedy policy there). */
-DLDEF dl_td_opts dl_td_defaults(dl_td_method method);
-/* Returns the number of episodes finished, or -1 + dl_error(). */
+/* opts NULL: the defaults. Returns the number of episodes finished, or -1 + dl_error(). */
 DLDEF long dl_td_control(dl_env *env, double *Q, const dl_td_opts *opts);
 /* First-visit Monte Carlo control with an epsilon-soft policy (Sutton & Barto 5.4): whole
    episodes are generated with the epsilon-greedy policy (same schedule, seeds and step budget
@@ -378,7 +395,7 @@ DLDEF long dl_td_control(dl_env *env, double *Q, const dl_td_opts *opts);
    (s, a): Q(s,a) += (G - Q(s,a)) / N(s,a), N the number of first visits so far (the average of
    the book's Returns list). opts->method, alpha and alpha_end are ignored. Allocates its episode buffer and counts once per call (DL_MALLOC; nothing per
    step). Returns the episodes, or -1 + dl_error(). */
-DLDEF long dl_mc_control(dl_env *env, double *Q, const dl_td_opts *opts);
+DLDEF long dl_mc_control(dl_env *env, double *Q, const dl_td_opts *opts);   /* opts NULL: defaults */
 /* policy[s] = argmax_a Q[s * A + a] (ties toward the lowest action). */
 DLDEF void dl_greedy_policy(const double *Q, int n_states, int n_actions, int *policy);
 /* Runs the deterministic policy[state] for `episodes` episodes (the first reset with seed,
@@ -400,6 +417,8 @@ typedef struct dl_replay {
     int32_t *action;
     float *reward;
     unsigned char *terminated;
+    int alloc_;                /* private: slots allocated (capacity, except for a loaded training
+                                  state's buffer, which grows to it as it fills) */
 } dl_replay;
 DLDEF dl_replay *dl_replay_new(int capacity, int obs_size, int obs_u8);   /* owned: dl_replay_free */
 DLDEF void dl_replay_free(dl_replay *r);                                   /* NULL is fine */
@@ -423,38 +442,42 @@ DLDEF int dl_replay_get(const dl_replay *r, int i, float *obs, int *action, floa
 
    An agent owns: the online Q network (any dl_nn.h model mapping a batch of observations to
    [batch, n_actions]), the target network, the optimizer, the replay buffer and one arena;
-   steps after the first allocate nothing. Acting is greedy and deterministic (ties go to the
+   steps after the first allocate nothing (but for a loaded training state, whose replay buffer
+   holds only the transitions of the file and doubles as training fills it, up to buffer_size).
+   Its counters saturate at LONG_MAX. Acting is greedy and deterministic (ties go to the
    lowest action), one observation or a batch, with an optional mask of allowed actions. */
-typedef enum dl_dqn_loss { DL_DQN_MSE = 0, DL_DQN_HUBER = 1 } dl_dqn_loss;
+typedef enum dl_dqn_loss { DL_DQN_LOSS_MSE = 0, DL_DQN_LOSS_HUBER = 1 } dl_dqn_loss;
+/* Options: a zero-initialised struct (or a NULL pointer) gives CleanRL's CartPole-v1 settings
+   (its dqn.py defaults; pair them with dl_adam(2.5e-4)), and so does 0 in
+   any field. Where 0 is a meaningful value other than the default, write DL_ZERO (-1) for a
+   real 0 (e.g. o.learning_starts = DL_ZERO: updates from the first steps). Each field
+   gives its default. */
 typedef struct dl_dqn_opts {
-    long total_steps;         /* the run's length in env steps (the epsilon schedule spans it) */
-    int buffer_size;          /* replay capacity */
-    int obs_u8;               /* replay stores observations as bytes (see dl_replay) */
-    int batch_size;
-    long learning_starts;     /* steps before the first update (the buffer fills meanwhile) */
-    int train_freq;           /* an update every train_freq steps after learning_starts ... */
-    int gradient_steps;       /* ... of this many gradient steps */
-    int target_update_freq;   /* steps between target updates (after learning_starts) */
-    double tau;               /* 1: hard copy; < 1: Polyak averaging */
-    double gamma;
-    double eps_start, eps_end, eps_fraction;  /* eps_start -> eps_end over eps_fraction * total_steps */
-    int double_dqn;           /* 1: Double DQN targets */
-    dl_dqn_loss loss;
-    double huber_delta;       /* DL_DQN_HUBER: 1 as torch's default */
-    double max_grad_norm;     /* > 0: gradients clipped to this global L2 norm */
-    uint64_t seed;            /* exploration and replay sampling; the first env reset */
+    long total_steps;         /* the run's length in env steps, which dl_dqn_learn calls may not
+                                 pass (the epsilon schedule spans it): 500000 */
+    int buffer_size;          /* replay capacity: 10000 */
+    int obs_u8;               /* 1: replay stores observations as bytes (see dl_replay): 0 */
+    int batch_size;           /* 128 */
+    long learning_starts;     /* steps before the first update (the buffer fills meanwhile): 10000 (DL_ZERO: 0) */
+    int train_freq;           /* an update every train_freq steps after learning_starts: 10 ... */
+    int gradient_steps;       /* ... of this many gradient steps: 1 (DL_ZERO: 0, none) */
+    int target_update_freq;   /* steps between target updates (after learning_starts): 500 */
+    double tau;               /* 1 (the default): hard copy; < 1: Polyak averaging */
+    double gamma;             /* 0.99 (DL_ZERO: 0) */
+    double eps_start, eps_end, eps_fraction;  /* eps_start -> eps_end over eps_fraction * total_steps:
+                                 1 -> 0.05 over 0.5 (each: DL_ZERO for 0) */
+    int double_dqn;           /* 1: Double DQN targets; 0 (the default): DQN's */
+    dl_dqn_loss loss;         /* DL_DQN_LOSS_MSE (0, the default) or DL_DQN_LOSS_HUBER */
+    double huber_delta;       /* DL_DQN_LOSS_HUBER's delta: 1, as torch's default */
+    double max_grad_norm;     /* > 0: gradients clipped to this global L2 norm; 0 (the default): none */
+    uint64_t seed;            /* exploration and replay sampling; the first env reset: 1 (DL_ZERO: 0) */
 } dl_dqn_opts;
-/* CleanRL's CartPole-v1 settings (its dqn.py defaults): 500000 steps, buffer 10000, batch 128,
-   learning_starts 10000, train_freq 10, 1 gradient step, target copy every 500 steps (tau 1),
-   gamma 0.99, epsilon 1 -> 0.05 over half the run, MSE, no clipping, no Double DQN, seed 1.
-   Pair it with dl_adam(2.5e-4). */
-DLDEF dl_dqn_opts dl_dqn_defaults(void);
 
 typedef struct dl_dqn dl_dqn;
 /* An agent for observations of obs_space's shape and n_actions actions. Takes over q,
    target (NULL: made from q by dl_model_serialize + dl_model_parse; custom models need one made
    in code) and opt (q is compiled with it, so q owns it; NULL makes an agent that can only act).
-   q is built for the observation shape if it is not. opts NULL: dl_dqn_defaults(). Everything
+   q is built for the observation shape if it is not. opts NULL: the defaults. Everything
    given is freed on failure too. Owned: dl_dqn_free. */
 DLDEF dl_dqn *dl_dqn_new(dl_model *q, dl_model *target, dl_optim *opt, const dl_space *obs_space,
                          int n_actions, const dl_dqn_opts *opts);
@@ -482,19 +505,22 @@ DLDEF void dl_dqn_update_target(dl_dqn *a);   /* target = tau * online + (1 - ta
 
 /* Runs `steps` environment steps of training on env, continuing where the last call (or a
    loaded training state) stopped: the first call resets env with opts.seed, later episodes
-   with the env's own generator. on_episode (may be NULL) is called after each episode with
-   its return; returning nonzero stops early. Returns the episodes finished in this call, or -1
-   + dl_error(). */
+   with the env's own generator. The run is opts.total_steps long (the epsilon schedule spans
+   it): steps 0 runs the rest of it, and steps beyond it (dl_dqn_steps + steps > total_steps)
+   are an error before anything runs; split a run over several calls freely. on_episode (may
+   be NULL) is called after each episode with its return; returning nonzero stops early.
+   Returns the episodes finished in this call, or -1 + dl_error(). */
 typedef int (*dl_dqn_episode_fn)(dl_dqn *a, double episode_return, void *user);
 DLDEF long dl_dqn_learn(dl_dqn *a, dl_env *env, long steps, dl_dqn_episode_fn on_episode, void *user);
 /* Mean return of the last n (<= 100) finished episodes (fewer when fewer ended; NaN if none). */
 DLDEF double dl_dqn_mean_return(const dl_dqn *a, int n);
-DLDEF long dl_dqn_steps(const dl_dqn *a);      /* environment steps observed */
-DLDEF long dl_dqn_episodes(const dl_dqn *a);   /* episodes finished in dl_dqn_learn */
-DLDEF long dl_dqn_updates(const dl_dqn *a);    /* gradient steps */
+DLDEF long dl_dqn_steps(const dl_dqn *a);      /* environment steps observed (saturating) */
+DLDEF long dl_dqn_episodes(const dl_dqn *a);   /* episodes finished in dl_dqn_learn (saturating) */
+DLDEF long dl_dqn_updates(const dl_dqn *a);    /* gradient steps (saturating) */
 DLDEF dl_model *dl_dqn_model(const dl_dqn *a);         /* the online network (borrowed) */
 DLDEF dl_model *dl_dqn_target_model(const dl_dqn *a);  /* the target network (borrowed) */
 DLDEF const dl_replay *dl_dqn_replay(const dl_dqn *a); /* NULL for an act-only agent */
+DLDEF dl_dqn_opts dl_dqn_options(const dl_dqn *a);     /* the options in use, defaults filled in */
 
 /* Saving. The policy alone is the online network as a dl_nn.h model file (dl_model_save, no
    optimizer): dl_dqn_load_policy gives an act-only agent, and dl_model_load reads it too. The
@@ -507,8 +533,12 @@ DLDEF const dl_replay *dl_dqn_replay(const dl_dqn *a); /* NULL for an act-only a
 #ifndef DL_NO_STDIO
 DLDEF int dl_dqn_save_policy(dl_dqn *a, const char *path);
 DLDEF dl_dqn *dl_dqn_load_policy(const char *path);
-DLDEF int dl_dqn_save(dl_dqn *a, const dl_env *env, const char *path);
-/* env (may be NULL) must be the same kind as the saved one; its state is restored. */
+DLDEF int dl_dqn_save(dl_dqn *a, const char *path, const dl_env *env);
+/* A new agent from a training state (owned: dl_dqn_free). env (may be NULL) must be the same
+   kind as the saved one; its state is restored. Everything is checked before anything is
+   made or written: on failure (NULL + dl_error()) env is untouched. The replay buffer gets the
+   slots the file fills and grows as training goes on; the batch indices come with the first
+   update. */
 DLDEF dl_dqn *dl_dqn_load(const char *path, dl_env *env);
 #endif
 
@@ -524,7 +554,9 @@ DLDEF dl_dqn *dl_dqn_load(const char *path, dl_env *env);
 #if defined(DL_IMPLEMENTATION) && !defined(DL__RL_IMPLEMENTED)
 #define DL__RL_IMPLEMENTED
 
+#include <limits.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #ifndef DL_NO_STDIO
 #include <stdio.h>
@@ -726,7 +758,7 @@ DLDEF int dl_env_step(dl_env *env, int action, float *obs, double *reward, int *
         return -1;
     }
     env->ops->step(env, action, &r, &term);
-    env->elapsed++;
+    if (env->elapsed < INT_MAX) env->elapsed++;   /* saturates: no time limit is that long */
     trunc = env->max_episode_steps > 0 && env->elapsed >= env->max_episode_steps;
     if (term || trunc) env->running = 0;
     if (obs) env->ops->observe(env, obs);
@@ -736,9 +768,9 @@ DLDEF int dl_env_step(dl_env *env, int action, float *obs, double *reward, int *
     return 0;
 }
 
-DLDEF int dl_env_get_state(const dl_env *env, double *state) {
+DLDEF int dl_env_state(const dl_env *env, double *state) {
     int i;
-    if (!env || !state) { dl_set_error("dl_env_get_state: NULL argument"); return -1; }
+    if (!env || !state) { dl_set_error("dl_env_state: NULL argument"); return -1; }
     for (i = 0; i < env->ops->state_dim; i++) state[i] = env->state[i];
     return 0;
 }
@@ -1264,16 +1296,16 @@ DLDEF int dl_env_render(const dl_env *env, unsigned char *rgb) {
 }
 
 #ifndef DL_NO_STDIO
-DLDEF int dl_write_ppm(const char *path, const unsigned char *rgb, int w, int h) {
+DLDEF int dl_ppm_save(const char *path, const unsigned char *rgb, int w, int h) {
     FILE *f;
     int ok;
-    if (!path || !rgb || w <= 0 || h <= 0) { dl_set_error("dl_write_ppm: NULL argument or empty picture"); return -1; }
+    if (!path || !rgb || w <= 0 || h <= 0) { dl_set_error("dl_ppm_save: NULL argument or empty picture"); return -1; }
     f = fopen(path, "wb");
-    if (!f) { dl_set_error("dl_write_ppm: cannot open %s", path); return -1; }
+    if (!f) { dl_set_error("dl_ppm_save: cannot open %s", path); return -1; }
     ok = fprintf(f, "P6\n%d %d\n255\n", w, h) > 0;
     ok = ok && fwrite(rgb, 3, (size_t)w * h, f) == (size_t)w * h;
     ok = (fclose(f) == 0) && ok;
-    if (!ok) { dl_set_error("dl_write_ppm: cannot write %s", path); return -1; }
+    if (!ok) { dl_set_error("dl_ppm_save: cannot write %s", path); return -1; }
     return 0;
 }
 #endif
@@ -1431,7 +1463,7 @@ DLDEF int dl_policy_evaluation(const dl_mdp *m, const double *pi, double gamma, 
     return -1;
 }
 
-DLDEF int dl_policy_iteration(const dl_mdp *m, double gamma, double theta, int *policy, double *V) {
+DLDEF int dl_policy_iteration(const dl_mdp *m, double gamma, double theta, double *V, int *policy) {
     int S, A, s, round;
     double *pi;
     if (dl__dp_check("dl_policy_iteration", m, policy, V, gamma, theta) != 0) return -1;
@@ -1489,14 +1521,19 @@ DLDEF int dl_q_from_v(const dl_mdp *m, const double *V, double gamma, double *Q)
 
 /* ==== LEARNING: implementation ============================================================== */
 
-DLDEF dl_td_opts dl_td_defaults(dl_td_method method) {
+/* An options field: 0 gives the default d, DL_ZERO a real 0, anything else stays. */
+static double dl__opt(double v, double d) { return v == 0 ? d : v == DL_ZERO ? 0.0 : v; }
+
+/* The options with their defaults filled in (the docs of dl_td_opts). */
+static dl_td_opts dl__td_resolve(const dl_td_opts *in) {
     dl_td_opts o;
-    memset(&o, 0, sizeof(o));
-    o.method = method;
-    o.steps = 200000;
-    o.alpha = 0.1, o.alpha_end = 0.01;
-    o.gamma = 0.99;
-    o.eps_start = 1.0, o.eps_end = 0.05, o.eps_fraction = 0.5;
+    memset(&o, 0, sizeof o);
+    if (in) o = *in;
+    if (o.steps == 0) o.steps = 200000;
+    o.alpha = dl__opt(o.alpha, 0.1), o.alpha_end = dl__opt(o.alpha_end, 0.01);
+    o.gamma = dl__opt(o.gamma, 0.99);
+    o.eps_start = dl__opt(o.eps_start, 1.0), o.eps_end = dl__opt(o.eps_end, 0.05);
+    o.eps_fraction = dl__opt(o.eps_fraction, 0.5);
     return o;
 }
 
@@ -1535,18 +1572,20 @@ static int dl__tabular_check(const char *fn, const dl_env *env) {
     return 0;
 }
 
-DLDEF long dl_td_control(dl_env *env, double *Q, const dl_td_opts *o) {
+DLDEF long dl_td_control(dl_env *env, double *Q, const dl_td_opts *opts) {
     int S, A, s, a, a2 = 0, term, trunc, i;
     long t, episodes = 0;
     float obs;
     double r;
     dl_rng rng;
-    if (!env || !Q || !o) { dl_set_error("dl_td_control: NULL argument"); return -1; }
+    dl_td_opts oo = dl__td_resolve(opts);
+    const dl_td_opts *o = &oo;
+    if (!env || !Q) { dl_set_error("dl_td_control: NULL argument"); return -1; }
     if (dl__tabular_check("dl_td_control", env) != 0) return -1;
     if (o->steps < 0 || !(o->alpha >= 0 && o->alpha <= 1) || !(o->alpha_end >= 0 && o->alpha_end <= 1) ||
         !(o->gamma >= 0 && o->gamma <= 1) || !(o->eps_start >= 0 && o->eps_start <= 1) ||
         !(o->eps_end >= 0 && o->eps_end <= 1) || !(o->eps_fraction >= 0) ||
-        (o->method != DL_Q_LEARNING && o->method != DL_SARSA && o->method != DL_EXPECTED_SARSA)) {
+        (o->method != DL_TD_Q_LEARNING && o->method != DL_TD_SARSA && o->method != DL_TD_EXPECTED_SARSA)) {
         dl_set_error("dl_td_control: bad options (alpha, gamma, epsilons in [0, 1], steps >= 0, a known method)");
         return -1;
     }
@@ -1560,7 +1599,7 @@ DLDEF long dl_td_control(dl_env *env, double *Q, const dl_td_opts *o) {
         double eps = ef >= 1.0 ? o->eps_end : o->eps_start + (o->eps_end - o->eps_start) * ef;
         double alpha = o->alpha + (o->alpha_end - o->alpha) * frac, target, *q;
         if (s < 0 || s >= S) { dl_set_error("dl_td_control: observation %d outside [0, %d)", s, S); return -1; }
-        if (o->method != DL_SARSA || t == 0 || a2 < 0) a = dl__eps_greedy(Q + (size_t)s * A, A, eps, &rng);
+        if (o->method != DL_TD_SARSA || t == 0 || a2 < 0) a = dl__eps_greedy(Q + (size_t)s * A, A, eps, &rng);
         else a = a2;
         if (dl_env_step(env, a, &obs, &r, &term, &trunc) != 0) return -1;
         i = (int)obs;
@@ -1569,12 +1608,12 @@ DLDEF long dl_td_control(dl_env *env, double *Q, const dl_td_opts *o) {
         a2 = -1;
         target = r;
         if (!term) {
-            if (o->method == DL_Q_LEARNING) {
+            if (o->method == DL_TD_Q_LEARNING) {
                 double mx = q[0];
                 int b;
                 for (b = 1; b < A; b++) if (q[b] > mx) mx = q[b];
                 target += o->gamma * mx;
-            } else if (o->method == DL_SARSA) {
+            } else if (o->method == DL_TD_SARSA) {
                 a2 = dl__eps_greedy(q, A, eps, &rng);
                 target += o->gamma * q[a2];
             } else {   /* expected SARSA: eps/A on every action, 1 - eps more on the greedy ones */
@@ -1598,14 +1637,16 @@ DLDEF long dl_td_control(dl_env *env, double *Q, const dl_td_opts *o) {
     return episodes;
 }
 
-DLDEF long dl_mc_control(dl_env *env, double *Q, const dl_td_opts *o) {
+DLDEF long dl_mc_control(dl_env *env, double *Q, const dl_td_opts *opts) {
     int S, A, term = 0, trunc = 0, cap = 256, len, i;
     long t = 0, episodes = 0, *count;
     int *ep_s, *ep_a, *first;
     double *ep_r, r;
     float obs;
     dl_rng rng;
-    if (!env || !Q || !o) { dl_set_error("dl_mc_control: NULL argument"); return -1; }
+    dl_td_opts oo = dl__td_resolve(opts);
+    const dl_td_opts *o = &oo;
+    if (!env || !Q) { dl_set_error("dl_mc_control: NULL argument"); return -1; }
     if (dl__tabular_check("dl_mc_control", env) != 0) return -1;
     if (o->steps < 0 || !(o->gamma >= 0 && o->gamma <= 1) || !(o->eps_start >= 0 && o->eps_start <= 1) ||
         !(o->eps_end >= 0 && o->eps_end <= 1) || !(o->eps_fraction >= 0)) {
@@ -1683,31 +1724,56 @@ DLDEF double dl_run_policy(dl_env *env, const int *policy, int episodes, uint64_
 
 /* ==== REPLAY BUFFER: implementation ========================================================= */
 
-DLDEF dl_replay *dl_replay_new(int capacity, int obs_size, int obs_u8) {
+/* A ring of `capacity` slots with `reserve` (1 .. capacity) of them allocated now. */
+static dl_replay *dl__replay_new(int capacity, int obs_size, int obs_u8, int reserve) {
     dl_replay *r;
     size_t osz;
     if (capacity <= 0 || obs_size <= 0 || (size_t)capacity > ((size_t)1 << 40) / (size_t)obs_size) {
         dl_set_error("dl_replay_new: bad capacity %d or observation size %d", capacity, obs_size);
         return NULL;
     }
-    osz = (size_t)capacity * (size_t)obs_size * (obs_u8 ? 1 : sizeof(float));
+    if (reserve < 1 || reserve > capacity) reserve = capacity;
+    osz = (size_t)reserve * (size_t)obs_size * (obs_u8 ? 1 : sizeof(float));
     r = (dl_replay *)DL_MALLOC(sizeof *r);
     if (!r) { dl_set_error("dl_replay_new: out of memory"); return NULL; }
     memset(r, 0, sizeof *r);
     r->capacity = capacity;
     r->obs_size = obs_size;
     r->obs_u8 = obs_u8 != 0;
+    r->alloc_ = reserve;
     r->obs = DL_MALLOC(osz);
     r->next_obs = DL_MALLOC(osz);
-    r->action = (int32_t *)DL_MALLOC((size_t)capacity * sizeof(int32_t));
-    r->reward = (float *)DL_MALLOC((size_t)capacity * sizeof(float));
-    r->terminated = (unsigned char *)DL_MALLOC((size_t)capacity);
+    r->action = (int32_t *)DL_MALLOC((size_t)reserve * sizeof(int32_t));
+    r->reward = (float *)DL_MALLOC((size_t)reserve * sizeof(float));
+    r->terminated = (unsigned char *)DL_MALLOC((size_t)reserve);
     if (!r->obs || !r->next_obs || !r->action || !r->reward || !r->terminated) {
         dl_replay_free(r);
-        dl_set_error("dl_replay_new: out of memory for %d transitions", capacity);
+        dl_set_error("dl_replay_new: out of memory for %d transitions", reserve);
         return NULL;
     }
     return r;
+}
+
+DLDEF dl_replay *dl_replay_new(int capacity, int obs_size, int obs_u8) {
+    return dl__replay_new(capacity, obs_size, obs_u8, capacity);
+}
+
+/* Room for slot r->pos: a partly allocated ring doubles its slots (up to capacity). Each array
+   that grew is kept, so a failure leaves the ring usable. 0 or -1 + dl_error(). */
+static int dl__replay_reserve(dl_replay *r) {
+    size_t n, ob;
+    void *p;
+    if (r->pos < r->alloc_) return 0;
+    n = (size_t)r->alloc_ * 2 < (size_t)r->capacity ? (size_t)r->alloc_ * 2 : (size_t)r->capacity;
+    ob = (size_t)r->obs_size * (r->obs_u8 ? 1 : sizeof(float));
+    if ((p = DL_REALLOC(r->obs, n * ob))) r->obs = p;
+    if (p && (p = DL_REALLOC(r->next_obs, n * ob))) r->next_obs = p;
+    if (p && (p = DL_REALLOC(r->action, n * sizeof(int32_t)))) r->action = (int32_t *)p;
+    if (p && (p = DL_REALLOC(r->reward, n * sizeof(float)))) r->reward = (float *)p;
+    if (p && (p = DL_REALLOC(r->terminated, n))) r->terminated = (unsigned char *)p;
+    if (!p) { dl_set_error("dl_replay_add: out of memory growing the buffer to %d transitions", (int)n); return -1; }
+    r->alloc_ = (int)n;
+    return 0;
 }
 
 DLDEF void dl_replay_free(dl_replay *r) {
@@ -1740,6 +1806,7 @@ static void dl__replay_get_obs(const dl_replay *r, const void *base, int slot, f
 
 DLDEF int dl_replay_add(dl_replay *r, const float *obs, int action, double reward, const float *next_obs, int terminated) {
     if (!r || !obs || !next_obs) { dl_set_error("dl_replay_add: NULL argument"); return -1; }
+    if (dl__replay_reserve(r) != 0) return -1;
     if (dl__replay_put_obs(r, r->obs, r->pos, obs) != 0 || dl__replay_put_obs(r, r->next_obs, r->pos, next_obs) != 0)
         return -1;
     r->action[r->pos] = action;
@@ -1782,31 +1849,31 @@ struct dl_dqn {
     dl_arena *arena;
     dl_rng rng;                    /* exploration and sampling */
     long step, updates, episodes;
-    int *batch_idx;                /* [batch_size] */
+    int *batch_idx;                /* [batch_size]; a loaded state's: made by the first update */
     float *obs, *next_obs;         /* dl_dqn_learn's current observation, and a scratch one */
     int obs_valid;                 /* obs holds an observation of a running episode */
     double ep_return;
     double returns[DL__DQN_RETURNS];   /* ring of the last finished episodes' returns */
 };
 
-DLDEF dl_dqn_opts dl_dqn_defaults(void) {
+/* The options with their defaults filled in (the docs of dl_dqn_opts). */
+static dl_dqn_opts dl__dqn_resolve(const dl_dqn_opts *in) {
     dl_dqn_opts o;
     memset(&o, 0, sizeof o);
-    o.total_steps = 500000;
-    o.buffer_size = 10000;
-    o.batch_size = 128;
-    o.learning_starts = 10000;
-    o.train_freq = 10;
-    o.gradient_steps = 1;
-    o.target_update_freq = 500;
-    o.tau = 1.0;
-    o.gamma = 0.99;
-    o.eps_start = 1.0;
-    o.eps_end = 0.05;
-    o.eps_fraction = 0.5;
-    o.loss = DL_DQN_MSE;
-    o.huber_delta = 1.0;
-    o.seed = 1;
+    if (in) o = *in;
+    if (o.total_steps == 0) o.total_steps = 500000;
+    if (o.buffer_size == 0) o.buffer_size = 10000;
+    if (o.batch_size == 0) o.batch_size = 128;
+    o.learning_starts = o.learning_starts == 0 ? 10000 : o.learning_starts == DL_ZERO ? 0 : o.learning_starts;
+    if (o.train_freq == 0) o.train_freq = 10;
+    o.gradient_steps = o.gradient_steps == 0 ? 1 : o.gradient_steps == DL_ZERO ? 0 : o.gradient_steps;
+    if (o.target_update_freq == 0) o.target_update_freq = 500;
+    if (o.tau == 0) o.tau = 1.0;
+    o.gamma = dl__opt(o.gamma, 0.99);
+    o.eps_start = dl__opt(o.eps_start, 1.0), o.eps_end = dl__opt(o.eps_end, 0.05);
+    o.eps_fraction = dl__opt(o.eps_fraction, 0.5);
+    if (o.huber_delta == 0) o.huber_delta = 1.0;
+    o.seed = o.seed == 0 ? 1 : o.seed == (uint64_t)DL_ZERO ? 0 : o.seed;
     return o;
 }
 
@@ -1815,8 +1882,8 @@ static int dl__dqn_check_opts(const dl_dqn_opts *o) {
         o->train_freq <= 0 || o->gradient_steps < 0 || o->target_update_freq <= 0 ||
         !(o->tau > 0 && o->tau <= 1) || !(o->gamma >= 0 && o->gamma <= 1) ||
         !(o->eps_start >= 0 && o->eps_start <= 1) || !(o->eps_end >= 0 && o->eps_end <= 1) ||
-        !(o->eps_fraction >= 0 && o->eps_fraction <= 1) || (o->loss != DL_DQN_MSE && o->loss != DL_DQN_HUBER) ||
-        (o->loss == DL_DQN_HUBER && !(o->huber_delta > 0)) || !(o->max_grad_norm >= 0)) {
+        !(o->eps_fraction >= 0 && o->eps_fraction <= 1) || (o->loss != DL_DQN_LOSS_MSE && o->loss != DL_DQN_LOSS_HUBER) ||
+        (o->loss == DL_DQN_LOSS_HUBER && !(o->huber_delta > 0)) || !(o->max_grad_norm >= 0)) {
         dl_set_error("dl_dqn: bad options (sizes and frequencies must be > 0, tau in (0, 1], gamma and "
                      "epsilons in [0, 1], huber_delta > 0, max_grad_norm >= 0)");
         return -1;
@@ -1894,9 +1961,12 @@ static void dl__dqn_blend(dl_dqn *a, double tau) {
     }
 }
 
-/* trainable: use opt, or when opt is NULL the optimizer q was compiled with (a loaded state) */
+/* trainable: use opt, or when opt is NULL the optimizer q was compiled with (a loaded state).
+   loaded < 0: a new agent; >= 0: a loaded training state holding that many transitions: opts
+   has its defaults filled in (a 0 there is a real 0), the replay buffer gets the slots the file
+   fills (it grows as training fills it), the batch indices wait for the first update. */
 static dl_dqn *dl__dqn_make(dl_model *q, dl_model *target, dl_optim *opt, const dl_space *obs_space,
-                            int n_actions, const dl_dqn_opts *opts, int trainable) {
+                            int n_actions, const dl_dqn_opts *opts, int trainable, int loaded) {
     dl_dqn *a = NULL;
     int i, nw;
     if (!q || !obs_space || n_actions <= 0) { dl_set_error("dl_dqn_new: NULL model or space, or no actions"); goto fail; }
@@ -1906,12 +1976,12 @@ static dl_dqn *dl__dqn_make(dl_model *q, dl_model *target, dl_optim *opt, const 
     }
     if (!(a = (dl_dqn *)DL_MALLOC(sizeof *a))) { dl_set_error("dl_dqn_new: out of memory"); goto fail; }
     memset(a, 0, sizeof *a);
-    a->o = opts ? *opts : dl_dqn_defaults();
+    a->o = loaded >= 0 ? *opts : dl__dqn_resolve(opts);
     a->online = q; q = NULL;
     a->target = target; target = NULL;
     if (dl__dqn_check_opts(&a->o) != 0) goto fail;
     if (opt) {   /* the online model owns the optimizer, so its file carries the optimizer state */
-        int r = dl_compile(a->online, opt, a->o.loss == DL_DQN_HUBER ? DL_LOSS_HUBER : DL_LOSS_MSE, 0);
+        int r = dl_compile(a->online, opt, a->o.loss == DL_DQN_LOSS_HUBER ? DL_LOSS_HUBER : DL_LOSS_MSE, 0);
         opt = NULL;   /* taken over (freed on failure) */
         if (r != 0) goto fail;
     }
@@ -1946,8 +2016,8 @@ static dl_dqn *dl__dqn_make(dl_model *q, dl_model *target, dl_optim *opt, const 
         if (!a->online->compiled) { dl_set_error("dl_dqn_new: no optimizer"); goto fail; }
         if (dl__bind_optimizer(a->online) != 0) goto fail;
         a->opt = a->online->opt;
-        if (!(a->replay = dl_replay_new(a->o.buffer_size, a->obs_size, a->o.obs_u8))) goto fail;
-        if (!(a->batch_idx = (int *)DL_MALLOC(sizeof(int) * (size_t)a->o.batch_size))) { dl_set_error("dl_dqn_new: out of memory"); goto fail; }
+        if (!(a->replay = dl__replay_new(a->o.buffer_size, a->obs_size, a->o.obs_u8, loaded < 0 ? a->o.buffer_size : loaded > 0 ? loaded : 1))) goto fail;
+        if (loaded < 0 && !(a->batch_idx = (int *)DL_MALLOC(sizeof(int) * (size_t)a->o.batch_size))) { dl_set_error("dl_dqn_new: out of memory"); goto fail; }
     }
     return a;
 fail:
@@ -1959,7 +2029,7 @@ fail:
 DLDEF dl_dqn *dl_dqn_new(dl_model *q, dl_model *target, dl_optim *opt, const dl_space *obs_space,
                          int n_actions, const dl_dqn_opts *opts) {
     int fresh_target = target == NULL;
-    dl_dqn *a = dl__dqn_make(q, target, opt, obs_space, n_actions, opts, opt != NULL);
+    dl_dqn *a = dl__dqn_make(q, target, opt, obs_space, n_actions, opts, opt != NULL, -1);
     if (a && !fresh_target) dl__dqn_blend(a, 1.0);   /* a given target starts equal too */
     return a;
 }
@@ -2070,14 +2140,14 @@ static int dl__dqn_learn_batch(dl_dqn *a, double *loss_out) {
     /* the loss on Q(s, a), with a tape */
     q = dl_model_call(a->online, x, 1);
     qa = q ? dl_gather(q, 1, act) : NULL;
-    if (qa) loss = a->o.loss == DL_DQN_HUBER ? dl_huber(qa, y, (float)a->o.huber_delta) : dl_mse(qa, y);
+    if (qa) loss = a->o.loss == DL_DQN_LOSS_HUBER ? dl_huber(qa, y, (float)a->o.huber_delta) : dl_mse(qa, y);
     if (!loss) goto done;
     dl_optim_zero_grad(a->opt);
     if (dl_backward(loss) != 0) goto done;
     if (a->o.max_grad_norm > 0 && dl_clip_grad_norm(a->n_trainable, a->w_train, a->o.max_grad_norm) < 0) goto done;
     if (dl_optim_step(a->opt) != 0) goto done;
     if (loss_out) *loss_out = dl_item(loss);
-    a->updates++;
+    if (a->updates < LONG_MAX) a->updates++;   /* counters saturate (no overflow) */
     rc = 0;
 done:
     dl_arena_use(prev);
@@ -2087,6 +2157,10 @@ done:
 DLDEF int dl_dqn_update(dl_dqn *a, double *loss) {
     if (!a) { dl_set_error("dl_dqn_update: NULL agent"); return -1; }
     if (!a->opt) { dl_set_error("dl_dqn_update: this agent can only act (no optimizer)"); return -1; }
+    if (!a->batch_idx && !(a->batch_idx = (int *)DL_MALLOC(sizeof(int) * (size_t)a->o.batch_size))) {
+        dl_set_error("dl_dqn_update: out of memory for a batch of %d", a->o.batch_size);
+        return -1;
+    }
     if (dl_replay_sample(a->replay, &a->rng, a->o.batch_size, a->batch_idx) != 0) return -1;
     return dl__dqn_learn_batch(a, loss);
 }
@@ -2098,7 +2172,8 @@ DLDEF int dl_dqn_observe(dl_dqn *a, const float *obs, int action, double reward,
     if (!a->replay) { dl_set_error("dl_dqn_observe: this agent can only act (no optimizer)"); return -1; }
     if (action < 0 || action >= a->n_actions) { dl_set_error("dl_dqn_observe: action %d outside [0, %d)", action, a->n_actions); return -1; }
     if (dl_replay_add(a->replay, obs, action, reward, next_obs, terminated) != 0) return -1;
-    t = a->step++;   /* CleanRL's global_step of this transition */
+    t = a->step;     /* CleanRL's global_step of this transition */
+    if (a->step < LONG_MAX) a->step++;   /* saturates (no overflow) */
     if (t > a->o.learning_starts) {
         if (t % a->o.train_freq == 0)
             for (g = 0; g < a->o.gradient_steps; g++)
@@ -2112,6 +2187,12 @@ DLDEF long dl_dqn_learn(dl_dqn *a, dl_env *env, long steps, dl_dqn_episode_fn on
     long i, done_episodes = 0;
     if (!a || !env || steps < 0) { dl_set_error("dl_dqn_learn: bad argument"); return -1; }
     if (!a->replay) { dl_set_error("dl_dqn_learn: this agent can only act (no optimizer)"); return -1; }
+    if (steps == 0) steps = a->o.total_steps > a->step ? a->o.total_steps - a->step : 0;   /* the rest of the run */
+    else if (steps > a->o.total_steps - a->step) {   /* both are in [0, LONG_MAX]: no overflow */
+        dl_set_error("dl_dqn_learn: %ld more steps would pass the run's %ld (opts.total_steps; %ld done): "
+                     "the epsilon schedule spans total_steps, so set it to the whole run", steps, a->o.total_steps, a->step);
+        return -1;
+    }
     if (dl_env_obs_size(env) != a->obs_size || env->action_space.n != a->n_actions) {
         dl_set_error("dl_dqn_learn: %s has %d observation values and %d actions, the agent %d and %d",
                      env->ops->name ? env->ops->name : "env", dl_env_obs_size(env), env->action_space.n, a->obs_size, a->n_actions);
@@ -2132,7 +2213,7 @@ DLDEF long dl_dqn_learn(dl_dqn *a, dl_env *env, long steps, dl_dqn_episode_fn on
         memcpy(a->obs, a->next_obs, sizeof(float) * (size_t)a->obs_size);
         if (term || trunc) {
             a->returns[a->episodes % DL__DQN_RETURNS] = a->ep_return;
-            a->episodes++;
+            if (a->episodes < LONG_MAX) a->episodes++;
             done_episodes++;
             a->obs_valid = 0;
             if (on_episode && on_episode(a, a->ep_return, user)) break;
@@ -2157,6 +2238,7 @@ DLDEF long dl_dqn_updates(const dl_dqn *a) { return a ? a->updates : 0; }
 DLDEF dl_model *dl_dqn_model(const dl_dqn *a) { return a ? a->online : NULL; }
 DLDEF dl_model *dl_dqn_target_model(const dl_dqn *a) { return a ? a->target : NULL; }
 DLDEF const dl_replay *dl_dqn_replay(const dl_dqn *a) { return a ? a->replay : NULL; }
+DLDEF dl_dqn_opts dl_dqn_options(const dl_dqn *a) { return a ? a->o : dl__dqn_resolve(NULL); }
 
 /* ---- Saving ---- */
 #ifndef DL_NO_STDIO
@@ -2208,10 +2290,6 @@ DLDEF dl_dqn *dl_dqn_load_policy(const char *path) {
    dl.format, dl.dqn.opts, dl.dqn.counters, dl.dqn.rng, dl.dqn.returns, dl.dqn.env. */
 #define DL__DQN_SAVE_MAX 11
 
-static const char *dl__dqn_opts_fmt = "total_steps %ld buffer_size %d obs_u8 %d batch_size %d learning_starts %ld "
-    "train_freq %d gradient_steps %d target_update_freq %d tau %la gamma %la eps_start %la eps_end %la "
-    "eps_fraction %la double_dqn %d loss %d huber_delta %la max_grad_norm %la seed %llu";
-
 static void dl__dqn_put_opts(char *s, size_t n, const dl_dqn_opts *o) {
     snprintf(s, n, "total_steps %ld buffer_size %d obs_u8 %d batch_size %d learning_starts %ld "
              "train_freq %d gradient_steps %d target_update_freq %d tau %a gamma %a eps_start %a eps_end %a "
@@ -2221,16 +2299,92 @@ static void dl__dqn_put_opts(char *s, size_t n, const dl_dqn_opts *o) {
              o->eps_fraction, o->double_dqn, (int)o->loss, o->huber_delta, o->max_grad_norm, (unsigned long long)o->seed);
 }
 
+/* Strict reading of the metadata (sscanf's %d reads 4294967356 as 60, %ld overflows, %la takes
+   inf and nan): each reader skips spaces, takes one token ended by a space or the string's end,
+   advances *s past it, and returns 0, or -1 when the token is malformed or out of range. */
+static int dl__scan_end(const char *p) { return *p == ' ' || *p == 0; }
+static int dl__scan_word(const char **s, const char *w) {   /* the word w */
+    const char *p = *s;
+    size_t n = strlen(w);
+    while (*p == ' ') p++;
+    if (strncmp(p, w, n) != 0 || !dl__scan_end(p + n)) return -1;
+    *s = p + n;
+    return 0;
+}
+/* a decimal integer in [lo, hi]; each digit is checked before it is added: nothing overflows */
+static int dl__scan_int(const char **s, long long lo, long long hi, long long *out) {
+    const char *p = *s;
+    unsigned long long v = 0, lim;
+    int neg = 0, digits = 0;
+    while (*p == ' ') p++;
+    if (*p == '-') neg = 1, p++;
+    lim = neg ? (lo < 0 ? (unsigned long long)(-(lo + 1)) + 1 : 0) : (hi > 0 ? (unsigned long long)hi : 0);
+    for (; *p >= '0' && *p <= '9'; p++, digits++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (d > lim || v > (lim - d) / 10) return -1;
+        v = v * 10 + d;
+    }
+    if (!digits || !dl__scan_end(p)) return -1;
+    *out = neg ? (v == 0 ? 0 : -(long long)(v - 1) - 1) : (long long)v;
+    if (*out < lo || *out > hi) return -1;
+    *s = p;
+    return 0;
+}
+static int dl__scan_u64(const char **s, uint64_t *out) {   /* any 64-bit unsigned integer */
+    const char *p = *s;
+    uint64_t v = 0;
+    int digits = 0;
+    while (*p == ' ') p++;
+    for (; *p >= '0' && *p <= '9'; p++, digits++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10) return -1;
+        v = v * 10 + d;
+    }
+    if (!digits || !dl__scan_end(p)) return -1;
+    *out = v, *s = p;
+    return 0;
+}
+static int dl__scan_f64(const char **s, double *out) {   /* a finite double (%a's hex floats too) */
+    const char *p = *s;
+    char *end;
+    while (*p == ' ') p++;
+    if (!*p) return -1;
+    *out = strtod(p, &end);
+    if (end == p || !dl__scan_end(end) || !isfinite(*out)) return -1;
+    *s = end;
+    return 0;
+}
+static int dl__scan_done(const char *s) {   /* nothing but spaces left */
+    while (*s == ' ') s++;
+    return *s == 0 ? 0 : -1;
+}
+
+/* dl.dqn.opts: every field in range, then the options' own checks. */
 static int dl__dqn_get_opts(const char *s, dl_dqn_opts *o) {
-    int loss = 0;
-    unsigned long long seed = 0;
+    long long v[10];
+    uint64_t seed;
     memset(o, 0, sizeof *o);
-    if (!s || sscanf(s, dl__dqn_opts_fmt, &o->total_steps, &o->buffer_size, &o->obs_u8, &o->batch_size,
-                     &o->learning_starts, &o->train_freq, &o->gradient_steps, &o->target_update_freq, &o->tau,
-                     &o->gamma, &o->eps_start, &o->eps_end, &o->eps_fraction, &o->double_dqn, &loss,
-                     &o->huber_delta, &o->max_grad_norm, &seed) != 18) return -1;
-    o->loss = (dl_dqn_loss)loss;
-    o->seed = seed;
+    if (!s || dl__scan_word(&s, "total_steps") || dl__scan_int(&s, 1, LONG_MAX, &v[0]) ||
+        dl__scan_word(&s, "buffer_size") || dl__scan_int(&s, 1, INT_MAX, &v[1]) ||
+        dl__scan_word(&s, "obs_u8") || dl__scan_int(&s, 0, 1, &v[2]) ||
+        dl__scan_word(&s, "batch_size") || dl__scan_int(&s, 1, INT_MAX, &v[3]) ||
+        dl__scan_word(&s, "learning_starts") || dl__scan_int(&s, 0, LONG_MAX, &v[4]) ||
+        dl__scan_word(&s, "train_freq") || dl__scan_int(&s, 1, INT_MAX, &v[5]) ||
+        dl__scan_word(&s, "gradient_steps") || dl__scan_int(&s, 0, INT_MAX, &v[6]) ||
+        dl__scan_word(&s, "target_update_freq") || dl__scan_int(&s, 1, INT_MAX, &v[7]) ||
+        dl__scan_word(&s, "tau") || dl__scan_f64(&s, &o->tau) ||
+        dl__scan_word(&s, "gamma") || dl__scan_f64(&s, &o->gamma) ||
+        dl__scan_word(&s, "eps_start") || dl__scan_f64(&s, &o->eps_start) ||
+        dl__scan_word(&s, "eps_end") || dl__scan_f64(&s, &o->eps_end) ||
+        dl__scan_word(&s, "eps_fraction") || dl__scan_f64(&s, &o->eps_fraction) ||
+        dl__scan_word(&s, "double_dqn") || dl__scan_int(&s, 0, 1, &v[8]) ||
+        dl__scan_word(&s, "loss") || dl__scan_int(&s, 0, 1, &v[9]) ||
+        dl__scan_word(&s, "huber_delta") || dl__scan_f64(&s, &o->huber_delta) ||
+        dl__scan_word(&s, "max_grad_norm") || dl__scan_f64(&s, &o->max_grad_norm) ||
+        dl__scan_word(&s, "seed") || dl__scan_u64(&s, &seed) || dl__scan_done(s)) return -1;
+    o->total_steps = (long)v[0], o->buffer_size = (int)v[1], o->obs_u8 = (int)v[2], o->batch_size = (int)v[3];
+    o->learning_starts = (long)v[4], o->train_freq = (int)v[5], o->gradient_steps = (int)v[6];
+    o->target_update_freq = (int)v[7], o->double_dqn = (int)v[8], o->loss = (dl_dqn_loss)v[9], o->seed = seed;
     return dl__dqn_check_opts(o);
 }
 
@@ -2246,7 +2400,7 @@ static dl_tensor *dl__dqn_blob_model(dl_model *m, int with_opt) {
     return t;
 }
 
-DLDEF int dl_dqn_save(dl_dqn *a, const dl_env *env, const char *path) {
+DLDEF int dl_dqn_save(dl_dqn *a, const char *path, const dl_env *env) {
     dl_tensor *t[DL__DQN_SAVE_MAX] = {0};
     const char *names[DL__DQN_SAVE_MAX];
     const char *keys[6], *vals[6];
@@ -2302,111 +2456,168 @@ done:
 }
 
 /* A tensor of the file checked for dtype and element count; NULL + error otherwise. */
-static const dl_tensor *dl__dqn_want(const dl_safetensors *st, const char *name, dl_dtype dt, long numel, const char *path) {
+static const dl_tensor *dl__dqn_want(const dl_safetensors *st, const char *name, dl_dtype dt, long long numel, const char *path) {
     const dl_tensor *t = dl_safetensors_get(st, name);
-    if (!t || t->dtype != dt || (numel >= 0 && (long)t->numel != numel)) {
+    if (!t || t->dtype != dt || (numel >= 0 && (unsigned long long)t->numel != (unsigned long long)numel)) {
         dl_set_error("dl_dqn_load: %s: tensor \"%s\" is missing or has the wrong type or size", path, name);
         return NULL;
     }
     return t;
 }
 
-DLDEF dl_dqn *dl_dqn_load(const char *path, dl_env *env) {
-    dl_safetensors *st;
-    dl_dqn *a = NULL;
+/* Everything of a training state but the networks, read and checked before anything is made
+   (the tensors stay in the file). */
+typedef struct dl__dqn_file {
     dl_dqn_opts o;
-    dl_model *on = NULL, *tg = NULL;
-    const dl_tensor *t;
-    dl_space sp;
-    const char *s;
-    int i, nd, sh[4], actions, obs_valid, pos, size, n_read, os;
+    int nd, sh[4], os, actions, obs_valid, pos, size;
     long step, updates, episodes;
-    double ep_return;
-    unsigned long long r[4];
-    if (!path) { dl_set_error("dl_dqn_load: NULL path"); return NULL; }
-    if (!(st = dl_safetensors_load(path))) return NULL;
-    if (!(s = dl_safetensors_meta(st, "dl.format")) || strcmp(s, "dl.dqn.v1") != 0) { dl_set_error("dl_dqn_load: %s: not a DQN training state (dl.format)", path); goto fail; }
-    if (dl__dqn_get_opts(dl_safetensors_meta(st, "dl.dqn.opts"), &o) != 0) { dl_set_error("dl_dqn_load: %s: bad dl.dqn.opts", path); goto fail; }
+    double ep_return, returns[DL__DQN_RETURNS];
+    uint64_t rng[4];
+    const dl_tensor *online, *target, *obs, *r_obs, *r_next, *r_action, *r_reward, *r_term;
+    int elapsed, running;                 /* the environment's part, when an env is given */
+    uint64_t env_rng[4];
+    double env_state[DL_ENV_MAX_STATE];
+} dl__dqn_file;
+
+/* Four generator words; xoshiro's all-zero state (stuck at 0) is refused. */
+static int dl__scan_rng(const char **s, uint64_t *r) {
+    int i;
+    for (i = 0; i < 4; i++) if (dl__scan_u64(s, &r[i]) != 0) return -1;
+    return (r[0] | r[1] | r[2] | r[3]) != 0 ? 0 : -1;
+}
+
+/* Reads and checks the training state st into f: every number whole and in range (counters
+   in [0, LONG_MAX], ints in int's range, doubles finite), every size against the file's own
+   tensors. Allocates nothing. 0, or -1 + dl_error(). */
+static int dl__dqn_read(const dl_safetensors *st, const dl_env *env, const char *path, dl__dqn_file *f) {
+    const char *s, *bar;
+    long long nd, sh[4], actions, step, updates, episodes, obs_valid, pos, size, elapsed, running, k;
+    long long os = 1;
+    int i;
+    dl_dtype od;
+    memset(f, 0, sizeof *f);
+    if (!(s = dl_safetensors_meta(st, "dl.format")) || strcmp(s, "dl.dqn.v1") != 0) { dl_set_error("dl_dqn_load: %s: not a DQN training state (dl.format)", path); return -1; }
+    if (dl__dqn_get_opts(dl_safetensors_meta(st, "dl.dqn.opts"), &f->o) != 0) { dl_set_error("dl_dqn_load: %s: bad dl.dqn.opts", path); return -1; }
     s = dl_safetensors_meta(st, "dl.dqn.counters");
-    if (!s || sscanf(s, "obs_shape %d %d %d %d %d actions %d step %ld updates %ld episodes %ld obs_valid %d ep_return %la replay_pos %d replay_size %d",
-                     &nd, &sh[0], &sh[1], &sh[2], &sh[3], &actions, &step, &updates, &episodes, &obs_valid, &ep_return, &pos, &size) != 13 ||
-        nd < 1 || nd > 4 || actions <= 0 || step < 0 || updates < 0 || episodes < 0 || size < 0 || size > o.buffer_size ||
-        pos < 0 || pos >= o.buffer_size || (size < o.buffer_size && pos != size)) {
+    if (!s || dl__scan_word(&s, "obs_shape") || dl__scan_int(&s, 1, 4, &nd) ||
+        dl__scan_int(&s, 0, 1 << 24, &sh[0]) || dl__scan_int(&s, 0, 1 << 24, &sh[1]) ||
+        dl__scan_int(&s, 0, 1 << 24, &sh[2]) || dl__scan_int(&s, 0, 1 << 24, &sh[3]) ||
+        dl__scan_word(&s, "actions") || dl__scan_int(&s, 1, 1 << 24, &actions) ||
+        dl__scan_word(&s, "step") || dl__scan_int(&s, 0, LONG_MAX, &step) ||
+        dl__scan_word(&s, "updates") || dl__scan_int(&s, 0, LONG_MAX, &updates) ||
+        dl__scan_word(&s, "episodes") || dl__scan_int(&s, 0, step, &episodes) ||          /* an episode takes a step */
+        dl__scan_word(&s, "obs_valid") || dl__scan_int(&s, 0, 1, &obs_valid) ||
+        dl__scan_word(&s, "ep_return") || dl__scan_f64(&s, &f->ep_return) ||
+        dl__scan_word(&s, "replay_pos") || dl__scan_int(&s, 0, f->o.buffer_size - 1, &pos) ||
+        dl__scan_word(&s, "replay_size") || dl__scan_int(&s, 0, f->o.buffer_size < step ? f->o.buffer_size : step, &size) ||
+        dl__scan_done(s) || (size < f->o.buffer_size && pos != size)) {
         dl_set_error("dl_dqn_load: %s: bad dl.dqn.counters", path);
-        goto fail;
+        return -1;
+    }
+    for (i = 0; i < 4; i++) {   /* nd dimensions, the rest written as 0; at most 2^24 values */
+        if (i < nd ? sh[i] < 1 || os * sh[i] > (1 << 24) : sh[i] != 0) { dl_set_error("dl_dqn_load: %s: bad observation shape", path); return -1; }
+        if (i < nd) os *= sh[i], f->sh[i] = (int)sh[i];
+    }
+    f->nd = (int)nd, f->os = (int)os, f->actions = (int)actions, f->step = (long)step, f->updates = (long)updates;
+    f->episodes = (long)episodes, f->obs_valid = (int)obs_valid, f->pos = (int)pos, f->size = (int)size;
+    s = dl_safetensors_meta(st, "dl.dqn.rng");
+    if (!s || dl__scan_rng(&s, f->rng) || dl__scan_done(s)) { dl_set_error("dl_dqn_load: %s: bad dl.dqn.rng", path); return -1; }
+    s = dl_safetensors_meta(st, "dl.dqn.returns");
+    for (i = 0; i < DL__DQN_RETURNS; i++)
+        if (!s || dl__scan_f64(&s, &f->returns[i]) != 0) { dl_set_error("dl_dqn_load: %s: bad dl.dqn.returns", path); return -1; }
+    if (dl__scan_done(s)) { dl_set_error("dl_dqn_load: %s: bad dl.dqn.returns", path); return -1; }
+    /* the tensors, each of the size the counters give */
+    if (!(f->online = dl__dqn_want(st, "online", DL_DTYPE_U8, -1, path)) || !(f->target = dl__dqn_want(st, "target", DL_DTYPE_U8, -1, path)) ||
+        !(f->obs = dl__dqn_want(st, "agent/obs", DL_DTYPE_F32, os, path))) return -1;
+    od = f->o.obs_u8 ? DL_DTYPE_U8 : DL_DTYPE_F32;
+    if (size > 0) {
+        if (!(f->r_obs = dl__dqn_want(st, "replay/obs", od, size * os, path)) ||
+            !(f->r_next = dl__dqn_want(st, "replay/next_obs", od, size * os, path)) ||
+            !(f->r_action = dl__dqn_want(st, "replay/action", DL_DTYPE_I32, size, path)) ||
+            !(f->r_reward = dl__dqn_want(st, "replay/reward", DL_DTYPE_F32, size, path)) ||
+            !(f->r_term = dl__dqn_want(st, "replay/terminated", DL_DTYPE_U8, size, path))) return -1;
+        for (i = 0; i < size; i++) {
+            int32_t act;
+            memcpy(&act, (const char *)f->r_action->data + (size_t)i * sizeof act, sizeof act);
+            if (act < 0 || act >= actions) { dl_set_error("dl_dqn_load: %s: bad action in the replay buffer", path); return -1; }
+        }
+    }
+    if (!env) return 0;
+    s = dl_safetensors_meta(st, "dl.dqn.env");
+    if (!s || !(bar = strchr(s, '|'))) { dl_set_error("dl_dqn_load: %s: no environment state saved", path); return -1; }
+    if (!env->ops->name || strlen(env->ops->name) != (size_t)(bar - s) || strncmp(env->ops->name, s, (size_t)(bar - s)) != 0) {
+        dl_set_error("dl_dqn_load: %s: saved with another environment than %s", path, env->ops->name ? env->ops->name : "this one");
+        return -1;
+    }
+    s = bar + 1;
+    if (dl__scan_int(&s, 0, INT_MAX, &elapsed) || dl__scan_int(&s, 0, 1, &running) || dl__scan_rng(&s, f->env_rng) ||
+        dl__scan_int(&s, env->ops->state_dim, env->ops->state_dim, &k)) { dl_set_error("dl_dqn_load: %s: bad dl.dqn.env", path); return -1; }
+    for (i = 0; i < k; i++)
+        if (dl__scan_f64(&s, &f->env_state[i]) != 0) { dl_set_error("dl_dqn_load: %s: bad dl.dqn.env", path); return -1; }
+    if (dl__scan_done(s) || (env->mdp && (k < 1 || !(f->env_state[0] >= 0 && f->env_state[0] < env->mdp->n_states &&
+                                                   f->env_state[0] == floor(f->env_state[0]))))) {
+        dl_set_error("dl_dqn_load: %s: bad dl.dqn.env", path);   /* a tabular state is one of the states */
+        return -1;
+    }
+    f->elapsed = (int)elapsed, f->running = (int)running;
+    return 0;
+}
+
+/* The loader on a file already in memory (tests/fuzz_dqn.c calls it): everything is read and
+   checked first, then the agent is made, then copied into; env is written last, only on
+   success, so a failing load changes nothing. */
+static dl_dqn *dl__dqn_load_st(const dl_safetensors *st, dl_env *env, const char *path) {
+    dl__dqn_file f;
+    dl_model *on = NULL, *tg = NULL;
+    dl_dqn *a;
+    dl_space sp;
+    int i;
+    if (dl__dqn_read(st, env, path, &f) != 0) return NULL;
+    if (!(on = dl_model_parse(f.online->data, f.online->numel)) || !(tg = dl_model_parse(f.target->data, f.target->numel))) {
+        dl_model_free(on);
+        return NULL;
+    }
+    if (!on->compiled) {
+        dl_model_free(on); dl_model_free(tg);
+        dl_set_error("dl_dqn_load: %s: the online network has no optimizer", path);
+        return NULL;
     }
     memset(&sp, 0, sizeof sp);
-    sp.kind = DL_SPACE_BOX; sp.ndim = nd; sp.n = 1;
-    for (i = 0; i < nd; i++) {
-        if (sh[i] <= 0 || sh[i] > (1 << 24) / sp.n) { dl_set_error("dl_dqn_load: %s: bad observation shape", path); goto fail; }
-        sp.shape[i] = sh[i]; sp.n *= sh[i];
+    sp.kind = DL_SPACE_BOX; sp.ndim = f.nd; sp.n = f.os;
+    for (i = 0; i < f.nd; i++) sp.shape[i] = f.sh[i];
+    if (!(a = dl__dqn_make(on, tg, NULL, &sp, f.actions, &f.o, 1, f.size))) return NULL;   /* takes over on, tg (their optimizer too) */
+    /* nothing fails from here on */
+    memcpy(a->obs, f.obs->data, sizeof(float) * (size_t)f.os);
+    if (f.size > 0) {
+        size_t ob = (size_t)f.size * (size_t)f.os * (f.o.obs_u8 ? 1 : sizeof(float));
+        memcpy(a->replay->obs, f.r_obs->data, ob);
+        memcpy(a->replay->next_obs, f.r_next->data, ob);
+        memcpy(a->replay->action, f.r_action->data, sizeof(int32_t) * (size_t)f.size);
+        memcpy(a->replay->reward, f.r_reward->data, sizeof(float) * (size_t)f.size);
+        memcpy(a->replay->terminated, f.r_term->data, (size_t)f.size);
     }
-    os = sp.n;
-    if (!(t = dl__dqn_want(st, "online", DL_DTYPE_U8, -1, path)) || !(on = dl_model_parse(t->data, (size_t)t->numel))) goto fail;
-    if (!(t = dl__dqn_want(st, "target", DL_DTYPE_U8, -1, path)) || !(tg = dl_model_parse(t->data, (size_t)t->numel))) goto fail;
-    if (!on->compiled) { dl_set_error("dl_dqn_load: %s: the online network has no optimizer", path); goto fail; }
-    a = dl__dqn_make(on, tg, NULL, &sp, actions, &o, 1);   /* the optimizer comes with `on` */
-    on = tg = NULL;
-    if (!a) goto fail;
-    if (!(t = dl__dqn_want(st, "agent/obs", DL_DTYPE_F32, os, path))) goto fail;
-    memcpy(a->obs, t->data, sizeof(float) * (size_t)os);
-    if (size > 0) {
-        dl_dtype od = o.obs_u8 ? DL_DTYPE_U8 : DL_DTYPE_F32;
-        size_t ob = (size_t)size * (size_t)os * (o.obs_u8 ? 1 : sizeof(float));
-        if (!(t = dl__dqn_want(st, "replay/obs", od, (long)size * os, path))) goto fail;
-        memcpy(a->replay->obs, t->data, ob);
-        if (!(t = dl__dqn_want(st, "replay/next_obs", od, (long)size * os, path))) goto fail;
-        memcpy(a->replay->next_obs, t->data, ob);
-        if (!(t = dl__dqn_want(st, "replay/action", DL_DTYPE_I32, size, path))) goto fail;
-        memcpy(a->replay->action, t->data, sizeof(int32_t) * (size_t)size);
-        for (i = 0; i < size; i++)
-            if (a->replay->action[i] < 0 || a->replay->action[i] >= actions) { dl_set_error("dl_dqn_load: %s: bad action in the replay buffer", path); goto fail; }
-        if (!(t = dl__dqn_want(st, "replay/reward", DL_DTYPE_F32, size, path))) goto fail;
-        memcpy(a->replay->reward, t->data, sizeof(float) * (size_t)size);
-        if (!(t = dl__dqn_want(st, "replay/terminated", DL_DTYPE_U8, size, path))) goto fail;
-        memcpy(a->replay->terminated, t->data, (size_t)size);
-    }
-    a->replay->size = size;
-    a->replay->pos = pos;
-    a->step = step; a->updates = updates; a->episodes = episodes;
-    a->obs_valid = obs_valid != 0; a->ep_return = ep_return;
-    s = dl_safetensors_meta(st, "dl.dqn.rng");
-    if (!s || sscanf(s, "%llu %llu %llu %llu", &r[0], &r[1], &r[2], &r[3]) != 4) { dl_set_error("dl_dqn_load: %s: bad dl.dqn.rng", path); goto fail; }
-    for (i = 0; i < 4; i++) a->rng.s[i] = r[i];
-    s = dl_safetensors_meta(st, "dl.dqn.returns");
-    for (i = 0; i < DL__DQN_RETURNS; i++) {
-        if (!s || sscanf(s, "%la%n", &a->returns[i], &n_read) != 1) { dl_set_error("dl_dqn_load: %s: bad dl.dqn.returns", path); goto fail; }
-        s += n_read;
-    }
+    a->replay->size = f.size, a->replay->pos = f.pos;
+    a->step = f.step, a->updates = f.updates, a->episodes = f.episodes;
+    a->obs_valid = f.obs_valid, a->ep_return = f.ep_return;
+    for (i = 0; i < 4; i++) a->rng.s[i] = f.rng[i];
+    memcpy(a->returns, f.returns, sizeof a->returns);
     if (env) {
-        const char *bar;
-        int elapsed, running, k, used;
-        size_t name_len;
-        s = dl_safetensors_meta(st, "dl.dqn.env");
-        if (!s || !(bar = strchr(s, '|'))) { dl_set_error("dl_dqn_load: %s: no environment state saved", path); goto fail; }
-        name_len = (size_t)(bar - s);
-        if (!env->ops->name || strlen(env->ops->name) != name_len || strncmp(env->ops->name, s, name_len) != 0) {
-            dl_set_error("dl_dqn_load: %s: saved with another environment than %s", path, env->ops->name ? env->ops->name : "this one");
-            goto fail;
-        }
-        if (sscanf(bar + 1, "%d %d %llu %llu %llu %llu %d%n", &elapsed, &running, &r[0], &r[1], &r[2], &r[3], &k, &used) != 7 ||
-            k != env->ops->state_dim || elapsed < 0) { dl_set_error("dl_dqn_load: %s: bad dl.dqn.env", path); goto fail; }
-        s = bar + 1 + used;
-        for (i = 0; i < k; i++) {
-            if (sscanf(s, "%la%n", &env->state[i], &n_read) != 1) { dl_set_error("dl_dqn_load: %s: bad dl.dqn.env", path); goto fail; }
-            s += n_read;
-        }
-        for (i = 0; i < 4; i++) env->rng.s[i] = r[i];
-        env->elapsed = elapsed;
-        env->running = running != 0;
+        for (i = 0; i < env->ops->state_dim; i++) env->state[i] = f.env_state[i];
+        for (i = 0; i < 4; i++) env->rng.s[i] = f.env_rng[i];
+        env->elapsed = f.elapsed;
+        env->running = f.running;
     }
+    return a;
+}
+
+DLDEF dl_dqn *dl_dqn_load(const char *path, dl_env *env) {
+    dl_safetensors *st;
+    dl_dqn *a;
+    if (!path) { dl_set_error("dl_dqn_load: NULL path"); return NULL; }
+    if (!(st = dl_safetensors_load(path))) return NULL;
+    a = dl__dqn_load_st(st, env, path);
     dl_safetensors_free(st);
     return a;
-fail:
-    dl_model_free(on); dl_model_free(tg);
-    dl_dqn_free(a);
-    dl_safetensors_free(st);
-    return NULL;
 }
 #endif /* DL_NO_STDIO */
 

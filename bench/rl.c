@@ -263,11 +263,11 @@ int main(int argc, char **argv) {
         }
         dl_dqn_free(a);
         {   /* the same network, trained as the example trains it */
-            dl_dqn_opts o = dl_dqn_defaults();
+            dl_dqn_opts o = {0};   /* 0s: the defaults */
             dl_optim *opt;
             o.buffer_size = 10000;
             o.batch_size = i == 0 ? 128 : 32;
-            o.loss = i == 0 ? DL_DQN_MSE : DL_DQN_HUBER;
+            o.loss = i == 0 ? DL_DQN_LOSS_MSE : DL_DQN_LOSS_HUBER;
             o.obs_u8 = i == 1;
             opt = i == 0 ? dl_adam(2.5e-4) : dl_optim_new(DL_OPTIM_RMSPROP, &(dl_optim_opts){.lr = 2.5e-4, .alpha = 0.95, .eps = 0.01, .centered = 1});
             q = make_net(i);

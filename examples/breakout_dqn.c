@@ -19,12 +19,15 @@
 
    Build and run:
        cc -O2 -I. examples/breakout_dqn.c -o breakout_dqn -lm -lpthread && ./breakout_dqn
-   Flags: --seed S (default 1), --steps N (frames, default 1000000), --train-freq K (default
-          1), --eval E (greedy episodes played after training, default 0), --report R (frames between progress lines, default 100000), --save PATH (the
+   Flags: --seed S (default 1), --steps N (frames trained now, default 1000000; with --resume,
+          the rest of the saved run), --total T (the run's length in frames, which the epsilon
+          schedule spans, default --steps: give a larger one to stop early and --resume later),
+          --train-freq K (default 1), --eval E (greedy episodes played after training, default
+          0), --report R (frames between progress lines, default 100000), --save PATH (the
           policy, default breakout_dqn.safetensors; "" to skip), --state PATH (also save the
           whole training state there at the end, to continue with --resume), --resume PATH
-          (continue a saved training state for --steps more frames), --png PATH (a picture of
-          the last frame, needs stb_image_write.h: Debian's libstb-dev), --threads T.
+          (continue a saved training state), --png PATH (a picture of the last frame, needs
+          stb_image_write.h: Debian's libstb-dev), --threads T.
    Prints, last, "mean_return_last100=N.NN". */
 #define _POSIX_C_SOURCE 199309L
 #if defined(__has_include)
@@ -55,7 +58,7 @@ static int parse_long(int argc, char **argv, int *i, const char *flag, long *val
 }
 
 static dl_dqn *make_agent(const dl_env *env, long steps, long seed, long train_freq) {
-    dl_dqn_opts o = dl_dqn_defaults();
+    dl_dqn_opts o = {0};   /* 0s: the defaults */
     dl_model *q;
     o.total_steps = steps;
     o.buffer_size = 100000;
@@ -68,7 +71,7 @@ static dl_dqn *make_agent(const dl_env *env, long steps, long seed, long train_f
     o.eps_start = 1.0;
     o.eps_end = 0.1;
     o.eps_fraction = steps > 0 && steps >= 100000 ? 100000.0 / (double)steps : 1.0;
-    o.loss = DL_DQN_HUBER;
+    o.loss = DL_DQN_LOSS_HUBER;
     o.seed = (uint64_t)seed;
     dl_nn_seed((uint64_t)seed);
     q = dl_sequential(dl_Conv2D(16, 3, 1, DL_PADDING_VALID, DL_ACT_RELU), dl_Flatten(), dl_Dense(128, DL_ACT_RELU),
@@ -77,7 +80,7 @@ static dl_dqn *make_agent(const dl_env *env, long steps, long seed, long train_f
 }
 
 int main(int argc, char **argv) {
-    long seed = 1, steps = 1000000, train_freq = 1, report = 100000, threads = 0, eval = 0, done;
+    long seed = 1, steps = -1, total = 0, train_freq = 1, report = 100000, threads = 0, eval = 0, done;
     const char *save = "breakout_dqn.safetensors", *state = "", *resume = "", *png = "";
     double t0;
     dl_env *env;
@@ -86,22 +89,25 @@ int main(int argc, char **argv) {
 
     for (i = 1; i < argc; i++) {
         if (parse_long(argc, argv, &i, "--seed", &seed) || parse_long(argc, argv, &i, "--steps", &steps) ||
+            parse_long(argc, argv, &i, "--total", &total) ||
             parse_long(argc, argv, &i, "--train-freq", &train_freq) || parse_long(argc, argv, &i, "--report", &report) ||
             parse_long(argc, argv, &i, "--threads", &threads) || parse_long(argc, argv, &i, "--eval", &eval)) continue;
         if (strcmp(argv[i], "--save") == 0 && i + 1 < argc) { save = argv[++i]; continue; }
         if (strcmp(argv[i], "--state") == 0 && i + 1 < argc) { state = argv[++i]; continue; }
         if (strcmp(argv[i], "--resume") == 0 && i + 1 < argc) { resume = argv[++i]; continue; }
         if (strcmp(argv[i], "--png") == 0 && i + 1 < argc) { png = argv[++i]; continue; }
-        fprintf(stderr, "usage: %s [--seed S] [--steps N] [--train-freq K] [--report R] [--save PATH] [--state PATH] "
+        fprintf(stderr, "usage: %s [--seed S] [--steps N] [--total T] [--train-freq K] [--report R] [--save PATH] [--state PATH] "
                         "[--resume PATH] [--eval E] [--png PATH] [--threads T]\n", argv[0]);
         return 2;
     }
     if (threads > 0) dl_set_num_threads((int)threads);
-    if (report <= 0) report = steps > 0 ? steps : 1;
     env = dl_env_breakout(0.1);
     if (!env) { fprintf(stderr, "error: %s\n", dl_error()); return 1; }
-    a = resume[0] ? dl_dqn_load(resume, env) : make_agent(env, steps, seed, train_freq);
+    if (!resume[0] && steps < 0) steps = 1000000;
+    a = resume[0] ? dl_dqn_load(resume, env) : make_agent(env, total > 0 ? total : steps, seed, train_freq);
     if (!a) { fprintf(stderr, "error: %s\n", dl_error()); return 1; }
+    if (steps < 0) steps = dl_dqn_options(a).total_steps - dl_dqn_steps(a);   /* resumed: the rest of the run */
+    if (report <= 0) report = steps > 0 ? steps : 1;
     if (resume[0]) printf("resumed %s at frame %ld\n", resume, dl_dqn_steps(a));
     else dl_model_print_summary(dl_dqn_model(a));
 
@@ -134,7 +140,7 @@ int main(int argc, char **argv) {
     }
     if (save[0] && dl_dqn_save_policy(a, save) != 0) { fprintf(stderr, "error: %s\n", dl_error()); return 1; }
     if (save[0]) printf("policy saved to %s\n", save);
-    if (state[0] && dl_dqn_save(a, env, state) != 0) { fprintf(stderr, "error: %s\n", dl_error()); return 1; }
+    if (state[0] && dl_dqn_save(a, state, env) != 0) { fprintf(stderr, "error: %s\n", dl_error()); return 1; }
     if (state[0]) printf("training state saved to %s (continue with --resume %s)\n", state, state);
 #if defined(INCLUDE_STB_IMAGE_WRITE_H)
     if (png[0] && dl_env_save_png(env, png) == 0) printf("last frame drawn to %s\n", png);

@@ -58,7 +58,7 @@ static int on_episode(dl_dqn *a, double episode_return, void *user) {
 
 /* The agent of the docs above, for `steps` steps. */
 static dl_dqn *make_agent(const dl_env *env, long steps, long seed) {
-    dl_dqn_opts o = dl_dqn_defaults();
+    dl_dqn_opts o = {0};   /* 0s: the defaults */
     dl_model *q;
     o.total_steps = steps;
     o.seed = (uint64_t)seed;
@@ -111,7 +111,7 @@ int main(int argc, char **argv) {
         const char *state = "cartpole_dqn_state.safetensors";
         dl_dqn *b;
         float w1[8], w2[8];
-        if (dl_dqn_learn(a, env, half, on_episode, &t0) < 0 || dl_dqn_save(a, env, state) != 0 ||
+        if (dl_dqn_learn(a, env, half, on_episode, &t0) < 0 || dl_dqn_save(a, state, env) != 0 ||
             dl_dqn_learn(a, env, steps - half, on_episode, &t0) < 0) { fprintf(stderr, "error: %s\n", dl_error()); return 1; }
         seconds = now() - t0;
         {

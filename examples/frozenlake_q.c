@@ -49,7 +49,7 @@ static void print_policy(const dl_mdp *m, int size, const int *policy, const cha
 int main(int argc, char **argv) {
     int seed = 1, steps = 300000, threads = 0, size = 4, slippery = 1, eval = 10000, i, S, A, mc = 0;
     const char *method_name = "q";
-    dl_td_method method = DL_Q_LEARNING;
+    dl_td_method method = DL_TD_Q_LEARNING;
     double *Q, *V, rate, best;
     int *policy, *opt;
     long episodes;
@@ -63,10 +63,10 @@ int main(int argc, char **argv) {
             parse_int(argc, argv, &i, "--slippery", &slippery) || parse_int(argc, argv, &i, "--eval", &eval)) continue;
         if (strcmp(argv[i], "--method") == 0 && i + 1 < argc) {
             method_name = argv[++i];
-            if (strcmp(method_name, "q") == 0) method = DL_Q_LEARNING;
-            else if (strcmp(method_name, "sarsa") == 0) method = DL_SARSA;
-            else if (strcmp(method_name, "expected") == 0) method = DL_EXPECTED_SARSA;
-            else if (strcmp(method_name, "mc") == 0) method = DL_Q_LEARNING, mc = 1;
+            if (strcmp(method_name, "q") == 0) method = DL_TD_Q_LEARNING;
+            else if (strcmp(method_name, "sarsa") == 0) method = DL_TD_SARSA;
+            else if (strcmp(method_name, "expected") == 0) method = DL_TD_EXPECTED_SARSA;
+            else if (strcmp(method_name, "mc") == 0) method = DL_TD_Q_LEARNING, mc = 1;
             else { fprintf(stderr, "--method: q, sarsa, expected or mc\n"); return 2; }
             continue;
         }
@@ -90,14 +90,15 @@ int main(int argc, char **argv) {
     printf("FrozenLake-v1 %dx%d, %s; value iteration's policy: success rate %.4f\n", size, size,
            slippery ? "slippery" : "not slippery", best);
 
-    o = dl_td_defaults(method);
+    memset(&o, 0, sizeof o);
+    o.method = method;
     o.steps = steps, o.seed = (uint64_t)seed, o.alpha = 0.1, o.alpha_end = 0.01;
     episodes = mc ? dl_mc_control(env, Q, &o) : dl_td_control(env, Q, &o);
     if (episodes < 0) { fprintf(stderr, "error: %s\n", dl_error()); return 1; }
     dl_greedy_policy(Q, S, A, policy);
     rate = dl_run_policy(env, policy, eval, (uint64_t)seed + 1);
     printf("%s: %d steps, %ld episodes; greedy policy over %d episodes: success rate %.4f\n",
-           mc ? "first-visit MC control" : method == DL_Q_LEARNING ? "Q-learning" : method == DL_SARSA ? "SARSA" : "expected SARSA",
+           mc ? "first-visit MC control" : method == DL_TD_Q_LEARNING ? "Q-learning" : method == DL_TD_SARSA ? "SARSA" : "expected SARSA",
            steps, episodes, eval, rate);
     print_policy(m, size, policy, "learned greedy policy:");
     print_policy(m, size, opt, "value iteration's policy:");

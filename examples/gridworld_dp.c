@@ -100,7 +100,7 @@ int main(int argc, char **argv) {
     print_policy("greedy policy of v* (ties to the first of < v > ^):", policy_vi);
     dl_q_from_v(m, V, 1.0, Q);
     dl_greedy_policy(Q, 16, 4, policy_pi);
-    i = dl_policy_iteration(m, 1.0, 1e-12, policy_pi, Vpi);
+    i = dl_policy_iteration(m, 1.0, 1e-12, Vpi, policy_pi);
     if (i < 0) { fprintf(stderr, "error: %s\n", dl_error()); return 1; }
     printf("policy iteration from greedy(v_random): %d rounds, v equal to v*: %s\n", i,
            memcmp(Vpi, Vstar, sizeof Vpi) == 0 ? "yes" : "no");

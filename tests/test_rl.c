@@ -9,6 +9,7 @@
    is described there). The PNG check needs Debian's libstb-dev (<stb/stb_image_write.h>); it is
    skipped without it. */
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,7 +105,7 @@ static void test_cartpole_gymnasium_parity(void) {
         dl_env_set_state(env, s, NULL);
         env->elapsed = 0;
         dl_env_step(env, action, obs, NULL, &got_term, NULL);
-        dl_env_get_state(env, got);
+        dl_env_state(env, got);
         for (i = 0; i < 4; i++) {
             if (dbits(got[i]) != strtoull(h[4 + i], NULL, 16)) bad_state++, fail = 1;
             if (fbits(obs[i]) != (uint32_t)strtoul(h[8 + i], NULL, 16)) bad_obs++, fail = 1;
@@ -146,7 +147,7 @@ static void test_mountaincar_gymnasium_parity(void) {
         dl_env_set_state(env, s, NULL);
         env->elapsed = t;
         if (dl_env_step(env, action, obs, &r, &got_term, &got_trunc) != 0) { CHECK(0, "%s", dl_error()); break; }
-        dl_env_get_state(env, got);
+        dl_env_state(env, got);
         for (i = 0; i < 2; i++) {
             if (dbits(got[i]) != strtoull(h[2 + i], NULL, 16)) bad_state++, fail = 1;
             if (fbits(obs[i]) != (uint32_t)strtoul(h[4 + i], NULL, 16)) bad_obs++, fail = 1;
@@ -349,7 +350,7 @@ static void test_gridworld_optimal(void) {
     dl_policy_evaluation(m, pi, 1.0, 1e-10, 0, W);
     CHECK(dl_q_from_v(m, W, 1.0, Q) == 0, "q_from_v");
     dl_greedy_policy(Q, 16, 4, pol2);
-    rounds = dl_policy_iteration(m, 1.0, 1e-12, pol2, W);
+    rounds = dl_policy_iteration(m, 1.0, 1e-12, W, pol2);
     CHECK(rounds > 0, "%s", dl_error());
     CHECK_ALL_NEAR(W, want, 16, 1e-9);
     /* gamma 0.9: both methods agree */
@@ -357,7 +358,7 @@ static void test_gridworld_optimal(void) {
         double A[16] = {0}, B[16] = {0};
         int pa[16], pb[16] = {0};
         dl_value_iteration(m, 0.9, 1e-12, 0, A, pa);
-        CHECK(dl_policy_iteration(m, 0.9, 1e-12, pb, B) > 0, "%s", dl_error());
+        CHECK(dl_policy_iteration(m, 0.9, 1e-12, B, pb) > 0, "%s", dl_error());
         CHECK_ALL_NEAR(B, A, 16, 1e-9);
     }
     dl_mdp_free(m);
@@ -372,7 +373,7 @@ static void test_frozenlake_planning(void) {
     int pol[16], pol2[16] = {0};
     if (!env || !m) { CHECK(0, "%s", dl_error()); dl_env_free(env); return; }
     CHECK(dl_value_iteration(m, 0.99, 1e-12, 0, V, pol) > 0, "%s", dl_error());
-    CHECK(dl_policy_iteration(m, 0.99, 1e-12, pol2, W) > 0, "%s", dl_error());
+    CHECK(dl_policy_iteration(m, 0.99, 1e-12, W, pol2) > 0, "%s", dl_error());
     CHECK_ALL_NEAR(W, V, 16, 1e-8);
     rate = dl_run_policy(env, pol, 10000, 1);
     printf("    FrozenLake 4x4 slippery, value iteration's policy: success rate %.4f (V[0] = %.4f)\n", rate, V[0]);
@@ -384,10 +385,10 @@ static double td_success(dl_td_method method, long steps, uint64_t seed) {
     dl_env *env = dl_env_frozenlake(4, 1);
     double Q[64] = {0}, rate;
     int pol[16];
-    dl_td_opts o = dl_td_defaults(method);
+    dl_td_opts o = {0};   /* 0s: the defaults */
     long episodes;
     if (!env) return -1;
-    o.steps = steps, o.seed = seed, o.alpha = 0.1, o.alpha_end = 0.01;
+    o.method = method, o.steps = steps, o.seed = seed, o.alpha = 0.1, o.alpha_end = 0.01;
     episodes = dl_td_control(env, Q, &o);
     if (episodes < 0) { printf("    %s\n", dl_error()); dl_env_free(env); return -1; }
     dl_greedy_policy(Q, 16, 4, pol);
@@ -412,7 +413,7 @@ static void test_frozenlake_td(void) {
 static void test_td_errors_and_determinism(void) {
     dl_env *cp = dl_env_cartpole(), *fl = dl_env_frozenlake(4, 0);
     double Q[64] = {0}, Q2[64] = {0};
-    dl_td_opts o = dl_td_defaults(DL_Q_LEARNING);
+    dl_td_opts o = {0};   /* 0s: the defaults (Q-learning) */
     o.steps = 5000;
     CHECK(dl_td_control(cp, Q, &o) == -1 && strstr(dl_error(), "discrete"), "cartpole is not tabular: %s", dl_error());
     o.alpha = 2;
@@ -426,6 +427,56 @@ static void test_td_errors_and_determinism(void) {
     dl_env_free(fl);
 }
 
+/* The step count of an env without a time limit saturates at INT_MAX instead of overflowing
+   (UBSan's report before); stepping goes on. */
+static void test_elapsed_saturates(void) {
+    dl_env *env = dl_env_gridworld();
+    double r;
+    int term = 0, trunc = 0, i;
+    if (!env) { CHECK(0, "%s", dl_error()); return; }
+    CHECK(dl_env_reset(env, 1, NULL) == 0, "%s", dl_error());
+    env->elapsed = INT_MAX - 1;
+    for (i = 0; i < 3 && !term; i++) {
+        double state = 5;
+        dl_env_set_state(env, &state, NULL);   /* away from the corners: the episode goes on */
+        CHECK(dl_env_step(env, 2, NULL, &r, &term, &trunc) == 0 && !trunc, "%s", dl_error());
+    }
+    CHECK(env->elapsed == INT_MAX, "elapsed %d", env->elapsed);
+    dl_env_free(env);
+}
+
+/* Options: a zero struct, a NULL pointer and the documented defaults written out give the same
+   run (before, a zero struct meant gamma 0, alpha 0, epsilon 0); DL_ZERO asks for a real 0
+   (gamma 0: state 0 of FrozenLake, two steps from any reward, keeps Q = 0); other negative
+   values are errors, not zeros. */
+static void test_td_default_options(void) {
+    dl_env *fl = dl_env_frozenlake(4, 1);
+    double Qz[64] = {0}, Qn[64] = {0}, Qd[64] = {0}, Qg[64] = {0};
+    dl_td_opts z, d;
+    long ez, en, ed;
+    int i, zero_row = 1, nonzero = 0;
+    memset(&z, 0, sizeof z);
+    memset(&d, 0, sizeof d);
+    d.method = DL_TD_Q_LEARNING, d.steps = 200000, d.alpha = 0.1, d.alpha_end = 0.01, d.gamma = 0.99;
+    d.eps_start = 1, d.eps_end = 0.05, d.eps_fraction = 0.5, d.seed = 0;
+    ez = dl_td_control(fl, Qz, &z);
+    en = dl_td_control(fl, Qn, NULL);
+    ed = dl_td_control(fl, Qd, &d);
+    CHECK(ez > 0 && ez == en && ez == ed, "episodes %ld %ld %ld: %s", ez, en, ed, dl_error());
+    CHECK(memcmp(Qz, Qd, sizeof Qz) == 0 && memcmp(Qn, Qd, sizeof Qn) == 0, "zero struct, NULL and the defaults differ");
+    for (i = 0; i < 4; i++) nonzero += Qd[i] > 0;
+    CHECK(nonzero > 0, "with gamma 0.99 the start state has value");
+    z.gamma = DL_ZERO; z.steps = 20000;
+    CHECK(dl_td_control(fl, Qg, &z) > 0, "%s", dl_error());
+    for (i = 0; i < 4; i++) zero_row &= Qg[i] == 0.0;
+    CHECK(zero_row, "gamma DL_ZERO is a real 0: Q(0, .) = %g %g %g %g", Qg[0], Qg[1], Qg[2], Qg[3]);
+    z.gamma = -0.5;
+    CHECK(dl_td_control(fl, Qg, &z) == -1 && strstr(dl_error(), "gamma"), "gamma -0.5 is an error: %s", dl_error());
+    z.gamma = 0; z.eps_end = DL_ZERO; z.alpha_end = DL_ZERO;
+    CHECK(dl_mc_control(fl, Qg, &z) > 0 && dl_mc_control(fl, Qg, NULL) > 0, "%s", dl_error());
+    dl_env_free(fl);
+}
+
 /* First-visit Monte Carlo control (epsilon-soft) on Example 4.1, gamma 1: the greedy policy
    of the learned Q is optimal in every state (its action has q* = v*). No leaks. */
 static void test_gridworld_mc(void) {
@@ -434,7 +485,7 @@ static void test_gridworld_mc(void) {
     double Q[64] = {0}, V[16] = {0}, Qs[64];
     int pol[16], s, optimal = 0;
     long episodes;
-    dl_td_opts o = dl_td_defaults(DL_Q_LEARNING);
+    dl_td_opts o = {0};   /* 0s: the defaults (Q-learning) */
     if (!env) { CHECK(0, "%s", dl_error()); return; }
     o.gamma = 1.0, o.steps = 200000, o.seed = 1;
     episodes = dl_mc_control(env, Q, &o);
@@ -546,7 +597,7 @@ static void test_breakout_minatar_parity(void) {
         s[7] = bb, s[8] = 0;
         dl_env_set_state(env, s, NULL);
         if (dl_env_step(env, action, obs, &r, &got_term, NULL) != 0) { CHECK(0, "%s", dl_error()); break; }
-        dl_env_get_state(env, got);
+        dl_env_state(env, got);
         for (i = 0; i < 7; i++) fail |= got[i] != a[i];
         fail |= got[7] != ab || got[8] != action || r != reward || got_term != term;
         /* the observation shows the state after the step */
@@ -576,7 +627,7 @@ static double bo_step(dl_env *env, const double *s, int a, double *out, int *ter
     dl_env_set_state(env, st, NULL);
     *term = -1;
     if (dl_env_step(env, a, NULL, &r, term, NULL) != 0) printf("    %s\n", dl_error());
-    dl_env_get_state(env, out);
+    dl_env_state(env, out);
     return r;
 }
 #define BO_ALL 1073741823.0   /* 0x3FFFFFFF: all 30 bricks */
@@ -617,7 +668,7 @@ static void test_breakout_rules(void) {
         CHECK(r == 1 && o[0] == 6 && o[1] == 4 && o[2] == 2 && o[6] == 1 && o[7] == BO_ALL - BO_BIT(3, 6) && !t,
               "brick hit: r %g ball %g %g dir %g strike %g", r, o[0], o[1], o[2], o[6]);
         dl_env_step(env, 0, NULL, &r, &t, NULL);
-        dl_env_get_state(env, o);
+        dl_env_state(env, o);
         CHECK(r == 0 && o[0] == 7 && o[1] == 5 && o[6] == 0, "the next step clears the strike flag");
     }
     {   /* inside the wall: a hit from below turns the ball down into another brick, which the
@@ -627,11 +678,11 @@ static void test_breakout_rules(void) {
         CHECK(r == 1 && o[0] == 6 && o[1] == 2 && o[2] == 2 && o[6] == 1 && o[7] == BO_ALL - BO_BIT(2, 5) - BO_BIT(1, 6),
               "first brick: r %g ball %g %g", r, o[0], o[1]);
         dl_env_step(env, 0, NULL, &r, &t, NULL);
-        dl_env_get_state(env, o);
+        dl_env_state(env, o);
         CHECK(r == 0 && o[0] == 7 && o[1] == 3 && o[2] == 2 && o[6] == 1 && o[7] == BO_ALL - BO_BIT(2, 5) - BO_BIT(1, 6),
               "second brick passed: r %g ball %g %g strike %g", r, o[0], o[1], o[6]);
         dl_env_step(env, 0, NULL, &r, &t, NULL);
-        dl_env_get_state(env, o);
+        dl_env_state(env, o);
         CHECK(r == 0 && o[0] == 8 && o[1] == 4 && o[6] == 0, "strike cleared");
     }
     {   /* paddle under the ball: straight back up (y mirrored); on its edge: reversed */
@@ -675,7 +726,7 @@ static void test_breakout_reset_and_random_play(void) {
     dl_rng_seed(&rng, 3);
     for (e = 0; e < 5000; e++) {
         dl_env_reset(env, e == 0 ? 1 : -1, obs);
-        dl_env_get_state(env, s);
+        dl_env_state(env, s);
         if (s[0] == 0 && s[2] == 2) left++;
         else if (s[0] == 9 && s[2] == 3) right++;
         else other++;
@@ -705,22 +756,22 @@ static void test_breakout_sticky(void) {
     if (!a || !b || !z) { CHECK(0, "%s", dl_error()); dl_env_free(a), dl_env_free(b), dl_env_free(z); return; }
     dl_env_reset(a, 5, NULL), dl_env_reset(b, 5, NULL), dl_env_reset(z, 5, NULL);
     for (i = 0; i < n; i++) {
-        dl_env_get_state(a, sa);
+        dl_env_state(a, sa);
         act = ((int)sa[8] + 1 + i % 2) % 3;   /* always differs from the previous action */
         dl_env_step(a, act, NULL, &r, &ta, NULL);
         dl_env_step(b, act, NULL, &r, &t, NULL);
-        dl_env_get_state(a, sa), dl_env_get_state(b, sb);
+        dl_env_state(a, sa), dl_env_state(b, sb);
         same &= memcmp(sa, sb, sizeof sa) == 0;
         repeats += sa[8] != act;
         if (ta) {
             dl_env_reset(a, -1, NULL), dl_env_reset(b, -1, NULL);
-            dl_env_get_state(a, sa);
+            dl_env_state(a, sa);
             same &= sa[8] == 0;   /* the previous action is 0 after reset */
         }
-        dl_env_get_state(z, sb);
+        dl_env_state(z, sb);
         act = ((int)sb[8] + 1 + i % 2) % 3;
         dl_env_step(z, act, NULL, &r, &tz, NULL);
-        dl_env_get_state(z, sb);
+        dl_env_state(z, sb);
         zero_repeats += sb[8] != act;
         if (tz) dl_env_reset(z, -1, NULL);
     }
@@ -832,7 +883,7 @@ done:
     dl_env_free(bo), dl_env_free(cp), dl_env_free(mc), dl_env_free(fl), dl_env_free(f8), dl_env_free(gw);
 }
 
-/* dl_write_ppm's header and size; dl_env_save_png (with stb_image_write.h) writes a PNG whose
+/* dl_ppm_save's header and size; dl_env_save_png (with stb_image_write.h) writes a PNG whose
    IHDR says 160 x 160. */
 static void test_render_files(void) {
     static unsigned char img[160 * 160 * 3];
@@ -844,7 +895,7 @@ static void test_render_files(void) {
     if (!env) { CHECK(0, "%s", dl_error()); return; }
     dl_env_reset(env, 1, NULL);
     dl_env_render(env, img);
-    CHECK(dl_write_ppm("/tmp/dl_test_rl_breakout.ppm", img, 160, 160) == 0, "%s", dl_error());
+    CHECK(dl_ppm_save("/tmp/dl_test_rl_breakout.ppm", img, 160, 160) == 0, "%s", dl_error());
     f = fopen("/tmp/dl_test_rl_breakout.ppm", "rb");
     CHECK(f != NULL, "reading the PPM back");
     if (f) {
@@ -855,7 +906,7 @@ static void test_render_files(void) {
         fclose(f);
         CHECK(strcmp(head, "P6\n160 160\n255\n") == 0 && size == 15 + 160 * 160 * 3, "PPM header / size %ld", size);
     }
-    CHECK(dl_write_ppm("/nonexistent-dir/x.ppm", img, 160, 160) == -1, "unwritable path");
+    CHECK(dl_ppm_save("/nonexistent-dir/x.ppm", img, 160, 160) == -1, "unwritable path");
     remove("/tmp/dl_test_rl_breakout.ppm");
 #ifdef TEST_HAVE_STB
     CHECK(dl_env_save_png(env, "/tmp/dl_test_rl_breakout.png") == 0, "%s", dl_error());
@@ -958,6 +1009,8 @@ int main(void) {
     RUN(test_frozenlake_planning);
     RUN(test_frozenlake_td);
     RUN(test_td_errors_and_determinism);
+    RUN(test_td_default_options);
+    RUN(test_elapsed_saturates);
     RUN(test_gridworld_mc);
     RUN(test_custom_mdp);
     RUN(test_gridworld_env);

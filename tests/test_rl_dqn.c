@@ -9,6 +9,7 @@
 #include "dl_rl.h"
 #include "test.h"
 
+#include <limits.h>
 #include <stdlib.h>
 
 static dl_model *mlp(int hidden, int actions) {
@@ -68,7 +69,7 @@ static dl_dqn *small_agent(const dl_dqn_opts *o, int obs, int actions, uint64_t 
 }
 
 static void test_epsilon_schedule(void) {
-    dl_dqn_opts o = dl_dqn_defaults();
+    dl_dqn_opts o = {0};   /* 0s: the defaults */
     dl_dqn *a;
     o.total_steps = 1000; o.eps_start = 1; o.eps_end = 0.05; o.eps_fraction = 0.5;
     o.learning_starts = 1000000;   /* no updates */
@@ -94,7 +95,7 @@ static void test_epsilon_schedule(void) {
 }
 
 static void test_act(void) {
-    dl_dqn_opts o = dl_dqn_defaults();
+    dl_dqn_opts o = {0};   /* 0s: the defaults */
     dl_dqn *a = small_agent(&o, 3, 4, 2);
     float obs[6] = {0.3f, -0.2f, 0.9f, -1.0f, 0.5f, 0.25f}, q[8];
     unsigned char mask[8] = {1, 1, 1, 1, 1, 1, 1, 1};
@@ -128,7 +129,7 @@ static void test_act(void) {
 }
 
 static void test_target_updates(void) {
-    dl_dqn_opts o = dl_dqn_defaults();
+    dl_dqn_opts o = {0};   /* 0s: the defaults */
     dl_dqn *a;
     int i;
     size_t j;
@@ -149,7 +150,7 @@ static void test_target_updates(void) {
     dl_dqn_free(a);
 
     /* hard updates happen every target_update_freq steps after learning_starts, and only then */
-    o = dl_dqn_defaults();
+    memset(&o, 0, sizeof o);
     o.learning_starts = 20; o.train_freq = 1000000; o.target_update_freq = 7;   /* no gradient steps */
     a = small_agent(&o, 2, 2, 4);
     {
@@ -185,14 +186,14 @@ static void test_update_matches_pytorch(void) {
     CHECK(f != NULL, "tests/data/rl_dqn_update.txt missing");
     if (!f) return;
     for (c = 0; c < 4; c++) {
-        dl_dqn_opts o = dl_dqn_defaults();
+        dl_dqn_opts o = {0};   /* 0s: the defaults */
         dl_space sp = box1(4);
         dl_dqn *a;
         double loss = -1;
         float obs[4], nxt[4];
         if (fscanf(f, " case %15s %d %lf loss %lf", kind, &dbl, &clip, &want_loss) != 4) { CHECK(0, "bad fixture (case %d)", c); break; }
         o.batch_size = 6; o.gamma = 0.9; o.double_dqn = dbl; o.max_grad_norm = clip;
-        o.loss = strcmp(kind, "huber") == 0 ? DL_DQN_HUBER : DL_DQN_MSE;
+        o.loss = strcmp(kind, "huber") == 0 ? DL_DQN_LOSS_HUBER : DL_DQN_LOSS_MSE;
         a = dl_dqn_new(dl_sequential(dl_Dense(8, DL_ACT_RELU), dl_Dense(3, DL_ACT_LINEAR)), NULL, dl_adam(0.01), &sp, 3, &o);
         CHECK(a != NULL, "%s", dl_error());
         if (!a) break;
@@ -217,7 +218,7 @@ static void test_update_matches_pytorch(void) {
 
 /* A CartPole agent with quick settings, to test the training loop. */
 static dl_dqn *cartpole_agent(uint64_t seed, long total) {
-    dl_dqn_opts o = dl_dqn_defaults();
+    dl_dqn_opts o = {0};   /* 0s: the defaults */
     dl_space sp = box1(4);
     o.total_steps = total; o.seed = seed; o.learning_starts = 500; o.buffer_size = 5000; o.batch_size = 32;
     o.train_freq = 4; o.target_update_freq = 100; o.max_grad_norm = 10;
@@ -250,7 +251,7 @@ static void test_save_resume(void) {
     CHECK(a && e1 && e2, "%s", dl_error());
     if (!a || !e1 || !e2) goto done;
     CHECK(dl_dqn_learn(a, e1, 1777, NULL, NULL) >= 0, "%s", dl_error());   /* mid-episode */
-    CHECK(dl_dqn_save(a, e1, path) == 0, "%s", dl_error());
+    CHECK(dl_dqn_save(a, path, e1) == 0, "%s", dl_error());
     CHECK(dl_dqn_learn(a, e1, 1500, NULL, NULL) >= 0, "%s", dl_error());
     b = dl_dqn_load(path, e2);
     CHECK(b != NULL, "%s", dl_error());
@@ -266,8 +267,8 @@ static void test_save_resume(void) {
         CHECK(memcmp(dl_f32(a->w_target[i]), dl_f32(b->w_target[i]), n) == 0, "target weight %d differs after resuming", i);
     }
     CHECK(dl_dqn_mean_return(a, 100) == dl_dqn_mean_return(b, 100), "returns differ");
-    dl_env_get_state(e1, s1);
-    dl_env_get_state(e2, s2);
+    dl_env_state(e1, s1);
+    dl_env_state(e2, s2);
     CHECK(memcmp(s1, s2, sizeof s1) == 0 && e1->elapsed == e2->elapsed, "environment states differ");
     CHECK(memcmp(a->rng.s, b->rng.s, sizeof a->rng.s) == 0, "generators differ");
 
@@ -286,7 +287,7 @@ static void test_save_resume(void) {
         }
         CHECK(same, "a loaded policy acts like the agent");
         CHECK(dl_dqn_update(p, NULL) == -1 && strstr(dl_error(), "only act"), "an act-only agent cannot train: %s", dl_error());
-        CHECK(dl_dqn_save(p, NULL, path) == -1, "an act-only agent has no training state");
+        CHECK(dl_dqn_save(p, path, NULL) == -1, "an act-only agent has no training state");
         CHECK(dl_dqn_load(pol, NULL) == NULL && strstr(dl_error(), "not a DQN"), "a policy is not a training state: %s", dl_error());
     }
     /* a state saved with CartPole does not load into another environment */
@@ -338,6 +339,243 @@ static void test_hostile_state_files(void) {
     remove(bad);
 }
 
+/* The saved state st written to path with tensor tname replaced by swap (NULL: left out), and
+   metadata key mkey given the value mval (NULL: left out). 0 or -1. */
+static int write_variant(const dl_safetensors *st, const char *path, const char *tname, dl_tensor *swap,
+                         const char *mkey, const char *mval) {
+    const char *names[16], *keys[16], *vals[16];
+    dl_tensor *ts[16];
+    int n = 0, nm = 0, i;
+    for (i = 0; i < dl_safetensors_num_tensors(st) && n < 16; i++) {
+        const char *name = dl_safetensors_name(st, i);
+        int hit = tname && strcmp(name, tname) == 0;
+        if (hit && !swap) continue;
+        names[n] = name, ts[n++] = hit ? swap : dl_safetensors_get(st, name);
+    }
+    for (i = 0; i < dl_safetensors_num_meta(st) && nm < 16; i++) {
+        const char *k = dl_safetensors_meta_key(st, i);
+        int hit = mkey && strcmp(k, mkey) == 0;
+        if (hit && !mval) continue;
+        keys[nm] = k, vals[nm++] = hit ? mval : dl_safetensors_meta(st, k);
+    }
+    return dl_safetensors_save(path, n, names, ts, nm, keys, vals);
+}
+
+/* value with its space-separated token number `tok` replaced by rep (NULL when there is none),
+   in a static buffer (value must not be in it) */
+static char *replace_token(const char *value, int tok, const char *rep) {
+    static char out[8192];
+    const char *p = value, *start, *end;
+    int t = 0;
+    while (*p == ' ') p++;
+    for (; *p && t < tok; t++) {
+        while (*p && *p != ' ') p++;
+        while (*p == ' ') p++;
+    }
+    if (!*p) return NULL;
+    start = p;
+    end = start;
+    while (*end && *end != ' ') end++;
+    if (strlen(value) + strlen(rep) >= sizeof out) return NULL;
+    memcpy(out, value, (size_t)(start - value));
+    strcpy(out + (start - value), rep);
+    strcat(out, end);
+    return out;
+}
+
+/* The value's token number tok replaced by rep must not load, and a failing load changes
+   neither env (every byte of the struct compared to *before) nor leaks. Returns 1 if so. */
+static int fails_cleanly(const char *bad, dl_env *env, const dl_env *before) {
+    long live = test_live;
+    dl_dqn *b = dl_dqn_load(bad, env);
+    int ok = b == NULL && dl_error()[0] && memcmp(env, before, sizeof *env) == 0 && test_live == live;
+    dl_dqn_free(b);
+    return ok;
+}
+
+/* dl_dqn_load reads and checks everything before it makes or writes anything: for every tensor
+   (left out, one element short, another dtype) and every token of every metadata value (made
+   "x"), the load fails, the env given keeps every bit, the saving agent is untouched, nothing
+   leaks. Before, the env's state was written while its text was read, so a bad last value left
+   it half written. Then the numbers: overflowing ints (buffer_size 2^32 + 5000 read as 5000
+   before), counters past LONG_MAX, infinite doubles are refused. */
+static void test_load_checks_before_writing(void) {
+    const char *path = "build/tests/dqn_state2.safetensors", *bad = "build/tests/dqn_bad2.safetensors";
+    dl_env *e1 = dl_env_cartpole(), *e2 = dl_env_cartpole(), before;
+    dl_dqn *a = cartpole_agent(7, 4000), *b;
+    dl_safetensors *st = NULL;
+    float w0;
+    uint64_t rng0[4];
+    long step0;
+    int i, k, failed_t = 0, total_t = 0, failed_m = 0, total_m = 0;
+    double r;
+    int term, trunc;
+    CHECK(a && e1 && e2, "%s", dl_error());
+    if (!a || !e1 || !e2) goto done;
+    CHECK(dl_dqn_learn(a, e1, 700, NULL, NULL) >= 0, "%s", dl_error());
+    CHECK(dl_dqn_save(a, path, e1) == 0, "%s", dl_error());
+    st = dl_safetensors_load(path);
+    CHECK(st != NULL, "%s", dl_error());
+    if (!st) goto done;
+    dl_env_reset(e2, 99, NULL);
+    for (i = 0; i < 5; i++) dl_env_step(e2, i % 2, NULL, &r, &term, &trunc);
+    before = *e2;
+    w0 = dl_f32(a->w_online[0])[0], step0 = dl_dqn_steps(a);
+    memcpy(rng0, a->rng.s, sizeof rng0);
+    /* the file rewritten as is loads (so the variants below differ only where changed) */
+    CHECK(write_variant(st, bad, NULL, NULL, NULL, NULL) == 0, "%s", dl_error());
+    b = dl_dqn_load(bad, e2);
+    CHECK(b != NULL && memcmp(e2->state, e1->state, sizeof e1->state) == 0, "the rewritten file loads: %s", dl_error());
+    dl_dqn_free(b);
+    *e2 = before;
+    for (i = 0; i < dl_safetensors_num_tensors(st); i++) {
+        const char *name = dl_safetensors_name(st, i);
+        dl_tensor *t = dl_safetensors_get(st, name), *v;
+        int n = (int)t->numel - 1;
+        for (k = 0; k < 3; k++) {
+            v = NULL;
+            if (k == 1) v = dl_tensor_from(t->dtype, 1, &n, t->data);
+            if (k == 2) { n = (int)t->numel; v = dl_tensor_new(t->dtype == DL_DTYPE_F32 ? DL_DTYPE_I32 : DL_DTYPE_F32, 1, &n); n--; }
+            CHECK(write_variant(st, bad, name, v, NULL, NULL) == 0, "%s", dl_error());
+            total_t++;
+            if (fails_cleanly(bad, e2, &before)) failed_t++;
+            else CHECK(0, "tensor %s, variant %d: loads or changes the env (%s)", name, k, dl_error());
+            dl_tensor_free(v);
+        }
+    }
+    for (i = 0; i < dl_safetensors_num_meta(st); i++) {
+        const char *key = dl_safetensors_meta_key(st, i), *val = dl_safetensors_meta(st, key);
+        char *changed;
+        CHECK(write_variant(st, bad, NULL, NULL, key, NULL) == 0 && fails_cleanly(bad, e2, &before), "without %s", key);
+        for (k = 0; (changed = replace_token(val, k, "x")) != NULL; k++) {
+            CHECK(write_variant(st, bad, NULL, NULL, key, changed) == 0, "%s", dl_error());
+            total_m++;
+            if (fails_cleanly(bad, e2, &before)) failed_m++;
+            else CHECK(0, "%s, token %d: loads or changes the env (%s)", key, k, dl_error());
+        }
+    }
+    printf("    %d tensor variants and %d metadata tokens: %d and %d refused cleanly\n", total_t, total_m, failed_t, failed_m);
+    CHECK(total_m > 150, "only %d metadata tokens", total_m);
+    CHECK(dl_f32(a->w_online[0])[0] == w0 && dl_dqn_steps(a) == step0 && memcmp(rng0, a->rng.s, sizeof rng0) == 0, "the agent changed");
+    {   /* numbers that overflow or are not finite */
+        static const struct { const char *key; int tok; const char *value; } cases[] = {
+            {"dl.dqn.opts", 3, "4294972296"},            /* buffer_size 2^32 + 5000 (%d: 5000) */
+            {"dl.dqn.opts", 7, "-4294967295"},           /* batch_size (%d: 1) */
+            {"dl.dqn.opts", 1, "9223372036854775808"},   /* total_steps LONG_MAX + 1 */
+            {"dl.dqn.opts", 17, "inf"},                  /* tau */
+            {"dl.dqn.opts", 19, "nan"},                  /* gamma */
+            {"dl.dqn.opts", 35, "18446744073709551616"}, /* seed 2^64 */
+            {"dl.dqn.counters", 9, "9223372036854775808"},   /* step */
+            {"dl.dqn.counters", 9, "1e3"},                   /* step, not an integer */
+            {"dl.dqn.counters", 13, "99999999999999999999"}, /* episodes */
+            {"dl.dqn.counters", 17, "0x1p+1024"},            /* ep_return: inf */
+            {"dl.dqn.counters", 19, "4294967356"},           /* replay_pos (%d: 60) */
+            {"dl.dqn.rng", 0, "18446744073709551616"},
+            {"dl.dqn.returns", 5, "-inf"},
+        };
+        for (i = 0; i < (int)(sizeof cases / sizeof cases[0]); i++) {
+            char *changed = replace_token(dl_safetensors_meta(st, cases[i].key), cases[i].tok, cases[i].value);
+            CHECK(changed != NULL, "case %d", i);
+            if (!changed) continue;
+            CHECK(write_variant(st, bad, NULL, NULL, cases[i].key, changed) == 0 && fails_cleanly(bad, e2, &before),
+                  "%s token %d = %s loads", cases[i].key, cases[i].tok, cases[i].value);
+        }
+        /* the env's: elapsed past INT_MAX, and the all-zero generator */
+        {
+            const char *ev = dl_safetensors_meta(st, "dl.dqn.env");
+            char fixed[1024], *bar;
+            snprintf(fixed, sizeof fixed, "%s", ev);
+            bar = strchr(fixed, '|');
+            if (bar) {
+                char tail[1024];
+                const char *rest = strchr(bar, ' ');
+                snprintf(tail, sizeof tail, "%s", rest ? rest : "");
+                snprintf(bar + 1, sizeof fixed - (size_t)(bar + 1 - fixed), "2147483648%s", tail);
+                CHECK(write_variant(st, bad, NULL, NULL, "dl.dqn.env", fixed) == 0 && fails_cleanly(bad, e2, &before), "elapsed 2^31 loads");
+            }
+        }
+    }
+done:
+    dl_safetensors_free(st);
+    dl_dqn_free(a);
+    dl_env_free(e1); dl_env_free(e2);
+    remove(bad);
+}
+
+/* A state file that declares a 2-billion-slot replay buffer and batch (2 x 32 GB of
+   observations, asked for before anything was checked) loads with only the slots its own
+   tensors fill; the buffer grows as training fills it. Counters loaded at LONG_MAX saturate
+   instead of overflowing (UBSan). A tabular env's saved state must be one of its states. */
+static void test_load_hostile_sizes(void) {
+    const char *path = "build/tests/dqn_state2.safetensors", *bad = "build/tests/dqn_bad3.safetensors";
+    dl_safetensors *st = dl_safetensors_load(path);
+    char *changed, tmp[8192];
+    dl_dqn *b;
+    float s[4] = {0.1f, 0.2f, 0.3f, 0.4f};
+    int i;
+    CHECK(st != NULL, "needs the file of test_load_checks_before_writing: %s", dl_error());
+    if (!st) return;
+    changed = replace_token(dl_safetensors_meta(st, "dl.dqn.opts"), 3, "2000000000");      /* buffer_size */
+    if (changed) snprintf(tmp, sizeof tmp, "%s", changed);
+    changed = changed ? replace_token(tmp, 7, "2000000000") : NULL;                          /* batch_size */
+    if (changed) snprintf(tmp, sizeof tmp, "%s", changed);
+    changed = changed ? replace_token(tmp, 9, "1000000") : NULL;   /* learning_starts: no update in this test */
+    CHECK(changed && write_variant(st, bad, NULL, NULL, "dl.dqn.opts", changed) == 0, "%s", dl_error());
+    b = dl_dqn_load(bad, NULL);
+    CHECK(b != NULL, "%s", dl_error());
+    if (b) {
+        int size = b->replay->size;
+        CHECK(b->replay->capacity == 2000000000 && size == 700 && b->replay->alloc_ == size && b->batch_idx == NULL,
+              "capacity %d, %d stored, %d slots allocated, batch indices %p", b->replay->capacity, size, b->replay->alloc_, (void *)b->batch_idx);
+        CHECK(dl_dqn_observe(b, s, 1, 1.0, s, 0) == 0 || strstr(dl_error(), "out of memory"), "%s", dl_error());
+        CHECK(b->replay->alloc_ == 1400 && b->replay->size == 701, "the buffer doubled to %d slots, %d stored", b->replay->alloc_, b->replay->size);
+        dl_dqn_free(b);
+    }
+    /* step and updates at LONG_MAX: the next step saturates */
+    changed = replace_token(dl_safetensors_meta(st, "dl.dqn.counters"), 9, "9223372036854775807");
+    if (changed) snprintf(tmp, sizeof tmp, "%s", changed);
+    changed = changed ? replace_token(tmp, 11, "9223372036854775807") : NULL;
+    CHECK(changed && write_variant(st, bad, NULL, NULL, "dl.dqn.counters", changed) == 0, "%s", dl_error());
+    b = dl_dqn_load(bad, NULL);
+    CHECK(b != NULL, "%s", dl_error());
+    if (b) {
+        for (i = 0; i < 3; i++) CHECK(dl_dqn_observe(b, s, 0, 1.0, s, 0) == 0, "%s", dl_error());
+        CHECK(dl_dqn_steps(b) == LONG_MAX && dl_dqn_updates(b) == LONG_MAX, "counters %ld %ld", dl_dqn_steps(b), dl_dqn_updates(b));
+        dl_dqn_free(b);
+    }
+    dl_safetensors_free(st);
+    {   /* FrozenLake's state is an index: 1.5 or 2^70 are not states */
+        dl_env *fl = dl_env_frozenlake(4, 0), *fl2 = dl_env_frozenlake(4, 0), before;
+        dl_dqn_opts o;
+        dl_dqn *a;
+        const char *v;
+        memset(&o, 0, sizeof o);
+        o.total_steps = 100; o.learning_starts = 50; o.batch_size = 8; o.buffer_size = 100;
+        a = small_agent(&o, 1, 4, 3);
+        CHECK(a && fl && fl2 && dl_dqn_learn(a, fl, 40, NULL, NULL) >= 0 && dl_dqn_save(a, path, fl) == 0, "%s", dl_error());
+        st = dl_safetensors_load(path);
+        dl_env_reset(fl2, 5, NULL);
+        before = *fl2;
+        v = st ? dl_safetensors_meta(st, "dl.dqn.env") : NULL;
+        CHECK(v != NULL, "no env saved");
+        if (v) {
+            int last = 0;
+            while (replace_token(v, last + 1, "0")) last++;
+            CHECK(write_variant(st, bad, NULL, NULL, "dl.dqn.env", replace_token(v, last, "0x1.8p+0")) == 0 && fails_cleanly(bad, fl2, &before), "state 1.5 loads");
+            CHECK(write_variant(st, bad, NULL, NULL, "dl.dqn.env", replace_token(v, last, "0x1p+70")) == 0 && fails_cleanly(bad, fl2, &before), "state 2^70 loads");
+            CHECK(write_variant(st, bad, NULL, NULL, "dl.dqn.env", replace_token(v, last, "0x1.4p+3")) == 0, "%s", dl_error());
+            b = dl_dqn_load(bad, fl2);
+            CHECK(b != NULL && fl2->state[0] == 10.0, "state 10 loads: %s", dl_error());
+            dl_dqn_free(b);
+        }
+        dl_safetensors_free(st);
+        dl_dqn_free(a);
+        dl_env_free(fl); dl_env_free(fl2);
+    }
+    remove(bad);
+    remove(path);
+}
+
 static int count_episode(dl_dqn *a, double ret, void *user) {
     (void)a; (void)ret;
     ++*(long *)user;
@@ -363,13 +601,86 @@ static void test_cartpole_learns(void) {
     dl_env_free(env);
 }
 
+/* A zero struct and NULL give CleanRL's settings, as documented (before, a zero struct meant
+   gamma 0, epsilon 0, no buffer: an error); DL_ZERO gives a real 0, which a saved and
+   loaded state keeps (not turned back into the default); other negatives are errors. */
+static void test_default_options(void) {
+    const char *path = "build/tests/dqn_zero.safetensors";
+    dl_dqn_opts z, got;
+    dl_dqn *a, *b;
+    dl_space sp = box1(2);
+    memset(&z, 0, sizeof z);
+    a = small_agent(&z, 2, 2, 1);
+    CHECK(a != NULL, "%s", dl_error());
+    if (!a) return;
+    got = dl_dqn_options(a);
+    CHECK(got.total_steps == 500000 && got.buffer_size == 10000 && got.batch_size == 128 && got.learning_starts == 10000 &&
+          got.train_freq == 10 && got.gradient_steps == 1 && got.target_update_freq == 500 && got.tau == 1 && got.gamma == 0.99 &&
+          got.eps_start == 1 && got.eps_end == 0.05 && got.eps_fraction == 0.5 && got.double_dqn == 0 &&
+          got.loss == DL_DQN_LOSS_MSE && got.huber_delta == 1 && got.max_grad_norm == 0 && got.seed == 1 && got.obs_u8 == 0,
+          "zero struct: %ld %d %d %ld %d %d %d %g %g %g %g %g %llu", got.total_steps, got.buffer_size, got.batch_size, got.learning_starts,
+          got.train_freq, got.gradient_steps, got.target_update_freq, got.tau, got.gamma, got.eps_start, got.eps_end, got.eps_fraction,
+          (unsigned long long)got.seed);
+    CHECK(a->replay->capacity == 10000 && dl_dqn_epsilon(a) == 1.0, "the defaults are in use");
+    dl_dqn_free(a);
+    dl_nn_seed(1);
+    a = dl_dqn_new(mlp(16, 2), NULL, dl_adam(1e-3), &sp, 2, NULL);
+    CHECK(a && memcmp(&got, &a->o, sizeof got) == 0, "NULL options equal a zero struct's");
+    dl_dqn_free(a);
+
+    z.gamma = DL_ZERO; z.eps_end = DL_ZERO; z.learning_starts = DL_ZERO; z.seed = DL_ZERO;
+    z.gradient_steps = DL_ZERO; z.eps_fraction = DL_ZERO;
+    a = small_agent(&z, 2, 2, 1);
+    CHECK(a != NULL, "%s", dl_error());
+    if (!a) return;
+    got = dl_dqn_options(a);
+    CHECK(got.gamma == 0 && got.eps_end == 0 && got.learning_starts == 0 && got.seed == 0 && got.gradient_steps == 0 &&
+          got.eps_fraction == 0 && got.eps_start == 1, "DL_ZERO: %g %g %ld %llu %d", got.gamma, got.eps_end, got.learning_starts,
+          (unsigned long long)got.seed, got.gradient_steps);
+    CHECK(dl_dqn_epsilon(a) == 0.0, "eps_fraction 0: epsilon at eps_end 0 from the start (%g)", dl_dqn_epsilon(a));
+    CHECK(dl_dqn_save(a, path, NULL) == 0, "%s", dl_error());
+    b = dl_dqn_load(path, NULL);
+    CHECK(b != NULL, "%s", dl_error());
+    if (b) CHECK(memcmp(&a->o, &b->o, sizeof a->o) == 0, "loaded options differ (gamma %g, seed %llu)", b->o.gamma, (unsigned long long)b->o.seed);
+    dl_dqn_free(a); dl_dqn_free(b);
+    remove(path);
+    memset(&z, 0, sizeof z);
+    z.gamma = -0.5;
+    CHECK(small_agent(&z, 2, 2, 1) == NULL && strstr(dl_error(), "gamma"), "gamma -0.5 is an error: %s", dl_error());
+    z.gamma = 0; z.learning_starts = -2;
+    CHECK(small_agent(&z, 2, 2, 1) == NULL, "learning_starts -2 is an error");
+}
+
+/* dl_dqn_learn's steps and opts.total_steps are one run: calls may split it but not pass it
+   (before, steps past total_steps ran silently with the schedule of another run); steps 0 is
+   the rest of the run. */
+static void test_learn_within_total_steps(void) {
+    dl_env *env = dl_env_cartpole();
+    dl_dqn_opts o;
+    dl_dqn *a;
+    memset(&o, 0, sizeof o);
+    o.total_steps = 1000; o.learning_starts = 200; o.buffer_size = 1000; o.batch_size = 16;
+    a = small_agent(&o, 4, 2, 1);
+    CHECK(a && env, "%s", dl_error());
+    if (!a || !env) { dl_dqn_free(a); dl_env_free(env); return; }
+    CHECK(dl_dqn_learn(a, env, 600, NULL, NULL) >= 0 && dl_dqn_steps(a) == 600, "%s", dl_error());
+    CHECK(dl_dqn_learn(a, env, 401, NULL, NULL) == -1 && strstr(dl_error(), "total_steps"), "past the run: %s", dl_error());
+    CHECK(dl_dqn_steps(a) == 600, "a refused call runs nothing (%ld steps)", dl_dqn_steps(a));
+    CHECK(dl_dqn_learn(a, env, 0, NULL, NULL) >= 0 && dl_dqn_steps(a) == 1000, "0 runs the rest: %ld, %s", dl_dqn_steps(a), dl_error());
+    CHECK(dl_dqn_learn(a, env, 0, NULL, NULL) == 0 && dl_dqn_steps(a) == 1000, "nothing left");
+    CHECK(dl_dqn_learn(a, env, 1, NULL, NULL) == -1, "one step past the run");
+    CHECK(dl_dqn_learn(a, env, -1, NULL, NULL) == -1, "negative steps");
+    dl_dqn_free(a);
+    dl_env_free(env);
+}
+
 static void test_bad_arguments(void) {
     dl_space sp = box1(4);
-    dl_dqn_opts o = dl_dqn_defaults();
+    dl_dqn_opts o = {0};   /* 0s: the defaults */
     long live = test_live;
     dl_dqn *a;
-    o.tau = 0;
-    CHECK(dl_dqn_new(mlp(8, 2), NULL, dl_adam(1e-3), &sp, 2, &o) == NULL && strstr(dl_error(), "tau"), "tau 0: %s", dl_error());
+    o.tau = 1.5;   /* (0 is the default, 1) */
+    CHECK(dl_dqn_new(mlp(8, 2), NULL, dl_adam(1e-3), &sp, 2, &o) == NULL && strstr(dl_error(), "tau"), "tau 1.5: %s", dl_error());
     CHECK(dl_dqn_new(mlp(8, 3), NULL, dl_adam(1e-3), &sp, 2, NULL) == NULL && strstr(dl_error(), "[1, 2]"),
           "3 outputs for 2 actions: %s", dl_error());
     CHECK(test_live == live, "failed constructors leak %ld blocks", test_live - live);
@@ -396,7 +707,11 @@ int main(void) {
     RUN(test_no_alloc_while_training);
     RUN(test_save_resume);
     RUN(test_hostile_state_files);
+    RUN(test_load_checks_before_writing);
+    RUN(test_load_hostile_sizes);
     RUN(test_cartpole_learns);
+    RUN(test_default_options);
+    RUN(test_learn_within_total_steps);
     RUN(test_bad_arguments);
     dl_arena_free_default();
     return test_summary();

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """tools/migrate_0_2.py - rewrite C sources written for dl 0.1 to the names of dl 0.2.
 
-    python3 tools/migrate_0_2.py [--skip NAME]... FILE...
+    python3 tools/migrate_0_2.py [--renames-only] [--skip NAME]... FILE...
                                   (rewrites the files in place; prints what changed)
+Run it once on a file: moving arguments twice moves them back out of order.
 
 What it does mechanically, word for word (CHANGELOG.md, section 0.2.0, lists every item):
   - renames functions and enum constants (RENAMES below);
@@ -96,6 +97,8 @@ def split_args(text, start):
 
 def move_args(text):
     out, pos = [], 0
+    if not MOVES:
+        return text
     pat = re.compile(r"\b(" + "|".join(MOVES) + r")\s*\(")
     while True:
         m = pat.search(text, pos)
@@ -122,7 +125,9 @@ def main(args):
     paths = []
     while args:
         a = args.pop(0)
-        if a == "--skip":               # --skip NAME: leave NAME's calls and name alone
+        if a == "--renames-only":       # only the renames (for sources already reordered)
+            MOVES.clear()
+        elif a == "--skip":             # --skip NAME: leave NAME's calls and name alone
             name = args.pop(0)
             MOVES.pop(name, None)
             RENAMES.pop(name, None)

@@ -671,7 +671,7 @@ template <typename... L> static inline dl_model *dl__sequential_cxx(L... layers)
 #endif
 #endif /* DL_NN_H */
 
-#if defined(DL_IMPLEMENTATION) && !defined(DL__NN_IMPLEMENTED)
+#if defined(DL_IMPLEMENTATION) && !defined(DL__NN_IMPLEMENTED) && !defined(DL_IMPLEMENTATION_ELSEWHERE)
 #define DL__NN_IMPLEMENTED
 
 #include <limits.h>

@@ -202,7 +202,7 @@ DLDEF int dl_optim_parse(dl_optim *opt, const void *bytes, size_t size);
 #endif
 #endif /* DL_OPTIM_H */
 
-#if defined(DL_IMPLEMENTATION) && !defined(DL__OPTIM_IMPLEMENTED)
+#if defined(DL_IMPLEMENTATION) && !defined(DL__OPTIM_IMPLEMENTED) && !defined(DL_IMPLEMENTATION_ELSEWHERE)
 #define DL__OPTIM_IMPLEMENTED
 
 #include <math.h>

@@ -512,7 +512,7 @@ DLDEF dl_dqn *dl_dqn_load(const char *path, dl_env *env);
 #endif
 #endif /* DL_RL_H */
 
-#if defined(DL_IMPLEMENTATION) && !defined(DL__RL_IMPLEMENTED)
+#if defined(DL_IMPLEMENTATION) && !defined(DL__RL_IMPLEMENTED) && !defined(DL_IMPLEMENTATION_ELSEWHERE)
 #define DL__RL_IMPLEMENTED
 
 #include <math.h>

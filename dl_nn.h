@@ -707,11 +707,11 @@ template <typename... L> static inline dl_model *dl__sequential_cxx(L... layers)
 #endif
 #endif /* DL_NN_H */
 
-#if defined(DL_IMPLEMENTATION) && !defined(DL__OPTIM_IMPLEMENTED)
+#if defined(DL_IMPLEMENTATION) && !defined(DL_IMPLEMENTATION_ELSEWHERE) && !defined(DL__OPTIM_IMPLEMENTED)
 #include "dl_optim.h"   /* its implementation too, also when it was first included plainly */
 #endif
 
-#if defined(DL_IMPLEMENTATION) && !defined(DL__NN_IMPLEMENTED)
+#if defined(DL_IMPLEMENTATION) && !defined(DL__NN_IMPLEMENTED) && !defined(DL_IMPLEMENTATION_ELSEWHERE)
 #define DL__NN_IMPLEMENTED
 
 #include <limits.h>

@@ -241,11 +241,11 @@ DLDEF int dl_optim_parse(dl_optim *opt, const void *bytes, size_t size);
 #endif
 #endif /* DL_OPTIM_H */
 
-#if defined(DL_IMPLEMENTATION) && !defined(DL__TENSOR_IMPLEMENTED)
+#if defined(DL_IMPLEMENTATION) && !defined(DL_IMPLEMENTATION_ELSEWHERE) && !defined(DL__TENSOR_IMPLEMENTED)
 #include "dl_tensor.h"   /* its implementation too, also when it was first included plainly */
 #endif
 
-#if defined(DL_IMPLEMENTATION) && !defined(DL__OPTIM_IMPLEMENTED)
+#if defined(DL_IMPLEMENTATION) && !defined(DL__OPTIM_IMPLEMENTED) && !defined(DL_IMPLEMENTATION_ELSEWHERE)
 #define DL__OPTIM_IMPLEMENTED
 
 #include <math.h>

@@ -547,11 +547,11 @@ DLDEF dl_dqn *dl_dqn_load(const char *path, dl_env *env);
 #endif
 #endif /* DL_RL_H */
 
-#if defined(DL_IMPLEMENTATION) && !defined(DL__NN_IMPLEMENTED)
+#if defined(DL_IMPLEMENTATION) && !defined(DL_IMPLEMENTATION_ELSEWHERE) && !defined(DL__NN_IMPLEMENTED)
 #include "dl_nn.h"   /* its implementation too, also when it was first included plainly */
 #endif
 
-#if defined(DL_IMPLEMENTATION) && !defined(DL__RL_IMPLEMENTED)
+#if defined(DL_IMPLEMENTATION) && !defined(DL__RL_IMPLEMENTED) && !defined(DL_IMPLEMENTATION_ELSEWHERE)
 #define DL__RL_IMPLEMENTED
 
 #include <limits.h>

@@ -49,6 +49,9 @@
        DL_STATIC        every function static, for a private copy in one file
        DL_NO_STDIO      leaves out dl_safetensors_load/save (the in-memory versions remain)
        DL_NO_THREADS    no pthreads: every kernel runs on the calling thread
+       DL_IMPLEMENTATION_ELSEWHERE  (e.g. -D on a build's command line) every dl header ignores
+                        DL_IMPLEMENTATION: this file is linked with one that has it, so a
+                        program written as one file can share an implementation compiled once
    Environment: DL_NUM_THREADS=n (default: online CPUs), DL_GEMM_KERNEL=generic|avx2|avx512.
 
    MEMORY
@@ -648,7 +651,7 @@ DLDEF size_t dl_safetensors_serialize(int n, const char *const *names, dl_tensor
 #define DL_TENSOR_IMPLEMENTATION
 #endif
 
-#if defined(DL_TENSOR_IMPLEMENTATION) && !defined(DL__TENSOR_IMPLEMENTED)
+#if defined(DL_TENSOR_IMPLEMENTATION) && !defined(DL__TENSOR_IMPLEMENTED) && !defined(DL_IMPLEMENTATION_ELSEWHERE)
 #define DL__TENSOR_IMPLEMENTED
 
 #include <stdlib.h>

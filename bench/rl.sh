@@ -7,9 +7,10 @@
 #
 # Builds build/bench_rl (-O2) and runs it, then bench/rl_ref.py for each reference (gym,
 # minatar, torch) with the first interpreter that imports its package: $PYTHON_ENV (default
-# python3, the pyenv one with gymnasium, numpy and minatar) or $PYTHON_TORCH (default
-# /usr/bin/python3, with torch). A reference that none of them has is skipped with a "# no ..."
-# line and its ratio is NA. Prints every measurement line, then one summary line each:
+# build/pyenv/bin/python, the virtual environment with gymnasium, numpy and minatar that `make
+# bench-rl` makes through tools/setup.sh --gym; python3 when there is none) or $PYTHON_TORCH
+# (default /usr/bin/python3, with Debian's python3-torch, which tools/setup.sh --torch installs).
+# A reference that none of them has is skipped with a "# no ..." line and its ratio is NA. Prints every measurement line, then one summary line each:
 #
 #     rl env=CartPole-v1 dl_steps_per_s=A gym_steps_per_s=B gym_raw_steps_per_s=C speedup=A/B speedup_raw=A/C dl_vec_steps_per_s=D
 #     rl env=Breakout dl_steps_per_s=A minatar_steps_per_s=B speedup=A/B dl_vec_steps_per_s=D
@@ -36,6 +37,10 @@ while [ $# -gt 0 ]; do
     esac
 done
 
+if [ -z "${PYTHON_ENV:-}" ]; then
+    if [ -x build/pyenv/bin/python ]; then PYTHON_ENV=build/pyenv/bin/python; else PYTHON_ENV=python3; fi
+fi
+
 mkdir -p build
 ${CC:-cc} -O2 -I. bench/rl.c -o build/bench_rl -lm -lpthread
 
@@ -45,7 +50,7 @@ printf '%s\n' "$dl_out"
 # The first interpreter that imports module $1, or nothing.
 pick_python() {
     local py
-    for py in "${PYTHON_ENV:-python3}" "${PYTHON_TORCH:-/usr/bin/python3}"; do
+    for py in "$PYTHON_ENV" "${PYTHON_TORCH:-/usr/bin/python3}"; do
         if command -v "$py" >/dev/null 2>&1 && "$py" -c "import $1" >/dev/null 2>&1; then echo "$py"; return; fi
     done
 }
@@ -55,7 +60,7 @@ for part in gym minatar torch; do
     module=$part; [ $part = gym ] && module=gymnasium
     py=$(pick_python $module)
     if [ -z "$py" ]; then
-        echo "# no $module in ${PYTHON_ENV:-python3} or ${PYTHON_TORCH:-/usr/bin/python3}: $part reference skipped"
+        echo "# no $module in $PYTHON_ENV or ${PYTHON_TORCH:-/usr/bin/python3}: $part reference skipped (make bench-rl installs it where it can)"
         continue
     fi
     out=$("$py" bench/rl_ref.py --part $part "${py_args[@]+"${py_args[@]}"}") || { printf '%s\n' "$out"; echo "rl.sh: rl_ref.py --part $part failed" >&2; exit 1; }

@@ -24,7 +24,8 @@
 # applies to both workloads (0: whole epochs for both). --max-epoch-s S (default 20) caps each
 # timed PyTorch epoch (see bench/train_torch.py: OpenMP at 2 threads on a busy 2-core machine can
 # run 100 times slower) and scales from the batches it ran. Environment: CC (default cc), PYTHON
-# (default /usr/bin/python3).
+# (default /usr/bin/python3; `make bench-train` first installs PyTorch for it with tools/setup.sh
+# --torch when it is missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,7 +51,7 @@ ${CC:-cc} -O2 -I. bench/train.c -o build/bench_train -lm -lpthread
 
 have_torch=0
 if "$PYTHON" -c 'import torch' >/dev/null 2>&1; then have_torch=1; fi
-[ $have_torch = 1 ] || echo "# PyTorch not found ($PYTHON -c 'import torch' failed): torch_s=NA"
+[ $have_torch = 1 ] || echo "# PyTorch not found ($PYTHON -c 'import torch' failed): torch_s=NA (make bench-train installs Debian's python3-torch where it can: tools/setup.sh --torch)"
 
 # field NAME LINE: the value of NAME=... in LINE
 field() { printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p" | head -n 1; }

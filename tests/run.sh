@@ -1,19 +1,32 @@
 #!/usr/bin/env bash
-# tests/run.sh - build and run every test program, then the compile checks; print the total.
+# tests/run.sh - build and run every test program, then the scripted checks; print the total.
 #
 # Every tests/test_*.c is a standalone program whose last line is "N passed, N failed[, N
 # skipped]". Each is built and run twice:
-#   O2    cc -std=c99 -O2 -Wall -Wextra -Wpedantic -Werror -I. tests/test_x.c -lm -lpthread
+#   O2    cc -std=c99 -O2 -Wall -Wextra -Wpedantic -Werror -I. ... -lm -lpthread
 #   asan  cc -std=c99 -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer ...
 #         (halts on the first UB report, checks for leaks; no -Werror here, since sanitizer
 #         instrumentation can cause spurious warnings - the O2 build already checks warnings)
-# then tests/test_compile.sh (gcc, clang, g++, DL_NO_THREADS, DL_STATIC, two-file builds) and
-# tests/test_examples.sh (every example built with -Werror and run briefly on the shipped data).
+# The implementation is compiled once per mode: tests/dl_impl.c (every header, allocations
+# counted for tests/count_alloc.h) into build/tests/dl_impl.MODE.o, reused while its
+# preprocessed text, compiler and flags are unchanged; each test is compiled with
+# -DDL_IMPLEMENTATION_ELSEWHERE (its own DL_IMPLEMENTATION is ignored) and linked with it.
+# A test that configures the library itself (#defines a DL_* macro other than DL_IMPLEMENTATION:
+# its own DL_MALLOC, a DL__TEST_* hook) or calls a static internal (dl__name(...)) cannot use
+# the shared object; it is built alone with its own copy, as `cc tests/test_x.c` would (the
+# rule: tests/own_impl.sh). The mode's first line names them.
+# Then, when no program is named, the scripts: tests/test_compile.sh (gcc, clang, g++,
+# DL_NO_THREADS, DL_STATIC, two-file builds), tests/test_examples.sh (every example built with
+# -Werror and run briefly on the shipped data), tests/test_install.sh (make install into a
+# temporary prefix, used through pkg-config and CMake, then make uninstall) and
+# tests/test_tsan.sh (tests/test_threads.c under ThreadSanitizer).
 # Each program's result line is printed with its name; a program that does not build, crashes,
 # hangs (TEST_TIMEOUT seconds, default 600) or prints no summary counts as 1 failed. The counts
 # of all programs are added up into the last line; the exit status is nonzero on any failure.
 # Programs run from the repository root (test data: tests/data/...), JOBS at a time (default:
-# the number of CPUs). ASAN=0 skips the sanitizer pass. Usage: bash tests/run.sh [test_x ...]
+# the number of CPUs). ASAN=0 skips the sanitizer pass.
+# Usage: bash tests/run.sh [test_x ...]   (a name may also be one of the scripts: test_compile,
+# test_examples, test_install, test_tsan)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,26 +41,67 @@ FLAGS_ASAN="-std=c99 -O1 -g -Wall -Wextra -Wpedantic -fsanitize=address,undefine
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export ASAN_OPTIONS=detect_leaks=1
 
-# Which programs: all tests/test_*.c, or those named on the command line.
-progs=()
+# Which programs and scripts: all tests/test_*.c and the four scripts, or those named.
+progs=() scripts=()
 if [ $# -gt 0 ]; then
-    for p in "$@"; do p=${p%.c}; progs+=("$(basename "$p")"); done
+    for p in "$@"; do
+        p=$(basename "${p%.c}"); p=${p%.sh}
+        if [ ! -f "tests/$p.c" ] && [ -f "tests/$p.sh" ]; then scripts+=("$p"); else progs+=("$p"); fi
+    done
 else
     for f in tests/test_*.c; do [ -f "$f" ] && progs+=("$(basename "$f" .c)"); done
+    scripts=(test_compile test_examples test_install test_tsan)
 fi
+
+# Which need their own copy of the implementation (the rule is in tests/own_impl.sh).
+own=() shared=()
+own_list=" $(bash tests/own_impl.sh $(for name in ${progs[@]+"${progs[@]}"}; do echo "tests/$name.c"; done) | tr '\n' ' ') "
+for name in ${progs[@]+"${progs[@]}"}; do
+    case "$own_list" in *" tests/$name.c "*) own+=("$name") ;; *) shared+=("$name") ;; esac
+done
 
 total_passed=0 total_failed=0 total_skipped=0
 
-# One program in one mode: build, run, write NAME.MODE.{build,out,err,rc}.
-build_and_run() {  # build_and_run NAME MODE FLAGS
-    local name=$1 mode=$2 flags=$3 exe="$out/$1.$2"
-    rm -f "$exe" "$exe.out" "$exe.err" "$exe.rc" "$exe.time"
+# The mode's implementation object, unless the one there was built from the same preprocessed
+# text with the same compiler and flags. Writes dl_impl.MODE.rc: 0, or "build" (log: .build).
+build_impl() {  # build_impl MODE FLAGS
+    local mode=$1 flags=$2 obj="$out/dl_impl.$1.o" key
     # shellcheck disable=SC2086
-    if ! $CC $flags "tests/$name.c" -o "$exe" -lm -lpthread > "$exe.build" 2>&1; then
-        echo build > "$exe.rc"
-        return
+    key="$($CC --version 2>&1 | head -n 1) | $flags | $($CC $flags -DDL_TEST_COUNT_ALLOC -E tests/dl_impl.c 2>&1 | cksum)"
+    if [ -f "$obj" ] && [ "$(cat "$obj.key" 2>/dev/null)" = "$key" ]; then
+        echo 0 > "$obj.rc.tmp"
+    # shellcheck disable=SC2086
+    elif $CC $flags -DDL_TEST_COUNT_ALLOC -c tests/dl_impl.c -o "$obj.tmp" > "$obj.build" 2>&1; then
+        mv "$obj.tmp" "$obj"; echo "$key" > "$obj.key"; echo 0 > "$obj.rc.tmp"
+    else
+        rm -f "$obj" "$obj.key"; echo build > "$obj.rc.tmp"
     fi
-    local t0 rc
+    mv "$obj.rc.tmp" "$out/dl_impl.$mode.rc"   # the shared programs wait for this file
+}
+
+# One program in one mode: build, run, write NAME.MODE.{build,out,err,rc}. SHARED = 1: compile
+# it alone first, then link it with the mode's implementation object once that is there.
+build_and_run() {  # build_and_run NAME MODE FLAGS SHARED
+    local name=$1 mode=$2 flags=$3 exe="$out/$1.$2" rc
+    rm -f "$exe" "$exe.o" "$exe.out" "$exe.err" "$exe.rc" "$exe.time"
+    if [ "$4" = 1 ]; then
+        # shellcheck disable=SC2086
+        if ! $CC $flags -DDL_IMPLEMENTATION_ELSEWHERE -c "tests/$name.c" -o "$exe.o" > "$exe.build" 2>&1; then
+            echo build > "$exe.rc"; return
+        fi
+        while [ ! -f "$out/dl_impl.$mode.rc" ]; do sleep 0.2; done
+        if [ "$(cat "$out/dl_impl.$mode.rc")" != 0 ]; then echo impl > "$exe.rc"; return; fi
+        # shellcheck disable=SC2086
+        if ! $CC $flags "$exe.o" "$out/dl_impl.$mode.o" -o "$exe" -lm -lpthread >> "$exe.build" 2>&1; then
+            echo build > "$exe.rc"; return
+        fi
+    else
+        # shellcheck disable=SC2086
+        if ! $CC $flags "tests/$name.c" -o "$exe" -lm -lpthread > "$exe.build" 2>&1; then
+            echo build > "$exe.rc"; return
+        fi
+    fi
+    local t0
     t0=$(date +%s%N)
     timeout "$TEST_TIMEOUT" "$exe" > "$exe.out" 2> "$exe.err" < /dev/null
     rc=$?
@@ -62,6 +116,11 @@ report() {  # report LABEL PREFIX (PREFIX = path without .out/.err/.rc)
     if [ "$rc" = build ]; then
         printf '%-28s does not build: 0 passed, 1 failed\n' "$label"
         grep -E 'error|warning|undefined reference' "$p.build" | awk '!seen[$0]++' | head -15 | sed 's/^/    /'
+        total_failed=$((total_failed + 1))
+        return
+    fi
+    if [ "$rc" = impl ]; then
+        printf '%-28s not linked (tests/dl_impl.c does not build): 0 passed, 1 failed\n' "$label"
         total_failed=$((total_failed + 1))
         return
     fi
@@ -92,36 +151,51 @@ report() {  # report LABEL PREFIX (PREFIX = path without .out/.err/.rc)
 }
 
 # All programs of one mode, JOBS at a time; results printed in name order once all are done.
+# First the implementation object and the programs with their own copy (the long compiles),
+# then the rest, which compile while the object is built and link once it is there.
 run_mode() {  # run_mode MODE FLAGS
     local mode=$1 flags=$2 name
-    echo "== $mode: ${#progs[@]} programs, $JOBS at a time"
-    for name in "${progs[@]}"; do
+    echo "== $mode: ${#progs[@]} programs, $JOBS at a time${own[0]+; own implementation: ${own[*]}}"
+    rm -f "$out/dl_impl.$mode.rc"
+    if [ ${#shared[@]} -gt 0 ]; then build_impl "$mode" "$flags" & fi
+    for name in ${own[@]+"${own[@]}"} ${shared[@]+"${shared[@]}"}; do
         while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
-        build_and_run "$name" "$mode" "$flags" &
+        case "$own_list" in
+            *" tests/$name.c "*) build_and_run "$name" "$mode" "$flags" 0 & ;;
+            *) build_and_run "$name" "$mode" "$flags" 1 & ;;
+        esac
     done
     wait
+    if [ "$(cat "$out/dl_impl.$mode.rc" 2>/dev/null)" = build ]; then
+        printf '%-28s does not build: 0 passed, 1 failed\n' "dl_impl.c [$mode]"
+        grep -E 'error|warning' "$out/dl_impl.$mode.o.build" | awk '!seen[$0]++' | head -15 | sed 's/^/    /'
+        total_failed=$((total_failed + 1))
+    fi
     for name in "${progs[@]}"; do report "$name [$mode]" "$out/$name.$mode"; done
+}
+
+# One script (tests/NAME.sh), its output kept in build/tests/NAME.{out,err}.
+run_script() {  # run_script NAME
+    local name=$1 t0
+    case "$name" in
+        test_compile) echo "== compile checks" ;;
+        test_examples) echo "== examples (short runs on the shipped data)" ;;
+        test_install) echo "== make install / uninstall (pkg-config, CMake)" ;;
+        test_tsan) echo "== two threads, two models, under ThreadSanitizer" ;;
+        *) echo "== $name" ;;
+    esac
+    t0=$(date +%s%N)
+    JOBS=$JOBS bash "tests/$name.sh" > "$out/$name.out" 2> "$out/$name.err"
+    echo $? > "$out/$name.rc"
+    echo $(( ($(date +%s%N) - t0) / 100000000 )) > "$out/$name.time"
+    [ "$name" = test_compile ] && grep -E '^headers:' "$out/$name.out"
+    report "$name" "$out/$name"
 }
 
 start=$(date +%s)
 [ ${#progs[@]} -gt 0 ] && run_mode O2 "$FLAGS_O2"
 [ ${#progs[@]} -gt 0 ] && [ "${ASAN:-1}" != 0 ] && run_mode asan "$FLAGS_ASAN"
-
-if [ $# -eq 0 ]; then
-    echo "== compile checks"
-    t0=$(date +%s%N)
-    JOBS=$JOBS bash tests/test_compile.sh > "$out/test_compile.out" 2> "$out/test_compile.err"
-    echo $? > "$out/test_compile.rc"
-    echo $(( ($(date +%s%N) - t0) / 100000000 )) > "$out/test_compile.time"
-    grep -E '^headers:' "$out/test_compile.out"
-    report "test_compile" "$out/test_compile"
-    echo "== examples (short runs on the shipped data)"
-    t0=$(date +%s%N)
-    JOBS=$JOBS bash tests/test_examples.sh > "$out/test_examples.out" 2> "$out/test_examples.err"
-    echo $? > "$out/test_examples.rc"
-    echo $(( ($(date +%s%N) - t0) / 100000000 )) > "$out/test_examples.time"
-    report "test_examples" "$out/test_examples"
-fi
+for name in ${scripts[@]+"${scripts[@]}"}; do run_script "$name"; done
 
 echo "== done in $(( $(date +%s) - start ))s"
 if [ "$total_skipped" -gt 0 ]; then echo "$total_passed passed, $total_failed failed, $total_skipped skipped"

@@ -45,6 +45,7 @@ RENAMES = {
     "dl_batcher_len": "dl_batcher_num_batches",
     # dl_rl.h
     "dl_write_ppm": "dl_ppm_save",
+    "dl_env_get_state": "dl_env_state",
     "DL_Q_LEARNING": "DL_TD_Q_LEARNING", "DL_SARSA": "DL_TD_SARSA",
     "DL_EXPECTED_SARSA": "DL_TD_EXPECTED_SARSA",
     "DL_DQN_MSE": "DL_DQN_LOSS_MSE", "DL_DQN_HUBER": "DL_DQN_LOSS_HUBER",

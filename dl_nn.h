@@ -40,6 +40,7 @@
                     dl_Add, dl_Multiply, dl_Concatenate, dl_RandomFlip, dl_SimpleRNN, dl_LSTM,
                     dl_GRU; your own
                     layers through dl_layer_ops + dl_layer_new + dl_layer_add_weight
+                    (dl_layer_register, Keras' custom objects, saves and loads them whole)
        MODELS       dl_sequential; functional graphs (dl_Input, dl_apply, dl_model_new: several
                     inputs/outputs, shared layers, skip connections); custom models whose forward
                     function you write (dl_custom_model); dl_model_call; dl_model_summary
@@ -61,6 +62,9 @@
    CONFIGURATION
        DL_FASHION_MNIST_DIR  default directory for dl_load_fashion_mnist(NULL, ...)
                              ("/usr/share/datasets/fashion-mnist", Debian's dataset-fashion-mnist)
+       DL_MODEL_LOAD_MAX_VALUES  the most values per sample that dl_model_load lets a file's
+                             input or any layer output have, checked before anything is built
+                             (default 1 << 24: 64 MB of f32 on the build's batch of one)
        dl_tensor.h's DL_MALLOC/DL_FREE and DL_STATIC apply; DL_NO_STDIO leaves out the file
        functions (loaders, model save/load, dl_model_print_summary; the in-memory dl_parse_*,
        dl_model_serialize/parse and dl_model_summary remain).
@@ -523,8 +527,12 @@ DLDEF dl_tensor *dl_model_loss(dl_model *m, dl_tensor *outputs, dl_tensor *targe
    line per layer, see the implementation's comment), "dl.compile" (loss, metrics, optimizer)
    and the optimizer's state as "optimizer/..." tensors when include_optimizer. A model saved and
    loaded predicts bit-identically, and training resumes exactly with the optimizer state.
-   Custom models and layers cannot be rebuilt from a file: build the model in code and use
-   dl_model_load_weights. */
+   Custom layers are saved and rebuilt when their kind is registered (dl_layer_register); custom
+   models cannot be rebuilt from a file: build the model in code and use dl_model_load_weights.
+   Loading checks everything a file declares before using it: numbers in range, per-sample
+   sizes (DL_MODEL_LOAD_MAX_VALUES) before the build, weights against the file; a failed load
+   leaves nothing behind (no symbols for dl_sym_free_unused), and loading is linear in the
+   number of layers. */
 #ifndef DL_NO_STDIO
 DLDEF int dl_model_save(dl_model *m, const char *path, int include_optimizer);   /* 0 on success */
 DLDEF dl_model *dl_model_load(const char *path);    /* owned; NULL + dl_error() on any problem */
@@ -4021,7 +4029,8 @@ static const char *dl__read_double(const char *p, double max, double *out) {
     double v;
     p = dl__skip_spaces(p);
     if (!(*p == '-' || *p == '+' || *p == '.' || (*p >= '0' && *p <= '9'))) return NULL;   /* no inf, nan, hex */
-    if ((p[0] == '0' || p[1] == '0') && (p[1] == 'x' || p[1] == 'X' || p[2] == 'x' || p[2] == 'X')) return NULL;
+    for (end = (char *)p; *end == '-' || *end == '+' || *end == '.' || (*end >= '0' && *end <= '9') || *end == 'e' || *end == 'E'; end++) {}
+    if (*end == 'x' || *end == 'X') return NULL;   /* strtod would read hexadecimal */
     v = strtod(p, &end);
     if (end == p || !(v >= -max && v <= max)) return NULL;
     *out = v;

@@ -30,7 +30,8 @@
                     exponential, cosine annealing, linear warm-up; dl_lr_schedule combines a
                     linear warm-up with one of them (for a fit() loop)
        state        dl_optim_save / dl_optim_load (safetensors file), dl_optim_serialize /
-                    dl_optim_parse (the same bytes in memory): training resumes bit-identically
+                    dl_optim_parse (the same bytes in memory): training resumes bit-identically;
+                    dl_optim_state_meta / _tensor list that file's entries (to embed them)
 
    SEMANTICS: those of torch.optim (PyTorch 1.13, foreach=False, maximize=False), checked
    against it in tests/test_optim.c. Hyperparameters are doubles, like Python floats; the

@@ -227,6 +227,8 @@ static void test_numbers_in_range(void) {
         "model sequential\ninput f32 1 3\nlayer Dropout r 1 i 0 0 0 0 0 0 0 0 f 1e300 0 0 0 0 0 0 0\n",
         "model sequential\ninput f32 1 3\nlayer Dropout r 1 i 0 0 0 0 0 0 0 0 f inf 0 0 0 0 0 0 0\n",
         "model sequential\ninput f32 99999999999999999999 3\nlayer Flatten f 1 i 0 0 0 0 0 0 0 0 f 0 0 0 0 0 0 0 0\n",
+        "model sequential\ninput f32 1 3\nlayer Dropout n 1 i 0 0 0 0 0 0 0 0 f 0x1p-3 0 0 0 0 0 0 0\n",   /* hex */
+        "model sequential\ninput f32 1 3\nlayer Dropout n 1 i 0 0 0 0 0 0 0 0 f 0.125 0 0 0 0 0 0 0 5\n",  /* a 9th */
     };
     static const char *const compiles[] = {
         "loss 4294967297 metrics 0 top_k 5 compiled 0 state 0",   /* loss 1 after wrapping */

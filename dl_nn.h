@@ -40,6 +40,7 @@
                     dl_Add, dl_Multiply, dl_Concatenate, dl_RandomFlip, dl_SimpleRNN, dl_LSTM,
                     dl_GRU; your own
                     layers through dl_layer_ops + dl_layer_new + dl_layer_add_weight
+                    (dl_layer_register, Keras' custom objects, saves and loads them whole)
        MODELS       dl_sequential; functional graphs (dl_Input, dl_apply, dl_model_new: several
                     inputs/outputs, shared layers, skip connections); custom models whose forward
                     function you write (dl_custom_model); dl_model_call; dl_model_summary
@@ -62,6 +63,9 @@
    CONFIGURATION
        DL_FASHION_MNIST_DIR  default directory for dl_fashion_mnist_load(NULL, ...)
                              ("/usr/share/datasets/fashion-mnist", Debian's dataset-fashion-mnist)
+       DL_MODEL_LOAD_MAX_VALUES  the most values per sample that dl_model_load lets a file's
+                             input or any layer output have, checked before anything is built
+                             (default 1 << 24: 64 MB of f32 on the build's batch of one)
        dl_tensor.h's DL_MALLOC/DL_FREE and DL_STATIC apply; DL_NO_STDIO leaves out the file
        functions (loaders, model save/load, dl_model_print_summary; the in-memory dl_parse_*,
        dl_model_serialize/parse and dl_model_summary remain).
@@ -352,6 +356,15 @@ DLDEF dl_tensor *dl_layer_weight(const dl_layer *l, const char *name);   /* NULL
 DLDEF dl_tensor *dl_layer_call(dl_layer *l, dl_tensor *x, int training);
 DLDEF dl_tensor *dl_layer_call_n(dl_layer *l, int n_in, dl_tensor *const *in, int training);
 DLDEF void dl_layer_free(dl_layer *l);   /* only a layer no model holds; NULL is fine */
+/* Keras' custom objects: registers ops under ops->kind, so that dl_model_save writes layers of
+   that kind and dl_model_load makes them again (dl_layer_new(ops, kind, NULL), then iconf and
+   fconf as saved). Keep a layer's settings in iconf/fconf (saved in files) and derive anything
+   else from them in build; user is NULL in a loaded layer. ops must stay valid while
+   registered. Kinds: up to 31 characters, no spaces, '/', '"' or '\\', not a built-in kind; up to
+   64 of them. Registering the same ops twice is fine. Register before other threads use dl_nn
+   (the table has no lock). 0 on success. */
+DLDEF int dl_layer_register(const dl_layer_ops *ops);
+DLDEF int dl_layer_unregister(const char *kind);   /* 0, or -1 when kind is not registered */
 
 /* ==== MODELS ================================================================================
    Three ways, as Keras has:
@@ -541,8 +554,12 @@ DLDEF dl_tensor *dl_model_loss(dl_model *m, dl_tensor *outputs, dl_tensor *targe
    line per layer, see the implementation's comment), "dl.compile" (loss, metrics, optimizer)
    and the optimizer's state as "optimizer/..." tensors when include_optimizer. A model saved and
    loaded predicts bit-identically, and training resumes exactly with the optimizer state.
-   Custom models and layers cannot be rebuilt from a file: build the model in code and use
-   dl_model_load_weights. */
+   Custom layers are saved and rebuilt when their kind is registered (dl_layer_register); custom
+   models cannot be rebuilt from a file: build the model in code and use dl_model_load_weights.
+   Loading checks everything a file declares before using it: numbers in range, per-sample
+   sizes (DL_MODEL_LOAD_MAX_VALUES) before the build, weights against the file; a failed load
+   leaves nothing behind (no symbols for dl_sym_free_unused), and loading is linear in the
+   number of layers. */
 #ifndef DL_NO_STDIO
 DLDEF int dl_model_save(dl_model *m, const char *path, int include_optimizer);   /* 0 on success */
 DLDEF dl_model *dl_model_load(const char *path);    /* owned; NULL + dl_error() on any problem */
@@ -714,6 +731,8 @@ template <typename... L> static inline dl_model *dl__sequential_cxx(L... layers)
 #if defined(DL_IMPLEMENTATION) && !defined(DL__NN_IMPLEMENTED) && !defined(DL_IMPLEMENTATION_ELSEWHERE)
 #define DL__NN_IMPLEMENTED
 
+#include <errno.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -1750,6 +1769,7 @@ DLDEF int dl_random_crop(dl_tensor *x, int pad, dl_rng *r) {
 
 #define DL__LAYER_HAS_ACT 1u   /* iconf[DL__ACT_SLOT] holds the layer's dl_act */
 #define DL__LAYER_NAMED   2u   /* a model gave the layer its final name */
+#define DL__LAYER_MARK    4u   /* scratch: "seen" during one dl_model_new or load, cleared after */
 #define DL__ACT_SLOT (DL_LAYER_MAX_CONF - 1)
 
 /* Per thread, as dl_error()'s message: threads building models at once draw from their own. */
@@ -2364,6 +2384,7 @@ struct dl_sym {
     dl_dtype dtype;
     int ndim, shape[DL_MAX_DIMS]; /* per sample */
     int mark;                     /* dl_model_new: 1 + the node index once placed */
+    int loading;                  /* made by dl_model_load: freed by it, whatever happens */
 };
 static DL__TLS dl_sym *dl__free_syms;   /* per thread: a graph is written on one thread */
 
@@ -2414,8 +2435,13 @@ static int dl__model_has_layer(const dl_model *m, const dl_layer *l) {
 
 /* Adds a reference to l (once) and, for a layer no model named yet, makes its name unique in
    the model the way Keras does: "dense", "dense_1", "dense_2", ... */
+static int dl__model_append(dl_model *m, dl_layer *l);
 static int dl__model_take(dl_model *m, dl_layer *l) {
     if (dl__model_has_layer(m, l)) return 0;
+    return dl__model_append(m, l);
+}
+/* dl__model_take for a layer known not to be in m yet. */
+static int dl__model_append(dl_model *m, dl_layer *l) {
     if (m->n_layers == m->cap_layers) {
         int cap = m->cap_layers ? 2 * m->cap_layers : 8;
         dl_layer **p = (dl_layer **)DL_REALLOC(m->layers, (size_t)cap * sizeof *p);
@@ -2492,6 +2518,7 @@ static dl_sym *dl__sym_new(void) {
     dl_sym *s = (dl_sym *)DL_MALLOC(sizeof *s);
     if (!s) { dl_set_error("dl_Input: out of memory"); return NULL; }
     memset(s, 0, sizeof *s);
+    s->loading = dl__loading != NULL;
     s->next = dl__free_syms;
     if (dl__free_syms) dl__free_syms->prev = s;
     dl__free_syms = s;
@@ -2592,33 +2619,46 @@ DLDEF dl_sym *dl_apply_n(dl_layer *l, int n, dl_sym *const *xs) {
 }
 DLDEF dl_sym *dl_apply(dl_layer *l, dl_sym *x) { return dl_apply_n(l, 1, &x); }
 
-/* Depth-first, inputs before the node: places s and everything it reads into m->nodes. */
-static int dl__place(dl_model *m, dl_sym *s, int depth) {
-    int i;
-    dl__gnode *g;
-    if (s->mark) return 0;
-    if (depth > 100000) { dl_set_error("dl_model_new: graph too deep"); return -1; }
-    if (!s->layer) {
-        dl_set_error("dl_model_new: an output depends on an input not listed in inputs");
-        return -1;
+/* Depth-first, inputs before the node: places root and everything it reads into m->nodes.
+   Iterative (a 100,000-layer chain is that deep): stack holds the symbols being placed, each
+   with the index of its next input to visit, and has room for every symbol. */
+typedef struct dl__place_frame { dl_sym *s; int next; } dl__place_frame;
+static int dl__place(dl_model *m, dl_sym *root, dl__place_frame *stack) {
+    int top = 0, i;
+    if (root->mark) return 0;
+    stack[0].s = root;
+    stack[0].next = 0;
+    while (top >= 0) {
+        dl__place_frame *f = &stack[top];
+        dl_sym *s = f->s;
+        dl__gnode *g;
+        if (!s->layer) {
+            dl_set_error("dl_model_new: an output depends on an input not listed in inputs");
+            return -1;
+        }
+        if (f->next < s->n_in) {   /* an input not placed yet: place it first */
+            dl_sym *in = s->in[f->next++];
+            if (!in->mark) { stack[++top].s = in; stack[top].next = 0; }
+            continue;
+        }
+        g = &m->nodes[m->n_nodes];
+        memset(g, 0, sizeof *g);
+        g->layer = s->layer;
+        g->n_in = s->n_in;
+        for (i = 0; i < s->n_in; i++) g->in[i] = s->in[i]->mark - 1;
+        g->dtype = s->dtype;
+        g->ndim = s->ndim;
+        memcpy(g->shape, s->shape, sizeof g->shape);
+        s->mark = ++m->n_nodes;
+        top--;
     }
-    for (i = 0; i < s->n_in; i++)
-        if (dl__place(m, s->in[i], depth + 1) != 0) return -1;
-    g = &m->nodes[m->n_nodes];
-    memset(g, 0, sizeof *g);
-    g->layer = s->layer;
-    g->n_in = s->n_in;
-    for (i = 0; i < s->n_in; i++) g->in[i] = s->in[i]->mark - 1;
-    g->dtype = s->dtype;
-    g->ndim = s->ndim;
-    memcpy(g->shape, s->shape, sizeof g->shape);
-    s->mark = ++m->n_nodes;
     return 0;
 }
 
 DLDEF dl_model *dl_model_new(int n_in, dl_sym *const *inputs, int n_out, dl_sym *const *outputs) {
     dl_model *m;
     dl_sym *s, *next;
+    dl__place_frame *stack;
     int i, n_syms = 0, ok = 1;
     if (n_in < 1 || n_in > DL__MAX_IO || n_out < 1 || n_out > DL__MAX_IO || !inputs || !outputs) {
         dl_set_error("dl_model_new: 1..%d inputs and outputs", DL__MAX_IO);
@@ -2632,7 +2672,14 @@ DLDEF dl_model *dl_model_new(int n_in, dl_sym *const *inputs, int n_out, dl_sym 
     for (s = dl__free_syms; s; s = s->next) { n_syms++; s->mark = 0; }
     if (!(m = dl__model_alloc(DL__FUNCTIONAL, "model"))) return NULL;
     m->nodes = (dl__gnode *)DL_MALLOC((size_t)(n_syms ? n_syms : 1) * sizeof *m->nodes);
-    if (!m->nodes) { dl_set_error("dl_model_new: out of memory"); DL_FREE(m); return NULL; }
+    stack = (dl__place_frame *)DL_MALLOC((size_t)(n_syms ? n_syms : 1) * sizeof *stack);
+    if (!m->nodes || !stack) {
+        dl_set_error("dl_model_new: out of memory");
+        DL_FREE(stack);
+        DL_FREE(m->nodes);
+        DL_FREE(m);
+        return NULL;
+    }
     for (i = 0; i < n_in && ok; i++) {
         dl__gnode *g = &m->nodes[m->n_nodes];
         if (inputs[i]->mark) { dl_set_error("dl_model_new: inputs[%d] listed twice", i); ok = 0; break; }
@@ -2645,12 +2692,19 @@ DLDEF dl_model *dl_model_new(int n_in, dl_sym *const *inputs, int n_out, dl_sym 
     }
     m->n_inputs = n_in;
     for (i = 0; i < n_out && ok; i++) {
-        if (dl__place(m, outputs[i], 0) != 0) ok = 0;
+        if (dl__place(m, outputs[i], stack) != 0) ok = 0;
         else m->outputs[i] = outputs[i]->mark - 1;
     }
+    DL_FREE(stack);
     m->n_outputs = n_out;
-    for (i = 0; i < m->n_nodes && ok; i++)
-        if (m->nodes[i].layer && dl__model_take(m, m->nodes[i].layer) != 0) ok = 0;
+    for (i = 0; i < m->n_nodes && ok; i++) {   /* each distinct layer once (marked: O(1) per node) */
+        dl_layer *l = m->nodes[i].layer;
+        if (l && !(l->flags & DL__LAYER_MARK)) {
+            if (dl__model_append(m, l) != 0) ok = 0;
+            else l->flags |= DL__LAYER_MARK;
+        }
+    }
+    for (i = 0; i < m->n_layers; i++) m->layers[i]->flags &= ~DL__LAYER_MARK;
     if (!ok) {   /* nothing taken: the symbols stay with the caller */
         for (i = 0; i < m->n_layers; i++) m->layers[i]->refs--;
         m->n_layers = 0;
@@ -3782,13 +3836,105 @@ DLDEF dl_callback *dl_lr_scheduler(const dl_lr_schedule *schedule, int per_batch
 
 #define DL__MODEL_FORMAT "dl.model.v1"
 #define DL__MAX_LOAD_LAYERS 100000
+#define DL__MAX_LAYER_KINDS 64   /* dl_layer_register's table */
 
 static dl_layer *dl__rnn_from_conf(const char *kind, const int *iconf, const float *fconf);   /* RECURRENT LAYERS */
 
-/* A new built-in layer of this kind with these settings; NULL + dl_error() if unknown. */
+/* ---- Names and pointers to indices in O(1): an open-addressing table of int indices (+ 1;
+   0 = empty) whose keys the caller compares, so a 100,000-layer file loads in linear time ---- */
+
+typedef struct dl__itab { size_t mask; int *slot; } dl__itab;
+
+static int dl__itab_init(dl__itab *t, int n) {
+    size_t cap = 16;
+    while (cap < 2 * (size_t)n) cap *= 2;
+    t->mask = cap - 1;
+    t->slot = (int *)DL_MALLOC(cap * sizeof *t->slot);
+    if (!t->slot) { dl_set_error("out of memory"); return -1; }
+    memset(t->slot, 0, cap * sizeof *t->slot);
+    return 0;
+}
+static void dl__itab_free(dl__itab *t) { DL_FREE(t->slot); t->slot = NULL; }
+static size_t dl__hash_str(const char *s) {   /* FNV-1a */
+    size_t h = (size_t)2166136261u;
+    while (*s) h = (h ^ (unsigned char)*s++) * (size_t)16777619u;
+    return h;
+}
+/* The slot of the layer named name in layers[], or the empty slot where it would go. */
+static int *dl__itab_name(const dl__itab *t, dl_layer *const *layers, const char *name) {
+    size_t i = dl__hash_str(name) & t->mask;
+    while (t->slot[i] && strcmp(layers[t->slot[i] - 1]->name, name) != 0) i = (i + 1) & t->mask;
+    return &t->slot[i];
+}
+/* The same by address. */
+static int *dl__itab_ptr(const dl__itab *t, dl_layer *const *layers, const dl_layer *l) {
+    size_t i = ((size_t)(uintptr_t)l >> 4) * (size_t)2654435761u & t->mask;
+    while (t->slot[i] && layers[t->slot[i] - 1] != l) i = (i + 1) & t->mask;
+    return &t->slot[i];
+}
+
+/* ---- Registered custom layer kinds (Keras' custom_objects) ---- */
+
+static const dl_layer_ops *dl__kinds[DL__MAX_LAYER_KINDS];
+static int dl__n_kinds;
+
+static const dl_layer_ops *const dl__builtin_ops[] = {&dl__dense_ops, &dl__conv_ops, &dl__convt_ops, &dl__maxpool_ops,
+    &dl__avgpool_ops, &dl__gap_ops, &dl__flatten_ops, &dl__reshape_ops, &dl__dropout_ops, &dl__bn_ops,
+    &dl__ln_ops, &dl__emb_ops, &dl__activation_ops, &dl__add_ops, &dl__mul_ops, &dl__concat_ops, &dl__flip_ops};
+
+static int dl__is_rnn_kind(const char *kind) {
+    return strcmp(kind, "SimpleRNN") == 0 || strcmp(kind, "LSTM") == 0 || strcmp(kind, "GRU") == 0;
+}
+static int dl__is_builtin_kind(const char *kind) {
+    size_t i;
+    for (i = 0; i < sizeof dl__builtin_ops / sizeof dl__builtin_ops[0]; i++)
+        if (strcmp(dl__builtin_ops[i]->kind, kind) == 0) return 1;
+    return dl__is_rnn_kind(kind);
+}
+static int dl__is_builtin(const dl_layer *l) {
+    size_t i;
+    for (i = 0; i < sizeof dl__builtin_ops / sizeof dl__builtin_ops[0]; i++) if (l->ops == dl__builtin_ops[i]) return 1;
+    return dl__is_rnn_kind(l->ops->kind);
+}
+static int dl__find_kind(const char *kind) {
+    int i;
+    for (i = 0; i < dl__n_kinds; i++) if (strcmp(dl__kinds[i]->kind, kind) == 0) return i;
+    return -1;
+}
+
+DLDEF int dl_layer_register(const dl_layer_ops *ops) {
+    const char *c;
+    int i;
+    if (!ops || !ops->kind || !ops->forward) { dl_set_error("dl_layer_register: ops with a kind and a forward function needed"); return -1; }
+    for (c = ops->kind; *c; c++)
+        if (*c <= ' ' || *c == '/' || *c == '"' || *c == '\\' || *c >= 0x7f) break;
+    if (*c || c == ops->kind || c - ops->kind >= 32) {
+        dl_set_error("dl_layer_register: kind '%s' must be 1..31 printable characters without spaces, '/', '\"' or '\\'", ops->kind);
+        return -1;
+    }
+    if (dl__is_builtin_kind(ops->kind)) { dl_set_error("dl_layer_register: '%s' is a built-in layer kind", ops->kind); return -1; }
+    if ((i = dl__find_kind(ops->kind)) >= 0) {
+        if (dl__kinds[i] == ops) return 0;
+        dl_set_error("dl_layer_register: another dl_layer_ops is registered as '%s'", ops->kind);
+        return -1;
+    }
+    if (dl__n_kinds >= DL__MAX_LAYER_KINDS) { dl_set_error("dl_layer_register: %d kinds registered already", DL__MAX_LAYER_KINDS); return -1; }
+    dl__kinds[dl__n_kinds++] = ops;
+    return 0;
+}
+
+DLDEF int dl_layer_unregister(const char *kind) {
+    int i = kind ? dl__find_kind(kind) : -1;
+    if (i < 0) { dl_set_error("dl_layer_unregister: '%s' is not registered", kind ? kind : "(null)"); return -1; }
+    dl__kinds[i] = dl__kinds[--dl__n_kinds];
+    return 0;
+}
+
+/* A new layer of this kind with these settings; NULL + dl_error() if unknown or invalid. */
 static dl_layer *dl__layer_from_conf(const char *kind, const int *ic, const float *fc) {
     dl_act act = (dl_act)ic[DL__ACT_SLOT];
     dl_layer *l = NULL;
+    int k;
     if (strcmp(kind, "Dense") == 0) l = dl_Dense(ic[0], act);
     else if (strcmp(kind, "Conv2D") == 0) l = dl_Conv2D(ic[0], ic[1], ic[2], (dl_padding)ic[3], act);
     else if (strcmp(kind, "Conv2DTranspose") == 0) l = dl_Conv2DTranspose(ic[0], ic[1], ic[2], (dl_padding)ic[3], act);
@@ -3806,27 +3952,21 @@ static dl_layer *dl__layer_from_conf(const char *kind, const int *ic, const floa
     else if (strcmp(kind, "Multiply") == 0) l = dl_Multiply();
     else if (strcmp(kind, "Concatenate") == 0) l = dl_Concatenate(ic[0]);
     else if (strcmp(kind, "RandomFlip") == 0) l = dl_RandomFlip();
-    else if (!(l = dl__rnn_from_conf(kind, ic, fc))) {
-        if (!dl_error()[0]) dl_set_error("unknown layer kind '%s' (custom layers: build the model in code and use dl_model_load_weights)", kind);
+    else if (dl__is_rnn_kind(kind)) l = dl__rnn_from_conf(kind, ic, fc);
+    else if ((k = dl__find_kind(kind)) >= 0) {   /* registered: its settings are its iconf/fconf */
+        if ((l = dl_layer_new(dl__kinds[k], kind, NULL)) != NULL) {
+            memcpy(l->iconf, ic, sizeof l->iconf);
+            memcpy(l->fconf, fc, sizeof l->fconf);
+        }
+    } else {
+        dl_set_error("unknown layer kind '%s' (a custom layer: dl_layer_register its dl_layer_ops before loading)", kind);
         return NULL;
     }
+    if (!l && !dl_error()[0]) dl_set_error("bad settings for a %s", kind);
     return l;
 }
 
-static int dl__is_builtin(const dl_layer *l) {
-    static const dl_layer_ops *const ops[] = {&dl__dense_ops, &dl__conv_ops, &dl__convt_ops, &dl__maxpool_ops,
-        &dl__avgpool_ops, &dl__gap_ops, &dl__flatten_ops, &dl__reshape_ops, &dl__dropout_ops, &dl__bn_ops,
-        &dl__ln_ops, &dl__emb_ops, &dl__activation_ops, &dl__add_ops, &dl__mul_ops, &dl__concat_ops, &dl__flip_ops};
-    size_t i;
-    for (i = 0; i < sizeof ops / sizeof ops[0]; i++) if (l->ops == ops[i]) return 1;
-    return strcmp(l->ops->kind, "SimpleRNN") == 0 || strcmp(l->ops->kind, "LSTM") == 0 || strcmp(l->ops->kind, "GRU") == 0;
-}
-
-static int dl__layer_index(const dl_model *m, const dl_layer *l) {
-    int i;
-    for (i = 0; i < m->n_layers; i++) if (m->layers[i] == l) return i;
-    return -1;
-}
+/* ---- Saving ---- */
 
 static void dl__put_shape_line(dl__text *t, dl_dtype dtype, int ndim, const int *shape) {
     int i;
@@ -3837,10 +3977,22 @@ static void dl__put_shape_line(dl__text *t, dl_dtype dtype, int ndim, const int 
 
 /* The architecture text into t; -1 + dl_error() when the model cannot be described. */
 static int dl__arch_text(const dl_model *m, dl__text *t) {
+    dl__itab index;
     int i, j;
     if (m->kind == DL__CUSTOM) {
         dl_set_error("dl_model_save: a custom model's forward function cannot be saved: use dl_model_save_weights");
         return -1;
+    }
+    for (i = 0; i < m->n_layers; i++) {
+        const dl_layer *l = m->layers[i];
+        const char *c;
+        if (!dl__is_builtin(l) && (dl__find_kind(l->ops->kind) < 0 || dl__kinds[dl__find_kind(l->ops->kind)] != l->ops)) {
+            dl_set_error("dl_model_save: layer %s is a custom %s: dl_layer_register its dl_layer_ops (or use dl_model_save_weights)",
+                         l->name, l->ops->kind);
+            return -1;
+        }
+        for (c = l->name; *c; c++)
+            if (*c <= ' ' || *c == '/') { dl_set_error("dl_model_save: layer name '%s' has a space or '/'", l->name); return -1; }
     }
     dl__put(t, "model %s\n", m->kind == DL__SEQUENTIAL ? "sequential" : "functional");
     if (m->kind == DL__SEQUENTIAL && m->built) dl__put_shape_line(t, m->in_dtype, m->in_ndim, m->in_shape);
@@ -3851,13 +4003,6 @@ static int dl__arch_text(const dl_model *m, dl__text *t) {
         }
     for (i = 0; i < m->n_layers; i++) {
         const dl_layer *l = m->layers[i];
-        const char *c;
-        if (!dl__is_builtin(l)) {
-            dl_set_error("dl_model_save: layer %s is a custom %s: use dl_model_save_weights", l->name, l->ops->kind);
-            return -1;
-        }
-        for (c = l->name; *c; c++)
-            if (*c <= ' ' || *c == '/') { dl_set_error("dl_model_save: layer name '%s' has a space or '/'", l->name); return -1; }
         dl__put(t, "layer %s %s %d i", l->ops->kind, l->name, l->trainable);
         for (j = 0; j < DL_LAYER_MAX_CONF; j++) dl__put(t, " %d", l->iconf[j]);
         dl__put(t, " f");
@@ -3865,13 +4010,16 @@ static int dl__arch_text(const dl_model *m, dl__text *t) {
         dl__put(t, "\n");
     }
     if (m->kind == DL__FUNCTIONAL) {
+        if (dl__itab_init(&index, m->n_layers) != 0) return -1;   /* layer -> its index */
+        for (i = 0; i < m->n_layers; i++) *dl__itab_ptr(&index, m->layers, m->layers[i]) = i + 1;
         for (i = 0; i < m->n_nodes; i++) {
             const dl__gnode *g = &m->nodes[i];
             if (!g->layer) continue;
-            dl__put(t, "node %d %d", dl__layer_index(m, g->layer), g->n_in);
+            dl__put(t, "node %d %d", *dl__itab_ptr(&index, m->layers, g->layer) - 1, g->n_in);
             for (j = 0; j < g->n_in; j++) dl__put(t, " %d", g->in[j]);
             dl__put(t, "\n");
         }
+        dl__itab_free(&index);
         dl__put(t, "output");
         for (i = 0; i < m->n_outputs; i++) dl__put(t, " %d", m->outputs[i]);
         dl__put(t, "\n");
@@ -3879,47 +4027,45 @@ static int dl__arch_text(const dl_model *m, dl__text *t) {
     return 0;
 }
 
-/* Everything a model file holds, gathered for dl_safetensors_save / _serialize. */
+/* Everything a model file holds, gathered for dl_safetensors_save / _serialize: the weights,
+   then the optimizer's state tensors and metadata (dl_optim_state_tensor / _meta) prefixed by
+   "optimizer/". */
 typedef struct dl__model_file {
     int n, n_meta;
     const char **names, **keys, **values;
     dl_tensor **ts;
-    char *text;              /* names, the architecture, the compile line */
-    dl_safetensors *opt;     /* the optimizer's own file, parsed (its tensors are borrowed) */
+    char *text;              /* names, the architecture, the compile line, the optimizer's entries */
 } dl__model_file;
 
 static void dl__model_file_free(dl__model_file *f) {
     DL_FREE(f->names);
     DL_FREE(f->text);
-    dl_safetensors_free(f->opt);
     memset(f, 0, sizeof *f);
 }
 
+#define DL__OPT_ENTRY 64   /* bytes of text per optimizer key or value ("optimizer/state.12.exp_avg_sq") */
+
 static int dl__model_file_make(dl_model *m, int weights_only, int include_optimizer, dl__model_file *f) {
     dl__text arch;
-    size_t text_size, off = 0, opt_size;
+    size_t text_size, off = 0;
     int n_w, n_opt_t = 0, n_opt_m = 0, i, j, k;
-    void *blob = NULL;
+    char name[48];
     memset(f, 0, sizeof *f);
     if (!m) { dl_set_error("dl_model_save: NULL model"); return -1; }
     if (!m->built) { dl_set_error("dl_model_save: %s has no weights yet: build or fit it first", m->name); return -1; }
     arch.buf = NULL; arch.size = 0; arch.len = 0;
     if (!weights_only && dl__arch_text(m, &arch) != 0) return -1;
-    if (!weights_only && m->compiled) {   /* the optimizer's own file, parsed back to borrow its parts */
+    if (!weights_only && m->compiled) {   /* the optimizer's entries: its hyperparameters always, its state on request */
+        char key[48], value[48];
         if (!m->opt_bound && dl__bind_optimizer(m) != 0) return -1;
-        opt_size = dl_optim_serialize(m->opt, NULL, 0);
-        if (!opt_size || !(blob = DL_MALLOC(opt_size))) { if (opt_size) dl_set_error("dl_model_save: out of memory"); return -1; }
-        dl_optim_serialize(m->opt, blob, opt_size);
-        f->opt = dl_safetensors_parse(blob, opt_size);
-        DL_FREE(blob);
-        if (!f->opt) return -1;
-        n_opt_t = include_optimizer ? dl_safetensors_num_tensors(f->opt) : 0;
-        n_opt_m = dl_safetensors_num_meta(f->opt);
+        while (dl_optim_state_meta(m->opt, n_opt_m, key, sizeof key, value, sizeof value) == 0) n_opt_m++;
+        if (include_optimizer)
+            while (dl_optim_state_tensor(m->opt, n_opt_t, name, sizeof name)) n_opt_t++;
     }
     n_w = dl_model_weights(m, 0, NULL, 0);
     f->n = n_w + n_opt_t;
     f->n_meta = weights_only ? 1 : 4 + n_opt_m;
-    text_size = arch.len + 1 + 128 + (size_t)f->n * 128 + (size_t)n_opt_m * 80 + (size_t)m->n_layers * 128 + 1;
+    text_size = arch.len + 1 + 128 + (size_t)f->n * 128 + (size_t)n_opt_m * 2 * DL__OPT_ENTRY + (size_t)m->n_layers * 128 + 1;
     f->names = (const char **)DL_MALLOC((size_t)(2 * f->n + 2 * f->n_meta + 1) * sizeof(char *) + (size_t)f->n * sizeof(dl_tensor *));
     f->text = (char *)DL_MALLOC(text_size);
     if (!f->names || !f->text) { dl_set_error("dl_model_save: out of memory"); dl__model_file_free(f); return -1; }
@@ -3958,15 +4104,17 @@ static int dl__model_file_make(dl_model *m, int weights_only, int include_optimi
         }
         f->text[off++] = 0;
         for (i = 0; i < n_opt_m; i++) {
+            char key[48];
             f->keys[4 + i] = f->text + off;
-            off += (size_t)snprintf(f->text + off, 80, "optimizer/%s", dl_safetensors_meta_key(f->opt, i)) + 1;
-            f->values[4 + i] = dl_safetensors_meta(f->opt, dl_safetensors_meta_key(f->opt, i));
+            f->values[4 + i] = f->text + off + DL__OPT_ENTRY;
+            dl_optim_state_meta(m->opt, i, key, sizeof key, f->text + off + DL__OPT_ENTRY, DL__OPT_ENTRY);
+            snprintf(f->text + off, DL__OPT_ENTRY, "optimizer/%s", key);
+            off += 2 * DL__OPT_ENTRY;
         }
         for (i = 0; i < n_opt_t; i++, k++) {
-            const char *nm = dl_safetensors_name(f->opt, i);
+            f->ts[k] = dl_optim_state_tensor(m->opt, i, name, sizeof name);
             f->names[k] = f->text + off;
-            off += (size_t)snprintf(f->text + off, 128, "optimizer/%s", nm) + 1;
-            f->ts[k] = dl_safetensors_get(f->opt, nm);
+            off += (size_t)snprintf(f->text + off, 128, "optimizer/%s", name) + 1;
         }
     }
     return 0;
@@ -4020,67 +4168,422 @@ static int dl__load_weights_from(dl_model *m, const dl_safetensors *st, const ch
     return 0;
 }
 
+/* ---- Numbers in the file's text: every one range-checked (errno, limits, finite) ---- */
+
+static const char *dl__skip_spaces(const char *p) { while (*p == ' ') p++; return p; }
 static const char *dl__skip_word(const char *p) {
-    while (*p == ' ') p++;
+    p = dl__skip_spaces(p);
     while (*p && *p != ' ' && *p != '\n') p++;
     return p;
 }
 
-/* Reads "N" integers from p (after a keyword); returns the end or NULL. */
+/* One decimal integer in [lo, hi] after spaces into *out; returns the end, NULL if not. */
+static const char *dl__read_long(const char *p, long lo, long hi, long *out) {
+    char *end;
+    long v;
+    p = dl__skip_spaces(p);
+    if (!(*p == '-' || (*p >= '0' && *p <= '9'))) return NULL;   /* strtol would skip other space */
+    errno = 0;
+    v = strtol(p, &end, 10);
+    if (end == p || errno == ERANGE || v < lo || v > hi) return NULL;
+    *out = v;
+    return end;
+}
+
+/* n integers in [lo, hi] into out[] (ints: lo and hi within int's range). */
 static const char *dl__read_ints(const char *p, int n, int *out, long lo, long hi) {
     int i;
-    for (i = 0; i < n; i++) {
-        char *end;
-        long v;
-        while (*p == ' ') p++;
-        v = strtol(p, &end, 10);
-        if (end == p || v < lo || v > hi) return NULL;
+    for (i = 0; i < n && p; i++) {
+        long v = 0;
+        p = dl__read_long(p, lo, hi, &v);
         out[i] = (int)v;
-        p = end;
     }
     return p;
 }
 
-/* Reads the dl.optim hyperparameters from "optimizer/..." metadata and makes that optimizer. */
-static double dl__meta_num(const dl_safetensors *st, const char *key, double dflt) {
-    char k[64];
-    const char *s;
+/* One finite number of magnitude <= max; returns the end, NULL if not. */
+static const char *dl__read_double(const char *p, double max, double *out) {
     char *end;
     double v;
-    snprintf(k, sizeof k, "optimizer/%s", key);
-    s = dl_safetensors_meta(st, k);
-    if (!s) return dflt;
-    v = strtod(s, &end);
-    return end != s ? v : dflt;
+    p = dl__skip_spaces(p);
+    if (!(*p == '-' || *p == '+' || *p == '.' || (*p >= '0' && *p <= '9'))) return NULL;   /* no inf, nan, hex */
+    for (end = (char *)p; *end == '-' || *end == '+' || *end == '.' || (*end >= '0' && *end <= '9') || *end == 'e' || *end == 'E'; end++) {}
+    if (*end == 'x' || *end == 'X') return NULL;   /* strtod would read hexadecimal */
+    v = strtod(p, &end);
+    if (end == p || !(v >= -max && v <= max)) return NULL;
+    *out = v;
+    return end;
 }
 
+/* The end of the line: only spaces may remain. */
+static int dl__at_eol(const char *p) { p = dl__skip_spaces(p); return *p == 0 || *p == '\n'; }
+
+/* ---- Size checks before anything is built: per-sample shapes from the settings alone ---- */
+
+#ifndef DL_MODEL_LOAD_MAX_VALUES
+#define DL_MODEL_LOAD_MAX_VALUES (1L << 24)   /* values per sample of any input or layer output */
+#endif
+
+typedef struct dl__shape { int ndim; long long d[DL_MAX_DIMS]; } dl__shape;
+
+/* 0 when every axis is in 1..INT_MAX and the product is within the limit, else -1 + message. */
+static int dl__shape_fits(const char *what, const dl__shape *s) {
+    double n = 1;
+    int i;
+    for (i = 0; i < s->ndim; i++) {
+        if (s->d[i] < 1 || s->d[i] > INT_MAX) {
+            dl_set_error("%s: axis %d would have size %lld", what, i, s->d[i]);
+            return -1;
+        }
+        n *= (double)s->d[i];
+    }
+    if (n > (double)DL_MODEL_LOAD_MAX_VALUES) {
+        dl_set_error("%s: %.0f values per sample, over the limit of %ld (DL_MODEL_LOAD_MAX_VALUES)", what, n,
+                     (long)DL_MODEL_LOAD_MAX_VALUES);
+        return -1;
+    }
+    return 0;
+}
+
+/* An upper bound of l's per-sample output shape for these inputs (exact for the kinds that grow
+   a tensor), from its settings: 0 and *out, 1 when l is a kind not known here (a registered
+   layer: its code is trusted), -1 + message when out is too large. Inputs whose ranks do not fit
+   the kind give a bound of their own size; the probe reports the real error. */
+static int dl__layer_bound(const dl_layer *l, int n, const dl__shape *in, dl__shape *out) {
+    const int *ic = l->iconf;
+    const dl_layer_ops *o = l->ops;
+    int i, j;
+    char what[96];
+    *out = in[0];
+    if (o == &dl__dense_ops && out->ndim >= 1) out->d[out->ndim - 1] = ic[0];
+    else if ((o == &dl__conv_ops || o == &dl__convt_ops || o == &dl__maxpool_ops || o == &dl__avgpool_ops) && out->ndim == 3) {
+        int pool = o == &dl__maxpool_ops || o == &dl__avgpool_ops;
+        long long k = pool ? ic[0] : ic[1], s = pool ? ic[1] : ic[2];
+        if (!pool) out->d[0] = ic[0];
+        for (i = 1; i < 3; i++) {
+            long long x = in[0].d[i];
+            if (o == &dl__convt_ops) out->d[i] = ic[3] == DL_PADDING_SAME ? x * s : (x - 1) * s + k;
+            else if (!pool && ic[3] == DL_PADDING_SAME) out->d[i] = (x + s - 1) / s;
+            else out->d[i] = x >= k ? (x - k) / s + 1 : 1;
+        }
+    } else if (o == &dl__gap_ops && out->ndim == 3) out->ndim = 1;
+    else if (o == &dl__flatten_ops) {
+        double p = 1;
+        for (i = 0; i < in[0].ndim; i++) p *= (double)in[0].d[i];
+        out->ndim = 1;
+        out->d[0] = p > 4e18 ? (long long)4e18 : (long long)p;
+    } else if (o == &dl__reshape_ops && ic[0] >= 0 && ic[0] < DL_MAX_DIMS) {
+        double p = 1, q = 1;
+        for (i = 0; i < in[0].ndim; i++) p *= (double)in[0].d[i];
+        out->ndim = ic[0];
+        for (i = 0; i < ic[0]; i++) { out->d[i] = ic[1 + i]; if (ic[1 + i] > 0) q *= ic[1 + i]; }
+        for (i = 0; i < ic[0]; i++) if (ic[1 + i] == -1) out->d[i] = p / q > 4e18 ? (long long)4e18 : (long long)(p / q);
+    } else if (o == &dl__emb_ops && out->ndim + 1 < DL_MAX_DIMS) out->d[out->ndim++] = ic[1];
+    else if (o == &dl__concat_ops) {
+        int a = ic[0] < 0 ? in[0].ndim + 1 + ic[0] : ic[0];   /* of the full tensor */
+        if (a >= 1 && a <= in[0].ndim)
+            for (j = 1; j < n; j++) out->d[a - 1] += a - 1 < in[j].ndim ? in[j].d[a - 1] : 0;
+    } else if (o == &dl__add_ops || o == &dl__mul_ops) {   /* broadcast: the larger of each axis */
+        for (j = 1; j < n; j++) {
+            if (in[j].ndim > out->ndim) {
+                dl__shape t = in[j];
+                int sh = in[j].ndim - out->ndim;
+                for (i = 0; i < out->ndim; i++) if (out->d[i] > t.d[sh + i]) t.d[sh + i] = out->d[i];
+                *out = t;
+            } else
+                for (i = 0; i < in[j].ndim; i++) {
+                    int a = out->ndim - in[j].ndim + i;
+                    if (in[j].d[i] > out->d[a]) out->d[a] = in[j].d[i];
+                }
+        }
+    } else if (dl__is_rnn_kind(o->kind) && out->ndim == 2) {   /* [T, F] -> [T, units] or [units] */
+        if (ic[1]) out->d[1] = ic[0];
+        else { out->ndim = 1; out->d[0] = ic[0]; }
+    } else if (!dl__is_builtin(l)) return 1;
+    snprintf(what, sizeof what, "dl_model_load: layer %s (%s)", l->name, o->kind);
+    return dl__shape_fits(what, out);
+}
+
+/* ---- The architecture text, line by line ---- */
+
+typedef struct dl__loader {
+    const dl_safetensors *st;
+    int functional;                /* -1 before the model line */
+    dl_layer **layers;             /* in the order of the layer lines */
+    int n_layers, cap_layers;
+    int model_has_layers;          /* a model took them all (or freed them): not ours to free */
+    dl__itab names;                /* layer name -> index + 1 */
+    dl_sym **syms;                 /* the inputs, then one per node line */
+    int n_syms, n_in, n_out, outs[DL__MAX_IO];
+    dl_dtype in_dtype;
+    int in_ndim, in_shape[DL_MAX_DIMS];
+} dl__loader;
+
+static int dl__load_fail(const char *what) { dl_set_error("dl_model_load: %s", what); return -1; }
+
+/* "model sequential" | "model functional" */
+static int dl__load_model_line(dl__loader *ld, const char *q) {
+    q = dl__skip_spaces(q);
+    if (ld->functional >= 0) return dl__load_fail("two model lines");
+    if (strncmp(q, "functional", 10) == 0 && dl__at_eol(q + 10)) ld->functional = 1;
+    else if (strncmp(q, "sequential", 10) == 0 && dl__at_eol(q + 10)) ld->functional = 0;
+    else return dl__load_fail("unknown model type");
+    return 0;
+}
+
+/* "input f32|i32 NDIM D1 .. DNDIM" */
+static int dl__load_input_line(dl__loader *ld, const char *q) {
+    dl__shape s;
+    int nd, i;
+    q = dl__skip_spaces(q);
+    if (strncmp(q, "f32 ", 4) == 0) ld->in_dtype = DL_DTYPE_F32;
+    else if (strncmp(q, "i32 ", 4) == 0) ld->in_dtype = DL_DTYPE_I32;
+    else return dl__load_fail("bad input line (dtype f32 or i32)");
+    if (!(q = dl__read_ints(q + 4, 1, &nd, 0, DL_MAX_DIMS - 1)) || !(q = dl__read_ints(q, nd, ld->in_shape, 1, INT_MAX)) ||
+        !dl__at_eol(q))
+        return dl__load_fail("bad input line");
+    s.ndim = nd;
+    for (i = 0; i < nd; i++) s.d[i] = ld->in_shape[i];
+    if (dl__shape_fits("dl_model_load: the input", &s) != 0) return -1;
+    if (!ld->functional) {
+        if (ld->in_ndim >= 0) return dl__load_fail("a sequential model has one input line");
+        ld->in_ndim = nd;
+        return 0;
+    }
+    if (ld->n_in >= DL__MAX_IO || ld->n_syms > ld->n_in) return dl__load_fail("too many inputs, or an input after a node");
+    if (!(ld->syms[ld->n_syms] = dl__input(ld->in_dtype, nd, ld->in_shape))) return -1;
+    ld->n_syms++;
+    ld->n_in++;
+    return 0;
+}
+
+/* "layer KIND NAME TRAINABLE i I0 .. I7 f F0 .. F7" */
+static int dl__load_layer_line(dl__loader *ld, const char *q) {
+    char kind[32], name[48];
+    int ic[DL_LAYER_MAX_CONF], tr, i, *slot;
+    float fc[DL_LAYER_MAX_CONF];
+    const char *k0, *k1, *c;
+    dl_layer *l;
+    k0 = dl__skip_spaces(q); k1 = dl__skip_word(k0);
+    if (k1 - k0 <= 0 || (size_t)(k1 - k0) >= sizeof kind) return dl__load_fail("bad layer kind");
+    memcpy(kind, k0, (size_t)(k1 - k0)); kind[k1 - k0] = 0;
+    k0 = dl__skip_spaces(k1); k1 = dl__skip_word(k0);
+    if (k1 - k0 <= 0 || (size_t)(k1 - k0) >= sizeof name) return dl__load_fail("bad layer name");
+    memcpy(name, k0, (size_t)(k1 - k0)); name[k1 - k0] = 0;
+    for (c = name; *c; c++) if (*c == '/') { dl_set_error("dl_model_load: layer name '%s' has a '/'", name); return -1; }
+    q = dl__read_ints(k1, 1, &tr, 0, 1);
+    if (q) { q = dl__skip_spaces(q); q = *q == 'i' ? dl__read_ints(q + 1, DL_LAYER_MAX_CONF, ic, INT_MIN + 1, INT_MAX) : NULL; }
+    if (q) { q = dl__skip_spaces(q); q = *q == 'f' ? q + 1 : NULL; }
+    for (i = 0; q && i < DL_LAYER_MAX_CONF; i++) {
+        double v = 0;
+        q = dl__read_double(q, 3.4e38, &v);
+        fc[i] = (float)v;
+    }
+    if (!q || !dl__at_eol(q)) { dl_set_error("dl_model_load: bad settings for layer %s", name); return -1; }
+    if (ld->n_syms > ld->n_in) return dl__load_fail("a layer line after a node line");
+    if (ld->n_layers >= DL__MAX_LOAD_LAYERS) return dl__load_fail("too many layers");
+    slot = dl__itab_name(&ld->names, ld->layers, name);
+    if (*slot) { dl_set_error("dl_model_load: two layers named %s", name); return -1; }
+    dl_clear_error();
+    if (!(l = dl__layer_from_conf(kind, ic, fc))) {
+        char msg[512];
+        dl__error_copy(msg, sizeof msg);
+        dl_set_error("dl_model_load: layer %s: %s", name, msg);
+        return -1;
+    }
+    snprintf(l->name, sizeof l->name, "%s", name);
+    l->flags |= DL__LAYER_NAMED;
+    l->trainable = tr;
+    ld->layers[ld->n_layers++] = l;   /* room for every line was made */
+    *slot = ld->n_layers;
+    return 0;
+}
+
+/* "node LAYER N IN1 .. INN": layer LAYER applied to earlier symbols (inputs, then nodes) */
+static int dl__load_node_line(dl__loader *ld, const char *q) {
+    int li, n, idx[DL_LAYER_MAX_INPUTS], i, j, r;
+    dl_sym *args[DL_LAYER_MAX_INPUTS];
+    dl__shape in[DL_LAYER_MAX_INPUTS], out;
+    if (ld->functional != 1 || !(q = dl__read_ints(q, 1, &li, 0, ld->n_layers - 1)) ||
+        !(q = dl__read_ints(q, 1, &n, 1, DL_LAYER_MAX_INPUTS)) || !(q = dl__read_ints(q, n, idx, 0, ld->n_syms - 1)) ||
+        !dl__at_eol(q) || ld->n_out)
+        return dl__load_fail("bad node line");
+    for (i = 0; i < n; i++) {
+        args[i] = ld->syms[idx[i]];
+        in[i].ndim = args[i]->ndim;
+        for (j = 0; j < args[i]->ndim; j++) in[i].d[j] = args[i]->shape[j];
+    }
+    if ((r = dl__layer_bound(ld->layers[li], n, in, &out)) < 0) return -1;
+    if (!(ld->syms[ld->n_syms] = dl_apply_n(ld->layers[li], n, args))) return -1;   /* its symbol stays marked as ours */
+    ld->n_syms++;
+    return 0;
+}
+
+/* "output NODE .." */
+static int dl__load_output_line(dl__loader *ld, const char *q) {
+    if (ld->functional != 1 || ld->n_out) return dl__load_fail("bad output line");
+    while (!dl__at_eol(q)) {
+        if (ld->n_out >= DL__MAX_IO) return dl__load_fail("too many outputs");
+        if (!(q = dl__read_ints(q, 1, &ld->outs[ld->n_out], 0, ld->n_syms - 1))) return dl__load_fail("bad output line");
+        ld->n_out++;
+    }
+    return 0;
+}
+
+/* Every line of dl.architecture through its parser. */
+static int dl__load_arch(dl__loader *ld, const char *arch) {
+    const char *p;
+    long lines = 0;
+    for (p = arch; *p; p++) lines += *p == '\n';
+    if (lines > 3 * DL__MAX_LOAD_LAYERS) return dl__load_fail("architecture too long");
+    ld->syms = (dl_sym **)DL_MALLOC((size_t)(lines + 1) * sizeof *ld->syms);
+    ld->layers = (dl_layer **)DL_MALLOC((size_t)(lines + 1) * sizeof *ld->layers);
+    if (!ld->syms || !ld->layers || dl__itab_init(&ld->names, (int)lines + 1) != 0) return dl__load_fail("out of memory");
+    for (p = arch; *p;) {
+        const char *eol = strchr(p, '\n'), *q = dl__skip_word(p);
+        size_t wl = (size_t)(q - p);
+        int r = 0;
+        if (!eol) eol = p + strlen(p);
+        if (wl == 5 && memcmp(p, "model", 5) == 0) r = dl__load_model_line(ld, q);
+        else if (ld->functional < 0 && wl > 0) r = dl__load_fail("the architecture must start with a model line");
+        else if (wl == 5 && memcmp(p, "input", 5) == 0) r = dl__load_input_line(ld, q);
+        else if (wl == 5 && memcmp(p, "layer", 5) == 0) r = dl__load_layer_line(ld, q);
+        else if (wl == 4 && memcmp(p, "node", 4) == 0) r = dl__load_node_line(ld, q);
+        else if (wl == 6 && memcmp(p, "output", 6) == 0) r = dl__load_output_line(ld, q);
+        else if (wl > 0) {
+            dl_set_error("dl_model_load: unknown architecture line '%.*s'", (int)(wl < 16 ? wl : 16), p);
+            r = -1;
+        }
+        if (r != 0) return -1;
+        p = *eol ? eol + 1 : eol;
+    }
+    if (ld->functional < 0) return dl__load_fail("no model line");
+    return 0;
+}
+
+/* The model the lines describe, built (every weight checked against the file before it is made). */
+static dl_model *dl__load_build(dl__loader *ld) {
+    dl_model *m;
+    dl_sym *s;
+    int i, r;
+    if (!ld->functional) {
+        dl__shape sh[2];
+        if (ld->in_ndim < 0) { dl__load_fail("the sequential model has no input shape"); return NULL; }
+        sh[0].ndim = ld->in_ndim;
+        for (i = 0; i < ld->in_ndim; i++) sh[0].d[i] = ld->in_shape[i];
+        for (i = 0; i < ld->n_layers; i++) {   /* sizes first: the build runs a batch of one */
+            if ((r = dl__layer_bound(ld->layers[i], 1, &sh[i & 1], &sh[(i + 1) & 1])) < 0) return NULL;
+            if (r > 0) break;   /* a registered kind: no bound known past it */
+        }
+        m = dl_sequential_n(ld->n_layers, ld->layers);
+        ld->model_has_layers = 1;   /* taken, or freed on failure */
+        if (m && dl__model_build(m, ld->in_dtype, ld->in_ndim, ld->in_shape) != 0) { dl_model_free(m); m = NULL; }
+        return m;
+    }
+    if (ld->n_in < 1 || ld->n_out < 1) { dl__load_fail("a functional model needs inputs and outputs"); return NULL; }
+    {
+        dl_sym *outputs[DL__MAX_IO];
+        for (i = 0; i < ld->n_out; i++) outputs[i] = ld->syms[ld->outs[i]];
+        if (!(m = dl_model_new(ld->n_in, ld->syms, ld->n_out, outputs))) return NULL;
+    }
+    ld->n_syms = 0;   /* freed by dl_model_new, or left in the unused list */
+    for (s = dl__free_syms; s; s = s->next)
+        if (s->loading) {
+            dl_set_error("dl_model_load: a node line of layer %s leads to no output", s->layer ? s->layer->name : "?");
+            break;
+        }
+    for (i = 0; i < m->n_layers; i++) m->layers[i]->flags |= DL__LAYER_MARK;
+    for (i = 0; i < ld->n_layers && !s; i++)
+        if (!(ld->layers[i]->flags & DL__LAYER_MARK)) { dl_set_error("dl_model_load: layer %s is never applied", ld->layers[i]->name); break; }
+    for (i = 0; i < m->n_layers; i++) m->layers[i]->flags &= ~DL__LAYER_MARK;
+    if (s || i < ld->n_layers) {   /* give back: free the layers the model did not take, then the model */
+        for (i = 0; i < ld->n_layers; i++) if (ld->layers[i]->refs <= 0) dl_layer_free(ld->layers[i]);
+        ld->model_has_layers = 1;
+        dl_model_free(m);
+        return NULL;
+    }
+    ld->model_has_layers = 1;
+    return m;
+}
+
+/* "name s0 s1 s2 s3" per line, hexadecimal: each layer's generator */
+static int dl__load_rng(dl__loader *ld, const char *p) {
+    while (*p) {
+        char name[48];
+        const char *e = dl__skip_word(p);
+        uint64_t r[4];
+        int i, *slot;
+        if (e - p <= 0 || (size_t)(e - p) >= sizeof name) return dl__load_fail("bad dl.rng");
+        memcpy(name, p, (size_t)(e - p));
+        name[e - p] = 0;
+        for (i = 0; i < 4; i++) {   /* 1..16 hex digits each */
+            const char *d = dl__skip_spaces(e);
+            uint64_t v = 0;
+            for (e = d; e - d < 17 && ((*e >= '0' && *e <= '9') || (*e >= 'a' && *e <= 'f') || (*e >= 'A' && *e <= 'F')); e++)
+                v = v << 4 | (uint64_t)(*e <= '9' ? *e - '0' : (*e | 0x20) - 'a' + 10);
+            if (e == d || e - d > 16) return dl__load_fail("bad dl.rng");
+            r[i] = v;
+        }
+        if (!dl__at_eol(e)) return dl__load_fail("bad dl.rng");
+        slot = dl__itab_name(&ld->names, ld->layers, name);
+        if (*slot) for (i = 0; i < 4; i++) ld->layers[*slot - 1]->rng.s[i] = r[i];
+        p = e;
+        while (*p == '\n' || *p == ' ') p++;
+    }
+    return 0;
+}
+
+/* An "optimizer/KEY" number: *v = it (dflt when absent); -1 when present but not a finite
+   number in [lo, hi]. */
+static int dl__meta_num(const dl_safetensors *st, const char *key, double dflt, double lo, double hi, double *v) {
+    char k[64];
+    const char *s, *e;
+    snprintf(k, sizeof k, "optimizer/%s", key);
+    *v = dflt;
+    if (!(s = dl_safetensors_meta(st, k))) return 0;
+    if (!(e = dl__read_double(s, DBL_MAX, v)) || *e || *v < lo || *v > hi) {
+        dl_set_error("dl_model_load: optimizer %s is '%s' (a finite number in [%g, %g] needed)", key, s, lo, hi);
+        return -1;
+    }
+    return 0;
+}
+
+/* Makes the optimizer the "optimizer/..." metadata describes. */
 static dl_optim *dl__optim_from_meta(const dl_safetensors *st) {
+    static const char *const names[] = {"lr", "eps", "momentum", "beta1", "beta2", "weight_decay", "nesterov", "alpha",
+                                        "centered", "initial_accumulator", "max_norm", "clip_value"};
+    static const double dflt[] = {1e-3, 1e-8, 0, 0.9, 0.999, 0, 0, 0.99, 0, 0, 0, 0};
+    static const double hi[] = {DBL_MAX, DBL_MAX, DBL_MAX, 1, 1, DBL_MAX, 1, 1, 1, DBL_MAX, DBL_MAX, DBL_MAX};
     const char *kind = dl_safetensors_meta(st, "optimizer/kind");
-    double lr = dl__meta_num(st, "lr", 1e-3), eps = dl__meta_num(st, "eps", 1e-8), mom = dl__meta_num(st, "momentum", 0);
-    double b1 = dl__meta_num(st, "beta1", 0.9), b2 = dl__meta_num(st, "beta2", 0.999), wd = dl__meta_num(st, "weight_decay", 0);
+    double v[12];
     dl_optim *o = NULL;
     dl_optim_opts h;
-    memset(&h, 0, sizeof h);   /* the file's exact values: a stored 0 is DL_ZERO, not "default" */
-    h.lr = lr != 0 ? lr : DL_ZERO;
+    size_t i;
     if (!kind) { dl_set_error("dl_model_load: the file's optimizer has no kind"); return NULL; }
+    for (i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (dl__meta_num(st, names[i], dflt[i], 0, hi[i], &v[i]) != 0) return NULL;
+    if ((v[6] != 0 && v[6] != 1) || (v[8] != 0 && v[8] != 1)) { dl_set_error("dl_model_load: optimizer nesterov or centered not 0 or 1"); return NULL; }
+    /* The file's exact values: a stored 0 where the default is not 0 is DL_ZERO, not "default". */
+#define DL__EXACT(x) ((x) != 0 ? (x) : DL_ZERO)
+    memset(&h, 0, sizeof h);
+    h.lr = DL__EXACT(v[0]);
     if (strcmp(kind, "sgd") == 0) {
-        h.momentum = mom, h.weight_decay = wd, h.nesterov = (int)dl__meta_num(st, "nesterov", 0);
+        h.momentum = v[2], h.weight_decay = v[5], h.nesterov = (int)v[6];
         o = dl_optim_new(DL_OPTIM_SGD, &h);
     } else if (strcmp(kind, "rmsprop") == 0) {
-        double alpha = dl__meta_num(st, "alpha", 0.99);
-        h.alpha = alpha != 0 ? alpha : DL_ZERO, h.eps = eps != 0 ? eps : DL_ZERO, h.momentum = mom;
-        h.centered = (int)dl__meta_num(st, "centered", 0);
+        h.alpha = DL__EXACT(v[7]), h.eps = DL__EXACT(v[1]), h.momentum = v[2], h.centered = (int)v[8];
         o = dl_optim_new(DL_OPTIM_RMSPROP, &h);
     } else if (strcmp(kind, "adagrad") == 0) {
-        h.initial_accumulator = dl__meta_num(st, "initial_accumulator", 0), h.eps = eps != 0 ? eps : DL_ZERO;
+        h.initial_accumulator = v[9], h.eps = DL__EXACT(v[1]);
         o = dl_optim_new(DL_OPTIM_ADAGRAD, &h);
     } else if (strcmp(kind, "adam") == 0 || strcmp(kind, "adamw") == 0) {
         int w = strcmp(kind, "adamw") == 0;
-        h.beta1 = b1 != 0 ? b1 : DL_ZERO, h.beta2 = b2 != 0 ? b2 : DL_ZERO, h.eps = eps != 0 ? eps : DL_ZERO;
-        if (w) h.weight_decay = wd != 0 ? wd : DL_ZERO;
+        h.beta1 = DL__EXACT(v[3]), h.beta2 = DL__EXACT(v[4]), h.eps = DL__EXACT(v[1]);
+        if (w) h.weight_decay = DL__EXACT(v[5]);
         o = dl_optim_new(w ? DL_OPTIM_ADAMW : DL_OPTIM_ADAM, &h);
     } else { dl_set_error("dl_model_load: unknown optimizer kind '%s'", kind); return NULL; }
-    if (o && dl_optim_set_clip(o, dl__meta_num(st, "max_norm", 0), dl__meta_num(st, "clip_value", 0)) != 0) {
+#undef DL__EXACT
+    if (o && dl_optim_set_clip(o, v[10], v[11]) != 0) {
         dl_optim_free(o);
         return NULL;
     }
@@ -4117,198 +4620,71 @@ static int dl__load_optim_state(dl_model *m, const dl_safetensors *st) {
     return r;
 }
 
+/* "loss L metrics M top_k K compiled C state S", then the optimizer and its state. */
+static int dl__load_compile(dl_model *m, const dl_safetensors *st, const char *comp) {
+    static const char *const words[5] = {"loss", "metrics", "top_k", "compiled", "state"};
+    static const long hi[5] = {DL_LOSS_HUBER, (1L << DL_MAX_METRICS) - 1, INT_MAX, 1, 1};
+    long v[5];
+    const char *q = comp;
+    int i;
+    dl_optim *o;
+    for (i = 0; i < 5 && q; i++) {
+        size_t n = strlen(words[i]);
+        q = dl__skip_spaces(q);
+        q = strncmp(q, words[i], n) == 0 && q[n] == ' ' ? dl__read_long(q + n, 0, hi[i], &v[i]) : NULL;
+    }
+    if (!q || !dl__at_eol(q)) { dl_set_error("dl_model_load: bad dl.compile '%.60s'", comp); return -1; }
+    if (!v[3]) return 0;
+    if (!(o = dl__optim_from_meta(st)) || dl_compile(m, o, (dl_loss)v[0], (unsigned)v[1]) != 0) return -1;
+    dl_model_set_top_k(m, (int)v[2]);
+    return dl__bind_optimizer(m) != 0 || (v[4] && dl__load_optim_state(m, st) != 0) ? -1 : 0;
+}
+
+/* Frees what a failed load made: its symbols (wherever they are) and the layers no model holds. */
+static void dl__loader_free(dl__loader *ld, int failed) {
+    int i;
+    if (failed) {
+        dl_sym *s, *next;
+        for (s = dl__free_syms; s; s = next) {
+            next = s->next;
+            if (s->loading) { dl__sym_unlink(s); DL_FREE(s); }
+        }
+        if (!ld->model_has_layers)
+            for (i = 0; i < ld->n_layers; i++) dl_layer_free(ld->layers[i]);
+    }
+    dl__itab_free(&ld->names);
+    DL_FREE(ld->layers);
+    DL_FREE(ld->syms);
+}
+
 static dl_model *dl__model_from(const dl_safetensors *st) {
     const char *fmt = dl_safetensors_meta(st, "dl.format"), *arch = dl_safetensors_meta(st, "dl.architecture");
-    const char *comp = dl_safetensors_meta(st, "dl.compile"), *p;
-    dl_layer **layers = NULL;
-    dl_sym **syms = NULL;
+    const char *rng = dl_safetensors_meta(st, "dl.rng"), *comp = dl_safetensors_meta(st, "dl.compile");
+    dl__loader ld;
     dl_model *m = NULL;
-    int n_layers = 0, cap = 0, functional = -1, n_syms = 0, n_in = 0, in_ndim = -1, in_shape[DL_MAX_DIMS], i, ok = 0;
-    int outs[DL__MAX_IO], n_out = 0, lines = 0;
-    dl_dtype in_dtype = DL_DTYPE_F32;
+    int ok;
     if (!fmt || strcmp(fmt, DL__MODEL_FORMAT) != 0) {
         dl_set_error("dl_model_load: not a dl model file (dl.format is %s)", fmt ? fmt : "missing");
         return NULL;
     }
     if (!arch) { dl_set_error("dl_model_load: no dl.architecture (a weights-only file? use dl_model_load_weights)"); return NULL; }
-    for (p = arch; *p; p++) lines += *p == '\n';
-    if (lines > 3 * DL__MAX_LOAD_LAYERS) { dl_set_error("dl_model_load: architecture too long"); return NULL; }
-    syms = (dl_sym **)DL_MALLOC((size_t)(lines + 1) * sizeof *syms);
-    if (!syms) { dl_set_error("dl_model_load: out of memory"); return NULL; }
+    memset(&ld, 0, sizeof ld);
+    ld.st = st;
+    ld.functional = -1;
+    ld.in_ndim = -1;
     dl__loading = st;
-    for (p = arch; *p;) {
-        const char *eol = strchr(p, '\n'), *q;
-        char word[16];
-        size_t wl;
-        if (!eol) eol = p + strlen(p);
-        q = dl__skip_word(p);
-        wl = (size_t)(q - p);
-        if (wl >= sizeof word) wl = sizeof word - 1;
-        memcpy(word, p, wl);
-        word[wl] = 0;
-        if (strcmp(word, "model") == 0) {
-            while (*q == ' ') q++;
-            functional = strncmp(q, "functional", 10) == 0 ? 1 : strncmp(q, "sequential", 10) == 0 ? 0 : -1;
-            if (functional < 0) { dl_set_error("dl_model_load: unknown model type"); goto done; }
-        } else if (strcmp(word, "input") == 0) {
-            int nd;
-            while (*q == ' ') q++;
-            in_dtype = strncmp(q, "i32", 3) == 0 ? DL_DTYPE_I32 : DL_DTYPE_F32;
-            if (!(q = dl__read_ints(dl__skip_word(q), 1, &nd, 0, DL_MAX_DIMS - 1)) ||
-                !(q = dl__read_ints(q, nd, in_shape, 1, INT_MAX))) { dl_set_error("dl_model_load: bad input line"); goto done; }
-            in_ndim = nd;
-            if (functional == 1) {
-                if (n_in >= DL__MAX_IO) { dl_set_error("dl_model_load: too many inputs"); goto done; }
-                if (!(syms[n_syms] = dl__input(in_dtype, nd, in_shape))) goto done;
-                n_syms++;
-                n_in++;
-            }
-        } else if (strcmp(word, "layer") == 0) {
-            char kind[32], name[48];
-            int ic[DL_LAYER_MAX_CONF], tr;
-            float fc[DL_LAYER_MAX_CONF];
-            const char *k0, *k1;
-            dl_layer *l;
-            k0 = q; while (*k0 == ' ') k0++; k1 = dl__skip_word(k0);
-            if (k1 - k0 <= 0 || (size_t)(k1 - k0) >= sizeof kind) { dl_set_error("dl_model_load: bad layer kind"); goto done; }
-            memcpy(kind, k0, (size_t)(k1 - k0)); kind[k1 - k0] = 0;
-            k0 = k1; while (*k0 == ' ') k0++; k1 = dl__skip_word(k0);
-            if (k1 - k0 <= 0 || (size_t)(k1 - k0) >= sizeof name) { dl_set_error("dl_model_load: bad layer name"); goto done; }
-            memcpy(name, k0, (size_t)(k1 - k0)); name[k1 - k0] = 0;
-            q = dl__read_ints(k1, 1, &tr, 0, 1);
-            if (q) { while (*q == ' ') q++; q = *q == 'i' ? dl__read_ints(q + 1, DL_LAYER_MAX_CONF, ic, INT_MIN + 1, INT_MAX) : NULL; }
-            if (q) { while (*q == ' ') q++; q = *q == 'f' ? q + 1 : NULL; }
-            for (i = 0; q && i < DL_LAYER_MAX_CONF; i++) {
-                char *end;
-                double v = strtod(q, &end);
-                if (end == q || !(v == v) || v > 3.4e38 || v < -3.4e38) q = NULL; else { fc[i] = (float)v; q = end; }
-            }
-            if (!q) { dl_set_error("dl_model_load: bad settings for layer %s", name); goto done; }
-            if (n_layers >= DL__MAX_LOAD_LAYERS) { dl_set_error("dl_model_load: too many layers"); goto done; }
-            dl_clear_error();
-            if (!(l = dl__layer_from_conf(kind, ic, fc))) {
-                char msg[512];
-                dl__error_copy(msg, sizeof msg);
-                dl_set_error("dl_model_load: layer %s: %s", name, msg);
-                goto done;
-            }
-            for (i = 0; i < n_layers; i++)
-                if (strcmp(layers[i]->name, name) == 0) {
-                    dl_layer_free(l);
-                    dl_set_error("dl_model_load: two layers named %s", name);
-                    goto done;
-                }
-            snprintf(l->name, sizeof l->name, "%s", name);
-            l->flags |= DL__LAYER_NAMED;
-            l->trainable = tr;
-            if (n_layers == cap) {
-                dl_layer **nl = (dl_layer **)DL_REALLOC(layers, (size_t)(cap ? 2 * cap : 16) * sizeof *nl);
-                if (!nl) { dl_layer_free(l); dl_set_error("dl_model_load: out of memory"); goto done; }
-                layers = nl;
-                cap = cap ? 2 * cap : 16;
-            }
-            layers[n_layers++] = l;
-        } else if (strcmp(word, "node") == 0) {
-            int li, n, idx[DL_LAYER_MAX_INPUTS];
-            dl_sym *args[DL_LAYER_MAX_INPUTS];
-            if (functional != 1 || !(q = dl__read_ints(q, 1, &li, 0, n_layers - 1)) ||
-                !(q = dl__read_ints(q, 1, &n, 1, DL_LAYER_MAX_INPUTS)) || !(q = dl__read_ints(q, n, idx, 0, n_syms - 1))) {
-                dl_set_error("dl_model_load: bad node line");
-                goto done;
-            }
-            for (i = 0; i < n; i++) args[i] = syms[idx[i]];
-            if (!(syms[n_syms] = dl_apply_n(layers[li], n, args))) goto done;
-            n_syms++;
-        } else if (strcmp(word, "output") == 0) {
-            while (q < eol && n_out < DL__MAX_IO) {
-                const char *r = dl__read_ints(q, 1, &outs[n_out], 0, n_syms - 1);
-                if (!r) break;
-                q = r;
-                n_out++;
-                while (*q == ' ') q++;
-            }
-        } else if (wl > 0) {
-            dl_set_error("dl_model_load: unknown architecture line '%s'", word);
-            goto done;
-        }
-        p = *eol ? eol + 1 : eol;
-    }
-    if (functional == 0) {
-        if (!(m = dl_sequential_n(n_layers, layers))) goto done;
-        n_layers = 0;   /* the model has them */
-        if (in_ndim < 0) { dl_set_error("dl_model_load: the sequential model has no input shape"); goto done; }
-        if (dl__model_build(m, in_dtype, in_ndim, in_shape) != 0) goto done;
-    } else if (functional == 1) {
-        dl_sym *outputs[DL__MAX_IO];
-        if (n_in < 1 || n_out < 1) { dl_set_error("dl_model_load: a functional model needs inputs and outputs"); goto done; }
-        for (i = 0; i < n_out; i++) outputs[i] = syms[outs[i]];
-        if (!(m = dl_model_new(n_in, syms, n_out, outputs))) goto done;
-        n_syms = 0;
-        for (i = 0; i < n_layers; i++)
-            if (!dl__model_has_layer(m, layers[i])) { dl_set_error("dl_model_load: layer %s is never applied", layers[i]->name); goto done; }
-        n_layers = 0;
-    } else {
-        dl_set_error("dl_model_load: no model line");
-        goto done;
-    }
-    if (dl__load_weights_from(m, st, "dl_model_load") != 0) goto done;
-    if ((p = dl_safetensors_meta(st, "dl.rng")) != NULL) {   /* "name s0 s1 s2 s3" per line */
-        while (*p) {
-            char name[48];
-            unsigned long long r[4];
-            dl_layer *l;
-            int used = 0;
-            if (sscanf(p, "%47s %llx %llx %llx %llx%n", name, &r[0], &r[1], &r[2], &r[3], &used) != 5 || used <= 0) {
-                dl_set_error("dl_model_load: bad dl.rng");
-                goto done;
-            }
-            if ((l = dl_model_find_layer(m, name)) != NULL)
-                for (i = 0; i < 4; i++) l->rng.s[i] = (uint64_t)r[i];
-            p += used;
-            while (*p == '\n' || *p == ' ') p++;
-        }
-    }
-    if (comp) {
-        int loss = 0, top_k = 5, compiled = 0, state = 0;
-        unsigned metrics = 0;
-        if (sscanf(comp, "loss %d metrics %u top_k %d compiled %d state %d", &loss, &metrics, &top_k, &compiled, &state) != 5) {
-            dl_set_error("dl_model_load: bad dl.compile");
-            goto done;
-        }
-        if (compiled) {
-            dl_optim *o = dl__optim_from_meta(st);
-            if (!o || dl_compile(m, o, (dl_loss)loss, metrics) != 0) goto done;
-            dl_model_set_top_k(m, top_k);
-            if (dl__bind_optimizer(m) != 0 || (state && dl__load_optim_state(m, st) != 0)) goto done;
-        }
-    }
-    ok = 1;
-done:
+    ok = dl__load_arch(&ld, arch) == 0 && (m = dl__load_build(&ld)) != NULL &&
+         dl__load_weights_from(m, st, "dl_model_load") == 0 && (!rng || dl__load_rng(&ld, rng) == 0) &&
+         (!comp || dl__load_compile(m, st, comp) == 0);
+    dl__loading = NULL;
     if (!ok) {
         char msg[512];
         dl__error_copy(msg, sizeof msg);
-        if (m) {   /* the model frees its layers; free those it never took */
-            for (i = 0; i < n_layers; i++) if (!dl__model_has_layer(m, layers[i])) dl_layer_free(layers[i]);
-            n_layers = 0;
-            dl_model_free(m);
-            m = NULL;
-        }
-        for (i = 0; i < n_layers; i++) {   /* layers not yet in a model, and their symbols */
-            dl_sym *s, *nx;
-            for (s = dl__free_syms; s; s = nx) { nx = s->next; if (s->layer == layers[i]) { dl__sym_unlink(s); DL_FREE(s); } }
-            dl_layer_free(layers[i]);
-        }
-        for (i = 0; i < n_syms; i++)
-            if (syms[i]) {
-                dl_sym *s;
-                for (s = dl__free_syms; s && s != syms[i]; s = s->next) {}
-                if (s) { dl__sym_unlink(s); DL_FREE(s); }
-            }
+        dl_model_free(m);
+        m = NULL;
+        dl__loader_free(&ld, 1);
         dl_set_error("%s", msg);
-    }
-    dl__loading = NULL;
-    DL_FREE(layers);
-    DL_FREE(syms);
+    } else dl__loader_free(&ld, 0);
     return m;
 }
 
@@ -4322,10 +4698,25 @@ DLDEF dl_model *dl_model_parse(const void *bytes, size_t size) {
 }
 
 #ifndef DL_NO_STDIO
+/* dl_safetensors_load's message for the user of fn: "fn: 'path': reason" (without the reader's name). */
+static void dl__load_error(const char *fn, const char *path) {
+    char msg[512];
+    const char *r;
+    dl__error_copy(msg, sizeof msg);
+    r = strncmp(msg, "dl_safetensors_load: ", 21) == 0 ? msg + 21 : msg;
+    if (strncmp(r, "'", 1) == 0 && strncmp(r + 1, path, strlen(path)) == 0 && strncmp(r + 1 + strlen(path), "': ", 3) == 0)
+        r += strlen(path) + 4;
+    dl_set_error("%s: '%s': %s", fn, path, r);
+}
+
 DLDEF dl_model *dl_model_load(const char *path) {
-    dl_safetensors *st = dl_safetensors_load(path);
+    dl_safetensors *st;
     dl_model *m;
-    if (!st) return NULL;
+    FILE *f;
+    if (!path) { dl_set_error("dl_model_load: NULL path"); return NULL; }
+    if (!(f = fopen(path, "rb"))) { dl_set_error("dl_model_load: cannot open '%s': %s", path, strerror(errno)); return NULL; }
+    fclose(f);
+    if (!(st = dl_safetensors_load(path))) { dl__load_error("dl_model_load", path); return NULL; }
     m = dl__model_from(st);
     if (!m) {
         char msg[512];
@@ -4340,7 +4731,7 @@ DLDEF int dl_model_load_weights(dl_model *m, const char *path) {
     dl_safetensors *st;
     int r;
     if (!m || !path) { dl_set_error("dl_model_load_weights: NULL argument"); return -1; }
-    if (!(st = dl_safetensors_load(path))) return -1;
+    if (!(st = dl_safetensors_load(path))) { dl__load_error("dl_model_load_weights", path); return -1; }
     r = dl__load_weights_from(m, st, path);
     dl_safetensors_free(st);
     return r;

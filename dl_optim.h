@@ -33,7 +33,8 @@
                     exponential, cosine annealing, linear warm-up; dl_lr_schedule combines a
                     linear warm-up with one of them (for a fit() loop)
        state        dl_optim_save / dl_optim_load (safetensors file), dl_optim_serialize /
-                    dl_optim_parse (the same bytes in memory): training resumes bit-identically
+                    dl_optim_parse (the same bytes in memory): training resumes bit-identically;
+                    dl_optim_state_meta / _tensor list that file's entries (to embed them)
 
    SEMANTICS: those of torch.optim (PyTorch 1.13, foreach=False, maximize=False), checked
    against it in tests/test_optim.c. Hyperparameters are doubles, like Python floats; the
@@ -235,6 +236,13 @@ DLDEF int dl_optim_load(dl_optim *opt, const char *path);         /* 0 on succes
 /* The same bytes in memory: returns the size; writes when out != NULL and capacity >= size. 0 on error. */
 DLDEF size_t dl_optim_serialize(const dl_optim *opt, void *out, size_t capacity);
 DLDEF int dl_optim_parse(dl_optim *opt, const void *bytes, size_t size);
+/* What that file holds, item by item, to embed it in another file (dl_model_save does, with a
+   prefix) without writing it out and parsing it back. dl_optim_state_meta: the i-th metadata
+   entry (i from 0) into key and value (always NUL-ended); 0, or -1 past the last one or when a
+   buffer is too small (48 bytes are always enough). dl_optim_state_tensor: the i-th state
+   tensor (borrowed, owned by opt) with its name into name; NULL past the last one. */
+DLDEF int dl_optim_state_meta(const dl_optim *opt, int i, char *key, size_t key_size, char *value, size_t value_size);
+DLDEF dl_tensor *dl_optim_state_tensor(const dl_optim *opt, int i, char *name, size_t name_size);
 
 #ifdef __cplusplus
 }
@@ -248,6 +256,7 @@ DLDEF int dl_optim_parse(dl_optim *opt, const void *bytes, size_t size);
 #if defined(DL_IMPLEMENTATION) && !defined(DL__OPTIM_IMPLEMENTED) && !defined(DL_IMPLEMENTATION_ELSEWHERE)
 #define DL__OPTIM_IMPLEMENTED
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -887,6 +896,44 @@ DLDEF int dl_optim_save(const dl_optim *o, const char *path) {
 }
 #endif
 
+DLDEF int dl_optim_state_meta(const dl_optim *o, int i, char *key, size_t ks, char *value, size_t vs) {
+    const char *keys[DL__OPT_NHYPER], *values[DL__OPT_NHYPER];
+    char buf[DL__OPT_NHYPER * 32];
+    int nk, nv;
+    if (!o || i < 0 || !key || !value || !ks || !vs) return -1;
+    if (i < DL__OPT_NHYPER) {
+        dl__optim_hyper(o, keys, values, buf);
+        nk = snprintf(key, ks, "%s", keys[i]);
+        nv = snprintf(value, vs, "%s", values[i]);
+    } else if (i < DL__OPT_NHYPER + 5) {   /* the same order as dl__optim_file_make */
+        static const char *const k[5] = {"lr", "steps", "n_params", "max_norm", "clip_value"};
+        int j = i - DL__OPT_NHYPER;
+        nk = snprintf(key, ks, "%s", k[j]);
+        if (j == 1) nv = snprintf(value, vs, "%ld", o->steps);
+        else if (j == 2) nv = snprintf(value, vs, "%d", o->n);
+        else nv = snprintf(value, vs, "%.17g", j == 0 ? o->lr : j == 3 ? o->max_norm : o->clip_value);
+    } else if (i < DL__OPT_NHYPER + 5 + o->n) {
+        int p = i - DL__OPT_NHYPER - 5;
+        nk = snprintf(key, ks, "state.%d.step", p);
+        nv = snprintf(value, vs, "%ld", o->ps[p].step);
+    } else return -1;
+    return nk < 0 || (size_t)nk >= ks || nv < 0 || (size_t)nv >= vs ? -1 : 0;
+}
+
+DLDEF dl_tensor *dl_optim_state_tensor(const dl_optim *o, int i, char *name, size_t size) {
+    const char *bn[DL__OPT_MAXBUF];
+    int nb = 0, k, p, j, r;
+    if (!o || i < 0 || !name || !size) return NULL;
+    dl__optim_bufnames(o, bn);
+    for (k = 0; k < DL__OPT_MAXBUF; k++) nb += bn[k] != NULL;
+    if (!nb || i >= o->n * nb) return NULL;
+    p = i / nb;   /* parameter p's buffers in dl__optim_bufnames order, as dl__optim_file_make */
+    for (k = 0, j = i % nb; k < DL__OPT_MAXBUF; k++)
+        if (bn[k] && j-- == 0) break;
+    r = snprintf(name, size, "state.%d.%s", p, bn[k]);
+    return r < 0 || (size_t)r >= size ? NULL : o->ps[p].buf[k];
+}
+
 /* A non-negative decimal integer filling the whole string; -1 if not. */
 static long dl__optim_parse_long(const char *s) {
     long v = 0;
@@ -923,7 +970,7 @@ static int dl__optim_restore(dl_optim *o, const dl_safetensors *st, const char *
     }
     s = dl_safetensors_meta(st, "lr");
     lr = s ? strtod(s, &end) : -1;
-    if (!s || *end || !(lr >= 0)) { dl_set_error("%s: bad or missing lr", fn); return -1; }
+    if (!s || end == s || *end || !(lr >= 0) || lr > DBL_MAX) { dl_set_error("%s: bad or missing lr (%s)", fn, s ? s : "none"); return -1; }
     steps = dl__optim_parse_long(dl_safetensors_meta(st, "steps"));
     if (steps < 0) { dl_set_error("%s: bad or missing steps", fn); return -1; }
     for (k = 0; k < 2; k++) {   /* clipping settings must match too */

@@ -668,6 +668,7 @@ DLDEF size_t dl_safetensors_serialize(int n, const char *const *names, dl_tensor
 
 /* ==== Core: errors, arenas, tensors, views, autograd, RNG ==================================== */
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdarg.h>
 #include <math.h>
@@ -6996,7 +6997,7 @@ static int dl__st_header(dl__st_parser *ps) {
     ps->p = ps->start;
     ps->n = ps->n_meta = ps->seen_meta = 0;
     ps->file_bytes = 0;
-    if (ps->p >= ps->end || *ps->p != '{') return dl__st_err(ps, "header must start with '{'");
+    if (ps->p >= ps->end || *ps->p != '{') return dl__st_err(ps, "not a safetensors file (the header must start with '{')");
     more = dl__js_open(ps);
     while (more == 1) {
         char scratch[64];
@@ -7178,9 +7179,18 @@ static size_t dl__st_read_mem(void *ctx, void *buf, size_t n) {
 /* Checks the 8-byte length prefix against the file size; returns the header length or 0 (+ err). */
 static size_t dl__st_prefix(dl__st_parser *ps, const unsigned char *first8, uint64_t file_size) {
     uint64_t n = dl__st_rd64(first8);
-    if (n > DL__ST_MAX_HEADER) { dl__st_err(ps, "header length %llu is over the limit of %u bytes", (unsigned long long)n, DL__ST_MAX_HEADER); return 0; }
-    if (n + 8 > file_size) { dl__st_err(ps, "header length %llu is beyond the end of the %llu-byte file", (unsigned long long)n, (unsigned long long)file_size); return 0; }
-    if (n == 0) { dl__st_err(ps, "header must start with '{'"); return 0; }
+    /* the first 8 bytes of a file of another kind (text, an image) read as a huge length */
+    if (n > DL__ST_MAX_HEADER) {
+        dl__st_err(ps, "not a safetensors file (its first 8 bytes, read as the header length %llu, are over the limit of %u bytes)",
+                   (unsigned long long)n, DL__ST_MAX_HEADER);
+        return 0;
+    }
+    if (n + 8 > file_size) {
+        dl__st_err(ps, "not a safetensors file, or a truncated one (header length %llu is beyond the end of the %llu-byte file)",
+                   (unsigned long long)n, (unsigned long long)file_size);
+        return 0;
+    }
+    if (n == 0) { dl__st_err(ps, "not a safetensors file (the header must start with '{', it is empty)"); return 0; }
     return (size_t)n;
 }
 
@@ -7224,7 +7234,7 @@ DLDEF dl_safetensors *dl_safetensors_load(const char *path) {
     FILE *f;
     if (!path) return (dl_safetensors *)dl__fail("dl_safetensors_load: path is NULL");
     f = fopen(path, "rb");
-    if (!f) return (dl_safetensors *)dl__fail("dl_safetensors_load: cannot open '%s'", path);
+    if (!f) return (dl_safetensors *)dl__fail("dl_safetensors_load: cannot open '%s': %s", path, strerror(errno));
     ps.err[0] = 0;
     if (DL__FSEEK(f, 0, SEEK_END) != 0 || (file_size = (long long)DL__FTELL(f)) < 0 || DL__FSEEK(f, 0, SEEK_SET) != 0)
         dl__st_err(&ps, "cannot determine the file size");

@@ -1562,7 +1562,7 @@ DLDEF void dl_batcher_free(dl_batcher *b) {
 
 DLDEF int dl_batcher_len(const dl_batcher *b) {
     if (!b) return 0;
-    return b->drop_last ? b->ds->n / b->batch : (b->ds->n + b->batch - 1) / b->batch;
+    return b->ds->n / b->batch + (!b->drop_last && b->ds->n % b->batch != 0); /* no n + batch - 1: it can overflow */
 }
 DLDEF int dl_batcher_epoch(const dl_batcher *b) { return b ? b->epoch : 0; }
 DLDEF void dl_batcher_set_epoch(dl_batcher *b, int epoch) {
@@ -1582,6 +1582,7 @@ DLDEF int dl_batcher_next(dl_batcher *b, dl_tensor **x, dl_tensor **y) {
     n = ds->n - b->pos;
     if (n > b->batch) n = b->batch;
     if (n <= 0 || (b->drop_last && n < b->batch)) { /* epoch over: prepare the next one */
+        if (b->epoch == INT_MAX) { dl_set_error("dl_batcher_next: epoch counter at INT_MAX; restart with dl_batcher_set_epoch"); return -1; }
         b->epoch++;
         dl__batcher_order(b);
         return 0;
@@ -1680,7 +1681,7 @@ DLDEF int dl_random_crop(dl_tensor *x, int pad, dl_rng *r) {
     size_t per;
     float *tmp;
     if (dl__check_nchw("dl_random_crop", x, r) != 0) return -1;
-    if (pad < 0) { dl_set_error("dl_random_crop: pad %d < 0", pad); return -1; }
+    if (pad < 0 || pad > (INT_MAX - 1) / 2) { dl_set_error("dl_random_crop: pad %d out of range [0, (INT_MAX - 1) / 2]", pad); return -1; }
     B = x->shape[0]; C = x->shape[1]; H = x->shape[2]; W = x->shape[3];
     per = (size_t)C * (size_t)H * (size_t)W;
     if (per == 0 || pad == 0) return 0;
@@ -1695,10 +1696,11 @@ DLDEF int dl_random_crop(dl_tensor *x, int pad, dl_rng *r) {
         for (c = 0; c < C; c++)
             for (h = 0; h < H; h++) {
                 float *row = s + ((size_t)c * (size_t)H + (size_t)h) * (size_t)W;
-                int sh = h + dy, w;
+                long long sh = (long long)h + dy;
+                int w;
                 if (sh < 0 || sh >= H) { memset(row, 0, (size_t)W * sizeof(float)); continue; }
                 for (w = 0; w < W; w++) {
-                    int sw = w + dx;
+                    long long sw = (long long)w + dx;
                     row[w] = (sw >= 0 && sw < W) ? tmp[((size_t)c * (size_t)H + (size_t)sh) * (size_t)W + (size_t)sw] : 0.0f;
                 }
             }
@@ -4479,6 +4481,7 @@ static dl_tensor *dl__rnn_forward(dl_layer *l, int n_in, dl_tensor *const *in, i
     if (!W || !R || !bias) { dl_set_error("%s (%s): weights missing", l->name, l->ops->kind); return NULL; }
     B = x->shape[0];
     T = x->shape[1];
+    if ((long long)T * B > INT_MAX) { dl_set_error("%s (%s): %d steps x batch %d is over INT_MAX", l->name, l->ops->kind, T, B); return NULL; }
     hs = (dl_tensor **)dl_arena_alloc(dl_arena_current(), sizeof(dl_tensor *) * (size_t)T);
     if (!hs) return NULL;
     b_in = bias;
@@ -4531,6 +4534,8 @@ static dl_layer *dl__rnn_new(const dl_layer_ops *ops, const char *fn, const char
                              int return_sequences) {
     dl_layer *l;
     if (units <= 0) return dl__ctor_fail("%s: units must be > 0, got %d", fn, units);
+    /* the cells index rows of (gates + 1) * units floats (LSTM: 5U, with tanh(c)) in an int */
+    if (units > INT_MAX / 5) return dl__ctor_fail("%s: units %d is too large (at most INT_MAX / 5)", fn, units);
     if (!(l = dl__builtin(ops, name))) return NULL;
     l->iconf[0] = units;
     l->iconf[1] = return_sequences != 0;

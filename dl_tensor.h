@@ -140,13 +140,13 @@ DLDEF void dl_set_error(const char *fmt, ...); /* for user ops; printf-style */
    allocated from the thread's current arena; dl_arena_reset frees all of it at once and keeps
    the memory, so a steady-state step calls malloc zero times. If no arena has been set, a
    per-thread default arena is created on first use (freed by dl_arena_free_default). */
-DLDEF dl_arena *dl_arena_new(size_t initial_bytes);     /* owned by caller: dl_arena_free */
+DLDEF dl_arena *dl_arena_new(size_t initial_bytes);     /* owned by caller: dl_arena_free; at most 2^46 */
 DLDEF void dl_arena_free(dl_arena *a);
 DLDEF void dl_arena_reset(dl_arena *a);                 /* everything allocated from a is gone */
 DLDEF dl_arena *dl_arena_use(dl_arena *a);              /* make a current; returns the previous */
 DLDEF dl_arena *dl_arena_current(void);
 DLDEF void dl_arena_free_default(void);
-DLDEF void *dl_arena_alloc(dl_arena *a, size_t bytes);  /* 64-byte aligned; NULL + error if out of memory */
+DLDEF void *dl_arena_alloc(dl_arena *a, size_t bytes);  /* 64-byte aligned; NULL + error if out of memory or over 2^46 */
 DLDEF size_t dl_arena_used(const dl_arena *a);          /* bytes in use since last reset */
 DLDEF size_t dl_arena_capacity(const dl_arena *a);      /* bytes held */
 
@@ -628,6 +628,7 @@ DLDEF size_t dl_safetensors_serialize(int n, const char *const *names, dl_tensor
 #include <stdio.h>
 #include <stdarg.h>
 #include <math.h>
+#include <limits.h>
 
 #if defined(__cplusplus) && __cplusplus >= 201103L
 #define DL__TLS thread_local
@@ -704,9 +705,14 @@ struct dl_arena {
 
 #define DL__ALIGN 64
 
+/* Blocks and single allocations are capped well below SIZE_MAX, so no size arithmetic wraps. */
+#define DL__ARENA_MAX_BYTES ((size_t)1 << 46)
+
 static dl__block *dl__block_new(size_t size) {
-    dl__block *b = (dl__block *)DL_MALLOC(sizeof(dl__block) + size + DL__ALIGN);
+    dl__block *b;
     uintptr_t p;
+    if (size > DL__ARENA_MAX_BYTES) return NULL;
+    b = (dl__block *)DL_MALLOC(sizeof(dl__block) + size + DL__ALIGN);
     if (!b) return NULL;
     b->next = NULL;
     b->size = size;
@@ -721,8 +727,12 @@ DLDEF dl_arena *dl_arena_new(size_t initial_bytes) {
     dl_arena *a = (dl_arena *)DL_MALLOC(sizeof(dl_arena));
     if (!a) return (dl_arena *)dl__fail("dl_arena_new: out of memory");
     if (initial_bytes < 4096) initial_bytes = 4096;
+    if (initial_bytes > DL__ARENA_MAX_BYTES) {
+        DL_FREE(a);
+        return (dl_arena *)dl__fail("dl_arena_new: %zu bytes is more than the limit of 2^46", initial_bytes);
+    }
     a->first = a->cur = dl__block_new(initial_bytes);
-    if (!a->first) { DL_FREE(a); return (dl_arena *)dl__fail("dl_arena_new: out of memory"); }
+    if (!a->first) { DL_FREE(a); return (dl_arena *)dl__fail("dl_arena_new: out of memory (%zu bytes)", initial_bytes); }
     a->used_total = 0;
     a->tape = NULL;
     return a;
@@ -747,6 +757,7 @@ DLDEF void dl_arena_reset(dl_arena *a) {
 DLDEF void *dl_arena_alloc(dl_arena *a, size_t bytes) {
     dl__block *b;
     if (!a) return dl__fail("dl_arena_alloc: no arena");
+    if (bytes > DL__ARENA_MAX_BYTES) return dl__fail("dl_arena_alloc: %zu bytes is more than the limit of 2^46", bytes);
     bytes = (bytes + DL__ALIGN - 1) & ~(size_t)(DL__ALIGN - 1);
     if (bytes == 0) bytes = DL__ALIGN;
     for (b = a->cur; b; b = b->next) {
@@ -757,7 +768,8 @@ DLDEF void *dl_arena_alloc(dl_arena *a, size_t bytes) {
         dl__block *last = a->cur;
         size_t size;
         while (last->next) last = last->next;
-        size = last->size * 2 > bytes ? last->size * 2 : bytes;
+        size = last->size > DL__ARENA_MAX_BYTES / 2 ? DL__ARENA_MAX_BYTES : last->size * 2;
+        if (size < bytes) size = bytes;
         b = dl__block_new(size);
         if (!b) return dl__fail("dl_arena_alloc: out of memory (%zu bytes)", bytes);
         last->next = b;
@@ -820,16 +832,22 @@ DLDEF const char *dl_dtype_name(dl_dtype dtype) {
     return "?";
 }
 
+#define DL__MAX_NUMEL ((size_t)1 << 40) /* no tensor has more elements (nor more in its nonzero axes) */
+
 /* Validates a shape and fills t's shape, contiguous strides and numel. Returns 0 on error. */
 static int dl__init_shape(dl_tensor *t, const char *op, dl_dtype dtype, int ndim, const int *shape) {
     int i;
-    size_t n = 1;
+    size_t n = 1, nz = 1; /* nz: product of the nonzero sizes, bounds the strides when numel is 0 */
     if (dl_dtype_size(dtype) == 0) { dl__fail("%s: unknown dtype %d", op, (int)dtype); return 0; }
     if (ndim < 0 || ndim > DL_MAX_DIMS) { dl__fail("%s: ndim %d out of range 0..%d", op, ndim, DL_MAX_DIMS); return 0; }
     if (ndim > 0 && !shape) { dl__fail("%s: shape is NULL", op); return 0; }
     for (i = 0; i < ndim; i++) {
         if (shape[i] < 0) { dl__fail("%s: negative dimension %d at axis %d", op, shape[i], i); return 0; }
-        if (shape[i] && n > ((size_t)1 << 40) / (size_t)shape[i]) { dl__fail("%s: shape too large", op); return 0; }
+        if (shape[i] && nz > DL__MAX_NUMEL / (size_t)shape[i]) {
+            dl__fail("%s: shape has more than 2^40 elements (axis %d of size %d)", op, i, shape[i]);
+            return 0;
+        }
+        if (shape[i]) nz *= (size_t)shape[i];
         n *= (size_t)shape[i];
     }
     memset(t, 0, sizeof *t);
@@ -1246,12 +1264,15 @@ DLDEF dl_tensor *dl_reshape(dl_tensor *x, int ndim, const int *shape) {
             infer = i;
         } else if (shape[i] < 0) {
             return (dl_tensor *)dl__fail("dl_reshape: negative dimension %d", shape[i]);
+        } else if (shape[i] && n > DL__MAX_NUMEL / (size_t)shape[i]) {
+            return (dl_tensor *)dl__fail("dl_reshape: shape has more than 2^40 elements (axis %d of size %d)", i, shape[i]);
         } else {
             n *= (size_t)shape[i];
         }
     }
     if (infer >= 0) {
         if (n == 0 || x->numel % n) return (dl_tensor *)dl__fail("dl_reshape: cannot infer -1 for %zu elements", x->numel);
+        if (x->numel / n > INT_MAX) return (dl_tensor *)dl__fail("dl_reshape: inferred size %zu is over INT_MAX", x->numel / n);
         sh[infer] = (int)(x->numel / n);
         n *= (size_t)sh[infer];
     }
@@ -1271,7 +1292,8 @@ DLDEF dl_tensor *dl_reshape(dl_tensor *x, int ndim, const int *shape) {
 }
 
 DLDEF dl_tensor *dl_flatten(dl_tensor *x, int start_dim, int end_dim) {
-    int sh[DL_MAX_DIMS], i, k = 0, prod = 1;
+    int sh[DL_MAX_DIMS], i, k = 0;
+    long long prod = 1;
     if (!x) return NULL;
     if (x->ndim == 0) { int one = 1; return dl_reshape(x, 1, &one); }
     if (start_dim < 0) start_dim += x->ndim;
@@ -1279,8 +1301,9 @@ DLDEF dl_tensor *dl_flatten(dl_tensor *x, int start_dim, int end_dim) {
     if (start_dim < 0 || end_dim >= x->ndim || start_dim > end_dim)
         return (dl_tensor *)dl__fail("dl_flatten: bad dims for a %d-d tensor", x->ndim);
     for (i = 0; i < start_dim; i++) sh[k++] = x->shape[i];
-    for (i = start_dim; i <= end_dim; i++) prod *= x->shape[i];
-    sh[k++] = prod;
+    for (i = start_dim; i <= end_dim; i++) prod *= x->shape[i]; /* <= numel <= 2^40: no overflow */
+    if (prod > INT_MAX) return (dl_tensor *)dl__fail("dl_flatten: flattened size %lld is over INT_MAX", prod);
+    sh[k++] = (int)prod;
     for (i = end_dim + 1; i < x->ndim; i++) sh[k++] = x->shape[i];
     return dl_reshape(x, k, sh);
 }
@@ -1330,12 +1353,12 @@ DLDEF dl_tensor *dl_slice(dl_tensor *x, int dim, int start, int stop, int step) 
     if (start > n) start = n;
     if (stop < 0) stop = 0;
     if (stop > n) stop = n;
-    len = stop > start ? (stop - start + step - 1) / step : 0;
+    len = stop > start ? (stop - start - 1) / step + 1 : 0; /* ceil((stop - start) / step), without overflow */
     v = dl__view_of(x);
     if (!v) return NULL;
     v->data = (char *)x->data + (ptrdiff_t)start * x->strides[dim] * (ptrdiff_t)dl_dtype_size(x->dtype);
     v->shape[dim] = len;
-    v->strides[dim] = x->strides[dim] * step;
+    v->strides[dim] = len > 1 ? x->strides[dim] * step : x->strides[dim]; /* a stride a huge step never walks */
     v->numel = len ? x->numel / (size_t)n * (size_t)len : 0;
     node = dl_record("slice", v, 1, &x, dl__slice_backward, sizeof(dl__view_ctx));
     if (node) {
@@ -3855,6 +3878,7 @@ static void dl__concat_backward(dl_node *n) {
 
 DLDEF dl_tensor *dl_concat(int n, dl_tensor *const *xs, int axis) {
     int k, d, shape[DL_MAX_DIMS];
+    long long len;
     size_t outer, inner, total, off = 0, o, es;
     dl_tensor *x0, *out;
     dl_node *node;
@@ -3865,7 +3889,7 @@ DLDEF dl_tensor *dl_concat(int n, dl_tensor *const *xs, int axis) {
     if ((axis = dl__axis("dl_concat", axis, x0->ndim)) < 0) return NULL;
     memcpy(shape, x0->shape, sizeof shape);
     shape[axis] = 0;
-    for (k = 0; k < n; k++) {
+    for (k = 0, len = 0; k < n; k++) {
         dl_tensor *x = xs[k];
         char s1[64], s2[64];
         if (!dl__check_cpu("dl_concat", x)) return NULL;
@@ -3875,8 +3899,9 @@ DLDEF dl_tensor *dl_concat(int n, dl_tensor *const *xs, int axis) {
         if (x->ndim != x0->ndim || d < x0->ndim)
             return (dl_tensor *)dl__fail("dl_concat: tensor %d has shape %s, tensor 0 has %s (must match except on axis %d)", k,
                                          dl_shape_str(x, s1, sizeof s1), dl_shape_str(x0, s2, sizeof s2), axis);
-        shape[axis] += x->shape[axis];
+        if ((len += x->shape[axis]) > INT_MAX) return (dl_tensor *)dl__fail("dl_concat: concatenated axis %d is over INT_MAX", axis);
     }
+    shape[axis] = (int)len;
     out = dl_tmp_uninit(x0->dtype, x0->ndim, shape);
     if (!out) return NULL;
     es = dl_dtype_size(x0->dtype);
@@ -3902,7 +3927,7 @@ DLDEF int dl_split(dl_tensor *x, int axis, int n, const int *sizes, dl_tensor **
     if (!sizes && x->shape[axis] % n) { dl__fail("dl_split: axis %d of size %d does not split into %d equal parts", axis, x->shape[axis], n); return -1; }
     for (k = 0; k < n; k++) {
         int len = sizes ? sizes[k] : x->shape[axis] / n;
-        if (len < 0 || start + len > x->shape[axis]) break;
+        if (len < 0 || len > x->shape[axis] - start) break;
         start += len;
     }
     if (k < n || start != x->shape[axis]) { dl__fail("dl_split: sizes do not add up to %d (axis %d)", x->shape[axis], axis); return -1; }
@@ -5641,10 +5666,35 @@ static int dl__conv_window(dl__conv_geom *g, const dl_conv_opts *opts, int kh, i
     return 1;
 }
 
-/* (in + 2p - d(k-1) - 1) / s + 1, or 0 when the dilated kernel does not fit the padded input. */
+/* (in + 2p - d(k-1) - 1) / s + 1, or 0 when the dilated kernel does not fit the padded input
+   (or the sizes are beyond dl__conv_sizes_ok's limits, which then names them). */
 static int dl__conv_out_size(int in, int k, int s, int p, int d) {
     long long e = (long long)in + 2LL * p - (long long)d * (k - 1) - 1;
-    return e < 0 ? 0 : (int)(e / s + 1);
+    return e < 0 || e / s + 1 > INT_MAX ? 0 : (int)(e / s + 1);
+}
+
+/* The kernels index with int: the padded image side, the dilated kernel, a plane on either side
+   and (convolutions, k_cols) the im2col rows c*kh*kw must each fit in an int. 0 + message if not. */
+static int dl__conv_sizes_ok(const dl__conv_geom *g, int k_cols, const char *op) {
+    long long pad_h = (long long)g->h + 2LL * g->ph, pad_w = (long long)g->w + 2LL * g->pw;
+    long long ker_h = (long long)g->dh * (g->kh - 1) + 1, ker_w = (long long)g->dw * (g->kw - 1) + 1;
+    if (pad_h > INT_MAX || pad_w > INT_MAX) {
+        dl__fail("%s: padded input %lldx%lld is over INT_MAX (input %dx%d, padding %dx%d)", op, pad_h, pad_w, g->h, g->w, g->ph, g->pw);
+        return 0;
+    }
+    if (ker_h > INT_MAX || ker_w > INT_MAX) {
+        dl__fail("%s: dilated kernel %lldx%lld is over INT_MAX (kernel %dx%d, dilation %dx%d)", op, ker_h, ker_w, g->kh, g->kw, g->dh, g->dw);
+        return 0;
+    }
+    if ((long long)g->h * g->w > INT_MAX || (long long)g->oh * g->ow > INT_MAX) {
+        dl__fail("%s: planes %dx%d -> %dx%d have over INT_MAX pixels", op, g->h, g->w, g->oh, g->ow);
+        return 0;
+    }
+    if (k_cols && (long long)g->c * g->kh * g->kw > INT_MAX) {
+        dl__fail("%s: %d channels x kernel %dx%d is over INT_MAX", op, g->c, g->kh, g->kw);
+        return 0;
+    }
+    return 1;
 }
 
 /* Sets [lo, hi) to the j in [0, count) with 0 <= off + j*step < size. */
@@ -6050,6 +6100,7 @@ DLDEF dl_tensor *dl_conv2d(dl_tensor *x, dl_tensor *w, dl_tensor *b, const dl_co
     g.w = x->shape[3];
     g.oh = dl__conv_out_size(g.h, g.kh, g.sh, g.ph, g.dh);
     g.ow = dl__conv_out_size(g.w, g.kw, g.sw, g.pw, g.dw);
+    if (!dl__conv_sizes_ok(&g, 1, op)) return NULL;
     if (g.oh < 1 || g.ow < 1)
         return (dl_tensor *)dl__fail("%s: kernel %dx%d (dilation %dx%d) is larger than the padded input %dx%d (padding %dx%d)", op,
                                      g.kh, g.kw, g.dh, g.dw, g.h + 2 * g.ph, g.w + 2 * g.pw, g.ph, g.pw);
@@ -6116,6 +6167,7 @@ DLDEF dl_tensor *dl_conv_transpose2d(dl_tensor *x, dl_tensor *w, dl_tensor *b, c
     g.w = (int)size[1];
     g.oh = x->shape[2];
     g.ow = x->shape[3];
+    if (!dl__conv_sizes_ok(&g, 1, op)) return NULL;
     shape[0] = x->shape[0];
     shape[1] = g.c;
     shape[2] = g.h;
@@ -6322,7 +6374,7 @@ static dl_tensor *dl__pool2d(dl_tensor *x, int kh, int kw, const dl_conv_opts *o
     if (!is_max && (g->dh != 1 || g->dw != 1)) return (dl_tensor *)dl__fail("%s: dilation is not supported (torch has none)", op);
     for (i = 0; i < 2; i++) {
         int k = i ? g->kw : g->kh, d = i ? g->dw : g->dh, p = i ? g->pw : g->ph;
-        if (p > ((k - 1) * d + 1) / 2)
+        if (p > ((long long)(k - 1) * d + 1) / 2)
             return (dl_tensor *)dl__fail("%s: padding %d must be at most half the kernel %d (dilation %d), as in torch", op, p, k, d);
     }
     g->c = x->shape[1];
@@ -6330,6 +6382,7 @@ static dl_tensor *dl__pool2d(dl_tensor *x, int kh, int kw, const dl_conv_opts *o
     g->w = x->shape[3];
     g->oh = dl__conv_out_size(g->h, g->kh, g->sh, g->ph, g->dh);
     g->ow = dl__conv_out_size(g->w, g->kw, g->sw, g->pw, g->dw);
+    if (!dl__conv_sizes_ok(g, 0, op)) return NULL;
     if (g->oh < 1 || g->ow < 1)
         return (dl_tensor *)dl__fail("%s: kernel %dx%d (dilation %dx%d) is larger than the padded input %dx%d", op, g->kh, g->kw, g->dh,
                                      g->dw, g->h + 2 * g->ph, g->w + 2 * g->pw);

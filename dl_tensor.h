@@ -569,6 +569,9 @@ DLDEF dl_tensor *dl_pad2d(dl_tensor *x, int pad_left, int pad_right, int pad_top
      const char *keys[] = {"format"}, *values[] = {"dl"};
      if (dl_safetensors_save("out.safetensors", 2, names, ts, 1, keys, values) != 0) ...
 
+   Saving is atomic (through dl_file_writer, below): a failed save (full disk, bad tensor) returns
+   -1 and leaves the previous file at path as it was.
+
    With DL_NO_STDIO only the memory functions (parse, serialize) exist. */
 
 typedef struct dl_safetensors dl_safetensors;   /* a loaded file: tensors + metadata, owns all memory */
@@ -593,6 +596,26 @@ DLDEF const char *dl_safetensors_meta(const dl_safetensors *st, const char *key)
 DLDEF int dl_safetensors_save(const char *path, int n, const char *const *names, dl_tensor *const *tensors,
                               int n_meta, const char *const *meta_keys, const char *const *meta_values); /* 0 on success, else -1 + dl_error() */
 #endif
+/* ---- Files written whole: every file the dl headers save goes through a dl_file_writer ----
+   Bytes go to a temporary file in path's directory ("<path>.tmp-<pid>-<n>"); commit checks every
+   write, flushes the data to disk (fsync), closes and renames the temporary over path. So path
+   holds either its previous content or all of the new one, after any failure (a full disk, a
+   crash, a signal), and no temporary file is left behind by a failure that returns. Messages
+   name the path and the system's reason (strerror); callers put their own name in front. On systems without POSIX I/O, writes go through
+   stdio and the rename is not atomic on Windows (the old file is removed first).
+
+     dl_file_writer *w = dl_file_writer_open("out.bin");   // NULL + dl_error()
+     if (!w) return -1;
+     dl_file_writer_write(w, bytes, n);                     // errors stick: check at commit
+     if (dl_file_writer_commit(w) != 0) return -1;          // frees w either way */
+typedef struct dl_file_writer dl_file_writer;
+#ifndef DL_NO_STDIO
+DLDEF dl_file_writer *dl_file_writer_open(const char *path); /* owned: freed by _commit or _abort */
+DLDEF int dl_file_writer_write(dl_file_writer *w, const void *p, size_t n); /* 0, or -1 + dl_error() (and commit fails) */
+DLDEF int dl_file_writer_commit(dl_file_writer *w); /* 0: path has the bytes; -1 + dl_error(): path untouched. Frees w */
+DLDEF void dl_file_writer_abort(dl_file_writer *w);  /* drops the temporary file; frees w; NULL is fine */
+#endif
+
 /* The same file in memory: returns its size in bytes and writes it to out when out != NULL and
    capacity >= that size (call once with out == NULL to learn the size). Returns 0 on error. */
 DLDEF size_t dl_safetensors_serialize(int n, const char *const *names, dl_tensor *const *tensors,
@@ -7432,12 +7455,126 @@ DLDEF size_t dl_safetensors_serialize(int n, const char *const *names, dl_tensor
 }
 
 #ifndef DL_NO_STDIO
-static int dl__st_write_file(void *ctx, const void *p, size_t n) { return fwrite(p, 1, n, (FILE *)ctx) == n ? 0 : -1; }
+/* ---- Files written whole: a temporary file next to the target, renamed over it ---- */
+
+#if defined(__unix__) || defined(__APPLE__)
+#define DL__POSIX_IO 1
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+#else
+#include <errno.h>
+#endif
+
+struct dl_file_writer {
+#ifdef DL__POSIX_IO
+    int fd;
+#else
+    FILE *f;
+#endif
+    int failed;          /* a write failed: the message is set, commit will fail */
+    char *path, *tmp;    /* inside this allocation */
+};
+
+static unsigned dl__file_counter; /* names temporaries apart within a process (a race only makes open retry) */
+
+DLDEF dl_file_writer *dl_file_writer_open(const char *path) {
+    size_t len;
+    dl_file_writer *w;
+    int attempt;
+    if (!path || !*path) return (dl_file_writer *)dl__fail("dl_file_writer_open: empty path");
+    len = strlen(path);
+    w = (dl_file_writer *)DL_MALLOC(sizeof *w + 2 * len + 64);
+    if (!w) return (dl_file_writer *)dl__fail("dl_file_writer_open: out of memory");
+    w->failed = 0;
+    w->path = (char *)(w + 1);
+    w->tmp = w->path + len + 1;
+    memcpy(w->path, path, len + 1);
+    for (attempt = 0; attempt < 100; attempt++) { /* a name nobody else holds, created exclusively */
+        unsigned n = dl__file_counter++;
+#ifdef DL__POSIX_IO
+        snprintf(w->tmp, len + 63, "%s.tmp-%ld-%u", path, (long)getpid(), n);
+        w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
+        if (w->fd >= 0) return w;
+#else
+        snprintf(w->tmp, len + 63, "%s.tmp-%u-%u", path, (unsigned)(size_t)w & 0xffffu, n);
+        w->f = fopen(w->tmp, "wbx"); /* C11 exclusive mode; a C99 library may ignore the x */
+        if (w->f) return w;
+#endif
+        if (errno != EEXIST) break;
+    }
+    dl__fail("cannot open '%s' for writing (a temporary file next to it): %s", path, strerror(errno));
+    DL_FREE(w);
+    return NULL;
+}
+
+DLDEF int dl_file_writer_write(dl_file_writer *w, const void *p, size_t n) {
+    const char *c = (const char *)p;
+    if (!w) { dl__fail("dl_file_writer_write: NULL writer"); return -1; }
+    if (w->failed) return -1;
+#ifdef DL__POSIX_IO
+    while (n > 0) { /* write may take fewer bytes than asked, or be interrupted */
+        ssize_t k = write(w->fd, c, n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            dl__fail("cannot write '%s': %s", w->path, k < 0 ? strerror(errno) : "no progress");
+            w->failed = 1;
+            return -1;
+        }
+        c += k;
+        n -= (size_t)k;
+    }
+#else
+    if (n && fwrite(c, 1, n, w->f) != n) {
+        dl__fail("cannot write '%s': %s", w->path, strerror(errno));
+        w->failed = 1;
+        return -1;
+    }
+#endif
+    return 0;
+}
+
+DLDEF void dl_file_writer_abort(dl_file_writer *w) {
+    if (!w) return;
+#ifdef DL__POSIX_IO
+    if (w->fd >= 0) close(w->fd);
+#else
+    if (w->f) fclose(w->f);
+#endif
+    remove(w->tmp);
+    DL_FREE(w);
+}
+
+DLDEF int dl_file_writer_commit(dl_file_writer *w) {
+    int ok;
+    if (!w) { dl__fail("dl_file_writer_commit: NULL writer"); return -1; }
+    if (w->failed) { dl_file_writer_abort(w); return -1; } /* keeps the write's message */
+#ifdef DL__POSIX_IO
+    ok = fsync(w->fd) == 0 || errno == EINVAL || errno == EROFS; /* EINVAL, EROFS: fsync does not apply (a pipe, /dev/null) */
+    if (!ok) dl__fail("cannot write '%s': fsync: %s", w->path, strerror(errno));
+    if (close(w->fd) != 0 && ok) { ok = 0; dl__fail("cannot write '%s': close: %s", w->path, strerror(errno)); }
+    w->fd = -1;
+#else
+    ok = fflush(w->f) == 0;
+    if (!ok) dl__fail("cannot write '%s': %s", w->path, strerror(errno));
+    if (fclose(w->f) != 0 && ok) { ok = 0; dl__fail("cannot write '%s': %s", w->path, strerror(errno)); }
+    w->f = NULL;
+#ifdef _WIN32
+    if (ok) remove(w->path); /* rename does not replace an existing file there */
+#endif
+#endif
+    if (ok && rename(w->tmp, w->path) != 0) { ok = 0; dl__fail("cannot write '%s': rename: %s", w->path, strerror(errno)); }
+    if (!ok) remove(w->tmp);
+    DL_FREE(w);
+    return ok ? 0 : -1;
+}
+
+static int dl__st_write_file(void *ctx, const void *p, size_t n) { return dl_file_writer_write((dl_file_writer *)ctx, p, n); }
 
 DLDEF int dl_safetensors_save(const char *path, int n, const char *const *names, dl_tensor *const *tensors, int n_meta,
                               const char *const *meta_keys, const char *const *meta_values) {
     dl__st_parser ps;
-    FILE *f;
+    dl_file_writer *w;
     size_t size;
     if (!path) { dl__fail("dl_safetensors_save: path is NULL"); return -1; }
     /* Validate before touching the file, so that a bad call leaves an existing file intact. */
@@ -7445,11 +7582,27 @@ DLDEF int dl_safetensors_save(const char *path, int n, const char *const *names,
         dl__fail("dl_safetensors_save: %s", ps.err);
         return -1;
     }
-    f = fopen(path, "wb");
-    if (!f) { dl__fail("dl_safetensors_save: cannot open '%s' for writing", path); return -1; }
-    size = dl__st_write_all(&ps, n, names, tensors, n_meta, meta_keys, meta_values, dl__st_write_file, f, 0);
-    if (fclose(f) != 0 && size) { size = 0; dl__st_err(&ps, "write failed"); }
-    if (!size) { dl__fail("dl_safetensors_save: '%s': %s", path, ps.err); return -1; }
+    /* The whole file goes to a temporary renamed over path: a failure leaves the old file whole. */
+    if (!(w = dl_file_writer_open(path))) {
+        char why[sizeof dl__error_msg];
+        snprintf(why, sizeof why, "%s", dl_error());
+        dl__fail("dl_safetensors_save: %s", why);
+        return -1;
+    }
+    size = dl__st_write_all(&ps, n, names, tensors, n_meta, meta_keys, meta_values, dl__st_write_file, w, 0);
+    if (!size) { /* the writer's message says why (path and strerror), else the serializer's */
+        char why[sizeof dl__error_msg];
+        snprintf(why, sizeof why, "%s", w->failed ? dl_error() : ps.err);
+        dl_file_writer_abort(w);
+        dl__fail("dl_safetensors_save: %s", why);
+        return -1;
+    }
+    if (dl_file_writer_commit(w) != 0) {
+        char why[sizeof dl__error_msg];
+        snprintf(why, sizeof why, "%s", dl_error());
+        dl__fail("dl_safetensors_save: %s", why);
+        return -1;
+    }
     return 0;
 }
 #endif

@@ -646,7 +646,7 @@ DLDEF size_t dl_safetensors_serialize(int n, const char *const *names, dl_tensor
 #error "define all of DL_MALLOC, DL_REALLOC and DL_FREE, or none of them"
 #endif
 
-/* ==== Core: errors, arenas, tensors, views, autograd, RNG ==================================== */
+/* ==== Core: errors, arenas, tensors, views, autograd, RNG (tests: tests/test_core.c) ========== */
 
 #include <stdio.h>
 #include <stdarg.h>
@@ -1597,7 +1597,7 @@ DLDEF void dl_init_he_uniform(dl_tensor *t, dl_rng *r, int fan_in) {
 DLDEF void dl_init_he_normal(dl_tensor *t, dl_rng *r, int fan_in) {
     dl_fill_truncated_normal(t, r, 0.0f, sqrtf(2.0f / (float)fan_in) / DL__TRUNC_STD);
 }
-/* ==== GEMM: the one matrix multiply of the library ==========================================
+/* ==== GEMM: the one matrix multiply of the library (tests: tests/test_gemm.c) ====================
 
    C = alpha * op(A) @ op(B) + beta * C        row-major, op(X) = X or X^T
 
@@ -3283,7 +3283,7 @@ DLDEF void dl_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, 
     if (job.n_tiles > 1) dl_parallel_for(job.n_tiles, dl__gemm_tile_task, &job);
     else dl__gemm_tile(&job, 0, m, 0, n);
 }
-/* ==== Elementwise math, reductions, shape ops ================================================= */
+/* ==== Elementwise math, reductions, shape ops (tests: tests/test_ops_math.c) ================== */
 
 /* ---- Argument checks (each sets a message naming the op and returns 0 on failure) ---- */
 
@@ -4198,7 +4198,7 @@ DLDEF dl_tensor *dl_broadcast_to(dl_tensor *x, int ndim, const int *shape) {
     dl_record("broadcast_to", out, 1, &x, dl__broadcast_to_backward, 0);
     return out;
 }
-/* ==== Matrix products, activations, softmax, losses ========================================== */
+/* ==== Matrix products, activations, softmax, losses (tests: tests/test_ops_nn.c) ============== */
 
 /* 1 if x is an f32 tensor on the CPU; else sets "op: what ..." and returns 0. */
 static int dl__nn_check(const char *op, const dl_tensor *x, const char *what) {
@@ -4999,7 +4999,7 @@ DLDEF dl_tensor *dl_huber(dl_tensor *pred, dl_tensor *target, float delta) {
 DLDEF dl_tensor *dl_bce_with_logits(dl_tensor *logits, dl_tensor *targets) {
     return dl__loss("dl_bce_with_logits", DL__BCE_LOGITS, logits, targets, 0);
 }
-/* ==== Normalization, dropout, embedding, Gram matrix ========================================= */
+/* ==== Normalization, dropout, embedding, Gram matrix (tests: tests/test_ops_norm.c) =========== */
 
 /* ---- The normalization engine ----
    Batch, instance and layer norm are one computation on x viewed as contiguous [A, G, B]:
@@ -5623,7 +5623,7 @@ DLDEF dl_tensor *dl_gram(dl_tensor *x) {
     }
     return y;
 }
-/* ==== Convolution, pooling, padding, upsampling ================================================
+/* ==== Convolution, pooling, padding, upsampling (tests: tests/test_ops_conv.c) ===================
 
    All convolution work is written in terms of one geometry and three per-image products with a
    weight matrix M [rows, K], where K = c*kh*kw and col = im2col(img) is [K, oh*ow]:
@@ -6570,7 +6570,7 @@ DLDEF dl_tensor *dl_pad2d(dl_tensor *x, int pad_left, int pad_right, int pad_top
     for (i = 0; i < c.ow; i++) map[c.oh + i] = dl__pad2d_source(i, pad_left, w, mode);
     return dl__remap2d(x, &c, mode == DL_PAD_ZERO ? "pad2d_zero" : "pad2d_reflect");
 }
-/* ==== Files: safetensors =======================================================================
+/* ==== Files: safetensors (tests: tests/test_safetensors.c, tests/fuzz_safetensors.c) =============
    Reading: dl__st_build parses the JSON header twice with the same code: a measuring pass that
    validates everything and counts (tensors, metadata entries, string bytes, converted data
    bytes) without allocating, then one allocation of exactly that size and a filling pass. The

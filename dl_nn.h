@@ -145,7 +145,8 @@ DLDEF dl_dataset *dl_parse_idx(const void *images, size_t images_len, const void
 
 /* ---- CSV -------------------------------------------------------------------------------------
    Numeric tables: one sample per line, fields separated by `delimiter`, every field a number
-   (strtod syntax in the C locale, finite; surrounding spaces allowed; no quotes). Blank lines are skipped; every other
+   (strtod syntax in the C locale, finite as a float: 1e39 is an error naming its line and column; surrounding
+   spaces allowed; no quotes). Blank lines are skipped; every other
    line must have the same number of fields. Zero-init options: no header, label in column 0,
    ',' as delimiter, integer class labels. x = f32 [N, F] (the non-label columns). */
 typedef struct dl_csv_opts {
@@ -675,6 +676,7 @@ template <typename... L> static inline dl_model *dl__sequential_cxx(L... layers)
 #define DL__NN_IMPLEMENTED
 
 #include <limits.h>
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1154,7 +1156,7 @@ DLDEF dl_dataset *dl_load_fashion_mnist(const char *dir, int train) {
 #endif /* DL_NO_STDIO */
 
 /* ---- CSV ---- */
-/* One field [b, e) as a finite number; 0 on success. */
+/* One field [b, e) as a number finite as a float; 0 on success, -1 not a number, -2 overflows float. */
 static int dl__csv_number(const char *b, const char *e, double *v) {
     char tmp[128], *end;
     size_t n;
@@ -1167,6 +1169,7 @@ static int dl__csv_number(const char *b, const char *e, double *v) {
     *v = strtod(tmp, &end);
     if (end != tmp + n) return -1;
     if (*v - *v != 0) return -1; /* NaN or +-inf (x - x is NaN for both) */
+    if (fabs(*v) > FLT_MAX) return -2; /* 1e39 would load as inf */
     return 0;
 }
 
@@ -1235,10 +1238,12 @@ DLDEF dl_dataset *dl_parse_csv(const char *text, size_t len, const dl_csv_opts *
         for (col = 0; col < ncols; col++) {
             const char *fe = f;
             double v;
+            int rc;
             while (fe < ce && *fe != delim) fe++;
-            if (dl__csv_number(f, fe, &v) != 0) {
+            if ((rc = dl__csv_number(f, fe, &v)) != 0) {
                 int n = (int)(fe - f);
-                dl_set_error("dl_parse_csv: line %d, column %d: '%.*s' is not a number", line, col + 1, n > 40 ? 40 : n, f);
+                dl_set_error("dl_parse_csv: line %d, column %d: '%.*s' %s", line, col + 1, n > 40 ? 40 : n, f,
+                             rc == -2 ? "overflows float" : "is not a number");
                 dl_dataset_free(ds);
                 return NULL;
             }

@@ -1267,7 +1267,7 @@ DLDEF int dl_write_ppm(const char *path, const unsigned char *rgb, int w, int h)
         if (!ok) dl_file_writer_abort(f); /* the write's message stays */
     }
     {
-        char why[400];
+        char why[512];
         snprintf(why, sizeof why, "%s", dl_error());
         dl_set_error("dl_write_ppm: %s", why);
         return -1;
@@ -1296,7 +1296,7 @@ DLDEF int dl_env_save_png(const dl_env *env, const char *path) {
         else dl_file_writer_abort(f);
     }
     if (!ok) {
-        char why[400];
+        char why[512];
         snprintf(why, sizeof why, "%s", dl_error());
         dl_set_error("dl_env_save_png: %s", why);
         return -1;

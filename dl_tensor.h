@@ -174,7 +174,8 @@ DLDEF float dl_item(const dl_tensor *t);        /* the single value of a 1-eleme
 DLDEF float dl_get(const dl_tensor *t, const int *index);  /* any dtype, strided, as float */
 DLDEF void dl_set(dl_tensor *t, const int *index, float v);
 DLDEF void dl_fill(dl_tensor *t, float value);
-DLDEF int dl_copy(dl_tensor *dst, const dl_tensor *src);  /* same shape and dtype, any strides; 0 on success */
+DLDEF int dl_copy(dl_tensor *dst, const dl_tensor *src);  /* same shape, any strides; 0 on success. Same dtype: exact;
+                                                             else converted as dl_set does (saturating, toward zero, NaN -> 0) */
 DLDEF char *dl_shape_str(const dl_tensor *t, char *buf, size_t size);  /* "[2, 3]" */
 
 /* ---- Views (no copy when possible; gradients flow back to the base) ------------------------ */
@@ -2715,7 +2716,9 @@ static int dl__num_threads;   /* 0 until decided */
 #ifdef DL__THREADS
 static int dl__default_num_threads(void) {
     const char *env = getenv("DL_NUM_THREADS");
-    int n = env ? atoi(env) : 0;
+    char *end;
+    long v = env ? strtol(env, &end, 10) : 0; /* not atoi: "4294967356" must not read as 60 */
+    int n = env && end != env && *end == 0 && v > 0 ? (v > 256 ? 256 : (int)v) : 0; /* garbage: the default */
     if (n <= 0) n = (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (n <= 0) n = 1;
     if (n > 256) n = 256;

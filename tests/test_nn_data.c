@@ -432,6 +432,8 @@ static void test_csv_bad(void) {
         {"0,1,2\n1,2,3abc\n", "line 2, column 3"},
         {"0,1,nan\n", "line 1, column 3"},
         {"0,1,inf\n", "line 1, column 3"},
+        {"0,1,2\n1,2,1e39\n", "line 2, column 3: '1e39' overflows float"},   /* finite as a double, inf as a float */
+        {"0,-3.5e38,2\n", "line 1, column 2: '-3.5e38' overflows float"},
         {"0.5,1,2\n", "label '0.5'"},
         {"-1,1,2\n", "label '-1'"},
         {"", "no data rows"},

@@ -163,7 +163,8 @@ DLDEF dl_dataset *dl_idx_parse(const void *images, size_t images_len, const void
 
 /* ---- CSV -------------------------------------------------------------------------------------
    Numeric tables: one sample per line, fields separated by `delimiter`, every field a number
-   (strtod syntax in the C locale, finite; surrounding spaces allowed; no quotes). Blank lines are skipped; every other
+   (strtod syntax in the C locale, finite as a float: 1e39 is an error naming its line and column; surrounding
+   spaces allowed; no quotes). Blank lines are skipped; every other
    line must have the same number of fields. Zero-init options: no header, label in column 0,
    ',' as delimiter, integer class labels. x = f32 [N, F] (the non-label columns). */
 typedef struct dl_csv_opts {
@@ -734,6 +735,7 @@ template <typename... L> static inline dl_model *dl__sequential_cxx(L... layers)
 #include <errno.h>
 #include <float.h>
 #include <limits.h>
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1213,7 +1215,7 @@ DLDEF dl_dataset *dl_fashion_mnist_load(const char *dir, int train) {
 #endif /* DL_NO_STDIO */
 
 /* ---- CSV ---- */
-/* One field [b, e) as a finite number; 0 on success. */
+/* One field [b, e) as a number finite as a float; 0 on success, -1 not a number, -2 overflows float. */
 static int dl__csv_number(const char *b, const char *e, double *v) {
     char tmp[128], *end;
     size_t n;
@@ -1226,6 +1228,7 @@ static int dl__csv_number(const char *b, const char *e, double *v) {
     *v = strtod(tmp, &end);
     if (end != tmp + n) return -1;
     if (*v - *v != 0) return -1; /* NaN or +-inf (x - x is NaN for both) */
+    if (fabs(*v) > FLT_MAX) return -2; /* 1e39 would load as inf */
     return 0;
 }
 
@@ -1294,10 +1297,12 @@ DLDEF dl_dataset *dl_csv_parse(const char *text, size_t len, const dl_csv_opts *
         for (col = 0; col < ncols; col++) {
             const char *fe = f;
             double v;
+            int rc;
             while (fe < ce && *fe != delim) fe++;
-            if (dl__csv_number(f, fe, &v) != 0) {
+            if ((rc = dl__csv_number(f, fe, &v)) != 0) {
                 int n = (int)(fe - f);
-                dl_set_error("dl_csv_parse: line %d, column %d: '%.*s' is not a number", line, col + 1, n > 40 ? 40 : n, f);
+                dl_set_error("dl_csv_parse: line %d, column %d: '%.*s' %s", line, col + 1, n > 40 ? 40 : n, f,
+                             rc == -2 ? "overflows float" : "is not a number");
                 dl_dataset_free(ds);
                 return NULL;
             }
@@ -1621,7 +1626,7 @@ DLDEF void dl_batcher_free(dl_batcher *b) {
 
 DLDEF int dl_batcher_num_batches(const dl_batcher *b) {
     if (!b) return 0;
-    return b->drop_last ? b->ds->n / b->batch : (b->ds->n + b->batch - 1) / b->batch;
+    return b->ds->n / b->batch + (!b->drop_last && b->ds->n % b->batch != 0); /* no n + batch - 1: it can overflow */
 }
 DLDEF int dl_batcher_epoch(const dl_batcher *b) { return b ? b->epoch : 0; }
 DLDEF void dl_batcher_set_epoch(dl_batcher *b, int epoch) {
@@ -1641,6 +1646,7 @@ DLDEF int dl_batcher_next(dl_batcher *b, dl_tensor **x, dl_tensor **y) {
     n = ds->n - b->pos;
     if (n > b->batch) n = b->batch;
     if (n <= 0 || (b->drop_last && n < b->batch)) { /* epoch over: prepare the next one */
+        if (b->epoch == INT_MAX) { dl_set_error("dl_batcher_next: epoch counter at INT_MAX; restart with dl_batcher_set_epoch"); return -1; }
         b->epoch++;
         dl__batcher_order(b);
         return 0;
@@ -1739,7 +1745,7 @@ DLDEF int dl_random_crop(dl_tensor *x, int pad, dl_rng *r) {
     size_t per;
     float *tmp;
     if (dl__check_nchw("dl_random_crop", x, r) != 0) return -1;
-    if (pad < 0) { dl_set_error("dl_random_crop: pad %d < 0", pad); return -1; }
+    if (pad < 0 || pad > (INT_MAX - 1) / 2) { dl_set_error("dl_random_crop: pad %d out of range [0, (INT_MAX - 1) / 2]", pad); return -1; }
     B = x->shape[0]; C = x->shape[1]; H = x->shape[2]; W = x->shape[3];
     per = (size_t)C * (size_t)H * (size_t)W;
     if (per == 0 || pad == 0) return 0;
@@ -1754,10 +1760,11 @@ DLDEF int dl_random_crop(dl_tensor *x, int pad, dl_rng *r) {
         for (c = 0; c < C; c++)
             for (h = 0; h < H; h++) {
                 float *row = s + ((size_t)c * (size_t)H + (size_t)h) * (size_t)W;
-                int sh = h + dy, w;
+                long long sh = (long long)h + dy;
+                int w;
                 if (sh < 0 || sh >= H) { memset(row, 0, (size_t)W * sizeof(float)); continue; }
                 for (w = 0; w < W; w++) {
-                    int sw = w + dx;
+                    long long sw = (long long)w + dx;
                     row[w] = (sw >= 0 && sw < W) ? tmp[((size_t)c * (size_t)H + (size_t)sh) * (size_t)W + (size_t)sw] : 0.0f;
                 }
             }
@@ -5061,6 +5068,7 @@ static dl_tensor *dl__rnn_forward(dl_layer *l, int n_in, dl_tensor *const *in, i
     if (!W || !R || !bias) { dl_set_error("%s (%s): weights missing", l->name, l->ops->kind); return NULL; }
     B = x->shape[0];
     T = x->shape[1];
+    if ((long long)T * B > INT_MAX) { dl_set_error("%s (%s): %d steps x batch %d is over INT_MAX", l->name, l->ops->kind, T, B); return NULL; }
     hs = (dl_tensor **)dl_arena_alloc(dl_arena_current(), sizeof(dl_tensor *) * (size_t)T);
     if (!hs) return NULL;
     b_in = bias;
@@ -5113,6 +5121,8 @@ static dl_layer *dl__rnn_new(const dl_layer_ops *ops, const char *fn, const char
                              int return_sequences) {
     dl_layer *l;
     if (units <= 0) return dl__ctor_fail("%s(units, return_sequences): units %d must be > 0", fn, units);
+    /* the cells index rows of (gates + 1) * units floats (LSTM: 5U, with tanh(c)) in an int */
+    if (units > INT_MAX / 5) return dl__ctor_fail("%s(units, return_sequences): units %d is too large (at most INT_MAX / 5)", fn, units);
     if (!(l = dl__builtin(ops, name))) return NULL;
     l->iconf[0] = units;
     l->iconf[1] = return_sequences != 0;

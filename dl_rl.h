@@ -1297,31 +1297,51 @@ DLDEF int dl_env_render(const dl_env *env, unsigned char *rgb) {
 
 #ifndef DL_NO_STDIO
 DLDEF int dl_ppm_save(const char *path, const unsigned char *rgb, int w, int h) {
-    FILE *f;
-    int ok;
+    dl_file_writer *f; /* atomic: a failed write leaves an older picture at path whole */
+    char head[64];
+    int n;
     if (!path || !rgb || w <= 0 || h <= 0) { dl_set_error("dl_ppm_save: NULL argument or empty picture"); return -1; }
-    f = fopen(path, "wb");
-    if (!f) { dl_set_error("dl_ppm_save: cannot open %s", path); return -1; }
-    ok = fprintf(f, "P6\n%d %d\n255\n", w, h) > 0;
-    ok = ok && fwrite(rgb, 3, (size_t)w * h, f) == (size_t)w * h;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok) { dl_set_error("dl_ppm_save: cannot write %s", path); return -1; }
-    return 0;
+    n = snprintf(head, sizeof head, "P6\n%d %d\n255\n", w, h);
+    if ((f = dl_file_writer_open(path)) != NULL) {
+        int ok = dl_file_writer_write(f, head, (size_t)n) == 0 && dl_file_writer_write(f, rgb, (size_t)w * (size_t)h * 3) == 0;
+        if (ok && dl_file_writer_commit(f) == 0) return 0;
+        if (!ok) dl_file_writer_abort(f); /* the write's message stays */
+    }
+    {
+        char why[512];
+        snprintf(why, sizeof why, "%s", dl_error());
+        dl_set_error("dl_ppm_save: %s", why);
+        return -1;
+    }
 }
 #endif
 
 #if defined(INCLUDE_STB_IMAGE_WRITE_H) && !defined(STBI_WRITE_NO_STDIO)
+static void dl__png_sink(void *ctx, void *data, int size) { dl_file_writer_write((dl_file_writer *)ctx, data, (size_t)size); }
+
 DLDEF int dl_env_save_png(const dl_env *env, const char *path) {
     int w, h, ok;
     unsigned char *rgb;
+    dl_file_writer *f;
     if (!path) { dl_set_error("dl_env_save_png: NULL path"); return -1; }
     if (dl_env_render_size(env, &w, &h) != 0) return -1;
     rgb = (unsigned char *)DL_MALLOC((size_t)w * h * 3);
     if (!rgb) { dl_set_error("dl_env_save_png: out of memory"); return -1; }
     env->ops->render(env, rgb);
-    ok = stbi_write_png(path, w, h, 3, rgb, w * 3) != 0;
-    DL_FREE(rgb);
-    if (!ok) { dl_set_error("dl_env_save_png: cannot write %s", path); return -1; }
+    if (!(f = dl_file_writer_open(path))) { DL_FREE(rgb); ok = 0; }
+    else { /* atomic, like every saver: stb encodes into the writer, commit renames */
+        ok = stbi_write_png_to_func(dl__png_sink, f, w, h, 3, rgb, w * 3) != 0;
+        DL_FREE(rgb);
+        if (!ok) dl_set_error("cannot encode '%s' as PNG", path); /* a failed write is caught by commit */
+        if (ok) ok = dl_file_writer_commit(f) == 0;
+        else dl_file_writer_abort(f);
+    }
+    if (!ok) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", dl_error());
+        dl_set_error("dl_env_save_png: %s", why);
+        return -1;
+    }
     return 0;
 }
 #endif

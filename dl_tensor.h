@@ -183,13 +183,13 @@ DLDEF void dl_log_write(int level, const char *fmt, ...);         /* printf-styl
    allocated from the thread's current arena; dl_arena_reset frees all of it at once and keeps
    the memory, so a steady-state step calls malloc zero times. If no arena has been set, a
    per-thread default arena is created on first use (freed by dl_arena_free_default). */
-DLDEF dl_arena *dl_arena_new(size_t initial_bytes);     /* owned by caller: dl_arena_free */
+DLDEF dl_arena *dl_arena_new(size_t initial_bytes);     /* owned by caller: dl_arena_free; at most 2^46 */
 DLDEF void dl_arena_free(dl_arena *a);
 DLDEF void dl_arena_reset(dl_arena *a);                 /* everything allocated from a is gone */
 DLDEF dl_arena *dl_arena_use(dl_arena *a);              /* make a current; returns the previous */
 DLDEF dl_arena *dl_arena_current(void);
 DLDEF void dl_arena_free_default(void);
-DLDEF void *dl_arena_alloc(dl_arena *a, size_t bytes);  /* 64-byte aligned; NULL + error if out of memory */
+DLDEF void *dl_arena_alloc(dl_arena *a, size_t bytes);  /* 64-byte aligned; NULL + error if out of memory or over 2^46 */
 DLDEF size_t dl_arena_used(const dl_arena *a);          /* bytes in use since last reset */
 DLDEF size_t dl_arena_capacity(const dl_arena *a);      /* bytes held */
 
@@ -217,7 +217,8 @@ DLDEF float dl_item(const dl_tensor *t);        /* the single value of a 1-eleme
 DLDEF float dl_get(const dl_tensor *t, const int *index);  /* any dtype, strided, as float */
 DLDEF void dl_set(dl_tensor *t, const int *index, float v);
 DLDEF void dl_fill(dl_tensor *t, float value);
-DLDEF int dl_copy(dl_tensor *dst, const dl_tensor *src);  /* same shape and dtype, any strides; 0 on success */
+DLDEF int dl_copy(dl_tensor *dst, const dl_tensor *src);  /* same shape, any strides; 0 on success. Same dtype: exact;
+                                                             else converted as dl_set does (saturating, toward zero, NaN -> 0) */
 DLDEF char *dl_shape_str(const dl_tensor *t, char *buf, size_t size);  /* "[2, 3]" */
 
 /* ---- Views (no copy when possible; gradients flow back to the base) ------------------------ */
@@ -612,6 +613,9 @@ DLDEF dl_tensor *dl_pad2d(dl_tensor *x, int pad_left, int pad_right, int pad_top
      const char *keys[] = {"format"}, *values[] = {"dl"};
      if (dl_safetensors_save("out.safetensors", 2, names, ts, 1, keys, values) != 0) ...
 
+   Saving is atomic (through dl_file_writer, below): a failed save (full disk, bad tensor) returns
+   -1 and leaves the previous file at path as it was.
+
    With DL_NO_STDIO only the memory functions (parse, serialize) exist. */
 
 typedef struct dl_safetensors dl_safetensors;   /* a loaded file: tensors + metadata, owns all memory */
@@ -636,6 +640,26 @@ DLDEF const char *dl_safetensors_meta(const dl_safetensors *st, const char *key)
 DLDEF int dl_safetensors_save(const char *path, int n, const char *const *names, dl_tensor *const *tensors,
                               int n_meta, const char *const *meta_keys, const char *const *meta_values); /* 0 on success, else -1 + dl_error() */
 #endif
+/* ---- Files written whole: every file the dl headers save goes through a dl_file_writer ----
+   Bytes go to a temporary file in path's directory ("<path>.tmp-<pid>-<n>"); commit checks every
+   write, flushes the data to disk (fsync), closes and renames the temporary over path. So path
+   holds either its previous content or all of the new one, after any failure (a full disk, a
+   crash, a signal), and no temporary file is left behind by a failure that returns. Messages
+   name the path and the system's reason (strerror); callers put their own name in front. On systems without POSIX I/O, writes go through
+   stdio and the rename is not atomic on Windows (the old file is removed first).
+
+     dl_file_writer *w = dl_file_writer_open("out.bin");   // NULL + dl_error()
+     if (!w) return -1;
+     dl_file_writer_write(w, bytes, n);                     // errors stick: check at commit
+     if (dl_file_writer_commit(w) != 0) return -1;          // frees w either way */
+typedef struct dl_file_writer dl_file_writer;
+#ifndef DL_NO_STDIO
+DLDEF dl_file_writer *dl_file_writer_open(const char *path); /* owned: freed by _commit or _abort */
+DLDEF int dl_file_writer_write(dl_file_writer *w, const void *p, size_t n); /* 0, or -1 + dl_error() (and commit fails) */
+DLDEF int dl_file_writer_commit(dl_file_writer *w); /* 0: path has the bytes; -1 + dl_error(): path untouched. Frees w */
+DLDEF void dl_file_writer_abort(dl_file_writer *w);  /* drops the temporary file; frees w; NULL is fine */
+#endif
+
 /* The same file in memory: returns its size in bytes and writes it to out when out != NULL and
    capacity >= that size (call once with out == NULL to learn the size). Returns 0 on error. */
 DLDEF size_t dl_safetensors_serialize(int n, const char *const *names, dl_tensor *const *tensors,
@@ -666,12 +690,13 @@ DLDEF size_t dl_safetensors_serialize(int n, const char *const *names, dl_tensor
 #error "define all of DL_MALLOC, DL_REALLOC and DL_FREE, or none of them"
 #endif
 
-/* ==== Core: errors, arenas, tensors, views, autograd, RNG ==================================== */
+/* ==== Core: errors, arenas, tensors, views, autograd, RNG (tests: tests/test_core.c) ========== */
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdarg.h>
 #include <math.h>
+#include <limits.h>
 
 #if defined(__cplusplus) && __cplusplus >= 201103L
 #define DL__TLS thread_local
@@ -804,9 +829,14 @@ struct dl_arena {
 
 #define DL__ALIGN 64
 
+/* Blocks and single allocations are capped well below SIZE_MAX, so no size arithmetic wraps. */
+#define DL__ARENA_MAX_BYTES ((size_t)1 << 46)
+
 static dl__block *dl__block_new(size_t size) {
-    dl__block *b = (dl__block *)DL_MALLOC(sizeof(dl__block) + size + DL__ALIGN);
+    dl__block *b;
     uintptr_t p;
+    if (size > DL__ARENA_MAX_BYTES) return NULL;
+    b = (dl__block *)DL_MALLOC(sizeof(dl__block) + size + DL__ALIGN);
     if (!b) return NULL;
     b->next = NULL;
     b->size = size;
@@ -821,8 +851,12 @@ DLDEF dl_arena *dl_arena_new(size_t initial_bytes) {
     dl_arena *a = (dl_arena *)DL_MALLOC(sizeof(dl_arena));
     if (!a) return (dl_arena *)dl__fail("dl_arena_new: out of memory");
     if (initial_bytes < 4096) initial_bytes = 4096;
+    if (initial_bytes > DL__ARENA_MAX_BYTES) {
+        DL_FREE(a);
+        return (dl_arena *)dl__fail("dl_arena_new: %zu bytes is more than the limit of 2^46", initial_bytes);
+    }
     a->first = a->cur = dl__block_new(initial_bytes);
-    if (!a->first) { DL_FREE(a); return (dl_arena *)dl__fail("dl_arena_new: out of memory"); }
+    if (!a->first) { DL_FREE(a); return (dl_arena *)dl__fail("dl_arena_new: out of memory (%zu bytes)", initial_bytes); }
     a->used_total = 0;
     a->tape = NULL;
     return a;
@@ -847,6 +881,7 @@ DLDEF void dl_arena_reset(dl_arena *a) {
 DLDEF void *dl_arena_alloc(dl_arena *a, size_t bytes) {
     dl__block *b;
     if (!a) return dl__fail("dl_arena_alloc: no arena");
+    if (bytes > DL__ARENA_MAX_BYTES) return dl__fail("dl_arena_alloc: %zu bytes is more than the limit of 2^46", bytes);
     bytes = (bytes + DL__ALIGN - 1) & ~(size_t)(DL__ALIGN - 1);
     if (bytes == 0) bytes = DL__ALIGN;
     for (b = a->cur; b; b = b->next) {
@@ -857,7 +892,8 @@ DLDEF void *dl_arena_alloc(dl_arena *a, size_t bytes) {
         dl__block *last = a->cur;
         size_t size;
         while (last->next) last = last->next;
-        size = last->size * 2 > bytes ? last->size * 2 : bytes;
+        size = last->size > DL__ARENA_MAX_BYTES / 2 ? DL__ARENA_MAX_BYTES : last->size * 2;
+        if (size < bytes) size = bytes;
         b = dl__block_new(size);
         if (!b) return dl__fail("dl_arena_alloc: out of memory (%zu bytes)", bytes);
         last->next = b;
@@ -920,16 +956,22 @@ DLDEF const char *dl_dtype_name(dl_dtype dtype) {
     return "?";
 }
 
+#define DL__MAX_NUMEL ((size_t)1 << 40) /* no tensor has more elements (nor more in its nonzero axes) */
+
 /* Validates a shape and fills t's shape, contiguous strides and numel. Returns 0 on error. */
 static int dl__init_shape(dl_tensor *t, const char *op, dl_dtype dtype, int ndim, const int *shape) {
     int i;
-    size_t n = 1;
+    size_t n = 1, nz = 1; /* nz: product of the nonzero sizes, bounds the strides when numel is 0 */
     if (dl_dtype_size(dtype) == 0) { dl__fail("%s: unknown dtype %d", op, (int)dtype); return 0; }
     if (ndim < 0 || ndim > DL_MAX_DIMS) { dl__fail("%s: ndim %d out of range 0..%d", op, ndim, DL_MAX_DIMS); return 0; }
     if (ndim > 0 && !shape) { dl__fail("%s: shape is NULL", op); return 0; }
     for (i = 0; i < ndim; i++) {
         if (shape[i] < 0) { dl__fail("%s: negative dimension %d at axis %d", op, shape[i], i); return 0; }
-        if (shape[i] && n > ((size_t)1 << 40) / (size_t)shape[i]) { dl__fail("%s: shape too large", op); return 0; }
+        if (shape[i] && nz > DL__MAX_NUMEL / (size_t)shape[i]) {
+            dl__fail("%s: shape has more than 2^40 elements (axis %d of size %d)", op, i, shape[i]);
+            return 0;
+        }
+        if (shape[i]) nz *= (size_t)shape[i];
         n *= (size_t)shape[i];
     }
     memset(t, 0, sizeof *t);
@@ -1346,12 +1388,15 @@ DLDEF dl_tensor *dl_reshape(dl_tensor *x, int ndim, const int *shape) {
             infer = i;
         } else if (shape[i] < 0) {
             return (dl_tensor *)dl__fail("dl_reshape: negative dimension %d", shape[i]);
+        } else if (shape[i] && n > DL__MAX_NUMEL / (size_t)shape[i]) {
+            return (dl_tensor *)dl__fail("dl_reshape: shape has more than 2^40 elements (axis %d of size %d)", i, shape[i]);
         } else {
             n *= (size_t)shape[i];
         }
     }
     if (infer >= 0) {
         if (n == 0 || x->numel % n) return (dl_tensor *)dl__fail("dl_reshape: cannot infer -1 for %zu elements", x->numel);
+        if (x->numel / n > INT_MAX) return (dl_tensor *)dl__fail("dl_reshape: inferred size %zu is over INT_MAX", x->numel / n);
         sh[infer] = (int)(x->numel / n);
         n *= (size_t)sh[infer];
     }
@@ -1371,7 +1416,8 @@ DLDEF dl_tensor *dl_reshape(dl_tensor *x, int ndim, const int *shape) {
 }
 
 DLDEF dl_tensor *dl_flatten(dl_tensor *x, int start_dim, int end_dim) {
-    int sh[DL_MAX_DIMS], i, k = 0, prod = 1;
+    int sh[DL_MAX_DIMS], i, k = 0;
+    long long prod = 1;
     if (!x) return NULL;
     if (x->ndim == 0) { int one = 1; return dl_reshape(x, 1, &one); }
     if (start_dim < 0) start_dim += x->ndim;
@@ -1379,8 +1425,9 @@ DLDEF dl_tensor *dl_flatten(dl_tensor *x, int start_dim, int end_dim) {
     if (start_dim < 0 || end_dim >= x->ndim || start_dim > end_dim)
         return (dl_tensor *)dl__fail("dl_flatten: bad dims for a %d-d tensor", x->ndim);
     for (i = 0; i < start_dim; i++) sh[k++] = x->shape[i];
-    for (i = start_dim; i <= end_dim; i++) prod *= x->shape[i];
-    sh[k++] = prod;
+    for (i = start_dim; i <= end_dim; i++) prod *= x->shape[i]; /* <= numel <= 2^40: no overflow */
+    if (prod > INT_MAX) return (dl_tensor *)dl__fail("dl_flatten: flattened size %lld is over INT_MAX", prod);
+    sh[k++] = (int)prod;
     for (i = end_dim + 1; i < x->ndim; i++) sh[k++] = x->shape[i];
     return dl_reshape(x, k, sh);
 }
@@ -1430,12 +1477,12 @@ DLDEF dl_tensor *dl_slice(dl_tensor *x, int dim, int start, int stop, int step) 
     if (start > n) start = n;
     if (stop < 0) stop = 0;
     if (stop > n) stop = n;
-    len = stop > start ? (stop - start + step - 1) / step : 0;
+    len = stop > start ? (stop - start - 1) / step + 1 : 0; /* ceil((stop - start) / step), without overflow */
     v = dl__view_of(x);
     if (!v) return NULL;
     v->data = (char *)x->data + (ptrdiff_t)start * x->strides[dim] * (ptrdiff_t)dl_dtype_size(x->dtype);
     v->shape[dim] = len;
-    v->strides[dim] = x->strides[dim] * step;
+    v->strides[dim] = len > 1 ? x->strides[dim] * step : x->strides[dim]; /* a stride a huge step never walks */
     v->numel = len ? x->numel / (size_t)n * (size_t)len : 0;
     node = dl_record("slice", v, 1, &x, dl__slice_backward, sizeof(dl__view_ctx));
     if (node) {
@@ -1651,7 +1698,7 @@ DLDEF void dl_init_he_uniform(dl_tensor *t, int fan_in, dl_rng *r) {
 DLDEF void dl_init_he_normal(dl_tensor *t, int fan_in, dl_rng *r) {
     dl_fill_truncated_normal(t, 0.0f, sqrtf(2.0f / (float)fan_in) / DL__TRUNC_STD, r);
 }
-/* ==== GEMM: the one matrix multiply of the library ==========================================
+/* ==== GEMM: the one matrix multiply of the library (tests: tests/test_gemm.c) ====================
 
    C = alpha * op(A) @ op(B) + beta * C        row-major, op(X) = X or X^T
 
@@ -2769,7 +2816,9 @@ static int dl__num_threads;   /* 0 until decided */
 #ifdef DL__THREADS
 static int dl__default_num_threads(void) {
     const char *env = getenv("DL_NUM_THREADS");
-    int n = env ? atoi(env) : 0;
+    char *end;
+    long v = env ? strtol(env, &end, 10) : 0; /* not atoi: "4294967356" must not read as 60 */
+    int n = env && end != env && *end == 0 && v > 0 ? (v > 256 ? 256 : (int)v) : 0; /* garbage: the default */
     if (n <= 0) n = (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (n <= 0) n = 1;
     if (n > 256) n = 256;
@@ -3337,7 +3386,7 @@ DLDEF void dl_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, 
     if (job.n_tiles > 1) dl_parallel_for(job.n_tiles, dl__gemm_tile_task, &job);
     else dl__gemm_tile(&job, 0, m, 0, n);
 }
-/* ==== Elementwise math, reductions, shape ops ================================================= */
+/* ==== Elementwise math, reductions, shape ops (tests: tests/test_ops_math.c) ================== */
 
 /* ---- Argument checks (each sets a message naming the op and returns 0 on failure) ---- */
 
@@ -3955,6 +4004,7 @@ static void dl__concat_backward(dl_node *n) {
 
 DLDEF dl_tensor *dl_concat(int n, dl_tensor *const *xs, int axis) {
     int k, d, shape[DL_MAX_DIMS];
+    long long len;
     size_t outer, inner, total, off = 0, o, es;
     dl_tensor *x0, *out;
     dl_node *node;
@@ -3965,7 +4015,7 @@ DLDEF dl_tensor *dl_concat(int n, dl_tensor *const *xs, int axis) {
     if ((axis = dl__axis("dl_concat", axis, x0->ndim)) < 0) return NULL;
     memcpy(shape, x0->shape, sizeof shape);
     shape[axis] = 0;
-    for (k = 0; k < n; k++) {
+    for (k = 0, len = 0; k < n; k++) {
         dl_tensor *x = xs[k];
         char s1[64], s2[64];
         if (!dl__check_cpu("dl_concat", x)) return NULL;
@@ -3975,8 +4025,9 @@ DLDEF dl_tensor *dl_concat(int n, dl_tensor *const *xs, int axis) {
         if (x->ndim != x0->ndim || d < x0->ndim)
             return (dl_tensor *)dl__fail("dl_concat: tensor %d has shape %s, tensor 0 has %s (must match except on axis %d)", k,
                                          dl_shape_str(x, s1, sizeof s1), dl_shape_str(x0, s2, sizeof s2), axis);
-        shape[axis] += x->shape[axis];
+        if ((len += x->shape[axis]) > INT_MAX) return (dl_tensor *)dl__fail("dl_concat: concatenated axis %d is over INT_MAX", axis);
     }
+    shape[axis] = (int)len;
     out = dl_tmp_uninit(x0->dtype, x0->ndim, shape);
     if (!out) return NULL;
     es = dl_dtype_size(x0->dtype);
@@ -4002,7 +4053,7 @@ DLDEF int dl_split(dl_tensor *x, int axis, int n, const int *sizes, dl_tensor **
     if (!sizes && x->shape[axis] % n) { dl__fail("dl_split: axis %d of size %d does not split into %d equal parts", axis, x->shape[axis], n); return -1; }
     for (k = 0; k < n; k++) {
         int len = sizes ? sizes[k] : x->shape[axis] / n;
-        if (len < 0 || start + len > x->shape[axis]) break;
+        if (len < 0 || len > x->shape[axis] - start) break;
         start += len;
     }
     if (k < n || start != x->shape[axis]) { dl__fail("dl_split: sizes do not add up to %d (axis %d)", x->shape[axis], axis); return -1; }
@@ -4250,7 +4301,7 @@ DLDEF dl_tensor *dl_broadcast_to(dl_tensor *x, int ndim, const int *shape) {
     dl_record("broadcast_to", out, 1, &x, dl__broadcast_to_backward, 0);
     return out;
 }
-/* ==== Matrix products, activations, softmax, losses ========================================== */
+/* ==== Matrix products, activations, softmax, losses (tests: tests/test_ops_nn.c) ============== */
 
 /* 1 if x is an f32 tensor on the CPU; else sets "op: what ..." and returns 0. */
 static int dl__nn_check(const char *op, const dl_tensor *x, const char *what) {
@@ -5051,7 +5102,7 @@ DLDEF dl_tensor *dl_huber(dl_tensor *pred, dl_tensor *target, float delta) {
 DLDEF dl_tensor *dl_bce_with_logits(dl_tensor *logits, dl_tensor *targets) {
     return dl__loss("dl_bce_with_logits", DL__BCE_LOGITS, logits, targets, 0);
 }
-/* ==== Normalization, dropout, embedding, Gram matrix ========================================= */
+/* ==== Normalization, dropout, embedding, Gram matrix (tests: tests/test_ops_norm.c) =========== */
 
 /* ---- The normalization engine ----
    Batch, instance and layer norm are one computation on x viewed as contiguous [A, G, B]:
@@ -5675,7 +5726,7 @@ DLDEF dl_tensor *dl_gram(dl_tensor *x) {
     }
     return y;
 }
-/* ==== Convolution, pooling, padding, upsampling ================================================
+/* ==== Convolution, pooling, padding, upsampling (tests: tests/test_ops_conv.c) ===================
 
    All convolution work is written in terms of one geometry and three per-image products with a
    weight matrix M [rows, K], where K = c*kh*kw and col = im2col(img) is [K, oh*ow]:
@@ -5741,10 +5792,35 @@ static int dl__conv_window(dl__conv_geom *g, const dl_conv_opts *opts, int kh, i
     return 1;
 }
 
-/* (in + 2p - d(k-1) - 1) / s + 1, or 0 when the dilated kernel does not fit the padded input. */
+/* (in + 2p - d(k-1) - 1) / s + 1, or 0 when the dilated kernel does not fit the padded input
+   (or the sizes are beyond dl__conv_sizes_ok's limits, which then names them). */
 static int dl__conv_out_size(int in, int k, int s, int p, int d) {
     long long e = (long long)in + 2LL * p - (long long)d * (k - 1) - 1;
-    return e < 0 ? 0 : (int)(e / s + 1);
+    return e < 0 || e / s + 1 > INT_MAX ? 0 : (int)(e / s + 1);
+}
+
+/* The kernels index with int: the padded image side, the dilated kernel, a plane on either side
+   and (convolutions, k_cols) the im2col rows c*kh*kw must each fit in an int. 0 + message if not. */
+static int dl__conv_sizes_ok(const dl__conv_geom *g, int k_cols, const char *op) {
+    long long pad_h = (long long)g->h + 2LL * g->ph, pad_w = (long long)g->w + 2LL * g->pw;
+    long long ker_h = (long long)g->dh * (g->kh - 1) + 1, ker_w = (long long)g->dw * (g->kw - 1) + 1;
+    if (pad_h > INT_MAX || pad_w > INT_MAX) {
+        dl__fail("%s: padded input %lldx%lld is over INT_MAX (input %dx%d, padding %dx%d)", op, pad_h, pad_w, g->h, g->w, g->ph, g->pw);
+        return 0;
+    }
+    if (ker_h > INT_MAX || ker_w > INT_MAX) {
+        dl__fail("%s: dilated kernel %lldx%lld is over INT_MAX (kernel %dx%d, dilation %dx%d)", op, ker_h, ker_w, g->kh, g->kw, g->dh, g->dw);
+        return 0;
+    }
+    if ((long long)g->h * g->w > INT_MAX || (long long)g->oh * g->ow > INT_MAX) {
+        dl__fail("%s: planes %dx%d -> %dx%d have over INT_MAX pixels", op, g->h, g->w, g->oh, g->ow);
+        return 0;
+    }
+    if (k_cols && (long long)g->c * g->kh * g->kw > INT_MAX) {
+        dl__fail("%s: %d channels x kernel %dx%d is over INT_MAX", op, g->c, g->kh, g->kw);
+        return 0;
+    }
+    return 1;
 }
 
 /* Sets [lo, hi) to the j in [0, count) with 0 <= off + j*step < size. */
@@ -6148,6 +6224,7 @@ DLDEF dl_tensor *dl_conv2d(dl_tensor *x, dl_tensor *w, dl_tensor *b, const dl_co
     g.w = x->shape[3];
     g.oh = dl__conv_out_size(g.h, g.kh, g.sh, g.ph, g.dh);
     g.ow = dl__conv_out_size(g.w, g.kw, g.sw, g.pw, g.dw);
+    if (!dl__conv_sizes_ok(&g, 1, op)) return NULL;
     if (g.oh < 1 || g.ow < 1)
         return (dl_tensor *)dl__fail("%s: kernel %dx%d (dilation %dx%d) is larger than the padded input %dx%d (padding %dx%d)", op,
                                      g.kh, g.kw, g.dh, g.dw, g.h + 2 * g.ph, g.w + 2 * g.pw, g.ph, g.pw);
@@ -6214,6 +6291,7 @@ DLDEF dl_tensor *dl_conv_transpose2d(dl_tensor *x, dl_tensor *w, dl_tensor *b, c
     g.w = (int)size[1];
     g.oh = x->shape[2];
     g.ow = x->shape[3];
+    if (!dl__conv_sizes_ok(&g, 1, op)) return NULL;
     shape[0] = x->shape[0];
     shape[1] = g.c;
     shape[2] = g.h;
@@ -6420,7 +6498,7 @@ static dl_tensor *dl__pool2d(dl_tensor *x, int kh, int kw, const dl_conv_opts *o
     if (!is_max && (g->dh != 1 || g->dw != 1)) return (dl_tensor *)dl__fail("%s: dilation is not supported (torch has none)", op);
     for (i = 0; i < 2; i++) {
         int k = i ? g->kw : g->kh, d = i ? g->dw : g->dh, p = i ? g->pw : g->ph;
-        if (p > ((k - 1) * d + 1) / 2)
+        if (p > ((long long)(k - 1) * d + 1) / 2)
             return (dl_tensor *)dl__fail("%s: padding %d must be at most half the kernel %d (dilation %d), as in torch", op, p, k, d);
     }
     g->c = x->shape[1];
@@ -6428,6 +6506,7 @@ static dl_tensor *dl__pool2d(dl_tensor *x, int kh, int kw, const dl_conv_opts *o
     g->w = x->shape[3];
     g->oh = dl__conv_out_size(g->h, g->kh, g->sh, g->ph, g->dh);
     g->ow = dl__conv_out_size(g->w, g->kw, g->sw, g->pw, g->dw);
+    if (!dl__conv_sizes_ok(g, 0, op)) return NULL;
     if (g->oh < 1 || g->ow < 1)
         return (dl_tensor *)dl__fail("%s: kernel %dx%d (dilation %dx%d) is larger than the padded input %dx%d", op, g->kh, g->kw, g->dh,
                                      g->dw, g->h + 2 * g->ph, g->w + 2 * g->pw);
@@ -6592,7 +6671,7 @@ DLDEF dl_tensor *dl_pad2d(dl_tensor *x, int pad_left, int pad_right, int pad_top
     for (i = 0; i < c.ow; i++) map[c.oh + i] = dl__pad2d_source(i, pad_left, w, mode);
     return dl__remap2d(x, &c, mode == DL_PAD_ZERO ? "pad2d_zero" : "pad2d_reflect");
 }
-/* ==== Files: safetensors =======================================================================
+/* ==== Files: safetensors (tests: tests/test_safetensors.c, tests/fuzz_safetensors.c) =============
    Reading: dl__st_build parses the JSON header twice with the same code: a measuring pass that
    validates everything and counts (tensors, metadata entries, string bytes, converted data
    bytes) without allocating, then one allocation of exactly that size and a filling pass. The
@@ -7486,12 +7565,126 @@ DLDEF size_t dl_safetensors_serialize(int n, const char *const *names, dl_tensor
 }
 
 #ifndef DL_NO_STDIO
-static int dl__st_write_file(void *ctx, const void *p, size_t n) { return fwrite(p, 1, n, (FILE *)ctx) == n ? 0 : -1; }
+/* ---- Files written whole: a temporary file next to the target, renamed over it ---- */
+
+#if defined(__unix__) || defined(__APPLE__)
+#define DL__POSIX_IO 1
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+#else
+#include <errno.h>
+#endif
+
+struct dl_file_writer {
+#ifdef DL__POSIX_IO
+    int fd;
+#else
+    FILE *f;
+#endif
+    int failed;          /* a write failed: the message is set, commit will fail */
+    char *path, *tmp;    /* inside this allocation */
+};
+
+static unsigned dl__file_counter; /* names temporaries apart within a process (a race only makes open retry) */
+
+DLDEF dl_file_writer *dl_file_writer_open(const char *path) {
+    size_t len;
+    dl_file_writer *w;
+    int attempt;
+    if (!path || !*path) return (dl_file_writer *)dl__fail("dl_file_writer_open: empty path");
+    len = strlen(path);
+    w = (dl_file_writer *)DL_MALLOC(sizeof *w + 2 * len + 64);
+    if (!w) return (dl_file_writer *)dl__fail("dl_file_writer_open: out of memory");
+    w->failed = 0;
+    w->path = (char *)(w + 1);
+    w->tmp = w->path + len + 1;
+    memcpy(w->path, path, len + 1);
+    for (attempt = 0; attempt < 100; attempt++) { /* a name nobody else holds, created exclusively */
+        unsigned n = dl__file_counter++;
+#ifdef DL__POSIX_IO
+        snprintf(w->tmp, len + 63, "%s.tmp-%ld-%u", path, (long)getpid(), n);
+        w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
+        if (w->fd >= 0) return w;
+#else
+        snprintf(w->tmp, len + 63, "%s.tmp-%u-%u", path, (unsigned)(size_t)w & 0xffffu, n);
+        w->f = fopen(w->tmp, "wbx"); /* C11 exclusive mode; a C99 library may ignore the x */
+        if (w->f) return w;
+#endif
+        if (errno != EEXIST) break;
+    }
+    dl__fail("cannot open '%s' for writing (a temporary file next to it): %s", path, strerror(errno));
+    DL_FREE(w);
+    return NULL;
+}
+
+DLDEF int dl_file_writer_write(dl_file_writer *w, const void *p, size_t n) {
+    const char *c = (const char *)p;
+    if (!w) { dl__fail("dl_file_writer_write: NULL writer"); return -1; }
+    if (w->failed) return -1;
+#ifdef DL__POSIX_IO
+    while (n > 0) { /* write may take fewer bytes than asked, or be interrupted */
+        ssize_t k = write(w->fd, c, n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            dl__fail("cannot write '%s': %s", w->path, k < 0 ? strerror(errno) : "no progress");
+            w->failed = 1;
+            return -1;
+        }
+        c += k;
+        n -= (size_t)k;
+    }
+#else
+    if (n && fwrite(c, 1, n, w->f) != n) {
+        dl__fail("cannot write '%s': %s", w->path, strerror(errno));
+        w->failed = 1;
+        return -1;
+    }
+#endif
+    return 0;
+}
+
+DLDEF void dl_file_writer_abort(dl_file_writer *w) {
+    if (!w) return;
+#ifdef DL__POSIX_IO
+    if (w->fd >= 0) close(w->fd);
+#else
+    if (w->f) fclose(w->f);
+#endif
+    remove(w->tmp);
+    DL_FREE(w);
+}
+
+DLDEF int dl_file_writer_commit(dl_file_writer *w) {
+    int ok;
+    if (!w) { dl__fail("dl_file_writer_commit: NULL writer"); return -1; }
+    if (w->failed) { dl_file_writer_abort(w); return -1; } /* keeps the write's message */
+#ifdef DL__POSIX_IO
+    ok = fsync(w->fd) == 0 || errno == EINVAL || errno == EROFS; /* EINVAL, EROFS: fsync does not apply (a pipe, /dev/null) */
+    if (!ok) dl__fail("cannot write '%s': fsync: %s", w->path, strerror(errno));
+    if (close(w->fd) != 0 && ok) { ok = 0; dl__fail("cannot write '%s': close: %s", w->path, strerror(errno)); }
+    w->fd = -1;
+#else
+    ok = fflush(w->f) == 0;
+    if (!ok) dl__fail("cannot write '%s': %s", w->path, strerror(errno));
+    if (fclose(w->f) != 0 && ok) { ok = 0; dl__fail("cannot write '%s': %s", w->path, strerror(errno)); }
+    w->f = NULL;
+#ifdef _WIN32
+    if (ok) remove(w->path); /* rename does not replace an existing file there */
+#endif
+#endif
+    if (ok && rename(w->tmp, w->path) != 0) { ok = 0; dl__fail("cannot write '%s': rename: %s", w->path, strerror(errno)); }
+    if (!ok) remove(w->tmp);
+    DL_FREE(w);
+    return ok ? 0 : -1;
+}
+
+static int dl__st_write_file(void *ctx, const void *p, size_t n) { return dl_file_writer_write((dl_file_writer *)ctx, p, n); }
 
 DLDEF int dl_safetensors_save(const char *path, int n, const char *const *names, dl_tensor *const *tensors, int n_meta,
                               const char *const *meta_keys, const char *const *meta_values) {
     dl__st_parser ps;
-    FILE *f;
+    dl_file_writer *w;
     size_t size;
     if (!path) { dl__fail("dl_safetensors_save: path is NULL"); return -1; }
     /* Validate before touching the file, so that a bad call leaves an existing file intact. */
@@ -7499,11 +7692,27 @@ DLDEF int dl_safetensors_save(const char *path, int n, const char *const *names,
         dl__fail("dl_safetensors_save: %s", ps.err);
         return -1;
     }
-    f = fopen(path, "wb");
-    if (!f) { dl__fail("dl_safetensors_save: cannot open '%s' for writing", path); return -1; }
-    size = dl__st_write_all(&ps, n, names, tensors, n_meta, meta_keys, meta_values, dl__st_write_file, f, 0);
-    if (fclose(f) != 0 && size) { size = 0; dl__st_err(&ps, "write failed"); }
-    if (!size) { dl__fail("dl_safetensors_save: '%s': %s", path, ps.err); return -1; }
+    /* The whole file goes to a temporary renamed over path: a failure leaves the old file whole. */
+    if (!(w = dl_file_writer_open(path))) {
+        char why[sizeof dl__error_msg];
+        snprintf(why, sizeof why, "%s", dl_error());
+        dl__fail("dl_safetensors_save: %s", why);
+        return -1;
+    }
+    size = dl__st_write_all(&ps, n, names, tensors, n_meta, meta_keys, meta_values, dl__st_write_file, w, 0);
+    if (!size) { /* the writer's message says why (path and strerror), else the serializer's */
+        char why[sizeof dl__error_msg];
+        snprintf(why, sizeof why, "%s", w->failed ? dl_error() : ps.err);
+        dl_file_writer_abort(w);
+        dl__fail("dl_safetensors_save: %s", why);
+        return -1;
+    }
+    if (dl_file_writer_commit(w) != 0) {
+        char why[sizeof dl__error_msg];
+        snprintf(why, sizeof why, "%s", dl_error());
+        dl__fail("dl_safetensors_save: %s", why);
+        return -1;
+    }
     return 0;
 }
 #endif

@@ -1,4 +1,6 @@
 /* Core of dl_tensor.h: arenas, tensors, views, the tape, user-defined ops, gradcheck, RNG. */
+#include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "count_alloc.h"
@@ -277,6 +279,55 @@ static void test_version(void) {
     }
 }
 
+/* Absurd sizes fail with a message; no size arithmetic wraps into a small or wrong result. */
+static void test_absurd_sizes(void) {
+    dl_arena *a = dl_arena_new(0);
+    dl_tensor *x, *v, *xs[2];
+    int i;
+    float vals[5] = {0, 1, 2, 3, 4};
+    dl_clear_error();
+    CHECK(dl_arena_alloc(a, SIZE_MAX) == NULL, "SIZE_MAX bytes must fail, not round to 64");
+    CHECK(strstr(dl_error(), "dl_arena_alloc") != NULL, "message: %s", dl_error());
+    CHECK(dl_arena_alloc(a, SIZE_MAX - 8) == NULL, "SIZE_MAX - 8 bytes");
+    dl_arena_free(a);
+    dl_clear_error();
+    CHECK(dl_arena_new(SIZE_MAX - 8) == NULL, "an arena of SIZE_MAX - 8 bytes");
+    CHECK(strstr(dl_error(), "dl_arena_new") != NULL, "message: %s", dl_error());
+    /* a zero axis first: numel is 0, but the strides would be INT_MAX^3 */
+    dl_clear_error();
+    CHECK(dl_tensor_new(DL_DTYPE_F32, 4, DL_SHAPE(0, INT_MAX, INT_MAX, INT_MAX)) == NULL, "strides overflow");
+    CHECK(strstr(dl_error(), "dl_tensor_new") != NULL, "message: %s", dl_error());
+    CHECK(dl_tmp(DL_DTYPE_F32, 3, DL_SHAPE(INT_MAX, INT_MAX, 4)) == NULL, "numel over 2^40");
+    x = dl_tmp_from(DL_DTYPE_F32, 1, DL_SHAPE(5), vals);
+    for (i = 0; i < 2; i++) { /* a step near INT_MAX takes one element, as in Python */
+        v = dl_slice(x, 0, 1, 5, INT_MAX - i);
+        CHECK(v && v->shape[0] == 1 && v->numel == 1, "slice with step INT_MAX - %d", i);
+        if (v) CHECK(dl_f32(v)[0] == 1.0f, "x[1::huge]");
+    }
+    v = dl_slice(x, 0, INT_MIN, INT_MAX, INT_MAX);
+    CHECK(v && v->numel == 1 && dl_f32(v)[0] == 0.0f, "x[-big:big:huge]");
+    /* reshape: 8 axes of INT_MAX multiply (mod 2^64) to a small number */
+    dl_clear_error();
+    CHECK(dl_reshape(x, 8, DL_SHAPE(INT_MAX, INT_MAX, INT_MAX, INT_MAX, INT_MAX, INT_MAX, INT_MAX, INT_MAX)) == NULL, "reshape");
+    CHECK(strstr(dl_error(), "dl_reshape") != NULL, "message: %s", dl_error());
+    /* flatten of 2^16 x 2^16: the product is over INT_MAX (zero axis keeps it cheap) */
+    x = dl_tmp(DL_DTYPE_F32, 3, DL_SHAPE(0, 65536, 65536));
+    dl_clear_error();
+    CHECK(x && dl_flatten(x, 1, 2) == NULL, "flatten to 2^32");
+    CHECK(strstr(dl_error(), "dl_flatten") != NULL, "message: %s", dl_error());
+    xs[0] = xs[1] = dl_tmp(DL_DTYPE_F32, 2, DL_SHAPE(0, INT_MAX));
+    dl_clear_error();
+    CHECK(dl_concat(2, xs, 1) == NULL, "concat of two INT_MAX axes");
+    CHECK(strstr(dl_error(), "dl_concat") != NULL, "message: %s", dl_error());
+    {
+        dl_tensor *outs[2];
+        x = dl_tmp(DL_DTYPE_F32, 1, DL_SHAPE(4));
+        CHECK(dl_split(x, 0, 2, DL_SHAPE(2, INT_MAX), outs) == -1, "split sizes overflow");
+    }
+    dl_clear_error();
+    dl_arena_reset(dl_arena_current());
+}
+
 int main(void) {
     (void)count_realloc; /* counted too, should the library ever realloc */
     RUN(test_tensor_basics);
@@ -289,6 +340,7 @@ int main(void) {
     RUN(test_steady_state_no_malloc);
     RUN(test_rng);
     RUN(test_version);
+    RUN(test_absurd_sizes);
     dl_arena_free_default();
     return test_summary();
 }

@@ -1,6 +1,7 @@
 /* Data section of dl_nn.h: gzip/inflate, IDX, CSV, image folders, batching, splits, transforms.
    Image-folder tests need Debian's libstb-dev (<stb/stb_image.h>); they are skipped without it. */
 #define _POSIX_C_SOURCE 200809L /* mkdir, getpid for the temporary image folder */
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -431,6 +432,8 @@ static void test_csv_bad(void) {
         {"0,1,2\n1,2,3abc\n", "line 2, column 3"},
         {"0,1,nan\n", "line 1, column 3"},
         {"0,1,inf\n", "line 1, column 3"},
+        {"0,1,2\n1,2,1e39\n", "line 2, column 3: '1e39' overflows float"},   /* finite as a double, inf as a float */
+        {"0,-3.5e38,2\n", "line 1, column 2: '-3.5e38' overflows float"},
         {"0.5,1,2\n", "label '0.5'"},
         {"-1,1,2\n", "label '-1'"},
         {"", "no data rows"},
@@ -718,6 +721,36 @@ static void test_crop(void) {
     dl_arena_reset(dl_arena_current());
 }
 
+/* Counters and sizes at their limits: errors, never signed overflow. */
+static void test_batcher_crop_limits(void) {
+    dl_dataset *ds = counting_dataset(3);
+    dl_batcher *b = dl_batcher_new(ds, INT_MAX, NULL);
+    dl_tensor *x, *y, *img = dl_tensor_new(DL_DTYPE_F32, 4, DL_SHAPE(1, 1, 2, 2));
+    dl_rng r;
+    int rc;
+    CHECK(b && dl_batcher_num_batches(b) == 1, "batch INT_MAX: one batch (n + batch - 1 overflowed)");
+    dl_batcher_free(b);
+    b = dl_batcher_new(ds, 2, NULL);
+    dl_batcher_set_epoch(b, INT_MAX);
+    CHECK(dl_batcher_epoch(b) == INT_MAX, "set_epoch");
+    CHECK(dl_batcher_next(b, &x, &y) == 1 && dl_batcher_next(b, &x, &y) == 1, "the last epoch is served");
+    dl_clear_error();
+    rc = dl_batcher_next(b, &x, &y); /* the epoch counter cannot move past INT_MAX */
+    CHECK(rc == -1 && strstr(dl_error(), "epoch"), "rc %d: %s", rc, dl_error());
+    CHECK(dl_batcher_epoch(b) == INT_MAX, "epoch kept");
+    dl_batcher_set_epoch(b, 0);
+    CHECK(dl_batcher_next(b, &x, &y) == 1, "restarted: %s", dl_error());
+    dl_batcher_free(b);
+    free_counting(ds);
+    dl_rng_seed(&r, 1);
+    dl_clear_error();
+    CHECK(dl_random_crop(img, INT_MAX, &r) == -1 && strstr(dl_error(), "pad"), "pad INT_MAX: %s", dl_error());
+    CHECK(dl_random_crop(img, (INT_MAX - 1) / 2, &r) == 0, "the largest pad: %s", dl_error());
+    CHECK(dl_random_crop(img, (INT_MAX - 1) / 2 + 1, &r) == -1, "2 * pad + 1 over INT_MAX");
+    dl_tensor_free(img);
+    dl_arena_reset(dl_arena_current());
+}
+
 int main(void) {
     (void)count_realloc; /* DL_REALLOC is used only by the image-folder code */
     RUN(test_crc32);
@@ -740,6 +773,7 @@ int main(void) {
     RUN(test_normalize);
     RUN(test_flip);
     RUN(test_crop);
+    RUN(test_batcher_crop_limits);
     dl_arena_free_default();
     return test_summary();
 }

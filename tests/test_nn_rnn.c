@@ -1,6 +1,7 @@
 /* Recurrent layers of dl_nn.h (SimpleRNN, LSTM, GRU) and the Orthogonal initializer.
    Reference numbers: tests/data/rnn_parity.safetensors, written by tools/make_rnn_fixtures.py
    from torch.nn.RNN / LSTM / GRU 1.13 with Keras-layout weights mapped to torch's. */
+#include <limits.h>
 #define DL_IMPLEMENTATION
 #include "../dl_nn.h"
 #include "test.h"
@@ -249,6 +250,17 @@ static void test_errors(void) {
     CHECK(dl_LSTM(0, 0) == NULL && strstr(dl_error(), "units"), "units 0: %s", dl_error());
     CHECK(dl_GRU(-3, 1) == NULL, "negative units");
     CHECK(dl_SimpleRNN(0, 1) == NULL, "units 0");
+    l = dl_LSTM(INT_MAX / 4 + 1, 0); /* 4 * units (5 * units in the cell) would overflow an int */
+    CHECK(l == NULL && strstr(dl_error(), "units"), "huge units: %s", dl_error());
+    dl_layer_free(l);
+    l = dl_GRU(INT_MAX / 5 + 1, 0);
+    CHECK(l == NULL, "huge GRU units");
+    dl_layer_free(l);
+    l = dl_SimpleRNN(2, 0); /* steps x batch over INT_MAX (no features: nothing allocated) */
+    dl_clear_error();
+    y = dl_layer_call(l, dl_tmp(DL_DTYPE_F32, 3, DL_SHAPE(65536, 65536, 0)), 0);
+    CHECK(y == NULL && strstr(dl_error(), "INT_MAX"), "T x B: %s", dl_error());
+    dl_layer_free(l);
 
     l = dl_LSTM(4, 0);
     y = dl_layer_call(l, dl_tmp(DL_DTYPE_F32, 2, DL_SHAPE(2, 3)), 0); /* no time axis */

@@ -52,6 +52,7 @@
        y = F.max_pool2d(x, 2); y.sum().backward()
        dump("tie_y", y); dump("tie_dx", x.grad)
 */
+#include <limits.h>
 #define DL_IMPLEMENTATION
 #include "../dl_tensor.h"
 #include "test.h"
@@ -515,6 +516,28 @@ static void test_threads_same_bits(void) {
         CHECK(strstr(dl_error(), word) != NULL, "message of %s: '%s'", #expr, dl_error());        \
     } while (0)
 
+/* Absurd sizes are rejected with a message, never wrapped into a wrong output size. */
+static void test_absurd_sizes(void) {
+    dl_tensor *x = dl_tmp(DL_DTYPE_F32, 4, DL_SHAPE(1, 1, 4, 4));
+    dl_tensor *w = dl_tmp(DL_DTYPE_F32, 4, DL_SHAPE(1, 1, 3, 3));
+    dl_tensor *x2 = dl_tmp(DL_DTYPE_F32, 4, DL_SHAPE(1, 1, 2, 2));
+    dl_conv_opts o;
+    o = opts(1, 1, INT_MAX, 0, 0, 0, 0, 0); /* padding INT_MAX: (4 + 2p - 3) / 1 + 1 wraps an int */
+    CHECK_FAILS(dl_conv2d(x, w, NULL, &o), "dl_conv2d: padded input");
+    o = opts(1, 1, 0, 0, INT_MAX, 1, 0, 0); /* dilation INT_MAX: d * (k - 1) overflows */
+    CHECK_FAILS(dl_conv2d(x, w, NULL, &o), "dl_conv2d: dilated kernel");
+    o = opts(50000, 50000, 0, 0, 0, 0, 0, 0); /* 2x2 input, stride 50000: planes of 50003^2 floats */
+    CHECK_FAILS(dl_conv_transpose2d(x2, w, NULL, &o), "over INT_MAX pixels");
+    o = opts(1, 1, 1, 1, INT_MAX, INT_MAX, 0, 0); /* the pooling check (k - 1) * d + 1 overflowed */
+    CHECK_FAILS(dl_max_pool2d(x, 3, 3, &o), "dl_max_pool2d");
+    o = opts(1, 1, 0, 0, 0, 0, 0, 0);
+    CHECK_FAILS(dl_max_pool2d(x, INT_MAX, 1, &o), "dl_max_pool2d");
+    CHECK_FAILS(dl_upsample_nearest2d(x, INT_MAX, 1), "too large");
+    CHECK_FAILS(dl_pad2d(x, INT_MAX, INT_MAX, 0, 0, DL_PAD_ZERO), "too large");
+    dl_clear_error();
+    dl_arena_reset(dl_arena_current());
+}
+
 static void test_errors(void) {
     dl_tensor *x = dl_tmp(DL_DTYPE_F32, 4, DL_SHAPE(1, 3, 4, 4));
     dl_tensor *w = dl_tmp(DL_DTYPE_F32, 4, DL_SHAPE(2, 3, 3, 3));
@@ -571,6 +594,7 @@ int main(void) {
     RUN(test_pool_pad_upsample_gradcheck);
     RUN(test_threads_same_bits);
     RUN(test_errors);
+    RUN(test_absurd_sizes);
     dl_arena_free_default();
     return test_summary();
 }

@@ -5,7 +5,14 @@
 
    ./build/test_safetensors --write-fixture tests/data/from_dl.safetensors   rewrites dl's fixture
    (then run tools/make_fixtures.py to check it in Python). */
+#define _XOPEN_SOURCE 700 /* fork, setrlimit, opendir: the full-disk test */
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static size_t test_largest_malloc;
 static void *test_malloc(size_t n) {
@@ -566,6 +573,71 @@ static void test_writer_errors(void) {
     dl_tensor_free(gpu);
 }
 
+/* Files in tmp_path's directory whose names start with tmp_path's name + ".tmp-": leftovers. */
+static int count_temporaries(void) {
+    char dir[512], prefix[600];
+    const char *slash = strrchr(tmp_path, '/');
+    DIR *d;
+    struct dirent *e;
+    int n = 0;
+    if (slash) { snprintf(dir, sizeof dir, "%.*s", (int)(slash - tmp_path), tmp_path); snprintf(prefix, sizeof prefix, "%s.tmp-", slash + 1); }
+    else { snprintf(dir, sizeof dir, "."); snprintf(prefix, sizeof prefix, "%s.tmp-", tmp_path); }
+    if (!(d = opendir(dir))) return -1;
+    while ((e = readdir(d)) != NULL) n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+    closedir(d);
+    return n;
+}
+
+/* A save that fails (here: a full disk, simulated by RLIMIT_FSIZE in a child) leaves the
+   previous file whole and no temporary file behind. */
+static void test_save_is_atomic(void) {
+    static const int small[1] = {16}, big[1] = {100000};
+    dl_tensor *a = dl_tensor_new(DL_DTYPE_F32, 1, small), *b = dl_tensor_new(DL_DTYPE_F32, 1, big);
+    const char *names[1] = {"w"};
+    dl_safetensors *st;
+    pid_t pid;
+    int i, status = -1;
+    for (i = 0; i < 16; i++) dl_f32(a)[i] = (float)i * 0.5f;
+    for (i = 0; i < 100000; i++) dl_f32(b)[i] = (float)i;
+    CHECK(dl_safetensors_save(tmp_path, 1, names, &a, 0, NULL, NULL) == 0, "%s", dl_error());
+    fflush(stdout);
+    pid = fork();
+    if (pid == 0) { /* the child: a disk that takes 4 KiB more; exit status 0 when the save failed well */
+        struct rlimit rl;
+        int rc;
+        signal(SIGXFSZ, SIG_IGN);
+        rl.rlim_cur = rl.rlim_max = 4096;
+        if (setrlimit(RLIMIT_FSIZE, &rl) != 0) _exit(3);
+        rc = dl_safetensors_save(tmp_path, 1, names, &b, 0, NULL, NULL);
+        if (rc != -1) _exit(1);
+        if (!strstr(dl_error(), "dl_safetensors_save") || !strstr(dl_error(), tmp_path) || !strstr(dl_error(), strerror(EFBIG))) {
+            printf("    child's message: %s\n", dl_error());
+            fflush(stdout);
+            _exit(2);
+        }
+        _exit(0);
+    }
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid, "fork");
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the save under a full disk: status %d", status);
+    st = dl_safetensors_load(tmp_path); /* the first file, unchanged */
+    CHECK(st && dl_safetensors_num_tensors(st) == 1, "old file loads: %s", dl_error());
+    if (st) {
+        dl_tensor *w = dl_safetensors_get(st, "w");
+        CHECK(w && w->numel == 16 && memcmp(w->data, a->data, 16 * sizeof(float)) == 0, "old content");
+    }
+    dl_safetensors_free(st);
+    CHECK(count_temporaries() == 0, "temporary files left: %d", count_temporaries());
+    /* a save that works replaces the file; still no temporary left */
+    CHECK(dl_safetensors_save(tmp_path, 1, names, &b, 0, NULL, NULL) == 0, "%s", dl_error());
+    st = dl_safetensors_load(tmp_path);
+    CHECK(st && dl_safetensors_get(st, "w") && dl_safetensors_get(st, "w")->numel == 100000, "new file");
+    dl_safetensors_free(st);
+    CHECK(count_temporaries() == 0, "temporary files left after a good save");
+    remove(tmp_path);
+    dl_tensor_free(a);
+    dl_tensor_free(b);
+}
+
 int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "--write-fixture") == 0) {
         fixture fx;
@@ -590,6 +662,7 @@ int main(int argc, char **argv) {
     RUN(test_dtypes_and_duplicates);
     RUN(test_bad_json);
     RUN(test_writer_errors);
+    RUN(test_save_is_atomic);
     RUN(test_truncated_and_corrupted);
     dl_arena_free_default();
     return test_summary();

@@ -1,8 +1,6 @@
 /* libFuzzer harness for the CSV parser dl_csv_parse (built only on request):
 
-     clang -g -O1 -fsanitize=fuzzer,address,undefined -I. tests/fuzz_csv.c -o build/fuzz_csv -lm -lpthread
-     mkdir -p build/fuzz_corpus_csv && cp tests/fuzz_corpus/fuzz_csv/* build/fuzz_corpus_csv
-     ./build/fuzz_csv -max_total_time=300 -max_len=4096 build/fuzz_corpus_csv
+     make fuzz FUZZ=fuzz_csv FUZZ_TIME=300      (seeds: tests/fuzz_corpus/fuzz_csv/)
 
    The first input byte picks the options (header, label column, no_label, regression, delimiter);
    the rest is the text. Any crash, sanitizer report, leak, failure without a message, a dataset

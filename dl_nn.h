@@ -151,7 +151,9 @@ DLDEF uint32_t dl_crc32(uint32_t crc, const void *data, size_t len); /* crc = 0 
    Images: magic 00 00 08 03 (unsigned bytes, 3 dims), N, H, W big-endian, then N*H*W bytes;
    also 00 00 08 02 (N, F). Labels: 00 00 08 01, N, then N bytes. Either may be gzipped (found
    by its magic 1f 8b). x = pixels / 255 as f32 [N, 1, H, W] (or [N, F]); y = i32 [N];
-   num_classes = max label + 1. labels may be NULL (y = NULL). Owned: dl_dataset_free. */
+   num_classes = max label + 1. labels may be NULL (y = NULL). Owned: dl_dataset_free.
+   A gzipped file's header is inflated and checked first, and then no more than the size it
+   promises: a small file that would inflate to gigabytes is refused at the cost of its header. */
 #ifndef DL_NO_STDIO
 DLDEF dl_dataset *dl_idx_load(const char *images_path, const char *labels_path);
 /* dir: holds train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-... (the names of
@@ -812,8 +814,13 @@ typedef struct dl__inflate {
     size_t cap, out_pos;
     uint32_t bitbuf;
     int bitcnt;
-    const char *err; /* first error, NULL while fine */
+    int prefix;      /* 1: stop (without error) once cap bytes are out: a peek at the start */
+    const char *err; /* first error, NULL while fine; dl__inflate_full when a prefix is complete */
 } dl__inflate;
+static const char dl__inflate_full[] = "output buffer full";
+
+/* Output that does not fit: an error, or in prefix mode the end of the peek (what fits is kept). */
+static void dl__inflate_overflow(dl__inflate *s) { s->err = s->prefix ? dl__inflate_full : "output larger than expected"; }
 
 typedef struct dl__huff {
     short count[DL__MAXBITS + 1]; /* codes of each length */
@@ -885,7 +892,7 @@ static void dl__codes(dl__inflate *s, const dl__huff *lencode, const dl__huff *d
         int sym = dl__decode(s, lencode);
         if (s->err) return;
         if (sym < 256) {
-            if (s->out_pos >= s->cap) { s->err = "output larger than expected"; return; }
+            if (s->out_pos >= s->cap) { dl__inflate_overflow(s); return; }
             s->out[s->out_pos++] = (unsigned char)sym;
         } else if (sym == 256) {
             return;
@@ -900,7 +907,13 @@ static void dl__codes(dl__inflate *s, const dl__huff *lencode, const dl__huff *d
             dist = (size_t)dl__dist_base[sym] + dl__bits(s, dl__dist_extra[sym]);
             if (s->err) return;
             if (dist > s->out_pos) { s->err = "distance too far back"; return; }
-            if (len > s->cap - s->out_pos) { s->err = "output larger than expected"; return; }
+            if (len > s->cap - s->out_pos) {
+                if (s->prefix) len = s->cap - s->out_pos;   /* copy what fits, then stop */
+                else { dl__inflate_overflow(s); return; }
+                for (i = 0; i < len; i++, s->out_pos++) s->out[s->out_pos] = s->out[s->out_pos - dist];
+                dl__inflate_overflow(s);
+                return;
+            }
             for (i = 0; i < len; i++, s->out_pos++) s->out[s->out_pos] = s->out[s->out_pos - dist];
         }
     }
@@ -916,7 +929,14 @@ static void dl__stored(dl__inflate *s) {
     s->in_pos += 4;
     if (len != (~nlen & 0xffff)) { s->err = "stored block length check failed"; return; }
     if (len > s->in_len - s->in_pos) { s->err = "truncated stream"; return; }
-    if (len > s->cap - s->out_pos) { s->err = "output larger than expected"; return; }
+    if (len > s->cap - s->out_pos) {
+        if (s->prefix) { /* the peek ends inside this block */
+            memcpy(s->out + s->out_pos, s->in + s->in_pos, s->cap - s->out_pos);
+            s->out_pos = s->cap;
+        }
+        dl__inflate_overflow(s);
+        return;
+    }
     memcpy(s->out + s->out_pos, s->in + s->in_pos, len);
     s->out_pos += len;
     s->in_pos += len;
@@ -977,7 +997,7 @@ static void dl__dynamic(dl__inflate *s) {
     dl__codes(s, &lencode, &distcode);
 }
 
-DLDEF int dl_inflate(const void *src, size_t src_len, void *dst, size_t cap, size_t *out_len, size_t *in_used) {
+static int dl__inflate_run(const void *src, size_t src_len, void *dst, size_t cap, int prefix, size_t *out_len, size_t *in_used) {
     dl__inflate s;
     int last;
     memset(&s, 0, sizeof s);
@@ -985,6 +1005,7 @@ DLDEF int dl_inflate(const void *src, size_t src_len, void *dst, size_t cap, siz
     s.in_len = src ? src_len : 0;
     s.out = (unsigned char *)dst;
     s.cap = dst ? cap : 0;
+    s.prefix = prefix;
     do {
         int type;
         last = (int)dl__bits(&s, 1);
@@ -997,25 +1018,27 @@ DLDEF int dl_inflate(const void *src, size_t src_len, void *dst, size_t cap, siz
     } while (!last && !s.err);
     if (out_len) *out_len = s.out_pos;
     if (in_used) *in_used = s.in_pos;
-    if (s.err) { dl_set_error("dl_inflate: %s (at input byte %zu)", s.err, s.in_pos); return -1; }
+    if (s.err && s.err != dl__inflate_full) { dl_set_error("dl_inflate: %s (at input byte %zu)", s.err, s.in_pos); return -1; }
     return 0;
+}
+
+DLDEF int dl_inflate(const void *src, size_t src_len, void *dst, size_t cap, size_t *out_len, size_t *in_used) {
+    return dl__inflate_run(src, src_len, dst, cap, 0, out_len, in_used);
 }
 
 static uint32_t dl__le32(const unsigned char *p) {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 
-DLDEF void *dl_gunzip(const void *src, size_t src_len, size_t max_out, size_t *out_len) {
-    const unsigned char *p = (const unsigned char *)src;
-    size_t pos = 10, isize, bound, got = 0, used = 0;
+/* The offset of a gzip member's deflate stream (after the header, RFC 1952); -1 + error. */
+static int dl__gzip_header(const unsigned char *p, size_t src_len, size_t *start) {
+    size_t pos = 10;
     unsigned flg;
-    unsigned char *out;
-    if (out_len) *out_len = 0;
-    if (!src || src_len < 18) { dl_set_error("dl_gunzip: %zu bytes is too short for gzip", src ? src_len : 0); return NULL; }
-    if (p[0] != 0x1f || p[1] != 0x8b) { dl_set_error("dl_gunzip: not gzip (bad magic)"); return NULL; }
-    if (p[2] != 8) { dl_set_error("dl_gunzip: compression method %d is not deflate", p[2]); return NULL; }
+    if (!p || src_len < 18) { dl_set_error("dl_gunzip: %zu bytes is too short for gzip", p ? src_len : 0); return -1; }
+    if (p[0] != 0x1f || p[1] != 0x8b) { dl_set_error("dl_gunzip: not gzip (bad magic)"); return -1; }
+    if (p[2] != 8) { dl_set_error("dl_gunzip: compression method %d is not deflate", p[2]); return -1; }
     flg = p[3];
-    if (flg & 0xe0) { dl_set_error("dl_gunzip: reserved header flags set"); return NULL; }
+    if (flg & 0xe0) { dl_set_error("dl_gunzip: reserved header flags set"); return -1; }
     if (flg & 4) { /* FEXTRA: XLEN bytes */
         size_t xlen;
         if (src_len - pos < 2) goto truncated;
@@ -1028,6 +1051,31 @@ DLDEF void *dl_gunzip(const void *src, size_t src_len, size_t max_out, size_t *o
     if (flg & 16) { while (pos < src_len && p[pos]) pos++; if (pos++ >= src_len) goto truncated; } /* FCOMMENT */
     if (flg & 2) pos += 2;                                                                         /* FHCRC */
     if (pos > src_len || src_len - pos < 8) goto truncated;
+    *start = pos;
+    return 0;
+truncated:
+    dl_set_error("dl_gunzip: truncated header");
+    return -1;
+}
+
+/* The first up to n bytes of a gzip file's content, without inflating the rest: *got of them. */
+static int dl__gunzip_prefix(const void *src, size_t src_len, void *dst, size_t n, size_t *got) {
+    size_t pos;
+    *got = 0;
+    if (dl__gzip_header((const unsigned char *)src, src_len, &pos) != 0) return -1;
+    if (dl__inflate_run((const unsigned char *)src + pos, src_len - pos - 8, dst, n, 1, got, NULL) != 0) {
+        dl__rewrap_error("dl_gunzip", NULL, "dl_inflate: ");
+        return -1;
+    }
+    return 0;
+}
+
+DLDEF void *dl_gunzip(const void *src, size_t src_len, size_t max_out, size_t *out_len) {
+    const unsigned char *p = (const unsigned char *)src;
+    size_t pos, isize, bound, got = 0, used = 0;
+    unsigned char *out;
+    if (out_len) *out_len = 0;
+    if (dl__gzip_header(p, src_len, &pos) != 0) return NULL;
     /* Single member: the trailer is the last 8 bytes. ISIZE (length mod 2^32) sizes the buffer,
        but is trusted only as far as deflate's best ratio (1032:1) and max_out allow. */
     isize = dl__le32(p + src_len - 4);
@@ -1051,9 +1099,6 @@ DLDEF void *dl_gunzip(const void *src, size_t src_len, size_t max_out, size_t *o
     if (dl_crc32(0, out, got) != dl__le32(p + src_len - 8)) { dl_set_error("dl_gunzip: CRC32 check failed"); DL_FREE(out); return NULL; }
     if (out_len) *out_len = got;
     return out;
-truncated:
-    dl_set_error("dl_gunzip: truncated header");
-    return NULL;
 }
 
 /* ---- IDX ---- */
@@ -1062,9 +1107,11 @@ static uint32_t dl__be32(const unsigned char *p) {
 }
 
 /* Validates one IDX buffer of unsigned bytes: ndim in [lo, hi], dims > 0 and < 2^31, size ==
-   header + product. dims[] gets the dimensions; returns the data pointer or NULL + error. */
+   header + product. dims[] gets the dimensions; returns the data pointer or NULL + error.
+   With total != NULL only the header is checked (p holds its first len bytes, at least the
+   header) and *total gets the whole file's size: header + product, or SIZE_MAX if that overflows. */
 static const unsigned char *dl__idx_header(const char *what, const unsigned char *p, size_t len, int lo, int hi,
-                                           int *ndim, uint32_t *dims) {
+                                           int *ndim, uint32_t *dims, size_t *total) {
     size_t need, count = 1;
     int i;
     if (!p || len < 4) { dl_set_error("dl_idx_parse: %s: %zu bytes is too short for IDX", what, p ? len : 0); return NULL; }
@@ -1077,9 +1124,11 @@ static const unsigned char *dl__idx_header(const char *what, const unsigned char
     for (i = 0; i < *ndim; i++) {
         dims[i] = dl__be32(p + 4 + 4 * i);
         if (dims[i] == 0 || dims[i] > (uint32_t)INT_MAX) { dl_set_error("dl_idx_parse: %s: dimension %d is %lu", what, i, (unsigned long)dims[i]); return NULL; }
+        if (total) { count = count > (SIZE_MAX - need) / dims[i] ? SIZE_MAX - need : count * dims[i]; continue; }
         if (count > (len - need) / dims[i]) { dl_set_error("dl_idx_parse: %s: header promises more data than the file holds", what); return NULL; }
         count *= dims[i];
     }
+    if (total) { *total = need + count; return p + need; }
     if (len - need != count) { dl_set_error("dl_idx_parse: %s: %zu data bytes, header says %zu", what, len - need, count); return NULL; }
     return p + need;
 }
@@ -1091,10 +1140,10 @@ DLDEF dl_dataset *dl_idx_parse(const void *images, size_t images_len, const void
     const unsigned char *px, *pl = NULL;
     dl_dataset *ds;
     float *xs;
-    px = dl__idx_header("images", (const unsigned char *)images, images_len, 2, 3, &indim, idims);
+    px = dl__idx_header("images", (const unsigned char *)images, images_len, 2, 3, &indim, idims, NULL);
     if (!px) return NULL;
     if (labels) {
-        pl = dl__idx_header("labels", (const unsigned char *)labels, labels_len, 1, 1, &lndim, ldims);
+        pl = dl__idx_header("labels", (const unsigned char *)labels, labels_len, 1, 1, &lndim, ldims, NULL);
         if (!pl) return NULL;
         if (ldims[0] != idims[0]) { dl_set_error("dl_idx_parse: %lu images but %lu labels", (unsigned long)idims[0], (unsigned long)ldims[0]); return NULL; }
     }
@@ -1122,8 +1171,13 @@ DLDEF dl_dataset *dl_idx_parse(const void *images, size_t images_len, const void
 }
 
 #ifndef DL_NO_STDIO
-/* Reads a whole file (gunzipped when it starts with 1f 8b); owned: DL_FREE. */
-static unsigned char *dl__read_file(const char *fn, const char *path, size_t *len, int gunzip) {
+/* Reads a whole file (gunzipped when it starts with 1f 8b); owned: DL_FREE. With idx_what set
+   (the IDX reader: "images" or "labels", idx_lo..idx_hi dimensions), a gzipped file's IDX header
+   is inflated and checked first, and then no more than the size it promises is inflated: a small
+   file that would inflate to gigabytes (a "gzip bomb") costs nothing when its header is wrong,
+   and no more than its declared size otherwise. */
+static unsigned char *dl__read_file_idx(const char *fn, const char *path, size_t *len, int gunzip,
+                                        const char *idx_what, int idx_lo, int idx_hi) {
     FILE *f;
     long size;
     unsigned char *buf;
@@ -1148,8 +1202,22 @@ static unsigned char *dl__read_file(const char *fn, const char *path, size_t *le
     buf[size] = 0;
     *len = (size_t)size;
     if (gunzip && *len >= 2 && buf[0] == 0x1f && buf[1] == 0x8b) {
-        size_t n = 0;
-        unsigned char *raw = (unsigned char *)dl_gunzip(buf, *len, 0, &n);
+        size_t n = 0, max_out = 0;
+        unsigned char *raw;
+        if (idx_what) {   /* the header from the first bytes, then exactly what it promises */
+            unsigned char head[4 + 4 * 3];
+            uint32_t dims[3];
+            int nd;
+            if (dl__gunzip_prefix(buf, *len, head, sizeof head, &n) != 0 ||
+                !dl__idx_header(idx_what, head, n, idx_lo, idx_hi, &nd, dims, &max_out)) {
+                DL_FREE(buf);
+                dl__rewrap_error(fn, path, "");
+                *len = 0;
+                return NULL;
+            }
+            if (max_out == 0) max_out = 1;
+        }
+        raw = (unsigned char *)dl_gunzip(buf, *len, max_out, &n);
         DL_FREE(buf);
         if (!raw) {
             dl__rewrap_error(fn, path, "");
@@ -1162,14 +1230,18 @@ static unsigned char *dl__read_file(const char *fn, const char *path, size_t *le
     return buf;
 }
 
+static unsigned char *dl__read_file(const char *fn, const char *path, size_t *len, int gunzip) {
+    return dl__read_file_idx(fn, path, len, gunzip, NULL, 0, 0);
+}
+
 DLDEF dl_dataset *dl_idx_load(const char *images_path, const char *labels_path) {
     size_t ni = 0, nl = 0;
     unsigned char *img, *lab = NULL;
     dl_dataset *ds;
-    img = dl__read_file("dl_idx_load", images_path, &ni, 1);
+    img = dl__read_file_idx("dl_idx_load", images_path, &ni, 1, "images", 2, 3);
     if (!img) return NULL;
     if (labels_path) {
-        lab = dl__read_file("dl_idx_load", labels_path, &nl, 1);
+        lab = dl__read_file_idx("dl_idx_load", labels_path, &nl, 1, "labels", 1, 1);
         if (!lab) { DL_FREE(img); return NULL; }
     }
     ds = dl_idx_parse(img, ni, lab, nl);

@@ -333,6 +333,41 @@ static void test_idx_bad(void) {
     free(lb.p);
 }
 
+/* Gzip bombs: 32 MiB of zeros behind an IDX header, in ~170 KB of gzip. A wrong header is found
+   from the first inflated bytes; a right one lets no more than it promises be inflated. Before,
+   the whole stream was inflated into one 32 MiB buffer before the header was read. */
+static void test_idx_gzip_bomb(void) {
+    enum { ZEROS = 32 << 20 };
+    static const unsigned char bad_type[4] = {0, 0, 9, 3};   /* element type 0x09: not IDX's u8 */
+    static const unsigned char images[16] = {0, 0, 8, 3, 0, 0, 0, 10, 0, 0, 0, 28, 0, 0, 0, 28};
+    unsigned char *data = (unsigned char *)calloc(ZEROS + 16, 1);
+    const char *path = "build/tests/nn_bomb.idx.gz";
+    int k;
+    mkdir("build", 0755);
+    mkdir("build/tests", 0755);
+    if (!data) { CHECK(0, "out of memory"); return; }
+    for (k = 0; k < 3; k++) {
+        buf gz;
+        size_t n = (size_t)ZEROS + 16;
+        if (k == 0) memcpy(data, bad_type, 4);
+        else memcpy(data, images, 16);
+        gz = gzip_make(data, n, 1);
+        if (k == 2) {   /* the trailer's length agrees with the header (7856 bytes); the stream does not */
+            unsigned char *isize = gz.p + gz.n - 4;
+            isize[0] = 7856 & 255, isize[1] = 7856 >> 8, isize[2] = isize[3] = 0;
+        }
+        CHECK(gz.n < (size_t)ZEROS / 64 && write_all(path, gz.p, gz.n) == 0, "a bomb of %zu bytes", gz.n);
+        test_max_alloc = 0;
+        dl_clear_error();
+        CHECK(dl_idx_load(path, NULL) == NULL && strstr(dl_error(), "nn_bomb.idx.gz"), "bomb %d refused: %s", k, dl_error());
+        if (k == 0) CHECK(strstr(dl_error(), "element type") != NULL, "the header is what is wrong: %s", dl_error());
+        CHECK(test_max_alloc < (long)(2 * gz.n + 65536), "bomb %d: largest allocation %ld bytes for a %zu-byte file",
+              k, test_max_alloc, gz.n);
+        free(gz.p);
+    }
+    free(data);
+}
+
 static void test_idx_files(void) {
     buf im = idx_images(), lb = idx_labels();
     dl_dataset *a, *b;
@@ -761,6 +796,7 @@ int main(void) {
     RUN(test_idx_parse);
     RUN(test_idx_bad);
     RUN(test_idx_files);
+    RUN(test_idx_gzip_bomb);
     RUN(test_fashion_mnist);
     RUN(test_csv_good);
     RUN(test_csv_bad);

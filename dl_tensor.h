@@ -64,7 +64,7 @@
        allocated on its first backward and owned by the tensor.
 
    ERRORS
-       Functions that can fail return NULL (or non-zero) and set a message for dl_error()
+       Functions that can fail return NULL (or -1) and set a message for dl_error()
        that names the function and the shapes. An op given a NULL input returns NULL and
        keeps the first message, so one check at the end of a computation is enough. Nothing
        here calls exit or abort on bad input; loaders validate every field before use.

@@ -25,8 +25,8 @@
 
    CONTENTS (declarations below are grouped in this order)
        core         tensors (f32, i32, u8; up to DL_MAX_DIMS = 8 axes; strided views), arenas,
-                    errors, autograd (tape, backward, no-grad, detach, gradcheck, your own ops),
-                    random numbers (xoshiro256**) and Keras' initializers
+                    errors, autograd (tape, backward, no-grad, detach, gradcheck, your own ops,
+                    NaN/infinity checks), random numbers (xoshiro256**) and Keras' initializers
        gemm         dl_sgemm: one packed, cache-blocked GEMM with AVX-512, AVX2+FMA and portable
                     C micro-kernels chosen at run time; the thread pool (dl_parallel_for)
        math         broadcasting add/sub/mul/div/minimum/maximum, scalar ops, neg exp log sqrt
@@ -81,8 +81,8 @@
    THREADS
        Work is cut into pieces fixed by the shapes alone, never by the thread count (GEMM
        splits output blocks, never a sum; convolutions add per-chunk weight gradients in chunk
-       order), so results are bit-identical for any thread count. Arenas, the
-       error message and no-grad mode are per thread (the log function is per process); a
+       order), so results are bit-identical for any thread count. Arenas, the error message,
+       no-grad mode and dl_check_numerics are per thread (the log function is per process); a
        tape belongs to the thread that made it. Ops may be called from several threads at
        once: the pool runs one job at a time, and a call that finds it busy runs serially.
 
@@ -272,7 +272,8 @@ DLDEF int dl_grad_enabled(void);
    gradients of its inputs, and return -1 at the first non-finite one, naming that op (the
    gradients are then partly accumulated: zero them before the next pass). With finite
    values the results are bit-identical to checking off and nothing is allocated; off, each
-   op pays one branch. Returns the previous setting. */
+   op pays one branch. Returns the previous setting. dl_fit's terminate_on_nan (dl_nn.h)
+   only watches the loss and skips the bad batch; this finds the op that made the value. */
 DLDEF int dl_check_numerics(int on);
 
 /* Writing an op (this is how every built-in op is written too):
@@ -1310,7 +1311,7 @@ static int dl__nonfinite(float v) {
 static const char *dl__nonfinite_name(float v) { return v != v ? "nan" : v > 0 ? "inf" : "-inf"; }
 
 /* Index of the first NaN or infinity in p[0..n), or n. Blocks keep the all-finite case a
-   branch-free loop the compiler can vectorize. */
+   branch-free loop (which clang and gcc -O3 vectorize). */
 static size_t dl__find_nonfinite(const float *p, size_t n) {
     size_t i, j, end;
     for (i = 0; i < n; i = end) {
@@ -1383,9 +1384,9 @@ static int dl__check_backward(const dl_node *n) {
         if (!t || !t->requires_grad || !t->grad) continue;
         at = dl__find_nonfinite(t->grad, t->numel);
         if (at == t->numel) continue;
-        dl__fail("dl_backward: backward of %s gave input %d a non-finite gradient (%s at element %zu); inputs %s, output %s (dl_check_numerics)",
-                 n->op ? n->op : "(op)", i, dl__nonfinite_name(t->grad[at]), at, dl__shapes_str(n->n_in, n->in, shapes, sizeof shapes),
-                 dl_shape_str(n->out, os, sizeof os));
+        dl__fail("dl_backward: backward of %s gave input %d a non-finite gradient (%s at element %zu); "
+                 "inputs %s, output %s (dl_check_numerics)", n->op ? n->op : "(op)", i, dl__nonfinite_name(t->grad[at]),
+                 at, dl__shapes_str(n->n_in, n->in, shapes, sizeof shapes), dl_shape_str(n->out, os, sizeof os));
         return -1;
     }
     return 0;

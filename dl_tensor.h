@@ -714,7 +714,7 @@ DLDEF size_t dl_safetensors_serialize(int n, const char *const *names, dl_tensor
 #error "define all of DL_MALLOC, DL_REALLOC and DL_FREE, or none of them"
 #endif
 
-/* ==== Core: errors, arenas, tensors, views, autograd, RNG (tests: tests/test_core.c) ========== */
+/* ==== Core: errors, arenas, tensors, views, autograd, RNG (tests: tests/test_core.c, tests/test_numerics.c) */
 
 #include <errno.h>
 #include <stdio.h>

@@ -271,9 +271,10 @@ DLDEF int dl_grad_enabled(void);
    dl_backward / dl_backward_grad check the seed and, after each node's backward, the
    gradients of its inputs, and return -1 at the first non-finite one, naming that op (the
    gradients are then partly accumulated: zero them before the next pass). With finite
-   values the results are bit-identical to checking off and nothing is allocated; off, each
-   op pays one branch. Returns the previous setting. dl_fit's terminate_on_nan (dl_nn.h)
-   only watches the loss and skips the bad batch; this finds the op that made the value. */
+   values the results are bit-identical to checking off and nothing is allocated; off, it
+   costs each op a test of one thread-local flag. Returns the previous setting. dl_fit's
+   terminate_on_nan (dl_nn.h) only watches the loss and skips the bad batch; this finds the
+   op that made the value. */
 DLDEF int dl_check_numerics(int on);
 
 /* Writing an op (this is how every built-in op is written too):
@@ -1394,7 +1395,7 @@ static int dl__check_backward(const dl_node *n) {
 
 DLDEF dl_node *dl_record(const char *op, dl_tensor *out, int n_in, dl_tensor *const *in,
                          dl_backward_fn backward, size_t ctx_bytes) {
-    if (dl__check_mode && out && !dl__check_forward(op, out, n_in, in)) return NULL; /* off: this one branch */
+    if (dl__check_mode && out && !dl__check_forward(op, out, n_in, in)) return NULL; /* off: one test */
     return dl__record(op, out, n_in, in, backward, ctx_bytes);
 }
 

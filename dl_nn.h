@@ -540,7 +540,9 @@ typedef struct dl_fit_opts {
    batch-norm statistics included, and the optimizer stay as they were before it), training
    stops, a DL_LOG_WARN line names the epoch and batch, and the history (returned as usual)
    records them in nan_epoch and nan_batch; the interrupted epoch is not in the history, and
-   on_train_end callbacks run. Without it a NaN loss keeps training. */
+   on_train_end callbacks run. Without it a NaN loss keeps training. To find the op that made
+   the first NaN or infinity, turn on dl_check_numerics (dl_tensor.h): fit then returns NULL
+   at that op, whose name and input shapes are in dl_error(). */
 DLDEF const dl_history *dl_fit(dl_model *m, const dl_dataset *ds, const dl_fit_opts *opts);
 /* Loss and metrics on ds, into *logs' values (batch_size 0: 32). 0 on success. */
 /* batch_size 0 means 32 (negative is an error); an empty data set is an error. */

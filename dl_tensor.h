@@ -25,8 +25,8 @@
 
    CONTENTS (declarations below are grouped in this order)
        core         tensors (f32, i32, u8; up to DL_MAX_DIMS = 8 axes; strided views), arenas,
-                    errors, autograd (tape, backward, no-grad, detach, gradcheck, your own ops),
-                    random numbers (xoshiro256**) and Keras' initializers
+                    errors, autograd (tape, backward, no-grad, detach, gradcheck, your own ops,
+                    NaN/infinity checks), random numbers (xoshiro256**) and Keras' initializers
        gemm         dl_sgemm: one packed, cache-blocked GEMM with AVX-512, AVX2+FMA and portable
                     C micro-kernels chosen at run time; the thread pool (dl_parallel_for)
        math         broadcasting add/sub/mul/div/minimum/maximum, scalar ops, neg exp log sqrt
@@ -70,12 +70,19 @@
        here calls exit or abort on bad input; loaders validate every field before use.
        Nothing in dl prints: progress, summaries and warnings go to one log function
        (dl_set_log; default stdout/stderr, dl_log_silent for silence).
+       NaN and infinity are values, not errors: they propagate as in IEEE arithmetic. To find
+       where one first appears, dl_check_numerics(1) (per thread, off by default, like
+       TensorFlow's check_numerics and PyTorch's anomaly mode) makes the first op whose
+       output is not finite return NULL, and dl_backward return -1 at the first op whose
+       backward gives a non-finite gradient; the message names the op and its input shapes.
+       dl_fit's terminate_on_nan (dl_nn.h) is the coarser tool: it only watches the loss, and
+       stops training before the bad batch is applied.
 
    THREADS
        Work is cut into pieces fixed by the shapes alone, never by the thread count (GEMM
        splits output blocks, never a sum; convolutions add per-chunk weight gradients in chunk
-       order), so results are bit-identical for any thread count. Arenas, the
-       error message and no-grad mode are per thread (the log function is per process); a
+       order), so results are bit-identical for any thread count. Arenas, the error message,
+       no-grad mode and dl_check_numerics are per thread (the log function is per process); a
        tape belongs to the thread that made it. Ops may be called from several threads at
        once: the pool runs one job at a time, and a call that finds it busy runs serially.
 
@@ -255,11 +262,29 @@ DLDEF void dl_zero_grad(dl_tensor *t);
 DLDEF int dl_no_grad(int on);                                  /* returns the previous setting */
 DLDEF int dl_grad_enabled(void);
 
+/* Checking for NaN and infinity, per thread, off by default (TF's check_numerics, PyTorch's
+   anomaly mode). When on, every op but the views (reshape, flatten, permute, transpose,
+   slice, squeeze, unsqueeze, contiguous, detach: they compute no value) scans its f32
+   output, and the first whose output holds a NaN or an infinity returns NULL with the
+   message "log: output [3] is not finite (nan at element 1); inputs [3] (dl_check_numerics)",
+   adding "input 0 already was not finite" when the bad value came in rather than being made.
+   dl_backward / dl_backward_grad check the seed and, after each node's backward, the
+   gradients of its inputs, and return -1 at the first non-finite one, naming that op (the
+   gradients are then partly accumulated: zero them before the next pass). With finite
+   values the results are bit-identical to checking off and nothing is allocated; off, it
+   costs each op a test of one thread-local flag. Returns the previous setting. dl_fit's
+   terminate_on_nan (dl_nn.h) only watches the loss and skips the bad batch; this finds the
+   op that made the value. */
+DLDEF int dl_check_numerics(int on);
+
 /* Writing an op (this is how every built-in op is written too):
      1. check inputs (return NULL on NULL inputs and set errors on bad shapes);
      2. allocate the output with dl_tmp / dl_tmp_uninit and compute it;
      3. dl_node *n = dl_record("my_op", out, n_in, inputs, my_op_backward, sizeof(my_ctx));
-        n is NULL when no input needs a gradient: skip saving state then.
+        n is NULL when no input needs a gradient: skip saving state then. With
+        dl_check_numerics on, dl_record also scans out: if it is not finite, dl_record sets
+        the error ("my_op: output ... is not finite") and returns NULL; the next op given
+        out (or a view of it) then returns NULL, keeping that message.
      4. my_op_backward(dl_node *n) reads n->out->grad (contiguous, out's shape) and adds into
         dl_grad_buf(n->in[i]) (contiguous, in[i]'s shape; NULL when in[i] needs no gradient).
    Inputs may be non-contiguous views: read them with dl_contig_f32 or through their strides. */
@@ -690,7 +715,7 @@ DLDEF size_t dl_safetensors_serialize(int n, const char *const *names, dl_tensor
 #error "define all of DL_MALLOC, DL_REALLOC and DL_FREE, or none of them"
 #endif
 
-/* ==== Core: errors, arenas, tensors, views, autograd, RNG (tests: tests/test_core.c) ========== */
+/* ==== Core: errors, arenas, tensors, views, autograd, RNG (tests: tests/test_core.c, tests/test_numerics.c) */
 
 #include <errno.h>
 #include <stdio.h>
@@ -717,6 +742,7 @@ DLDEF size_t dl_safetensors_serialize(int n, const char *const *names, dl_tensor
 
 #define DL__OWNS_DATA 1u    /* data came from DL_MALLOC together with the struct */
 #define DL__PERSISTENT 2u   /* struct is DL_MALLOCed (not arena); grad is DL_MALLOCed */
+#define DL__NONFINITE 4u    /* dl_check_numerics failed the op that made this arena tensor */
 
 /* ---- Errors ---- */
 
@@ -1224,6 +1250,7 @@ DLDEF const float *dl_contig_f32(const dl_tensor *t) {
 /* ---- Autograd ---- */
 
 static DL__TLS int dl__no_grad_mode;
+static DL__TLS int dl__check_mode;      /* dl_check_numerics */
 
 DLDEF int dl_no_grad(int on) {
     int prev = dl__no_grad_mode;
@@ -1233,14 +1260,21 @@ DLDEF int dl_no_grad(int on) {
 
 DLDEF int dl_grad_enabled(void) { return !dl__no_grad_mode; }
 
+DLDEF int dl_check_numerics(int on) {
+    int prev = dl__check_mode;
+    dl__check_mode = on != 0;
+    return prev;
+}
+
 DLDEF void dl_set_requires_grad(dl_tensor *t, int on) {
     if (!t) return;
     if (on && t->dtype != DL_DTYPE_F32) { dl__fail("dl_set_requires_grad: only f32 tensors can require a gradient"); return; }
     t->requires_grad = on;
 }
 
-DLDEF dl_node *dl_record(const char *op, dl_tensor *out, int n_in, dl_tensor *const *in,
-                         dl_backward_fn backward, size_t ctx_bytes) {
+/* dl_record without dl_check_numerics: for views, which compute no value. */
+static dl_node *dl__record(const char *op, dl_tensor *out, int n_in, dl_tensor *const *in,
+                           dl_backward_fn backward, size_t ctx_bytes) {
     dl_arena *a;
     dl_node *n;
     int i, needed = 0;
@@ -1267,6 +1301,109 @@ DLDEF dl_node *dl_record(const char *op, dl_tensor *out, int n_in, dl_tensor *co
     return n;
 }
 
+/* 1 if v is a NaN or an infinity. Tests the exponent bits, which -ffast-math cannot fold away. */
+static int dl__nonfinite(float v) {
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    return (u & 0x7f800000u) == 0x7f800000u;
+}
+
+/* "nan", "inf" or "-inf" (printf's %g may write "-nan"). */
+static const char *dl__nonfinite_name(float v) { return v != v ? "nan" : v > 0 ? "inf" : "-inf"; }
+
+/* Index of the first NaN or infinity in p[0..n), or n. Blocks keep the all-finite case a
+   branch-free loop (which clang and gcc -O3 vectorize). */
+static size_t dl__find_nonfinite(const float *p, size_t n) {
+    size_t i, j, end;
+    for (i = 0; i < n; i = end) {
+        int bad = 0;
+        end = n - i > 1024 ? i + 1024 : n;
+        for (j = i; j < end; j++) bad |= dl__nonfinite(p[j]);
+        if (bad)
+            for (j = i; j < end; j++)
+                if (dl__nonfinite(p[j])) return j;
+    }
+    return n;
+}
+
+/* The same for t through its strides, as a row-major flat index; t->numel if all are finite
+   (tensors that are not f32 always are). */
+static size_t dl__find_nonfinite_tensor(const dl_tensor *t) {
+    size_t i;
+    if (t->dtype != DL_DTYPE_F32) return t->numel;
+    if (dl_is_contiguous(t)) return dl__find_nonfinite((const float *)t->data, t->numel);
+    for (i = 0; i < t->numel; i++)
+        if (dl__nonfinite(((const float *)t->data)[dl__offset_of(t, i)])) return i;
+    return t->numel;
+}
+
+/* "[2, 3], [3]": the shapes of an op's inputs, for messages. */
+static char *dl__shapes_str(int n_in, dl_tensor *const *in, char *buf, size_t size) {
+    char s[128];
+    size_t used = 0;
+    int i;
+    snprintf(buf, size, "none");
+    for (i = 0; i < n_in && used < size; i++)
+        used += (size_t)snprintf(buf + used, size - used, i ? ", %s" : "%s", dl_shape_str(in[i], s, sizeof s));
+    return buf;
+}
+
+/* dl_check_numerics in the forward pass: returns 0, with the error set and out marked
+   DL__NONFINITE, when out holds a NaN or an infinity. An input already marked (only an op of
+   your own returns such a tensor: built-in ops return NULL instead) fails out too, keeping
+   the first message. */
+static int dl__check_forward(const char *op, dl_tensor *out, int n_in, dl_tensor *const *in) {
+    char shapes[256], os[128], also[64] = "";
+    size_t at;
+    int i;
+    for (i = 0; i < n_in; i++)
+        if (in[i] && (in[i]->flags & DL__NONFINITE)) break;
+    if (i == n_in) {
+        at = dl__find_nonfinite_tensor(out);
+        if (at == out->numel) return 1;
+        for (i = 0; i < n_in; i++)
+            if (in[i] && dl__find_nonfinite_tensor(in[i]) < in[i]->numel) {
+                snprintf(also, sizeof also, "; input %d already was not finite", i);
+                break;
+            }
+        dl__fail("%s: output %s is not finite (%s at element %zu); inputs %s%s (dl_check_numerics)", op ? op : "(op)",
+                 dl_shape_str(out, os, sizeof os), dl__nonfinite_name(((const float *)out->data)[dl__offset_of(out, at)]), at,
+                 dl__shapes_str(n_in, in, shapes, sizeof shapes), also);
+    }
+    if (!(out->flags & DL__PERSISTENT)) out->flags |= DL__NONFINITE;
+    return 0;
+}
+
+/* dl_check_numerics in dl_backward: -1 with the error set when n's backward left a NaN or an
+   infinity in the gradient of one of its inputs. */
+static int dl__check_backward(const dl_node *n) {
+    char shapes[256], os[128];
+    size_t at;
+    int i;
+    for (i = 0; i < n->n_in; i++) {
+        const dl_tensor *t = n->in[i];
+        if (!t || !t->requires_grad || !t->grad) continue;
+        at = dl__find_nonfinite(t->grad, t->numel);
+        if (at == t->numel) continue;
+        dl__fail("dl_backward: backward of %s gave input %d a non-finite gradient (%s at element %zu); "
+                 "inputs %s, output %s (dl_check_numerics)", n->op ? n->op : "(op)", i, dl__nonfinite_name(t->grad[at]),
+                 at, dl__shapes_str(n->n_in, n->in, shapes, sizeof shapes), dl_shape_str(n->out, os, sizeof os));
+        return -1;
+    }
+    return 0;
+}
+
+DLDEF dl_node *dl_record(const char *op, dl_tensor *out, int n_in, dl_tensor *const *in,
+                         dl_backward_fn backward, size_t ctx_bytes) {
+    if (dl__check_mode && out && !dl__check_forward(op, out, n_in, in)) return NULL; /* off: one test */
+    return dl__record(op, out, n_in, in, backward, ctx_bytes);
+}
+
+/* What a built-in op returns: out, or NULL when dl_record failed it (dl_check_numerics). */
+static dl_tensor *dl__checked(dl_tensor *out) {
+    return dl__check_mode && out && (out->flags & DL__NONFINITE) ? NULL : out;
+}
+
 DLDEF float *dl_grad_buf(dl_tensor *t) {
     size_t bytes;
     if (!t || !t->requires_grad) return NULL;
@@ -1289,6 +1426,10 @@ DLDEF int dl_backward_grad(dl_tensor *out, const float *grad_out) {
     size_t i;
     if (!out || !grad_out) { dl__fail("dl_backward: NULL argument"); return -1; }
     if (!out->requires_grad) { dl__fail("dl_backward: tensor does not require a gradient"); return -1; }
+    if (dl__check_mode && dl__find_nonfinite(grad_out, out->numel) < out->numel) {
+        dl__fail("dl_backward: the seed gradient is not finite (dl_check_numerics)");
+        return -1;
+    }
     /* Intermediate gradients start from zero on every pass (leaves keep accumulating). */
     for (n = out->node; n; n = n->prev) n->out->grad = NULL;
     g = dl_grad_buf(out);
@@ -1297,7 +1438,10 @@ DLDEF int dl_backward_grad(dl_tensor *out, const float *grad_out) {
     /* The tape is in creation order, which is a topological order: walking it backwards
        visits every node after all the nodes that consume its output. */
     for (n = out->node; n; n = n->prev)
-        if (n->out->grad) n->backward(n);
+        if (n->out->grad) {
+            n->backward(n);
+            if (dl__check_mode && dl__check_backward(n) != 0) return -1;
+        }
     return 0;
 }
 
@@ -1320,7 +1464,7 @@ static dl_tensor *dl__view_of(dl_tensor *x) {
     *v = *x;
     v->grad = NULL;
     v->node = NULL;
-    v->flags = 0;
+    v->flags = x->flags & DL__NONFINITE; /* a view of a tensor dl_check_numerics failed fails the next op too */
     v->requires_grad = 0;
     return v;
 }
@@ -1371,7 +1515,8 @@ DLDEF dl_tensor *dl_contiguous(dl_tensor *x) {
     if (dl_is_contiguous(x)) return x;
     out = dl_tmp_uninit(x->dtype, x->ndim, x->shape);
     if (!out || dl_copy(out, x) != 0) return NULL;
-    dl_record("contiguous", out, 1, &x, dl__copy_backward, 0);
+    out->flags |= x->flags & DL__NONFINITE; /* as views do */
+    dl__record("contiguous", out, 1, &x, dl__copy_backward, 0);
     return out;
 }
 
@@ -1411,7 +1556,7 @@ DLDEF dl_tensor *dl_reshape(dl_tensor *x, int ndim, const int *shape) {
     v->ndim = ndim;
     for (i = 0; i < ndim; i++) v->shape[i] = sh[i];
     dl__contig_strides(ndim, sh, v->strides);
-    dl_record("reshape", v, 1, &x, dl__copy_backward, 0);
+    dl__record("reshape", v, 1, &x, dl__copy_backward, 0);
     return v;
 }
 
@@ -1445,7 +1590,7 @@ DLDEF dl_tensor *dl_permute(dl_tensor *x, const int *perm) {
     v = dl__view_of(x);
     if (!v) return NULL;
     for (i = 0; i < x->ndim; i++) { v->shape[i] = x->shape[perm[i]]; v->strides[i] = x->strides[perm[i]]; }
-    n = dl_record("permute", v, 1, &x, dl__permute_backward, sizeof(dl__view_ctx));
+    n = dl__record("permute", v, 1, &x, dl__permute_backward, sizeof(dl__view_ctx));
     if (n) for (i = 0; i < x->ndim; i++) ((dl__view_ctx *)n->ctx)->axis_of[i] = perm[i];
     return v;
 }
@@ -1484,7 +1629,7 @@ DLDEF dl_tensor *dl_slice(dl_tensor *x, int dim, int start, int stop, int step) 
     v->shape[dim] = len;
     v->strides[dim] = len > 1 ? x->strides[dim] * step : x->strides[dim]; /* a stride a huge step never walks */
     v->numel = len ? x->numel / (size_t)n * (size_t)len : 0;
-    node = dl_record("slice", v, 1, &x, dl__slice_backward, sizeof(dl__view_ctx));
+    node = dl__record("slice", v, 1, &x, dl__slice_backward, sizeof(dl__view_ctx));
     if (node) {
         dl__view_ctx *c = (dl__view_ctx *)node->ctx;
         c->dim = dim;
@@ -3644,7 +3789,7 @@ static dl_tensor *dl__binary(int op, dl_tensor *a, dl_tensor *b) {
     in[1] = b;
     node = dl_record(name + 3, out, 2, in, dl__binary_backward, sizeof(int)); /* "dl_add" -> "add" */
     if (node) *(int *)node->ctx = op;
-    return out;
+    return dl__checked(out);
 }
 
 DLDEF dl_tensor *dl_add(dl_tensor *a, dl_tensor *b) { return dl__binary(DL__ADD, a, b); }
@@ -3725,7 +3870,7 @@ static dl_tensor *dl__unary(const char *name, int op, dl_tensor *xt, float p, fl
         c->q = q;
         c->x = x;
     }
-    return out;
+    return dl__checked(out);
 }
 
 DLDEF dl_tensor *dl_add_scalar(dl_tensor *x, float s) { return dl__unary("dl_add_scalar", DL__AFFINE, x, 1.0f, s); }
@@ -3929,7 +4074,7 @@ static dl_tensor *dl__reduction(const char *name, int kind, dl_tensor *x, int na
     }
     node = dl_record(name + 3, out, 1, &x, dl__reduce_backward, sizeof(dl__reduce));
     if (node) *(dl__reduce *)node->ctx = r;
-    return out;
+    return dl__checked(out);
 }
 
 DLDEF dl_tensor *dl_sum(dl_tensor *x, int naxes, const int *axes, int keepdim) { return dl__reduction("dl_sum", 0, x, naxes, axes, 0, keepdim); }
@@ -4042,7 +4187,7 @@ DLDEF dl_tensor *dl_concat(int n, dl_tensor *const *xs, int axis) {
     }
     node = dl_record("concat", out, n, xs, dl__concat_backward, sizeof(dl__shape_ctx));
     if (node) ((dl__shape_ctx *)node->ctx)->axis = axis;
-    return out;
+    return dl__checked(out);
 }
 
 DLDEF int dl_split(dl_tensor *x, int axis, int n, const int *sizes, dl_tensor **outs) {
@@ -4127,7 +4272,7 @@ DLDEF dl_tensor *dl_index_select(dl_tensor *x, int axis, dl_tensor *idx) {
         c->axis = axis;
         c->idx = iv;
     }
-    return out;
+    return dl__checked(out);
 }
 
 /* gather (scatter == 0): o[i] = x[i with axis coordinate idx[i]];
@@ -4190,7 +4335,7 @@ DLDEF dl_tensor *dl_gather(dl_tensor *x, int axis, dl_tensor *idx) {
         c->axis = axis;
         c->idx = iv;
     }
-    return out;
+    return dl__checked(out);
 }
 
 /* An element of an integer or float tensor as int32: floats are truncated toward zero and
@@ -4255,7 +4400,7 @@ DLDEF dl_tensor *dl_cast(dl_tensor *x, dl_dtype dtype) {
     if (dtype == DL_DTYPE_F32 && x->dtype == DL_DTYPE_F32) {
         dl_copy(out, x);
         dl_record("cast", out, 1, &x, dl__copy_backward, 0); /* core's flat gradient add */
-        return out;
+        return dl__checked(out);
     }
     contig = dl_is_contiguous(x);
     for (i = 0; i < x->numel; i++) {
@@ -4299,7 +4444,7 @@ DLDEF dl_tensor *dl_broadcast_to(dl_tensor *x, int ndim, const int *shape) {
     dl__bcast_strides(x->ndim, x->shape, x->strides, ndim, sx);
     dl__strided_copy_f32((float *)out->data, out->strides, (const float *)x->data, sx, ndim, shape, 0);
     dl_record("broadcast_to", out, 1, &x, dl__broadcast_to_backward, 0);
-    return out;
+    return dl__checked(out);
 }
 /* ==== Matrix products, activations, softmax, losses (tests: tests/test_ops_nn.c) ============== */
 
@@ -4598,7 +4743,7 @@ static dl_tensor *dl__matmul(const char *op, dl_tensor *a, dl_tensor *b, int ta,
     in[1] = b;
     nd = dl_record(op + 3, out, 2, in, dl__matmul_backward, sizeof c);
     if (nd) memcpy(nd->ctx, &c, sizeof c);
-    return out;
+    return dl__checked(out);
 }
 
 DLDEF dl_tensor *dl_matmul_t(dl_tensor *a, dl_tensor *b, int trans_a, int trans_b) {
@@ -4679,7 +4824,7 @@ DLDEF dl_tensor *dl_linear(dl_tensor *x, dl_tensor *w, dl_tensor *b) {
     in[2] = b;
     nd = dl_record("linear", y, b ? 3 : 2, in, dl__linear_backward, sizeof c);
     if (nd) memcpy(nd->ctx, &c, sizeof c);
-    return y;
+    return dl__checked(y);
 }
 
 /* ---- Activations ---- */
@@ -4804,7 +4949,7 @@ static dl_tensor *dl__activation(const char *op, int kind, dl_tensor *x, float a
     dl__act_run(&a);
     nd = dl_record(op + 3, y, 1, &x, dl__activation_backward, sizeof a);
     if (nd) memcpy(nd->ctx, &a, sizeof a);
-    return y;
+    return dl__checked(y);
 }
 
 /* relu(x) = max(x, 0); d/dx = [x > 0] (0 at x == 0, as torch and TF). */
@@ -4917,7 +5062,7 @@ static dl_tensor *dl__softmax(const char *op, dl_tensor *x, int axis, int log_sp
     if (c.len > 0) dl__softmax_lines(&c, xs, (float *)y->data, NULL, NULL);
     nd = dl_record(op + 3, y, 1, &x, dl__softmax_backward, sizeof c);
     if (nd) memcpy(nd->ctx, &c, sizeof c);
-    return y;
+    return dl__checked(y);
 }
 
 DLDEF dl_tensor *dl_softmax(dl_tensor *x, int axis) { return dl__softmax("dl_softmax", x, axis, 0); }
@@ -5009,7 +5154,7 @@ DLDEF dl_tensor *dl_cross_entropy(dl_tensor *logits, dl_tensor *labels) {
     ((float *)loss->data)[0] = c.count > 0 ? (float)(total / c.count) : NAN; /* torch: nan when all ignored */
     nd = dl_record("cross_entropy", loss, 1, &logits, dl__cross_entropy_backward, sizeof c);
     if (nd) memcpy(nd->ctx, &c, sizeof c);
-    return loss;
+    return dl__checked(loss);
 }
 
 enum { DL__MSE, DL__L1, DL__HUBER, DL__BCE_LOGITS };
@@ -5091,7 +5236,7 @@ static dl_tensor *dl__loss(const char *op, int kind, dl_tensor *pred, dl_tensor 
     in[1] = target;
     nd = dl_record(op + 3, loss, 2, in, dl__loss_backward, sizeof c);
     if (nd) memcpy(nd->ctx, &c, sizeof c);
-    return loss;
+    return dl__checked(loss);
 }
 
 DLDEF dl_tensor *dl_mse(dl_tensor *pred, dl_tensor *target) { return dl__loss("dl_mse", DL__MSE, pred, target, 0); }
@@ -5385,7 +5530,7 @@ static dl_tensor *dl__norm_forward(const char *op, dl__norm *c, dl_tensor *x, dl
     in[0] = x; in[1] = gamma; in[2] = beta;
     n = dl_record(op, y, 3, in, dl__norm_backward, sizeof(dl__norm));
     if (n) *(dl__norm *)n->ctx = *c;
-    return y;
+    return dl__checked(y);
 }
 
 static void dl__norm_backward(dl_node *n) {
@@ -5623,7 +5768,7 @@ DLDEF dl_tensor *dl_dropout(dl_tensor *x, float p, int training, dl_rng *rng) {
         c->keep = keep;
         c->scale = scale;
     }
-    return y;
+    return dl__checked(y);
 }
 
 /* ---- Embedding ---- */
@@ -5672,7 +5817,7 @@ DLDEF dl_tensor *dl_embedding(dl_tensor *weight, dl_tensor *indices) {
         memcpy((float *)y->data + r * (size_t)D, w + (size_t)idx[r] * (size_t)D, (size_t)D * sizeof(float));
     n = dl_record("embedding", y, 1, &weight, dl__embedding_backward, 0);
     if (n) n->ctx = idx;
-    return y;
+    return dl__checked(y);
 }
 
 /* ---- Gram matrix ---- */
@@ -5724,7 +5869,7 @@ DLDEF dl_tensor *dl_gram(dl_tensor *x) {
         dl__gram_ctx *c = (dl__gram_ctx *)n->ctx;
         c->f = f; c->N = N; c->C = C; c->L = L;
     }
-    return y;
+    return dl__checked(y);
 }
 /* ==== Convolution, pooling, padding, upsampling (tests: tests/test_ops_conv.c) ===================
 
@@ -6187,7 +6332,7 @@ static dl_tensor *dl__conv_record(const char *op, dl_tensor *y, dl_tensor *x, dl
         c->x = x_data;
         c->w = jb->m;
     }
-    return y;
+    return dl__checked(y);
 }
 
 /* conv2d: y = W @ im2col(x) + b.  dW = dy @ im2col(x)^T, dx = col2im(W^T @ dy), db = sum dy. */
@@ -6526,7 +6671,7 @@ static dl_tensor *dl__pool2d(dl_tensor *x, int kh, int kw, const dl_conv_opts *o
     dl__conv_for_planes((size_t)shape[0] * shape[1], (size_t)g->oh * g->ow * g->kh * g->kw, dl__pool2d_forward_planes, &c);
     nd = dl_record(is_max ? "max_pool2d" : "avg_pool2d", y, 1, &x, dl__pool2d_backward, sizeof(dl__pool2d_ctx));
     if (nd) *(dl__pool2d_ctx *)nd->ctx = c;
-    return y;
+    return dl__checked(y);
 }
 
 DLDEF dl_tensor *dl_max_pool2d(dl_tensor *x, int kernel_h, int kernel_w, const dl_conv_opts *opts) {
@@ -6606,7 +6751,7 @@ static dl_tensor *dl__remap2d(dl_tensor *x, dl__remap_ctx *c, const char *name) 
     dl__conv_for_planes(c->planes, (size_t)c->oh * c->ow, dl__remap_forward_planes, c);
     nd = dl_record(name, y, 1, &x, dl__remap_backward, sizeof(dl__remap_ctx));
     if (nd) *(dl__remap_ctx *)nd->ctx = *c;
-    return y;
+    return dl__checked(y);
 }
 
 /* Allocates the maps of a gather from x's last two axes to an oh x ow output. */

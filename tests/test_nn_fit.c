@@ -1063,6 +1063,38 @@ static void test_terminate_on_nan(void) {
     dataset_free(ds);
 }
 
+/* dl_check_numerics (dl_tensor.h) under fit: the run that diverges above fails at the first op
+   that makes a NaN or an infinity, with fit's NULL; so does a NaN in the data, named as an
+   input's. */
+static void test_check_numerics_in_fit(void) {
+    dl_dataset *ds = dataset_new(2, DL_SHAPE(32, 3), DL_DTYPE_F32);
+    int i, pass;
+    dl_fill_normal(ds->x, 0.0f, 1.0f, &g_rng);
+    for (i = 0; i < 32; i++) dl_f32(ds->y)[i] = 10.0f * dl_f32(ds->x)[3 * i] + 3.0f;
+    for (pass = 0; pass < 2; pass++) {   /* diverging, then a NaN in the data */
+        dl_fit_opts o;
+        dl_model *m;
+        const dl_history *h;
+        int was;
+        dl_nn_seed(3);
+        m = dl_sequential(dl_Dense(4, DL_ACT_LINEAR), dl_BatchNormalization(0.5f, 0), dl_Dense(1, DL_ACT_LINEAR));
+        CHECK(m && dl_compile(m, dl_sgd(pass == 0 ? 5.0 : 0.01), DL_LOSS_MSE, 0) == 0, "%s", dl_error());
+        if (pass == 1) dl_f32(ds->x)[3 * 20 + 1] = NAN;   /* sample 20: batch 2 of epoch 1 */
+        memset(&o, 0, sizeof o);
+        o.epochs = 50; o.batch_size = 8; o.verbose = -1; o.no_shuffle = 1;
+        was = dl_check_numerics(1);
+        h = dl_fit(m, ds, &o);
+        dl_check_numerics(was);
+        CHECK(h == NULL, "pass %d: fit fails", pass);
+        CHECK(strstr(dl_error(), "not finite") && strstr(dl_error(), "(dl_check_numerics)"), "pass %d: %s", pass, dl_error());
+        if (pass == 1)
+            CHECK(strstr(dl_error(), "linear: output [8, 4]") && strstr(dl_error(), "input 0 already was not finite"),
+                  "the first Dense's op, given the NaN: %s", dl_error());
+        dl_model_free(m);
+    }
+    dataset_free(ds);
+}
+
 /* A custom model that fails on its second call in training: fit must report the failure. */
 typedef struct failing { int calls, fail_at; } failing;
 static dl_tensor *failing_forward(dl_model *m, dl_tensor *x, int training) {
@@ -1185,6 +1217,7 @@ int main(int argc, char **argv) {
     RUN(test_log_hook);
     RUN(test_checkpoint_failure);
     RUN(test_terminate_on_nan);
+    RUN(test_check_numerics_in_fit);
     RUN(test_train_on_batch);
     RUN(test_no_malloc_in_steady_state);
     dl_arena_free_default();

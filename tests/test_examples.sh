@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/test_examples.sh - build every examples/*.c and run the known ones briefly.
 #
-# Each example is built warning-free (-std=c99 -O2 -Wall -Wextra -Wpedantic -Werror) and, when
+# Each example is built warning-free (-std=c99 -O2 -Wall -Wextra -Wpedantic -Werror; linked with
+# the implementation compiled once, tests/dl_impl.c) and, when
 # it is in the table below, run for a few seconds on the Fashion-MNIST subset shipped in
 # data/fashion-mnist: it must exit 0 and its last line must be its metric ("test_accuracy=..."
 # or "final_loss=...") within the bound given. Examples not in the table are only built.
@@ -38,12 +39,27 @@ passed=0 failed=0 skipped=0
 names=()
 if [ $# -gt 0 ]; then names=("$@"); else for f in examples/*.c; do names+=("$(basename "$f" .c)"); done; fi
 # Build them all first, JOBS at a time (default: the number of CPUs), then run them one by one.
+# The two-file way, as the Makefile builds them: the implementation compiled once, each example
+# with -DDL_IMPLEMENTATION_ELSEWHERE and linked with it; one that configures the library itself
+# (tests/own_impl.sh) alone. (tests/test_compile.sh builds every example alone as well.)
 jobs_max=${JOBS:-$(nproc 2>/dev/null || echo 2)}
+impl=$out/dl_impl.o
+# shellcheck disable=SC2086
+$CC $FLAGS -c tests/dl_impl.c -o "$impl" > "$out/dl_impl.build" 2>&1 || rm -f "$impl"
+own=" $(bash tests/own_impl.sh examples/*.c | tr '\n' ' ') "
 for name in "${names[@]}"; do
     [ -f "examples/$name.c" ] || continue
     while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do wait -n; done
+    case "$own" in
+        *" examples/$name.c "*) link=() ;;
+        *) link=(-DDL_IMPLEMENTATION_ELSEWHERE "$impl") ;;
+    esac
+    if [ ${#link[@]} -gt 0 ] && [ ! -f "$impl" ]; then
+        { echo "tests/dl_impl.c does not build:"; cat "$out/dl_impl.build"; } > "$out/$name.build"
+        echo FAIL > "$out/$name.status"; continue
+    fi
     # shellcheck disable=SC2086
-    ( if $CC $FLAGS "examples/$name.c" -o "$out/$name" -lm -lpthread > "$out/$name.build" 2>&1; then
+    ( if $CC $FLAGS "examples/$name.c" "${link[@]}" -o "$out/$name" -lm -lpthread > "$out/$name.build" 2>&1; then
           echo ok; else echo FAIL; fi > "$out/$name.status" ) &
 done
 wait

@@ -44,4 +44,5 @@
 #include "../dl_tensor.h"
 #include "../dl_optim.h"
 #include "../dl_nn.h"
+#include "../dl_gan.h"
 #include "../dl_rl.h"

@@ -143,7 +143,7 @@ DLDEF void dl_dataset_free(dl_dataset *ds);    /* NULL is fine */
    written in *out_len, or -1 + dl_error() for a corrupt or truncated stream or one that does
    not fit; *in_used (may be NULL) gets the input bytes consumed. dl_gunzip decodes a
    single-member gzip file (RFC 1952) held in memory, checking its CRC32 and length: returns a
-   buffer of *out_len bytes (owned: DL_FREE), or NULL + dl_error(); max_out > 0 caps the
+   buffer of *out_len bytes (owned: dl_free), or NULL + dl_error(); max_out > 0 caps the
    output size. */
 DLDEF int dl_inflate(const void *src, size_t src_len, void *dst, size_t cap, size_t *out_len, size_t *in_used);
 DLDEF void *dl_gunzip(const void *src, size_t src_len, size_t max_out, size_t *out_len);
@@ -279,6 +279,7 @@ DLDEF int dl_init_tensor(dl_tensor *t, dl_init init, dl_rng *rng);   /* 0 on suc
 DLDEF void dl_nn_seed(uint64_t seed);
 
 #define DL_LAYER_MAX_PARAMS 8
+#define DL_TRAINING_FROZEN 2   /* the `training` a frozen inner model runs with (dl_model_as_layer) */
 #define DL_LAYER_MAX_CONF 8
 #define DL_LAYER_MAX_INPUTS 8
 typedef struct dl_layer dl_layer;
@@ -290,7 +291,9 @@ typedef struct dl_layer_ops {
        the weights with dl_layer_add_weight. NULL when the layer has none. 0 on success. */
     int (*build)(dl_layer *l, int n_in, dl_tensor *const *in);
     /* The computation, with ops of dl_tensor.h (so backward is automatic). Returns an arena
-       tensor, or NULL + dl_error(). training: 1 in fit (dropout on, batch statistics). */
+       tensor, or NULL + dl_error(). training: 0 inference; 1 in fit (dropout on, batch
+       statistics); DL_TRAINING_FROZEN inside a frozen model (dl_model_as_layer): dropout on,
+       batch normalization on its moving statistics (Keras' rule for trainable = False). */
     dl_tensor *(*forward)(dl_layer *l, int n_in, dl_tensor *const *in, int training);
     void (*destroy)(dl_layer *l);   /* frees l->user; NULL when there is nothing to free */
     int min_inputs, max_inputs;     /* 0, 0 mean 1, 1 */
@@ -415,6 +418,15 @@ DLDEF dl_model *dl_custom_model(dl_model_fn forward, void *user, int n_layers, d
 DLDEF void *dl_model_user(const dl_model *m);
 
 DLDEF void dl_model_free(dl_model *m);   /* its layers, weights, optimizer, history; NULL is fine */
+
+/* A model used as a layer of another model (Keras: a Model is a Layer, Sequential([g, d])). The
+   layer runs m (one output; m's inputs) and trains m's own weights, so two models can train the
+   same tensors. Its trainable = 0 freezes m inside the outer model only: Keras' GAN recipe sets
+   d.trainable = False before compiling the combined model, and d's own dl_compile'd training
+   still updates d. A frozen m runs with training = DL_TRAINING_FROZEN. The layer keeps m alive:
+   free m and the outer model in any order. Outer models train, predict and summarize;
+   dl_model_save refuses them (save the inner models). A model takes the layer over. */
+DLDEF dl_layer *dl_model_as_layer(dl_model *m);
 
 /* Runs the model: x [batch, ...] -> arena output. training = 1 turns dropout and batch
    statistics on. Multi-input/output graphs: dl_model_call_n (outputs in order). */
@@ -1853,6 +1865,11 @@ DLDEF int dl_random_crop(dl_tensor *x, int pad, dl_rng *r) {
 #define DL__LAYER_HAS_ACT 1u   /* iconf[DL__ACT_SLOT] holds the layer's dl_act */
 #define DL__LAYER_NAMED   2u   /* a model gave the layer its final name */
 #define DL__LAYER_MARK    4u   /* scratch: "seen" during one dl_model_new or load, cleared after */
+#define DL__LAYER_MODEL   8u   /* dl_model_as_layer: user is the dl_model it runs */
+/* The model a dl_model_as_layer layer runs, else NULL. */
+static dl_model *dl__layer_model(const dl_layer *l) {
+    return l && (l->flags & DL__LAYER_MODEL) ? (dl_model *)l->user : NULL;
+}
 #define DL__ACT_SLOT (DL_LAYER_MAX_CONF - 1)
 
 /* Per thread, as dl_error()'s message: threads building models at once draw from their own. */
@@ -2302,7 +2319,7 @@ static int dl__bn_build(dl_layer *l, int n, dl_tensor *const *in) {
 static dl_tensor *dl__bn_forward(dl_layer *l, int n, dl_tensor *const *in, int training) {
     (void)n;
     /* A frozen BatchNormalization runs in inference mode, as in Keras (fine-tuning). */
-    return dl_batch_norm(in[0], l->params[0], l->params[1], l->params[2], l->params[3], training && l->trainable,
+    return dl_batch_norm(in[0], l->params[0], l->params[1], l->params[2], l->params[3], training == 1 && l->trainable,
                          1.0f - l->fconf[0], l->fconf[1]);
 }
 static const dl_layer_ops dl__bn_ops = {"BatchNormalization", dl__bn_build, dl__bn_forward, NULL, 1, 1};
@@ -2447,7 +2464,9 @@ static const dl_layer_ops dl__flip_ops = {"RandomFlip", NULL, dl__flip_forward, 
 DLDEF dl_layer *dl_RandomFlip(void) { return dl__builtin(&dl__flip_ops, "random_flip"); }
 
 /* The layer's activation, when it has one (to know whether a model outputs probabilities). */
+static const dl_layer *dl__output_layer(const dl_model *m);
 static int dl__layer_act(const dl_layer *l) {
+    if (dl__layer_model(l)) return dl__layer_act(dl__output_layer(dl__layer_model(l)));   /* what the inner model ends with */
     return l && (l->flags & DL__LAYER_HAS_ACT) ? l->iconf[DL__ACT_SLOT] : -1;
 }
 
@@ -2898,6 +2917,7 @@ struct dl_model {
     int in_ndim, in_shape[DL_MAX_DIMS];
     /* compile / fit state (TRAINING) */
     int compiled, opt_bound, top_k, stop;
+    int layer_refs;               /* dl_model_as_layer wrappers holding this model */
     int fit_failed;               /* a callback failed the fit (dl_error() says why) */
     dl_optim *opt;
     dl_loss loss;
@@ -2956,6 +2976,7 @@ static int dl__model_append(dl_model *m, dl_layer *l) {
 DLDEF void dl_model_free(dl_model *m) {
     int i;
     if (!m) return;
+    if (m->layer_refs > 0) { m->layer_refs--; return; }   /* a wrapper layer still uses it */
     for (i = 0; i < m->n_layers; i++)
         if (--m->layers[i]->refs <= 0) dl__layer_destroy(m->layers[i]);
     DL_FREE(m->layers);
@@ -3306,6 +3327,34 @@ DLDEF dl_tensor *dl_model_call(dl_model *m, dl_tensor *x, int training) {
     return dl_model_call_n(m, 1, &x, 1, &y, training) == 0 ? y : NULL;
 }
 
+/* ---- A model as a layer (Keras: a Model is a Layer) ----
+   The layer holds a reference to the model (layer_refs) and runs it; its weights stay the
+   model's, so that two models (the GAN's discriminator and the combined generator + frozen
+   discriminator) train the same tensors. A frozen wrapper (trainable 0) hides them from the
+   optimizer of the model that holds it and runs the inner model with DL_TRAINING_FROZEN. */
+static dl_tensor *dl__model_layer_forward(dl_layer *l, int n_in, dl_tensor *const *in, int training) {
+    dl_tensor *y = NULL;
+    if (training) training = l->trainable ? training : DL_TRAINING_FROZEN;
+    return dl_model_call_n(dl__layer_model(l), n_in, in, 1, &y, training) == 0 ? y : NULL;
+}
+static void dl__model_layer_destroy(dl_layer *l) { dl_model_free(dl__layer_model(l)); }
+static const dl_layer_ops dl__model_layer_ops = {"Model", NULL, dl__model_layer_forward, dl__model_layer_destroy,
+                                                 1, DL_LAYER_MAX_INPUTS};
+
+DLDEF dl_layer *dl_model_as_layer(dl_model *m) {
+    dl_layer *l;
+    if (!m) { dl_set_error("dl_model_as_layer: NULL model"); return NULL; }
+    if (m->kind == DL__FUNCTIONAL && m->n_outputs != 1) {
+        dl_set_error("dl_model_as_layer: %s has %d outputs; a layer has one", m->name, m->n_outputs);
+        return NULL;
+    }
+    if (!(l = dl_layer_new(&dl__model_layer_ops, m->name, m))) return NULL;
+    l->flags |= DL__LAYER_MODEL;
+    l->built = 1;   /* nothing of its own to build: the inner layers build on the first call */
+    m->layer_refs++;
+    return l;
+}
+
 static int dl__model_build(dl_model *m, dl_dtype dtype, int ndim, const int *shape) {
     dl_arena *a, *prev;
     dl_tensor *x, *y;
@@ -3349,18 +3398,26 @@ static int dl__weight_trainable(const dl_layer *l, int i) { return l->trainable 
 DLDEF int dl_model_weights(const dl_model *m, int trainable_only, dl_tensor **out, int cap) {
     int i, j, n = 0;
     if (!m) return 0;
-    for (i = 0; i < m->n_layers; i++)
+    for (i = 0; i < m->n_layers; i++) {
+        const dl_model *inner = dl__layer_model(m->layers[i]);
+        if (inner) {   /* a model used as a layer: its weights, none when frozen (trainable 0) */
+            if (!trainable_only || m->layers[i]->trainable)
+                n += dl_model_weights(inner, trainable_only, out && n < cap ? out + n : NULL, n < cap ? cap - n : 0);
+            continue;
+        }
         for (j = 0; j < m->layers[i]->n_params; j++) {
             if (trainable_only && !dl__weight_trainable(m->layers[i], j)) continue;
             if (out && n < cap) out[n] = m->layers[i]->params[j];
             n++;
         }
+    }
     return n;
 }
 
 static long dl__layer_count(const dl_layer *l, int trainable_only) {
     long n = 0;
     int j;
+    if (dl__layer_model(l)) return trainable_only && !l->trainable ? 0 : dl_model_num_params(dl__layer_model(l), trainable_only);
     for (j = 0; j < l->n_params; j++)
         if (!trainable_only || dl__weight_trainable(l, j)) n += (long)l->params[j]->numel;
     return n;
@@ -4540,6 +4597,12 @@ static int dl__model_file_make(dl_model *m, int weights_only, int include_optimi
     memset(f, 0, sizeof *f);
     if (!m) { dl_set_error("dl_model_save: NULL model"); return -1; }
     if (!m->built) { dl_set_error("dl_model_save: %s has no weights yet: build or fit it first", m->name); return -1; }
+    for (i = 0; i < m->n_layers; i++)
+        if (dl__layer_model(m->layers[i])) {
+            dl_set_error("dl_model_save: layer %s of %s is a model (dl_model_as_layer): save that model itself",
+                         m->layers[i]->name, m->name);
+            return -1;
+        }
     arch.buf = NULL; arch.size = 0; arch.len = 0;
     if (!weights_only && dl__arch_text(m, &arch) != 0) return -1;
     if (!weights_only && m->compiled) {   /* the optimizer's entries: its hyperparameters always, its state on request */
@@ -4637,6 +4700,11 @@ static int dl__load_weights_from(dl_model *m, const dl_safetensors *st, const ch
     char name[128];
     int pass, i, j;
     if (!m->built) { dl_set_error("%s: build the model first (dl_model_build)", fn); return -1; }
+    for (i = 0; i < m->n_layers; i++)
+        if (dl__layer_model(m->layers[i])) {
+            dl_set_error("%s: layer %s is a model (dl_model_as_layer): load that model's weights", fn, m->layers[i]->name);
+            return -1;
+        }
     for (pass = 0; pass < 2; pass++)   /* check everything, then copy: a failure changes nothing */
         for (i = 0; i < m->n_layers; i++)
             for (j = 0; j < m->layers[i]->n_params; j++) {

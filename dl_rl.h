@@ -314,9 +314,9 @@ DLDEF int dl_env_render(const dl_env *env, unsigned char *rgb);
 /* rgb (w x h, as dl_env_render writes it) as a binary PPM (P6) file. 0 or -1 + dl_error(). */
 DLDEF int dl_ppm_save(const char *path, const unsigned char *rgb, int w, int h);
 #endif
-#if defined(INCLUDE_STB_IMAGE_WRITE_H) && !defined(STBI_WRITE_NO_STDIO)
-/* Only when stb_image_write.h was included before this file: the env's picture as a PNG
-   (stbi_write_png; allocates the picture's buffer for the call). 0 or -1 + dl_error(). */
+#ifdef DL_HAVE_PNG   /* stb_image_write.h was included before the dl headers */
+/* Only when stb_image_write.h was included before the dl headers: the env's picture as a PNG
+   (dl_png_save; allocates the picture's buffer for the call). 0 or -1 + dl_error(). */
 DLDEF int dl_env_save_png(const dl_env *env, const char *path);
 #endif
 
@@ -1316,33 +1316,23 @@ DLDEF int dl_ppm_save(const char *path, const unsigned char *rgb, int w, int h) 
 }
 #endif
 
-#if defined(INCLUDE_STB_IMAGE_WRITE_H) && !defined(STBI_WRITE_NO_STDIO)
-static void dl__png_sink(void *ctx, void *data, int size) { dl_file_writer_write((dl_file_writer *)ctx, data, (size_t)size); }
-
+#ifdef DL_HAVE_PNG   /* stb_image_write.h was included before the dl headers */
 DLDEF int dl_env_save_png(const dl_env *env, const char *path) {
-    int w, h, ok;
+    int w, h, r;
     unsigned char *rgb;
-    dl_file_writer *f;
     if (!path) { dl_set_error("dl_env_save_png: NULL path"); return -1; }
     if (dl_env_render_size(env, &w, &h) != 0) return -1;
     rgb = (unsigned char *)DL_MALLOC((size_t)w * h * 3);
     if (!rgb) { dl_set_error("dl_env_save_png: out of memory"); return -1; }
     env->ops->render(env, rgb);
-    if (!(f = dl_file_writer_open(path))) { DL_FREE(rgb); ok = 0; }
-    else { /* atomic, like every saver: stb encodes into the writer, commit renames */
-        ok = stbi_write_png_to_func(dl__png_sink, f, w, h, 3, rgb, w * 3) != 0;
-        DL_FREE(rgb);
-        if (!ok) dl_set_error("cannot encode '%s' as PNG", path); /* a failed write is caught by commit */
-        if (ok) ok = dl_file_writer_commit(f) == 0;
-        else dl_file_writer_abort(f);
-    }
-    if (!ok) {
+    r = dl_png_save(path, rgb, w, h, 3);   /* atomic, like every saver */
+    DL_FREE(rgb);
+    if (r != 0) {
         char why[512];
         snprintf(why, sizeof why, "%s", dl_error());
         dl_set_error("dl_env_save_png: %s", why);
-        return -1;
     }
-    return 0;
+    return r;
 }
 #endif
 

@@ -185,6 +185,11 @@ DLDEF void dl_set_log(dl_log_fn fn, void *user);                  /* NULL fn: th
 DLDEF void dl_log_silent(void *user, int level, const char *text); /* writes nothing */
 DLDEF void dl_log_write(int level, const char *fmt, ...);         /* printf-style, to the log function */
 
+/* Frees a buffer that a dl function returned as owned bytes ("owned: dl_free": dl_gunzip,
+   dl_image_grid, ...), through DL_FREE, which is only visible in the implementation file.
+   NULL is fine. */
+DLDEF void dl_free(void *p);
+
 /* ---- Arenas ------------------------------------------------------------------------------
    Everything that lives one step (op outputs, temporaries, the autograd tape) is bump-
    allocated from the thread's current arena; dl_arena_reset frees all of it at once and keeps
@@ -684,6 +689,13 @@ DLDEF int dl_file_writer_write(dl_file_writer *w, const void *p, size_t n); /* 0
 DLDEF int dl_file_writer_commit(dl_file_writer *w); /* 0: path has the bytes; -1 + dl_error(): path untouched. Frees w */
 DLDEF void dl_file_writer_abort(dl_file_writer *w);  /* drops the temporary file; frees w; NULL is fine */
 #endif
+/* Only when stb_image_write.h (Debian: <stb/stb_image_write.h>) was included before this file
+   (in the implementation file too): pixels (h rows of w pixels of `channels` interleaved bytes:
+   1 gray, 3 RGB, 4 RGBA) as a PNG file, written atomically. 0, or -1 + dl_error(). */
+#if defined(INCLUDE_STB_IMAGE_WRITE_H) && !defined(STBI_WRITE_NO_STDIO) && !defined(DL_NO_STDIO)
+#define DL_HAVE_PNG 1
+DLDEF int dl_png_save(const char *path, const unsigned char *pixels, int w, int h, int channels);
+#endif
 
 /* The same file in memory: returns its size in bytes and writes it to out when out != NULL and
    capacity >= that size (call once with out == NULL to learn the size). Returns 0 on error. */
@@ -903,6 +915,8 @@ DLDEF void dl_arena_reset(dl_arena *a) {
     a->used_total = 0;
     a->tape = NULL;
 }
+
+DLDEF void dl_free(void *p) { DL_FREE(p); }
 
 DLDEF void *dl_arena_alloc(dl_arena *a, size_t bytes) {
     dl__block *b;
@@ -7825,6 +7839,34 @@ DLDEF int dl_file_writer_commit(dl_file_writer *w) {
 }
 
 static int dl__st_write_file(void *ctx, const void *p, size_t n) { return dl_file_writer_write((dl_file_writer *)ctx, p, n); }
+
+#ifdef DL_HAVE_PNG
+static void dl__png_sink(void *ctx, void *data, int size) { dl_file_writer_write((dl_file_writer *)ctx, data, (size_t)size); }
+
+DLDEF int dl_png_save(const char *path, const unsigned char *pixels, int w, int h, int channels) {
+    dl_file_writer *f;
+    int ok;
+    if (!path || !pixels) { dl__fail("dl_png_save: NULL argument"); return -1; }
+    if (w <= 0 || h <= 0 || (channels != 1 && channels != 3 && channels != 4) || w > INT_MAX / 4 / channels) {
+        dl__fail("dl_png_save: '%s': bad picture size %d x %d x %d", path, w, h, channels);
+        return -1;
+    }
+    if (!(f = dl_file_writer_open(path))) ok = 0;
+    else {   /* stb encodes into the writer; commit renames the whole file into place */
+        ok = stbi_write_png_to_func(dl__png_sink, f, w, h, channels, pixels, w * channels) != 0;
+        if (!ok) dl__fail("cannot encode '%s' as PNG", path); /* a failed write is caught by commit */
+        if (ok) ok = dl_file_writer_commit(f) == 0;
+        else dl_file_writer_abort(f);
+    }
+    if (!ok) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", dl_error());
+        dl__fail("dl_png_save: %s", why);
+        return -1;
+    }
+    return 0;
+}
+#endif
 
 DLDEF int dl_safetensors_save(const char *path, int n, const char *const *names, dl_tensor *const *tensors, int n_meta,
                               const char *const *meta_keys, const char *const *meta_values) {

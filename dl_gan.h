@@ -30,9 +30,130 @@
 extern "C" {
 #endif
 
-/* ==== GAN TRAINING ========================================================================== */
+/* ==== GAN TRAINING ==========================================================================
+   A GAN is two models: G maps noise z [B, latent_dim] (drawn from N(0, 1) by a seeded generator)
+   to samples; D maps a sample to one score per sample, [B, 1] or [B] (logits for the BCE loss:
+   D ends without a sigmoid). The lesson's Keras recipe (a compiled D, and a combined model
+   "G then frozen D" trained with dl_train_on_batch) needs only dl_nn.h: dl_model_as_layer
+   (examples/gan_mnist.c). dl_gan is the loop people write themselves, as one call per batch.
 
-/* ==== PICTURES ============================================================================== */
+   Losses (s = D's output, r = the real label: 1, or 1 - label_smoothing for real samples):
+     DL_GAN_LOSS_BCE     D: bce(s_real, r) + bce(s_fake, 0)        G: bce(s_fake, 1)
+                         (bce from logits, mean over the batch; G's is the non-saturating loss of
+                         Goodfellow et al. 2014, as the PyTorch and TensorFlow DCGAN tutorials)
+     DL_GAN_LOSS_LSGAN   D: (mse(s_real, r) + mse(s_fake, 0)) / 2  G: mse(s_fake, 1)
+                         (Mao et al. 2017 with a-b-c = 0-1-1, as CycleGAN's code)
+     DL_GAN_LOSS_WGAN_GP D: mean(s_fake) - mean(s_real) + gp_weight * mean_i (|grad_x D(x_i)| - 1)^2
+                         G: -mean(s_fake)     (Gulrajani et al. 2017; x_i = e x_real + (1 - e) x_fake,
+                         e ~ U[0, 1) per sample)
+   The penalty's gradient with respect to D's weights is a derivative of a derivative. It is
+   computed without second-order autograd, from the identity
+       grad_w |grad_x D(x)| = d/dh grad_w D(x + h u) at h = 0,   u = grad_x D / |grad_x D| (fixed)
+   by a central difference with h = DL_GAN_GP_STEP: two more forward/backward passes of D. For a
+   D made of linear, convolution and piecewise-linear activation layers (the critics of the
+   paper), grad_w D is affine in x between activation kinks, so the difference is exact up to
+   rounding; otherwise its error is O(h^2). tests/test_gan.c checks it against PyTorch's
+   autograd.grad(create_graph=True). The penalty passes run D in inference mode (no dropout);
+   WGAN-GP critics use neither dropout nor batch normalization (the paper, section 4).
+   One-sided label smoothing (Salimans et al. 2016) and instance noise (Gaussian noise of std
+   instance_noise added to every input of D, real and fake; Sonderby et al. 2017) are options. */
+typedef enum dl_gan_loss { DL_GAN_LOSS_BCE = 0, DL_GAN_LOSS_LSGAN, DL_GAN_LOSS_WGAN_GP } dl_gan_loss;
+#define DL_GAN_GP_STEP 1e-2f
+
+/* Zero-init gives the defaults; latent_dim must be set. */
+typedef struct dl_gan_opts {
+    dl_gan_loss loss;        /* 0: DL_GAN_LOSS_BCE */
+    int latent_dim;          /* z [B, latent_dim]; required (> 0) */
+    float label_smoothing;   /* real label 1 - label_smoothing in D's loss (0.1 is common); 0: none */
+    float instance_noise;    /* std of the noise added to D's inputs; 0: none */
+    float gp_weight;         /* WGAN-GP's lambda; 0 means 10 (the paper's) */
+    int n_critic;            /* dl_gan_train_step: D steps per G step; 0 means 1 (WGAN-GP: 5) */
+    uint64_t seed;           /* the generator of z, instance noise and the penalty's e */
+} dl_gan_opts;
+
+/* One step's numbers. d_real, d_fake: the mean of D's output on the real and the fake batch
+   (for BCE the mean probability sigmoid(s), the "D(x)" and "D(G(z))" of the PyTorch tutorial). */
+typedef struct dl_gan_stats {
+    long step;                    /* D steps so far, this one included */
+    double d_loss, g_loss;        /* g_loss NaN when the step trained only D */
+    double d_real, d_fake;
+    double gp;                    /* the penalty term (WGAN-GP), else 0 */
+} dl_gan_stats;
+
+typedef struct dl_gan dl_gan;
+/* g and d are borrowed (they must outlive the gan); g_opt and d_opt are taken over, also on
+   failure (fresh optimizers: the gan adds the models' trainable weights on the first step).
+   Owned: dl_gan_free. NULL + dl_error() on bad options. */
+DLDEF dl_gan *dl_gan_new(dl_model *g, dl_model *d, dl_optim *g_opt, dl_optim *d_opt, const dl_gan_opts *opts);
+DLDEF void dl_gan_free(dl_gan *gan);   /* the optimizers and history; NULL is fine */
+/* n noise vectors [n, latent_dim] from the gan's generator (an arena tensor). */
+DLDEF dl_tensor *dl_gan_noise(dl_gan *gan, int n);
+/* One training iteration on a batch of real samples (an arena tensor; reset the arena before
+   making each batch, as for dl_train_on_batch): G makes as many fakes; one D step; then, every
+   n_critic-th call, one G step through the updated D (PyTorch's DCGAN order). 0 on success, -1 +
+   dl_error(); *stats (may be NULL) gets the numbers, also recorded in the history. */
+DLDEF int dl_gan_train_step(dl_gan *gan, dl_tensor *real, dl_gan_stats *stats);
+/* The two halves alone: a D step on real (G's fakes made inside), a G step on n fakes. */
+DLDEF int dl_gan_d_step(dl_gan *gan, dl_tensor *real, dl_gan_stats *stats);
+DLDEF int dl_gan_g_step(dl_gan *gan, int n, dl_gan_stats *stats);
+/* The losses alone, on D's outputs (arena scalars with gradient). real_label: 1 without
+   smoothing. The WGAN-GP penalty is not part of dl_gan_d_loss (it needs D itself). */
+DLDEF dl_tensor *dl_gan_d_loss(dl_gan_loss loss, dl_tensor *d_real, dl_tensor *d_fake, float real_label);
+DLDEF dl_tensor *dl_gan_g_loss(dl_gan_loss loss, dl_tensor *d_fake);
+/* WGAN-GP's penalty at the points x_hat [B, ...] (no gradient needed on x_hat): adds to the
+   gradients of D's trainable weights the gradient of weight * mean_i (|grad_x D(x_hat_i)| - 1)^2
+   (the method above; D runs in inference mode) and returns that penalty; NaN + dl_error(). For
+   your own loop: call it between dl_backward of the rest of D's loss and the optimizer step. */
+DLDEF double dl_gan_gradient_penalty(dl_model *d, const dl_tensor *x_hat, float weight);
+/* History: one row per dl_gan_train_step / d_step: step, d_loss, g_loss, d_real, d_fake. */
+DLDEF int dl_gan_history_len(const dl_gan *gan);
+DLDEF const dl_gan_stats *dl_gan_history(const dl_gan *gan);   /* borrowed; valid until the next step */
+DLDEF long dl_gan_steps(const dl_gan *gan);
+/* Whole-run checkpoint: both models' weights (statistics included) and layer generators, both
+   optimizers, the step counter, the noise generator and the history, in one safetensors file
+   (written atomically). dl_gan_load restores them into a gan built the same way (same layers,
+   names and shapes): everything is checked first, and on failure nothing changes. A run saved
+   and resumed ends with the same bits as one that never stopped. 0 on success. */
+#ifndef DL_NO_STDIO
+DLDEF int dl_gan_save(dl_gan *gan, const char *path);
+DLDEF int dl_gan_load(dl_gan *gan, const char *path);
+#endif
+
+/* ==== PICTURES ==============================================================================
+   People look at GANs: a grid of samples and the curves of the losses, as pictures, without
+   Python. The pixels are made here (always available); PNG files need stb_image_write.h
+   included before the dl headers (dl_png_save, dl_tensor.h), which defines DL_HAVE_PNG. */
+
+/* images f32 [N, C, H, W] (C 1 or 3; any strides) as one picture: cols images per row (0: the
+   smallest square, ceil(sqrt(N))), `pad` pixels of gray between them; values mapped from
+   [lo, hi] to [0, 255] and clamped (lo = -1, hi = 1 for a tanh generator; 0, 1 for x / 255).
+   Returns the pixels, *w x *h x C bytes (owned: dl_free), or NULL + dl_error(). */
+DLDEF unsigned char *dl_image_grid(const dl_tensor *images, int cols, int pad, float lo, float hi, int *w, int *h);
+
+/* One curve of a line chart: n points (x[i], y[i]); x NULL means x = i. Non-finite points are
+   skipped. More points than pixel columns are averaged per column (a smoothed curve). */
+typedef struct dl_plot_series {
+    const char *name;           /* in the legend (ASCII; drawn in capitals) */
+    const double *x, *y;
+    int n;
+    unsigned char rgb[3];       /* 0, 0, 0 means the next color of a built-in palette */
+} dl_plot_series;
+/* Draws a chart of the series (axes, ticks with numbers, legend, title) into the rectangle at
+   (x0, y0) of size cw x ch of an RGB canvas of width x height pixels. 0, or -1 + dl_error(). */
+DLDEF int dl_plot_draw(unsigned char *rgb, int width, int height, int x0, int y0, int cw, int ch,
+                       const char *title, int n_series, const dl_plot_series *series);
+
+/* The gan's history as a picture of width x height (0, 0: 640 x 480): the losses (D, G) above,
+   D's mean outputs on real and fake batches ("D(x)", "D(G(z))") below, against the step.
+   Owned RGB pixels (dl_free), or NULL + dl_error(). */
+DLDEF unsigned char *dl_gan_plot(const dl_gan *gan, int width, int height);
+
+#ifdef DL_HAVE_PNG
+/* dl_image_grid as a PNG file. 0, or -1 + dl_error(). */
+DLDEF int dl_image_grid_save(const dl_tensor *images, const char *path, int cols, float lo, float hi);
+/* dl_gan_plot as a PNG file. 0, or -1 + dl_error(). */
+DLDEF int dl_gan_plot_save(const dl_gan *gan, const char *path, int width, int height);
+#endif
 
 /* ==== CYCLEGAN ============================================================================== */
 
@@ -61,9 +182,980 @@ extern "C" {
 #include <stdio.h>
 #endif
 
-/* ==== GAN TRAINING: implementation ========================================================== */
+/* ==== GAN TRAINING: implementation (tests: tests/test_gan.c) ================================ */
 
-/* ==== PICTURES: implementation ============================================================== */
+struct dl_gan {
+    dl_model *g, *d;                 /* borrowed */
+    dl_optim *g_opt, *d_opt;         /* owned */
+    int g_bound, d_bound;            /* the optimizer holds the model's trainable weights */
+    int n_dw;
+    dl_tensor **dw;                  /* D's trainable weights (switched off during G's step) */
+    dl_gan_opts o;                   /* with the defaults filled in */
+    dl_rng rng;
+    long step;                       /* D steps */
+    int n_hist, cap_hist;
+    dl_gan_stats *hist;
+};
+
+DLDEF dl_gan *dl_gan_new(dl_model *g, dl_model *d, dl_optim *g_opt, dl_optim *d_opt, const dl_gan_opts *opts) {
+    dl_gan *gan = NULL;
+    dl_gan_opts o;
+    const char *bad = NULL;
+    memset(&o, 0, sizeof o);
+    if (opts) o = *opts;
+    if (!g || !d) bad = "NULL model";
+    else if (!g_opt || !d_opt) bad = "NULL optimizer (did its constructor fail?)";
+    else if (g_opt == d_opt) bad = "G and D need an optimizer each";
+    else if (dl_optim_num_params(g_opt) || dl_optim_num_params(d_opt)) bad = "give fresh optimizers (the gan adds the weights)";
+    else if ((int)o.loss < 0 || o.loss > DL_GAN_LOSS_WGAN_GP) bad = "unknown loss";
+    else if (o.latent_dim <= 0) bad = "latent_dim must be > 0";
+    else if (!(o.label_smoothing >= 0.0f && o.label_smoothing < 1.0f)) bad = "label_smoothing must be in [0, 1)";
+    else if (!(o.instance_noise >= 0.0f) || !isfinite(o.instance_noise)) bad = "instance_noise must be finite and >= 0";
+    else if (!(o.gp_weight >= 0.0f) || !isfinite(o.gp_weight)) bad = "gp_weight must be finite and >= 0";
+    else if (o.n_critic < 0) bad = "n_critic must be >= 0";
+    if (bad) {
+        dl_set_error("dl_gan_new: %s", bad);
+        if (g_opt != d_opt) dl_optim_free(d_opt);
+        dl_optim_free(g_opt);
+        return NULL;
+    }
+    if (o.gp_weight == 0.0f) o.gp_weight = 10.0f;
+    if (o.n_critic == 0) o.n_critic = o.loss == DL_GAN_LOSS_WGAN_GP ? 5 : 1;
+    if (!(gan = (dl_gan *)DL_MALLOC(sizeof *gan))) {
+        dl_set_error("dl_gan_new: out of memory");
+        dl_optim_free(g_opt);
+        dl_optim_free(d_opt);
+        return NULL;
+    }
+    memset(gan, 0, sizeof *gan);
+    gan->g = g; gan->d = d; gan->g_opt = g_opt; gan->d_opt = d_opt; gan->o = o;
+    dl_rng_seed(&gan->rng, o.seed);
+    return gan;
+}
+
+DLDEF void dl_gan_free(dl_gan *gan) {
+    if (!gan) return;
+    dl_optim_free(gan->g_opt);
+    dl_optim_free(gan->d_opt);
+    DL_FREE(gan->dw);
+    DL_FREE(gan->hist);
+    DL_FREE(gan);
+}
+
+DLDEF long dl_gan_steps(const dl_gan *gan) { return gan ? gan->step : 0; }
+DLDEF int dl_gan_history_len(const dl_gan *gan) { return gan ? gan->n_hist : 0; }
+DLDEF const dl_gan_stats *dl_gan_history(const dl_gan *gan) { return gan ? gan->hist : NULL; }
+
+/* An arena tensor of n * per values drawn from N(0, std^2). */
+static dl_tensor *dl__gan_normal(dl_rng *r, int ndim, const int *shape, float std) {
+    dl_tensor *t = dl_tmp(DL_DTYPE_F32, ndim, shape);
+    float *p = dl_f32(t);
+    size_t i;
+    if (!t) return NULL;
+    for (i = 0; i < t->numel; i++) p[i] = std * dl_rng_normal(r);
+    return t;
+}
+
+DLDEF dl_tensor *dl_gan_noise(dl_gan *gan, int n) {
+    int shape[2];
+    if (!gan || n <= 0) { dl_set_error("dl_gan_noise: %s", gan ? "n must be > 0" : "NULL gan"); return NULL; }
+    shape[0] = n; shape[1] = gan->o.latent_dim;
+    return dl__gan_normal(&gan->rng, 2, shape, 1.0f);
+}
+
+/* The model's trainable weights into a fresh optimizer, once the model is built. */
+static int dl__gan_bind(dl_optim *opt, dl_model *m, int *bound, int *n_out, dl_tensor ***w_out) {
+    int n = dl_model_weights(m, 1, NULL, 0), r;
+    dl_tensor **w;
+    if (*bound) return 0;
+    if (!(w = (dl_tensor **)DL_MALLOC((size_t)(n ? n : 1) * sizeof *w))) { dl_set_error("dl_gan: out of memory"); return -1; }
+    dl_model_weights(m, 1, w, n);
+    r = dl_optim_add_params(opt, n, w);
+    if (r == 0 && w_out) { *w_out = w; *n_out = n; }
+    else DL_FREE(w);
+    if (r == 0) *bound = 1;
+    return r;
+}
+
+/* D's output as [B]: one score per sample. */
+static dl_tensor *dl__gan_scores(dl_gan *gan, dl_tensor *x, int training) {
+    dl_tensor *s;
+    int b;
+    if (gan->o.instance_noise > 0.0f && x)
+        x = dl_add(x, dl__gan_normal(&gan->rng, x->ndim, x->shape, gan->o.instance_noise));
+    s = dl_model_call(gan->d, x, training);
+    if (!s) return NULL;
+    b = s->shape[0];
+    if (s->ndim < 1 || (size_t)b != s->numel) {
+        char a[64];
+        dl_set_error("dl_gan: D must give one score per sample ([B] or [B, 1]), not %s", dl_shape_str(s, a, sizeof a));
+        return NULL;
+    }
+    return s->ndim == 1 ? s : dl_reshape(s, 1, &b);
+}
+
+DLDEF dl_tensor *dl_gan_d_loss(dl_gan_loss loss, dl_tensor *d_real, dl_tensor *d_fake, float real_label) {
+    if (!d_real || !d_fake) return NULL;
+    switch (loss) {
+    case DL_GAN_LOSS_BCE:
+        return dl_add(dl_bce_with_logits(d_real, dl_full(d_real->ndim, d_real->shape, real_label)),
+                      dl_bce_with_logits(d_fake, dl_full(d_fake->ndim, d_fake->shape, 0.0f)));
+    case DL_GAN_LOSS_LSGAN:
+        return dl_mul_scalar(dl_add(dl_mse(d_real, dl_full(d_real->ndim, d_real->shape, real_label)),
+                                    dl_mse(d_fake, dl_full(d_fake->ndim, d_fake->shape, 0.0f))), 0.5f);
+    case DL_GAN_LOSS_WGAN_GP:
+        return dl_sub(dl_mean_all(d_fake), dl_mean_all(d_real));
+    }
+    dl_set_error("dl_gan_d_loss: unknown loss %d", (int)loss);
+    return NULL;
+}
+
+DLDEF dl_tensor *dl_gan_g_loss(dl_gan_loss loss, dl_tensor *d_fake) {
+    if (!d_fake) return NULL;
+    switch (loss) {
+    case DL_GAN_LOSS_BCE: return dl_bce_with_logits(d_fake, dl_full(d_fake->ndim, d_fake->shape, 1.0f));
+    case DL_GAN_LOSS_LSGAN: return dl_mse(d_fake, dl_full(d_fake->ndim, d_fake->shape, 1.0f));
+    case DL_GAN_LOSS_WGAN_GP: return dl_neg(dl_mean_all(d_fake));
+    }
+    dl_set_error("dl_gan_g_loss: unknown loss %d", (int)loss);
+    return NULL;
+}
+
+/* The mean of D's outputs as the stats report them: probabilities for BCE, raw otherwise. */
+static double dl__gan_mean_score(const dl_gan *gan, const dl_tensor *s) {
+    const float *p = dl_f32(s);
+    double sum = 0;
+    size_t i;
+    for (i = 0; i < s->numel; i++)
+        sum += gan->o.loss == DL_GAN_LOSS_BCE ? 1.0 / (1.0 + exp(-(double)p[i])) : (double)p[i];
+    return s->numel ? sum / (double)s->numel : 0.0;
+}
+
+static void dl__gan_set_d_grad(dl_gan *gan, int on) {
+    int i;
+    for (i = 0; i < gan->n_dw; i++) dl_set_requires_grad(gan->dw[i], on);
+}
+
+/* Pass 1 of the penalty with D's weights switched off; they are put back before returning. */
+static dl_tensor *dl__gan_input_grad(dl_model *d, dl_tensor *x_hat, float *ones) {
+    int n = dl_model_weights(d, 1, NULL, 0), i, r;
+    dl_tensor **w = (dl_tensor **)dl_arena_alloc(dl_arena_current(), (size_t)(n ? n : 1) * sizeof *w), *s;
+    if (!w) return NULL;
+    dl_model_weights(d, 1, w, n);
+    for (i = 0; i < n; i++) dl_set_requires_grad(w[i], 0);
+    dl_set_requires_grad(x_hat, 1);
+    s = dl_model_call(d, x_hat, 0);
+    r = s && s->numel == (size_t)x_hat->shape[0] ? dl_backward_grad(s, ones) : -1;
+    if (s && s->numel != (size_t)x_hat->shape[0]) dl_set_error("dl_gan_gradient_penalty: D must give one score per sample");
+    for (i = 0; i < n; i++) dl_set_requires_grad(w[i], 1);
+    return r == 0 ? x_hat : NULL;
+}
+
+DLDEF double dl_gan_gradient_penalty(dl_model *d, const dl_tensor *x_hat, float weight) {
+    const float h = DL_GAN_GP_STEP;
+    dl_tensor *xh, *xs, *s;
+    float *coef, *x, *g;
+    double gp = 0;
+    size_t per, j;
+    int b, i, pass;
+    if (!d || !x_hat) { dl_set_error("dl_gan_gradient_penalty: NULL argument"); return NAN; }
+    if (x_hat->dtype != DL_DTYPE_F32 || x_hat->ndim < 2 || x_hat->shape[0] <= 0 || !isfinite(weight)) {
+        dl_set_error("dl_gan_gradient_penalty: x_hat must be f32 [B, ...] and weight finite");
+        return NAN;
+    }
+    b = x_hat->shape[0];
+    per = x_hat->numel / (size_t)b;
+    coef = (float *)dl_arena_alloc(dl_arena_current(), 2 * (size_t)b * sizeof(float));
+    if (!coef || !(xh = dl_tmp(DL_DTYPE_F32, x_hat->ndim, x_hat->shape)) || dl_copy(xh, x_hat) != 0) return NAN;
+    x = dl_f32(xh);
+    for (i = 0; i < b; i++) coef[i] = 1.0f;
+    if (!dl__gan_input_grad(d, xh, coef)) return NAN;   /* pass 1: g_i = grad_x D(x_hat_i) */
+    g = xh->grad;
+    for (i = 0; i < b; i++) {   /* u_i = g_i / |g_i| (in place); coef_i = d penalty / d |g_i| */
+        double norm2 = 0, norm;
+        for (j = 0; j < per; j++) norm2 += (double)g[i * per + j] * g[i * per + j];
+        norm = sqrt(norm2);
+        gp += (norm - 1.0) * (norm - 1.0);
+        coef[i] = (float)(2.0 * weight * (norm - 1.0) / b);
+        for (j = 0; j < per; j++) g[i * per + j] = norm > 0 ? (float)(g[i * per + j] / norm) : 0.0f;
+    }
+    for (pass = 0; pass < 2; pass++) {   /* passes 2, 3: +- grad_w D(x_hat + h u) * coef / (2h) */
+        const float sign = pass == 0 ? 1.0f : -1.0f;
+        float *p;
+        if (!(xs = dl_tmp(DL_DTYPE_F32, x_hat->ndim, x_hat->shape))) return NAN;
+        p = dl_f32(xs);
+        for (j = 0; j < x_hat->numel; j++) p[j] = x[j] + sign * h * g[j];
+        for (i = 0; i < b; i++) coef[b + i] = sign * coef[i] / (2.0f * h);
+        if (!(s = dl_model_call(d, xs, 0)) || dl_backward_grad(s, coef + b) != 0) return NAN;
+    }
+    return weight * gp / b;
+}
+
+/* x_hat = e real + (1 - e) fake, e ~ U[0, 1) per sample; then the penalty. */
+static double dl__gan_penalty(dl_gan *gan, const dl_tensor *real, const dl_tensor *fake) {
+    const int b = real->shape[0];
+    const size_t per = real->numel / (size_t)b;
+    dl_tensor *xh = dl_tmp(DL_DTYPE_F32, real->ndim, real->shape);
+    const float *xr = dl_f32(real), *xf = dl_f32(fake);
+    float *x;
+    size_t j;
+    int i;
+    if (!xh) return NAN;
+    x = dl_f32(xh);
+    for (i = 0; i < b; i++) {
+        float e = dl_rng_uniform(&gan->rng);
+        for (j = 0; j < per; j++) x[i * per + j] = e * xr[i * per + j] + (1.0f - e) * xf[i * per + j];
+    }
+    return dl_gan_gradient_penalty(gan->d, xh, gan->o.gp_weight);
+}
+
+/* Appends a row to the history (amortized: the array doubles). */
+static int dl__gan_record(dl_gan *gan, const dl_gan_stats *st) {
+    if (gan->n_hist == gan->cap_hist) {
+        int cap = gan->cap_hist ? 2 * gan->cap_hist : 256;
+        dl_gan_stats *p = (dl_gan_stats *)DL_REALLOC(gan->hist, (size_t)cap * sizeof *p);
+        if (!p) { dl_set_error("dl_gan: out of memory"); return -1; }
+        gan->hist = p;
+        gan->cap_hist = cap;
+    }
+    gan->hist[gan->n_hist++] = *st;
+    return 0;
+}
+
+/* D's step on real and fake (fake carries no gradient to G). */
+static int dl__gan_d_update(dl_gan *gan, dl_tensor *real, dl_tensor *fake, dl_gan_stats *st) {
+    dl_tensor *sr, *sf, *loss;
+    sr = dl__gan_scores(gan, real, 1);
+    sf = dl__gan_scores(gan, fake, 1);
+    if (!sr || !sf) return -1;
+    if (!gan->d_bound && dl__gan_bind(gan->d_opt, gan->d, &gan->d_bound, &gan->n_dw, &gan->dw) != 0) return -1;
+    dl_optim_zero_grad(gan->d_opt);   /* (G's step left gradients in D's weights) */
+    loss = dl_gan_d_loss(gan->o.loss, sr, sf, 1.0f - gan->o.label_smoothing);
+    if (!loss || dl_backward(loss) != 0) return -1;
+    st->d_loss = dl_item(loss);
+    st->d_real = dl__gan_mean_score(gan, sr);
+    st->d_fake = dl__gan_mean_score(gan, sf);
+    st->gp = 0;
+    if (gan->o.loss == DL_GAN_LOSS_WGAN_GP) {
+        st->gp = dl__gan_penalty(gan, real, fake);
+        if (isnan(st->gp)) return -1;
+        st->d_loss += st->gp;
+    }
+    if (dl_optim_step(gan->d_opt) != 0) return -1;
+    st->step = ++gan->step;
+    return 0;
+}
+
+/* G's step through D on fake (made by G with its tape); D's weights are left alone. */
+static int dl__gan_g_update(dl_gan *gan, dl_tensor *fake, dl_gan_stats *st) {
+    dl_tensor *sf, *loss;
+    int r;
+    if (!gan->g_bound && dl__gan_bind(gan->g_opt, gan->g, &gan->g_bound, NULL, NULL) != 0) return -1;
+    dl_optim_zero_grad(gan->g_opt);
+    dl__gan_set_d_grad(gan, 0);   /* D's weights need no gradient here (once D is known) */
+    sf = dl__gan_scores(gan, fake, 1);
+    loss = dl_gan_g_loss(gan->o.loss, sf);
+    r = loss ? dl_backward(loss) : -1;
+    dl__gan_set_d_grad(gan, 1);
+    if (r == 0 && !gan->d_bound) r = dl__gan_bind(gan->d_opt, gan->d, &gan->d_bound, &gan->n_dw, &gan->dw);
+    if (r != 0 || dl_optim_step(gan->g_opt) != 0) return -1;
+    st->g_loss = dl_item(loss);
+    return 0;
+}
+
+static int dl__gan_check_real(const dl_gan *gan, const dl_tensor *real, const char *fn) {
+    if (!gan) { dl_set_error("%s: NULL gan", fn); return -1; }
+    if (!real) { dl_set_error("%s: NULL batch", fn); return -1; }
+    if (real->dtype != DL_DTYPE_F32 || real->ndim < 2 || real->shape[0] <= 0 || !dl_is_contiguous(real)) {
+        char a[64];
+        dl_set_error("%s: the real batch must be contiguous f32 [B, ...] with B > 0, not %s", fn, dl_shape_str(real, a, sizeof a));
+        return -1;
+    }
+    return 0;
+}
+
+/* fake = G(z) for n fresh z; with G's tape when it will be trained through. */
+static dl_tensor *dl__gan_fake(dl_gan *gan, int n, int with_grad, const dl_tensor *like) {
+    int grad = dl_no_grad(!with_grad);
+    dl_tensor *f = dl_model_call(gan->g, dl_gan_noise(gan, n), 1);
+    dl_no_grad(grad);
+    if (f && like && (f->ndim != like->ndim || memcmp(f->shape, like->shape, (size_t)f->ndim * sizeof(int)) != 0)) {
+        char a[64], b[64];
+        dl_set_error("dl_gan: G makes %s, the real batch is %s", dl_shape_str(f, a, sizeof a), dl_shape_str(like, b, sizeof b));
+        return NULL;
+    }
+    return f;
+}
+
+DLDEF int dl_gan_train_step(dl_gan *gan, dl_tensor *real, dl_gan_stats *stats) {
+    dl_gan_stats st;
+    dl_tensor *fake;
+    int g_turn;
+    if (dl__gan_check_real(gan, real, "dl_gan_train_step") != 0) return -1;
+    memset(&st, 0, sizeof st);
+    st.g_loss = NAN;
+    g_turn = (gan->step + 1) % gan->o.n_critic == 0;
+    if (!(fake = dl__gan_fake(gan, real->shape[0], g_turn, real))) return -1;
+    if (dl__gan_d_update(gan, real, dl_detach(fake), &st) != 0) return -1;
+    if (g_turn && dl__gan_g_update(gan, fake, &st) != 0) return -1;
+    if (dl__gan_record(gan, &st) != 0) return -1;
+    if (stats) *stats = st;
+    return 0;
+}
+
+DLDEF int dl_gan_d_step(dl_gan *gan, dl_tensor *real, dl_gan_stats *stats) {
+    dl_gan_stats st;
+    dl_tensor *fake;
+    if (dl__gan_check_real(gan, real, "dl_gan_d_step") != 0) return -1;
+    memset(&st, 0, sizeof st);
+    st.g_loss = NAN;
+    if (!(fake = dl__gan_fake(gan, real->shape[0], 0, real))) return -1;
+    if (dl__gan_d_update(gan, real, fake, &st) != 0 || dl__gan_record(gan, &st) != 0) return -1;
+    if (stats) *stats = st;
+    return 0;
+}
+
+DLDEF int dl_gan_g_step(dl_gan *gan, int n, dl_gan_stats *stats) {
+    dl_gan_stats st;
+    dl_tensor *fake;
+    if (!gan || n <= 0) { dl_set_error("dl_gan_g_step: %s", gan ? "n must be > 0" : "NULL gan"); return -1; }
+    memset(&st, 0, sizeof st);
+    st.d_loss = st.d_real = st.d_fake = NAN;
+    st.step = gan->step;
+    if (!(fake = dl__gan_fake(gan, n, 1, NULL)) || dl__gan_g_update(gan, fake, &st) != 0 || dl__gan_record(gan, &st) != 0)
+        return -1;
+    if (stats) *stats = st;
+    return 0;
+}
+
+/* ---- Checkpoints ----
+   Tensors: "g/<layer>/<weight>" and "d/<layer>/<weight>" (every weight, statistics too);
+   "g_opt" and "d_opt": each optimizer's own file (dl_optim_serialize) as u8 bytes; "history":
+   the rows as little-endian IEEE doubles, 6 per row (u8 bytes; absent when empty).
+   Metadata: "dl.format" = "dl.gan.v1"; "dl.gan" = "step S rows R loss L latent Z"; "dl.gan.rng"
+   = the noise generator's 4 words; "dl.gan.layer_rng" = one line per layer: "g/<layer>" and its
+   generator's 4 words (dropout masks), in hex. */
+#ifndef DL_NO_STDIO
+#define DL__GAN_FORMAT "dl.gan.v1"
+#define DL__GAN_HIST_COLS 6
+
+typedef struct dl__gan_file {
+    int n, cap;
+    const char **names;
+    dl_tensor **ts;
+    char *text;                /* the names and the metadata values */
+    size_t text_len, text_cap;
+    dl_tensor *owned[3];       /* the optimizers' and the history's byte tensors */
+} dl__gan_file;
+
+static void dl__gan_file_free(dl__gan_file *f) {
+    int i;
+    for (i = 0; i < 3; i++) dl_tensor_free(f->owned[i]);
+    DL_FREE(f->names);
+    DL_FREE(f->ts);
+    DL_FREE(f->text);
+}
+
+/* Keeps a copy of a string in f->text; returns its offset, or -1 when out of room. */
+static long dl__gan_text(dl__gan_file *f, const char *s) {
+    size_t len = strlen(s) + 1;
+    long off;
+    if (f->text_len + len > f->text_cap) return -1;
+    memcpy(f->text + f->text_len, s, len);
+    off = (long)f->text_len;
+    f->text_len += len;
+    return off;
+}
+
+/* Bytes as an owned u8 tensor [n] (n may not be 0: safetensors allows it, but keep it simple). */
+static dl_tensor *dl__gan_bytes(const void *p, size_t n) {
+    int shape[1];
+    if (n == 0 || n > (size_t)INT_MAX) { dl_set_error("dl_gan_save: %zu bytes do not fit a tensor", n); return NULL; }
+    shape[0] = (int)n;
+    return dl_tensor_from(DL_DTYPE_U8, 1, shape, p);
+}
+
+static dl_tensor *dl__gan_optim_bytes(const dl_optim *opt) {
+    size_t n = dl_optim_serialize(opt, NULL, 0);
+    void *buf;
+    dl_tensor *t;
+    if (n == 0 || !(buf = DL_MALLOC(n))) { if (n) dl_set_error("dl_gan_save: out of memory"); return NULL; }
+    t = dl_optim_serialize(opt, buf, n) == n ? dl__gan_bytes(buf, n) : NULL;
+    DL_FREE(buf);
+    return t;
+}
+
+static void dl__gan_put_f64(unsigned char *p, double v) {
+    uint64_t u;
+    int k;
+    memcpy(&u, &v, 8);
+    for (k = 0; k < 8; k++) p[k] = (unsigned char)(u >> (8 * k));
+}
+static double dl__gan_get_f64(const unsigned char *p) {
+    uint64_t u = 0;
+    double v;
+    int k;
+    for (k = 0; k < 8; k++) u |= (uint64_t)p[k] << (8 * k);
+    memcpy(&v, &u, 8);
+    return v;
+}
+
+static int dl__gan_weight_count(const dl_model *m) {
+    int i, n = 0;
+    for (i = 0; i < dl_model_num_layers(m); i++) n += dl_model_layer(m, i)->n_params;
+    return n;
+}
+
+/* Both optimizers hold their model's weights (the models must be built). */
+static int dl__gan_bind_both(dl_gan *gan, const char *fn) {
+    if ((!gan->g_bound && dl_model_weights(gan->g, 0, NULL, 0) == 0) || (!gan->d_bound && dl_model_weights(gan->d, 0, NULL, 0) == 0)) {
+        dl_set_error("%s: build both models first (dl_model_build, or a training step)", fn);
+        return -1;
+    }
+    if (dl__gan_bind(gan->g_opt, gan->g, &gan->g_bound, NULL, NULL) != 0) return -1;
+    return dl__gan_bind(gan->d_opt, gan->d, &gan->d_bound, &gan->n_dw, &gan->dw);
+}
+
+DLDEF int dl_gan_save(dl_gan *gan, const char *path) {
+    dl__gan_file f;
+    const dl_model *models[2];
+    const char *keys[4], *values[4];
+    long offs[4];
+    char line[160];
+    int mi, i, j, r = -1, n_layers;
+    if (!gan || !path) { dl_set_error("dl_gan_save: NULL argument"); return -1; }
+    memset(&f, 0, sizeof f);
+    if (dl__gan_bind_both(gan, "dl_gan_save") != 0) return -1;
+    models[0] = gan->g; models[1] = gan->d;
+    n_layers = dl_model_num_layers(gan->g) + dl_model_num_layers(gan->d);
+    f.cap = dl__gan_weight_count(gan->g) + dl__gan_weight_count(gan->d) + 3;
+    f.text_cap = (size_t)f.cap * 128 + (size_t)n_layers * 160 + 512;
+    f.names = (const char **)DL_MALLOC((size_t)f.cap * sizeof *f.names);
+    f.ts = (dl_tensor **)DL_MALLOC((size_t)f.cap * sizeof *f.ts);
+    f.text = (char *)DL_MALLOC(f.text_cap);
+    if (!f.names || !f.ts || !f.text) { dl_set_error("dl_gan_save: out of memory"); goto done; }
+    {   /* offsets first: f.text does not move, names point into it at the end */
+        long *name_off = (long *)DL_MALLOC((size_t)f.cap * sizeof(long));
+        if (!name_off) { dl_set_error("dl_gan_save: out of memory"); goto done; }
+        for (mi = 0; mi < 2; mi++)
+            for (i = 0; i < dl_model_num_layers(models[mi]); i++) {
+                const dl_layer *l = dl_model_layer(models[mi], i);
+                if (dl__layer_model(l)) {
+                    dl_set_error("dl_gan_save: layer %s is a model (dl_model_as_layer): give the gan the inner models", l->name);
+                    DL_FREE(name_off);
+                    goto done;
+                }
+                for (j = 0; j < l->n_params; j++) {
+                    snprintf(line, sizeof line, "%s/%s/%s", mi ? "d" : "g", l->name, l->param_names[j]);
+                    name_off[f.n] = dl__gan_text(&f, line);
+                    f.ts[f.n++] = l->params[j];
+                }
+            }
+        if (!(f.owned[0] = dl__gan_optim_bytes(gan->g_opt)) || !(f.owned[1] = dl__gan_optim_bytes(gan->d_opt))) {
+            DL_FREE(name_off);
+            goto done;
+        }
+        name_off[f.n] = dl__gan_text(&f, "g_opt"); f.ts[f.n++] = f.owned[0];
+        name_off[f.n] = dl__gan_text(&f, "d_opt"); f.ts[f.n++] = f.owned[1];
+        if (gan->n_hist > 0) {
+            size_t bytes = (size_t)gan->n_hist * DL__GAN_HIST_COLS * 8;
+            unsigned char *h = (unsigned char *)DL_MALLOC(bytes);
+            if (!h) { dl_set_error("dl_gan_save: out of memory"); DL_FREE(name_off); goto done; }
+            for (i = 0; i < gan->n_hist; i++) {
+                const dl_gan_stats *s = &gan->hist[i];
+                double row[DL__GAN_HIST_COLS];
+                row[0] = (double)s->step; row[1] = s->d_loss; row[2] = s->g_loss;
+                row[3] = s->d_real; row[4] = s->d_fake; row[5] = s->gp;
+                for (j = 0; j < DL__GAN_HIST_COLS; j++) dl__gan_put_f64(h + ((size_t)i * DL__GAN_HIST_COLS + j) * 8, row[j]);
+            }
+            f.owned[2] = dl__gan_bytes(h, bytes);
+            DL_FREE(h);
+            if (!f.owned[2]) { DL_FREE(name_off); goto done; }
+            name_off[f.n] = dl__gan_text(&f, "history"); f.ts[f.n++] = f.owned[2];
+        }
+        keys[0] = "dl.format";
+        offs[0] = dl__gan_text(&f, DL__GAN_FORMAT);
+        keys[1] = "dl.gan";
+        snprintf(line, sizeof line, "step %ld rows %d loss %d latent %d", gan->step, gan->n_hist, (int)gan->o.loss,
+                 gan->o.latent_dim);
+        offs[1] = dl__gan_text(&f, line);
+        keys[2] = "dl.gan.rng";
+        snprintf(line, sizeof line, "%016llx %016llx %016llx %016llx", (unsigned long long)gan->rng.s[0],
+                 (unsigned long long)gan->rng.s[1], (unsigned long long)gan->rng.s[2], (unsigned long long)gan->rng.s[3]);
+        offs[2] = dl__gan_text(&f, line);
+        keys[3] = "dl.gan.layer_rng";
+        offs[3] = (long)f.text_len;
+        for (mi = 0; mi < 2; mi++)
+            for (i = 0; i < dl_model_num_layers(models[mi]); i++) {
+                const uint64_t *s = dl_model_layer(models[mi], i)->rng.s;
+                int len = snprintf(line, sizeof line, "%s/%s %016llx %016llx %016llx %016llx\n", mi ? "d" : "g",
+                                   dl_model_layer(models[mi], i)->name, (unsigned long long)s[0],
+                                   (unsigned long long)s[1], (unsigned long long)s[2], (unsigned long long)s[3]);
+                if (f.text_len + (size_t)len + 1 > f.text_cap) { offs[3] = -1; break; }
+                memcpy(f.text + f.text_len, line, (size_t)len);
+                f.text_len += (size_t)len;
+            }
+        if (offs[3] >= 0 && f.text_len < f.text_cap) f.text[f.text_len++] = 0;
+        else offs[3] = -1;
+        for (i = 0; i < f.n; i++) if (name_off[i] < 0) offs[0] = -1;
+        if (offs[0] < 0 || offs[1] < 0 || offs[2] < 0 || offs[3] < 0) {
+            dl_set_error("dl_gan_save: internal error (text room)");
+            DL_FREE(name_off);
+            goto done;
+        }
+        for (i = 0; i < f.n; i++) f.names[i] = f.text + name_off[i];
+        for (i = 0; i < 4; i++) values[i] = f.text + offs[i];
+        DL_FREE(name_off);
+    }
+    r = dl_safetensors_save(path, f.n, f.names, f.ts, 4, keys, values);
+    if (r != 0) { char msg[512]; snprintf(msg, sizeof msg, "%s", dl_error()); dl_set_error("dl_gan_save: %s", msg); }
+done:
+    dl__gan_file_free(&f);
+    return r;
+}
+
+/* "xxxxxxxxxxxxxxxx" x 4 (hex words) at s; returns the characters read, 0 when malformed. */
+static int dl__gan_parse_rng(const char *s, uint64_t *w) {
+    int k, i, n = 0;
+    for (k = 0; k < 4; k++) {
+        uint64_t v = 0;
+        while (s[n] == ' ') n++;
+        for (i = 0; i < 16; i++, n++) {
+            char c = s[n];
+            int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+            if (d < 0) return 0;
+            v = v << 4 | (uint64_t)d;
+        }
+        w[k] = v;
+    }
+    return n;
+}
+
+/* The layer generators' lines: checks (apply = 0) or sets (apply = 1) every layer's state. */
+static int dl__gan_layer_rngs(dl_gan *gan, const char *text, int apply) {
+    const dl_model *models[2];
+    int mi, i;
+    models[0] = gan->g; models[1] = gan->d;
+    for (mi = 0; mi < 2; mi++)
+        for (i = 0; i < dl_model_num_layers(models[mi]); i++) {
+            dl_layer *l = dl_model_layer(models[mi], i);
+            char head[80];
+            const char *p;
+            uint64_t w[4];
+            int len = snprintf(head, sizeof head, "%s/%s ", mi ? "d" : "g", l->name);
+            for (p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+                if (strncmp(p, head, (size_t)len) == 0) break;
+            if (!p || !*p || !dl__gan_parse_rng(p + len - 1, w)) {
+                dl_set_error("the file has no generator state for layer %.*s", len - 1, head);
+                return -1;
+            }
+            if (apply) memcpy(l->rng.s, w, sizeof w);
+        }
+    return 0;
+}
+
+DLDEF int dl_gan_load(dl_gan *gan, const char *path) {
+    dl_safetensors *st;
+    const dl_model *models[2];
+    const char *fmt, *state, *rng_text, *lrng;
+    dl_tensor *hist_t, *gopt_t, *dopt_t;
+    void *backup = NULL;
+    size_t backup_n = 0;
+    long step;
+    int rows, loss, latent, consumed = 0, mi, i, j, pass, r = -1;
+    uint64_t rng[4];
+    dl_gan_stats *hist = NULL;
+    char name[160];
+    if (!gan || !path) { dl_set_error("dl_gan_load: NULL argument"); return -1; }
+    if (dl__gan_bind_both(gan, "dl_gan_load") != 0) return -1;
+    if (!(st = dl_safetensors_load(path))) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", dl_error());
+        dl_set_error("dl_gan_load: %s", msg);
+        return -1;
+    }
+    models[0] = gan->g; models[1] = gan->d;
+    fmt = dl_safetensors_meta(st, "dl.format");
+    state = dl_safetensors_meta(st, "dl.gan");
+    rng_text = dl_safetensors_meta(st, "dl.gan.rng");
+    lrng = dl_safetensors_meta(st, "dl.gan.layer_rng");
+    hist_t = dl_safetensors_get(st, "history");
+    gopt_t = dl_safetensors_get(st, "g_opt");
+    dopt_t = dl_safetensors_get(st, "d_opt");
+    if (!fmt || strcmp(fmt, DL__GAN_FORMAT) != 0) { dl_set_error("dl_gan_load: '%s' is not a GAN checkpoint (dl.format %s)", path, fmt ? fmt : "absent"); goto done; }
+    if (!state || sscanf(state, "step %ld rows %d loss %d latent %d%n", &step, &rows, &loss, &latent, &consumed) != 4 ||
+        state[consumed] != 0 || step < 0 || rows < 0) {
+        dl_set_error("dl_gan_load: '%s': bad dl.gan entry", path);
+        goto done;
+    }
+    if (loss != (int)gan->o.loss || latent != gan->o.latent_dim) {
+        dl_set_error("dl_gan_load: '%s' was saved with loss %d and latent_dim %d; this gan has %d and %d", path, loss,
+                     latent, (int)gan->o.loss, gan->o.latent_dim);
+        goto done;
+    }
+    if (!rng_text || dl__gan_parse_rng(rng_text, rng) == 0 || !lrng) { dl_set_error("dl_gan_load: '%s': bad generator state", path); goto done; }
+    if (!gopt_t || !dopt_t || gopt_t->dtype != DL_DTYPE_U8 || dopt_t->dtype != DL_DTYPE_U8 || gopt_t->ndim != 1 ||
+        dopt_t->ndim != 1) {
+        dl_set_error("dl_gan_load: '%s' has no optimizer state (g_opt, d_opt as u8 bytes)", path);
+        goto done;
+    }
+    if (rows > 0 && (!hist_t || hist_t->dtype != DL_DTYPE_U8 || hist_t->ndim != 1 ||
+                     hist_t->numel != (size_t)rows * DL__GAN_HIST_COLS * 8)) {
+        dl_set_error("dl_gan_load: '%s': the history does not hold %d rows", path, rows);
+        goto done;
+    }
+    for (mi = 0; mi < 2; mi++)   /* every weight, checked before anything changes */
+        for (i = 0; i < dl_model_num_layers(models[mi]); i++) {
+            const dl_layer *l = dl_model_layer(models[mi], i);
+            for (j = 0; j < l->n_params; j++) {
+                const dl_tensor *w = l->params[j], *src;
+                int k, ok;
+                snprintf(name, sizeof name, "%s/%s/%s", mi ? "d" : "g", l->name, l->param_names[j]);
+                src = dl_safetensors_get(st, name);
+                ok = src && src->dtype == w->dtype && src->ndim == w->ndim;
+                for (k = 0; ok && k < w->ndim; k++) ok = src->shape[k] == w->shape[k];
+                if (!ok) {
+                    char a[64];
+                    dl_set_error("dl_gan_load: '%s': %s '%s' %s%s", path, src ? "the weight" : "no weight", name,
+                                 src ? "has another shape than the model's " : "", dl_shape_str(w, a, sizeof a));
+                    goto done;
+                }
+            }
+        }
+    if (dl__gan_layer_rngs(gan, lrng, 0) != 0) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", dl_error());
+        dl_set_error("dl_gan_load: '%s': %s", path, msg);
+        goto done;
+    }
+    if (rows > 0) {
+        const unsigned char *h = (const unsigned char *)hist_t->data;
+        if (!(hist = (dl_gan_stats *)DL_MALLOC((size_t)rows * sizeof *hist))) { dl_set_error("dl_gan_load: out of memory"); goto done; }
+        for (i = 0; i < rows; i++, h += DL__GAN_HIST_COLS * 8) {
+            double s0 = dl__gan_get_f64(h);
+            if (!(s0 >= 0 && s0 <= (double)step)) {
+                dl_set_error("dl_gan_load: '%s': history row %d has step %g (the run is at %ld)", path, i, s0, step);
+                goto done;
+            }
+            hist[i].step = (long)s0;
+            hist[i].d_loss = dl__gan_get_f64(h + 8);
+            hist[i].g_loss = dl__gan_get_f64(h + 16);
+            hist[i].d_real = dl__gan_get_f64(h + 24);
+            hist[i].d_fake = dl__gan_get_f64(h + 32);
+            hist[i].gp = dl__gan_get_f64(h + 40);
+        }
+    }
+    /* The optimizers last (each parse changes nothing on failure; G's is put back if D's fails). */
+    if ((backup_n = dl_optim_serialize(gan->g_opt, NULL, 0)) == 0 || !(backup = DL_MALLOC(backup_n)) ||
+        dl_optim_serialize(gan->g_opt, backup, backup_n) != backup_n) {
+        dl_set_error("dl_gan_load: out of memory");
+        goto done;
+    }
+    for (pass = 0; pass < 2; pass++) {
+        dl_optim *opt = pass ? gan->d_opt : gan->g_opt;
+        const dl_tensor *t = pass ? dopt_t : gopt_t;
+        if (dl_optim_parse(opt, t->data, t->numel) != 0) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", dl_error());
+            if (pass) dl_optim_parse(gan->g_opt, backup, backup_n);
+            dl_set_error("dl_gan_load: '%s': %s optimizer: %s", path, pass ? "D's" : "G's", msg);
+            goto done;
+        }
+    }
+    for (mi = 0; mi < 2; mi++)
+        for (i = 0; i < dl_model_num_layers(models[mi]); i++) {
+            dl_layer *l = dl_model_layer(models[mi], i);
+            for (j = 0; j < l->n_params; j++) {
+                snprintf(name, sizeof name, "%s/%s/%s", mi ? "d" : "g", l->name, l->param_names[j]);
+                dl_copy(l->params[j], dl_safetensors_get(st, name));
+            }
+        }
+    dl__gan_layer_rngs(gan, lrng, 1);
+    memcpy(gan->rng.s, rng, sizeof rng);
+    gan->step = step;
+    DL_FREE(gan->hist);
+    gan->hist = hist;
+    gan->n_hist = gan->cap_hist = rows;
+    hist = NULL;
+    r = 0;
+done:
+    DL_FREE(hist);
+    DL_FREE(backup);
+    dl_safetensors_free(st);
+    return r;
+}
+#endif /* DL_NO_STDIO */
+
+/* ==== PICTURES: implementation (tests: tests/test_gan.c) ==================================== */
+
+DLDEF unsigned char *dl_image_grid(const dl_tensor *images, int cols, int pad, float lo, float hi, int *w, int *h) {
+    int n, c, ih, iw, rows, gw, gh, i, ch, y, x;
+    unsigned char *pix;
+    const float *p;
+    float scale;
+    if (!images || !w || !h) { dl_set_error("dl_image_grid: NULL argument"); return NULL; }
+    if (images->dtype != DL_DTYPE_F32 || images->ndim != 4 || (images->shape[1] != 1 && images->shape[1] != 3) ||
+        images->numel == 0) {
+        char a[64];
+        dl_set_error("dl_image_grid: images must be f32 [N, C, H, W] with C 1 or 3, not %s", dl_shape_str(images, a, sizeof a));
+        return NULL;
+    }
+    if (!(hi > lo) || !isfinite(lo) || !isfinite(hi) || pad < 0 || pad > 64 || cols < 0) {
+        dl_set_error("dl_image_grid: need lo < hi (finite), 0 <= pad <= 64, cols >= 0; got %g, %g, %d, %d", lo, hi, pad, cols);
+        return NULL;
+    }
+    n = images->shape[0]; c = images->shape[1]; ih = images->shape[2]; iw = images->shape[3];
+    if (cols == 0) while ((long)cols * cols < n) cols++;
+    if (cols > n) cols = n;
+    rows = (n + cols - 1) / cols;
+    if ((double)cols * (iw + pad) + pad > 32768 || (double)rows * (ih + pad) + pad > 32768) {
+        dl_set_error("dl_image_grid: a %d x %d grid of %d x %d images is over 32768 pixels wide or high", cols, rows, iw, ih);
+        return NULL;
+    }
+    gw = cols * (iw + pad) + pad;
+    gh = rows * (ih + pad) + pad;
+    if (!(pix = (unsigned char *)DL_MALLOC((size_t)gw * gh * c))) { dl_set_error("dl_image_grid: out of memory"); return NULL; }
+    memset(pix, 128, (size_t)gw * gh * c);
+    p = (const float *)images->data;
+    scale = 255.0f / (hi - lo);
+    for (i = 0; i < n; i++)
+        for (ch = 0; ch < c; ch++)
+            for (y = 0; y < ih; y++)
+                for (x = 0; x < iw; x++) {
+                    float v = p[i * images->strides[0] + ch * images->strides[1] + y * images->strides[2] + x * images->strides[3]];
+                    float q = (v - lo) * scale + 0.5f;
+                    int gx = pad + (i % cols) * (iw + pad) + x, gy = pad + (i / cols) * (ih + pad) + y;
+                    pix[((size_t)gy * gw + gx) * c + ch] = (unsigned char)(q >= 255.0f ? 255 : q > 0.0f ? (int)q : 0); /* NaN: 0 */
+                }
+    *w = gw;
+    *h = gh;
+    return pix;
+}
+
+/* A 5 x 7 pixel font of our own: digits, capitals and a little punctuation; each glyph is 7
+   rows, bit 4 the leftmost column. Lower case is drawn as capitals, anything else as a box. */
+static const char dl__font_chars[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ.-+():/_=,%";
+static const unsigned char dl__font[][7] = {
+    {0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E}, {0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E},
+    {0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F}, {0x1F, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0E},
+    {0x02, 0x06, 0x0A, 0x12, 0x1F, 0x02, 0x02}, {0x1F, 0x10, 0x1E, 0x01, 0x01, 0x11, 0x0E},
+    {0x06, 0x08, 0x10, 0x1E, 0x11, 0x11, 0x0E}, {0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08},
+    {0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E}, {0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C},
+    {0x0E, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11}, {0x1E, 0x11, 0x11, 0x1E, 0x11, 0x11, 0x1E},
+    {0x0E, 0x11, 0x10, 0x10, 0x10, 0x11, 0x0E}, {0x1C, 0x12, 0x11, 0x11, 0x11, 0x12, 0x1C},
+    {0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x1F}, {0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x10},
+    {0x0E, 0x11, 0x10, 0x17, 0x11, 0x11, 0x0F}, {0x11, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11},
+    {0x0E, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E}, {0x07, 0x02, 0x02, 0x02, 0x02, 0x12, 0x0C},
+    {0x11, 0x12, 0x14, 0x18, 0x14, 0x12, 0x11}, {0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x1F},
+    {0x11, 0x1B, 0x15, 0x15, 0x11, 0x11, 0x11}, {0x11, 0x11, 0x19, 0x15, 0x13, 0x11, 0x11},
+    {0x0E, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E}, {0x1E, 0x11, 0x11, 0x1E, 0x10, 0x10, 0x10},
+    {0x0E, 0x11, 0x11, 0x11, 0x15, 0x12, 0x0D}, {0x1E, 0x11, 0x11, 0x1E, 0x14, 0x12, 0x11},
+    {0x0F, 0x10, 0x10, 0x0E, 0x01, 0x01, 0x1E}, {0x1F, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04},
+    {0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E}, {0x11, 0x11, 0x11, 0x11, 0x11, 0x0A, 0x04},
+    {0x11, 0x11, 0x11, 0x15, 0x15, 0x15, 0x0A}, {0x11, 0x11, 0x0A, 0x04, 0x0A, 0x11, 0x11},
+    {0x11, 0x11, 0x11, 0x0A, 0x04, 0x04, 0x04}, {0x1F, 0x01, 0x02, 0x04, 0x08, 0x10, 0x1F},
+    {0x00, 0x00, 0x00, 0x00, 0x00, 0x0C, 0x0C}, {0x00, 0x00, 0x00, 0x1F, 0x00, 0x00, 0x00},
+    {0x00, 0x04, 0x04, 0x1F, 0x04, 0x04, 0x00}, {0x02, 0x04, 0x08, 0x08, 0x08, 0x04, 0x02},
+    {0x08, 0x04, 0x02, 0x02, 0x02, 0x04, 0x08}, {0x00, 0x0C, 0x0C, 0x00, 0x0C, 0x0C, 0x00},
+    {0x00, 0x01, 0x02, 0x04, 0x08, 0x10, 0x00}, {0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x1F},
+    {0x00, 0x00, 0x1F, 0x00, 0x1F, 0x00, 0x00}, {0x00, 0x00, 0x00, 0x00, 0x0C, 0x04, 0x08},
+    {0x18, 0x19, 0x02, 0x04, 0x08, 0x13, 0x03}};
+
+/* The drawing surface: an RGB canvas and the rectangle drawing is clipped to. */
+typedef struct dl__canvas { unsigned char *rgb; int width, height, cx0, cy0, cx1, cy1; } dl__canvas;
+
+static void dl__draw_pixel(const dl__canvas *c, int x, int y, const unsigned char *col) {
+    unsigned char *p;
+    if (x < c->cx0 || y < c->cy0 || x >= c->cx1 || y >= c->cy1) return;
+    p = c->rgb + ((size_t)y * c->width + x) * 3;
+    p[0] = col[0]; p[1] = col[1]; p[2] = col[2];
+}
+
+static void dl__draw_line(const dl__canvas *c, int x0, int y0, int x1, int y1, const unsigned char *col) {
+    int dx = abs(x1 - x0), dy = -abs(y1 - y0), sx = x0 < x1 ? 1 : -1, sy = y0 < y1 ? 1 : -1, err = dx + dy;
+    for (;;) {   /* Bresenham */
+        int e2;
+        dl__draw_pixel(c, x0, y0, col);
+        if (x0 == x1 && y0 == y1) return;
+        e2 = 2 * err;
+        if (e2 >= dy) { err += dy; x0 += sx; }
+        if (e2 <= dx) { err += dx; y0 += sy; }
+    }
+}
+
+/* Text at (x, y) (top left); returns the width drawn. */
+static int dl__draw_text(const dl__canvas *c, int x, int y, const char *s, const unsigned char *col) {
+    int x_start = x;
+    for (; *s; s++, x += 6) {
+        char ch = *s >= 'a' && *s <= 'z' ? (char)(*s - 'a' + 'A') : *s;
+        const char *at = ch == ' ' ? NULL : strchr(dl__font_chars, ch);
+        int row, bit;
+        if (ch == ' ') continue;
+        for (row = 0; row < 7; row++)
+            for (bit = 0; bit < 5; bit++)
+                if (at ? (dl__font[at - dl__font_chars][row] >> (4 - bit)) & 1 : row == 0 || row == 6 || bit == 0 || bit == 4)
+                    dl__draw_pixel(c, x + bit, y + row, col);
+    }
+    return x - x_start;
+}
+
+/* A round number near span / 5 for the ticks: 1, 2 or 5 times a power of ten. */
+static double dl__tick_step(double span) {
+    double raw = span / 5.0, p = pow(10.0, floor(log10(raw))), f = raw / p;
+    return (f < 1.5 ? 1.0 : f < 3.5 ? 2.0 : f < 7.5 ? 5.0 : 10.0) * p;
+}
+
+DLDEF int dl_plot_draw(unsigned char *rgb, int width, int height, int x0, int y0, int cw, int ch, const char *title,
+                       int n_series, const dl_plot_series *series) {
+    static const unsigned char palette[6][3] = {{31, 119, 180}, {255, 127, 14}, {44, 160, 44}, {214, 39, 40},
+                                                {148, 103, 189}, {140, 86, 75}};
+    static const unsigned char black[3] = {0, 0, 0}, grid[3] = {225, 225, 225}, gray[3] = {110, 110, 110};
+    dl__canvas c;
+    double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY, ymax = -INFINITY, step, t;
+    int i, k, px0, py0, px1, py1, legend_y;
+    if (!rgb || (n_series > 0 && !series) || n_series < 0) { dl_set_error("dl_plot_draw: NULL argument"); return -1; }
+    if (width <= 0 || height <= 0 || x0 < 0 || y0 < 0 || cw < 80 || ch < 60 || x0 + cw > width || y0 + ch > height) {
+        dl_set_error("dl_plot_draw: the chart (%d, %d, %d x %d) must fit a %d x %d canvas and be at least 80 x 60",
+                     x0, y0, cw, ch, width, height);
+        return -1;
+    }
+    for (k = 0; k < n_series; k++) {
+        if (series[k].n < 0 || (series[k].n > 0 && !series[k].y)) { dl_set_error("dl_plot_draw: series %d has no values", k); return -1; }
+        for (i = 0; i < series[k].n; i++) {
+            double xv = series[k].x ? series[k].x[i] : i, yv = series[k].y[i];
+            if (!isfinite(xv) || !isfinite(yv)) continue;
+            if (xv < xmin) xmin = xv;
+            if (xv > xmax) xmax = xv;
+            if (yv < ymin) ymin = yv;
+            if (yv > ymax) ymax = yv;
+        }
+    }
+    c.rgb = rgb; c.width = width; c.height = height;
+    c.cx0 = x0; c.cy0 = y0; c.cx1 = x0 + cw; c.cy1 = y0 + ch;
+    for (i = y0; i < y0 + ch; i++) memset(rgb + ((size_t)i * width + x0) * 3, 255, (size_t)cw * 3);
+    if (title) dl__draw_text(&c, x0 + (cw - 6 * (int)strlen(title)) / 2, y0 + 4, title, black);
+    px0 = x0 + 56; py0 = y0 + 16; px1 = x0 + cw - 8; py1 = y0 + ch - 20;   /* the plot area */
+    if (!(xmin <= xmax)) { xmin = 0; xmax = 1; ymin = 0; ymax = 1; }   /* nothing finite: empty axes */
+    if (xmax == xmin) { xmin -= 0.5; xmax += 0.5; }
+    if (ymax == ymin) { ymin -= 0.5; ymax += 0.5; }
+    t = 0.05 * (ymax - ymin); ymin -= t; ymax += t;
+    if (!isfinite(xmax - xmin) || !isfinite(ymax - ymin)) {
+        dl_set_error("dl_plot_draw: the values span more than a double can hold");
+        return -1;
+    }
+#define DL__PX(xv) (px0 + (int)floor(((xv) - xmin) / (xmax - xmin) * (px1 - px0) + 0.5))
+#define DL__PY(yv) (py1 - (int)floor(((yv) - ymin) / (ymax - ymin) * (py1 - py0) + 0.5))
+    step = dl__tick_step(ymax - ymin);
+    for (i = 0, t = ceil(ymin / step) * step; t <= ymax && i < 12; t = ceil(ymin / step) * step + ++i * step) {   /* y grid, numbers */
+        char num[32];
+        int y = DL__PY(t);
+        dl__draw_line(&c, px0, y, px1, y, grid);
+        snprintf(num, sizeof num, "%.3g", fabs(t) < 1e-12 * step ? 0.0 : t);
+        dl__draw_text(&c, px0 - 4 - 6 * (int)strlen(num), y - 3, num, gray);
+    }
+    step = dl__tick_step(xmax - xmin);
+    for (i = 0, t = ceil(xmin / step) * step; t <= xmax && i < 12; t = ceil(xmin / step) * step + ++i * step) {   /* x ticks */
+        char num[32];
+        int x = DL__PX(t);
+        dl__draw_line(&c, x, py1, x, py1 + 3, gray);
+        snprintf(num, sizeof num, "%.6g", t);
+        dl__draw_text(&c, x - 3 * (int)strlen(num), py1 + 6, num, gray);
+    }
+    dl__draw_line(&c, px0, py0, px0, py1, black);
+    dl__draw_line(&c, px0, py1, px1, py1, black);
+    c.cx0 = px0; c.cy0 = py0 - 1; c.cx1 = px1 + 1; c.cy1 = py1 + 1;   /* the curves stay inside the axes */
+    legend_y = py0 + 4;
+    for (k = 0; k < n_series; k++) {
+        const dl_plot_series *s = &series[k];
+        const unsigned char *col = s->rgb[0] | s->rgb[1] | s->rgb[2] ? s->rgb : palette[k % 6];
+        int last_x = INT_MIN, last_y = 0, col_x = INT_MIN, cnt = 0;
+        double sum = 0;
+        for (i = 0; i <= s->n; i++) {   /* the mean of each pixel column's points, joined by lines */
+            double xv = i < s->n ? (s->x ? s->x[i] : i) : NAN, yv = i < s->n ? s->y[i] : NAN;
+            int x = i < s->n && isfinite(xv) && isfinite(yv) ? DL__PX(xv) : INT_MIN;
+            if (i < s->n && x == INT_MIN) continue;
+            if (x != col_x && cnt > 0) {
+                int y = DL__PY(sum / cnt);
+                if (last_x != INT_MIN) dl__draw_line(&c, last_x, last_y, col_x, y, col);
+                else dl__draw_pixel(&c, col_x, y, col);
+                last_x = col_x; last_y = y;
+                sum = 0; cnt = 0;
+            }
+            col_x = x;
+            sum += yv; cnt++;
+        }
+        if (s->name) {   /* legend, top right */
+            int tw = 6 * (int)strlen(s->name), lx = px1 - tw - 24;
+            dl__draw_line(&c, lx, legend_y + 3, lx + 14, legend_y + 3, col);
+            dl__draw_line(&c, lx, legend_y + 4, lx + 14, legend_y + 4, col);
+            dl__draw_text(&c, lx + 18, legend_y, s->name, black);
+            legend_y += 10;
+        }
+    }
+#undef DL__PX
+#undef DL__PY
+    return 0;
+}
+
+DLDEF unsigned char *dl_gan_plot(const dl_gan *gan, int width, int height) {
+    dl_plot_series s[4];
+    double *v;
+    unsigned char *rgb;
+    int n, i, r;
+    if (!gan) { dl_set_error("dl_gan_plot: NULL gan"); return NULL; }
+    if (width == 0 && height == 0) { width = 640; height = 480; }
+    if (width < 80 || height < 120 || width > 16384 || height > 16384) {
+        dl_set_error("dl_gan_plot: size %d x %d is not in [80, 16384] x [120, 16384]", width, height);
+        return NULL;
+    }
+    n = gan->n_hist;
+    if (!(v = (double *)DL_MALLOC((size_t)(n ? n : 1) * 5 * sizeof(double))) ||
+        !(rgb = (unsigned char *)DL_MALLOC((size_t)width * height * 3))) {
+        DL_FREE(v);
+        dl_set_error("dl_gan_plot: out of memory");
+        return NULL;
+    }
+    for (i = 0; i < n; i++) {
+        v[i] = (double)gan->hist[i].step;
+        v[n + i] = gan->hist[i].d_loss;
+        v[2 * n + i] = gan->hist[i].g_loss;
+        v[3 * n + i] = gan->hist[i].d_real;
+        v[4 * n + i] = gan->hist[i].d_fake;
+    }
+    memset(s, 0, sizeof s);
+    for (i = 0; i < 4; i++) { s[i].x = v; s[i].y = v + (size_t)(i + 1) * n; s[i].n = n; }
+    s[0].name = "D loss"; s[1].name = "G loss"; s[2].name = "D(x)"; s[3].name = "D(G(z))";
+    s[2].rgb[0] = 44; s[2].rgb[1] = 160; s[2].rgb[2] = 44;
+    s[3].rgb[0] = 214; s[3].rgb[1] = 39; s[3].rgb[2] = 40;
+    r = dl_plot_draw(rgb, width, height, 0, 0, width, height / 2, "losses against steps", 2, s);
+    if (r == 0)
+        r = dl_plot_draw(rgb, width, height, 0, height / 2, width, height - height / 2,
+                         gan->o.loss == DL_GAN_LOSS_BCE ? "mean D output (probability)" : "mean D output", 2, s + 2);
+    DL_FREE(v);
+    if (r != 0) { DL_FREE(rgb); return NULL; }
+    return rgb;
+}
+
+#ifdef DL_HAVE_PNG
+DLDEF int dl_image_grid_save(const dl_tensor *images, const char *path, int cols, float lo, float hi) {
+    int w, h, r;
+    unsigned char *pix = dl_image_grid(images, cols, 2, lo, hi, &w, &h);
+    if (!pix) return -1;
+    r = dl_png_save(path, pix, w, h, images->shape[1]);
+    DL_FREE(pix);
+    return r;
+}
+
+DLDEF int dl_gan_plot_save(const dl_gan *gan, const char *path, int width, int height) {
+    unsigned char *rgb = dl_gan_plot(gan, width, height);
+    int r;
+    if (!rgb) return -1;
+    if (width == 0 && height == 0) { width = 640; height = 480; }
+    r = dl_png_save(path, rgb, width, height, 3);
+    DL_FREE(rgb);
+    return r;
+}
+#endif
 
 /* ==== CYCLEGAN: implementation ============================================================== */
 

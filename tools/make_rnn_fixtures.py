@@ -13,28 +13,13 @@ The outputs come from torch.nn.RNN / LSTM / GRU (batch_first=True) with the weig
   GRU: torch's gate order is r z n, Keras' z r h, so the blocks are reordered; Keras' reset_after
   GRU bias row 0 is torch's bias_ih, row 1 bias_hh; for SimpleRNN and LSTM, bias_ih = bias and
   bias_hh = 0 (Keras has a single bias).
-The file is written by hand (the safetensors format), so only torch is needed.
+The file is written by tools/fixture_io.py (by hand, so only torch is needed).
 """
-import json
-import struct
-
 import torch
 
+from fixture_io import save_safetensors
+
 B, T, F, U = 2, 5, 3, 4
-
-
-def save_safetensors(path, tensors):
-    header, blobs, off = {}, [], 0
-    for name in sorted(tensors):
-        t = tensors[name].detach().to(torch.float32).contiguous()
-        raw = struct.pack("<%df" % t.numel(), *t.flatten().tolist())
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [off, off + len(raw)]}
-        blobs.append(raw)
-        off += len(raw)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
 def keras_to_torch_blocks(m, order):

@@ -2555,11 +2555,11 @@ static dl_tensor *dl__pad_forward(dl_layer *l, int n, dl_tensor *const *in, int 
 }
 static const dl_layer_ops dl__rpad_ops = {"ReflectionPad2D", NULL, dl__pad_forward, NULL, 1, 1};
 static const dl_layer_ops dl__zpad_ops = {"ZeroPadding2D", NULL, dl__pad_forward, NULL, 1, 1};
-static dl_layer *dl__pad_new(const dl_layer_ops *ops, const char *base, const char *fn, int left, int right, int top, int bottom) {
+static dl_layer *dl__pad_new(const dl_layer_ops *ops, const char *base, const char *fn, int one, int left, int right, int top,
+                             int bottom) {
     dl_layer *l;
     if (left < 0 || right < 0 || top < 0 || bottom < 0) {
-        if (fn[strlen(fn) - 1] == ')')   /* the one-number form */
-            return dl__ctor_fail("%s: pad %d must be >= 0", fn, left);
+        if (one) return dl__ctor_fail("%s: pad %d must be >= 0", fn, left);
         return dl__ctor_fail("%s: pads (%d, %d, %d, %d) must be >= 0", fn, left, right, top, bottom);
     }
     if (!(l = dl__builtin(ops, base))) return NULL;
@@ -2567,17 +2567,17 @@ static dl_layer *dl__pad_new(const dl_layer_ops *ops, const char *base, const ch
     return l;
 }
 DLDEF dl_layer *dl_ReflectionPad2D(int pad) {
-    return dl__pad_new(&dl__rpad_ops, "reflection_pad2d", "dl_ReflectionPad2D(pad)", pad, pad, pad, pad);
+    return dl__pad_new(&dl__rpad_ops, "reflection_pad2d", "dl_ReflectionPad2D(pad)", 1, pad, pad, pad, pad);
 }
 DLDEF dl_layer *dl_ReflectionPad2D_sides(int left, int right, int top, int bottom) {
-    return dl__pad_new(&dl__rpad_ops, "reflection_pad2d", "dl_ReflectionPad2D_sides(left, right, top, bottom)", left, right, top,
+    return dl__pad_new(&dl__rpad_ops, "reflection_pad2d", "dl_ReflectionPad2D_sides(left, right, top, bottom)", 0, left, right, top,
                        bottom);
 }
 DLDEF dl_layer *dl_ZeroPadding2D(int pad) {
-    return dl__pad_new(&dl__zpad_ops, "zero_padding2d", "dl_ZeroPadding2D(pad)", pad, pad, pad, pad);
+    return dl__pad_new(&dl__zpad_ops, "zero_padding2d", "dl_ZeroPadding2D(pad)", 1, pad, pad, pad, pad);
 }
 DLDEF dl_layer *dl_ZeroPadding2D_sides(int left, int right, int top, int bottom) {
-    return dl__pad_new(&dl__zpad_ops, "zero_padding2d", "dl_ZeroPadding2D_sides(left, right, top, bottom)", left, right, top,
+    return dl__pad_new(&dl__zpad_ops, "zero_padding2d", "dl_ZeroPadding2D_sides(left, right, top, bottom)", 0, left, right, top,
                        bottom);
 }
 

@@ -321,7 +321,11 @@ DLDEF dl_layer *dl_Dense(int units, dl_act act);               /* x [..., in] ->
 /* NCHW convolutions with square kernels: kernel [filters, in, k, k] (torch layout), bias
    [filters]. DL_PADDING_SAME pads like Keras (the odd extra row/column at the bottom/right). */
 DLDEF dl_layer *dl_Conv2D(int filters, int kernel, int stride, dl_padding padding, dl_act act);
-/* Output size: DL_PADDING_VALID (in-1)*stride + kernel; DL_PADDING_SAME in*stride. kernel [in, filters, k, k]. */
+/* Output size: DL_PADDING_VALID (in-1)*stride + kernel; DL_PADDING_SAME in*stride. kernel [in, filters, k, k].
+   DL_PADDING_SAME is TensorFlow's (the adjoint of a "same" Conv2D): the full output is cropped
+   by floor((k - s) / 2) at the top/left and the rest at the bottom/right (k 5, s 2: 1 and 2).
+   torch's ConvTranspose2d(padding=p, output_padding=q) crops p and p - q, so it cannot say 1
+   and 2: padding=2, output_padding=1 gives the same size, shifted by one pixel. */
 DLDEF dl_layer *dl_Conv2DTranspose(int filters, int kernel, int stride, dl_padding padding, dl_act act);
 DLDEF dl_layer *dl_MaxPool2D(int pool, int stride);            /* stride 0: = pool; valid only */
 DLDEF dl_layer *dl_AvgPool2D(int pool, int stride);

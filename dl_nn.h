@@ -38,7 +38,8 @@
                     dl_AvgPool2D, dl_GlobalAvgPool2D, dl_Flatten, dl_Reshape, dl_Dropout,
                     dl_BatchNormalization, dl_LayerNormalization, dl_Embedding, dl_Activation,
                     dl_Add, dl_Multiply, dl_Concatenate, dl_RandomFlip, dl_SimpleRNN, dl_LSTM,
-                    dl_GRU; your own
+                    dl_GRU; for GANs dl_LeakyReLU, dl_InstanceNormalization, dl_ReflectionPad2D,
+                    dl_ZeroPadding2D, dl_UpSampling2D; your own
                     layers through dl_layer_ops + dl_layer_new + dl_layer_add_weight
                     (dl_layer_register, Keras' custom objects, saves and loads them whole)
        MODELS       dl_sequential; functional graphs (dl_Input, dl_apply, dl_model_new: several
@@ -323,7 +324,11 @@ DLDEF dl_layer *dl_Dense(int units, dl_act act);               /* x [..., in] ->
 /* NCHW convolutions with square kernels: kernel [filters, in, k, k] (torch layout), bias
    [filters]. DL_PADDING_SAME pads like Keras (the odd extra row/column at the bottom/right). */
 DLDEF dl_layer *dl_Conv2D(int filters, int kernel, int stride, dl_padding padding, dl_act act);
-/* Output size: DL_PADDING_VALID (in-1)*stride + kernel; DL_PADDING_SAME in*stride. kernel [in, filters, k, k]. */
+/* Output size: DL_PADDING_VALID (in-1)*stride + kernel; DL_PADDING_SAME in*stride. kernel [in, filters, k, k].
+   DL_PADDING_SAME is TensorFlow's (the adjoint of a "same" Conv2D): the full output is cropped
+   by floor((k - s) / 2) at the top/left and the rest at the bottom/right (k 5, s 2: 1 and 2).
+   torch's ConvTranspose2d(padding=p, output_padding=q) crops p and p - q, so it cannot say 1
+   and 2: padding=2, output_padding=1 gives the same size, shifted by one pixel. */
 DLDEF dl_layer *dl_Conv2DTranspose(int filters, int kernel, int stride, dl_padding padding, dl_act act);
 DLDEF dl_layer *dl_MaxPool2D(int pool, int stride);            /* stride 0: = pool; valid only */
 DLDEF dl_layer *dl_AvgPool2D(int pool, int stride);
@@ -344,6 +349,34 @@ DLDEF dl_layer *dl_Concatenate(int axis);                      /* axis of the fu
 /* Keras' RandomFlip("horizontal"): in training, mirrors each sample's last axis with probability
    1/2 (the layer's generator, so seeded); the identity otherwise. Augmentation inside the model. */
 DLDEF dl_layer *dl_RandomFlip(void);
+/* Layers of GANs and image-to-image models (DCGAN, pix2pix, CycleGAN), on NCHW images:
+   dl_LeakyReLU: keras.layers.LeakyReLU, y = x if x > 0, else negative_slope * x. 0 means
+   Keras' default 0.3 (Keras 2's alpha=0.3, Keras 3's negative_slope=0.3; DCGAN uses 0.2);
+   DL_ZERO asks for a real 0 (a ReLU). Other negative values, NaN and inf are errors. */
+DLDEF dl_layer *dl_LeakyReLU(float negative_slope);
+/* dl_InstanceNormalization: instance norm (Ulyanov et al. 2016), CycleGAN's normalization:
+   y = gamma[c] * (x - mean) / sqrt(var + epsilon) + beta[c], mean and (biased) var over the
+   spatial axes of each sample and channel, the same in training and inference (no moving
+   statistics). Input [N, C, ...] with more than one spatial element. Weights gamma [C] (ones)
+   and beta [C] (zeros), as tensorflow_addons' InstanceNormalization and
+   torch.nn.InstanceNorm2d(affine=True). epsilon: 0 means 1e-3, the default of
+   tensorflow_addons / keras-contrib (torch's default is 1e-5: pass it for PyTorch models);
+   DL_ZERO asks for a real 0. */
+DLDEF dl_layer *dl_InstanceNormalization(float epsilon);
+/* dl_ReflectionPad2D: torch.nn.ReflectionPad2d(pad), the padding of CycleGAN's generator:
+   [N, C, H, W] -> [N, C, H + 2 pad, W + 2 pad], mirrored without repeating the edge
+   ([1 2 3] padded by 2 is [3 2 1 2 3 2 1]); each pad must be smaller than its axis (checked
+   on the first call). dl_ZeroPadding2D: keras.layers.ZeroPadding2D(pad), zeros around.
+   pad >= 0 (0: the identity). The _sides forms pad each side by its own amount, in
+   dl_pad2d's (torch's F.pad) order: left, right, top, bottom. */
+DLDEF dl_layer *dl_ReflectionPad2D(int pad);
+DLDEF dl_layer *dl_ReflectionPad2D_sides(int left, int right, int top, int bottom);
+DLDEF dl_layer *dl_ZeroPadding2D(int pad);
+DLDEF dl_layer *dl_ZeroPadding2D_sides(int left, int right, int top, int bottom);
+/* keras.layers.UpSampling2D(size, interpolation="nearest"): [N, C, H, W] -> [N, C, H * size,
+   W * size], each pixel repeated size x size times. size >= 1 (Keras' usual 2 is not a default
+   here: 0 is an error). */
+DLDEF dl_layer *dl_UpSampling2D(int size);
 /* Recurrent layers on [batch, time, features]: the state starts at zero; return_sequences 0
    gives the last output [batch, units], 1 every output [batch, time, units]. Weights as Keras:
    kernel [features, G*units], recurrent_kernel [units, G*units], bias [G*units] (G = 1, 4, 3),
@@ -2463,6 +2496,127 @@ static dl_tensor *dl__flip_forward(dl_layer *l, int n_in, dl_tensor *const *in, 
 static const dl_layer_ops dl__flip_ops = {"RandomFlip", NULL, dl__flip_forward, NULL, 1, 1};
 DLDEF dl_layer *dl_RandomFlip(void) { return dl__builtin(&dl__flip_ops, "random_flip"); }
 
+/* ---- Layers of GANs and image-to-image models ---- */
+
+/* A float setting whose default is not 0: 0 gives the default, DL_ZERO a real 0, anything else
+   itself (the constructor checks it). The model loader passes a saved 0 back as DL_ZERO. */
+static float dl__setting_or(float v, float dflt) { return v == 0.0f ? dflt : v == (float)DL_ZERO ? 0.0f : v; }
+
+/* LeakyReLU: fconf[0] negative_slope (0 after DL_ZERO). */
+static dl_tensor *dl__leaky_forward(dl_layer *l, int n, dl_tensor *const *in, int training) {
+    (void)n; (void)training;
+    return dl_leaky_relu(in[0], l->fconf[0]);
+}
+static const dl_layer_ops dl__leaky_ops = {"LeakyReLU", NULL, dl__leaky_forward, NULL, 1, 1};
+DLDEF dl_layer *dl_LeakyReLU(float negative_slope) {
+    float v = dl__setting_or(negative_slope, 0.3f);
+    dl_layer *l;
+    if (!(v >= 0.0f && v <= FLT_MAX))
+        return dl__ctor_fail("dl_LeakyReLU(negative_slope): negative_slope %g must be finite and >= 0 (0: Keras' 0.3; "
+                             "DL_ZERO: a real 0)", (double)negative_slope);
+    if (!(l = dl__builtin(&dl__leaky_ops, "leaky_re_lu"))) return NULL;   /* Keras 2's name for it */
+    l->fconf[0] = v;
+    return l;
+}
+
+/* InstanceNormalization: fconf[0] epsilon; gamma, beta over axis 1. */
+static int dl__in_build(dl_layer *l, int n, dl_tensor *const *in) {
+    (void)n;
+    if (in[0]->ndim < 3) {
+        char s[64];
+        dl_set_error("%s (InstanceNormalization): input %s needs a batch axis, a channel axis and spatial axes", l->name,
+                     dl_shape_str(in[0], s, sizeof s));
+        return -1;
+    }
+    if (!dl__weight(l, "gamma", 1, in[0]->shape[1], 0, 0, 0, DL_INIT_ONES, 1) ||
+        !dl__weight(l, "beta", 1, in[0]->shape[1], 0, 0, 0, DL_INIT_ZEROS, 1))
+        return -1;
+    return 0;
+}
+static dl_tensor *dl__in_forward(dl_layer *l, int n, dl_tensor *const *in, int training) {
+    dl_tensor *x = in[0];
+    (void)n; (void)training;
+    if (!dl__need_rank(l, x, 3, DL_MAX_DIMS)) return NULL;
+    if (x->shape[1] != l->params[0]->shape[0]) {
+        dl_set_error("%s (InstanceNormalization): input has %d channels, the layer was built for %d", l->name, x->shape[1],
+                     l->params[0]->shape[0]);
+        return NULL;
+    }
+    return dl_instance_norm(x, l->params[0], l->params[1], l->fconf[0]);
+}
+static const dl_layer_ops dl__in_ops = {"InstanceNormalization", dl__in_build, dl__in_forward, NULL, 1, 1};
+DLDEF dl_layer *dl_InstanceNormalization(float epsilon) {
+    float v = dl__setting_or(epsilon, 1e-3f);
+    dl_layer *l;
+    if (!(v >= 0.0f && v <= FLT_MAX))
+        return dl__ctor_fail("dl_InstanceNormalization(epsilon): epsilon %g must be finite and >= 0 (0: 1e-3; DL_ZERO: a real 0)",
+                             (double)epsilon);
+    if (!(l = dl__builtin(&dl__in_ops, "instance_normalization"))) return NULL;
+    l->fconf[0] = v;
+    return l;
+}
+
+/* ReflectionPad2D, ZeroPadding2D: iconf[0..3] the pads left, right, top, bottom (dl_pad2d's order). */
+static dl_tensor *dl__pad_forward(dl_layer *l, int n, dl_tensor *const *in, int training) {
+    dl_tensor *x = in[0];
+    const int *p = l->iconf;
+    int reflect = l->ops->kind[0] == 'R';
+    (void)n; (void)training;
+    if (!dl__need_rank(l, x, 4, 4)) return NULL;
+    if (reflect && (p[0] >= x->shape[3] || p[1] >= x->shape[3] || p[2] >= x->shape[2] || p[3] >= x->shape[2])) {
+        if (p[0] == p[1] && p[1] == p[2] && p[2] == p[3])
+            dl_set_error("%s (ReflectionPad2D): pad %d must be smaller than the input's height and width (%dx%d)", l->name, p[0],
+                         x->shape[2], x->shape[3]);
+        else
+            dl_set_error("%s (ReflectionPad2D): pads (left %d, right %d, top %d, bottom %d) must be smaller than the input's "
+                         "width and height (%dx%d)", l->name, p[0], p[1], p[2], p[3], x->shape[2], x->shape[3]);
+        return NULL;
+    }
+    return dl_pad2d(x, p[0], p[1], p[2], p[3], reflect ? DL_PAD_REFLECT : DL_PAD_ZERO);
+}
+static const dl_layer_ops dl__rpad_ops = {"ReflectionPad2D", NULL, dl__pad_forward, NULL, 1, 1};
+static const dl_layer_ops dl__zpad_ops = {"ZeroPadding2D", NULL, dl__pad_forward, NULL, 1, 1};
+static dl_layer *dl__pad_new(const dl_layer_ops *ops, const char *base, const char *fn, int one, int left, int right, int top,
+                             int bottom) {
+    dl_layer *l;
+    if (left < 0 || right < 0 || top < 0 || bottom < 0) {
+        if (one) return dl__ctor_fail("%s: pad %d must be >= 0", fn, left);
+        return dl__ctor_fail("%s: pads (%d, %d, %d, %d) must be >= 0", fn, left, right, top, bottom);
+    }
+    if (!(l = dl__builtin(ops, base))) return NULL;
+    l->iconf[0] = left; l->iconf[1] = right; l->iconf[2] = top; l->iconf[3] = bottom;
+    return l;
+}
+DLDEF dl_layer *dl_ReflectionPad2D(int pad) {
+    return dl__pad_new(&dl__rpad_ops, "reflection_pad2d", "dl_ReflectionPad2D(pad)", 1, pad, pad, pad, pad);
+}
+DLDEF dl_layer *dl_ReflectionPad2D_sides(int left, int right, int top, int bottom) {
+    return dl__pad_new(&dl__rpad_ops, "reflection_pad2d", "dl_ReflectionPad2D_sides(left, right, top, bottom)", 0, left, right, top,
+                       bottom);
+}
+DLDEF dl_layer *dl_ZeroPadding2D(int pad) {
+    return dl__pad_new(&dl__zpad_ops, "zero_padding2d", "dl_ZeroPadding2D(pad)", 1, pad, pad, pad, pad);
+}
+DLDEF dl_layer *dl_ZeroPadding2D_sides(int left, int right, int top, int bottom) {
+    return dl__pad_new(&dl__zpad_ops, "zero_padding2d", "dl_ZeroPadding2D_sides(left, right, top, bottom)", 0, left, right, top,
+                       bottom);
+}
+
+/* UpSampling2D: iconf[0] size. */
+static dl_tensor *dl__up_forward(dl_layer *l, int n, dl_tensor *const *in, int training) {
+    (void)n; (void)training;
+    if (!dl__need_rank(l, in[0], 4, 4)) return NULL;
+    return dl_upsample_nearest2d(in[0], l->iconf[0], l->iconf[0]);
+}
+static const dl_layer_ops dl__up_ops = {"UpSampling2D", NULL, dl__up_forward, NULL, 1, 1};
+DLDEF dl_layer *dl_UpSampling2D(int size) {
+    dl_layer *l;
+    if (size < 1) return dl__ctor_fail("dl_UpSampling2D(size): size %d must be >= 1", size);
+    if (!(l = dl__builtin(&dl__up_ops, "up_sampling2d"))) return NULL;
+    l->iconf[0] = size;
+    return l;
+}
+
 /* The layer's activation, when it has one (to know whether a model outputs probabilities). */
 static const dl_layer *dl__output_layer(const dl_model *m);
 static int dl__layer_act(const dl_layer *l) {
@@ -4424,7 +4578,8 @@ static int dl__n_kinds;
 
 static const dl_layer_ops *const dl__builtin_ops[] = {&dl__dense_ops, &dl__conv_ops, &dl__convt_ops, &dl__maxpool_ops,
     &dl__avgpool_ops, &dl__gap_ops, &dl__flatten_ops, &dl__reshape_ops, &dl__dropout_ops, &dl__bn_ops,
-    &dl__ln_ops, &dl__emb_ops, &dl__activation_ops, &dl__add_ops, &dl__mul_ops, &dl__concat_ops, &dl__flip_ops};
+    &dl__ln_ops, &dl__emb_ops, &dl__activation_ops, &dl__add_ops, &dl__mul_ops, &dl__concat_ops, &dl__flip_ops,
+    &dl__leaky_ops, &dl__in_ops, &dl__rpad_ops, &dl__zpad_ops, &dl__up_ops};
 
 static int dl__is_rnn_kind(const char *kind) {
     return strcmp(kind, "SimpleRNN") == 0 || strcmp(kind, "LSTM") == 0 || strcmp(kind, "GRU") == 0;
@@ -4496,6 +4651,12 @@ static dl_layer *dl__layer_from_conf(const char *kind, const int *ic, const floa
     else if (strcmp(kind, "Multiply") == 0) l = dl_Multiply();
     else if (strcmp(kind, "Concatenate") == 0) l = dl_Concatenate(ic[0]);
     else if (strcmp(kind, "RandomFlip") == 0) l = dl_RandomFlip();
+    /* a saved 0 is a real 0 (the constructor stored the default otherwise) */
+    else if (strcmp(kind, "LeakyReLU") == 0) l = dl_LeakyReLU(fc[0] != 0.0f ? fc[0] : (float)DL_ZERO);
+    else if (strcmp(kind, "InstanceNormalization") == 0) l = dl_InstanceNormalization(fc[0] != 0.0f ? fc[0] : (float)DL_ZERO);
+    else if (strcmp(kind, "ReflectionPad2D") == 0) l = dl_ReflectionPad2D_sides(ic[0], ic[1], ic[2], ic[3]);
+    else if (strcmp(kind, "ZeroPadding2D") == 0) l = dl_ZeroPadding2D_sides(ic[0], ic[1], ic[2], ic[3]);
+    else if (strcmp(kind, "UpSampling2D") == 0) l = dl_UpSampling2D(ic[0]);
     else if (dl__is_rnn_kind(kind)) l = dl__rnn_from_conf(kind, ic, fc);
     else if ((k = dl__find_kind(kind)) >= 0) {   /* registered: its settings are its iconf/fconf */
         if ((l = dl_layer_new(dl__kinds[k], kind, NULL)) != NULL) {
@@ -4821,6 +4982,12 @@ static int dl__layer_bound(const dl_layer *l, int n, const dl__shape *in, dl__sh
             else if (!pool && ic[3] == DL_PADDING_SAME) out->d[i] = (x + s - 1) / s;
             else out->d[i] = x >= k ? (x - k) / s + 1 : 1;
         }
+    } else if ((o == &dl__rpad_ops || o == &dl__zpad_ops) && out->ndim == 3) {
+        out->d[1] += (long long)ic[2] + ic[3];
+        out->d[2] += (long long)ic[0] + ic[1];
+    } else if (o == &dl__up_ops && out->ndim == 3) {
+        out->d[1] *= ic[0];
+        out->d[2] *= ic[0];
     } else if (o == &dl__gap_ops && out->ndim == 3) out->ndim = 1;
     else if (o == &dl__flatten_ops) {
         double p = 1;

@@ -48,6 +48,12 @@ int main(int argc, char **argv) {
     m = dl_sequential(dl_Embedding(5, 2), dl_LSTM(2, 1), dl_GRU(2, 0), dl_Dense(1, DL_ACT_LINEAR));
     if (m && dl_model_build_ids(m, 1, DL_SHAPE(3)) != 0) { dl_model_free(m); m = NULL; }
     bad |= save(m, dir, "rnn");
+    /* GAN / CycleGAN layers: every padding, instance norm, LeakyReLU (a real 0 too), upsampling */
+    m = dl_sequential(dl_ReflectionPad2D(1), dl_Conv2D(2, 3, 1, DL_PADDING_VALID, DL_ACT_LINEAR), dl_InstanceNormalization(0),
+                      dl_LeakyReLU(0.2f), dl_ZeroPadding2D_sides(1, 0, 0, 1), dl_UpSampling2D(2),
+                      dl_Conv2DTranspose(1, 5, 2, DL_PADDING_SAME, DL_ACT_LINEAR), dl_LeakyReLU((float)DL_ZERO));
+    if (m && dl_model_build(m, 3, DL_SHAPE(1, 3, 3)) != 0) { dl_model_free(m); m = NULL; }
+    bad |= save(m, dir, "gan");
     dl_arena_free_default();
     return bad;
 }

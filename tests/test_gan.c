@@ -23,10 +23,8 @@
 #pragma GCC diagnostic ignored "-Wsign-compare"
 #pragma GCC diagnostic ignored "-Wunused-parameter"
 #endif
-#define STB_IMAGE_STATIC
 #define STB_IMAGE_IMPLEMENTATION
 #include <stb/stb_image.h>
-#define STB_IMAGE_WRITE_STATIC
 #define STB_IMAGE_WRITE_IMPLEMENTATION
 #include <stb/stb_image_write.h>
 #if defined(__GNUC__)
@@ -137,6 +135,38 @@ static void test_frozen_d_recipe(void) {
     dl_model_free(d);   /* any order: the combined model keeps g and d alive */
     dl_model_free(combined);
     dl_model_free(g);
+    dl_arena_reset(dl_arena_current());
+}
+
+/* Inside a frozen wrapper, batch normalization runs on its moving statistics (Keras' rule for
+   trainable = False): training the combined model leaves them alone; D's own training moves them. */
+static void test_frozen_batch_norm(void) {
+    dl_model *g, *d, *combined;
+    dl_layer *frozen;
+    dl_tensor *snap[16], *z, *ones;
+    int n;
+    dl_rng r;
+    dl_nn_seed(4);
+    dl_rng_seed(&r, 6);
+    g = dl_sequential(dl_Dense(4, DL_ACT_LINEAR));
+    d = dl_sequential(dl_Dense(6, DL_ACT_LINEAR), dl_BatchNormalization(0.5f, 0), dl_Dense(1, DL_ACT_LINEAR));
+    CHECK(dl_compile(d, dl_sgd(0.1), DL_LOSS_BINARY_CE, 0) == 0, "%s", dl_error());
+    frozen = dl_model_as_layer(d);
+    frozen->trainable = 0;
+    combined = dl_sequential(dl_model_as_layer(g), frozen);
+    CHECK(dl_compile(combined, dl_sgd(0.1), DL_LOSS_BINARY_CE, 0) == 0, "%s", dl_error());
+    z = normal_batch(&r, 8, 3, 1, 2);
+    ones = dl_full(1, (const int[]){8}, 1.0f);
+    CHECK(dl_model_build(combined, 1, (const int[]){3}) == 0, "%s", dl_error());
+    n = snapshot(d, snap, 16);
+    CHECK(isfinite(dl_train_on_batch(combined, z, ones)), "%s", dl_error());
+    CHECK(same_bits(d, snap, n), "the frozen D's batch statistics moved");
+    CHECK(isfinite(dl_train_on_batch(d, dl_model_call(g, z, 0), ones)), "%s", dl_error());
+    CHECK(!same_bits(d, snap, n), "D's own step left D as it was");
+    free_snapshot(snap, n);
+    dl_model_free(combined);
+    dl_model_free(g);
+    dl_model_free(d);
     dl_arena_reset(dl_arena_current());
 }
 
@@ -469,6 +499,7 @@ static void test_png_read_back(void) {
 int main(void) {
     RUN(test_losses_by_hand);
     RUN(test_frozen_d_recipe);
+    RUN(test_frozen_batch_norm);
     RUN(test_steps_touch_one_model);
     RUN(test_toy_gan_learns);
     RUN(test_gradient_penalty_vs_torch);

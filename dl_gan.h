@@ -155,6 +155,23 @@ DLDEF int dl_image_grid_save(const dl_tensor *images, const char *path, int cols
 DLDEF int dl_gan_plot_save(const dl_gan *gan, const char *path, int width, int height);
 #endif
 
+/* ==== QUALITY ===============================================================================
+   How good generated images are, measured by a classifier (examples/gan_eval.c trains one on
+   Fashion-MNIST): its class probabilities give the Inception score, its penultimate features
+   the Frechet distance to the real images. Both computed in double precision. */
+
+/* Inception score (Salimans et al. 2016): exp(mean_i KL(p_i || p)), p = mean_i p_i, of class
+   probabilities probs f32 [N, C] (rows of a softmax). From 1 (every sample the same
+   distribution) to C (confident, all classes equally often). NaN + dl_error() on bad input. */
+DLDEF double dl_inception_score(const dl_tensor *probs);
+/* Frechet distance (Heusel et al. 2017, "FID" with Inception features) between Gaussians fitted
+   to two feature sets a f32 [N, D] and b f32 [M, D] (N, M >= 2; D <= 2048):
+       |mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2))
+   with unbiased covariances (as numpy.cov in pytorch-fid); tr (S_a S_b)^(1/2) is the sum of
+   the square roots of the eigenvalues of S_a^(1/2) S_b S_a^(1/2) (symmetric, by Jacobi
+   rotations; O(D^3)). NaN + dl_error() on bad input. */
+DLDEF double dl_frechet_distance(const dl_tensor *a, const dl_tensor *b);
+
 /* ==== CYCLEGAN ============================================================================== */
 
 /* ==== STYLE TRANSFER ========================================================================
@@ -1156,6 +1173,154 @@ DLDEF int dl_gan_plot_save(const dl_gan *gan, const char *path, int width, int h
     return r;
 }
 #endif
+
+/* ==== QUALITY: implementation (tests: tests/test_gan.c) ===================================== */
+
+DLDEF double dl_inception_score(const dl_tensor *probs) {
+    int n, c, i, j;
+    double *marg, kl = 0;
+    const float *p;
+    if (!probs || probs->dtype != DL_DTYPE_F32 || probs->ndim != 2 || probs->shape[0] < 1 || probs->shape[1] < 1 ||
+        !dl_is_contiguous(probs)) {
+        dl_set_error("dl_inception_score: probs must be contiguous f32 [N, C] with N, C >= 1");
+        return NAN;
+    }
+    n = probs->shape[0]; c = probs->shape[1]; p = dl_f32(probs);
+    if (!(marg = (double *)DL_MALLOC((size_t)c * sizeof *marg))) { dl_set_error("dl_inception_score: out of memory"); return NAN; }
+    for (j = 0; j < c; j++) marg[j] = 0;
+    for (i = 0; i < n; i++)
+        for (j = 0; j < c; j++) {
+            float v = p[(size_t)i * c + j];
+            if (!(v >= 0.0f && v <= 1.0f)) {
+                DL_FREE(marg);
+                dl_set_error("dl_inception_score: probs[%d][%d] = %g is not a probability", i, j, v);
+                return NAN;
+            }
+            marg[j] += v / n;
+        }
+    for (i = 0; i < n; i++)   /* KL(p_i || p) = sum_j p_ij log(p_ij / p_j); 0 log 0 = 0 */
+        for (j = 0; j < c; j++) {
+            double v = p[(size_t)i * c + j];
+            if (v > 0) kl += v * (log(v) - log(marg[j])) / n;
+        }
+    DL_FREE(marg);
+    return exp(kl);
+}
+
+/* Eigen-decomposition of a symmetric n x n matrix by cyclic Jacobi rotations: a (destroyed)
+   ends diagonal with the eigenvalues; v gets the eigenvectors as columns. */
+static void dl__sym_eigen(double *a, int n, double *v) {
+    int sweep, p, q, k;
+    for (p = 0; p < n; p++)
+        for (q = 0; q < n; q++) v[(size_t)p * n + q] = p == q;
+    for (sweep = 0; sweep < 60; sweep++) {
+        double off = 0, diag = 0;
+        for (p = 0; p < n; p++) {
+            diag += a[(size_t)p * n + p] * a[(size_t)p * n + p];
+            for (q = p + 1; q < n; q++) off += a[(size_t)p * n + q] * a[(size_t)p * n + q];
+        }
+        if (off <= 1e-26 * diag || off == 0) return;
+        for (p = 0; p < n; p++)
+            for (q = p + 1; q < n; q++) {
+                double apq = a[(size_t)p * n + q], theta, t, cs, sn;
+                if (fabs(apq) < 1e-300) continue;
+                theta = (a[(size_t)q * n + q] - a[(size_t)p * n + p]) / (2 * apq);
+                t = (theta >= 0 ? 1.0 : -1.0) / (fabs(theta) + sqrt(theta * theta + 1));
+                cs = 1 / sqrt(t * t + 1);
+                sn = t * cs;
+                for (k = 0; k < n; k++) {   /* A = J^T A J: columns p and q, then rows p and q */
+                    double akp = a[(size_t)k * n + p], akq = a[(size_t)k * n + q];
+                    a[(size_t)k * n + p] = cs * akp - sn * akq;
+                    a[(size_t)k * n + q] = sn * akp + cs * akq;
+                }
+                for (k = 0; k < n; k++) {
+                    double apk = a[(size_t)p * n + k], aqk = a[(size_t)q * n + k];
+                    a[(size_t)p * n + k] = cs * apk - sn * aqk;
+                    a[(size_t)q * n + k] = sn * apk + cs * aqk;
+                }
+                for (k = 0; k < n; k++) {
+                    double vkp = v[(size_t)k * n + p], vkq = v[(size_t)k * n + q];
+                    v[(size_t)k * n + p] = cs * vkp - sn * vkq;
+                    v[(size_t)k * n + q] = sn * vkp + cs * vkq;
+                }
+            }
+    }
+}
+
+/* mean [D] and unbiased covariance [D, D] of the rows of x [N, D]. */
+static void dl__mean_cov(const dl_tensor *x, double *mean, double *cov) {
+    const int n = x->shape[0], d = x->shape[1];
+    const float *p = dl_f32(x);
+    double *row = cov + (size_t)d * d;   /* scratch: one centered row (d more doubles) */
+    int i, j, k;
+    for (j = 0; j < d; j++) mean[j] = 0;
+    for (i = 0; i < n; i++)
+        for (j = 0; j < d; j++) mean[j] += p[(size_t)i * d + j];
+    for (j = 0; j < d; j++) mean[j] /= n;
+    memset(cov, 0, (size_t)d * d * sizeof *cov);
+    for (i = 0; i < n; i++) {
+        for (j = 0; j < d; j++) row[j] = p[(size_t)i * d + j] - mean[j];
+        for (j = 0; j < d; j++)
+            for (k = j; k < d; k++) cov[(size_t)j * d + k] += row[j] * row[k];
+    }
+    for (j = 0; j < d; j++)
+        for (k = j; k < d; k++) cov[(size_t)k * d + j] = cov[(size_t)j * d + k] /= (n - 1);
+}
+
+DLDEF double dl_frechet_distance(const dl_tensor *a, const dl_tensor *b) {
+    const dl_tensor *x[2];
+    double *buf, *mu[2], *cov[2], *v, *half, *m, dist = 0;
+    size_t dd;
+    int d, i, j, k;
+    x[0] = a; x[1] = b;
+    for (i = 0; i < 2; i++)
+        if (!x[i] || x[i]->dtype != DL_DTYPE_F32 || x[i]->ndim != 2 || x[i]->shape[0] < 2 || x[i]->shape[1] < 1 ||
+            x[i]->shape[1] > 2048 || !dl_is_contiguous(x[i]) || x[i]->shape[1] != x[0]->shape[1]) {
+            dl_set_error("dl_frechet_distance: features must be contiguous f32 [N, D] and [M, D] with N, M >= 2, 1 <= D <= 2048");
+            return NAN;
+        }
+    d = a->shape[1];
+    dd = (size_t)d * d;
+    if (!(buf = (double *)DL_MALLOC((5 * dd + 3 * (size_t)d) * sizeof *buf))) { dl_set_error("dl_frechet_distance: out of memory"); return NAN; }
+    mu[0] = buf; mu[1] = buf + d; cov[0] = buf + 2 * d; cov[1] = cov[0] + dd + d;   /* + d: dl__mean_cov's scratch */
+    v = cov[1] + dd + d;
+    half = v + dd;
+    dl__mean_cov(a, mu[0], cov[0]);
+    dl__mean_cov(b, mu[1], cov[1]);
+    for (j = 0; j < d; j++) dist += (mu[0][j] - mu[1][j]) * (mu[0][j] - mu[1][j]) + cov[0][(size_t)j * d + j] + cov[1][(size_t)j * d + j];
+    dl__sym_eigen(cov[0], d, v);   /* S_a = V L V^T; S_a^(1/2) = V sqrt(L) V^T */
+    for (i = 0; i < d; i++)
+        for (j = 0; j < d; j++) {
+            double s = 0;
+            for (k = 0; k < d; k++) {
+                double l = cov[0][(size_t)k * d + k];
+                s += v[(size_t)i * d + k] * (l > 0 ? sqrt(l) : 0) * v[(size_t)j * d + k];
+            }
+            half[(size_t)i * d + j] = s;
+        }
+    m = cov[0];   /* M = S_a^(1/2) S_b S_a^(1/2) (S_a's room; v, free now, holds the half product) */
+    for (i = 0; i < d; i++)
+        for (j = 0; j < d; j++) {
+            double s = 0;
+            for (k = 0; k < d; k++) s += half[(size_t)i * d + k] * cov[1][(size_t)k * d + j];
+            v[(size_t)i * d + j] = s;
+        }
+    for (i = 0; i < d; i++)
+        for (j = 0; j < d; j++) {
+            double s = 0;
+            for (k = 0; k < d; k++) s += v[(size_t)i * d + k] * half[(size_t)k * d + j];
+            m[(size_t)i * d + j] = s;
+        }
+    for (i = 0; i < d; i++)   /* exactly symmetric before Jacobi */
+        for (j = i + 1; j < d; j++) m[(size_t)i * d + j] = m[(size_t)j * d + i] = 0.5 * (m[(size_t)i * d + j] + m[(size_t)j * d + i]);
+    dl__sym_eigen(m, d, v);
+    for (j = 0; j < d; j++) {
+        double l = m[(size_t)j * d + j];
+        dist -= 2 * (l > 0 ? sqrt(l) : 0);
+    }
+    DL_FREE(buf);
+    return dist;
+}
 
 /* ==== CYCLEGAN: implementation ============================================================== */
 

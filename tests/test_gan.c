@@ -3,7 +3,7 @@
    updates it, any free order is fine, saving refuses); dl_gan steps (D untouched by G's step,
    G untouched by D's, a toy GAN learns a 1-D Gaussian); the WGAN-GP penalty and its gradient
    against PyTorch's double backward (tests/data/gan_gp.safetensors, written by
-   tools/make_gan_fixtures.py); checkpoints (a resumed run ends with the same bits as one that
+   tools/make_gan_fixtures.py); the Inception score and Frechet distance against torch; checkpoints (a resumed run ends with the same bits as one that
    never stopped; bad files change nothing); pictures (the grid's pixels, a chart's curve, a PNG
    read back with stb_image, which needs Debian's libstb-dev: skipped without it). */
 #include <math.h>
@@ -323,6 +323,30 @@ static void test_gradient_penalty_vs_torch(void) {
     dl_safetensors_free(st);
 }
 
+/* The Inception score and the Frechet distance against torch (float64, LAPACK's eigh), and
+   their known values: IS 1 for identical rows, C for one-hot rows of every class; FID 0 for a
+   set against itself. */
+static void test_quality_numbers(void) {
+    dl_safetensors *st = dl_safetensors_load("tests/data/gan_gp.safetensors");
+    float onehot[4 * 4] = {0}, same[3 * 2] = {0.25f, 0.75f, 0.25f, 0.75f, 0.25f, 0.75f};
+    int i;
+    CHECK(st != NULL, "%s", dl_error());
+    if (!st) return;
+    CHECK_NEAR(dl_frechet_distance(dl_safetensors_get(st, "fid.a"), dl_safetensors_get(st, "fid.b")),
+               dl_f32(dl_safetensors_get(st, "fid.value"))[0], 1e-5);
+    CHECK_NEAR(dl_frechet_distance(dl_safetensors_get(st, "fid.a"), dl_safetensors_get(st, "fid.a")), 0.0, 1e-6);
+    CHECK_NEAR(dl_inception_score(dl_safetensors_get(st, "is.probs")), dl_f32(dl_safetensors_get(st, "is.value"))[0], 1e-5);
+    for (i = 0; i < 4; i++) onehot[i * 4 + i] = 1.0f;
+    CHECK_NEAR(dl_inception_score(tensor_of(2, (const int[]){4, 4}, onehot)), 4.0, 1e-9);
+    CHECK_NEAR(dl_inception_score(tensor_of(2, (const int[]){3, 2}, same)), 1.0, 1e-7);
+    onehot[0] = -0.5f;
+    CHECK(isnan(dl_inception_score(tensor_of(2, (const int[]){4, 4}, onehot))) && strstr(dl_error(), "not a probability"), "%s",
+          dl_error());
+    CHECK(isnan(dl_frechet_distance(dl_safetensors_get(st, "fid.a"), dl_safetensors_get(st, "is.probs"))), "D mismatch");
+    dl_safetensors_free(st);
+    dl_arena_reset(dl_arena_current());
+}
+
 /* Train 2n steps straight, or n, save, rebuild from scratch, load, n more: the same bits. */
 static void run_steps(dl_gan *gan, uint64_t data_seed, int from, int to) {
     dl_rng r;
@@ -503,6 +527,7 @@ int main(void) {
     RUN(test_steps_touch_one_model);
     RUN(test_toy_gan_learns);
     RUN(test_gradient_penalty_vs_torch);
+    RUN(test_quality_numbers);
     RUN(test_resume_same_bits);
     RUN(test_load_errors_change_nothing);
     RUN(test_pictures);

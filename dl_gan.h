@@ -150,9 +150,9 @@ typedef struct dl_style_transfer_opts {
     const char *style_layers;     /* comma-separated names ["block1_conv1,block2_conv1,block3_conv1,block4_conv1,block5_conv1"] */
     const char *content_layers;   /* ["block5_conv2"] */
     dl_style_optimizer optimizer; /* [DL_STYLE_OPTIMIZER_ADAM] */
-    double lr;                    /* Adam [0.02] (the tutorial's), L-BFGS [1] */
-    double beta1;                 /* Adam [0.99] */
-    double eps;                   /* Adam [0.1]; PyTorch's eps, outside the root (Keras puts it
+    double lr;                    /* Adam [0.02] (the tutorial's), L-BFGS [1]; DL_ZERO for 0 */
+    double beta1;                 /* Adam [0.99]; DL_ZERO for 0 */
+    double eps;                   /* Adam [0.1]; DL_ZERO for 0. PyTorch's eps, outside the root (Keras puts it
                                      before the bias correction: the same where it does not dominate) */
     int lbfgs_iters;              /* L-BFGS updates per step (its max_iter) [20] */
 } dl_style_transfer_opts;
@@ -523,6 +523,10 @@ DLDEF dl_style_transfer *dl_style_transfer_new(dl_vgg19 *net, dl_tensor *content
     if (o.optimizer != DL_STYLE_OPTIMIZER_ADAM && o.optimizer != DL_STYLE_OPTIMIZER_LBFGS)
         return (dl_style_transfer *)dl__fail("%s: unknown optimizer %d", op, (int)o.optimizer);
     if (o.lbfgs_iters < 0) return (dl_style_transfer *)dl__fail("%s: lbfgs_iters must be >= 0", op);
+    if (!(o.style_weight >= 0 || o.style_weight == DL_ZERO) || !(o.content_weight >= 0 || o.content_weight == DL_ZERO) ||
+        !(o.tv_weight >= 0 || o.tv_weight == DL_ZERO) || !(o.lr >= 0 || o.lr == DL_ZERO) ||
+        !(o.beta1 >= 0 || o.beta1 == DL_ZERO) || !(o.eps >= 0 || o.eps == DL_ZERO))
+        return (dl_style_transfer *)dl__fail("%s: weights, lr, beta1 and eps must be >= 0 (or DL_ZERO)", op);
     st = (dl_style_transfer *)DL_MALLOC(sizeof(*st));
     if (!st) return (dl_style_transfer *)dl__fail("%s: out of memory", op);
     memset(st, 0, sizeof(*st));
@@ -557,14 +561,18 @@ DLDEF dl_style_transfer *dl_style_transfer_new(dl_vgg19 *net, dl_tensor *content
         dl_optim_opts ao;
         memset(&ao, 0, sizeof ao);
         ao.lr = dl__style_opt(o.lr, 0.02);
-        ao.beta1 = o.beta1 == 0 ? 0.99 : o.beta1;
-        ao.eps = o.eps == 0 ? 0.1 : o.eps;
+        ao.beta1 = dl__style_opt(o.beta1, 0.99);
+        ao.eps = dl__style_opt(o.eps, 0.1);
+        if (ao.lr == 0) ao.lr = DL_ZERO;      /* dl_optim_opts' own way to say a real 0 */
+        if (ao.beta1 == 0) ao.beta1 = DL_ZERO;
+        if (ao.eps == 0) ao.eps = DL_ZERO;
         st->adam = dl_optim_new(DL_OPTIM_ADAM, &ao);
         ok = st->adam && dl_optim_add_params(st->adam, 1, &st->image) == 0;
     } else {
         dl_lbfgs_opts lo;
         memset(&lo, 0, sizeof lo);
         lo.lr = dl__style_opt(o.lr, 1.0);
+        if (lo.lr == 0) lo.lr = DL_ZERO;
         lo.max_iter = o.lbfgs_iters;
         st->lbfgs = dl_lbfgs_new(&lo);
         ok = st->lbfgs && dl_lbfgs_add_params(st->lbfgs, 1, &st->image) == 0;

@@ -273,7 +273,7 @@ DLDEF dl_tensor *dl_optim_state_tensor(const dl_optim *opt, int i, char *name, s
 typedef struct dl_lbfgs dl_lbfgs;
 /* Every field 0 = the default in brackets (PyTorch's); DL_ZERO asks for a real 0. */
 typedef struct dl_lbfgs_opts {
-    double lr;                /* [1] */
+    double lr;                /* [1]; DL_ZERO for 0 */
     int max_iter;             /* updates per dl_lbfgs_step [20] */
     int max_eval;             /* closure calls per step [max_iter * 5 / 4] */
     double tolerance_grad;    /* stop when max |g| <= this [1e-7]; DL_ZERO for 0 */
@@ -1114,7 +1114,7 @@ DLDEF dl_lbfgs *dl_lbfgs_new(const dl_lbfgs_opts *opts) {
     dl_lbfgs_opts o;
     dl_lbfgs *l;
     if (opts) o = *opts; else memset(&o, 0, sizeof o);
-    if (!(o.lr >= 0) || !isfinite(o.lr) || o.max_iter < 0 || o.max_eval < 0 || o.history_size < 0 || o.history_size > 1000000 ||
+    if (!(o.lr >= 0 || o.lr == DL_ZERO) || !isfinite(o.lr) || o.max_iter < 0 || o.max_eval < 0 || o.history_size < 0 || o.history_size > 1000000 ||
         !(o.tolerance_grad >= 0 || o.tolerance_grad == DL_ZERO) || !(o.tolerance_change >= 0 || o.tolerance_change == DL_ZERO)) {
         dl_set_error("dl_lbfgs_new: lr, tolerances, max_iter, max_eval and history_size must be >= 0 (and finite)");
         return NULL;
@@ -1122,7 +1122,7 @@ DLDEF dl_lbfgs *dl_lbfgs_new(const dl_lbfgs_opts *opts) {
     l = (dl_lbfgs *)DL_MALLOC(sizeof *l);
     if (!l) { dl_set_error("dl_lbfgs_new: out of memory"); return NULL; }
     memset(l, 0, sizeof *l);
-    l->lr = o.lr == 0 ? 1.0 : o.lr;
+    l->lr = o.lr == DL_ZERO ? 0.0 : o.lr == 0 ? 1.0 : o.lr;
     l->max_iter = o.max_iter == 0 ? 20 : o.max_iter;
     l->max_eval = o.max_eval == 0 ? l->max_iter * 5 / 4 : o.max_eval;
     l->tol_grad = o.tolerance_grad == DL_ZERO ? 0.0 : o.tolerance_grad == 0 ? 1e-7 : o.tolerance_grad;

@@ -175,7 +175,7 @@ int main(int argc, char **argv) {
     char path[1200];
     FILE *probe;
     memset(&first, 0, sizeof first);
-    for (i = 1; i < argc; i++) {
+    for (i = 1; i < argc; i += 2) {   /* every flag takes a value */
         const char *flag = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) goto usage;
         if (strcmp(flag, "--content") == 0) content_path = v;
@@ -194,7 +194,6 @@ int main(int argc, char **argv) {
         else if (strcmp(flag, "--width") == 0) width = atoi(v);
         else if (strcmp(flag, "--threads") == 0) threads = atoi(v);
         else goto usage;
-        i++;
     }
     if (strcmp(optimizer, "adam") != 0 && strcmp(optimizer, "lbfgs") != 0) goto usage;
     if (steps < 0) steps = strcmp(optimizer, "adam") == 0 ? 200 : 10;

@@ -419,7 +419,7 @@ static void test_lbfgs_errors(void) {
     dl_tensor *x, *y;
     int two = 2;
     memset(&o, 0, sizeof o);
-    o.lr = -1;
+    o.lr = -2;   /* -1 is DL_ZERO */
     CHECK(dl_lbfgs_new(&o) == NULL && strstr(dl_error(), "dl_lbfgs_new"), "negative lr");
     o.lr = 0;
     o.max_iter = -3;
@@ -516,6 +516,9 @@ static void test_style_transfer_errors(void) {
     so.style_layers = "block1_conv1,,block2_conv1";
     CHECK(dl_style_transfer_new(net, c, c, &so) == NULL, "empty name");
     so.style_layers = NULL;
+    so.style_weight = -3;
+    CHECK(dl_style_transfer_new(net, c, c, &so) == NULL && strstr(dl_error(), ">= 0"), "negative weight: %s", dl_error());
+    so.style_weight = 0;
     so.optimizer = (dl_style_optimizer)7;
     CHECK(dl_style_transfer_new(net, c, c, &so) == NULL, "unknown optimizer");
     CHECK(dl_style_transfer_step(NULL, NULL) == -1, "NULL step");

@@ -309,6 +309,11 @@ static void test_vgg_random(void) {
     o.width_div = 3;
     CHECK(dl_vgg19_new(&o, &r1) == NULL && strstr(dl_error(), "width_div"), "width 3: %s", dl_error());
     CHECK(dl_vgg19_new(NULL, NULL) == NULL, "NULL rng");
+    {   /* 8x8 has no room for four pools: an error, not a crash */
+        int s8[4] = {1, 3, 8, 8}, deep = 12;
+        CHECK(dl_vgg19_features(a, dl_tmp(DL_DTYPE_F32, 4, s8), 1, &deep, f) == -1 && f[0] == NULL,
+              "8x8 image to relu5_1 rejected");
+    }
     layers[0] = 16;
     CHECK(dl_vgg19_features(a, img, 1, layers, f) == -1 && f[0] == NULL, "layer 16 rejected");
     CHECK(dl_vgg19_features(a, NULL, 4, layers + 1, f) == -1, "NULL image");
@@ -408,6 +413,51 @@ static void test_lbfgs_torch(void) {
     o.history_size = 3;
     if (p.a && p.b) lbfgs_case(st, "quad", quad_closure, &p, &o);
     dl_tensor_free(p.x);
+    dl_safetensors_free(st);
+}
+
+/* The same Rosenbrock run with x0 and x1 as two parameters: the same iterates as one. */
+typedef struct { dl_tensor *x0, *x1; } two_params;
+static float rosen2_closure(void *u) {
+    two_params *p = (two_params *)u;
+    dl_tensor *loss = dl_add(dl_pow(dl_rsub_scalar(1.0f, p->x0), 2),
+                             dl_mul_scalar(dl_pow(dl_sub(p->x1, dl_pow(p->x0, 2)), 2), 100.0f));
+    if (!loss || dl_backward(dl_sum_all(loss)) != 0) return NAN;
+    return dl_item(dl_sum_all(loss));
+}
+
+static void test_lbfgs_two_params(void) {
+    dl_safetensors *st = dl_safetensors_load(LBFGS);
+    dl_tensor *xs = st ? dl_safetensors_get(st, "rosen.x") : NULL, *ps[2];
+    dl_lbfgs_opts o;
+    dl_lbfgs *opt;
+    two_params p;
+    int one = 1, i;
+    CHECK(xs != NULL, "%s", dl_error());
+    if (!xs) { dl_safetensors_free(st); return; }
+    p.x0 = dl_tensor_new(DL_DTYPE_F32, 1, &one);
+    p.x1 = dl_tensor_new(DL_DTYPE_F32, 1, &one);
+    dl_f32(p.x0)[0] = dl_f32(xs)[0];
+    dl_f32(p.x1)[0] = dl_f32(xs)[1];
+    dl_set_requires_grad(p.x0, 1);
+    dl_set_requires_grad(p.x1, 1);
+    ps[0] = p.x0;
+    ps[1] = p.x1;
+    memset(&o, 0, sizeof o);
+    o.max_iter = 4;
+    opt = dl_lbfgs_new(&o);
+    CHECK(opt && dl_lbfgs_add_params(opt, 2, ps) == 0, "%s", dl_error());
+    for (i = 0; opt && i < xs->shape[0] - 1; i++) {
+        dl_lbfgs_step(opt, rosen2_closure, &p);
+        dl_arena_reset(dl_arena_current());
+        CHECK(fabs(dl_f32(p.x0)[0] - dl_f32(xs)[2 * i + 2]) <= 1e-4 * (1 + fabs(dl_f32(xs)[2 * i + 2])) &&
+              fabs(dl_f32(p.x1)[0] - dl_f32(xs)[2 * i + 3]) <= 1e-4 * (1 + fabs(dl_f32(xs)[2 * i + 3])),
+              "step %d: (%g, %g) vs torch (%g, %g)", i, dl_f32(p.x0)[0], dl_f32(p.x1)[0], dl_f32(xs)[2 * i + 2], dl_f32(xs)[2 * i + 3]);
+    }
+    CHECK(opt && dl_lbfgs_iters(opt) == 4L * (xs->shape[0] - 1), "iters %ld", dl_lbfgs_iters(opt));
+    dl_lbfgs_free(opt);
+    dl_tensor_free(p.x0);
+    dl_tensor_free(p.x1);
     dl_safetensors_free(st);
 }
 
@@ -536,6 +586,7 @@ int main(void) {
     RUN(test_vgg_loader_errors);
     RUN(test_vgg_random);
     RUN(test_lbfgs_torch);
+    RUN(test_lbfgs_two_params);
     RUN(test_lbfgs_errors);
     RUN(test_style_transfer_adam);
     RUN(test_style_transfer_lbfgs);

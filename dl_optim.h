@@ -262,15 +262,23 @@ DLDEF dl_tensor *dl_optim_state_tensor(const dl_optim *opt, int i, char *name, s
        dl_lbfgs_add_params(opt, 2, params);
        for (int i = 0; i < 10; i++) dl_lbfgs_step(opt, closure, NULL);
 
-   One dl_lbfgs_step is one optimizer.step(closure) of PyTorch 1.13 with line_search_fn=None:
-   up to max_iter updates, stopping early as PyTorch does (max |g| <= tolerance_grad, a step or
-   loss change below tolerance_change, max_eval closure calls, or no descent direction); the
-   first step's first update is scaled by min(1, 1 / sum|g|) * lr, the others by lr. State (the
-   history) carries over from step to step. The history vectors are allocated as they are
-   first needed, up to 2 * history_size vectors of the parameters' total size. No strong-Wolfe
-   line search (PyTorch's line_search_fn="strong_wolfe"). Checked against torch.optim.LBFGS's
-   iterates in tests/test_gan_style.c. */
+   One dl_lbfgs_step is one optimizer.step(closure) of PyTorch 1.13: up to max_iter updates,
+   stopping early as PyTorch does (max |g| <= tolerance_grad, a step or loss change below
+   tolerance_change, max_eval closure calls, or no descent direction). Without a line search
+   (PyTorch's default) the first step's first update is scaled by min(1, 1 / sum|g|) * lr, the
+   others by lr, and each update costs one closure call. With DL_LINE_SEARCH_STRONG_WOLFE
+   (PyTorch's line_search_fn="strong_wolfe", after minFunc) every update searches along the
+   direction, starting from that step size, for a point with sufficient decrease (c1 = 1e-4)
+   and a flat enough slope (c2 = 0.9), by bracketing and cubic interpolation, in at most 25
+   closure calls. State (the history) carries over from step to step. The history vectors are
+   allocated as they are first needed, up to 2 * (history_size + 1) vectors of the parameters'
+   total size (and 5 more with the line search). Checked against torch.optim.LBFGS's iterates,
+   both ways, in tests/test_gan_style.c. */
 typedef struct dl_lbfgs dl_lbfgs;
+typedef enum dl_line_search {
+    DL_LINE_SEARCH_NONE = 0,          /* fixed steps of lr (PyTorch's line_search_fn=None) */
+    DL_LINE_SEARCH_STRONG_WOLFE = 1   /* PyTorch's line_search_fn="strong_wolfe" */
+} dl_line_search;
 /* Every field 0 = the default in brackets (PyTorch's); DL_ZERO asks for a real 0. */
 typedef struct dl_lbfgs_opts {
     double lr;                /* [1]; DL_ZERO for 0 */
@@ -279,6 +287,7 @@ typedef struct dl_lbfgs_opts {
     double tolerance_grad;    /* stop when max |g| <= this [1e-7]; DL_ZERO for 0 */
     double tolerance_change;  /* stop when max |step| or |loss change| is below this [1e-9]; DL_ZERO for 0 */
     int history_size;         /* pairs kept [100] */
+    dl_line_search line_search; /* [DL_LINE_SEARCH_NONE] */
 } dl_lbfgs_opts;
 /* Computes the loss and its gradients (dl_backward) at the current parameters and returns the
    loss; NaN (with dl_error() set) on failure. The grads are zero when it is called. */
@@ -1100,6 +1109,9 @@ struct dl_lbfgs {
     dl_tensor **params;           /* borrowed */
     size_t numel;                 /* all parameters together */
     float *g, *prev_g, *d, *q;    /* flat gradient, the previous one, direction, work */
+    dl_line_search line_search;
+    float *ls_x, *ls_g, *ls_gprev, *ls_bg[2]; /* line search: start point, gradients at the
+                                                 trial point, the previous one, the bracket's */
     float **old_dirs, **old_stps; /* ring of history + 1 slots for y and s (allocated as needed):
                                      the n_old pairs kept start at first_old, and the slot after
                                      them is free for the next pair */
@@ -1115,8 +1127,10 @@ DLDEF dl_lbfgs *dl_lbfgs_new(const dl_lbfgs_opts *opts) {
     dl_lbfgs *l;
     if (opts) o = *opts; else memset(&o, 0, sizeof o);
     if (!(o.lr >= 0 || o.lr == DL_ZERO) || !isfinite(o.lr) || o.max_iter < 0 || o.max_eval < 0 || o.history_size < 0 || o.history_size > 1000000 ||
-        !(o.tolerance_grad >= 0 || o.tolerance_grad == DL_ZERO) || !(o.tolerance_change >= 0 || o.tolerance_change == DL_ZERO)) {
-        dl_set_error("dl_lbfgs_new: lr, tolerances, max_iter, max_eval and history_size must be >= 0 (and finite)");
+        !(o.tolerance_grad >= 0 || o.tolerance_grad == DL_ZERO) || !(o.tolerance_change >= 0 || o.tolerance_change == DL_ZERO) ||
+        (o.line_search != DL_LINE_SEARCH_NONE && o.line_search != DL_LINE_SEARCH_STRONG_WOLFE)) {
+        dl_set_error("dl_lbfgs_new: lr, tolerances, max_iter, max_eval and history_size must be >= 0 (and finite), "
+                     "line_search NONE or STRONG_WOLFE");
         return NULL;
     }
     l = (dl_lbfgs *)DL_MALLOC(sizeof *l);
@@ -1128,6 +1142,7 @@ DLDEF dl_lbfgs *dl_lbfgs_new(const dl_lbfgs_opts *opts) {
     l->tol_grad = o.tolerance_grad == DL_ZERO ? 0.0 : o.tolerance_grad == 0 ? 1e-7 : o.tolerance_grad;
     l->tol_change = o.tolerance_change == DL_ZERO ? 0.0 : o.tolerance_change == 0 ? 1e-9 : o.tolerance_change;
     l->history = o.history_size == 0 ? 100 : o.history_size;
+    l->line_search = o.line_search;
     return l;
 }
 
@@ -1137,6 +1152,7 @@ DLDEF void dl_lbfgs_free(dl_lbfgs *l) {
     for (i = 0; i < l->n_alloc; i++) { DL_FREE(l->old_dirs[i]); DL_FREE(l->old_stps[i]); }
     DL_FREE(l->old_dirs); DL_FREE(l->old_stps); DL_FREE(l->ro); DL_FREE(l->al);
     DL_FREE(l->g); DL_FREE(l->prev_g); DL_FREE(l->d); DL_FREE(l->q);
+    DL_FREE(l->ls_x); DL_FREE(l->ls_g); DL_FREE(l->ls_gprev); DL_FREE(l->ls_bg[0]); DL_FREE(l->ls_bg[1]);
     DL_FREE(l->params);
     DL_FREE(l);
 }
@@ -1165,7 +1181,15 @@ DLDEF int dl_lbfgs_add_params(dl_lbfgs *l, int n, dl_tensor *const *params) {
     l->old_stps = (float **)DL_MALLOC(((size_t)l->history + 1) * sizeof(float *));
     l->ro = (float *)DL_MALLOC(((size_t)l->history + 1) * sizeof(float));
     l->al = (float *)DL_MALLOC(((size_t)l->history + 1) * sizeof(float));
-    if (!l->params || !l->g || !l->prev_g || !l->d || !l->q || !l->old_dirs || !l->old_stps || !l->ro || !l->al) {
+    if (l->line_search) {
+        l->ls_x = (float *)DL_MALLOC(bytes); l->ls_g = (float *)DL_MALLOC(bytes);
+        l->ls_gprev = (float *)DL_MALLOC(bytes);
+        l->ls_bg[0] = (float *)DL_MALLOC(bytes); l->ls_bg[1] = (float *)DL_MALLOC(bytes);
+    }
+    if (!l->params || !l->g || !l->prev_g || !l->d || !l->q || !l->old_dirs || !l->old_stps || !l->ro || !l->al ||
+        (l->line_search && (!l->ls_x || !l->ls_g || !l->ls_gprev || !l->ls_bg[0] || !l->ls_bg[1]))) {
+        DL_FREE(l->ls_x); DL_FREE(l->ls_g); DL_FREE(l->ls_gprev); DL_FREE(l->ls_bg[0]); DL_FREE(l->ls_bg[1]);
+        l->ls_x = l->ls_g = l->ls_gprev = l->ls_bg[0] = l->ls_bg[1] = NULL;
         DL_FREE(l->params); DL_FREE(l->g); DL_FREE(l->prev_g); DL_FREE(l->d); DL_FREE(l->q);
         DL_FREE(l->old_dirs); DL_FREE(l->old_stps); DL_FREE(l->ro); DL_FREE(l->al);
         l->params = NULL; l->g = l->prev_g = l->d = l->q = NULL; l->old_dirs = l->old_stps = NULL;
@@ -1189,8 +1213,8 @@ static float dl__lbfgs_dot(const float *a, const float *b, size_t n) {
     return (float)s;
 }
 
-/* Zeroes the grads, calls the closure, gathers the flat gradient into l->g (a missing grad is 0). */
-static float dl__lbfgs_eval(dl_lbfgs *l, dl_lbfgs_closure closure, void *user) {
+/* Zeroes the grads, calls the closure, gathers the flat gradient into g (a missing grad is 0). */
+static float dl__lbfgs_eval(dl_lbfgs *l, dl_lbfgs_closure closure, void *user, float *g) {
     float loss;
     size_t off = 0;
     int i;
@@ -1199,8 +1223,8 @@ static float dl__lbfgs_eval(dl_lbfgs *l, dl_lbfgs_closure closure, void *user) {
     l->func_evals++;
     for (i = 0; i < l->n_params; i++) {
         dl_tensor *p = l->params[i];
-        if (p->grad) memcpy(l->g + off, p->grad, p->numel * sizeof(float));
-        else memset(l->g + off, 0, p->numel * sizeof(float));
+        if (p->grad) memcpy(g + off, p->grad, p->numel * sizeof(float));
+        else memset(g + off, 0, p->numel * sizeof(float));
         off += p->numel;
     }
     return loss;
@@ -1224,6 +1248,153 @@ static void dl__lbfgs_add(dl_lbfgs *l, float t, const float *d) {
     }
 }
 
+/* Parameters <-> a flat vector. */
+static void dl__lbfgs_params(dl_lbfgs *l, float *v, int to_params) {
+    size_t off = 0;
+    int i;
+    for (i = 0; i < l->n_params; i++) {
+        size_t bytes = l->params[i]->numel * sizeof(float);
+        if (to_params) memcpy(l->params[i]->data, v + off, bytes);
+        else memcpy(v + off, l->params[i]->data, bytes);
+        off += l->params[i]->numel;
+    }
+}
+
+/* PyTorch's _directional_evaluate: the loss and gradient (into g) at x + t d; then back to x. */
+static float dl__lbfgs_dir_eval(dl_lbfgs *l, dl_lbfgs_closure closure, void *user, double t, float *g) {
+    float f;
+    dl__lbfgs_add(l, (float)t, l->d);
+    f = dl__lbfgs_eval(l, closure, user, g);
+    dl__lbfgs_params(l, l->ls_x, 1);
+    return f;
+}
+
+/* Python's max(a, b) and min(a, b): the first unless the second is strictly beyond it. */
+static double dl__lbfgs_max(double a, double b) { return b > a ? b : a; }
+static double dl__lbfgs_min(double a, double b) { return b < a ? b : a; }
+
+/* torch/optim/lbfgs.py's _cubic_interpolate: the minimizer of the cubic through (x1, f1) and
+   (x2, f2) with slopes g1, g2, clamped to [lo, hi] (bounded) or to [x1, x2]; the middle of the
+   interval when the cubic has no minimum. */
+static double dl__lbfgs_cubic(double x1, double f1, double g1, double x2, double f2, double g2, int bounded,
+                              double lo, double hi) {
+    double d1, d2sq, d2, m;
+    if (!bounded) { lo = x1 <= x2 ? x1 : x2; hi = x1 <= x2 ? x2 : x1; }
+    d1 = g1 + g2 - 3 * (f1 - f2) / (x1 - x2);
+    d2sq = d1 * d1 - g1 * g2;
+    if (d2sq >= 0) {
+        d2 = sqrt(d2sq);
+        if (x1 <= x2) m = x2 - (x2 - x1) * ((g2 + d2 - d1) / (g2 - g1 + 2 * d2));
+        else m = x1 - (x1 - x2) * ((g1 + d2 - d1) / (g1 - g2 + 2 * d2));
+        return dl__lbfgs_min(dl__lbfgs_max(m, lo), hi);
+    }
+    return (lo + hi) / 2.0;
+}
+
+/* torch/optim/lbfgs.py's _strong_wolfe along l->d from the parameters (saved in l->ls_x) with
+   loss f, gradient l->g and slope gtd, first trying step *t. On return *t is the step taken,
+   *f_out its loss and l->g its gradient (the parameters are at the start point still).
+   Returns the closure calls made, or -1 if one failed. */
+static int dl__lbfgs_strong_wolfe(dl_lbfgs *l, dl_lbfgs_closure closure, void *user, double *t_io, double f,
+                                  double gtd, float *f_out) {
+    const double c1 = 1e-4, c2 = 0.9;
+    const int max_ls = 25;
+    size_t n = l->numel, bytes = n * sizeof(float);
+    double t = *t_io, d_norm = dl__lbfgs_abs_max(l->d, n), t_prev = 0, f_prev = f, gtd_prev = gtd, f_new, gtd_new;
+    double br[2], bf[2], bgtd[2] = {0, 0};
+    float *bg[2];
+    int evals = 1, ls_iter = 0, done = 0, nb = 0, low, high, insuf = 0;
+    bg[0] = l->ls_bg[0];
+    bg[1] = l->ls_bg[1];
+    memcpy(l->ls_gprev, l->g, bytes);                      /* g_prev = g (a clone) */
+    f_new = dl__lbfgs_dir_eval(l, closure, user, t, l->ls_g);
+    if (f_new != f_new) return -1;
+    gtd_new = dl__lbfgs_dot(l->ls_g, l->d, n);
+    /* bracket an interval containing a point that satisfies the strong Wolfe conditions */
+    while (ls_iter < max_ls) {
+        /* in PyTorch's order: too high (bracket), the conditions hold (done), uphill (bracket) */
+        int too_high = f_new > f + c1 * t * gtd || (ls_iter > 1 && f_new >= f_prev);
+        if (!too_high && fabs(gtd_new) <= -c2 * gtd) {
+            br[0] = t; bf[0] = f_new;
+            memcpy(bg[0], l->ls_g, bytes);
+            nb = 1;
+            done = 1;
+            break;
+        }
+        if (too_high || gtd_new >= 0) {
+            br[0] = t_prev; br[1] = t; bf[0] = f_prev; bf[1] = f_new; bgtd[0] = gtd_prev; bgtd[1] = gtd_new;
+            memcpy(bg[0], l->ls_gprev, bytes);
+            memcpy(bg[1], l->ls_g, bytes);
+            nb = 2;
+            break;
+        }
+        {   /* interpolate, within [t + 0.01 (t - t_prev), 10 t] */
+            double tmp = t;
+            t = dl__lbfgs_cubic(t_prev, f_prev, gtd_prev, t, f_new, gtd_new, 1, t + 0.01 * (t - t_prev), t * 10);
+            t_prev = tmp;
+        }
+        f_prev = f_new;
+        memcpy(l->ls_gprev, l->ls_g, bytes);
+        gtd_prev = gtd_new;
+        f_new = dl__lbfgs_dir_eval(l, closure, user, t, l->ls_g);
+        if (f_new != f_new) return -1;
+        evals++;
+        gtd_new = dl__lbfgs_dot(l->ls_g, l->d, n);
+        ls_iter++;
+    }
+    if (ls_iter == max_ls) {   /* the bracket [0, t] (its slopes are not needed: no zoom follows) */
+        br[0] = 0; br[1] = t; bf[0] = f; bf[1] = f_new;
+        memcpy(bg[0], l->g, bytes);
+        memcpy(bg[1], l->ls_g, bytes);
+        nb = 2;
+    }
+    /* zoom: shrink the bracket until a point satisfies the conditions */
+    low = nb == 1 || bf[0] <= bf[1] ? 0 : 1;
+    high = 1 - low;
+    while (!done && ls_iter < max_ls) {
+        double bmax, bmin, eps;
+        if (fabs(br[1] - br[0]) * d_norm < l->tol_change) break;
+        t = dl__lbfgs_cubic(br[0], bf[0], bgtd[0], br[1], bf[1], bgtd[1], 0, 0, 0);
+        bmax = dl__lbfgs_max(br[0], br[1]);
+        bmin = dl__lbfgs_min(br[0], br[1]);
+        eps = 0.1 * (bmax - bmin);
+        if (dl__lbfgs_min(bmax - t, t - bmin) < eps) {   /* close to an end of the bracket */
+            if (insuf || t >= bmax || t <= bmin) {
+                t = fabs(t - bmax) < fabs(t - bmin) ? bmax - eps : bmin + eps;
+                insuf = 0;
+            } else {
+                insuf = 1;
+            }
+        } else {
+            insuf = 0;
+        }
+        f_new = dl__lbfgs_dir_eval(l, closure, user, t, l->ls_g);
+        if (f_new != f_new) return -1;
+        evals++;
+        gtd_new = dl__lbfgs_dot(l->ls_g, l->d, n);
+        ls_iter++;
+        if (f_new > f + c1 * t * gtd || f_new >= bf[low]) {   /* not low enough: the new high */
+            br[high] = t; bf[high] = f_new; bgtd[high] = gtd_new;
+            memcpy(bg[high], l->ls_g, bytes);
+            low = bf[0] <= bf[1] ? 0 : 1;
+            high = 1 - low;
+        } else {
+            if (fabs(gtd_new) <= -c2 * gtd) {
+                done = 1;
+            } else if (gtd_new * (br[high] - br[low]) >= 0) {   /* the old low becomes the high */
+                br[high] = br[low]; bf[high] = bf[low]; bgtd[high] = bgtd[low];
+                memcpy(bg[high], bg[low], bytes);
+            }
+            br[low] = t; bf[low] = f_new; bgtd[low] = gtd_new;
+            memcpy(bg[low], l->ls_g, bytes);
+        }
+    }
+    *t_io = br[low];
+    *f_out = (float)bf[low];
+    memcpy(l->g, bg[low], bytes);
+    return evals;
+}
+
 DLDEF float dl_lbfgs_step(dl_lbfgs *l, dl_lbfgs_closure closure, void *user) {
     size_t n, j;
     float loss, orig_loss, gtd;
@@ -1231,7 +1402,7 @@ DLDEF float dl_lbfgs_step(dl_lbfgs *l, dl_lbfgs_closure closure, void *user) {
     if (!l || !closure) { dl_set_error("dl_lbfgs_step: need an optimizer and a closure"); return NAN; }
     if (!l->params) { dl_set_error("dl_lbfgs_step: no parameters (dl_lbfgs_add_params)"); return NAN; }
     n = l->numel;
-    orig_loss = loss = dl__lbfgs_eval(l, closure, user);
+    orig_loss = loss = dl__lbfgs_eval(l, closure, user, l->g);
     if (loss != loss) return NAN;
     opt_cond = dl__lbfgs_abs_max(l->g, n) <= l->tol_grad;
     if (opt_cond) return orig_loss;
@@ -1294,12 +1465,24 @@ DLDEF float dl_lbfgs_step(dl_lbfgs *l, dl_lbfgs_closure closure, void *user) {
         }
         gtd = dl__lbfgs_dot(l->g, l->d, n);
         if (gtd > -l->tol_change) break;
-        dl__lbfgs_add(l, l->t, l->d);
-        if (n_iter != l->max_iter) {
-            loss = dl__lbfgs_eval(l, closure, user);
-            if (loss != loss) return NAN;
+        if (l->line_search == DL_LINE_SEARCH_STRONG_WOLFE) {
+            double t = l->t;
+            int evals;
+            dl__lbfgs_params(l, l->ls_x, 0);
+            evals = dl__lbfgs_strong_wolfe(l, closure, user, &t, loss, gtd, &loss);
+            if (evals < 0) return NAN;
+            l->t = (float)t;
+            dl__lbfgs_add(l, l->t, l->d);
             opt_cond = dl__lbfgs_abs_max(l->g, n) <= l->tol_grad;
-            current_evals++;
+            current_evals += evals;
+        } else {
+            dl__lbfgs_add(l, l->t, l->d);
+            if (n_iter != l->max_iter) {
+                loss = dl__lbfgs_eval(l, closure, user, l->g);
+                if (loss != loss) return NAN;
+                opt_cond = dl__lbfgs_abs_max(l->g, n) <= l->tol_grad;
+                current_evals++;
+            }
         }
         if (n_iter == l->max_iter) break;
         if (current_evals >= l->max_eval) break;

@@ -362,6 +362,17 @@ static float quad_closure(void *u) {
     return dl_item(loss);
 }
 
+static float exp_closure(void *u) {
+    problem *p = (problem *)u;
+    const float c[4] = {2, 3, 4, 5};
+    int four = 4;
+    /* sum(exp(x)) - [2 3 4 5] . x, as the fixture writes it */
+    dl_tensor *loss = dl_sub(dl_sum_all(dl_exp(p->x)), dl_sum_all(dl_mul(dl_tmp_from(DL_DTYPE_F32, 1, &four, c), p->x)));
+    p->evals++;
+    if (!loss || dl_backward(loss) != 0) return NAN;
+    return dl_item(loss);
+}
+
 static void lbfgs_case(dl_safetensors *st, const char *prefix, dl_lbfgs_closure f, problem *p, const dl_lbfgs_opts *o) {
     char key[32];
     dl_tensor *xs, *ls;
@@ -388,6 +399,10 @@ static void lbfgs_case(dl_safetensors *st, const char *prefix, dl_lbfgs_closure 
         }
     }
     CHECK(dl_lbfgs_evals(opt) == p->evals, "evals counted %ld vs %d", dl_lbfgs_evals(opt), p->evals);
+    snprintf(key, sizeof key, "%s.evals", prefix);
+    if (get(st, key))
+        CHECK(dl_lbfgs_evals(opt) == (long)dl_f32(get(st, key))[0], "%s: %ld closure calls, torch %g", prefix,
+              dl_lbfgs_evals(opt), dl_f32(get(st, key))[0]);
     dl_lbfgs_free(opt);
 }
 
@@ -412,6 +427,24 @@ static void test_lbfgs_torch(void) {
     p.b = get(st, "quad.b");
     o.history_size = 3;
     if (p.a && p.b) lbfgs_case(st, "quad", quad_closure, &p, &o);
+    dl_tensor_free(p.x);
+    /* with the strong-Wolfe line search: the zoom phase (Rosenbrock from 0) and the bracketing
+       phase's extrapolation (sum(exp(x)) - c . x with lr 0.3) */
+    memset(&p, 0, sizeof p);
+    p.x = dl_tensor_new(DL_DTYPE_F32, 1, &two);
+    dl_set_requires_grad(p.x, 1);
+    memset(&o, 0, sizeof o);
+    o.line_search = DL_LINE_SEARCH_STRONG_WOLFE;
+    lbfgs_case(st, "wolfe_rosen", rosen_closure, &p, &o);
+    dl_tensor_free(p.x);
+    memset(&p, 0, sizeof p);
+    six = 4;
+    p.x = dl_tensor_new(DL_DTYPE_F32, 1, &six);
+    dl_set_requires_grad(p.x, 1);
+    o.lr = 0.3;
+    o.max_iter = 2;
+    o.max_eval = 20;
+    lbfgs_case(st, "wolfe_exp", exp_closure, &p, &o);
     dl_tensor_free(p.x);
     dl_safetensors_free(st);
 }

@@ -22,7 +22,12 @@ tests/data/vgg_lbfgs.safetensors
     function from (-1.5, 2): "rosen.x" [STEPS + 1, 2] the iterates after 0..STEPS calls of
     optimizer.step, "rosen.loss" [STEPS] what each step returned; and the same for the quadratic
     0.5 x^T A x - b^T x in 6 dimensions ("quad.A", "quad.b", "quad.x", "quad.loss"), with
-    max_iter 4 and history_size 3 so that the history wraps. L-BFGS on Rosenbrock amplifies
+    max_iter 4 and history_size 3 so that the history wraps; and with the strong-Wolfe line
+    search, Rosenbrock from (0, 0) (one step of max_iter 20: the zoom phase runs) and
+    sum(exp(x)) - [2 3 4 5] . x from 0 ("wolfe_exp": lr 0.3, max_iter 2, max_eval 20, two
+    steps: the first trial step is short, so the bracketing phase extrapolates), each with
+    "<name>.evals", PyTorch's func_evals after the last step. (Cases were chosen where the
+    cubic interpolation is not near its no-minimum branch, whose choice a rounding can flip.) L-BFGS on Rosenbrock amplifies
     rounding (with max_iter 20, float32 and float64 runs part after the first step), so the
     script checks that its float32 iterates agree with float64 ones to 2e-5: then a float32
     implementation that follows the same steps must land within the test's 1e-4.
@@ -135,27 +140,39 @@ def lbfgs_run(x0, f, steps, **kw):
     for _ in range(steps):
         losses.append(float(opt.step(closure)))
         xs.append(x.detach().clone())
-    return torch.stack(xs), torch.tensor(losses)
+    return torch.stack(xs), torch.tensor(losses), torch.tensor([float(opt.state[x]["func_evals"])])
+
+
+def rosen(x):
+    return (1 - x[0]) ** 2 + 100 * (x[1] - x[0] ** 2) ** 2
+
+
+def expo(x):
+    return torch.exp(x).sum() - (torch.arange(2.0, 6.0, dtype=x.dtype) * x).sum()
 
 
 def vgg_lbfgs():
-    def rosen(x):
-        return (1 - x[0]) ** 2 + 100 * (x[1] - x[0] ** 2) ** 2
-
     torch.manual_seed(11)
     m = torch.randn(6, 6)
     a = m @ m.T + torch.eye(6)
     b = torch.randn(6)
 
     def quad(x):
-        return 0.5 * x @ (a @ x) - b @ x
+        return 0.5 * x @ (a.to(x.dtype) @ x) - b.to(x.dtype) @ x
 
-    rx, rl = lbfgs_run(torch.tensor([-1.5, 2.0]), rosen, STEPS, lr=1, max_iter=4, history_size=100)
-    rx64, _ = lbfgs_run(torch.tensor([-1.5, 2.0], dtype=torch.float64), rosen, STEPS, lr=1, max_iter=4, history_size=100)
-    assert (rx.double() - rx64).abs().max() < 2e-5, "Rosenbrock iterates too sensitive to rounding"
-    qx, ql = lbfgs_run(torch.zeros(6), quad, STEPS, lr=1, max_iter=4, history_size=3)
-    save_safetensors("tests/data/vgg_lbfgs.safetensors",
-                     {"rosen.x": rx, "rosen.loss": rl, "quad.A": a, "quad.b": b, "quad.x": qx, "quad.loss": ql})
+    out = {"quad.A": a, "quad.b": b}
+    cases = [  # name, function, start, steps, LBFGS arguments (tests/test_gan_style.c uses the same)
+        ("rosen", rosen, [-1.5, 2.0], STEPS, dict(lr=1, max_iter=4, history_size=100)),
+        ("quad", quad, [0.0] * 6, STEPS, dict(lr=1, max_iter=4, history_size=3)),
+        ("wolfe_rosen", rosen, [0.0, 0.0], 1, dict(lr=1, max_iter=20, line_search_fn="strong_wolfe")),
+        ("wolfe_exp", expo, [0.0] * 4, 2, dict(lr=0.3, max_iter=2, max_eval=20, line_search_fn="strong_wolfe")),
+    ]
+    for name, f, x0, steps, kw in cases:
+        x, loss, evals = lbfgs_run(torch.tensor(x0), f, steps, **kw)
+        x64, _, evals64 = lbfgs_run(torch.tensor(x0, dtype=torch.float64), f, steps, **kw)
+        assert (x.double() - x64).abs().max() < 2e-5 and evals == evals64, name + ": too sensitive to rounding"
+        out.update({name + ".x": x, name + ".loss": loss, name + ".evals": evals})
+    save_safetensors("tests/data/vgg_lbfgs.safetensors", out)
 
 
 if __name__ == "__main__":

@@ -155,6 +155,8 @@ typedef struct dl_style_transfer_opts {
     double eps;                   /* Adam [0.1]; DL_ZERO for 0. PyTorch's eps, outside the root (Keras puts it
                                      before the bias correction: the same where it does not dominate) */
     int lbfgs_iters;              /* L-BFGS updates per step (its max_iter) [20] */
+    dl_line_search line_search;   /* L-BFGS [DL_LINE_SEARCH_NONE, as PyTorch's style transfer
+                                     tutorial; DL_LINE_SEARCH_STRONG_WOLFE is steadier] */
 } dl_style_transfer_opts;
 
 typedef struct dl_style_losses {
@@ -574,6 +576,7 @@ DLDEF dl_style_transfer *dl_style_transfer_new(dl_vgg19 *net, dl_tensor *content
         lo.lr = dl__style_opt(o.lr, 1.0);
         if (lo.lr == 0) lo.lr = DL_ZERO;
         lo.max_iter = o.lbfgs_iters;
+        lo.line_search = o.line_search;
         st->lbfgs = dl_lbfgs_new(&lo);
         ok = st->lbfgs && dl_lbfgs_add_params(st->lbfgs, 1, &st->image) == 0;
     }

@@ -32,6 +32,7 @@
        --every N          write a PNG every N steps (default: steps / 4), and the last
        --size S           shrink the images so that the longer side is at most S pixels (default 128)
        --optimizer adam|lbfgs
+       --line-search none|strong_wolfe   for L-BFGS (default none)
        --lr X, --style-weight X, --content-weight X, --tv-weight X
                           (defaults: the tutorial's 0.02, 1e-2, 1e4, 30 for Keras' weights;
                           1e3, 300, 5e-2 for torchvision's and random weights: see below)
@@ -162,7 +163,7 @@ static int make_dirs(const char *dir) {   /* mkdir -p */
 
 int main(int argc, char **argv) {
     const char *content_path = "data/style/chelsea.png", *style_path = "data/style/starry_night.png";
-    const char *weights = NULL, *out = "build/style_transfer", *optimizer = "adam";
+    const char *weights = NULL, *out = "build/style_transfer", *optimizer = "adam", *line_search = "none";
     int steps = -1, seed = 1, every = 0, size = 128, width = 1, threads = 0, i, rc = 1;
     double lr = 0, style_weight = 0, content_weight = 0, tv_weight = 0;
     dl_vgg19 *net = NULL;
@@ -185,6 +186,7 @@ int main(int argc, char **argv) {
         else if (strcmp(flag, "--every") == 0) every = atoi(v);
         else if (strcmp(flag, "--size") == 0) size = atoi(v);
         else if (strcmp(flag, "--optimizer") == 0) optimizer = v;
+        else if (strcmp(flag, "--line-search") == 0) line_search = v;
         else if (strcmp(flag, "--lr") == 0) lr = atof(v);
         else if (strcmp(flag, "--style-weight") == 0) style_weight = atof(v);
         else if (strcmp(flag, "--content-weight") == 0) content_weight = atof(v);
@@ -194,6 +196,7 @@ int main(int argc, char **argv) {
         else goto usage;
     }
     if (strcmp(optimizer, "adam") != 0 && strcmp(optimizer, "lbfgs") != 0) goto usage;
+    if (strcmp(line_search, "none") != 0 && strcmp(line_search, "strong_wolfe") != 0) goto usage;
     if (steps < 0) steps = strcmp(optimizer, "adam") == 0 ? 200 : 10;
     if (every <= 0) every = steps / 4 > 0 ? steps / 4 : 1;
     if (threads > 0) dl_set_num_threads(threads);
@@ -220,6 +223,7 @@ int main(int argc, char **argv) {
 
     memset(&so, 0, sizeof so);
     so.optimizer = strcmp(optimizer, "adam") == 0 ? DL_STYLE_OPTIMIZER_ADAM : DL_STYLE_OPTIMIZER_LBFGS;
+    so.line_search = strcmp(line_search, "none") == 0 ? DL_LINE_SEARCH_NONE : DL_LINE_SEARCH_STRONG_WOLFE;
     if (net->preprocess != DL_VGG_PREPROCESS_CAFFE) {   /* unit-size inputs: see the top comment */
         so.style_weight = 1e3;
         so.content_weight = 300;
@@ -260,7 +264,7 @@ done:
     return rc;
 usage:
     fprintf(stderr, "usage: %s [--content PATH] [--style PATH] [--weights PATH] [--steps N] [--seed S] [--out DIR] "
-                    "[--every N] [--size S] [--optimizer adam|lbfgs] [--lr X] [--style-weight X] "
+                    "[--every N] [--size S] [--optimizer adam|lbfgs] [--line-search none|strong_wolfe] [--lr X] [--style-weight X] "
                     "[--content-weight X] [--tv-weight X] [--width K] [--threads T]\n", argv[0]);
     return 2;
 }

@@ -531,7 +531,7 @@ static void test_lbfgs_errors(void) {
 
 /* ---- the whole loop on a small random network ---- */
 
-static void run_transfer(dl_style_optimizer which, int steps) {
+static void run_transfer(dl_style_optimizer which, dl_line_search search, int steps) {
     dl_vgg_opts vo;
     dl_style_transfer_opts so;
     dl_vgg19 *net;
@@ -550,6 +550,7 @@ static void run_transfer(dl_style_optimizer which, int steps) {
     dl_fill_uniform(style, 0, 1, &rng);
     memset(&so, 0, sizeof so);
     so.optimizer = which;
+    so.line_search = search;
     so.style_weight = 1.0;
     so.content_weight = 1.0;
     so.tv_weight = 1e-3;
@@ -564,7 +565,8 @@ static void run_transfer(dl_style_optimizer which, int steps) {
     }
     CHECK(dl_style_transfer_losses(st, &now) == 0, "%s", dl_error());
     CHECK(first.content == 0.0f && first.style > 0, "starts at the content image: content %g style %g", first.content, first.style);
-    CHECK(now.total < 0.85f * first.total, "%s: total loss %g -> %g", which ? "lbfgs" : "adam", first.total, now.total);
+    CHECK(now.total < 0.85f * first.total, "optimizer %d, line search %d: total loss %g -> %g", (int)which, (int)search,
+          first.total, now.total);
     CHECK(fabs(now.total - (now.style + now.content + now.tv)) <= 1e-5 * now.total, "total is the sum");
     img = dl_style_transfer_image(st);
     for (k = 0; k < img->numel; k++)
@@ -577,8 +579,9 @@ static void run_transfer(dl_style_optimizer which, int steps) {
     dl_tensor_free(style);
 }
 
-static void test_style_transfer_adam(void) { run_transfer(DL_STYLE_OPTIMIZER_ADAM, 30); }
-static void test_style_transfer_lbfgs(void) { run_transfer(DL_STYLE_OPTIMIZER_LBFGS, 3); }
+static void test_style_transfer_adam(void) { run_transfer(DL_STYLE_OPTIMIZER_ADAM, DL_LINE_SEARCH_NONE, 30); }
+static void test_style_transfer_lbfgs(void) { run_transfer(DL_STYLE_OPTIMIZER_LBFGS, DL_LINE_SEARCH_NONE, 3); }
+static void test_style_transfer_wolfe(void) { run_transfer(DL_STYLE_OPTIMIZER_LBFGS, DL_LINE_SEARCH_STRONG_WOLFE, 2); }
 
 static void test_style_transfer_errors(void) {
     dl_vgg_opts vo;
@@ -623,6 +626,7 @@ int main(void) {
     RUN(test_lbfgs_errors);
     RUN(test_style_transfer_adam);
     RUN(test_style_transfer_lbfgs);
+    RUN(test_style_transfer_wolfe);
     RUN(test_style_transfer_errors);
     dl_arena_free_default();
     return test_summary();

@@ -376,7 +376,7 @@ DLDEF int dl_vgg19_features(const dl_vgg19 *net, dl_tensor *image, int n, const 
     int i, j, deepest = -1;
     if (!out || n <= 0 || !layers) { dl_set_error("dl_vgg19_features: need n > 0 layers and an out array"); return -1; }
     for (i = 0; i < n; i++) out[i] = NULL;
-    if (!net) { dl_set_error("dl_vgg19_features: net is NULL"); return -1; }
+    if (!net || !image) { dl_set_error("dl_vgg19_features: %s is NULL", net ? "image" : "net"); return -1; }
     for (i = 0; i < n; i++) {
         if (layers[i] < 0 || layers[i] >= DL_VGG19_NUM_LAYERS) {
             dl_set_error("dl_vgg19_features: layer %d is not in 0..15", layers[i]);

@@ -72,7 +72,10 @@ extern "C" {
    Images are f32 [N, 3, H, W], RGB in [0, 1]; each function preprocesses them as the weights'
    source expects. The features of the deepest requested layer need H and W >= 16 (4 pools).
 
-   Losses, as the TF tutorial (its defaults are this section's defaults):
+   Losses, as the TF tutorial (its defaults are this section's defaults; they suit Keras'
+   weights, fed 0..255 pixels: torchvision's and random weights see inputs about 58 times
+   smaller, which scales the style term by ~58^4 and the content term by ~58^2, so they need
+   other weights; examples/style_transfer.c has values for random weights):
        style   = style_weight / L_s * sum_l mean((gram(F_l) - gram(S_l))^2), gram as dl_gram
                  (F F^T / (H W), the tutorial's normalization)
        content = content_weight / L_c * sum_l mean((F_l - C_l)^2)

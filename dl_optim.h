@@ -35,6 +35,8 @@
        state        dl_optim_save / dl_optim_load (safetensors file), dl_optim_serialize /
                     dl_optim_parse (the same bytes in memory): training resumes bit-identically;
                     dl_optim_state_meta / _tensor list that file's entries (to embed them)
+       L-BFGS       dl_lbfgs_new / _add_params / _step(closure): torch.optim.LBFGS without a
+                    line search, a separate type since each step calls the loss many times
 
    SEMANTICS: those of torch.optim (PyTorch 1.13, foreach=False, maximize=False), checked
    against it in tests/test_optim.c. Hyperparameters are doubles, like Python floats; the
@@ -89,7 +91,7 @@
        Nothing here calls exit or abort.
 
    NOT HERE
-       AMSGrad, Adadelta, Adamax, NAdam, RAdam, LBFGS, sparse gradients, per-parameter-group
+       AMSGrad, Adadelta, Adamax, NAdam, RAdam, L-BFGS's line search, sparse gradients, per-parameter-group
        hyperparameters (make one optimizer per group), plateau schedules (ReduceLROnPlateau needs
        a metric: the caller's loop decides), GPU state (dl_cuda.cu, planned).
 
@@ -243,6 +245,63 @@ DLDEF int dl_optim_parse(dl_optim *opt, const void *bytes, size_t size);
    tensor (borrowed, owned by opt) with its name into name; NULL past the last one. */
 DLDEF int dl_optim_state_meta(const dl_optim *opt, int i, char *key, size_t key_size, char *value, size_t value_size);
 DLDEF dl_tensor *dl_optim_state_tensor(const dl_optim *opt, int i, char *name, size_t name_size);
+
+/* ---- L-BFGS (torch.optim.LBFGS, without a line search) ----------------------------------------
+   Limited-memory BFGS (Nocedal 1980; Liu and Nocedal 1989): each update steps along -H g, where
+   H, an estimate of the inverse Hessian, is built from the last history_size pairs of parameter
+   and gradient changes (the two-loop recursion). A step needs the loss more than once, so it
+   takes a closure that computes it; this is the optimizer of Gatys et al.'s style transfer.
+
+       static float closure(void *user) {            // dl_lbfgs_step zeroes the grads first
+           dl_arena_reset(dl_arena_current());
+           dl_tensor *loss = dl_mse(dl_linear(x, w, b), y);
+           if (!loss || dl_backward(loss) != 0) return NAN;
+           return dl_item(loss);
+       }
+       dl_lbfgs *opt = dl_lbfgs_new(NULL);           // yours: dl_lbfgs_free
+       dl_lbfgs_add_params(opt, 2, params);
+       for (int i = 0; i < 10; i++) dl_lbfgs_step(opt, closure, NULL);
+
+   One dl_lbfgs_step is one optimizer.step(closure) of PyTorch 1.13: up to max_iter updates,
+   stopping early as PyTorch does (max |g| <= tolerance_grad, a step or loss change below
+   tolerance_change, max_eval closure calls, or no descent direction). Without a line search
+   (PyTorch's default) the first step's first update is scaled by min(1, 1 / sum|g|) * lr, the
+   others by lr, and each update costs one closure call. With DL_LINE_SEARCH_STRONG_WOLFE
+   (PyTorch's line_search_fn="strong_wolfe", after minFunc) every update searches along the
+   direction, starting from that step size, for a point with sufficient decrease (c1 = 1e-4)
+   and a flat enough slope (c2 = 0.9), by bracketing and cubic interpolation, in at most 25
+   closure calls. State (the history) carries over from step to step. The history vectors are
+   allocated as they are first needed, up to 2 * (history_size + 1) vectors of the parameters'
+   total size (and 5 more with the line search). Checked against torch.optim.LBFGS's iterates,
+   both ways, in tests/test_gan_style.c. */
+typedef struct dl_lbfgs dl_lbfgs;
+typedef enum dl_line_search {
+    DL_LINE_SEARCH_NONE = 0,          /* fixed steps of lr (PyTorch's line_search_fn=None) */
+    DL_LINE_SEARCH_STRONG_WOLFE = 1   /* PyTorch's line_search_fn="strong_wolfe" */
+} dl_line_search;
+/* Every field 0 = the default in brackets (PyTorch's); DL_ZERO asks for a real 0. */
+typedef struct dl_lbfgs_opts {
+    double lr;                /* [1]; DL_ZERO for 0 */
+    int max_iter;             /* updates per dl_lbfgs_step [20] */
+    int max_eval;             /* closure calls per step [max_iter * 5 / 4] */
+    double tolerance_grad;    /* stop when max |g| <= this [1e-7]; DL_ZERO for 0 */
+    double tolerance_change;  /* stop when max |step| or |loss change| is below this [1e-9]; DL_ZERO for 0 */
+    int history_size;         /* pairs kept [100] */
+    dl_line_search line_search; /* [DL_LINE_SEARCH_NONE] */
+} dl_lbfgs_opts;
+/* Computes the loss and its gradients (dl_backward) at the current parameters and returns the
+   loss; NaN (with dl_error() set) on failure. The grads are zero when it is called. */
+typedef float (*dl_lbfgs_closure)(void *user);
+DLDEF dl_lbfgs *dl_lbfgs_new(const dl_lbfgs_opts *opts);  /* yours: dl_lbfgs_free; NULL + dl_error() for bad opts */
+DLDEF void dl_lbfgs_free(dl_lbfgs *opt);                  /* NULL is fine; the parameters stay */
+/* Registers n parameters (borrowed; f32, contiguous, requires_grad, distinct), once, before the
+   first step. 0, or -1 + dl_error(). */
+DLDEF int dl_lbfgs_add_params(dl_lbfgs *opt, int n, dl_tensor *const *params);
+/* One step (see above). Returns the loss of the first closure call, as PyTorch; NaN + dl_error()
+   if the closure failed, or for a bad call or out of memory. */
+DLDEF float dl_lbfgs_step(dl_lbfgs *opt, dl_lbfgs_closure closure, void *user);
+DLDEF long dl_lbfgs_evals(const dl_lbfgs *opt);           /* closure calls so far (PyTorch's func_evals) */
+DLDEF long dl_lbfgs_iters(const dl_lbfgs *opt);           /* updates so far (PyTorch's n_iter) */
 
 #ifdef __cplusplus
 }
@@ -1039,6 +1098,400 @@ DLDEF int dl_optim_load(dl_optim *o, const char *path) {
     return r;
 }
 #endif
+
+/* ---- L-BFGS: torch/optim/lbfgs.py (1.13) without line search, step by step. Vectors are the
+   parameters flattened in the order added; dot products are summed in double and rounded to
+   float, where PyTorch's are float tensors. ---- */
+struct dl_lbfgs {
+    double lr, tol_grad, tol_change;
+    int max_iter, max_eval, history;
+    int n_params;
+    dl_tensor **params;           /* borrowed */
+    size_t numel;                 /* all parameters together */
+    float *g, *prev_g, *d, *q;    /* flat gradient, the previous one, direction, work */
+    dl_line_search line_search;
+    float *ls_x, *ls_g, *ls_gprev, *ls_bg[2]; /* line search: start point, gradients at the
+                                                 trial point, the previous one, the bracket's */
+    float **old_dirs, **old_stps; /* ring of history + 1 slots for y and s (allocated as needed):
+                                     the n_old pairs kept start at first_old, and the slot after
+                                     them is free for the next pair */
+    float *ro, *al;
+    int n_old, first_old, n_alloc;
+    float t, h_diag, prev_loss;
+    int have_prev;
+    long n_iter, func_evals;
+};
+
+DLDEF dl_lbfgs *dl_lbfgs_new(const dl_lbfgs_opts *opts) {
+    dl_lbfgs_opts o;
+    dl_lbfgs *l;
+    if (opts) o = *opts; else memset(&o, 0, sizeof o);
+    if (!(o.lr >= 0 || o.lr == DL_ZERO) || !isfinite(o.lr) || o.max_iter < 0 || o.max_eval < 0 || o.history_size < 0 || o.history_size > 1000000 ||
+        !(o.tolerance_grad >= 0 || o.tolerance_grad == DL_ZERO) || !(o.tolerance_change >= 0 || o.tolerance_change == DL_ZERO) ||
+        (o.line_search != DL_LINE_SEARCH_NONE && o.line_search != DL_LINE_SEARCH_STRONG_WOLFE)) {
+        dl_set_error("dl_lbfgs_new: lr, tolerances, max_iter, max_eval and history_size must be >= 0 (and finite), "
+                     "line_search NONE or STRONG_WOLFE");
+        return NULL;
+    }
+    l = (dl_lbfgs *)DL_MALLOC(sizeof *l);
+    if (!l) { dl_set_error("dl_lbfgs_new: out of memory"); return NULL; }
+    memset(l, 0, sizeof *l);
+    l->lr = o.lr == DL_ZERO ? 0.0 : o.lr == 0 ? 1.0 : o.lr;
+    l->max_iter = o.max_iter == 0 ? 20 : o.max_iter;
+    l->max_eval = o.max_eval == 0 ? l->max_iter * 5 / 4 : o.max_eval;
+    l->tol_grad = o.tolerance_grad == DL_ZERO ? 0.0 : o.tolerance_grad == 0 ? 1e-7 : o.tolerance_grad;
+    l->tol_change = o.tolerance_change == DL_ZERO ? 0.0 : o.tolerance_change == 0 ? 1e-9 : o.tolerance_change;
+    l->history = o.history_size == 0 ? 100 : o.history_size;
+    l->line_search = o.line_search;
+    return l;
+}
+
+DLDEF void dl_lbfgs_free(dl_lbfgs *l) {
+    int i;
+    if (!l) return;
+    for (i = 0; i < l->n_alloc; i++) { DL_FREE(l->old_dirs[i]); DL_FREE(l->old_stps[i]); }
+    DL_FREE(l->old_dirs); DL_FREE(l->old_stps); DL_FREE(l->ro); DL_FREE(l->al);
+    DL_FREE(l->g); DL_FREE(l->prev_g); DL_FREE(l->d); DL_FREE(l->q);
+    DL_FREE(l->ls_x); DL_FREE(l->ls_g); DL_FREE(l->ls_gprev); DL_FREE(l->ls_bg[0]); DL_FREE(l->ls_bg[1]);
+    DL_FREE(l->params);
+    DL_FREE(l);
+}
+
+DLDEF int dl_lbfgs_add_params(dl_lbfgs *l, int n, dl_tensor *const *params) {
+    int i, j;
+    size_t total = 0, bytes;
+    if (!l || n <= 0 || !params) { dl_set_error("dl_lbfgs_add_params: need an optimizer and n > 0 parameters"); return -1; }
+    if (l->params) { dl_set_error("dl_lbfgs_add_params: parameters were added already (once, before the first step)"); return -1; }
+    for (i = 0; i < n; i++) {
+        dl_tensor *p = params[i];
+        if (!p || p->dtype != DL_DTYPE_F32 || !dl_is_contiguous(p) || p->device != DL_DEVICE_CPU || !p->requires_grad) {
+            dl_set_error("dl_lbfgs_add_params: parameter %d must be a contiguous f32 CPU tensor with requires_grad", i);
+            return -1;
+        }
+        for (j = 0; j < i; j++)
+            if (params[j] == p) { dl_set_error("dl_lbfgs_add_params: parameter %d is given twice", i); return -1; }
+        total += p->numel;
+    }
+    if (total == 0 || total > ((size_t)-1) / 4 / sizeof(float)) { dl_set_error("dl_lbfgs_add_params: bad total size"); return -1; }
+    bytes = total * sizeof(float);
+    l->params = (dl_tensor **)DL_MALLOC((size_t)n * sizeof *l->params);
+    l->g = (float *)DL_MALLOC(bytes); l->prev_g = (float *)DL_MALLOC(bytes);
+    l->d = (float *)DL_MALLOC(bytes); l->q = (float *)DL_MALLOC(bytes);
+    l->old_dirs = (float **)DL_MALLOC(((size_t)l->history + 1) * sizeof(float *));
+    l->old_stps = (float **)DL_MALLOC(((size_t)l->history + 1) * sizeof(float *));
+    l->ro = (float *)DL_MALLOC(((size_t)l->history + 1) * sizeof(float));
+    l->al = (float *)DL_MALLOC(((size_t)l->history + 1) * sizeof(float));
+    if (l->line_search) {
+        l->ls_x = (float *)DL_MALLOC(bytes); l->ls_g = (float *)DL_MALLOC(bytes);
+        l->ls_gprev = (float *)DL_MALLOC(bytes);
+        l->ls_bg[0] = (float *)DL_MALLOC(bytes); l->ls_bg[1] = (float *)DL_MALLOC(bytes);
+    }
+    if (!l->params || !l->g || !l->prev_g || !l->d || !l->q || !l->old_dirs || !l->old_stps || !l->ro || !l->al ||
+        (l->line_search && (!l->ls_x || !l->ls_g || !l->ls_gprev || !l->ls_bg[0] || !l->ls_bg[1]))) {
+        DL_FREE(l->ls_x); DL_FREE(l->ls_g); DL_FREE(l->ls_gprev); DL_FREE(l->ls_bg[0]); DL_FREE(l->ls_bg[1]);
+        l->ls_x = l->ls_g = l->ls_gprev = l->ls_bg[0] = l->ls_bg[1] = NULL;
+        DL_FREE(l->params); DL_FREE(l->g); DL_FREE(l->prev_g); DL_FREE(l->d); DL_FREE(l->q);
+        DL_FREE(l->old_dirs); DL_FREE(l->old_stps); DL_FREE(l->ro); DL_FREE(l->al);
+        l->params = NULL; l->g = l->prev_g = l->d = l->q = NULL; l->old_dirs = l->old_stps = NULL;
+        l->ro = l->al = NULL;
+        dl_set_error("dl_lbfgs_add_params: out of memory");
+        return -1;
+    }
+    memcpy(l->params, params, (size_t)n * sizeof *l->params);
+    l->n_params = n;
+    l->numel = total;
+    return 0;
+}
+
+DLDEF long dl_lbfgs_evals(const dl_lbfgs *l) { return l ? l->func_evals : 0; }
+DLDEF long dl_lbfgs_iters(const dl_lbfgs *l) { return l ? l->n_iter : 0; }
+
+static float dl__lbfgs_dot(const float *a, const float *b, size_t n) {
+    double s = 0;
+    size_t i;
+    for (i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return (float)s;
+}
+
+/* Zeroes the grads, calls the closure, gathers the flat gradient into g (a missing grad is 0). */
+static float dl__lbfgs_eval(dl_lbfgs *l, dl_lbfgs_closure closure, void *user, float *g) {
+    float loss;
+    size_t off = 0;
+    int i;
+    for (i = 0; i < l->n_params; i++) dl_zero_grad(l->params[i]);
+    loss = closure(user);
+    l->func_evals++;
+    for (i = 0; i < l->n_params; i++) {
+        dl_tensor *p = l->params[i];
+        if (p->grad) memcpy(g + off, p->grad, p->numel * sizeof(float));
+        else memset(g + off, 0, p->numel * sizeof(float));
+        off += p->numel;
+    }
+    return loss;
+}
+
+static float dl__lbfgs_abs_max(const float *v, size_t n) {
+    float m = 0;
+    size_t i;
+    for (i = 0; i < n; i++) if (fabsf(v[i]) > m || v[i] != v[i]) m = v[i] != v[i] ? v[i] : fabsf(v[i]);
+    return m;
+}
+
+/* p += t d, parameter by parameter. */
+static void dl__lbfgs_add(dl_lbfgs *l, float t, const float *d) {
+    size_t off = 0, j;
+    int i;
+    for (i = 0; i < l->n_params; i++) {
+        float *p = (float *)l->params[i]->data;
+        for (j = 0; j < l->params[i]->numel; j++) p[j] = DL__FMAF(t, d[off + j], p[j]);
+        off += l->params[i]->numel;
+    }
+}
+
+/* Parameters <-> a flat vector. */
+static void dl__lbfgs_params(dl_lbfgs *l, float *v, int to_params) {
+    size_t off = 0;
+    int i;
+    for (i = 0; i < l->n_params; i++) {
+        size_t bytes = l->params[i]->numel * sizeof(float);
+        if (to_params) memcpy(l->params[i]->data, v + off, bytes);
+        else memcpy(v + off, l->params[i]->data, bytes);
+        off += l->params[i]->numel;
+    }
+}
+
+/* PyTorch's _directional_evaluate: the loss and gradient (into g) at x + t d; then back to x. */
+static float dl__lbfgs_dir_eval(dl_lbfgs *l, dl_lbfgs_closure closure, void *user, double t, float *g) {
+    float f;
+    dl__lbfgs_add(l, (float)t, l->d);
+    f = dl__lbfgs_eval(l, closure, user, g);
+    dl__lbfgs_params(l, l->ls_x, 1);
+    return f;
+}
+
+/* Python's max(a, b) and min(a, b): the first unless the second is strictly beyond it. */
+static double dl__lbfgs_max(double a, double b) { return b > a ? b : a; }
+static double dl__lbfgs_min(double a, double b) { return b < a ? b : a; }
+
+/* torch/optim/lbfgs.py's _cubic_interpolate: the minimizer of the cubic through (x1, f1) and
+   (x2, f2) with slopes g1, g2, clamped to [lo, hi] (bounded) or to [x1, x2]; the middle of the
+   interval when the cubic has no minimum. */
+static double dl__lbfgs_cubic(double x1, double f1, double g1, double x2, double f2, double g2, int bounded,
+                              double lo, double hi) {
+    double d1, d2sq, d2, m;
+    if (!bounded) { lo = x1 <= x2 ? x1 : x2; hi = x1 <= x2 ? x2 : x1; }
+    d1 = g1 + g2 - 3 * (f1 - f2) / (x1 - x2);
+    d2sq = d1 * d1 - g1 * g2;
+    if (d2sq >= 0) {
+        d2 = sqrt(d2sq);
+        if (x1 <= x2) m = x2 - (x2 - x1) * ((g2 + d2 - d1) / (g2 - g1 + 2 * d2));
+        else m = x1 - (x1 - x2) * ((g1 + d2 - d1) / (g1 - g2 + 2 * d2));
+        return dl__lbfgs_min(dl__lbfgs_max(m, lo), hi);
+    }
+    return (lo + hi) / 2.0;
+}
+
+/* torch/optim/lbfgs.py's _strong_wolfe along l->d from the parameters (saved in l->ls_x) with
+   loss f, gradient l->g and slope gtd, first trying step *t. On return *t is the step taken,
+   *f_out its loss and l->g its gradient (the parameters are at the start point still).
+   Returns the closure calls made, or -1 if one failed. */
+static int dl__lbfgs_strong_wolfe(dl_lbfgs *l, dl_lbfgs_closure closure, void *user, double *t_io, double f,
+                                  double gtd, float *f_out) {
+    const double c1 = 1e-4, c2 = 0.9;
+    const int max_ls = 25;
+    size_t n = l->numel, bytes = n * sizeof(float);
+    double t = *t_io, d_norm = dl__lbfgs_abs_max(l->d, n), t_prev = 0, f_prev = f, gtd_prev = gtd, f_new, gtd_new;
+    double br[2], bf[2], bgtd[2] = {0, 0};
+    float *bg[2];
+    int evals = 1, ls_iter = 0, done = 0, nb = 0, low, high, insuf = 0;
+    bg[0] = l->ls_bg[0];
+    bg[1] = l->ls_bg[1];
+    memcpy(l->ls_gprev, l->g, bytes);                      /* g_prev = g (a clone) */
+    f_new = dl__lbfgs_dir_eval(l, closure, user, t, l->ls_g);
+    if (f_new != f_new) return -1;
+    gtd_new = dl__lbfgs_dot(l->ls_g, l->d, n);
+    /* bracket an interval containing a point that satisfies the strong Wolfe conditions */
+    while (ls_iter < max_ls) {
+        /* in PyTorch's order: too high (bracket), the conditions hold (done), uphill (bracket) */
+        int too_high = f_new > f + c1 * t * gtd || (ls_iter > 1 && f_new >= f_prev);
+        if (!too_high && fabs(gtd_new) <= -c2 * gtd) {
+            br[0] = t; bf[0] = f_new;
+            memcpy(bg[0], l->ls_g, bytes);
+            nb = 1;
+            done = 1;
+            break;
+        }
+        if (too_high || gtd_new >= 0) {
+            br[0] = t_prev; br[1] = t; bf[0] = f_prev; bf[1] = f_new; bgtd[0] = gtd_prev; bgtd[1] = gtd_new;
+            memcpy(bg[0], l->ls_gprev, bytes);
+            memcpy(bg[1], l->ls_g, bytes);
+            nb = 2;
+            break;
+        }
+        {   /* interpolate, within [t + 0.01 (t - t_prev), 10 t] */
+            double tmp = t;
+            t = dl__lbfgs_cubic(t_prev, f_prev, gtd_prev, t, f_new, gtd_new, 1, t + 0.01 * (t - t_prev), t * 10);
+            t_prev = tmp;
+        }
+        f_prev = f_new;
+        memcpy(l->ls_gprev, l->ls_g, bytes);
+        gtd_prev = gtd_new;
+        f_new = dl__lbfgs_dir_eval(l, closure, user, t, l->ls_g);
+        if (f_new != f_new) return -1;
+        evals++;
+        gtd_new = dl__lbfgs_dot(l->ls_g, l->d, n);
+        ls_iter++;
+    }
+    if (ls_iter == max_ls) {   /* the bracket [0, t] (its slopes are not needed: no zoom follows) */
+        br[0] = 0; br[1] = t; bf[0] = f; bf[1] = f_new;
+        memcpy(bg[0], l->g, bytes);
+        memcpy(bg[1], l->ls_g, bytes);
+        nb = 2;
+    }
+    /* zoom: shrink the bracket until a point satisfies the conditions */
+    low = nb == 1 || bf[0] <= bf[1] ? 0 : 1;
+    high = 1 - low;
+    while (!done && ls_iter < max_ls) {
+        double bmax, bmin, eps;
+        if (fabs(br[1] - br[0]) * d_norm < l->tol_change) break;
+        t = dl__lbfgs_cubic(br[0], bf[0], bgtd[0], br[1], bf[1], bgtd[1], 0, 0, 0);
+        bmax = dl__lbfgs_max(br[0], br[1]);
+        bmin = dl__lbfgs_min(br[0], br[1]);
+        eps = 0.1 * (bmax - bmin);
+        if (dl__lbfgs_min(bmax - t, t - bmin) < eps) {   /* close to an end of the bracket */
+            if (insuf || t >= bmax || t <= bmin) {
+                t = fabs(t - bmax) < fabs(t - bmin) ? bmax - eps : bmin + eps;
+                insuf = 0;
+            } else {
+                insuf = 1;
+            }
+        } else {
+            insuf = 0;
+        }
+        f_new = dl__lbfgs_dir_eval(l, closure, user, t, l->ls_g);
+        if (f_new != f_new) return -1;
+        evals++;
+        gtd_new = dl__lbfgs_dot(l->ls_g, l->d, n);
+        ls_iter++;
+        if (f_new > f + c1 * t * gtd || f_new >= bf[low]) {   /* not low enough: the new high */
+            br[high] = t; bf[high] = f_new; bgtd[high] = gtd_new;
+            memcpy(bg[high], l->ls_g, bytes);
+            low = bf[0] <= bf[1] ? 0 : 1;
+            high = 1 - low;
+        } else {
+            if (fabs(gtd_new) <= -c2 * gtd) {
+                done = 1;
+            } else if (gtd_new * (br[high] - br[low]) >= 0) {   /* the old low becomes the high */
+                br[high] = br[low]; bf[high] = bf[low]; bgtd[high] = bgtd[low];
+                memcpy(bg[high], bg[low], bytes);
+            }
+            br[low] = t; bf[low] = f_new; bgtd[low] = gtd_new;
+            memcpy(bg[low], l->ls_g, bytes);
+        }
+    }
+    *t_io = br[low];
+    *f_out = (float)bf[low];
+    memcpy(l->g, bg[low], bytes);
+    return evals;
+}
+
+DLDEF float dl_lbfgs_step(dl_lbfgs *l, dl_lbfgs_closure closure, void *user) {
+    size_t n, j;
+    float loss, orig_loss, gtd;
+    int n_iter = 0, current_evals = 1, opt_cond;
+    if (!l || !closure) { dl_set_error("dl_lbfgs_step: need an optimizer and a closure"); return NAN; }
+    if (!l->params) { dl_set_error("dl_lbfgs_step: no parameters (dl_lbfgs_add_params)"); return NAN; }
+    n = l->numel;
+    orig_loss = loss = dl__lbfgs_eval(l, closure, user, l->g);
+    if (loss != loss) return NAN;
+    opt_cond = dl__lbfgs_abs_max(l->g, n) <= l->tol_grad;
+    if (opt_cond) return orig_loss;
+    while (n_iter < l->max_iter) {
+        n_iter++;
+        l->n_iter++;
+        if (l->n_iter == 1) {
+            for (j = 0; j < n; j++) l->d[j] = -l->g[j];
+            l->n_old = l->first_old = 0;
+            l->h_diag = 1.0f;
+        } else {
+            /* y = g - prev_g into the ring's free slot, s = t d; kept when y.s > 1e-10 */
+            int cap = l->history + 1, slot = (l->first_old + l->n_old) % cap, k, i;
+            float *y, *s, ys;
+            if (slot >= l->n_alloc) {                                  /* slots fill in order */
+                l->old_dirs[slot] = (float *)DL_MALLOC(n * sizeof(float));
+                l->old_stps[slot] = (float *)DL_MALLOC(n * sizeof(float));
+                if (!l->old_dirs[slot] || !l->old_stps[slot]) {
+                    DL_FREE(l->old_dirs[slot]); DL_FREE(l->old_stps[slot]);
+                    dl_set_error("dl_lbfgs_step: out of memory for the history");
+                    return NAN;
+                }
+                l->n_alloc++;
+            }
+            y = l->old_dirs[slot];
+            s = l->old_stps[slot];
+            for (j = 0; j < n; j++) { y[j] = l->g[j] - l->prev_g[j]; s[j] = l->d[j] * l->t; }
+            ys = dl__lbfgs_dot(y, s, n);
+            if (ys > 1e-10f) {
+                if (l->n_old == l->history) l->first_old = (l->first_old + 1) % cap;   /* drop the oldest */
+                else l->n_old++;
+                l->ro[slot] = 1.0f / ys;
+                l->h_diag = ys / dl__lbfgs_dot(y, y, n);
+            }
+            /* two-loop recursion: d = -H g, newest pair first, then oldest first */
+            for (j = 0; j < n; j++) l->q[j] = -l->g[j];
+            for (k = l->n_old - 1; k >= 0; k--) {
+                i = (l->first_old + k) % cap;
+                l->al[i] = dl__lbfgs_dot(l->old_stps[i], l->q, n) * l->ro[i];
+                for (j = 0; j < n; j++) l->q[j] = DL__FMAF(-l->al[i], l->old_dirs[i][j], l->q[j]);
+            }
+            for (j = 0; j < n; j++) l->d[j] = l->q[j] * l->h_diag;
+            for (k = 0; k < l->n_old; k++) {
+                float be;
+                i = (l->first_old + k) % cap;
+                be = dl__lbfgs_dot(l->old_dirs[i], l->d, n) * l->ro[i];
+                for (j = 0; j < n; j++) l->d[j] = DL__FMAF(l->al[i] - be, l->old_stps[i][j], l->d[j]);
+            }
+        }
+        memcpy(l->prev_g, l->g, n * sizeof(float));
+        l->prev_loss = loss;
+        if (l->n_iter == 1) {
+            double sum = 0;
+            float inv;
+            for (j = 0; j < n; j++) sum += fabsf(l->g[j]);
+            inv = 1.0f / (float)sum;
+            l->t = (float)((inv < 1.0f ? inv : 1.0f) * l->lr);
+        } else {
+            l->t = (float)l->lr;
+        }
+        gtd = dl__lbfgs_dot(l->g, l->d, n);
+        if (gtd > -l->tol_change) break;
+        if (l->line_search == DL_LINE_SEARCH_STRONG_WOLFE) {
+            double t = l->t;
+            int evals;
+            dl__lbfgs_params(l, l->ls_x, 0);
+            evals = dl__lbfgs_strong_wolfe(l, closure, user, &t, loss, gtd, &loss);
+            if (evals < 0) return NAN;
+            l->t = (float)t;
+            dl__lbfgs_add(l, l->t, l->d);
+            opt_cond = dl__lbfgs_abs_max(l->g, n) <= l->tol_grad;
+            current_evals += evals;
+        } else {
+            dl__lbfgs_add(l, l->t, l->d);
+            if (n_iter != l->max_iter) {
+                loss = dl__lbfgs_eval(l, closure, user, l->g);
+                if (loss != loss) return NAN;
+                opt_cond = dl__lbfgs_abs_max(l->g, n) <= l->tol_grad;
+                current_evals++;
+            }
+        }
+        if (n_iter == l->max_iter) break;
+        if (current_evals >= l->max_eval) break;
+        if (opt_cond) break;
+        if (dl__lbfgs_abs_max(l->d, n) * fabsf(l->t) <= l->tol_change) break;
+        if (fabsf(loss - l->prev_loss) < l->tol_change) break;
+    }
+    return orig_loss;
+}
 
 #endif /* DL_IMPLEMENTATION */
 

@@ -28,7 +28,7 @@
        --weights PATH     a VGG19 weights file (default vgg19.safetensors if present, else random)
        --steps N          optimizer steps (default 200 Adam steps; an L-BFGS step is 20 updates)
        --seed S           the random weights (default 1)
-       --out DIR          where the PNGs go (default build/style_transfer)
+       --out DIR          where the PNGs go (default build/style_transfer.out)
        --every N          write a PNG every N steps (default: steps / 4), and the last
        --size S           shrink the images so that the longer side is at most S pixels (default 128)
        --optimizer adam|lbfgs
@@ -163,7 +163,7 @@ static int make_dirs(const char *dir) {   /* mkdir -p */
 
 int main(int argc, char **argv) {
     const char *content_path = "data/style/chelsea.png", *style_path = "data/style/starry_night.png";
-    const char *weights = NULL, *out = "build/style_transfer", *optimizer = "adam", *line_search = "none";
+    const char *weights = NULL, *out = "build/style_transfer.out", *optimizer = "adam", *line_search = "none";
     int steps = -1, seed = 1, every = 0, size = 128, width = 1, threads = 0, i, rc = 1;
     double lr = 0, style_weight = 0, content_weight = 0, tv_weight = 0;
     dl_vgg19 *net = NULL;

@@ -23,7 +23,7 @@ sub=data/fashion-mnist
 table="
 fit_toy       | --steps 1000 --threads 1                                                 | final_loss    | max 0.01
 mnist_mlp     | --data $sub --epochs 2 --threads 1 --save $out/mlp.safetensors --show 2 | test_accuracy | min 0.70
-mnist_cnn     | --data $sub --epochs 3 --threads 1                                      | test_accuracy | min 0.60
+mnist_cnn     | --data $sub --epochs 3 --threads 1 --features 128 --save $out/cls.safetensors | test_accuracy | min 0.60
 graph_session | --data $sub --epochs 2 --threads 1                                      | test_accuracy | min 0.70
 image_folder  | --epochs 3 --threads 1                                                  | test_accuracy | min 0.60
 estimator     | --data $sub --epochs 3 --threads 1                                      | test_accuracy | min 0.70
@@ -33,6 +33,10 @@ frozenlake_q  | --steps 100000 --threads 1                                      
 cartpole_dqn  | --steps 60000 --threads 1 --save $out/cartpole_dqn.safetensors            | mean_return_last100 | min 150
 breakout_dqn  | --steps 40000 --train-freq 4 --threads 1 --save $out/breakout.safetensors | mean_return_last100 | min 0.8
 game_loop     | --agent $out/cartpole_dqn.safetensors --frames 2000 --threads 1          | act_us_median | max 1000
+gan_mnist     | --data $sub --steps 200 --threads 1 --samples 500 --out $out/gan_mnist_files | d_loss | max 0.69
+dcgan         | --data $sub --steps 4 --batch 32 --every 2 --threads 1 --samples 64 --out $out/dcgan_files | d_loss | max 1.386
+gan_eval      | --classifier $out/cls.safetensors --data $sub --images $out/gan_mnist_files/samples.safetensors --baselines --threads 1 | frechet_distance | min 5
+style_transfer | --steps 10 --width 4 --threads 1 --out $out/style_transfer_files          | loss_ratio    | max 0.6
 "
 
 passed=0 failed=0 skipped=0

@@ -12,10 +12,63 @@
    output needs stb_image_write.h (Debian: libstb-dev, <stb/stb_image_write.h>) included
    before this file, in the implementation file too.
 
-   (Documentation of the whole header is written as its parts land; see the sections.)
+   EXAMPLE: a GAN step by step (examples/dcgan.c is the whole program)
+
+       dl_model *g = ..., *d = ...;                    // yours: G ends in tanh, D in a logit
+       dl_gan_opts o = {0};                            // zeros: BCE from logits, PyTorch's order
+       o.latent_dim = 100; o.seed = 1;
+       dl_gan *gan = dl_gan_new(g, d, dl_adam(1e-4), dl_adam(1e-4), &o);   // takes the optimizers
+       if (!gan) { puts(dl_error()); return 1; }
+       while (dl_batcher_next(batches, &real, NULL) == 1) {   // real in [-1, 1], like G's tanh
+           dl_gan_stats st;
+           if (dl_gan_train_step(gan, real, &st) != 0) { puts(dl_error()); break; }
+           dl_arena_reset(dl_arena_current());
+       }
+       dl_image_grid_save(dl_model_call(g, dl_gan_noise(gan, 16), 0), "grid.png", 4, -1, 1);
+       dl_gan_plot_save(gan, "losses.png", 0, 0);     // D and G loss, D(x), D(G(z))
+       dl_gan_save(gan, "run.safetensors");           // dl_gan_load resumes it, bit for bit
+       dl_gan_free(gan); dl_model_free(g); dl_model_free(d);
+
+   The Keras lesson's recipe (compile D; combined = G then frozen D; train_on_batch three times
+   a step) needs no dl_gan: dl_nn.h's dl_model_as_layer expresses it (examples/gan_mnist.c).
+
+   CONTENTS (declarations below are grouped in this order)
+       GAN TRAINING    dl_gan: D and G steps with the BCE (non-saturating), LSGAN and WGAN-GP
+                       losses, one-sided label smoothing, instance noise; dl_gan_d_loss,
+                       dl_gan_g_loss, dl_gan_gradient_penalty for your own loop; the history;
+                       whole-run checkpoints (dl_gan_save / dl_gan_load)
+       PICTURES        dl_image_grid (samples as one picture), dl_plot_draw (line charts with
+                       axes, numbers and a legend, in a 5x7 font of our own), dl_gan_plot; as PNG
+                       files with stb_image_write.h: dl_image_grid_save, dl_gan_plot_save
+       QUALITY         dl_inception_score, dl_frechet_distance (examples/gan_eval.c uses them
+                       with a Fashion-MNIST classifier)
+       CYCLEGAN        CycleGAN's parts (see the section)
+       STYLE TRANSFER  VGG19 features (dl_vgg19_*: weights converted by
+                       tools/vgg19_to_safetensors.py, or random), dl_style_loss,
+                       dl_content_loss, dl_total_variation, dl_style_transfer_* (Adam or L-BFGS)
+
+   OWNERSHIP
+       dl_gan borrows its two models (free them after the gan) and takes over its optimizers.
+       Noise, losses and the pictures' tensors live in the current arena; dl_image_grid and
+       dl_gan_plot return owned pixels (dl_free). dl_vgg19 and dl_style_transfer objects are
+       yours (their _free).
+
+   ERRORS
+       Every function that can fail returns NULL, -1 or NaN and sets dl_error(). Checkpoint and
+       weight files are checked whole before anything changes; a failed load leaves the gan or
+       network as it was. Nothing here prints, exits or aborts.
+
+   THREADS
+       As dl_nn.h: one gan (and its models) on one thread at a time; different gans on
+       different threads are fine.
+
+   NOT HERE (yet)
+       Conditional GANs (labels as inputs), spectral normalization, progressive growing,
+       mixed-precision training, Inception-v3 itself (the quality numbers use your classifier).
 
    REVISION HISTORY
-       0.2.0  first version
+       0.2.0  first version: GAN steps and losses, checkpoints, pictures, quality numbers,
+              CycleGAN's parts, style transfer on VGG19
 
    LICENSE: MIT, see the end of the file.
 */

@@ -44,12 +44,11 @@ it differs, so nobody uses it as the reference by mistake).
 The safetensors file is written by hand (8-byte header length, JSON header, raw little-endian
 data), so nothing but torch is needed.
 """
-import json
-import struct
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from fixture_io import save_safetensors
 
 
 def grads(y, g, *inputs):
@@ -142,21 +141,7 @@ def main():
 
     convt_case(t, "convt7.", 7)
     convt_case(t, "convt8.", 8)
-    write_safetensors("tests/data/nn_gan_layers.safetensors", t)
-
-
-def write_safetensors(path, tensors):
-    header, blobs, off = {}, [], 0
-    for name in sorted(tensors):
-        v = tensors[name].detach().float().contiguous().view(-1).tolist()
-        data = struct.pack("<%df" % len(v), *v)
-        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape), "data_offsets": [off, off + len(data)]}
-        blobs.append(data)
-        off += len(data)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+    save_safetensors("tests/data/nn_gan_layers.safetensors", t)
 
 
 if __name__ == "__main__":

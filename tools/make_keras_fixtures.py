@@ -20,11 +20,10 @@ Tensors (f32; weights in dl's torch layout; the inputs are drawn with torch.manu
 The safetensors file is written by hand (8-byte header length, JSON header, raw little-endian
 data), so nothing but torch is needed.
 """
-import json
-import struct
 
 import torch
 import torch.nn.functional as F
+from fixture_io import save_safetensors
 
 
 def same_pads(n, k, s):
@@ -66,21 +65,7 @@ def main():
         y = convt_same(x, w, b, 2)
         p = "convt%d." % k
         t.update({p + "x": x, p + "w": w, p + "b": b, p + "y": y})
-    write_safetensors("tests/data/nn_conv_parity.safetensors", t)
-
-
-def write_safetensors(path, tensors):
-    header, blobs, off = {}, [], 0
-    for name in sorted(tensors):
-        v = tensors[name].detach().contiguous().view(-1).tolist()
-        data = struct.pack("<%df" % len(v), *v)
-        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape), "data_offsets": [off, off + len(data)]}
-        blobs.append(data)
-        off += len(data)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+    save_safetensors("tests/data/nn_conv_parity.safetensors", t)
 
 
 if __name__ == "__main__":

@@ -35,32 +35,15 @@ tests/data/vgg_lbfgs.safetensors
 The files are written by hand (the safetensors format: an 8-byte little-endian header size, a
 JSON header, then little-endian f32 data), so only torch is needed.
 """
-import json
-import struct
 
 import torch
+from fixture_io import save_safetensors
 
 WIDTH_DIV = 32
 TV_SCALE = 1e-3
 STEPS = 4
 CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
 RELU_AT = {"relu1_1": 1, "relu2_1": 6, "relu3_1": 11, "relu4_1": 20, "relu5_1": 29, "relu5_2": 31}  # index in features
-
-
-def save_safetensors(path, tensors, meta=None):
-    header, blobs, off = {}, [], 0
-    if meta:
-        header["__metadata__"] = meta
-    for name in sorted(tensors):
-        t = tensors[name].detach().to(torch.float32).contiguous()
-        raw = struct.pack("<%df" % t.numel(), *t.flatten().tolist())
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [off, off + len(raw)]}
-        blobs.append(raw)
-        off += len(raw)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
 def vgg19_features(k):

@@ -1107,6 +1107,7 @@ truncated:
     return -1;
 }
 
+#ifndef DL_NO_STDIO   /* only the file reader below needs it */
 /* The first up to n bytes of a gzip file's content, without inflating the rest: *got of them. */
 static int dl__gunzip_prefix(const void *src, size_t src_len, void *dst, size_t n, size_t *got) {
     size_t pos;
@@ -1118,6 +1119,7 @@ static int dl__gunzip_prefix(const void *src, size_t src_len, void *dst, size_t 
     }
     return 0;
 }
+#endif
 
 DLDEF void *dl_gunzip(const void *src, size_t src_len, size_t max_out, size_t *out_len) {
     const unsigned char *p = (const unsigned char *)src;

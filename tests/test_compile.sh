@@ -3,7 +3,7 @@
 #
 # Compiles one translation unit holding every dl_*.h that exists (with DL_IMPLEMENTATION) under
 # gcc, clang and g++ with all warnings as errors, then the variants: -DDL_NO_THREADS (which must
-# leave no pthread symbol), -DDL_STATIC, a two-file program (implementation in one file, plain
+# leave no pthread symbol), -DDL_STATIC, -DDL_NO_STDIO, a two-file program (implementation in one file, plain
 # include in the other, linked: catches duplicate symbols), the same with the plain file
 # compiled as C++ (catches a missing extern "C"),
 # dl_cuda.cu under nvcc when both exist, that dl_nn.h builds in any include order (it pulls in
@@ -108,6 +108,7 @@ else
 fi
 check no_threads no_pthread "$out/no_threads" "$CC" $CFLAGS_V -DDL_NO_THREADS "$out/all.c" -lm
 check static build_run "$out/static" "$CC" $CFLAGS_V -DDL_STATIC "$out/all.c" $LIBS
+check no_stdio build_run "$out/no_stdio" "$CC" $CFLAGS_V -DDL_NO_STDIO "$out/all.c" $LIBS
 check two_files build_run "$out/two_files" "$CC" $CFLAGS_V "$out/two_impl.c" "$out/two_user.c" $LIBS
 if command -v g++ >/dev/null 2>&1; then
     check two_files_c_cxx bash -c "$CC $CFLAGS_V -c $out/two_impl.c -o $out/two_impl.o &&

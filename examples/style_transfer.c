@@ -6,7 +6,7 @@
    photo's (content loss) while the Gram matrices of its features at block1_conv1 ...
    block5_conv1 approach the painting's (style loss), plus a total-variation penalty that keeps
    it smooth. Adam as the tutorial, or L-BFGS as the paper (--optimizer lbfgs). PNG snapshots are
-   written to the --out folder as it goes.
+   written to the --out folder as it goes, and the loss curves (losses.png) at the end.
 
    Weights: VGG19 trained on ImageNet is what gives the familiar look. Convert it once, on a
    machine that has it, with tools/vgg19_to_safetensors.py (torchvision's or Keras' weights) and
@@ -171,6 +171,7 @@ int main(int argc, char **argv) {
     dl_style_transfer *st = NULL;
     dl_style_transfer_opts so;
     dl_style_losses first, now;
+    double *curve = NULL;   /* total, style, content, tv per step: the loss-curve picture */
     char path[1200];
     FILE *probe;
     memset(&first, 0, sizeof first);
@@ -239,16 +240,37 @@ int main(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/style.png", out);
     if (save_png(style, path) != 0) goto done;
 
+    if (!(curve = (double *)malloc(4 * (size_t)(steps > 0 ? steps : 1) * sizeof *curve))) goto done;
     for (i = 1; i <= steps; i++) {
         dl_style_losses l;
         if (dl_style_transfer_step(st, &l) != 0) { fprintf(stderr, "error: %s\n", dl_error()); goto done; }
         if (i == 1) first = l;
+        curve[i - 1] = l.total;
+        curve[steps + i - 1] = l.style;
+        curve[2 * steps + i - 1] = l.content;
+        curve[3 * steps + i - 1] = l.tv;
         if (i % every == 0 || i == steps) {
             snprintf(path, sizeof path, "%s/step_%05d.png", out, i);
             if (save_png(dl_style_transfer_image(st), path) != 0) goto done;
             fprintf(stderr, "step %d: style %.4g content %.4g tv %.4g total %.4g -> %s\n", i, l.style, l.content, l.tv,
                     l.total, path);
         }
+    }
+    if (steps > 0) {   /* the loss curves, as the tutorial plots them */
+        static const char *names[4] = {"total", "style", "content", "total variation"};
+        dl_plot_series s[4];
+        unsigned char *rgb = (unsigned char *)calloc(640 * 360 * 3, 1);
+        int k;
+        memset(s, 0, sizeof s);
+        for (k = 0; k < 4; k++) { s[k].name = names[k]; s[k].y = curve + (size_t)k * steps; s[k].n = steps; }
+        snprintf(path, sizeof path, "%s/losses.png", out);
+        if (!rgb || dl_plot_draw(rgb, 640, 360, 0, 0, 640, 360, "weighted losses against steps", 4, s) != 0 ||
+            dl_png_save(path, rgb, 640, 360, 3) != 0) {
+            fprintf(stderr, "error: %s\n", dl_error());
+            free(rgb);
+            goto done;
+        }
+        free(rgb);
     }
     if (dl_style_transfer_losses(st, &now) != 0) { fprintf(stderr, "error: %s\n", dl_error()); goto done; }
     if (steps == 0) first = now;
@@ -257,6 +279,7 @@ int main(int argc, char **argv) {
            weights ? weights : "random");
     rc = 0;
 done:
+    free(curve);
     dl_style_transfer_free(st);
     dl_vgg19_free(net);
     dl_tensor_free(content);

@@ -256,6 +256,8 @@ static int run_config(const config *c) {
            timed);
     if (c->profile) {
         double total = 0;
+        printf("#   arena: %.1f MiB used by the last step, %.1f MiB held\n", dl_arena_used(arena) / 1048576.0,
+               dl_arena_capacity(arena) / 1048576.0);
         for (i = 0; i < timed; i++) total += sec[i];
         qsort(prof, (size_t)n_prof, sizeof prof[0], cmp_prof);
         for (i = 0; i < n_prof; i++)

@@ -5883,10 +5883,11 @@ DLDEF dl_tensor *dl_gram(dl_tensor *x) {
    "img" is the conv input side ([c, h, w]: conv2d's x, conv_transpose2d's output) and "small"
    the conv output side ([rows, oh, ow]: conv2d's y, conv_transpose2d's x). The batch is cut into
    chunks (a count that depends on the shape only, never on the threads), run in parallel; each
-   chunk walks its images one by one, so a col buffer of one image stays in cache between the
-   im2col and its GEMM. dW and db are summed per chunk and then over chunks in order, so results
-   are the same bits for any thread count. A 1x1 stride-1 unpadded conv needs no im2col: col is
-   the image itself. */
+   chunk walks its images one by one, or a few side by side when planes are small
+   (dl__conv_group), reusing one col buffer, which stays in cache between the im2col and its
+   GEMM when it is small. dW and db are summed per chunk and then over chunks in order, so
+   results are the same bits for any thread count. A 1x1 stride-1 unpadded conv needs no
+   im2col: col is the image itself. */
 
 typedef struct dl__conv_geom {
     int c, h, w;          /* image side: channels, height, width */

@@ -31,8 +31,10 @@
    step_ms is the median. Every thread count runs in a child process (fork), so peak_mib
    (getrusage ru_maxrss, MiB, read after the timed steps) is per configuration; it includes
    the Fashion-MNIST training set (60000 images as floats, 188 MB), which PyTorch holds too.
-   --profile (one thread count) times each layer's forward and each tape node's backward over
-   the timed steps and prints their share of the step, largest first.
+   --profile times each layer's forward ("fwd G 4 Conv2DTranspose": network, layer index, kind)
+   and each tape node's backward ("bwd gen_loss conv2d": the pass, then the op; the gen_loss
+   pass runs through D's ops too) over the timed steps, and prints their time per step and
+   share, largest first, and the arena bytes of one step.
 
    Output, one line per thread count, then the best:
        dl gan threads=1 step_ms=... peak_mib=... batch=256 steps=5
@@ -238,10 +240,10 @@ static int run_config(const config *c) {
         disc_loss = dl_add(dl_bce_with_logits(real_out, ones), dl_bce_with_logits(fake_out, zeros));
         if (!gen_loss || !disc_loss) fail("loss");
         set_requires_grad(wd, n_d, 0);    /* gen_loss: G's weights only */
-        if (backward(gen_loss, "G") != 0) fail("dl_backward (gen_loss)");
+        if (backward(gen_loss, "gen_loss") != 0) fail("dl_backward (gen_loss)");
         set_requires_grad(wd, n_d, 1);
         fake->requires_grad = 0;          /* disc_loss: D's weights only; stop at D's input */
-        if (backward(disc_loss, "D") != 0) fail("dl_backward (disc_loss)");
+        if (backward(disc_loss, "disc_loss") != 0) fail("dl_backward (disc_loss)");
         if (profiling) {
             double t1 = now_s();
             if (dl_optim_step(opt_g) != 0 || dl_optim_step(opt_d) != 0) fail("dl_optim_step");

@@ -18,7 +18,9 @@
 # speedup=NA.
 #
 # Defaults: 5 timed steps after 2 warm-up steps for dl. PyTorch 1.13 as Debian builds it runs
-# this step about 8 times slower (seconds per step), so its warm-up and its timed steps each
+# this step about 8 times slower (seconds per step: its profiler shows ConvTranspose2d going
+# through slow_conv_transpose2d and convolution_backward taking 95% of the step; its BLAS is
+# the generic one, BLAS_INFO=generic, not MKL), so its warm-up and its timed steps each
 # stop after --max-s seconds (default 60; at least one step is always timed). Environment: CC
 # (default cc), PYTHON (default /usr/bin/python3; `make bench-gan` first installs PyTorch for it,
 # and the full Fashion-MNIST that bench/gan.c needs, with tools/setup.sh --torch --demo when
@@ -34,7 +36,7 @@ while [ $# -gt 0 ]; do
         --threads) threads="$2"; shift 2 ;;
         --batch) batch="$2"; shift 2 ;;
         --max-s) max_s="$2"; shift 2 ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
         *) echo "gan.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done

@@ -9,6 +9,8 @@
 #   make bench-train  Fashion-MNIST MLP and CNN training, dl against PyTorch (bench/train.sh)
 #   make bench-rl   environment steps/s and DQN act() latency, dl against Gymnasium, MinAtar and
 #                   PyTorch (bench/rl.sh)
+#   make bench-gan  one DCGAN training step (batch 256, Fashion-MNIST), dl against PyTorch
+#                   (bench/gan.sh)
 #   make examples   build every examples/*.c into build/
 #   make install    the headers to $(PREFIX)/include, with a pkg-config file (lib/pkgconfig/dl.pc)
 #                   and a CMake package (lib/cmake/dl: find_package(dl) gives the target dl::dl);
@@ -18,12 +20,12 @@
 #                   for FUZZ_TIME seconds (default 60); FUZZ="fuzz_model" runs only those
 #   make clean
 #
-# demo, test, bench, bench-train and bench-rl first run tools/setup.sh, which installs what is
-# missing with apt-get on Debian (compilers; OpenBLAS for bench; PyTorch, python3-torch, for
-# bench-train and bench-rl, and Gymnasium + MinAtar from PyPI into a virtual environment in
-# build/pyenv for bench-rl), so on a fresh machine these commands are all the set-up. What cannot
-# be installed is said, and the benchmark then prints NA for that reference.
-# For the demo it also installs the full Fashion-MNIST (dataset-fashion-mnist, into
+# demo, test, bench, bench-train, bench-rl and bench-gan first run tools/setup.sh, which installs
+# what is missing with apt-get on Debian (compilers; OpenBLAS for bench; PyTorch, python3-torch,
+# for bench-train, bench-rl and bench-gan, and Gymnasium + MinAtar from PyPI into a virtual
+# environment in build/pyenv for bench-rl), so on a fresh machine these commands are all the
+# set-up. What cannot be installed is said, and the benchmark then prints NA for that reference.
+# For the demo and bench-gan it also installs the full Fashion-MNIST (dataset-fashion-mnist, into
 # /usr/share/datasets/fashion-mnist) where it can; without it the demo trains on the 3000/1000
 # subset in data/fashion-mnist and says so.
 #
@@ -74,7 +76,7 @@ BLAS_INC = $(if $(wildcard /usr/include/cblas.h /usr/include/*-linux-gnu/cblas.h
 BENCH_ENV = env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE
 BENCHES   = $(patsubst bench/%.c,build/bench_%,$(wildcard bench/gemm.c bench/conv.c))
 
-.PHONY: all demo test bench bench-train bench-rl examples setup install uninstall fuzz clean
+.PHONY: all demo test bench bench-train bench-rl bench-gan examples setup install uninstall fuzz clean
 all: examples
 
 setup:
@@ -113,6 +115,10 @@ bench-train:
 bench-rl:
 	@bash tools/setup.sh --torch --gym
 	bash bench/rl.sh $(ARGS)
+
+bench-gan:
+	@bash tools/setup.sh --torch --demo
+	bash bench/gan.sh $(ARGS)
 
 build/bench_gemm: bench/gemm.c $(HEADERS) | build
 	$(CC) -O2 $(BLAS_INC) -I. bench/gemm.c -o $@ -lopenblas -lpthread -lm

@@ -5897,10 +5897,11 @@ DLDEF dl_tensor *dl_gram(dl_tensor *x) {
    "img" is the conv input side ([c, h, w]: conv2d's x, conv_transpose2d's output) and "small"
    the conv output side ([rows, oh, ow]: conv2d's y, conv_transpose2d's x). The batch is cut into
    chunks (a count that depends on the shape only, never on the threads), run in parallel; each
-   chunk walks its images one by one, so a col buffer of one image stays in cache between the
-   im2col and its GEMM. dW and db are summed per chunk and then over chunks in order, so results
-   are the same bits for any thread count. A 1x1 stride-1 unpadded conv needs no im2col: col is
-   the image itself. */
+   chunk walks its images one by one, or a few side by side when planes are small
+   (dl__conv_group), reusing one col buffer, which stays in cache between the im2col and its
+   GEMM when it is small. dW and db are summed per chunk and then over chunks in order, so
+   results are the same bits for any thread count. A 1x1 stride-1 unpadded conv needs no
+   im2col: col is the image itself. */
 
 typedef struct dl__conv_geom {
     int c, h, w;          /* image side: channels, height, width */
@@ -6213,8 +6214,8 @@ typedef struct dl__conv_job {
     int n, rows;
     const float *m;           /* [rows, K] */
     const float *img_in;      /* [n, c, h, w]: source of col for apply and weights */
-    float *small_out;         /* apply: small_out = M @ col + small_beta * small_out */
-    float small_beta;
+    float *small_out;         /* apply: small_out = M @ col (+ small_out when small_beta is 1) */
+    float small_beta;         /* 0 or 1 */
     const float *small_bias;  /* [rows], added to small_out */
     const float *small_in;    /* [n, rows, oh, ow]: input of weights and adjoint */
     float *img_out;           /* adjoint: img_out += col2im(M^T @ small_in) */
@@ -6225,43 +6226,81 @@ typedef struct dl__conv_job {
     size_t db_hw;
     float *db;
     /* set by dl__conv_run */
-    int n_chunks;
-    float *col, *dm_part, *db_part;  /* per chunk: [K, oh*ow], [rows, K], [db_c] */
+    int n_chunks, group;      /* images per GEMM (see dl__conv_group) */
+    float *col, *small, *dm_part, *db_part;  /* per chunk: [K, group*oh*ow], [rows, group*oh*ow], [rows, K], [db_c] */
 } dl__conv_job;
+
+/* Images per GEMM. With small planes (a 7x7 output has 49 pixels) one image's GEMMs are thin:
+   49 columns for apply and adjoint, a 49-long sum for weights, so packing and loading the
+   weight matrix costs about as much as the arithmetic. A group of images side by side in col
+   ([K, group*oh*ow], the layout im2col and col2im take through ldcol) makes one GEMM of about
+   DL__CONV_GROUP_COLS columns instead; "small" goes through a buffer of the same layout
+   ([rows, group*oh*ow]), gathered from or scattered to the images. The col of a group is kept
+   to DL__CONV_GROUP_FLOATS (4 MB), and a 1x1 stride-1 conv (no col) runs image by image. The
+   group depends on the shape only, so results stay the same bits for any thread count. */
+#define DL__CONV_GROUP_COLS 256
+#define DL__CONV_GROUP_FLOATS ((size_t)1 << 20)
+static int dl__conv_group(const dl__conv_geom *g, int n) {
+    size_t hw = (size_t)g->oh * g->ow, k = (size_t)g->c * g->kh * g->kw, nb;
+    if (dl__conv_is_identity(g) || hw >= DL__CONV_GROUP_COLS || n < 2) return 1;
+    nb = (DL__CONV_GROUP_COLS + hw - 1) / hw;
+    if (nb * k * hw > DL__CONV_GROUP_FLOATS) nb = DL__CONV_GROUP_FLOATS / (k * hw);
+    if (nb > (size_t)n) nb = (size_t)n;
+    return nb < 1 ? 1 : (int)nb;
+}
 
 static void dl__conv_chunk(void *ctx, int chunk) {
     const dl__conv_job *jb = (const dl__conv_job *)ctx;
     const dl__conv_geom *g = &jb->g;
-    int rows = jb->rows, hw = g->oh * g->ow, k = g->c * g->kh * g->kw, n;
+    int rows = jb->rows, hw = g->oh * g->ow, k = g->c * g->kh * g->kw, nb = jb->group, n, j, m;
     int identity = dl__conv_is_identity(g);
     size_t img_size = (size_t)g->c * g->h * g->w, small_size = (size_t)rows * hw;
-    float *col = jb->col ? jb->col + (size_t)chunk * k * hw : NULL;
+    float *col = jb->col ? jb->col + (size_t)chunk * k * hw * nb : NULL;
+    float *small = jb->small ? jb->small + (size_t)chunk * small_size * nb : NULL;
     float *dm = jb->dm ? jb->dm_part + (size_t)chunk * rows * k : NULL;
     float *db = jb->db ? jb->db_part + (size_t)chunk * jb->db_c : NULL;
     int n0 = (int)((long long)jb->n * chunk / jb->n_chunks), n1 = (int)((long long)jb->n * (chunk + 1) / jb->n_chunks);
-    for (n = n0; n < n1; n++) {
+    for (n = n0; n < n1; n += m) {
+        /* images [n, n + m), side by side: a matrix of ld columns, image j at column j*hw */
+        int ld;
         const float *small_in = jb->small_in ? jb->small_in + n * small_size : NULL;
+        m = n1 - n < nb ? n1 - n : nb;
+        ld = m * hw;
+        if (small_in && m > 1 && (dm || jb->img_out)) {   /* gather [m, rows, hw] -> [rows, m*hw] */
+            for (j = 0; j < m; j++) dl__conv_rows(small + (size_t)j * hw, (size_t)ld, small_in + j * small_size, (size_t)hw, rows, hw, 0, NULL);
+            small_in = small;
+        }
         if (jb->img_in && (jb->small_out || dm)) {
             const float *cols = jb->img_in + n * img_size;
-            if (!identity) { dl__conv_im2col(g, (float *)cols, col, (size_t)hw, 0); cols = col; }
-            if (jb->small_out) {
+            if (!identity) {
+                for (j = 0; j < m; j++) dl__conv_im2col(g, (float *)(cols + j * img_size), col + (size_t)j * hw, (size_t)ld, 0);
+                cols = col;
+            }
+            if (dm) dl_sgemm(0, 1, rows, k, ld, 1.0f, small_in, ld, cols, ld, 1.0f, dm, k);
+            if (jb->small_out && m == 1) {
                 float *y = jb->small_out + n * small_size;
                 dl_sgemm(0, 0, rows, hw, k, 1.0f, jb->m, k, cols, hw, jb->small_beta, y, hw);
                 if (jb->small_bias) dl__conv_add_bias(y, jb->small_bias, rows, (size_t)hw);
+            } else if (jb->small_out) {   /* into the buffer (small_in is used up), then scattered */
+                dl_sgemm(0, 0, rows, ld, k, 1.0f, jb->m, k, cols, ld, 0.0f, small, ld);
+                for (j = 0; j < m; j++)
+                    dl__conv_rows(jb->small_out + (n + j) * small_size, (size_t)hw, small + (size_t)j * hw, (size_t)ld, rows, hw,
+                                  jb->small_beta != 0.0f, jb->small_bias);
             }
-            if (dm) dl_sgemm(0, 1, rows, k, hw, 1.0f, small_in, hw, cols, hw, 1.0f, dm, k);
         }
         if (jb->img_out) {
             float *x = jb->img_out + n * img_size;
             if (identity) {
                 dl_sgemm(1, 0, k, hw, rows, 1.0f, jb->m, k, small_in, hw, 1.0f, x, hw);
             } else {
-                dl_sgemm(1, 0, k, hw, rows, 1.0f, jb->m, k, small_in, hw, 0.0f, col, hw);
-                dl__conv_im2col(g, x, col, (size_t)hw, 1);
+                dl_sgemm(1, 0, k, ld, rows, 1.0f, jb->m, k, small_in, ld, 0.0f, col, ld);
+                for (j = 0; j < m; j++) dl__conv_im2col(g, x + j * img_size, col + (size_t)j * hw, (size_t)ld, 1);
             }
-            if (jb->img_bias) dl__conv_add_bias(x, jb->img_bias, g->c, (size_t)g->h * g->w);
+            if (jb->img_bias)
+                for (j = 0; j < m; j++) dl__conv_add_bias(x + j * img_size, jb->img_bias, g->c, (size_t)g->h * g->w);
         }
-        if (db) dl__conv_add_sums(jb->db_src + (size_t)n * jb->db_c * jb->db_hw, db, jb->db_c, jb->db_hw);
+        if (db)
+            for (j = 0; j < m; j++) dl__conv_add_sums(jb->db_src + (size_t)(n + j) * jb->db_c * jb->db_hw, db, jb->db_c, jb->db_hw);
     }
 }
 
@@ -6272,16 +6311,22 @@ static void dl__conv_chunk(void *ctx, int chunk) {
    parallel, then adds the chunk sums of dW and db into jb->dm and jb->db in chunk order. */
 static int dl__conv_run(dl__conv_job *jb) {
     const dl__conv_geom *g = &jb->g;
-    size_t k = (size_t)g->c * g->kh * g->kw, hw = (size_t)g->oh * g->ow, per_chunk, i;
+    size_t k = (size_t)g->c * g->kh * g->kw, hw = (size_t)g->oh * g->ow, per_chunk, i, nb;
     int need_col = !dl__conv_is_identity(g) && (jb->img_out || (jb->img_in && (jb->small_out || jb->dm))), c;
-    per_chunk = (need_col ? k * hw : 0) + (jb->dm ? (size_t)jb->rows * k : 0) + (jb->db ? (size_t)jb->db_c : 0);
+    int need_small;
+    jb->group = dl__conv_group(g, jb->n);
+    nb = (size_t)jb->group;
+    need_small = nb > 1 && ((jb->small_in && (jb->dm || jb->img_out)) || jb->small_out);
+    per_chunk = (need_col ? k * hw * nb : 0) + (need_small ? (size_t)jb->rows * hw * nb : 0) +
+                (jb->dm ? (size_t)jb->rows * k : 0) + (jb->db ? (size_t)jb->db_c : 0);
     jb->n_chunks = jb->n < DL__CONV_MAX_CHUNKS ? jb->n : DL__CONV_MAX_CHUNKS;
     if (per_chunk && (size_t)jb->n_chunks * per_chunk > DL__CONV_SCRATCH_FLOATS)
         jb->n_chunks = (int)(DL__CONV_SCRATCH_FLOATS / per_chunk);
     if (jb->n_chunks < 1) jb->n_chunks = 1;
     if (jb->n == 0) return 1;
-    jb->col = jb->dm_part = jb->db_part = NULL;
-    if (need_col && !(jb->col = (float *)dl__tmp_alloc(sizeof(float) * k * hw * jb->n_chunks))) return 0;
+    jb->col = jb->small = jb->dm_part = jb->db_part = NULL;
+    if (need_col && !(jb->col = (float *)dl__tmp_alloc(sizeof(float) * k * hw * nb * jb->n_chunks))) return 0;
+    if (need_small && !(jb->small = (float *)dl__tmp_alloc(sizeof(float) * jb->rows * hw * nb * jb->n_chunks))) return 0;
     if (jb->dm) {
         size_t bytes = sizeof(float) * jb->rows * k * jb->n_chunks;
         if (!(jb->dm_part = (float *)dl__tmp_alloc(bytes))) return 0;

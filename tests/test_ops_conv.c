@@ -53,6 +53,7 @@
        dump("tie_y", y); dump("tie_dx", x.grad)
 */
 #include <limits.h>
+#include <stdlib.h>
 #define DL_IMPLEMENTATION
 #include "../dl_tensor.h"
 #include "test.h"
@@ -464,6 +465,138 @@ static void test_pool_pad_upsample_gradcheck(void) {
     gradcheck_pool("reflect pad, transposed view", 5, 0, 0, none, 1);
 }
 
+/* ---- Batches of images per GEMM (dl__conv_group): against a direct loop ----
+   With planes under 256 pixels, the convolutions put several images side by side in one GEMM
+   (gathering and scattering the small side). These batches are big enough to give every chunk
+   several images: whole groups, a partial last group, and one group per chunk. The reference is
+   the definition of the convolution as a direct loop in double; backward runs twice, so the
+   second pass must add to the gradients of the first (conv_transpose2d's dx is written by the
+   scatter with add). */
+
+/* Direct conv2d (transpose = 0) or conv_transpose2d (1) and their gradients for seed g, in
+   double. conv2d: x [n, ci, h, w], w [co, ci, kh, kw], y [n, co, oh, ow]. conv_transpose2d:
+   x [n, ci, h, w] is the small side, w [ci, co, kh, kw], y [n, co, oh, ow] the big side. */
+static void direct_conv(int transpose, int n, int ci, int h, int w, int co, int kh, int kw, dl_conv_opts o, int oh, int ow,
+                        const float *x, const float *wt, const float *b, const float *g, double *y, double *dx, double *dw,
+                        double *db) {
+    int in, a, c, i, j, p, q;
+    int sh = o.stride[0] ? o.stride[0] : 1, sw = o.stride[1] ? o.stride[1] : 1;
+    int dh = o.dilation[0] ? o.dilation[0] : 1, dww = o.dilation[1] ? o.dilation[1] : 1;
+    /* conv2d walks y's pixels (i, j) and x's (r, s); the transpose walks x's (i, j) and y's (r, s) */
+    int sm_h = transpose ? h : oh, sm_w = transpose ? w : ow, bg_h = transpose ? oh : h, bg_w = transpose ? ow : w;
+    memset(y, 0, sizeof(double) * (size_t)n * co * oh * ow);
+    memset(dx, 0, sizeof(double) * (size_t)n * ci * h * w);
+    memset(dw, 0, sizeof(double) * (size_t)co * ci * kh * kw);
+    memset(db, 0, sizeof(double) * (size_t)co);
+    for (in = 0; in < n; in++)
+        for (a = 0; a < co; a++)
+            for (i = 0; i < oh; i++)
+                for (j = 0; j < ow; j++) {
+                    size_t yi = (((size_t)in * co + a) * oh + i) * ow + j;
+                    y[yi] += b[a];
+                    db[a] += g[yi];
+                }
+    for (in = 0; in < n; in++)
+        for (a = 0; a < co; a++)
+            for (c = 0; c < ci; c++)
+                for (i = 0; i < sm_h; i++)
+                    for (j = 0; j < sm_w; j++)
+                        for (p = 0; p < kh; p++)
+                            for (q = 0; q < kw; q++) {
+                                int r = i * sh - o.padding[0] + p * dh, s = j * sw - o.padding[1] + q * dww;
+                                size_t wi, xi, yi;
+                                if (r < 0 || r >= bg_h || s < 0 || s >= bg_w) continue;
+                                wi = transpose ? (((size_t)c * co + a) * kh + p) * kw + q : (((size_t)a * ci + c) * kh + p) * kw + q;
+                                xi = transpose ? (((size_t)in * ci + c) * h + i) * w + j : (((size_t)in * ci + c) * h + r) * w + s;
+                                yi = transpose ? (((size_t)in * co + a) * oh + r) * ow + s : (((size_t)in * co + a) * oh + i) * ow + j;
+                                y[yi] += (double)x[xi] * wt[wi];
+                                dx[xi] += (double)g[yi] * wt[wi];
+                                dw[wi] += (double)g[yi] * x[xi];
+                            }
+}
+
+static void check_near_double(const char *what, const char *name, const float *got, const double *want, size_t n, double scale) {
+    size_t i, bad = 0, first = 0;
+    for (i = 0; i < n; i++)
+        if (fabs(got[i] - scale * want[i]) > 1e-4 * (1.0 + fabs(scale * want[i]))) {
+            if (!bad) first = i;
+            bad++;
+        }
+    CHECK(bad == 0, "%s: %s: %zu of %zu differ, first [%zu] %g vs %g", what, name, bad, n, first, bad ? got[first] : 0.0,
+          bad ? scale * want[first] : 0.0);
+}
+
+static void grouped_case(const char *what, int transpose, int n, int ci, int h, int w, int co, int k, dl_conv_opts o) {
+    dl_rng r;
+    dl_tensor *x, *wt, *b, *y, *g;
+    int ws[4], pass;
+    size_t ny;
+    double *ry, *rdx, *rdw, *rdb;
+    ws[0] = transpose ? ci : co; ws[1] = transpose ? co : ci; ws[2] = k; ws[3] = k;
+    dl_rng_seed(&r, 21);
+    x = param(&r, 4, DL_SHAPE(n, ci, h, w));
+    wt = param(&r, 4, ws);
+    b = param(&r, 1, &co);
+    y = transpose ? dl_conv_transpose2d(x, wt, b, &o) : dl_conv2d(x, wt, b, &o);
+    CHECK(y != NULL, "%s: %s", what, dl_error());
+    if (!y) return;
+    ny = y->numel;
+    g = dl_tmp(DL_DTYPE_F32, 4, y->shape);
+    dl_fill_uniform(g, -1.0f, 1.0f, &r);
+    ry = (double *)malloc(sizeof(double) * ny);
+    rdx = (double *)malloc(sizeof(double) * x->numel);
+    rdw = (double *)malloc(sizeof(double) * wt->numel);
+    rdb = (double *)malloc(sizeof(double) * (size_t)co);
+    direct_conv(transpose, n, ci, h, w, co, k, k, o, y->shape[2], y->shape[3], dl_f32(x), dl_f32(wt), dl_f32(b), dl_f32(g), ry,
+                rdx, rdw, rdb);
+    check_near_double(what, "y", dl_f32(y), ry, ny, 1.0);
+    for (pass = 1; pass <= 2; pass++) {
+        CHECK(dl_backward_grad(y, dl_f32(g)) == 0, "%s: %s", what, dl_error());
+        check_near_double(what, pass == 1 ? "dx" : "dx, second pass", x->grad, rdx, x->numel, pass);
+        check_near_double(what, pass == 1 ? "dw" : "dw, second pass", wt->grad, rdw, wt->numel, pass);
+        check_near_double(what, pass == 1 ? "db" : "db, second pass", b->grad, rdb, (size_t)co, pass);
+    }
+    free(ry);
+    free(rdx);
+    free(rdw);
+    free(rdb);
+    dl_tensor_free(x);
+    dl_tensor_free(wt);
+    dl_tensor_free(b);
+    dl_arena_reset(dl_arena_current());
+}
+
+static void test_grouped_images_vs_direct(void) {
+    int t, prev = dl_num_threads();
+    for (t = 1; t <= 2; t++) {
+        dl_set_num_threads(t);
+        /* 10x10 output: groups of 3, chunks of 4-5 images (a whole group and a partial one) */
+        grouped_case("conv2d 3x3 same, batch 70", 0, 70, 3, 10, 10, 5, 3, opts(1, 1, 1, 1, 0, 0, 0, 0));
+        /* 5x4 output, stride 2, dilation: one group per chunk of 2-3 images */
+        grouped_case("conv2d stride 2, dilation (1, 2), batch 37", 0, 37, 2, 9, 8, 4, 3, opts(2, 2, 1, 1, 1, 2, 0, 0));
+        /* the DCGAN generator's shapes, smaller: 7x7 input, 5x5 kernel, stride 1 and 2 */
+        grouped_case("conv_transpose2d 7x7 -> 7x7, kernel 5, batch 50", 1, 50, 8, 7, 7, 4, 5, opts(1, 1, 2, 2, 0, 0, 0, 0));
+        grouped_case("conv_transpose2d 5x5 -> 10x10, stride 2, output_padding 1, batch 70", 1, 70, 4, 5, 5, 3, 5,
+                     opts(2, 2, 2, 2, 0, 0, 1, 1));
+        /* a 1x1 kernel with stride 2 has a col (not the identity): grouped too */
+        grouped_case("conv_transpose2d 1x1 stride 2, batch 40", 1, 40, 3, 4, 4, 2, 1, opts(2, 2, 0, 0, 0, 0, 0, 0));
+    }
+    dl_set_num_threads(prev);
+}
+
+static void test_conv_transpose2d_grouped_gradcheck(void) {
+    conv_case c;
+    memset(&c, 0, sizeof c);
+    c.transpose = 1;
+    c.use_bias = 1;
+    c.o = opts(2, 2, 1, 1, 0, 0, 1, 1);
+    /* 40 images over 16 chunks: 2-3 images per GEMM */
+    gradcheck_conv("batch 40, stride 2, output_padding 1: grouped images", 40, 2, 2, 2, 2, 3, 3, c);
+    c.transpose = 0;
+    c.o = opts(1, 1, 1, 1, 0, 0, 0, 0);
+    gradcheck_conv("conv2d batch 40: grouped images", 40, 2, 3, 3, 2, 3, 3, c);
+}
+
 /* ---- Threads: the same bits for 1 and 2 threads; big enough to use several chunks ---- */
 
 static void conv_step(dl_tensor *x, dl_tensor *w, dl_tensor *b, float *out, size_t *n_out) {
@@ -592,6 +725,8 @@ int main(void) {
     RUN(test_conv2d_gradcheck);
     RUN(test_conv_transpose2d_gradcheck);
     RUN(test_pool_pad_upsample_gradcheck);
+    RUN(test_grouped_images_vs_direct);
+    RUN(test_conv_transpose2d_grouped_gradcheck);
     RUN(test_threads_same_bits);
     RUN(test_errors);
     RUN(test_absurd_sizes);

@@ -38,6 +38,8 @@
        --every N       pictures and a checkpoint every N steps (default 200)
        --resume        continue from DIR/checkpoint.safetensors
        --samples N     generated images to save at the end (default 0)
+       --lr X          Adam's learning rate for both (default 1e-4, the tutorial's)
+       --beta1 X       Adam's beta_1 for both (default 0.9, Keras'; Radford et al. use 2e-4 and 0.5)
        --threads T     threads (default: DL_NUM_THREADS or all CPUs)
 
    The last line is the metric line: d_loss=... g_loss=... d_real=... d_fake=... steps=...
@@ -122,7 +124,8 @@ int main(int argc, char **argv) {
     const char *data = NULL, *out = "build/dcgan.out";
     int epochs = 50, steps = 0, batch = 256, seed = 1, every = 200, resume = 0, n_samples = 0, threads = 0;
     int i, ok = 0, r;
-    double minutes = 0, t0;
+    double minutes = 0, t0, lr = 1e-4, beta1 = 0.9;
+    dl_optim_opts oo;
     dl_dataset *train = NULL;
     dl_model *g = NULL, *d = NULL;
     dl_gan *gan = NULL;
@@ -148,9 +151,11 @@ int main(int argc, char **argv) {
         else if (strcmp(flag, "--every") == 0) every = atoi(val);
         else if (strcmp(flag, "--samples") == 0) n_samples = atoi(val);
         else if (strcmp(flag, "--threads") == 0) threads = atoi(val);
+        else if (strcmp(flag, "--lr") == 0) lr = atof(val);
+        else if (strcmp(flag, "--beta1") == 0) beta1 = atof(val);
         else {
             fprintf(stderr, "usage: %s [--data DIR] [--epochs N] [--steps N] [--minutes M] [--batch B] [--seed S] "
-                            "[--out DIR] [--every N] [--resume] [--samples N] [--threads T]\n", argv[0]);
+                            "[--out DIR] [--every N] [--resume] [--samples N] [--lr X] [--beta1 X] [--threads T]\n", argv[0]);
             return 2;
         }
     }
@@ -171,7 +176,10 @@ int main(int argc, char **argv) {
     memset(&go, 0, sizeof go);   /* zeros: BCE from logits, no smoothing, no instance noise */
     go.latent_dim = LATENT;
     go.seed = (uint64_t)seed;
-    if (!(gan = dl_gan_new(g, d, dl_adam(1e-4), dl_adam(1e-4), &go))) goto fail;
+    memset(&oo, 0, sizeof oo);
+    oo.lr = lr;
+    oo.beta1 = beta1 == 0 ? DL_ZERO : beta1;
+    if (!(gan = dl_gan_new(g, d, dl_optim_new(DL_OPTIM_ADAM, &oo), dl_optim_new(DL_OPTIM_ADAM, &oo), &go))) goto fail;
     dl_model_print_summary(g);
     dl_model_print_summary(d);
     if (resume) {

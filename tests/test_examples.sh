@@ -40,8 +40,13 @@ style_transfer | --steps 10 --width 4 --threads 1 --out $out/style_transfer_file
 "
 
 passed=0 failed=0 skipped=0
-names=()
-if [ $# -gt 0 ]; then names=("$@"); else for f in examples/*.c; do names+=("$(basename "$f" .c)"); done; fi
+# The run order: the table's rows in table order (a row may read what an earlier row wrote:
+# gan_eval uses mnist_cnn's classifier and gan_mnist's samples), then the examples only built.
+table_names=$(printf '%s\n' "$table" | awk -F'|' 'NF > 1 { k = $1; gsub(/ /, "", k); print k }')
+names=() all=()
+if [ $# -gt 0 ]; then all=("$@"); else for f in examples/*.c; do all+=("$(basename "$f" .c)"); done; fi
+for t in $table_names; do for a in "${all[@]}"; do [ "$a" = "$t" ] && names+=("$a"); done; done
+for a in "${all[@]}"; do case " $table_names " in *[[:space:]]"$a"[[:space:]]*) ;; *) names+=("$a") ;; esac; done
 # Build them all first, JOBS at a time (default: the number of CPUs), then run them one by one.
 # The two-file way, as the Makefile builds them: the implementation compiled once, each example
 # with -DDL_IMPLEMENTATION_ELSEWHERE and linked with it; one that configures the library itself

@@ -93,8 +93,14 @@ test: setup
 
 examples: $(EXAMPLES)
 
-# The implementation of every header, compiled once for the examples.
-build/dl_impl.o: tests/dl_impl.c $(HEADERS) | build
+# The implementation of every header, compiled once for the examples. It has PNG and image
+# loading only when stb is installed, so it depends on a stamp named after that: installing
+# libstb-dev after a build rebuilds it (else the examples that save PNGs do not link).
+STB_STAMP := build/.stb-$(if $(wildcard /usr/include/stb/stb_image.h /usr/local/include/stb/stb_image.h),yes,no)
+$(STB_STAMP): | build
+	rm -f build/.stb-*; touch $@
+
+build/dl_impl.o: tests/dl_impl.c $(HEADERS) $(STB_STAMP) | build
 	$(CC) $(CFLAGS) -I. -c tests/dl_impl.c -o $@
 
 $(EXAMPLES_SHARED): build/%: examples/%.c build/dl_impl.o $(HEADERS) | build

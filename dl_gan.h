@@ -32,6 +32,17 @@
    The Keras lesson's recipe (compile D; combined = G then frozen D; train_on_batch three times
    a step) needs no dl_gan: dl_nn.h's dl_model_as_layer expresses it (examples/gan_mnist.c).
 
+   EXAMPLE: CycleGAN, unpaired translation between two sets of images (examples/cyclegan.c)
+
+       dl_model *g_ab = dl_cyclegan_generator(1, 28, 28, NULL), *g_ba = ..., // yours
+                *d_a = dl_cyclegan_discriminator(1, 28, 28, NULL), *d_b = ...;
+       dl_cyclegan *cg = dl_cyclegan_new(g_ab, g_ba, d_a, d_b, adam_2e4_05, adam_2e4_05, NULL);
+       for (long t = 0; t < steps; t++) {
+           dl_cyclegan_set_lr(cg, dl_lr_cyclegan(2e-4, steps / 2, steps - steps / 2, t));
+           dl_cyclegan_train_step(cg, batch_a, batch_b, &stats);   // a and b need not be pairs
+       }
+       dl_cyclegan_save(cg, "run.safetensors");       // nets, optimizers, pools, history
+
    CONTENTS (declarations below are grouped in this order)
        GAN TRAINING    dl_gan: D and G steps with the BCE (non-saturating), LSGAN and WGAN-GP
                        losses, one-sided label smoothing, instance noise; dl_gan_d_loss,
@@ -42,13 +53,18 @@
                        files with stb_image_write.h: dl_image_grid_save, dl_gan_plot_save
        QUALITY         dl_inception_score, dl_frechet_distance (examples/gan_eval.c uses them
                        with a Fashion-MNIST classifier)
-       CYCLEGAN        CycleGAN's parts (see the section)
+       CYCLEGAN        CycleGAN (Zhu et al. 2017) as the authors' code: dl_image_pool (the
+                       history of fakes D trains on), dl_lr_cyclegan (constant, then linearly to
+                       0), dl_cyclegan_generator (ResNet) and dl_cyclegan_discriminator
+                       (PatchGAN), dl_cyclegan (the G and D steps of both directions; history,
+                       loss picture, whole-run checkpoints); examples/cyclegan.c
        STYLE TRANSFER  VGG19 features (dl_vgg19_*: weights converted by
                        tools/vgg19_to_safetensors.py, or random), dl_style_loss,
                        dl_content_loss, dl_total_variation, dl_style_transfer_* (Adam or L-BFGS)
 
    OWNERSHIP
-       dl_gan borrows its two models (free them after the gan) and takes over its optimizers.
+       dl_gan borrows its two models (free them after the gan) and takes over its optimizers;
+       dl_cyclegan likewise its four models and two optimizers (and owns its two image pools).
        Noise, losses and the pictures' tensors live in the current arena; dl_image_grid and
        dl_gan_plot return owned pixels (dl_free). dl_vgg19 and dl_style_transfer objects are
        yours (their _free).

@@ -351,7 +351,8 @@ typedef struct dl_cyclegan_opts {
     float lambda_a;          /* weight of the cycle A -> B -> A [10]; DL_ZERO for none */
     float lambda_b;          /* weight of the cycle B -> A -> B [10]; DL_ZERO for none */
     float lambda_identity;   /* identity weight, relative to lambda_a / lambda_b [0.5]; DL_ZERO: no
-                                identity terms (then G_AB(b), G_BA(a) are not computed) */
+                                identity terms (then G_AB(b), G_BA(a) are not computed; A and B
+                                images may then differ in shape, e.g. in channels) */
     int pool_size;           /* images in each image pool [50]; DL_ZERO: no pools */
     uint64_t seed;           /* the pools' generators (pool_a's is seeded with seed, pool_b's with seed + 1) */
 } dl_cyclegan_opts;

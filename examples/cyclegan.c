@@ -57,10 +57,15 @@
        --seed S          weights, batches and pools (default 1)
        --every N         pictures and checkpoint every N steps (default 500)
        --resume          continue from --out's checkpoint.safetensors
+       --stop-at N       stop after step N, with a checkpoint (the learning-rate schedule still
+                         spans --steps; --resume goes on from there)
        --classifier PATH report share_ab and share_ba with this classifier
        --out DIR         pictures and checkpoint (default build/cyclegan.out)
        --threads T       threads (default: DL_NUM_THREADS or all CPUs)
 
+   Expected result (full data set, the defaults, --steps 5000, one thread: 18 minutes): the
+   classifier labels 94.0% of the translated test sneakers ankle boots and 95.8% of the
+   translated boots sneakers; cycle_l1 0.043. After 500 steps already 92.6% and 97.0%, blurrier.
    The last line is the metric line: cycle_l1=... [share_ab=... share_ba=...] steps=... */
 #define _POSIX_C_SOURCE 200809L   /* mkdir */
 #include <errno.h>
@@ -210,6 +215,7 @@ static int next_batch(dl_batcher *b, dl_tensor **x) {
 int main(int argc, char **argv) {
     const char *data = NULL, *out = "build/cyclegan.out", *classifier = NULL;
     int class_a = 7, class_b = 9, steps = 2000, batch = 8, width = 16, blocks = 6, seed = 1, every = 500, resume = 0, threads = 0;
+    int stop_at = 0;
     int i, ok = 0;
     float mean = 0, std = 1;
     dl_dataset *train = NULL, *test = NULL, *ta = NULL, *tb = NULL, *va = NULL, *vb = NULL;
@@ -238,17 +244,18 @@ int main(int argc, char **argv) {
         else if (strcmp(flag, "--blocks") == 0) blocks = atoi(val);
         else if (strcmp(flag, "--seed") == 0) seed = atoi(val);
         else if (strcmp(flag, "--every") == 0) every = atoi(val);
+        else if (strcmp(flag, "--stop-at") == 0) stop_at = atoi(val);
         else if (strcmp(flag, "--classifier") == 0) classifier = val;
         else if (strcmp(flag, "--out") == 0) out = val;
         else if (strcmp(flag, "--threads") == 0) threads = atoi(val);
         else {
             fprintf(stderr, "usage: %s [--data DIR] [--a C] [--b C] [--steps N] [--batch B] [--width W] [--blocks N] [--seed S] "
-                            "[--every N] [--resume] [--classifier PATH] [--out DIR] [--threads T]\n", argv[0]);
+                            "[--every N] [--resume] [--stop-at N] [--classifier PATH] [--out DIR] [--threads T]\n", argv[0]);
             return 2;
         }
     }
     if (class_a < 0 || class_a > 9 || class_b < 0 || class_b > 9 || class_a == class_b || steps < 1 || batch < 1 || width < 1 ||
-        blocks < 0 || every < 1) {
+        blocks < 0 || every < 1 || stop_at < 0) {
         fprintf(stderr, "error: bad flag value\n");
         return 2;
     }
@@ -295,7 +302,8 @@ int main(int argc, char **argv) {
     if (!ba || !bb || skip_to(ba, dl_cyclegan_steps(cg)) != 0 || skip_to(bb, dl_cyclegan_steps(cg)) != 0) goto fail;
 
     wall0 = time(NULL);
-    while (dl_cyclegan_steps(cg) < steps) {
+    if (stop_at == 0 || stop_at > steps) stop_at = steps;
+    while (dl_cyclegan_steps(cg) < stop_at) {
         dl_tensor *a, *b;
         dl_cyclegan_stats st;
         long step = dl_cyclegan_steps(cg);
@@ -303,7 +311,7 @@ int main(int argc, char **argv) {
         if (dl_cyclegan_set_lr(cg, dl_lr_cyclegan(2e-4, steps / 2, steps - steps / 2, step)) != 0) goto fail;
         dl_arena_reset(dl_arena_current());
         if (next_batch(ba, &a) != 1 || next_batch(bb, &b) != 1 || dl_cyclegan_train_step(cg, a, b, &st) != 0) goto fail;
-        if (st.step % every == 0 || st.step == steps) {
+        if (st.step % every == 0 || st.step == stop_at) {
             printf("step %ld/%d: G %.3f (gan %.3f %.3f, cycle %.3f %.3f, idt %.3f %.3f)  D_A %.3f D_B %.3f  (%.0f s)\n", st.step,
                    steps, st.g_loss, st.gan_ab, st.gan_ba, st.cycle_a, st.cycle_b, st.idt_ab, st.idt_ba, st.d_a, st.d_b,
                    difftime(time(NULL), wall0));

@@ -32,6 +32,17 @@
    The Keras lesson's recipe (compile D; combined = G then frozen D; train_on_batch three times
    a step) needs no dl_gan: dl_nn.h's dl_model_as_layer expresses it (examples/gan_mnist.c).
 
+   EXAMPLE: CycleGAN, unpaired translation between two sets of images (examples/cyclegan.c)
+
+       dl_model *g_ab = dl_cyclegan_generator(1, 28, 28, NULL), *g_ba = ..., // yours
+                *d_a = dl_cyclegan_discriminator(1, 28, 28, NULL), *d_b = ...;
+       dl_cyclegan *cg = dl_cyclegan_new(g_ab, g_ba, d_a, d_b, adam_2e4_05, adam_2e4_05, NULL);
+       for (long t = 0; t < steps; t++) {
+           dl_cyclegan_set_lr(cg, dl_lr_cyclegan(2e-4, steps / 2, steps - steps / 2, t));
+           dl_cyclegan_train_step(cg, batch_a, batch_b, &stats);   // a and b need not be pairs
+       }
+       dl_cyclegan_save(cg, "run.safetensors");       // nets, optimizers, pools, history
+
    CONTENTS (declarations below are grouped in this order)
        GAN TRAINING    dl_gan: D and G steps with the BCE (non-saturating), LSGAN and WGAN-GP
                        losses, one-sided label smoothing, instance noise; dl_gan_d_loss,
@@ -42,13 +53,18 @@
                        files with stb_image_write.h: dl_image_grid_save, dl_gan_plot_save
        QUALITY         dl_inception_score, dl_frechet_distance (examples/gan_eval.c uses them
                        with a Fashion-MNIST classifier)
-       CYCLEGAN        CycleGAN's parts (see the section)
+       CYCLEGAN        CycleGAN (Zhu et al. 2017) as the authors' code: dl_image_pool (the
+                       history of fakes D trains on), dl_lr_cyclegan (constant, then linearly to
+                       0), dl_cyclegan_generator (ResNet) and dl_cyclegan_discriminator
+                       (PatchGAN), dl_cyclegan (the G and D steps of both directions; history,
+                       loss picture, whole-run checkpoints); examples/cyclegan.c
        STYLE TRANSFER  VGG19 features (dl_vgg19_*: weights converted by
                        tools/vgg19_to_safetensors.py, or random), dl_style_loss,
                        dl_content_loss, dl_total_variation, dl_style_transfer_* (Adam or L-BFGS)
 
    OWNERSHIP
-       dl_gan borrows its two models (free them after the gan) and takes over its optimizers.
+       dl_gan borrows its two models (free them after the gan) and takes over its optimizers;
+       dl_cyclegan likewise its four models and two optimizers (and owns its two image pools).
        Noise, losses and the pictures' tensors live in the current arena; dl_image_grid and
        dl_gan_plot return owned pixels (dl_free). dl_vgg19 and dl_style_transfer objects are
        yours (their _free).
@@ -225,7 +241,169 @@ DLDEF double dl_inception_score(const dl_tensor *probs);
    rotations; O(D^3)). NaN + dl_error() on bad input. */
 DLDEF double dl_frechet_distance(const dl_tensor *a, const dl_tensor *b);
 
-/* ==== CYCLEGAN ============================================================================== */
+/* ==== CYCLEGAN ==============================================================================
+   Unpaired image-to-image translation (Zhu, Park, Isola, Efros, "Unpaired Image-to-Image
+   Translation using Cycle-Consistent Adversarial Networks", ICCV 2017): two generators,
+   G_AB: A -> B and G_BA: B -> A, and two discriminators, D_A (real A images against G_BA's) and
+   D_B (real B against G_AB's), trained so that each translation fools its discriminator and the
+   round trips A -> B -> A and B -> A -> B give the input back. Everything here follows the
+   authors' code, github.com/junyanz/pytorch-CycleGAN-and-pix2pix (models/cycle_gan_model.py,
+   models/networks.py, util/image_pool.py); their G_A is our G_AB, G_B is G_BA, and their D_A,
+   which judges G_A's outputs (domain B), is our D_B (their D_B is our D_A).
+
+   One dl_cyclegan_train_step on a batch a of A and b of B, as optimize_parameters():
+     fake_b = G_AB(a), rec_a = G_BA(fake_b), fake_a = G_BA(b), rec_b = G_AB(fake_a)
+     G step (D_A, D_B frozen), one optimizer for both generators:
+       gan_ab   = mse(D_B(fake_b), 1)                       LSGAN (Mao et al. 2017, 0-1-1)
+       gan_ba   = mse(D_A(fake_a), 1)
+       cycle_a  = lambda_a |rec_a - a|_1                    (|.|_1: mean absolute difference)
+       cycle_b  = lambda_b |rec_b - b|_1
+       idt_ab   = lambda_b lambda_identity |G_AB(b) - b|_1  (their loss_idt_A)
+       idt_ba   = lambda_a lambda_identity |G_BA(a) - a|_1  (their loss_idt_B)
+       g_loss   = the sum of the six
+     D step, one optimizer for both discriminators, on fakes from the image pools:
+       d_b = (mse(D_B(b), 1) + mse(D_B(pool_b(fake_b)), 0)) / 2   (their loss_D_A, first)
+       d_a = (mse(D_A(a), 1) + mse(D_A(pool_a(fake_a)), 0)) / 2   (their loss_D_B)
+   with their defaults lambda_a = lambda_b = 10, lambda_identity = 0.5 (an identity weight of
+   0.5 * 10 = 5), Adam(2e-4, beta1 0.5), pools of 50 images, the learning rate constant for
+   n_epochs, then linearly to 0 over n_epochs_decay (dl_lr_cyclegan).
+
+   The networks (dl_cyclegan_generator, dl_cyclegan_discriminator) are theirs (networks.py,
+   defaults netG resnet_9blocks, netD basic, norm instance, init normal 0.02), in dl's layers:
+       generator      c7s1-ngf, d(2 ngf), d(4 ngf), n_blocks x R(4 ngf), u(2 ngf), u(ngf), c7s1-C, tanh
+                      (Johnson et al. 2016: c7s1-k = reflection pad 3, 7x7 conv, instance norm,
+                      ReLU; d-k = 3x3 conv stride 2 with zero pad 1, instance norm, ReLU; R-k =
+                      x + [reflection pad 1, 3x3 conv, instance norm, ReLU, reflection pad 1, 3x3
+                      conv, instance norm](x); u-k = 3x3 transposed conv stride 2, instance norm,
+                      ReLU; the last c7s1 has no norm and ends in tanh)
+       discriminator  70x70 PatchGAN: C(ndf) without norm, C(2 ndf), C(4 ndf) (n_layers - 1
+                      stride-2 convs after the first, widths doubling up to 8 ndf), then one at
+                      stride 1, then a 1-channel conv: a map of logits, one per patch. Every conv
+                      is 4x4 with zero pad 1, as their code (so odd sizes work: 7 -> 3);
+                      LeakyReLU 0.2 after each but the last.
+   Every conv has a bias (their use_bias is True with instance norm); instance norm uses
+   epsilon 1e-5 (torch's). Two differences, on purpose:
+     - u-k is dl_Conv2DTranspose(k 3, s 2, DL_PADDING_SAME), TensorFlow's "same": the full
+       output cropped by 0 at the top/left and 1 at the bottom/right. Their ConvTranspose2d(
+       padding=1, output_padding=1) crops 1 and 0: the same size, the picture shifted by one
+       pixel. (Keras ports of CycleGAN use "same".)
+     - Instance norm: their InstanceNorm2d has affine=False (no weights). dl_InstanceNormalization
+       always has gamma and beta; the builders freeze them at 1 and 0 (the layer's trainable = 0,
+       kept by dl_model_save) unless affine_norm is set, so the trainable parameter count is
+       theirs: 11,378,179 for the 9-block 256x256 RGB generator, 2,764,737 for the 70x70
+       PatchGAN (dl_model_num_params(m, 1); with the frozen gamma and beta, 10,496 and 1,792
+       more in all).
+   28x28 images (examples/cyclegan.c, Fashion-MNIST): the generator goes 28 -> 14 -> 7 and
+   back; a PatchGAN with n_layers 2 gives a 5x5 map (28 -> 14 -> 7 -> 6 -> 5), with the default
+   3 a 1x1 one (-> 3 -> 2 -> 1). */
+
+/* The image history pool (Shrivastava et al. 2017), as util/image_pool.py: per image of a batch,
+   while the pool holds fewer than size images, the image is stored and returned; once full,
+   with probability 1/2 a stored image at a random index is returned and the new one stored in
+   its place, else the new one is returned. D then sees some fakes of older generators. */
+typedef struct dl_image_pool dl_image_pool;
+typedef struct dl_image_pool_opts {
+    int size;        /* images kept [50]; DL_ZERO: no pool (a query returns a copy of its input) */
+    uint64_t seed;   /* the pool's generator (the coin and the index) */
+} dl_image_pool_opts;
+/* Yours: dl_image_pool_free. NULL + dl_error() for a negative size (other than DL_ZERO). */
+DLDEF dl_image_pool *dl_image_pool_new(const dl_image_pool_opts *opts);
+DLDEF void dl_image_pool_free(dl_image_pool *pool);   /* NULL is fine */
+/* images f32 [B, ...] (any strides; no gradient is kept) -> the images to give D, [B, ...]
+   (arena, without gradient). Every image must have the shape of the first ever stored.
+   NULL + dl_error(). */
+DLDEF dl_tensor *dl_image_pool_query(dl_image_pool *pool, const dl_tensor *images);
+DLDEF int dl_image_pool_num_images(const dl_image_pool *pool);   /* stored now; 0 for NULL */
+DLDEF int dl_image_pool_size(const dl_image_pool *pool);         /* capacity (0: no pool) */
+
+/* CycleGAN's learning rate (their networks.py get_scheduler, policy "linear"):
+       base * (1 - max(0, t + 1 - n_epochs) / (n_epochs_decay + 1))
+   for the 0-based epoch t (their LambdaLR's epoch with epoch_count 1): base for t < n_epochs,
+   then falling by base / (n_epochs_decay + 1) an epoch, base / (n_epochs_decay + 1) in the last
+   epoch t = n_epochs + n_epochs_decay - 1, and 0 after it (clamped: never negative). A pure
+   function of t, like dl_optim.h's dl_lr_*: t may count steps as well (n_epochs, n_epochs_decay
+   then count steps). For any optimizer: dl_optim_set_lr(opt, dl_lr_cyclegan(2e-4, 100, 100, t));
+   a dl_cyclegan's: dl_cyclegan_set_lr. n_epochs and n_epochs_decay >= 0; else NaN + dl_error(). */
+DLDEF double dl_lr_cyclegan(double base, long n_epochs, long n_epochs_decay, long t);
+
+/* The networks' settings; zero-init gives their defaults. */
+typedef struct dl_cyclegan_net_opts {
+    int width;           /* ngf (generator) or ndf (discriminator) [64] */
+    int n_blocks;        /* generator: residual blocks [9] (theirs for 256x256; 6 for 128x128) */
+    int n_layers;        /* discriminator: stride-2 convs [3] (the 70x70 PatchGAN) */
+    int affine_norm;     /* 1: the instance norms' gamma and beta train (torch's affine=True);
+                            [0: frozen at 1 and 0, their affine=False] */
+    float init_std;      /* conv kernels ~ N(0, init_std^2), biases 0, drawn from dl_nn_seed's
+                            generator [0.02, their init_weights "normal"]; DL_ZERO: keep dl's
+                            Glorot-uniform kernels */
+} dl_cyclegan_net_opts;
+/* The ResNet generator for images [N, channels, height, width] -> the same shape, in [-1, 1].
+   height and width must be divisible by 4 (two stride-2 steps there and back) and at least 8.
+   Yours: dl_model_free (a functional model); NULL + dl_error(). */
+DLDEF dl_model *dl_cyclegan_generator(int channels, int height, int width, const dl_cyclegan_net_opts *opts);
+/* The PatchGAN discriminator for images [N, channels, height, width] -> logits [N, 1, h, w]
+   (each side s -> floor(s / 2) per stride-2 conv, then s - 1 twice; at least 1x1, else an
+   error). Yours: dl_model_free; NULL + dl_error(). */
+DLDEF dl_model *dl_cyclegan_discriminator(int channels, int height, int width, const dl_cyclegan_net_opts *opts);
+
+/* The trainer's settings; zero-init gives their defaults. */
+typedef struct dl_cyclegan_opts {
+    float lambda_a;          /* weight of the cycle A -> B -> A [10]; DL_ZERO for none */
+    float lambda_b;          /* weight of the cycle B -> A -> B [10]; DL_ZERO for none */
+    float lambda_identity;   /* identity weight, relative to lambda_a / lambda_b [0.5]; DL_ZERO: no
+                                identity terms (then G_AB(b), G_BA(a) are not computed; A and B
+                                images may then differ in shape, e.g. in channels) */
+    int pool_size;           /* images in each image pool [50]; DL_ZERO: no pools */
+    uint64_t seed;           /* the pools' generators (pool_a's is seeded with seed, pool_b's with seed + 1) */
+} dl_cyclegan_opts;
+
+/* One step's numbers (the formulas above; the weighted terms). */
+typedef struct dl_cyclegan_stats {
+    long step;                   /* steps so far, this one included */
+    double g_loss;               /* gan_ab + gan_ba + cycle_a + cycle_b + idt_ab + idt_ba */
+    double gan_ab, gan_ba;       /* G_AB's and G_BA's LSGAN losses */
+    double cycle_a, cycle_b;
+    double idt_ab, idt_ba;       /* 0 without identity terms */
+    double d_a, d_b;             /* the discriminators' (halved) losses */
+} dl_cyclegan_stats;
+
+typedef struct dl_cyclegan dl_cyclegan;
+/* g_ab, g_ba, d_a, d_b: four different models, borrowed (free them after the cyclegan). g_opt
+   (both generators' weights) and d_opt (both discriminators'): fresh, different optimizers,
+   taken over, also on failure; the trainer adds the weights on the first step (their order:
+   G_AB's, then G_BA's; D_A's, then D_B's). Yours: dl_cyclegan_free; NULL + dl_error(). */
+DLDEF dl_cyclegan *dl_cyclegan_new(dl_model *g_ab, dl_model *g_ba, dl_model *d_a, dl_model *d_b, dl_optim *g_opt,
+                                   dl_optim *d_opt, const dl_cyclegan_opts *opts);
+DLDEF void dl_cyclegan_free(dl_cyclegan *cg);   /* the optimizers, pools and history; NULL is fine */
+/* One step (above) on a batch of A images a and one of B images b (contiguous f32 [B, C, H, W],
+   arena tensors: reset the arena before making each batch; the batch sizes may differ).
+   G_AB(a) must have b's per-image shape and G_BA(b) a's. 0, or -1 + dl_error(); *stats (may
+   be NULL) gets the numbers, also recorded in the history. */
+DLDEF int dl_cyclegan_train_step(dl_cyclegan *cg, dl_tensor *a, dl_tensor *b, dl_cyclegan_stats *stats);
+/* Both optimizers' learning rate (e.g. dl_lr_cyclegan of the epoch). 0, or -1 + dl_error(). */
+DLDEF int dl_cyclegan_set_lr(dl_cyclegan *cg, double lr);
+DLDEF long dl_cyclegan_steps(const dl_cyclegan *cg);
+DLDEF int dl_cyclegan_history_len(const dl_cyclegan *cg);
+DLDEF const dl_cyclegan_stats *dl_cyclegan_history(const dl_cyclegan *cg);   /* borrowed; valid until the next step */
+/* The pools: 0 pool_a (G_BA's fakes, for D_A), 1 pool_b (G_AB's, for D_B); borrowed. */
+DLDEF dl_image_pool *dl_cyclegan_pool(const dl_cyclegan *cg, int which);
+/* The history as a picture of width x height (0, 0: 640 x 480): the adversarial losses (G_AB,
+   G_BA, D_A, D_B) above, the cycle and identity terms below, against the step. Owned RGB
+   pixels (dl_free), or NULL + dl_error(). */
+DLDEF unsigned char *dl_cyclegan_plot(const dl_cyclegan *cg, int width, int height);
+#ifdef DL_HAVE_PNG
+DLDEF int dl_cyclegan_plot_save(const dl_cyclegan *cg, const char *path, int width, int height);   /* 0, or -1 + dl_error() */
+#endif
+/* Whole-run checkpoint, as dl_gan_save: the four models' weights and layer generators, both
+   optimizers, the step counter, both pools (their images and generators) and the history, in
+   one safetensors file (written atomically). dl_cyclegan_load restores them into a cyclegan
+   built the same way (same layers, names and shapes; same pool size); everything is checked
+   first, and on failure nothing changes. A run saved and resumed ends with the same bits as
+   one that never stopped. The learning rate travels with the optimizers. 0 on success. */
+#ifndef DL_NO_STDIO
+DLDEF int dl_cyclegan_save(dl_cyclegan *cg, const char *path);
+DLDEF int dl_cyclegan_load(dl_cyclegan *cg, const char *path);
+#endif
 
 /* ==== STYLE TRANSFER ========================================================================
    Neural style transfer (Gatys, Ecker, Bethge, "Image Style Transfer Using Convolutional Neural
@@ -745,25 +923,36 @@ DLDEF int dl_gan_g_step(dl_gan *gan, int n, dl_gan_stats *stats) {
    the rows as little-endian IEEE doubles, 6 per row (u8 bytes; absent when empty).
    Metadata: "dl.format" = "dl.gan.v1"; "dl.gan" = "step S rows R loss L latent Z"; "dl.gan.rng"
    = the noise generator's 4 words; "dl.gan.layer_rng" = one line per layer: "g/<layer>" and its
-   generator's 4 words (dropout masks), in hex. */
+   generator's 4 words (dropout masks), in hex.
+   The helpers below (dl__gan_ckpt_*) write and check such files for any number of models, each
+   under its prefix; dl_cyclegan_save / dl_cyclegan_load use them too. */
 #ifndef DL_NO_STDIO
 #define DL__GAN_FORMAT "dl.gan.v1"
 #define DL__GAN_HIST_COLS 6
+#define DL__GAN_CKPT_MAX_OWNED 8
+#define DL__GAN_CKPT_MAX_META 8
 
+/* A checkpoint being written: names and tensors (the models' weights borrowed, the extra byte
+   tensors owned), and one text buffer that holds every name and metadata value. */
 typedef struct dl__gan_file {
-    int n, cap;
+    int n, cap, n_owned, n_meta;
     const char **names;
     dl_tensor **ts;
-    char *text;                /* the names and the metadata values */
+    long *name_off;            /* names as offsets into text until the end (text does not move) */
+    const char *keys[DL__GAN_CKPT_MAX_META];
+    long meta_off[DL__GAN_CKPT_MAX_META];
+    char *text;
     size_t text_len, text_cap;
-    dl_tensor *owned[3];       /* the optimizers' and the history's byte tensors */
+    dl_tensor *owned[DL__GAN_CKPT_MAX_OWNED];
+    const char *fn;            /* the public function, for messages */
 } dl__gan_file;
 
 static void dl__gan_file_free(dl__gan_file *f) {
     int i;
-    for (i = 0; i < 3; i++) dl_tensor_free(f->owned[i]);
+    for (i = 0; i < f->n_owned; i++) dl_tensor_free(f->owned[i]);
     DL_FREE(f->names);
     DL_FREE(f->ts);
+    DL_FREE(f->name_off);
     DL_FREE(f->text);
 }
 
@@ -781,7 +970,7 @@ static long dl__gan_text(dl__gan_file *f, const char *s) {
 /* Bytes as an owned u8 tensor [n] (n may not be 0: safetensors allows it, but keep it simple). */
 static dl_tensor *dl__gan_bytes(const void *p, size_t n) {
     int shape[1];
-    if (n == 0 || n > (size_t)INT_MAX) { dl_set_error("dl_gan_save: %zu bytes do not fit a tensor", n); return NULL; }
+    if (n == 0 || n > (size_t)INT_MAX) { dl_set_error("%zu bytes do not fit a tensor", n); return NULL; }
     shape[0] = (int)n;
     return dl_tensor_from(DL_DTYPE_U8, 1, shape, p);
 }
@@ -790,7 +979,7 @@ static dl_tensor *dl__gan_optim_bytes(const dl_optim *opt) {
     size_t n = dl_optim_serialize(opt, NULL, 0);
     void *buf;
     dl_tensor *t;
-    if (n == 0 || !(buf = DL_MALLOC(n))) { if (n) dl_set_error("dl_gan_save: out of memory"); return NULL; }
+    if (n == 0 || !(buf = DL_MALLOC(n))) { if (n) dl_set_error("out of memory"); return NULL; }
     t = dl_optim_serialize(opt, buf, n) == n ? dl__gan_bytes(buf, n) : NULL;
     DL_FREE(buf);
     return t;
@@ -811,117 +1000,112 @@ static double dl__gan_get_f64(const unsigned char *p) {
     return v;
 }
 
+/* n doubles as little-endian IEEE bytes in an owned u8 tensor. */
+static dl_tensor *dl__gan_doubles(const double *v, size_t n) {
+    unsigned char *h = (unsigned char *)DL_MALLOC(n * 8 + 1);
+    dl_tensor *t;
+    size_t i;
+    if (!h) { dl_set_error("out of memory"); return NULL; }
+    for (i = 0; i < n; i++) dl__gan_put_f64(h + i * 8, v[i]);
+    t = dl__gan_bytes(h, n * 8);
+    DL_FREE(h);
+    return t;
+}
+
 static int dl__gan_weight_count(const dl_model *m) {
     int i, n = 0;
     for (i = 0; i < dl_model_num_layers(m); i++) n += dl_model_layer(m, i)->n_params;
     return n;
 }
 
-/* Both optimizers hold their model's weights (the models must be built). */
-static int dl__gan_bind_both(dl_gan *gan, const char *fn) {
-    if ((!gan->g_bound && dl_model_weights(gan->g, 0, NULL, 0) == 0) || (!gan->d_bound && dl_model_weights(gan->d, 0, NULL, 0) == 0)) {
-        dl_set_error("%s: build both models first (dl_model_build, or a training step)", fn);
-        return -1;
+/* Starts a file with the weights of n models, "<prefix>/<layer>/<weight>", and room for n_extra
+   more tensors. -1 + dl_error() (f is then freed by the caller with dl__gan_file_free). */
+static int dl__gan_ckpt_begin(dl__gan_file *f, const char *fn, int n, const dl_model *const *m, const char *const *prefix,
+                          int n_extra) {
+    char line[160];
+    int mi, i, j, n_layers = 0;
+    memset(f, 0, sizeof *f);
+    f->fn = fn;
+    f->cap = n_extra;
+    for (mi = 0; mi < n; mi++) {
+        f->cap += dl__gan_weight_count(m[mi]);
+        n_layers += dl_model_num_layers(m[mi]);
     }
-    if (dl__gan_bind(gan->g_opt, gan->g, &gan->g_bound, NULL, NULL) != 0) return -1;
-    return dl__gan_bind(gan->d_opt, gan->d, &gan->d_bound, &gan->n_dw, &gan->dw);
+    f->text_cap = (size_t)f->cap * 128 + (size_t)n_layers * 160 + 4096;
+    f->names = (const char **)DL_MALLOC((size_t)f->cap * sizeof *f->names);
+    f->ts = (dl_tensor **)DL_MALLOC((size_t)f->cap * sizeof *f->ts);
+    f->name_off = (long *)DL_MALLOC((size_t)f->cap * sizeof *f->name_off);
+    f->text = (char *)DL_MALLOC(f->text_cap);
+    if (!f->names || !f->ts || !f->name_off || !f->text) { dl_set_error("%s: out of memory", fn); return -1; }
+    for (mi = 0; mi < n; mi++)
+        for (i = 0; i < dl_model_num_layers(m[mi]); i++) {
+            const dl_layer *l = dl_model_layer(m[mi], i);
+            if (dl__layer_model(l)) {
+                dl_set_error("%s: layer %s is a model (dl_model_as_layer): give the inner models", fn, l->name);
+                return -1;
+            }
+            for (j = 0; j < l->n_params; j++) {
+                snprintf(line, sizeof line, "%s/%s/%s", prefix[mi], l->name, l->param_names[j]);
+                f->name_off[f->n] = dl__gan_text(f, line);
+                f->ts[f->n++] = l->params[j];
+            }
+        }
+    return 0;
 }
 
-DLDEF int dl_gan_save(dl_gan *gan, const char *path) {
-    dl__gan_file f;
-    const dl_model *models[2];
-    const char *keys[4], *values[4];
-    long offs[4];
-    char line[160];
-    int mi, i, j, r = -1, n_layers;
-    if (!gan || !path) { dl_set_error("dl_gan_save: NULL argument"); return -1; }
-    memset(&f, 0, sizeof f);
-    if (dl__gan_bind_both(gan, "dl_gan_save") != 0) return -1;
-    models[0] = gan->g; models[1] = gan->d;
-    n_layers = dl_model_num_layers(gan->g) + dl_model_num_layers(gan->d);
-    f.cap = dl__gan_weight_count(gan->g) + dl__gan_weight_count(gan->d) + 3;
-    f.text_cap = (size_t)f.cap * 128 + (size_t)n_layers * 160 + 512;
-    f.names = (const char **)DL_MALLOC((size_t)f.cap * sizeof *f.names);
-    f.ts = (dl_tensor **)DL_MALLOC((size_t)f.cap * sizeof *f.ts);
-    f.text = (char *)DL_MALLOC(f.text_cap);
-    if (!f.names || !f.ts || !f.text) { dl_set_error("dl_gan_save: out of memory"); goto done; }
-    {   /* offsets first: f.text does not move, names point into it at the end */
-        long *name_off = (long *)DL_MALLOC((size_t)f.cap * sizeof(long));
-        if (!name_off) { dl_set_error("dl_gan_save: out of memory"); goto done; }
-        for (mi = 0; mi < 2; mi++)
-            for (i = 0; i < dl_model_num_layers(models[mi]); i++) {
-                const dl_layer *l = dl_model_layer(models[mi], i);
-                if (dl__layer_model(l)) {
-                    dl_set_error("dl_gan_save: layer %s is a model (dl_model_as_layer): give the gan the inner models", l->name);
-                    DL_FREE(name_off);
-                    goto done;
-                }
-                for (j = 0; j < l->n_params; j++) {
-                    snprintf(line, sizeof line, "%s/%s/%s", mi ? "d" : "g", l->name, l->param_names[j]);
-                    name_off[f.n] = dl__gan_text(&f, line);
-                    f.ts[f.n++] = l->params[j];
-                }
-            }
-        if (!(f.owned[0] = dl__gan_optim_bytes(gan->g_opt)) || !(f.owned[1] = dl__gan_optim_bytes(gan->d_opt))) {
-            DL_FREE(name_off);
-            goto done;
-        }
-        name_off[f.n] = dl__gan_text(&f, "g_opt"); f.ts[f.n++] = f.owned[0];
-        name_off[f.n] = dl__gan_text(&f, "d_opt"); f.ts[f.n++] = f.owned[1];
-        if (gan->n_hist > 0) {
-            size_t bytes = (size_t)gan->n_hist * DL__GAN_HIST_COLS * 8;
-            unsigned char *h = (unsigned char *)DL_MALLOC(bytes);
-            if (!h) { dl_set_error("dl_gan_save: out of memory"); DL_FREE(name_off); goto done; }
-            for (i = 0; i < gan->n_hist; i++) {
-                const dl_gan_stats *s = &gan->hist[i];
-                double row[DL__GAN_HIST_COLS];
-                row[0] = (double)s->step; row[1] = s->d_loss; row[2] = s->g_loss;
-                row[3] = s->d_real; row[4] = s->d_fake; row[5] = s->gp;
-                for (j = 0; j < DL__GAN_HIST_COLS; j++) dl__gan_put_f64(h + ((size_t)i * DL__GAN_HIST_COLS + j) * 8, row[j]);
-            }
-            f.owned[2] = dl__gan_bytes(h, bytes);
-            DL_FREE(h);
-            if (!f.owned[2]) { DL_FREE(name_off); goto done; }
-            name_off[f.n] = dl__gan_text(&f, "history"); f.ts[f.n++] = f.owned[2];
-        }
-        keys[0] = "dl.format";
-        offs[0] = dl__gan_text(&f, DL__GAN_FORMAT);
-        keys[1] = "dl.gan";
-        snprintf(line, sizeof line, "step %ld rows %d loss %d latent %d", gan->step, gan->n_hist, (int)gan->o.loss,
-                 gan->o.latent_dim);
-        offs[1] = dl__gan_text(&f, line);
-        keys[2] = "dl.gan.rng";
-        snprintf(line, sizeof line, "%016llx %016llx %016llx %016llx", (unsigned long long)gan->rng.s[0],
-                 (unsigned long long)gan->rng.s[1], (unsigned long long)gan->rng.s[2], (unsigned long long)gan->rng.s[3]);
-        offs[2] = dl__gan_text(&f, line);
-        keys[3] = "dl.gan.layer_rng";
-        offs[3] = (long)f.text_len;
-        for (mi = 0; mi < 2; mi++)
-            for (i = 0; i < dl_model_num_layers(models[mi]); i++) {
-                const uint64_t *s = dl_model_layer(models[mi], i)->rng.s;
-                int len = snprintf(line, sizeof line, "%s/%s %016llx %016llx %016llx %016llx\n", mi ? "d" : "g",
-                                   dl_model_layer(models[mi], i)->name, (unsigned long long)s[0],
-                                   (unsigned long long)s[1], (unsigned long long)s[2], (unsigned long long)s[3]);
-                if (f.text_len + (size_t)len + 1 > f.text_cap) { offs[3] = -1; break; }
-                memcpy(f.text + f.text_len, line, (size_t)len);
-                f.text_len += (size_t)len;
-            }
-        if (offs[3] >= 0 && f.text_len < f.text_cap) f.text[f.text_len++] = 0;
-        else offs[3] = -1;
-        for (i = 0; i < f.n; i++) if (name_off[i] < 0) offs[0] = -1;
-        if (offs[0] < 0 || offs[1] < 0 || offs[2] < 0 || offs[3] < 0) {
-            dl_set_error("dl_gan_save: internal error (text room)");
-            DL_FREE(name_off);
-            goto done;
-        }
-        for (i = 0; i < f.n; i++) f.names[i] = f.text + name_off[i];
-        for (i = 0; i < 4; i++) values[i] = f.text + offs[i];
-        DL_FREE(name_off);
+/* One more tensor; owned ones (made for the file) are freed with it. t NULL: -1 (its maker's
+   message, prefixed with the function's name). */
+static int dl__gan_ckpt_add(dl__gan_file *f, const char *name, dl_tensor *t, int owned) {
+    if (!t) { char msg[512]; snprintf(msg, sizeof msg, "%s", dl_error()); dl_set_error("%s: %s", f->fn, msg); return -1; }
+    if (owned) {
+        if (f->n_owned == DL__GAN_CKPT_MAX_OWNED) { dl_tensor_free(t); dl_set_error("%s: internal error (owned)", f->fn); return -1; }
+        f->owned[f->n_owned++] = t;
     }
-    r = dl_safetensors_save(path, f.n, f.names, f.ts, 4, keys, values);
-    if (r != 0) { char msg[512]; snprintf(msg, sizeof msg, "%s", dl_error()); dl_set_error("dl_gan_save: %s", msg); }
-done:
-    dl__gan_file_free(&f);
+    if (f->n == f->cap) { dl_set_error("%s: internal error (room)", f->fn); return -1; }
+    f->name_off[f->n] = dl__gan_text(f, name);
+    f->ts[f->n++] = t;
+    return 0;
+}
+
+/* A metadata entry (the key must be a string literal or otherwise outlive the write). */
+static void dl__gan_ckpt_meta(dl__gan_file *f, const char *key, const char *value) {
+    if (f->n_meta == DL__GAN_CKPT_MAX_META) return;
+    f->keys[f->n_meta] = key;
+    f->meta_off[f->n_meta++] = dl__gan_text(f, value);
+}
+
+/* The layer generators: one line per layer of the n models, "<prefix>/<layer>" and 4 hex words. */
+static void dl__gan_ckpt_meta_layer_rngs(dl__gan_file *f, const char *key, int n, const dl_model *const *m, const char *const *prefix) {
+    char line[160];
+    long off = (long)f->text_len;
+    int mi, i;
+    for (mi = 0; mi < n && off >= 0; mi++)
+        for (i = 0; i < dl_model_num_layers(m[mi]); i++) {
+            const dl_layer *l = dl_model_layer(m[mi], i);
+            int len = snprintf(line, sizeof line, "%s/%s %016llx %016llx %016llx %016llx\n", prefix[mi], l->name,
+                               (unsigned long long)l->rng.s[0], (unsigned long long)l->rng.s[1],
+                               (unsigned long long)l->rng.s[2], (unsigned long long)l->rng.s[3]);
+            if (f->text_len + (size_t)len + 1 > f->text_cap) { off = -1; break; }
+            memcpy(f->text + f->text_len, line, (size_t)len);
+            f->text_len += (size_t)len;
+        }
+    if (off >= 0 && f->text_len < f->text_cap) f->text[f->text_len++] = 0;
+    else off = -1;
+    if (f->n_meta < DL__GAN_CKPT_MAX_META) { f->keys[f->n_meta] = key; f->meta_off[f->n_meta++] = off; }
+}
+
+/* Writes the file (atomically, by dl_safetensors_save). 0, or -1 + dl_error(). */
+static int dl__gan_ckpt_write(dl__gan_file *f, const char *path) {
+    const char *values[DL__GAN_CKPT_MAX_META];
+    int i, r;
+    for (i = 0; i < f->n; i++)
+        if (f->name_off[i] < 0) { dl_set_error("%s: internal error (text room)", f->fn); return -1; }
+    for (i = 0; i < f->n_meta; i++)
+        if (f->meta_off[i] < 0) { dl_set_error("%s: internal error (text room)", f->fn); return -1; }
+    for (i = 0; i < f->n; i++) f->names[i] = f->text + f->name_off[i];
+    for (i = 0; i < f->n_meta; i++) values[i] = f->text + f->meta_off[i];
+    r = dl_safetensors_save(path, f->n, f->names, f->ts, f->n_meta, f->keys, values);
+    if (r != 0) { char msg[512]; snprintf(msg, sizeof msg, "%s", dl_error()); dl_set_error("%s: %s", f->fn, msg); }
     return r;
 }
 
@@ -943,17 +1127,15 @@ static int dl__gan_parse_rng(const char *s, uint64_t *w) {
 }
 
 /* The layer generators' lines: checks (apply = 0) or sets (apply = 1) every layer's state. */
-static int dl__gan_layer_rngs(dl_gan *gan, const char *text, int apply) {
-    const dl_model *models[2];
+static int dl__gan_ckpt_layer_rngs(int n, const dl_model *const *m, const char *const *prefix, const char *text, int apply) {
     int mi, i;
-    models[0] = gan->g; models[1] = gan->d;
-    for (mi = 0; mi < 2; mi++)
-        for (i = 0; i < dl_model_num_layers(models[mi]); i++) {
-            dl_layer *l = dl_model_layer(models[mi], i);
+    for (mi = 0; mi < n; mi++)
+        for (i = 0; i < dl_model_num_layers(m[mi]); i++) {
+            dl_layer *l = dl_model_layer(m[mi], i);
             char head[80];
             const char *p;
             uint64_t w[4];
-            int len = snprintf(head, sizeof head, "%s/%s ", mi ? "d" : "g", l->name);
+            int len = snprintf(head, sizeof head, "%s/%s ", prefix[mi], l->name);
             for (p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
                 if (strncmp(p, head, (size_t)len) == 0) break;
             if (!p || !*p || !dl__gan_parse_rng(p + len - 1, w)) {
@@ -965,34 +1147,171 @@ static int dl__gan_layer_rngs(dl_gan *gan, const char *text, int apply) {
     return 0;
 }
 
+/* Every weight of the n models is in the file with its dtype and shape (checked before anything
+   changes); and every layer's generator state. 0, or -1 + dl_error() naming fn and path. */
+static int dl__gan_ckpt_check_models(const dl_safetensors *st, const char *fn, const char *path, int n, const dl_model *const *m,
+                                 const char *const *prefix, const char *layer_rngs) {
+    char name[160];
+    int mi, i, j;
+    for (mi = 0; mi < n; mi++)
+        for (i = 0; i < dl_model_num_layers(m[mi]); i++) {
+            const dl_layer *l = dl_model_layer(m[mi], i);
+            for (j = 0; j < l->n_params; j++) {
+                const dl_tensor *w = l->params[j], *src;
+                int k, ok;
+                snprintf(name, sizeof name, "%s/%s/%s", prefix[mi], l->name, l->param_names[j]);
+                src = dl_safetensors_get(st, name);
+                ok = src && src->dtype == w->dtype && src->ndim == w->ndim;
+                for (k = 0; ok && k < w->ndim; k++) ok = src->shape[k] == w->shape[k];
+                if (!ok) {
+                    char a[64];
+                    dl_set_error("%s: '%s': %s '%s' %s%s", fn, path, src ? "the weight" : "no weight", name,
+                                 src ? "has another shape than the model's " : "", dl_shape_str(w, a, sizeof a));
+                    return -1;
+                }
+            }
+        }
+    if (!layer_rngs || dl__gan_ckpt_layer_rngs(n, m, prefix, layer_rngs, 0) != 0) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", layer_rngs ? dl_error() : "no layer generator states");
+        dl_set_error("%s: '%s': %s", fn, path, msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* The n optimizers from their byte tensors (u8 [bytes]). Each parse changes nothing on failure;
+   those parsed before a failure are put back. 0, or -1 + dl_error(). */
+static int dl__gan_ckpt_restore_optims(const char *fn, const char *path, int n, dl_optim *const *opt, const dl_tensor *const *t,
+                                   const char *const *who) {
+    void *backup[4] = {NULL, NULL, NULL, NULL};
+    size_t size[4] = {0, 0, 0, 0};
+    int i, k, r = -1;
+    for (i = 0; i < n && i < 4; i++)
+        if (!t[i] || t[i]->dtype != DL_DTYPE_U8 || t[i]->ndim != 1) {
+            dl_set_error("%s: '%s' has no optimizer state (%s as u8 bytes)", fn, path, who[i]);
+            return -1;
+        }
+    for (i = 0; i < n - 1 && i < 4; i++)   /* the last needs no backup: nothing follows its parse */
+        if ((size[i] = dl_optim_serialize(opt[i], NULL, 0)) == 0 || !(backup[i] = DL_MALLOC(size[i])) ||
+            dl_optim_serialize(opt[i], backup[i], size[i]) != size[i]) {
+            dl_set_error("%s: out of memory", fn);
+            goto done;
+        }
+    for (i = 0; i < n && i < 4; i++)
+        if (dl_optim_parse(opt[i], t[i]->data, t[i]->numel) != 0) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", dl_error());
+            for (k = 0; k < i; k++) dl_optim_parse(opt[k], backup[k], size[k]);
+            dl_set_error("%s: '%s': %s: %s", fn, path, who[i], msg);
+            goto done;
+        }
+    r = 0;
+done:
+    for (i = 0; i < 4; i++) DL_FREE(backup[i]);
+    return r;
+}
+
+/* After every check: the weights and layer generators of the n models from the file. */
+static void dl__gan_ckpt_apply_models(const dl_safetensors *st, int n, const dl_model *const *m, const char *const *prefix,
+                                  const char *layer_rngs) {
+    char name[160];
+    int mi, i, j;
+    for (mi = 0; mi < n; mi++)
+        for (i = 0; i < dl_model_num_layers(m[mi]); i++) {
+            dl_layer *l = dl_model_layer(m[mi], i);
+            for (j = 0; j < l->n_params; j++) {
+                snprintf(name, sizeof name, "%s/%s/%s", prefix[mi], l->name, l->param_names[j]);
+                dl_copy(l->params[j], dl_safetensors_get(st, name));
+            }
+        }
+    dl__gan_ckpt_layer_rngs(n, m, prefix, layer_rngs, 1);
+}
+
+/* dl_safetensors_load with the message prefixed by fn. */
+static dl_safetensors *dl__gan_ckpt_open(const char *fn, const char *path) {
+    dl_safetensors *st = dl_safetensors_load(path);
+    if (!st) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", dl_error());
+        dl_set_error("%s: %s", fn, msg);
+    }
+    return st;
+}
+
+/* Both optimizers hold their model's weights (the models must be built). */
+static int dl__gan_bind_both(dl_gan *gan, const char *fn) {
+    if ((!gan->g_bound && dl_model_weights(gan->g, 0, NULL, 0) == 0) || (!gan->d_bound && dl_model_weights(gan->d, 0, NULL, 0) == 0)) {
+        dl_set_error("%s: build both models first (dl_model_build, or a training step)", fn);
+        return -1;
+    }
+    if (dl__gan_bind(gan->g_opt, gan->g, &gan->g_bound, NULL, NULL) != 0) return -1;
+    return dl__gan_bind(gan->d_opt, gan->d, &gan->d_bound, &gan->n_dw, &gan->dw);
+}
+
+static const char *const dl__gan_prefixes[2] = {"g", "d"};
+
+DLDEF int dl_gan_save(dl_gan *gan, const char *path) {
+    dl__gan_file f;
+    const dl_model *models[2];
+    char line[160];
+    int i, r = -1;
+    if (!gan || !path) { dl_set_error("dl_gan_save: NULL argument"); return -1; }
+    if (dl__gan_bind_both(gan, "dl_gan_save") != 0) return -1;
+    models[0] = gan->g; models[1] = gan->d;
+    if (dl__gan_ckpt_begin(&f, "dl_gan_save", 2, models, dl__gan_prefixes, 3) != 0) goto done;
+    if (dl__gan_ckpt_add(&f, "g_opt", dl__gan_optim_bytes(gan->g_opt), 1) != 0 ||
+        dl__gan_ckpt_add(&f, "d_opt", dl__gan_optim_bytes(gan->d_opt), 1) != 0)
+        goto done;
+    if (gan->n_hist > 0) {
+        double *rows = (double *)DL_MALLOC((size_t)gan->n_hist * DL__GAN_HIST_COLS * sizeof *rows);
+        if (!rows) { dl_set_error("dl_gan_save: out of memory"); goto done; }
+        for (i = 0; i < gan->n_hist; i++) {
+            const dl_gan_stats *s = &gan->hist[i];
+            double *row = rows + (size_t)i * DL__GAN_HIST_COLS;
+            row[0] = (double)s->step; row[1] = s->d_loss; row[2] = s->g_loss;
+            row[3] = s->d_real; row[4] = s->d_fake; row[5] = s->gp;
+        }
+        r = dl__gan_ckpt_add(&f, "history", dl__gan_doubles(rows, (size_t)gan->n_hist * DL__GAN_HIST_COLS), 1);
+        DL_FREE(rows);
+        if (r != 0) goto done;
+        r = -1;
+    }
+    dl__gan_ckpt_meta(&f, "dl.format", DL__GAN_FORMAT);
+    snprintf(line, sizeof line, "step %ld rows %d loss %d latent %d", gan->step, gan->n_hist, (int)gan->o.loss, gan->o.latent_dim);
+    dl__gan_ckpt_meta(&f, "dl.gan", line);
+    snprintf(line, sizeof line, "%016llx %016llx %016llx %016llx", (unsigned long long)gan->rng.s[0],
+             (unsigned long long)gan->rng.s[1], (unsigned long long)gan->rng.s[2], (unsigned long long)gan->rng.s[3]);
+    dl__gan_ckpt_meta(&f, "dl.gan.rng", line);
+    dl__gan_ckpt_meta_layer_rngs(&f, "dl.gan.layer_rng", 2, models, dl__gan_prefixes);
+    r = dl__gan_ckpt_write(&f, path);
+done:
+    dl__gan_file_free(&f);
+    return r;
+}
+
 DLDEF int dl_gan_load(dl_gan *gan, const char *path) {
     dl_safetensors *st;
     const dl_model *models[2];
     const char *fmt, *state, *rng_text, *lrng;
-    dl_tensor *hist_t, *gopt_t, *dopt_t;
-    void *backup = NULL;
-    size_t backup_n = 0;
+    static const char *const who[2] = {"g_opt", "d_opt"};
+    dl_optim *opts[2];
+    const dl_tensor *opt_t[2], *hist_t;
     long step;
-    int rows, loss, latent, consumed = 0, mi, i, j, pass, r = -1;
+    int rows, loss, latent, consumed = 0, i, r = -1;
     uint64_t rng[4];
     dl_gan_stats *hist = NULL;
-    char name[160];
     if (!gan || !path) { dl_set_error("dl_gan_load: NULL argument"); return -1; }
     if (dl__gan_bind_both(gan, "dl_gan_load") != 0) return -1;
-    if (!(st = dl_safetensors_load(path))) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s", dl_error());
-        dl_set_error("dl_gan_load: %s", msg);
-        return -1;
-    }
+    if (!(st = dl__gan_ckpt_open("dl_gan_load", path))) return -1;
     models[0] = gan->g; models[1] = gan->d;
     fmt = dl_safetensors_meta(st, "dl.format");
     state = dl_safetensors_meta(st, "dl.gan");
     rng_text = dl_safetensors_meta(st, "dl.gan.rng");
     lrng = dl_safetensors_meta(st, "dl.gan.layer_rng");
     hist_t = dl_safetensors_get(st, "history");
-    gopt_t = dl_safetensors_get(st, "g_opt");
-    dopt_t = dl_safetensors_get(st, "d_opt");
+    opts[0] = gan->g_opt; opts[1] = gan->d_opt;
+    opt_t[0] = dl_safetensors_get(st, "g_opt"); opt_t[1] = dl_safetensors_get(st, "d_opt");
     if (!fmt || strcmp(fmt, DL__GAN_FORMAT) != 0) { dl_set_error("dl_gan_load: '%s' is not a GAN checkpoint (dl.format %s)", path, fmt ? fmt : "absent"); goto done; }
     if (!state || sscanf(state, "step %ld rows %d loss %d latent %d%n", &step, &rows, &loss, &latent, &consumed) != 4 ||
         state[consumed] != 0 || step < 0 || rows < 0) {
@@ -1005,40 +1324,12 @@ DLDEF int dl_gan_load(dl_gan *gan, const char *path) {
         goto done;
     }
     if (!rng_text || dl__gan_parse_rng(rng_text, rng) == 0 || !lrng) { dl_set_error("dl_gan_load: '%s': bad generator state", path); goto done; }
-    if (!gopt_t || !dopt_t || gopt_t->dtype != DL_DTYPE_U8 || dopt_t->dtype != DL_DTYPE_U8 || gopt_t->ndim != 1 ||
-        dopt_t->ndim != 1) {
-        dl_set_error("dl_gan_load: '%s' has no optimizer state (g_opt, d_opt as u8 bytes)", path);
-        goto done;
-    }
     if (rows > 0 && (!hist_t || hist_t->dtype != DL_DTYPE_U8 || hist_t->ndim != 1 ||
                      hist_t->numel != (size_t)rows * DL__GAN_HIST_COLS * 8)) {
         dl_set_error("dl_gan_load: '%s': the history does not hold %d rows", path, rows);
         goto done;
     }
-    for (mi = 0; mi < 2; mi++)   /* every weight, checked before anything changes */
-        for (i = 0; i < dl_model_num_layers(models[mi]); i++) {
-            const dl_layer *l = dl_model_layer(models[mi], i);
-            for (j = 0; j < l->n_params; j++) {
-                const dl_tensor *w = l->params[j], *src;
-                int k, ok;
-                snprintf(name, sizeof name, "%s/%s/%s", mi ? "d" : "g", l->name, l->param_names[j]);
-                src = dl_safetensors_get(st, name);
-                ok = src && src->dtype == w->dtype && src->ndim == w->ndim;
-                for (k = 0; ok && k < w->ndim; k++) ok = src->shape[k] == w->shape[k];
-                if (!ok) {
-                    char a[64];
-                    dl_set_error("dl_gan_load: '%s': %s '%s' %s%s", path, src ? "the weight" : "no weight", name,
-                                 src ? "has another shape than the model's " : "", dl_shape_str(w, a, sizeof a));
-                    goto done;
-                }
-            }
-        }
-    if (dl__gan_layer_rngs(gan, lrng, 0) != 0) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s", dl_error());
-        dl_set_error("dl_gan_load: '%s': %s", path, msg);
-        goto done;
-    }
+    if (dl__gan_ckpt_check_models(st, "dl_gan_load", path, 2, models, dl__gan_prefixes, lrng) != 0) goto done;
     if (rows > 0) {
         const unsigned char *h = (const unsigned char *)hist_t->data;
         if (!(hist = (dl_gan_stats *)DL_MALLOC((size_t)rows * sizeof *hist))) { dl_set_error("dl_gan_load: out of memory"); goto done; }
@@ -1057,31 +1348,8 @@ DLDEF int dl_gan_load(dl_gan *gan, const char *path) {
         }
     }
     /* The optimizers last (each parse changes nothing on failure; G's is put back if D's fails). */
-    if ((backup_n = dl_optim_serialize(gan->g_opt, NULL, 0)) == 0 || !(backup = DL_MALLOC(backup_n)) ||
-        dl_optim_serialize(gan->g_opt, backup, backup_n) != backup_n) {
-        dl_set_error("dl_gan_load: out of memory");
-        goto done;
-    }
-    for (pass = 0; pass < 2; pass++) {
-        dl_optim *opt = pass ? gan->d_opt : gan->g_opt;
-        const dl_tensor *t = pass ? dopt_t : gopt_t;
-        if (dl_optim_parse(opt, t->data, t->numel) != 0) {
-            char msg[512];
-            snprintf(msg, sizeof msg, "%s", dl_error());
-            if (pass) dl_optim_parse(gan->g_opt, backup, backup_n);
-            dl_set_error("dl_gan_load: '%s': %s optimizer: %s", path, pass ? "D's" : "G's", msg);
-            goto done;
-        }
-    }
-    for (mi = 0; mi < 2; mi++)
-        for (i = 0; i < dl_model_num_layers(models[mi]); i++) {
-            dl_layer *l = dl_model_layer(models[mi], i);
-            for (j = 0; j < l->n_params; j++) {
-                snprintf(name, sizeof name, "%s/%s/%s", mi ? "d" : "g", l->name, l->param_names[j]);
-                dl_copy(l->params[j], dl_safetensors_get(st, name));
-            }
-        }
-    dl__gan_layer_rngs(gan, lrng, 1);
+    if (dl__gan_ckpt_restore_optims("dl_gan_load", path, 2, opts, opt_t, who) != 0) goto done;
+    dl__gan_ckpt_apply_models(st, 2, models, dl__gan_prefixes, lrng);
     memcpy(gan->rng.s, rng, sizeof rng);
     gan->step = step;
     DL_FREE(gan->hist);
@@ -1091,7 +1359,6 @@ DLDEF int dl_gan_load(dl_gan *gan, const char *path) {
     r = 0;
 done:
     DL_FREE(hist);
-    DL_FREE(backup);
     dl_safetensors_free(st);
     return r;
 }
@@ -1516,7 +1783,680 @@ DLDEF double dl_frechet_distance(const dl_tensor *a, const dl_tensor *b) {
     return dist;
 }
 
-/* ==== CYCLEGAN: implementation ============================================================== */
+/* ==== CYCLEGAN: implementation (tests: tests/test_cyclegan.c) =============================== */
+
+struct dl_image_pool {
+    int size, n;                    /* capacity; images stored */
+    int ndim, shape[DL_MAX_DIMS];   /* per image (ndim 0 until the first query) */
+    size_t per;                     /* values per image */
+    float *images;                  /* size x per, owned (made by the first query) */
+    dl_rng rng;
+};
+
+DLDEF dl_image_pool *dl_image_pool_new(const dl_image_pool_opts *opts) {
+    dl_image_pool_opts o;
+    dl_image_pool *p;
+    memset(&o, 0, sizeof o);
+    if (opts) o = *opts;
+    if (o.size < 0 && o.size != DL_ZERO) {
+        dl_set_error("dl_image_pool_new: size %d must be >= 0 (0: 50; DL_ZERO: no pool)", o.size);
+        return NULL;
+    }
+    if (!(p = (dl_image_pool *)DL_MALLOC(sizeof *p))) { dl_set_error("dl_image_pool_new: out of memory"); return NULL; }
+    memset(p, 0, sizeof *p);
+    p->size = o.size == 0 ? 50 : o.size == DL_ZERO ? 0 : o.size;
+    dl_rng_seed(&p->rng, o.seed);
+    return p;
+}
+
+DLDEF void dl_image_pool_free(dl_image_pool *pool) {
+    if (!pool) return;
+    DL_FREE(pool->images);
+    DL_FREE(pool);
+}
+
+DLDEF int dl_image_pool_num_images(const dl_image_pool *pool) { return pool ? pool->n : 0; }
+DLDEF int dl_image_pool_size(const dl_image_pool *pool) { return pool ? pool->size : 0; }
+
+DLDEF dl_tensor *dl_image_pool_query(dl_image_pool *pool, const dl_tensor *images) {
+    dl_tensor *in, *out;
+    const float *x;
+    float *y;
+    size_t per;
+    int b, i;
+    if (!pool || !images) { dl_set_error("dl_image_pool_query: NULL argument"); return NULL; }
+    if (images->dtype != DL_DTYPE_F32 || images->ndim < 2 || images->shape[0] <= 0 || images->numel == 0) {
+        char a[64];
+        dl_set_error("dl_image_pool_query: images must be f32 [B, ...] with B > 0, not %s", dl_shape_str(images, a, sizeof a));
+        return NULL;
+    }
+    b = images->shape[0];
+    per = images->numel / (size_t)b;
+    if (pool->ndim && (pool->ndim != images->ndim - 1 || memcmp(pool->shape, images->shape + 1, (size_t)pool->ndim * sizeof(int)) != 0)) {
+        char a[64];
+        dl_set_error("dl_image_pool_query: images %s do not have the shape of the pool's (%d values each)",
+                     dl_shape_str(images, a, sizeof a), (int)pool->per);
+        return NULL;
+    }
+    if (pool->size > 0 && !pool->images) {
+        if (per > (size_t)-1 / sizeof(float) / (size_t)pool->size ||
+            !(pool->images = (float *)DL_MALLOC((size_t)pool->size * per * sizeof(float)))) {
+            dl_set_error("dl_image_pool_query: out of memory (%d images of %zu values)", pool->size, per);
+            return NULL;
+        }
+    }
+    if (!pool->ndim) {
+        pool->ndim = images->ndim - 1;
+        memcpy(pool->shape, images->shape + 1, (size_t)pool->ndim * sizeof(int));
+        pool->per = per;
+    }
+    in = dl_tmp(DL_DTYPE_F32, images->ndim, images->shape);   /* a contiguous copy, without history */
+    out = dl_tmp(DL_DTYPE_F32, images->ndim, images->shape);
+    if (!in || !out || dl_copy(in, images) != 0) return NULL;
+    x = dl_f32(in);
+    y = dl_f32(out);
+    for (i = 0; i < b; i++) {
+        const float *xi = x + (size_t)i * per;
+        float *yi = y + (size_t)i * per;
+        if (pool->n < pool->size) {   /* not full: store it and return it */
+            memcpy(pool->images + (size_t)pool->n++ * per, xi, per * sizeof(float));
+            memcpy(yi, xi, per * sizeof(float));
+        } else if (pool->size > 0 && dl_rng_uniform(&pool->rng) >= 0.5f) {   /* p 1/2: an old one, swapped */
+            float *slot = pool->images + (size_t)dl_rng_int(&pool->rng, pool->size) * per;
+            memcpy(yi, slot, per * sizeof(float));
+            memcpy(slot, xi, per * sizeof(float));
+        } else {
+            memcpy(yi, xi, per * sizeof(float));
+        }
+    }
+    return out;
+}
+
+DLDEF double dl_lr_cyclegan(double base, long n_epochs, long n_epochs_decay, long t) {
+    long past;
+    double f;
+    if (n_epochs < 0 || n_epochs_decay < 0) {
+        dl_set_error("dl_lr_cyclegan: n_epochs %ld and n_epochs_decay %ld must be >= 0", n_epochs, n_epochs_decay);
+        return NAN;
+    }
+    if (t < 0) t = 0;
+    past = t + 1 - n_epochs;   /* 1 - max(0, epoch + 1 - n_epochs) / (n_epochs_decay + 1) */
+    f = 1.0 - (double)(past > 0 ? past : 0) / ((double)n_epochs_decay + 1.0);
+    return f > 0 ? base * f : 0.0;
+}
+
+/* ---- The networks ---- */
+
+/* Settings with the defaults filled in; -1 + dl_error() for bad ones. */
+static int dl__cg_net_opts(const dl_cyclegan_net_opts *opts, dl_cyclegan_net_opts *o, const char *fn) {
+    memset(o, 0, sizeof *o);
+    if (opts) *o = *opts;
+    if (o->width < 0 || o->width > 4096) { dl_set_error("%s: width %d must be in [0, 4096] (0: 64)", fn, o->width); return -1; }
+    if (o->n_blocks < 0 && o->n_blocks != DL_ZERO) { dl_set_error("%s: n_blocks %d must be >= 0 (0: 9; DL_ZERO: none)", fn, o->n_blocks); return -1; }
+    if (o->n_layers < 0 || o->n_layers > 16) { dl_set_error("%s: n_layers %d must be in [0, 16] (0: 3)", fn, o->n_layers); return -1; }
+    if (!(o->init_std >= 0.0f || o->init_std == (float)DL_ZERO) || !isfinite(o->init_std)) {
+        dl_set_error("%s: init_std %g must be finite and >= 0 (0: 0.02; DL_ZERO: Glorot)", fn, (double)o->init_std);
+        return -1;
+    }
+    if (o->width == 0) o->width = 64;
+    o->n_blocks = o->n_blocks == 0 ? 9 : o->n_blocks == DL_ZERO ? 0 : o->n_blocks;
+    if (o->n_layers == 0) o->n_layers = 3;
+    o->init_std = o->init_std == 0.0f ? 0.02f : o->init_std == (float)DL_ZERO ? 0.0f : o->init_std;
+    return 0;
+}
+
+/* After the graph: conv kernels ~ N(0, std^2) and biases 0 (their init_weights), in layer
+   order from dl_nn_seed's generator; the instance norms frozen unless affine. */
+static void dl__cg_finish(dl_model *m, const dl_cyclegan_net_opts *o) {
+    int i, j;
+    for (i = 0; i < dl_model_num_layers(m); i++) {
+        dl_layer *l = dl_model_layer(m, i);
+        const char *kind = l->ops->kind;
+        if (o->init_std > 0.0f && (strcmp(kind, "Conv2D") == 0 || strcmp(kind, "Conv2DTranspose") == 0))
+            for (j = 0; j < l->n_params; j++) {
+                dl_tensor *w = l->params[j];
+                float *p = dl_f32(w);
+                size_t k;
+                if (strcmp(l->param_names[j], "kernel") == 0)
+                    for (k = 0; k < w->numel; k++) p[k] = o->init_std * dl_rng_normal(dl__nn_gen());
+                else
+                    dl_fill(w, 0.0f);
+            }
+        if (!o->affine_norm && strcmp(kind, "InstanceNormalization") == 0) {
+            l->trainable = 0;   /* their affine=False: gamma 1, beta 0 for good */
+            for (j = 0; j < l->n_params; j++) dl_set_requires_grad(l->params[j], 0);
+        }
+    }
+}
+
+/* layer(x), then instance norm and an activation (DL_ACT_LINEAR: none; leaky: LeakyReLU 0.2). */
+static dl_sym *dl__cg_block(dl_sym *x, dl_layer *conv, int norm, dl_act act) {
+    x = dl_apply(conv, x);
+    if (norm) x = dl_apply(dl_InstanceNormalization(1e-5f), x);
+    if (act == DL_ACT_LEAKY_RELU) x = dl_apply(dl_LeakyReLU(0.2f), x);
+    else if (act != DL_ACT_LINEAR) x = dl_apply(dl_Activation(act), x);
+    return x;
+}
+
+/* The model from in to out, finished; on failure the abandoned symbols are freed. */
+static dl_model *dl__cg_model(dl_sym *in, dl_sym *out, const dl_cyclegan_net_opts *o, const char *fn) {
+    dl_model *m = out ? dl_model_new(1, &in, 1, &out) : NULL;
+    if (!m) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", dl_error());
+        dl_sym_free_unused();
+        dl_set_error("%s: %s", fn, msg);
+        return NULL;
+    }
+    dl__cg_finish(m, o);
+    return m;
+}
+
+DLDEF dl_model *dl_cyclegan_generator(int channels, int height, int width, const dl_cyclegan_net_opts *opts) {
+    const char *fn = "dl_cyclegan_generator";
+    dl_cyclegan_net_opts o;
+    dl_sym *in, *x;
+    int shape[3], ngf, i;
+    if (dl__cg_net_opts(opts, &o, fn) != 0) return NULL;
+    if (channels < 1 || height < 8 || width < 8 || height % 4 || width % 4) {
+        dl_set_error("%s: need channels >= 1 and height, width >= 8 and divisible by 4 (two stride-2 steps); got %d, %d, %d",
+                     fn, channels, height, width);
+        return NULL;
+    }
+    ngf = o.width;
+    shape[0] = channels; shape[1] = height; shape[2] = width;
+    in = dl_Input(3, shape);   /* c7s1-ngf */
+    x = dl__cg_block(dl_apply(dl_ReflectionPad2D(3), in), dl_Conv2D(ngf, 7, 1, DL_PADDING_VALID, DL_ACT_LINEAR), 1, DL_ACT_RELU);
+    for (i = 0; i < 2; i++)    /* d(2 ngf), d(4 ngf): 3x3 stride 2, zero pad 1 */
+        x = dl__cg_block(dl_apply(dl_ZeroPadding2D(1), x), dl_Conv2D(ngf << (i + 1), 3, 2, DL_PADDING_VALID, DL_ACT_LINEAR), 1,
+                         DL_ACT_RELU);
+    for (i = 0; i < o.n_blocks; i++) {   /* R(4 ngf): x + F(x) */
+        dl_sym *h = dl__cg_block(dl_apply(dl_ReflectionPad2D(1), x), dl_Conv2D(4 * ngf, 3, 1, DL_PADDING_VALID, DL_ACT_LINEAR), 1,
+                                 DL_ACT_RELU), *xs[2];
+        h = dl__cg_block(dl_apply(dl_ReflectionPad2D(1), h), dl_Conv2D(4 * ngf, 3, 1, DL_PADDING_VALID, DL_ACT_LINEAR), 1,
+                         DL_ACT_LINEAR);
+        xs[0] = x; xs[1] = h;
+        x = dl_apply_n(dl_Add(), 2, xs);
+    }
+    for (i = 0; i < 2; i++)    /* u(2 ngf), u(ngf): 3x3 transposed, stride 2, "same" */
+        x = dl__cg_block(x, dl_Conv2DTranspose(ngf << (1 - i), 3, 2, DL_PADDING_SAME, DL_ACT_LINEAR), 1, DL_ACT_RELU);
+    x = dl__cg_block(dl_apply(dl_ReflectionPad2D(3), x), dl_Conv2D(channels, 7, 1, DL_PADDING_VALID, DL_ACT_TANH), 0,
+                     DL_ACT_LINEAR);   /* c7s1-C, tanh */
+    return dl__cg_model(in, x, &o, fn);
+}
+
+DLDEF dl_model *dl_cyclegan_discriminator(int channels, int height, int width, const dl_cyclegan_net_opts *opts) {
+    const char *fn = "dl_cyclegan_discriminator";
+    dl_cyclegan_net_opts o;
+    dl_sym *in, *x;
+    int shape[3], n, h, w, nf;
+    if (dl__cg_net_opts(opts, &o, fn) != 0) return NULL;
+    if (channels < 1 || height < 1 || width < 1) { dl_set_error("%s: channels, height, width must be >= 1", fn); return NULL; }
+    h = height; w = width;   /* the sizes: k 4, pad 1: s -> (s - 2) / stride + 1 */
+    for (n = 0; n < o.n_layers + 2 && h >= 2 && w >= 2; n++) {
+        int stride = n < o.n_layers ? 2 : 1;
+        h = (h - 2) / stride + 1;
+        w = (w - 2) / stride + 1;
+    }
+    if (n < o.n_layers + 2 || h < 1 || w < 1) {
+        dl_set_error("%s: %dx%d images are too small for %d stride-2 layers (the patch map would be empty)", fn, height, width,
+                     o.n_layers);
+        return NULL;
+    }
+    shape[0] = channels; shape[1] = height; shape[2] = width;
+    in = dl_Input(3, shape);
+    x = dl__cg_block(dl_apply(dl_ZeroPadding2D(1), in), dl_Conv2D(o.width, 4, 2, DL_PADDING_VALID, DL_ACT_LINEAR), 0,
+                     DL_ACT_LEAKY_RELU);   /* C(ndf), no norm */
+    for (n = 1; n <= o.n_layers; n++) {   /* C(2^n ndf) (at most 8 ndf), stride 2; the last at stride 1 */
+        nf = o.width * (n < 3 ? 1 << n : 8);
+        x = dl__cg_block(dl_apply(dl_ZeroPadding2D(1), x), dl_Conv2D(nf, 4, n < o.n_layers ? 2 : 1, DL_PADDING_VALID, DL_ACT_LINEAR),
+                         1, DL_ACT_LEAKY_RELU);
+    }
+    x = dl__cg_block(dl_apply(dl_ZeroPadding2D(1), x), dl_Conv2D(1, 4, 1, DL_PADDING_VALID, DL_ACT_LINEAR), 0, DL_ACT_LINEAR);
+    return dl__cg_model(in, x, &o, fn);
+}
+
+/* ---- The trainer ---- */
+
+#define DL__CG_HIST_COLS 10
+
+struct dl_cyclegan {
+    dl_model *m[4];                  /* G_AB, G_BA, D_A, D_B; borrowed */
+    dl_optim *g_opt, *d_opt;         /* owned */
+    int bound[4];                    /* the optimizer holds the model's trainable weights */
+    int n_dw[2];
+    dl_tensor **dw[2];               /* D_A's and D_B's trainable weights (off during G's step) */
+    float lambda_a, lambda_b, lambda_idt;
+    dl_image_pool *pool[2];          /* pool_a (G_BA's fakes), pool_b (G_AB's); owned */
+    long step;
+    int n_hist, cap_hist;
+    dl_cyclegan_stats *hist;
+};
+
+DLDEF dl_cyclegan *dl_cyclegan_new(dl_model *g_ab, dl_model *g_ba, dl_model *d_a, dl_model *d_b, dl_optim *g_opt,
+                                   dl_optim *d_opt, const dl_cyclegan_opts *opts) {
+    dl_cyclegan *cg = NULL;
+    dl_cyclegan_opts o;
+    dl_image_pool_opts po;
+    const char *bad = NULL;
+    memset(&o, 0, sizeof o);
+    if (opts) o = *opts;
+    if (!g_ab || !g_ba || !d_a || !d_b) bad = "NULL model";
+    else if (g_ab == g_ba || g_ab == d_a || g_ab == d_b || g_ba == d_a || g_ba == d_b || d_a == d_b) bad = "give four different models";
+    else if (!g_opt || !d_opt) bad = "NULL optimizer (did its constructor fail?)";
+    else if (g_opt == d_opt) bad = "the generators and the discriminators need an optimizer each";
+    else if (dl_optim_num_params(g_opt) || dl_optim_num_params(d_opt)) bad = "give fresh optimizers (the cyclegan adds the weights)";
+    else if (!((o.lambda_a >= 0.0f || o.lambda_a == (float)DL_ZERO) && isfinite(o.lambda_a)) ||
+             !((o.lambda_b >= 0.0f || o.lambda_b == (float)DL_ZERO) && isfinite(o.lambda_b)) ||
+             !((o.lambda_identity >= 0.0f || o.lambda_identity == (float)DL_ZERO) && isfinite(o.lambda_identity)))
+        bad = "lambda_a, lambda_b, lambda_identity must be finite and >= 0 (or DL_ZERO)";
+    else if (o.pool_size < 0 && o.pool_size != DL_ZERO) bad = "pool_size must be >= 0 (0: 50; DL_ZERO: no pools)";
+    if (!bad && !(cg = (dl_cyclegan *)DL_MALLOC(sizeof *cg))) bad = "out of memory";
+    if (bad) {
+        dl_set_error("dl_cyclegan_new: %s", bad);
+        if (g_opt != d_opt) dl_optim_free(d_opt);
+        dl_optim_free(g_opt);
+        return NULL;
+    }
+    memset(cg, 0, sizeof *cg);
+    cg->m[0] = g_ab; cg->m[1] = g_ba; cg->m[2] = d_a; cg->m[3] = d_b;
+    cg->g_opt = g_opt; cg->d_opt = d_opt;
+    cg->lambda_a = o.lambda_a == 0.0f ? 10.0f : o.lambda_a == (float)DL_ZERO ? 0.0f : o.lambda_a;
+    cg->lambda_b = o.lambda_b == 0.0f ? 10.0f : o.lambda_b == (float)DL_ZERO ? 0.0f : o.lambda_b;
+    cg->lambda_idt = o.lambda_identity == 0.0f ? 0.5f : o.lambda_identity == (float)DL_ZERO ? 0.0f : o.lambda_identity;
+    memset(&po, 0, sizeof po);
+    po.size = o.pool_size;
+    po.seed = o.seed;
+    cg->pool[0] = dl_image_pool_new(&po);
+    po.seed = o.seed + 1;
+    cg->pool[1] = dl_image_pool_new(&po);
+    if (!cg->pool[0] || !cg->pool[1]) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", dl_error());
+        dl_cyclegan_free(cg);
+        dl_set_error("dl_cyclegan_new: %s", msg);
+        return NULL;
+    }
+    return cg;
+}
+
+DLDEF void dl_cyclegan_free(dl_cyclegan *cg) {
+    if (!cg) return;
+    dl_optim_free(cg->g_opt);
+    dl_optim_free(cg->d_opt);
+    DL_FREE(cg->dw[0]);
+    DL_FREE(cg->dw[1]);
+    dl_image_pool_free(cg->pool[0]);
+    dl_image_pool_free(cg->pool[1]);
+    DL_FREE(cg->hist);
+    DL_FREE(cg);
+}
+
+DLDEF long dl_cyclegan_steps(const dl_cyclegan *cg) { return cg ? cg->step : 0; }
+DLDEF int dl_cyclegan_history_len(const dl_cyclegan *cg) { return cg ? cg->n_hist : 0; }
+DLDEF const dl_cyclegan_stats *dl_cyclegan_history(const dl_cyclegan *cg) { return cg ? cg->hist : NULL; }
+DLDEF dl_image_pool *dl_cyclegan_pool(const dl_cyclegan *cg, int which) {
+    return cg && (which == 0 || which == 1) ? cg->pool[which] : NULL;
+}
+
+DLDEF int dl_cyclegan_set_lr(dl_cyclegan *cg, double lr) {
+    double old;
+    if (!cg) { dl_set_error("dl_cyclegan_set_lr: NULL cyclegan"); return -1; }
+    old = dl_optim_lr(cg->g_opt);
+    if (dl_optim_set_lr(cg->g_opt, lr) != 0) return -1;
+    if (dl_optim_set_lr(cg->d_opt, lr) != 0) { dl_optim_set_lr(cg->g_opt, old); return -1; }
+    return 0;
+}
+
+/* Model i's weights into its optimizer (G's: 0, 1; D's: 2, 3), once it is built. */
+static int dl__cg_bind(dl_cyclegan *cg, int i) {
+    if (cg->bound[i]) return 0;
+    if (i < 2) return dl__gan_bind(cg->g_opt, cg->m[i], &cg->bound[i], NULL, NULL);
+    return dl__gan_bind(cg->d_opt, cg->m[i], &cg->bound[i], &cg->n_dw[i - 2], &cg->dw[i - 2]);
+}
+
+static void dl__cg_set_d_grad(dl_cyclegan *cg, int on) {
+    int k, i;
+    for (k = 0; k < 2; k++)
+        for (i = 0; i < cg->n_dw[k]; i++) dl_set_requires_grad(cg->dw[k][i], on);
+}
+
+static int dl__cg_check_batch(const dl_tensor *x, const char *which) {
+    if (!x) { dl_set_error("dl_cyclegan_train_step: NULL batch %s", which); return -1; }
+    if (x->dtype != DL_DTYPE_F32 || x->ndim < 2 || x->shape[0] <= 0 || !dl_is_contiguous(x)) {
+        char s[64];
+        dl_set_error("dl_cyclegan_train_step: batch %s must be contiguous f32 [B, ...] with B > 0, not %s", which,
+                     dl_shape_str(x, s, sizeof s));
+        return -1;
+    }
+    return 0;
+}
+
+/* y (a generator's output on a batch) has like's per-image shape. */
+static int dl__cg_same_image(const dl_tensor *y, const dl_tensor *like, const char *what) {
+    if (!y) return -1;
+    if (y->ndim != like->ndim || memcmp(y->shape + 1, like->shape + 1, (size_t)(like->ndim - 1) * sizeof(int)) != 0) {
+        char s1[64], s2[64];
+        dl_set_error("dl_cyclegan_train_step: %s gives %s, the other domain's batch is %s", what, dl_shape_str(y, s1, sizeof s1),
+                     dl_shape_str(like, s2, sizeof s2));
+        return -1;
+    }
+    return 0;
+}
+
+/* Appends a row to a growing array (doubles: 256, 512, ...). */
+static int dl__cg_record(dl_cyclegan *cg, const dl_cyclegan_stats *st) {
+    if (cg->n_hist == cg->cap_hist) {
+        int cap = cg->cap_hist ? 2 * cg->cap_hist : 256;
+        dl_cyclegan_stats *p = (dl_cyclegan_stats *)DL_REALLOC(cg->hist, (size_t)cap * sizeof *p);
+        if (!p) { dl_set_error("dl_cyclegan_train_step: out of memory"); return -1; }
+        cg->hist = p;
+        cg->cap_hist = cap;
+    }
+    cg->hist[cg->n_hist++] = *st;
+    return 0;
+}
+
+/* One discriminator's step half: (mse(D(real), 1) + mse(D(pool(fake)), 0)) / 2, backward. */
+static double dl__cg_d_half(dl_cyclegan *cg, int k, dl_tensor *real, dl_tensor *fake) {
+    dl_tensor *f = dl_image_pool_query(cg->pool[k], fake), *loss;
+    if (!f) return NAN;
+    loss = dl_gan_d_loss(DL_GAN_LOSS_LSGAN, dl_model_call(cg->m[2 + k], real, 1), dl_model_call(cg->m[2 + k], f, 1), 1.0f);
+    if (!loss || dl_backward(loss) != 0) return NAN;
+    return dl_item(loss);
+}
+
+DLDEF int dl_cyclegan_train_step(dl_cyclegan *cg, dl_tensor *a, dl_tensor *b, dl_cyclegan_stats *stats) {
+    dl_cyclegan_stats st;
+    dl_tensor *fake_b, *rec_a, *fake_a, *rec_b, *t[6], *loss;
+    int r;
+    if (!cg) { dl_set_error("dl_cyclegan_train_step: NULL cyclegan"); return -1; }
+    if (dl__cg_check_batch(a, "a") != 0 || dl__cg_check_batch(b, "b") != 0) return -1;
+    memset(&st, 0, sizeof st);
+    /* forward(): both round trips, with the tape */
+    fake_b = dl_model_call(cg->m[0], a, 1);
+    if (dl__cg_same_image(fake_b, b, "G_AB(a)") != 0) return -1;
+    rec_a = dl_model_call(cg->m[1], fake_b, 1);
+    if (dl__cg_same_image(rec_a, a, "G_BA(G_AB(a))") != 0) return -1;
+    fake_a = dl_model_call(cg->m[1], b, 1);
+    if (dl__cg_same_image(fake_a, a, "G_BA(b)") != 0) return -1;
+    rec_b = dl_model_call(cg->m[0], fake_a, 1);
+    if (!rec_b) return -1;
+    if (dl__cg_bind(cg, 0) != 0 || dl__cg_bind(cg, 1) != 0) return -1;
+    /* G step, D_A and D_B frozen (once their weights are known: on the first step they get
+       gradients here, which D's zero_grad below clears) */
+    dl_optim_zero_grad(cg->g_opt);
+    dl__cg_set_d_grad(cg, 0);
+    t[0] = dl_gan_g_loss(DL_GAN_LOSS_LSGAN, dl_model_call(cg->m[3], fake_b, 1));   /* gan_ab: D_B(G_AB(a)) -> 1 */
+    t[1] = dl_gan_g_loss(DL_GAN_LOSS_LSGAN, dl_model_call(cg->m[2], fake_a, 1));   /* gan_ba: D_A(G_BA(b)) -> 1 */
+    t[2] = dl_mul_scalar(dl_l1(rec_a, a), cg->lambda_a);                          /* cycle_a */
+    t[3] = dl_mul_scalar(dl_l1(rec_b, b), cg->lambda_b);                          /* cycle_b */
+    t[4] = t[5] = NULL;
+    if (cg->lambda_idt > 0.0f) {
+        t[4] = dl_mul_scalar(dl_l1(dl_model_call(cg->m[0], b, 1), b), cg->lambda_b * cg->lambda_idt);   /* idt_ab */
+        t[5] = dl_mul_scalar(dl_l1(dl_model_call(cg->m[1], a, 1), a), cg->lambda_a * cg->lambda_idt);   /* idt_ba */
+    }
+    loss = dl_add(dl_add(dl_add(t[0], t[1]), t[2]), t[3]);
+    if (t[4] || t[5]) loss = dl_add(dl_add(loss, t[4]), t[5]);
+    r = loss ? dl_backward(loss) : -1;
+    dl__cg_set_d_grad(cg, 1);
+    if (r == 0) r = dl__cg_bind(cg, 2) == 0 && dl__cg_bind(cg, 3) == 0 ? 0 : -1;
+    if (r != 0 || dl_optim_step(cg->g_opt) != 0) return -1;
+    st.g_loss = dl_item(loss);
+    st.gan_ab = dl_item(t[0]); st.gan_ba = dl_item(t[1]);
+    st.cycle_a = dl_item(t[2]); st.cycle_b = dl_item(t[3]);
+    st.idt_ab = t[4] ? dl_item(t[4]) : 0.0; st.idt_ba = t[5] ? dl_item(t[5]) : 0.0;
+    /* D step: D_B on b and pooled G_AB(a) (their backward_D_A, first), then D_A */
+    dl_optim_zero_grad(cg->d_opt);
+    st.d_b = dl__cg_d_half(cg, 1, b, dl_detach(fake_b));
+    if (isnan(st.d_b)) return -1;
+    st.d_a = dl__cg_d_half(cg, 0, a, dl_detach(fake_a));
+    if (isnan(st.d_a) || dl_optim_step(cg->d_opt) != 0) return -1;
+    st.step = ++cg->step;
+    if (dl__cg_record(cg, &st) != 0) return -1;
+    if (stats) *stats = st;
+    return 0;
+}
+
+DLDEF unsigned char *dl_cyclegan_plot(const dl_cyclegan *cg, int width, int height) {
+    static const char *const names[8] = {"G_AB GAN", "G_BA GAN", "D_A", "D_B", "cycle A", "cycle B", "identity AB", "identity BA"};
+    dl_plot_series s[8];
+    double *v;
+    unsigned char *rgb;
+    int n, i, r;
+    if (!cg) { dl_set_error("dl_cyclegan_plot: NULL cyclegan"); return NULL; }
+    if (width == 0 && height == 0) { width = 640; height = 480; }
+    if (width < 80 || height < 120 || width > 16384 || height > 16384) {
+        dl_set_error("dl_cyclegan_plot: size %d x %d is not in [80, 16384] x [120, 16384]", width, height);
+        return NULL;
+    }
+    n = cg->n_hist;
+    if (!(v = (double *)DL_MALLOC((size_t)(n ? n : 1) * 9 * sizeof(double))) ||
+        !(rgb = (unsigned char *)DL_MALLOC((size_t)width * height * 3))) {
+        DL_FREE(v);
+        dl_set_error("dl_cyclegan_plot: out of memory");
+        return NULL;
+    }
+    for (i = 0; i < n; i++) {
+        const dl_cyclegan_stats *h = &cg->hist[i];
+        v[i] = (double)h->step;
+        v[n + i] = h->gan_ab; v[2 * n + i] = h->gan_ba; v[3 * n + i] = h->d_a; v[4 * n + i] = h->d_b;
+        v[5 * n + i] = h->cycle_a; v[6 * n + i] = h->cycle_b; v[7 * n + i] = h->idt_ab; v[8 * n + i] = h->idt_ba;
+    }
+    memset(s, 0, sizeof s);
+    for (i = 0; i < 8; i++) { s[i].name = names[i]; s[i].x = v; s[i].y = v + (size_t)(i + 1) * n; s[i].n = n; }
+    r = dl_plot_draw(rgb, width, height, 0, 0, width, height / 2, "adversarial losses (LSGAN) against steps", 4, s);
+    if (r == 0)
+        r = dl_plot_draw(rgb, width, height, 0, height / 2, width, height - height / 2, "cycle and identity terms (weighted)", 4, s + 4);
+    DL_FREE(v);
+    if (r != 0) { DL_FREE(rgb); return NULL; }
+    return rgb;
+}
+
+#ifdef DL_HAVE_PNG
+DLDEF int dl_cyclegan_plot_save(const dl_cyclegan *cg, const char *path, int width, int height) {
+    unsigned char *rgb = dl_cyclegan_plot(cg, width, height);
+    int r;
+    if (!rgb) return -1;
+    if (width == 0 && height == 0) { width = 640; height = 480; }
+    r = dl_png_save(path, rgb, width, height, 3);
+    DL_FREE(rgb);
+    return r;
+}
+#endif
+
+/* ---- Checkpoints ----
+   As dl_gan's (the dl__gan_ckpt_* helpers): tensors "g_ab/<layer>/<weight>", "g_ba/...", "d_a/...",
+   "d_b/..."; "g_opt", "d_opt" (u8 bytes); "pool_a", "pool_b": the stored images, f32
+   [n, ...] (absent when empty); "history": 10 doubles a row (u8 bytes; absent when empty).
+   Metadata: "dl.format" = "dl.cyclegan.v1"; "dl.cyclegan" = "step S rows R pool P lambda_a X
+   lambda_b Y identity Z"; "dl.cyclegan.pool_a", "dl.cyclegan.pool_b" = "n N rng w0 w1 w2 w3";
+   "dl.cyclegan.layer_rng": a line per layer, as dl.gan.layer_rng. */
+#ifndef DL_NO_STDIO
+#define DL__CG_FORMAT "dl.cyclegan.v1"
+
+static const char *const dl__cg_prefixes[4] = {"g_ab", "g_ba", "d_a", "d_b"};
+
+static int dl__cg_bind_all(dl_cyclegan *cg, const char *fn) {
+    int i;
+    for (i = 0; i < 4; i++)
+        if (!cg->bound[i] && dl_model_weights(cg->m[i], 0, NULL, 0) == 0) {
+            dl_set_error("%s: build the four models first (dl_model_build, or a training step)", fn);
+            return -1;
+        }
+    for (i = 0; i < 4; i++)
+        if (dl__cg_bind(cg, i) != 0) return -1;
+    return 0;
+}
+
+DLDEF int dl_cyclegan_save(dl_cyclegan *cg, const char *path) {
+    dl__gan_file f;
+    const dl_model *models[4];
+    char line[256];
+    int i, k, r = -1;
+    if (!cg || !path) { dl_set_error("dl_cyclegan_save: NULL argument"); return -1; }
+    if (dl__cg_bind_all(cg, "dl_cyclegan_save") != 0) return -1;
+    for (i = 0; i < 4; i++) models[i] = cg->m[i];
+    if (dl__gan_ckpt_begin(&f, "dl_cyclegan_save", 4, models, dl__cg_prefixes, 5) != 0) goto done;
+    if (dl__gan_ckpt_add(&f, "g_opt", dl__gan_optim_bytes(cg->g_opt), 1) != 0 ||
+        dl__gan_ckpt_add(&f, "d_opt", dl__gan_optim_bytes(cg->d_opt), 1) != 0)
+        goto done;
+    for (k = 0; k < 2; k++) {
+        const dl_image_pool *p = cg->pool[k];
+        if (p->n > 0) {
+            int shape[DL_MAX_DIMS + 1];
+            shape[0] = p->n;
+            memcpy(shape + 1, p->shape, (size_t)p->ndim * sizeof(int));
+            if (dl__gan_ckpt_add(&f, k ? "pool_b" : "pool_a", dl_tensor_from(DL_DTYPE_F32, p->ndim + 1, shape, p->images), 1) != 0)
+                goto done;
+        }
+        snprintf(line, sizeof line, "n %d rng %016llx %016llx %016llx %016llx", p->n, (unsigned long long)p->rng.s[0],
+                 (unsigned long long)p->rng.s[1], (unsigned long long)p->rng.s[2], (unsigned long long)p->rng.s[3]);
+        dl__gan_ckpt_meta(&f, k ? "dl.cyclegan.pool_b" : "dl.cyclegan.pool_a", line);
+    }
+    if (cg->n_hist > 0) {
+        double *rows = (double *)DL_MALLOC((size_t)cg->n_hist * DL__CG_HIST_COLS * sizeof *rows);
+        if (!rows) { dl_set_error("dl_cyclegan_save: out of memory"); goto done; }
+        for (i = 0; i < cg->n_hist; i++) {
+            const dl_cyclegan_stats *s = &cg->hist[i];
+            double *row = rows + (size_t)i * DL__CG_HIST_COLS;
+            row[0] = (double)s->step; row[1] = s->g_loss; row[2] = s->gan_ab; row[3] = s->gan_ba; row[4] = s->cycle_a;
+            row[5] = s->cycle_b; row[6] = s->idt_ab; row[7] = s->idt_ba; row[8] = s->d_a; row[9] = s->d_b;
+        }
+        r = dl__gan_ckpt_add(&f, "history", dl__gan_doubles(rows, (size_t)cg->n_hist * DL__CG_HIST_COLS), 1);
+        DL_FREE(rows);
+        if (r != 0) goto done;
+        r = -1;
+    }
+    dl__gan_ckpt_meta(&f, "dl.format", DL__CG_FORMAT);
+    snprintf(line, sizeof line, "step %ld rows %d pool %d lambda_a %.9g lambda_b %.9g identity %.9g", cg->step, cg->n_hist,
+             cg->pool[0]->size, (double)cg->lambda_a, (double)cg->lambda_b, (double)cg->lambda_idt);
+    dl__gan_ckpt_meta(&f, "dl.cyclegan", line);
+    dl__gan_ckpt_meta_layer_rngs(&f, "dl.cyclegan.layer_rng", 4, models, dl__cg_prefixes);
+    r = dl__gan_ckpt_write(&f, path);
+done:
+    dl__gan_file_free(&f);
+    return r;
+}
+
+DLDEF int dl_cyclegan_load(dl_cyclegan *cg, const char *path) {
+    static const char *const who[2] = {"g_opt", "d_opt"};
+    const char *fn = "dl_cyclegan_load", *fmt, *state, *lrng;
+    dl_safetensors *st;
+    const dl_model *models[4];
+    dl_optim *opts[2];
+    const dl_tensor *opt_t[2], *hist_t;
+    float *pool_images[2] = {NULL, NULL};
+    int pool_n[2], pool_ndim[2], pool_shape[2][DL_MAX_DIMS];
+    uint64_t pool_rng[2][4];
+    dl_cyclegan_stats *hist = NULL;
+    long step;
+    int rows, pool_size, consumed = 0, i, k, r = -1;
+    float la, lb, li;
+    if (!cg || !path) { dl_set_error("dl_cyclegan_load: NULL argument"); return -1; }
+    if (dl__cg_bind_all(cg, fn) != 0) return -1;
+    if (!(st = dl__gan_ckpt_open(fn, path))) return -1;
+    for (i = 0; i < 4; i++) models[i] = cg->m[i];
+    fmt = dl_safetensors_meta(st, "dl.format");
+    state = dl_safetensors_meta(st, "dl.cyclegan");
+    lrng = dl_safetensors_meta(st, "dl.cyclegan.layer_rng");
+    hist_t = dl_safetensors_get(st, "history");
+    opts[0] = cg->g_opt; opts[1] = cg->d_opt;
+    opt_t[0] = dl_safetensors_get(st, "g_opt"); opt_t[1] = dl_safetensors_get(st, "d_opt");
+    if (!fmt || strcmp(fmt, DL__CG_FORMAT) != 0) {
+        dl_set_error("%s: '%s' is not a CycleGAN checkpoint (dl.format %s)", fn, path, fmt ? fmt : "absent");
+        goto done;
+    }
+    if (!state || sscanf(state, "step %ld rows %d pool %d lambda_a %g lambda_b %g identity %g%n", &step, &rows, &pool_size, &la,
+                         &lb, &li, &consumed) != 6 || state[consumed] != 0 || step < 0 || rows < 0 || rows > step) {
+        dl_set_error("%s: '%s': bad dl.cyclegan entry", fn, path);
+        goto done;
+    }
+    if (pool_size != cg->pool[0]->size || la != cg->lambda_a || lb != cg->lambda_b || li != cg->lambda_idt) {
+        dl_set_error("%s: '%s' was saved with pool %d, lambdas %g, %g, identity %g; this cyclegan has %d, %g, %g, %g", fn, path,
+                     pool_size, (double)la, (double)lb, (double)li, cg->pool[0]->size, (double)cg->lambda_a,
+                     (double)cg->lambda_b, (double)cg->lambda_idt);
+        goto done;
+    }
+    if (rows > 0 && (!hist_t || hist_t->dtype != DL_DTYPE_U8 || hist_t->ndim != 1 ||
+                     hist_t->numel != (size_t)rows * DL__CG_HIST_COLS * 8)) {
+        dl_set_error("%s: '%s': the history does not hold %d rows", fn, path, rows);
+        goto done;
+    }
+    for (k = 0; k < 2; k++) {   /* the pools: their entries, then the images */
+        const char *meta = dl_safetensors_meta(st, k ? "dl.cyclegan.pool_b" : "dl.cyclegan.pool_a");
+        const dl_tensor *t = dl_safetensors_get(st, k ? "pool_b" : "pool_a");
+        int n = -1, used = 0;
+        if (!meta || sscanf(meta, "n %d rng%n", &n, &used) != 1 || used == 0 || !dl__gan_parse_rng(meta + used, pool_rng[k]) ||
+            n < 0 || n > pool_size || (n > 0) != (t != NULL)) {
+            dl_set_error("%s: '%s': bad state of pool_%c", fn, path, k ? 'b' : 'a');
+            goto done;
+        }
+        pool_n[k] = n;
+        pool_ndim[k] = 0;
+        if (n > 0) {
+            size_t per;
+            if (t->dtype != DL_DTYPE_F32 || t->ndim < 2 || t->shape[0] != n || t->numel == 0) {
+                dl_set_error("%s: '%s': pool_%c is not f32 [%d, ...]", fn, path, k ? 'b' : 'a', n);
+                goto done;
+            }
+            per = t->numel / (size_t)n;
+            if (!(pool_images[k] = (float *)DL_MALLOC((size_t)pool_size * per * sizeof(float)))) {
+                dl_set_error("%s: out of memory", fn);
+                goto done;
+            }
+            memcpy(pool_images[k], t->data, t->numel * sizeof(float));
+            pool_ndim[k] = t->ndim - 1;
+            memcpy(pool_shape[k], t->shape + 1, (size_t)pool_ndim[k] * sizeof(int));
+        }
+    }
+    if (dl__gan_ckpt_check_models(st, fn, path, 4, models, dl__cg_prefixes, lrng) != 0) goto done;
+    if (rows > 0) {
+        const unsigned char *h = (const unsigned char *)hist_t->data;
+        if (!(hist = (dl_cyclegan_stats *)DL_MALLOC((size_t)rows * sizeof *hist))) { dl_set_error("%s: out of memory", fn); goto done; }
+        for (i = 0; i < rows; i++, h += DL__CG_HIST_COLS * 8) {
+            double row[DL__CG_HIST_COLS];
+            int j;
+            for (j = 0; j < DL__CG_HIST_COLS; j++) row[j] = dl__gan_get_f64(h + 8 * j);
+            if (!(row[0] >= 0 && row[0] <= (double)step)) {
+                dl_set_error("%s: '%s': history row %d has step %g (the run is at %ld)", fn, path, i, row[0], step);
+                goto done;
+            }
+            hist[i].step = (long)row[0]; hist[i].g_loss = row[1]; hist[i].gan_ab = row[2]; hist[i].gan_ba = row[3];
+            hist[i].cycle_a = row[4]; hist[i].cycle_b = row[5]; hist[i].idt_ab = row[6]; hist[i].idt_ba = row[7];
+            hist[i].d_a = row[8]; hist[i].d_b = row[9];
+        }
+    }
+    if (dl__gan_ckpt_restore_optims(fn, path, 2, opts, opt_t, who) != 0) goto done;   /* the last check */
+    dl__gan_ckpt_apply_models(st, 4, models, dl__cg_prefixes, lrng);
+    for (k = 0; k < 2; k++) {
+        dl_image_pool *p = cg->pool[k];
+        DL_FREE(p->images);
+        p->images = pool_images[k];
+        pool_images[k] = NULL;
+        p->n = pool_n[k];
+        if (pool_ndim[k]) {   /* else the pool keeps the shape it knew (if any) */
+            p->ndim = pool_ndim[k];
+            memcpy(p->shape, pool_shape[k], (size_t)p->ndim * sizeof(int));
+            p->per = 1;
+            for (i = 0; i < p->ndim; i++) p->per *= (size_t)p->shape[i];
+        }
+        memcpy(p->rng.s, pool_rng[k], sizeof pool_rng[k]);
+    }
+    cg->step = step;
+    DL_FREE(cg->hist);
+    cg->hist = hist;
+    cg->n_hist = cg->cap_hist = rows;
+    hist = NULL;
+    r = 0;
+done:
+    DL_FREE(pool_images[0]);
+    DL_FREE(pool_images[1]);
+    DL_FREE(hist);
+    dl_safetensors_free(st);
+    return r;
+}
+#endif /* DL_NO_STDIO */
 
 /* ==== STYLE TRANSFER: implementation ========================================================
    (the style-transfer part's implementation goes here, and only here) */

@@ -36,12 +36,13 @@ game_loop     | --agent $out/cartpole_dqn.safetensors --frames 2000 --threads 1 
 gan_mnist     | --data $sub --steps 200 --threads 1 --samples 500 --out $out/gan_mnist_files | d_loss | max 0.69
 dcgan         | --data $sub --steps 4 --batch 32 --every 2 --threads 1 --samples 64 --out $out/dcgan_files | d_loss | max 1.386
 gan_eval      | --classifier $out/cls.safetensors --data $sub --images $out/gan_mnist_files/samples.safetensors --baselines --threads 1 | frechet_distance | min 5
+cyclegan      | --data $sub --steps 60 --batch 4 --width 8 --blocks 2 --every 60 --threads 1 --classifier $out/cls.safetensors --out $out/cyclegan_files | cycle_l1 | max 0.2
 style_transfer | --steps 10 --width 4 --threads 1 --out $out/style_transfer_files          | loss_ratio    | max 0.6
 "
 
 passed=0 failed=0 skipped=0
 # The run order: the table's rows in table order (a row may read what an earlier row wrote:
-# gan_eval uses mnist_cnn's classifier and gan_mnist's samples), then the examples only built.
+# gan_eval uses mnist_cnn's classifier and gan_mnist's samples, cyclegan the classifier), then the examples only built.
 table_names=$(printf '%s\n' "$table" | awk -F'|' 'NF > 1 { k = $1; gsub(/ /, "", k); print k }')
 names=() all=()
 if [ $# -gt 0 ]; then all=("$@"); else for f in examples/*.c; do all+=("$(basename "$f" .c)"); done; fi

@@ -45,9 +45,10 @@
 
    CONTENTS (declarations below are grouped in this order)
        GAN TRAINING    dl_gan: D and G steps with the BCE (non-saturating), LSGAN and WGAN-GP
-                       losses, one-sided label smoothing, instance noise; dl_gan_d_loss,
-                       dl_gan_g_loss, dl_gan_gradient_penalty for your own loop; the history;
-                       whole-run checkpoints (dl_gan_save / dl_gan_load)
+                       losses, one-sided label smoothing, instance noise, an average of G's
+                       weights (dl_gan_ema_swap); dl_gan_d_loss, dl_gan_g_loss,
+                       dl_gan_gradient_penalty for your own loop; the history; whole-run
+                       checkpoints (dl_gan_save / dl_gan_load)
        PICTURES        dl_image_grid (samples as one picture), dl_plot_draw (line charts with
                        axes, numbers and a legend, in a 5x7 font of our own), dl_gan_plot; as PNG
                        files with stb_image_write.h: dl_image_grid_save, dl_gan_plot_save
@@ -83,8 +84,8 @@
        mixed-precision training, Inception-v3 itself (the quality numbers use your classifier).
 
    REVISION HISTORY
-       0.2.0  first version: GAN steps and losses, checkpoints, pictures, quality numbers,
-              CycleGAN's parts, style transfer on VGG19
+       0.2.0  first version: GAN steps and losses, G's weight average, checkpoints, pictures,
+              quality numbers, CycleGAN's parts, style transfer on VGG19
 
    LICENSE: MIT, see the end of the file.
 */
@@ -138,6 +139,8 @@ typedef struct dl_gan_opts {
     float gp_weight;         /* WGAN-GP's lambda; 0 means 10 (the paper's) */
     int n_critic;            /* dl_gan_train_step: D steps per G step; 0 means 1 (WGAN-GP: 5) */
     uint64_t seed;           /* the generator of z, instance noise and the penalty's e */
+    float ema_decay;         /* > 0: also keep an exponential moving average of G's weights
+                                (below); 0: none. 0.999 is common */
 } dl_gan_opts;
 
 /* One step's numbers. d_real, d_fake: the mean of D's output on the real and the fake batch
@@ -174,14 +177,25 @@ DLDEF dl_tensor *dl_gan_g_loss(dl_gan_loss loss, dl_tensor *d_fake);
    (the method above; D runs in inference mode) and returns that penalty; NaN + dl_error(). For
    your own loop: call it between dl_backward of the rest of D's loss and the optimizer step. */
 DLDEF double dl_gan_gradient_penalty(dl_model *d, const dl_tensor *x_hat, float weight);
+/* The average of G's weights (Yazici et al., "The Unusual Effectiveness of Averaging in GAN
+   Training", ICLR 2019; StyleGAN's and BigGAN's G_ema): with opts.ema_decay > 0, after the t-th G
+   step every weight w of G (batch-norm statistics too) updates its average
+       avg = d avg + (1 - d) w,   d = min(ema_decay, (1 + t) / (10 + t))
+   (avg starts as w; d's ramp is tf.train.ExponentialMovingAverage's num_updates rule, so the
+   first steps do not drag in the random initial weights). The average often draws better
+   samples than the last weights. dl_gan_ema_swap exchanges G's weights with their averages in
+   place: call it, sample from G, call it again to go back. While swapped, the training steps and
+   dl_gan_save refuse. 0, or -1 + dl_error() (no ema_decay, or no G step yet). */
+DLDEF int dl_gan_ema_swap(dl_gan *gan);
+DLDEF int dl_gan_ema_swapped(const dl_gan *gan);   /* 1 while G holds the averages, else 0 */
 /* History: one row per dl_gan_train_step / d_step: step, d_loss, g_loss, d_real, d_fake. */
 DLDEF int dl_gan_history_len(const dl_gan *gan);
 DLDEF const dl_gan_stats *dl_gan_history(const dl_gan *gan);   /* borrowed; valid until the next step */
 DLDEF long dl_gan_steps(const dl_gan *gan);
 /* Whole-run checkpoint: both models' weights (statistics included) and layer generators, both
-   optimizers, the step counter, the noise generator and the history, in one safetensors file
-   (written atomically). dl_gan_load restores them into a gan built the same way (same layers,
-   names and shapes): everything is checked first, and on failure nothing changes. A run saved
+   optimizers, the step counter, the noise generator, the history and G's averages (ema_decay),
+   in one safetensors file (written atomically). dl_gan_load restores them into a gan built the
+   same way (same layers, names and shapes, same ema_decay): everything is checked first, and on failure nothing changes. A run saved
    and resumed ends with the same bits as one that never stopped. 0 on success. */
 #ifndef DL_NO_STDIO
 DLDEF int dl_gan_save(dl_gan *gan, const char *path);
@@ -584,6 +598,9 @@ struct dl_gan {
     long step;                       /* D steps */
     int n_hist, cap_hist;
     dl_gan_stats *hist;
+    long ema_t;                      /* G steps averaged (0: no averages yet) */
+    int n_ema, ema_swapped;
+    dl_tensor **ema;                 /* owned: one average per weight of G, in layer order */
 };
 
 DLDEF dl_gan *dl_gan_new(dl_model *g, dl_model *d, dl_optim *g_opt, dl_optim *d_opt, const dl_gan_opts *opts) {
@@ -602,6 +619,7 @@ DLDEF dl_gan *dl_gan_new(dl_model *g, dl_model *d, dl_optim *g_opt, dl_optim *d_
     else if (!(o.instance_noise >= 0.0f) || !isfinite(o.instance_noise)) bad = "instance_noise must be finite and >= 0";
     else if (!(o.gp_weight >= 0.0f) || !isfinite(o.gp_weight)) bad = "gp_weight must be finite and >= 0";
     else if (o.n_critic < 0) bad = "n_critic must be >= 0";
+    else if (!(o.ema_decay >= 0.0f && o.ema_decay < 1.0f)) bad = "ema_decay must be in [0, 1)";
     if (bad) {
         dl_set_error("dl_gan_new: %s", bad);
         if (g_opt != d_opt) dl_optim_free(d_opt);
@@ -622,12 +640,107 @@ DLDEF dl_gan *dl_gan_new(dl_model *g, dl_model *d, dl_optim *g_opt, dl_optim *d_
     return gan;
 }
 
+/* ---- G's weight average (opts.ema_decay) ---- */
+/* Every weight of m (statistics too). */
+static int dl__gan_weight_count(const dl_model *m) {
+    int i, n = 0;
+    for (i = 0; i < dl_model_num_layers(m); i++) n += dl_model_layer(m, i)->n_params;
+    return n;
+}
+
+static void dl__gan_ema_free(dl_gan *gan) {
+    int i;
+    for (i = 0; i < gan->n_ema; i++) dl_tensor_free(gan->ema[i]);
+    DL_FREE(gan->ema);
+    gan->ema = NULL;
+    gan->n_ema = 0;
+    gan->ema_t = 0;
+}
+
+/* G's i-th weight in layer order (every weight, statistics too); with name, its checkpoint
+   name "g_ema/<layer>/<weight>" (name_size bytes). */
+static dl_tensor *dl__gan_g_weight_named(const dl_gan *gan, int i, char *name, size_t name_size) {
+    int li, n = dl_model_num_layers(gan->g);
+    for (li = 0; li < n; li++) {
+        const dl_layer *l = dl_model_layer(gan->g, li);
+        if (i < l->n_params) {
+            if (name) snprintf(name, name_size, "g_ema/%s/%s", l->name, l->param_names[i]);
+            return l->params[i];
+        }
+        i -= l->n_params;
+    }
+    return NULL;
+}
+static dl_tensor *dl__gan_g_weight(const dl_gan *gan, int i) { return dl__gan_g_weight_named(gan, i, NULL, 0); }
+
+/* The averages' tensors, as copies of G's weights (G built). 0, or -1 + dl_error(). */
+static int dl__gan_ema_alloc(dl_gan *gan, const char *fn) {
+    int n = dl__gan_weight_count(gan->g);
+    if (gan->ema) return 0;
+    if (!(gan->ema = (dl_tensor **)DL_MALLOC((size_t)(n > 0 ? n : 1) * sizeof *gan->ema))) goto oom;
+    for (gan->n_ema = 0; gan->n_ema < n; gan->n_ema++) {
+        const dl_tensor *w = dl__gan_g_weight(gan, gan->n_ema);
+        if (!(gan->ema[gan->n_ema] = dl_tensor_new(w->dtype, w->ndim, w->shape))) goto oom;
+        dl_copy(gan->ema[gan->n_ema], w);
+    }
+    return 0;
+oom:
+    dl__gan_ema_free(gan);
+    dl_set_error("%s: out of memory (the average of G's weights)", fn);
+    return -1;
+}
+
+/* After a G step: avg = d avg + (1 - d) w, d = min(decay, (1 + t) / (10 + t)). f32 weights only
+   (integer tensors, if any, are copied). */
+static int dl__gan_ema_update(dl_gan *gan) {
+    float d;
+    int i;
+    if (gan->o.ema_decay <= 0.0f) return 0;
+    if (dl__gan_ema_alloc(gan, "dl_gan_train_step") != 0) return -1;
+    gan->ema_t++;
+    d = (1.0f + (float)gan->ema_t) / (10.0f + (float)gan->ema_t);
+    if (d > gan->o.ema_decay) d = gan->o.ema_decay;
+    for (i = 0; i < gan->n_ema; i++) {
+        const dl_tensor *w = dl__gan_g_weight(gan, i);
+        float *a = (float *)gan->ema[i]->data;
+        const float *x = (const float *)w->data;
+        size_t j;
+        if (w->dtype != DL_DTYPE_F32 || !dl_is_contiguous(w)) { dl_copy(gan->ema[i], w); continue; }
+        for (j = 0; j < w->numel; j++) a[j] = d * a[j] + (1.0f - d) * x[j];
+    }
+    return 0;
+}
+
+DLDEF int dl_gan_ema_swap(dl_gan *gan) {
+    int i;
+    if (!gan) { dl_set_error("dl_gan_ema_swap: NULL gan"); return -1; }
+    if (gan->o.ema_decay <= 0.0f) { dl_set_error("dl_gan_ema_swap: this gan keeps no average (opts.ema_decay is 0)"); return -1; }
+    if (gan->ema_t == 0) { dl_set_error("dl_gan_ema_swap: no G step yet, so no average"); return -1; }
+    for (i = 0; i < gan->n_ema; i++) {
+        dl_tensor *w = dl__gan_g_weight(gan, i);
+        unsigned char *p = (unsigned char *)w->data, *q = (unsigned char *)gan->ema[i]->data;
+        size_t j, bytes = w->numel * dl_dtype_size(w->dtype);
+        for (j = 0; j < bytes; j++) { unsigned char t = p[j]; p[j] = q[j]; q[j] = t; }
+    }
+    gan->ema_swapped = !gan->ema_swapped;
+    return 0;
+}
+
+DLDEF int dl_gan_ema_swapped(const dl_gan *gan) { return gan ? gan->ema_swapped : 0; }
+
+/* The training steps and dl_gan_save refuse while G holds the averages. */
+static int dl__gan_check_unswapped(const dl_gan *gan, const char *fn) {
+    if (gan->ema_swapped) { dl_set_error("%s: G holds its averaged weights (call dl_gan_ema_swap again first)", fn); return -1; }
+    return 0;
+}
+
 DLDEF void dl_gan_free(dl_gan *gan) {
     if (!gan) return;
     dl_optim_free(gan->g_opt);
     dl_optim_free(gan->d_opt);
     DL_FREE(gan->dw);
     DL_FREE(gan->hist);
+    dl__gan_ema_free(gan);
     DL_FREE(gan);
 }
 
@@ -847,13 +960,14 @@ static int dl__gan_g_update(dl_gan *gan, dl_tensor *fake, dl_gan_stats *st) {
     r = loss ? dl_backward(loss) : -1;
     dl__gan_set_d_grad(gan, 1);
     if (r == 0 && !gan->d_bound) r = dl__gan_bind(gan->d_opt, gan->d, &gan->d_bound, &gan->n_dw, &gan->dw);
-    if (r != 0 || dl_optim_step(gan->g_opt) != 0) return -1;
+    if (r != 0 || dl_optim_step(gan->g_opt) != 0 || dl__gan_ema_update(gan) != 0) return -1;
     st->g_loss = dl_item(loss);
     return 0;
 }
 
 static int dl__gan_check_real(const dl_gan *gan, const dl_tensor *real, const char *fn) {
     if (!gan) { dl_set_error("%s: NULL gan", fn); return -1; }
+    if (dl__gan_check_unswapped(gan, fn) != 0) return -1;
     if (!real) { dl_set_error("%s: NULL batch", fn); return -1; }
     if (real->dtype != DL_DTYPE_F32 || real->ndim < 2 || real->shape[0] <= 0 || !dl_is_contiguous(real)) {
         char a[64];
@@ -908,6 +1022,7 @@ DLDEF int dl_gan_g_step(dl_gan *gan, int n, dl_gan_stats *stats) {
     dl_gan_stats st;
     dl_tensor *fake;
     if (!gan || n <= 0) { dl_set_error("dl_gan_g_step: %s", gan ? "n must be > 0" : "NULL gan"); return -1; }
+    if (dl__gan_check_unswapped(gan, "dl_gan_g_step") != 0) return -1;
     memset(&st, 0, sizeof st);
     st.d_loss = st.d_real = st.d_fake = NAN;
     st.step = gan->step;
@@ -920,10 +1035,12 @@ DLDEF int dl_gan_g_step(dl_gan *gan, int n, dl_gan_stats *stats) {
 /* ---- Checkpoints ----
    Tensors: "g/<layer>/<weight>" and "d/<layer>/<weight>" (every weight, statistics too);
    "g_opt" and "d_opt": each optimizer's own file (dl_optim_serialize) as u8 bytes; "history":
-   the rows as little-endian IEEE doubles, 6 per row (u8 bytes; absent when empty).
+   the rows as little-endian IEEE doubles, 6 per row (u8 bytes; absent when empty); with
+   ema_decay, "g_ema/<layer>/<weight>": G's averages (once there was a G step).
    Metadata: "dl.format" = "dl.gan.v1"; "dl.gan" = "step S rows R loss L latent Z"; "dl.gan.rng"
    = the noise generator's 4 words; "dl.gan.layer_rng" = one line per layer: "g/<layer>" and its
-   generator's 4 words (dropout masks), in hex.
+   generator's 4 words (dropout masks), in hex; with ema_decay, "dl.gan.ema" = "decay D updates
+   T" (T G steps averaged).
    The helpers below (dl__gan_ckpt_*) write and check such files for any number of models, each
    under its prefix; dl_cyclegan_save / dl_cyclegan_load use them too. */
 #ifndef DL_NO_STDIO
@@ -1010,12 +1127,6 @@ static dl_tensor *dl__gan_doubles(const double *v, size_t n) {
     t = dl__gan_bytes(h, n * 8);
     DL_FREE(h);
     return t;
-}
-
-static int dl__gan_weight_count(const dl_model *m) {
-    int i, n = 0;
-    for (i = 0; i < dl_model_num_layers(m); i++) n += dl_model_layer(m, i)->n_params;
-    return n;
 }
 
 /* Starts a file with the weights of n models, "<prefix>/<layer>/<weight>", and room for n_extra
@@ -1259,7 +1370,8 @@ DLDEF int dl_gan_save(dl_gan *gan, const char *path) {
     if (!gan || !path) { dl_set_error("dl_gan_save: NULL argument"); return -1; }
     if (dl__gan_bind_both(gan, "dl_gan_save") != 0) return -1;
     models[0] = gan->g; models[1] = gan->d;
-    if (dl__gan_ckpt_begin(&f, "dl_gan_save", 2, models, dl__gan_prefixes, 3) != 0) goto done;
+    if (dl__gan_check_unswapped(gan, "dl_gan_save") != 0) return -1;
+    if (dl__gan_ckpt_begin(&f, "dl_gan_save", 2, models, dl__gan_prefixes, 3 + gan->n_ema) != 0) goto done;
     if (dl__gan_ckpt_add(&f, "g_opt", dl__gan_optim_bytes(gan->g_opt), 1) != 0 ||
         dl__gan_ckpt_add(&f, "d_opt", dl__gan_optim_bytes(gan->d_opt), 1) != 0)
         goto done;
@@ -1277,7 +1389,15 @@ DLDEF int dl_gan_save(dl_gan *gan, const char *path) {
         if (r != 0) goto done;
         r = -1;
     }
+    for (i = 0; i < gan->n_ema; i++) {   /* G's averages: "g_ema/<layer>/<weight>" */
+        dl__gan_g_weight_named(gan, i, line, sizeof line);
+        if (dl__gan_ckpt_add(&f, line, gan->ema[i], 0) != 0) goto done;
+    }
     dl__gan_ckpt_meta(&f, "dl.format", DL__GAN_FORMAT);
+    if (gan->o.ema_decay > 0.0f) {
+        snprintf(line, sizeof line, "decay %.9g updates %ld", (double)gan->o.ema_decay, gan->ema_t);
+        dl__gan_ckpt_meta(&f, "dl.gan.ema", line);
+    }
     snprintf(line, sizeof line, "step %ld rows %d loss %d latent %d", gan->step, gan->n_hist, (int)gan->o.loss, gan->o.latent_dim);
     dl__gan_ckpt_meta(&f, "dl.gan", line);
     snprintf(line, sizeof line, "%016llx %016llx %016llx %016llx", (unsigned long long)gan->rng.s[0],
@@ -1290,6 +1410,43 @@ done:
     return r;
 }
 
+/* The file's "dl.gan.ema" entry and G's averages against the gan's ema_decay, before anything
+   changes; makes room for the averages. *updates: the file's count (0: none). */
+static int dl__gan_load_ema_check(dl_gan *gan, const dl_safetensors *st, const char *path, long *updates) {
+    const char *e = dl_safetensors_meta(st, "dl.gan.ema");
+    double decay;
+    int consumed = 0, i;
+    *updates = 0;
+    if (!e && gan->o.ema_decay <= 0.0f) return 0;
+    if (!e || gan->o.ema_decay <= 0.0f) {
+        dl_set_error("dl_gan_load: '%s' was saved %s an average of G's weights; this gan has ema_decay %g", path,
+                     e ? "with" : "without", (double)gan->o.ema_decay);
+        return -1;
+    }
+    if (sscanf(e, "decay %lf updates %ld%n", &decay, updates, &consumed) != 2 || e[consumed] != 0 || *updates < 0) {
+        dl_set_error("dl_gan_load: '%s': bad dl.gan.ema entry", path);
+        return -1;
+    }
+    if ((float)decay != gan->o.ema_decay) {
+        dl_set_error("dl_gan_load: '%s' was saved with ema_decay %g; this gan has %g", path, decay, (double)gan->o.ema_decay);
+        return -1;
+    }
+    if (*updates == 0) return 0;
+    if (dl__gan_ema_alloc(gan, "dl_gan_load") != 0) return -1;
+    for (i = 0; i < gan->n_ema; i++) {
+        char name[160], a[64];
+        const dl_tensor *w = dl__gan_g_weight_named(gan, i, name, sizeof name), *src = dl_safetensors_get(st, name);
+        int k, ok = src && src->dtype == w->dtype && src->ndim == w->ndim;
+        for (k = 0; ok && k < w->ndim; k++) ok = src->shape[k] == w->shape[k];
+        if (!ok) {
+            dl_set_error("dl_gan_load: '%s': %s '%s' %s%s", path, src ? "the average" : "no average", name,
+                         src ? "has another shape than the weight's " : "", dl_shape_str(w, a, sizeof a));
+            return -1;
+        }
+    }
+    return 0;
+}
+
 DLDEF int dl_gan_load(dl_gan *gan, const char *path) {
     dl_safetensors *st;
     const dl_model *models[2];
@@ -1299,10 +1456,11 @@ DLDEF int dl_gan_load(dl_gan *gan, const char *path) {
     const dl_tensor *opt_t[2], *hist_t;
     long step;
     int rows, loss, latent, consumed = 0, i, r = -1;
+    long ema_t = 0;
     uint64_t rng[4];
     dl_gan_stats *hist = NULL;
     if (!gan || !path) { dl_set_error("dl_gan_load: NULL argument"); return -1; }
-    if (dl__gan_bind_both(gan, "dl_gan_load") != 0) return -1;
+    if (dl__gan_check_unswapped(gan, "dl_gan_load") != 0 || dl__gan_bind_both(gan, "dl_gan_load") != 0) return -1;
     if (!(st = dl__gan_ckpt_open("dl_gan_load", path))) return -1;
     models[0] = gan->g; models[1] = gan->d;
     fmt = dl_safetensors_meta(st, "dl.format");
@@ -1330,6 +1488,7 @@ DLDEF int dl_gan_load(dl_gan *gan, const char *path) {
         goto done;
     }
     if (dl__gan_ckpt_check_models(st, "dl_gan_load", path, 2, models, dl__gan_prefixes, lrng) != 0) goto done;
+    if (dl__gan_load_ema_check(gan, st, path, &ema_t) != 0) goto done;
     if (rows > 0) {
         const unsigned char *h = (const unsigned char *)hist_t->data;
         if (!(hist = (dl_gan_stats *)DL_MALLOC((size_t)rows * sizeof *hist))) { dl_set_error("dl_gan_load: out of memory"); goto done; }
@@ -1350,6 +1509,14 @@ DLDEF int dl_gan_load(dl_gan *gan, const char *path) {
     /* The optimizers last (each parse changes nothing on failure; G's is put back if D's fails). */
     if (dl__gan_ckpt_restore_optims("dl_gan_load", path, 2, opts, opt_t, who) != 0) goto done;
     dl__gan_ckpt_apply_models(st, 2, models, dl__gan_prefixes, lrng);
+    if (ema_t > 0) {
+        char name[160];
+        for (i = 0; i < gan->n_ema; i++) {
+            dl__gan_g_weight_named(gan, i, name, sizeof name);
+            dl_copy(gan->ema[i], dl_safetensors_get(st, name));
+        }
+    } else dl__gan_ema_free(gan);
+    gan->ema_t = ema_t;
     memcpy(gan->rng.s, rng, sizeof rng);
     gan->step = step;
     DL_FREE(gan->hist);

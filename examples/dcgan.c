@@ -40,6 +40,8 @@
        --samples N     generated images to save at the end (default 0)
        --lr X          Adam's learning rate for both (default 1e-4, the tutorial's)
        --beta1 X       Adam's beta_1 for both (default 0.9, Keras'; Radford et al. use 2e-4 and 0.5)
+       --ema D         also average G's weights (dl_gan_opts.ema_decay, e.g. 0.999) and draw the
+                       pictures and --samples from the average (default 0: the last weights)
        --threads T     threads (default: DL_NUM_THREADS or all CPUs)
 
    The last line is the metric line: d_loss=... g_loss=... d_real=... d_fake=... steps=...
@@ -124,7 +126,7 @@ int main(int argc, char **argv) {
     const char *data = NULL, *out = "build/dcgan.out";
     int epochs = 50, steps = 0, batch = 256, seed = 1, every = 200, resume = 0, n_samples = 0, threads = 0;
     int i, ok = 0, r;
-    double minutes = 0, t0, lr = 1e-4, beta1 = 0.9;
+    double minutes = 0, t0, lr = 1e-4, beta1 = 0.9, ema = 0;
     dl_optim_opts oo;
     dl_dataset *train = NULL;
     dl_model *g = NULL, *d = NULL;
@@ -153,9 +155,10 @@ int main(int argc, char **argv) {
         else if (strcmp(flag, "--threads") == 0) threads = atoi(val);
         else if (strcmp(flag, "--lr") == 0) lr = atof(val);
         else if (strcmp(flag, "--beta1") == 0) beta1 = atof(val);
+        else if (strcmp(flag, "--ema") == 0) ema = atof(val);
         else {
             fprintf(stderr, "usage: %s [--data DIR] [--epochs N] [--steps N] [--minutes M] [--batch B] [--seed S] "
-                            "[--out DIR] [--every N] [--resume] [--samples N] [--lr X] [--beta1 X] [--threads T]\n", argv[0]);
+                            "[--out DIR] [--every N] [--resume] [--samples N] [--lr X] [--beta1 X] [--ema D] [--threads T]\n", argv[0]);
             return 2;
         }
     }
@@ -176,6 +179,7 @@ int main(int argc, char **argv) {
     memset(&go, 0, sizeof go);   /* zeros: BCE from logits, no smoothing, no instance noise */
     go.latent_dim = LATENT;
     go.seed = (uint64_t)seed;
+    go.ema_decay = (float)ema;
     memset(&oo, 0, sizeof oo);
     oo.lr = lr;
     oo.beta1 = beta1 == 0 ? DL_ZERO : beta1;
@@ -222,7 +226,10 @@ int main(int argc, char **argv) {
 #ifdef DL_HAVE_PNG
                 {
                     int grad = dl_no_grad(1);
-                    dl_tensor *x = dl_model_call(g, fixed_z, 0);
+                    dl_tensor *x;
+                    if (ema > 0 && dl_gan_ema_swap(gan) != 0) goto fail;   /* the average draws */
+                    x = dl_model_call(g, fixed_z, 0);
+                    if (ema > 0 && dl_gan_ema_swap(gan) != 0) goto fail;   /* and back */
                     dl_no_grad(grad);
                     snprintf(path, sizeof path, "%s/samples_%06ld.png", out, step);
                     if (!x || dl_image_grid_save(x, path, 4, -1.0f, 1.0f) != 0) goto fail;
@@ -242,7 +249,10 @@ int main(int argc, char **argv) {
     printf("(built without <stb/stb_image_write.h>: no pictures; Debian: apt-get install libstb-dev)\n");
 #endif
     if (n_samples > 0) {
-        dl_tensor *imgs = generate(g, gan, n_samples);
+        dl_tensor *imgs;
+        if (ema > 0 && dl_gan_ema_swap(gan) != 0) goto fail;
+        imgs = generate(g, gan, n_samples);
+        if (ema > 0 && dl_gan_ema_swap(gan) != 0) { dl_tensor_free(imgs); goto fail; }
         const char *name = "images";
         snprintf(path, sizeof path, "%s/samples.safetensors", out);
         if (!imgs || dl_safetensors_save(path, 1, &name, &imgs, 0, NULL, NULL) != 0) { dl_tensor_free(imgs); goto fail; }

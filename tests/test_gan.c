@@ -170,16 +170,20 @@ static void test_frozen_batch_norm(void) {
     dl_arena_reset(dl_arena_current());
 }
 
-static dl_gan *toy_gan(uint64_t seed, dl_gan_loss loss, dl_model **g, dl_model **d) {
+static dl_gan *toy_gan_ema(uint64_t seed, dl_gan_loss loss, float ema_decay, dl_model **g, dl_model **d) {
     dl_gan_opts o;
     memset(&o, 0, sizeof o);
     o.loss = loss;
     o.latent_dim = 4;
     o.seed = seed;
+    o.ema_decay = ema_decay;
     dl_nn_seed(seed);
     *g = dl_sequential(dl_Dense(16, DL_ACT_RELU), dl_Dense(1, DL_ACT_LINEAR));
     *d = dl_sequential(dl_Dense(16, DL_ACT_LEAKY_RELU), dl_Dropout(0.1f), dl_Dense(1, DL_ACT_LINEAR));
     return dl_gan_new(*g, *d, dl_adam(2e-3), dl_adam(2e-3), &o);
+}
+static dl_gan *toy_gan(uint64_t seed, dl_gan_loss loss, dl_model **g, dl_model **d) {
+    return toy_gan_ema(seed, loss, 0.0f, g, d);
 }
 
 /* The two halves of a step each train one model only; the step counter and the history. */
@@ -395,6 +399,96 @@ static void test_resume_same_bits(void) {
     dl_arena_reset(dl_arena_current());
 }
 
+/* G's weight average (ema_decay): the formula step by step (with its ramp), the swap there and
+   back, the refusals while swapped; a resumed run ends with the same averages; files and gans
+   that disagree on ema_decay refuse each other. */
+static void test_ema(void) {
+    const char *path = "build/tests/gan_ema.safetensors";
+    dl_model *g, *d, *g2, *d2;
+    dl_gan *a = toy_gan_ema(5, DL_GAN_LOSS_BCE, 0.9f, &g, &d), *b;
+    dl_tensor *w[16], *want[16], *last[16];
+    dl_rng r;
+    int n = 0, i, t;
+    size_t j;
+    CHECK(dl_gan_ema_swap(a) != 0 && strstr(dl_error(), "no G step"), "%s", dl_error());
+    dl_rng_seed(&r, 9);
+    for (t = 1; t <= 12; t++) {   /* (1 + t) / (10 + t) < 0.9 until t = 80: the ramp decides */
+        float dd = (1.0f + (float)t) / (10.0f + (float)t);
+        dl_arena_reset(dl_arena_current());
+        CHECK(dl_gan_train_step(a, normal_batch(&r, 16, 1, 3, 0.5f), NULL) == 0, "%s", dl_error());
+        n = dl_model_weights(g, 0, w, 16);
+        for (i = 0; i < n; i++) {
+            if (t == 1) want[i] = dl_tensor_clone(w[i]);
+            for (j = 0; j < w[i]->numel; j++) dl_f32(want[i])[j] = dd * dl_f32(want[i])[j] + (1.0f - dd) * dl_f32(w[i])[j];
+        }
+    }
+    snapshot(g, last, 16);
+    CHECK(dl_gan_ema_swap(a) == 0 && dl_gan_ema_swapped(a) == 1, "%s", dl_error());
+    CHECK(same_bits(g, want, n), "G does not hold the averages after the swap");
+    CHECK(!same_bits(g, last, n), "the averages equal the last weights");
+    dl_arena_reset(dl_arena_current());
+    CHECK(dl_gan_train_step(a, normal_batch(&r, 16, 1, 3, 0.5f), NULL) != 0 && strstr(dl_error(), "averaged"), "%s", dl_error());
+    CHECK(dl_gan_g_step(a, 4, NULL) != 0 && dl_gan_save(a, path) != 0 && dl_gan_load(a, path) != 0, "swapped: a step or file call ran");
+    CHECK(dl_gan_ema_swap(a) == 0 && dl_gan_ema_swapped(a) == 0 && same_bits(g, last, n), "the swap back did not restore G");
+    CHECK(dl_gan_steps(a) == 12, "a refused step counted");
+    free_snapshot(want, n);
+    free_snapshot(last, n);
+    dl_gan_free(a);
+    dl_model_free(g);
+    dl_model_free(d);
+    /* 30 steps straight against 15, save, load into other weights, 15 more */
+    a = toy_gan_ema(5, DL_GAN_LOSS_BCE, 0.9f, &g, &d);
+    run_steps(a, 9, 0, 30);
+    CHECK(dl_gan_ema_swap(a) == 0, "%s", dl_error());
+    n = snapshot(g, want, 16);
+    dl_gan_free(a);
+    dl_model_free(g);
+    dl_model_free(d);
+    a = toy_gan_ema(5, DL_GAN_LOSS_BCE, 0.9f, &g, &d);
+    run_steps(a, 9, 0, 15);
+    CHECK(dl_gan_save(a, path) == 0, "%s", dl_error());
+    b = toy_gan_ema(77, DL_GAN_LOSS_BCE, 0.9f, &g2, &d2);
+    CHECK(dl_model_build(g2, 1, (const int[]){4}) == 0 && dl_model_build(d2, 1, (const int[]){1}) == 0, "%s", dl_error());
+    CHECK(dl_gan_load(b, path) == 0, "%s", dl_error());
+    run_steps(b, 9, 15, 30);
+    CHECK(dl_gan_ema_swap(b) == 0 && same_bits(g2, want, n), "the resumed run's averages differ");
+    free_snapshot(want, n);
+    dl_gan_free(b);
+    dl_model_free(g2);
+    dl_model_free(d2);
+    {   /* ema_decay must agree: another decay, none, or a file without averages */
+        dl_gan *c = toy_gan_ema(5, DL_GAN_LOSS_BCE, 0.5f, &g2, &d2);
+        dl_model_build(g2, 1, (const int[]){4});
+        dl_model_build(d2, 1, (const int[]){1});
+        CHECK(dl_gan_load(c, path) != 0 && strstr(dl_error(), "ema_decay 0.9"), "%s", dl_error());
+        CHECK(dl_gan_steps(c) == 0, "a refused load changed the gan");
+        dl_gan_free(c);
+        dl_model_free(g2);
+        dl_model_free(d2);
+        c = toy_gan(5, DL_GAN_LOSS_BCE, &g2, &d2);
+        dl_model_build(g2, 1, (const int[]){4});
+        dl_model_build(d2, 1, (const int[]){1});
+        CHECK(dl_gan_load(c, path) != 0 && strstr(dl_error(), "with an average"), "%s", dl_error());
+        CHECK(dl_gan_save(c, path) == 0, "%s", dl_error());
+        CHECK(dl_gan_load(a, path) != 0 && strstr(dl_error(), "without an average") && dl_gan_steps(a) == 15, "%s", dl_error());
+        CHECK(dl_gan_ema_swap(c) != 0 && strstr(dl_error(), "keeps no average"), "%s", dl_error());
+        dl_gan_free(c);
+        dl_model_free(g2);
+        dl_model_free(d2);
+    }
+    {
+        dl_gan_opts o;
+        memset(&o, 0, sizeof o);
+        o.latent_dim = 4;
+        o.ema_decay = 1.0f;
+        CHECK(dl_gan_new(g, d, dl_adam(1e-3), dl_adam(1e-3), &o) == NULL && strstr(dl_error(), "ema_decay"), "%s", dl_error());
+    }
+    dl_gan_free(a);
+    dl_model_free(g);
+    dl_model_free(d);
+    dl_arena_reset(dl_arena_current());
+}
+
 /* Bad checkpoints: a truncated file, another model's file, another architecture. Each fails
    with a message and leaves the gan as it was. */
 static void test_load_errors_change_nothing(void) {
@@ -530,6 +624,7 @@ int main(void) {
     RUN(test_quality_numbers);
     RUN(test_resume_same_bits);
     RUN(test_load_errors_change_nothing);
+    RUN(test_ema);
     RUN(test_pictures);
     RUN(test_png_read_back);
     return test_summary();

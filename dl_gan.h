@@ -1742,24 +1742,41 @@ DLDEF int dl_plot_draw(unsigned char *rgb, int width, int height, int x0, int y0
     return 0;
 }
 
+/* The shared part of the history charts (dl_gan_plot, dl_cyclegan_plot). dl__plot_alloc: the
+   size (0 x 0 means 640 x 480; checked) and room for cols columns of n doubles and the pixels.
+   dl__plot_two_panels: two charts, one above the other; frees v (and rgb on failure). */
+static int dl__plot_alloc(const char *fn, int *width, int *height, int n, int cols, double **v, unsigned char **rgb) {
+    if (*width == 0 && *height == 0) { *width = 640; *height = 480; }
+    if (*width < 80 || *height < 120 || *width > 16384 || *height > 16384) {
+        dl_set_error("%s: size %d x %d is not in [80, 16384] x [120, 16384]", fn, *width, *height);
+        return -1;
+    }
+    *rgb = NULL;
+    if (!(*v = (double *)DL_MALLOC((size_t)(n ? n : 1) * (size_t)cols * sizeof(double))) ||
+        !(*rgb = (unsigned char *)DL_MALLOC((size_t)*width * (size_t)*height * 3))) {
+        DL_FREE(*v);
+        dl_set_error("%s: out of memory", fn);
+        return -1;
+    }
+    return 0;
+}
+static unsigned char *dl__plot_two_panels(unsigned char *rgb, double *v, int width, int height, const char *title1, int n1,
+                                          const dl_plot_series *s1, const char *title2, int n2, const dl_plot_series *s2) {
+    int r = dl_plot_draw(rgb, width, height, 0, 0, width, height / 2, title1, n1, s1);
+    if (r == 0) r = dl_plot_draw(rgb, width, height, 0, height / 2, width, height - height / 2, title2, n2, s2);
+    DL_FREE(v);
+    if (r != 0) { DL_FREE(rgb); return NULL; }
+    return rgb;
+}
+
 DLDEF unsigned char *dl_gan_plot(const dl_gan *gan, int width, int height) {
     dl_plot_series s[4];
     double *v;
     unsigned char *rgb;
-    int n, i, r;
+    int n, i;
     if (!gan) { dl_set_error("dl_gan_plot: NULL gan"); return NULL; }
-    if (width == 0 && height == 0) { width = 640; height = 480; }
-    if (width < 80 || height < 120 || width > 16384 || height > 16384) {
-        dl_set_error("dl_gan_plot: size %d x %d is not in [80, 16384] x [120, 16384]", width, height);
-        return NULL;
-    }
     n = gan->n_hist;
-    if (!(v = (double *)DL_MALLOC((size_t)(n ? n : 1) * 5 * sizeof(double))) ||
-        !(rgb = (unsigned char *)DL_MALLOC((size_t)width * height * 3))) {
-        DL_FREE(v);
-        dl_set_error("dl_gan_plot: out of memory");
-        return NULL;
-    }
+    if (dl__plot_alloc("dl_gan_plot", &width, &height, n, 5, &v, &rgb) != 0) return NULL;
     for (i = 0; i < n; i++) {
         v[i] = (double)gan->hist[i].step;
         v[n + i] = gan->hist[i].d_loss;
@@ -1772,13 +1789,8 @@ DLDEF unsigned char *dl_gan_plot(const dl_gan *gan, int width, int height) {
     s[0].name = "D loss"; s[1].name = "G loss"; s[2].name = "D(x)"; s[3].name = "D(G(z))";
     s[2].rgb[0] = 44; s[2].rgb[1] = 160; s[2].rgb[2] = 44;
     s[3].rgb[0] = 214; s[3].rgb[1] = 39; s[3].rgb[2] = 40;
-    r = dl_plot_draw(rgb, width, height, 0, 0, width, height / 2, "losses against steps", 2, s);
-    if (r == 0)
-        r = dl_plot_draw(rgb, width, height, 0, height / 2, width, height - height / 2,
-                         gan->o.loss == DL_GAN_LOSS_BCE ? "mean D output (probability)" : "mean D output", 2, s + 2);
-    DL_FREE(v);
-    if (r != 0) { DL_FREE(rgb); return NULL; }
-    return rgb;
+    return dl__plot_two_panels(rgb, v, width, height, "losses against steps", 2, s,
+                               gan->o.loss == DL_GAN_LOSS_BCE ? "mean D output (probability)" : "mean D output", 2, s + 2);
 }
 
 #ifdef DL_HAVE_PNG
@@ -2390,20 +2402,10 @@ DLDEF unsigned char *dl_cyclegan_plot(const dl_cyclegan *cg, int width, int heig
     dl_plot_series s[8];
     double *v;
     unsigned char *rgb;
-    int n, i, r;
+    int n, i;
     if (!cg) { dl_set_error("dl_cyclegan_plot: NULL cyclegan"); return NULL; }
-    if (width == 0 && height == 0) { width = 640; height = 480; }
-    if (width < 80 || height < 120 || width > 16384 || height > 16384) {
-        dl_set_error("dl_cyclegan_plot: size %d x %d is not in [80, 16384] x [120, 16384]", width, height);
-        return NULL;
-    }
     n = cg->n_hist;
-    if (!(v = (double *)DL_MALLOC((size_t)(n ? n : 1) * 9 * sizeof(double))) ||
-        !(rgb = (unsigned char *)DL_MALLOC((size_t)width * height * 3))) {
-        DL_FREE(v);
-        dl_set_error("dl_cyclegan_plot: out of memory");
-        return NULL;
-    }
+    if (dl__plot_alloc("dl_cyclegan_plot", &width, &height, n, 9, &v, &rgb) != 0) return NULL;
     for (i = 0; i < n; i++) {
         const dl_cyclegan_stats *h = &cg->hist[i];
         v[i] = (double)h->step;
@@ -2412,12 +2414,8 @@ DLDEF unsigned char *dl_cyclegan_plot(const dl_cyclegan *cg, int width, int heig
     }
     memset(s, 0, sizeof s);
     for (i = 0; i < 8; i++) { s[i].name = names[i]; s[i].x = v; s[i].y = v + (size_t)(i + 1) * n; s[i].n = n; }
-    r = dl_plot_draw(rgb, width, height, 0, 0, width, height / 2, "adversarial losses (LSGAN) against steps", 4, s);
-    if (r == 0)
-        r = dl_plot_draw(rgb, width, height, 0, height / 2, width, height - height / 2, "cycle and identity terms (weighted)", 4, s + 4);
-    DL_FREE(v);
-    if (r != 0) { DL_FREE(rgb); return NULL; }
-    return rgb;
+    return dl__plot_two_panels(rgb, v, width, height, "adversarial losses (LSGAN) against steps", 4, s,
+                               "cycle and identity terms (weighted)", 4, s + 4);
 }
 
 #ifdef DL_HAVE_PNG

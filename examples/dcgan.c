@@ -19,6 +19,10 @@
 
    Build and run (from the repository root):
        make build/dcgan && ./build/dcgan --minutes 30 --samples 10000
+   What 30 minutes give on 2 cores: with --batch 64 --lr 2e-4 --beta1 0.5 --ema 0.999 (Radford
+   et al.'s Adam, the average of G's weights), 6312 steps, Inception score 5.90 and Frechet
+   distance 27.9 by examples/gan_eval.c (real images: 8.43 and 0.22; gan_mnist's dense GAN after
+   10000 steps: 5.42 and 61.6). The tutorial's settings learn more slowly per minute.
    Pictures (with Debian's libstb-dev): DIR/samples_STEP.png, a 4x4 grid from a fixed noise
    batch every --every steps, and DIR/losses.png (losses, D's outputs) at the end. The run can
    stop and go on: DIR/checkpoint.safetensors (both models, both optimizers, the step, the

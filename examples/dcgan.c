@@ -44,6 +44,8 @@
        --samples N     generated images to save at the end (default 0)
        --lr X          Adam's learning rate for both (default 1e-4, the tutorial's)
        --beta1 X       Adam's beta_1 for both (default 0.9, Keras'; Radford et al. use 2e-4 and 0.5)
+       --smooth S      one-sided label smoothing: D's real label 1 - S (Salimans et al. 2016;
+                       default 0)
        --ema D         also average G's weights (dl_gan_opts.ema_decay, e.g. 0.999) and draw the
                        pictures and --samples from the average (default 0: the last weights)
        --threads T     threads (default: DL_NUM_THREADS or all CPUs)
@@ -130,7 +132,7 @@ int main(int argc, char **argv) {
     const char *data = NULL, *out = "build/dcgan.out";
     int epochs = 50, steps = 0, batch = 256, seed = 1, every = 200, resume = 0, n_samples = 0, threads = 0;
     int i, ok = 0, r;
-    double minutes = 0, t0, lr = 1e-4, beta1 = 0.9, ema = 0;
+    double minutes = 0, t0, lr = 1e-4, beta1 = 0.9, ema = 0, smooth = 0;
     dl_optim_opts oo;
     dl_dataset *train = NULL;
     dl_model *g = NULL, *d = NULL;
@@ -160,9 +162,10 @@ int main(int argc, char **argv) {
         else if (strcmp(flag, "--lr") == 0) lr = atof(val);
         else if (strcmp(flag, "--beta1") == 0) beta1 = atof(val);
         else if (strcmp(flag, "--ema") == 0) ema = atof(val);
+        else if (strcmp(flag, "--smooth") == 0) smooth = atof(val);
         else {
             fprintf(stderr, "usage: %s [--data DIR] [--epochs N] [--steps N] [--minutes M] [--batch B] [--seed S] "
-                            "[--out DIR] [--every N] [--resume] [--samples N] [--lr X] [--beta1 X] [--ema D] [--threads T]\n", argv[0]);
+                            "[--out DIR] [--every N] [--resume] [--samples N] [--lr X] [--beta1 X] [--smooth S] [--ema D] [--threads T]\n", argv[0]);
             return 2;
         }
     }
@@ -180,10 +183,11 @@ int main(int argc, char **argv) {
     g = generator();
     d = discriminator();
     if (!g || !d || dl_model_build(g, 1, DL_SHAPE(LATENT)) != 0 || dl_model_build(d, 3, DL_SHAPE(1, 28, 28)) != 0) goto fail;
-    memset(&go, 0, sizeof go);   /* zeros: BCE from logits, no smoothing, no instance noise */
+    memset(&go, 0, sizeof go);   /* zeros: BCE from logits, no instance noise */
     go.latent_dim = LATENT;
     go.seed = (uint64_t)seed;
     go.ema_decay = (float)ema;
+    go.label_smoothing = (float)smooth;
     memset(&oo, 0, sizeof oo);
     oo.lr = lr;
     oo.beta1 = beta1 == 0 ? DL_ZERO : beta1;

@@ -911,15 +911,25 @@ static double dl__gan_penalty(dl_gan *gan, const dl_tensor *real, const dl_tenso
     return dl_gan_gradient_penalty(gan->d, xh, gan->o.gp_weight);
 }
 
-/* Appends a row to the history (amortized: the array doubles). */
-static int dl__gan_record(dl_gan *gan, const dl_gan_stats *st) {
-    if (gan->n_hist == gan->cap_hist) {
-        int cap = gan->cap_hist ? 2 * gan->cap_hist : 256;
-        dl_gan_stats *p = (dl_gan_stats *)DL_REALLOC(gan->hist, (size_t)cap * sizeof *p);
-        if (!p) { dl_set_error("dl_gan: out of memory"); return -1; }
-        gan->hist = p;
-        gan->cap_hist = cap;
+/* Room for one more row in a history array of n rows of elem bytes (capacity *cap: 0, 256,
+   512, ...: amortized doubling). 0, or -1 + dl_error() naming fn; the array is kept then. */
+static int dl__history_grow(void **rows, int *cap, int n, size_t elem, const char *fn) {
+    if (n == *cap) {
+        int c = *cap ? 2 * *cap : 256;
+        void *p = *cap > INT_MAX / 2 ? NULL : DL_REALLOC(*rows, (size_t)c * elem);
+        if (!p) { dl_set_error("%s: out of memory (history)", fn); return -1; }
+        *rows = p;
+        *cap = c;
     }
+    return 0;
+}
+
+/* Appends a row to the history. */
+static int dl__gan_record(dl_gan *gan, const dl_gan_stats *st) {
+    void *rows = gan->hist;
+    int r = dl__history_grow(&rows, &gan->cap_hist, gan->n_hist, sizeof *st, "dl_gan");
+    gan->hist = (dl_gan_stats *)rows;
+    if (r != 0) return -1;
     gan->hist[gan->n_hist++] = *st;
     return 0;
 }
@@ -2323,15 +2333,12 @@ static int dl__cg_same_image(const dl_tensor *y, const dl_tensor *like, const ch
     return 0;
 }
 
-/* Appends a row to a growing array (doubles: 256, 512, ...). */
+/* Appends a row to the history (dl__history_grow). */
 static int dl__cg_record(dl_cyclegan *cg, const dl_cyclegan_stats *st) {
-    if (cg->n_hist == cg->cap_hist) {
-        int cap = cg->cap_hist ? 2 * cg->cap_hist : 256;
-        dl_cyclegan_stats *p = (dl_cyclegan_stats *)DL_REALLOC(cg->hist, (size_t)cap * sizeof *p);
-        if (!p) { dl_set_error("dl_cyclegan_train_step: out of memory"); return -1; }
-        cg->hist = p;
-        cg->cap_hist = cap;
-    }
+    void *rows = cg->hist;
+    int r = dl__history_grow(&rows, &cg->cap_hist, cg->n_hist, sizeof *st, "dl_cyclegan_train_step");
+    cg->hist = (dl_cyclegan_stats *)rows;
+    if (r != 0) return -1;
     cg->hist[cg->n_hist++] = *st;
     return 0;
 }

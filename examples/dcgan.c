@@ -171,7 +171,11 @@ int main(int argc, char **argv) {
     }
     if (batch < 1 || every < 1 || epochs < 1 || steps < 0 || n_samples < 0) { fprintf(stderr, "error: bad flag value\n"); return 2; }
     if (threads > 0) dl_set_num_threads(threads);
-    if (mkdir(out, 0755) != 0 && errno != EEXIST) { perror(out); return 1; }
+    {   /* the output folder: made, or already there (and a folder, not a file) */
+        struct stat sb;
+        if (mkdir(out, 0755) != 0 && errno != EEXIST) { perror(out); return 1; }
+        if (stat(out, &sb) != 0 || !S_ISDIR(sb.st_mode)) { fprintf(stderr, "error: --out %s is not a folder\n", out); return 1; }
+    }
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", out);
 
     if (!data) data = has_fashion_mnist(FULL_DIR) ? FULL_DIR : SUBSET_DIR;

@@ -157,7 +157,11 @@ int main(int argc, char **argv) {
     if (steps < 1 || batch < 1 || n_samples < 0) { fprintf(stderr, "error: --steps and --batch must be >= 1\n"); return 2; }
     if (every <= 0) every = steps / 10 > 0 ? steps / 10 : 1;
     if (threads > 0) dl_set_num_threads(threads);
-    if (mkdir(out, 0755) != 0 && errno != EEXIST) { perror(out); return 1; }
+    {   /* the output folder: made, or already there (and a folder, not a file) */
+        struct stat sb;
+        if (mkdir(out, 0755) != 0 && errno != EEXIST) { perror(out); return 1; }
+        if (stat(out, &sb) != 0 || !S_ISDIR(sb.st_mode)) { fprintf(stderr, "error: --out %s is not a folder\n", out); return 1; }
+    }
 
     if (!data) data = has_fashion_mnist(FULL_DIR) ? FULL_DIR : SUBSET_DIR;
     if (!(train = dl_fashion_mnist_load(data, 1))) { fprintf(stderr, "error: %s\n", dl_error()); goto done; }

@@ -1813,14 +1813,18 @@ DLDEF int dl_image_grid_save(const dl_tensor *images, const char *path, int cols
     return r;
 }
 
-DLDEF int dl_gan_plot_save(const dl_gan *gan, const char *path, int width, int height) {
-    unsigned char *rgb = dl_gan_plot(gan, width, height);
+/* A chart's pixels (made at width x height, 0 x 0 meaning 640 x 480) to a PNG; frees rgb. */
+static int dl__plot_png_save(unsigned char *rgb, const char *path, int width, int height) {
     int r;
     if (!rgb) return -1;
     if (width == 0 && height == 0) { width = 640; height = 480; }
     r = dl_png_save(path, rgb, width, height, 3);
     DL_FREE(rgb);
     return r;
+}
+
+DLDEF int dl_gan_plot_save(const dl_gan *gan, const char *path, int width, int height) {
+    return dl__plot_png_save(dl_gan_plot(gan, width, height), path, width, height);
 }
 #endif
 
@@ -2427,13 +2431,7 @@ DLDEF unsigned char *dl_cyclegan_plot(const dl_cyclegan *cg, int width, int heig
 
 #ifdef DL_HAVE_PNG
 DLDEF int dl_cyclegan_plot_save(const dl_cyclegan *cg, const char *path, int width, int height) {
-    unsigned char *rgb = dl_cyclegan_plot(cg, width, height);
-    int r;
-    if (!rgb) return -1;
-    if (width == 0 && height == 0) { width = 640; height = 480; }
-    r = dl_png_save(path, rgb, width, height, 3);
-    DL_FREE(rgb);
-    return r;
+    return dl__plot_png_save(dl_cyclegan_plot(cg, width, height), path, width, height);
 }
 #endif
 

@@ -204,6 +204,7 @@ DLDEF void dl_arena_free_default(void);
 DLDEF void *dl_arena_alloc(dl_arena *a, size_t bytes);  /* 64-byte aligned; NULL + error if out of memory or over 2^46 */
 DLDEF size_t dl_arena_used(const dl_arena *a);          /* bytes in use since last reset */
 DLDEF size_t dl_arena_capacity(const dl_arena *a);      /* bytes held */
+DLDEF size_t dl_arena_device_bytes(const dl_arena *a);  /* GPU memory held for the arena's device tensors (DL_CUDA) */
 
 /* ---- Creating tensors ----------------------------------------------------------------------
    Persistent tensors (parameters, datasets) are owned by the caller and freed with
@@ -232,6 +233,33 @@ DLDEF void dl_fill(dl_tensor *t, float value);
 DLDEF int dl_copy(dl_tensor *dst, const dl_tensor *src);  /* same shape, any strides; 0 on success. Same dtype: exact;
                                                              else converted as dl_set does (saturating, toward zero, NaN -> 0) */
 DLDEF char *dl_shape_str(const dl_tensor *t, char *buf, size_t size);  /* "[2, 3]" */
+
+/* ---- Devices --------------------------------------------------------------------------------
+   A tensor lives on one device: DL_DEVICE_CPU, or DL_DEVICE_CUDA when dl_cuda.cu is linked and
+   every dl header was compiled with DL_CUDA defined (README, "GPU"). An op runs where its
+   inputs are; inputs on two devices are an error, never a silent copy. Device tensors have the
+   same shapes, strides, views, arenas, tape and errors as CPU ones, but their data and grad
+   point to device memory: dl_f32/dl_i32/dl_u8 return NULL for them (read them with
+   dl_tensor_read, dl_item or dl_get, which copy). An op without a GPU kernel yet fails with
+   "... is not on the CPU". In a build without DL_CUDA every function below that asks for
+   DL_DEVICE_CUDA fails with a message that says so, and the CPU path is unchanged. */
+DLDEF int dl_cuda_init(void);        /* 0 when a GPU is ready; -1 + dl_error() (no DL_CUDA build, no driver,
+                                        no GPU). Called by every function that needs the GPU; repeats are free */
+DLDEF int dl_cuda_available(void);   /* 1 when dl_cuda_init succeeds, else 0 (and the error is cleared) */
+DLDEF int dl_device_synchronize(void); /* waits for the GPU work queued by this thread; 0, or -1 + the first
+                                          failure of a kernel since the last call */
+/* An op: x copied to device (an arena tensor, contiguous; x itself when it is there already).
+   Gradients flow back to x across devices, as torch's Tensor.to. */
+DLDEF dl_tensor *dl_to_device(dl_tensor *x, dl_device device);
+DLDEF dl_tensor *dl_tensor_clone_to(const dl_tensor *t, dl_device device); /* owned contiguous copy on device */
+/* Moves a persistent tensor (dl_tensor_new: a parameter, a running statistic) to device in place:
+   its data and, if it has one, its gradient. Pointers to t stay valid; views of it made before
+   the move do not. 0, or -1 + dl_error() (arena tensor, view, no GPU) with t unchanged. */
+DLDEF int dl_tensor_move(dl_tensor *t, dl_device device);
+/* Copies t's elements (any device, any strides) to dst in row-major order on the host:
+   t->numel * dl_dtype_size(t->dtype) bytes. 0, or -1 + dl_error(). */
+DLDEF int dl_tensor_read(const dl_tensor *t, void *dst);
+DLDEF const char *dl_device_name(dl_device device);   /* "cpu", "cuda" */
 
 /* ---- Views (no copy when possible; gradients flow back to the base) ------------------------ */
 DLDEF dl_tensor *dl_reshape(dl_tensor *x, int ndim, const int *shape); /* one -1 allowed; copies if x is not contiguous */
@@ -703,6 +731,57 @@ DLDEF size_t dl_safetensors_serialize(int n, const char *const *names, dl_tensor
                                       int n_meta, const char *const *meta_keys, const char *const *meta_values,
                                       void *out, size_t capacity);
 
+#ifdef DL_CUDA
+#ifndef DL__OP_CODES
+#define DL__OP_CODES
+/* Private op codes, shared by the implementation and dl_cuda.cu. */
+enum { DL__ADD, DL__SUB, DL__MUL, DL__DIV, DL__MIN, DL__MAX };                      /* binary */
+enum { DL__AFFINE, DL__POW, DL__EXP, DL__LOG, DL__SQRT, DL__ABS, DL__CLAMP };         /* unary */
+enum { DL__RELU, DL__LEAKY_RELU, DL__ELU, DL__GELU, DL__GELU_TANH, DL__SIGMOID, DL__TANH, DL__SOFTPLUS }; /* activations */
+enum { DL__REDUCE_SUM, DL__REDUCE_MEAN, DL__REDUCE_VAR, DL__REDUCE_MAX };           /* reductions */
+enum { DL__MSE, DL__L1, DL__HUBER, DL__BCE_LOGITS };                                  /* losses */
+#define DL__NONFINITE 4u /* tensor flag: dl_check_numerics failed the op that made it */
+#endif
+#endif
+#ifdef DL_CUDA
+/* ---- Private: what dl_tensor.h's implementation and dl_cuda.cu call of each other ----------
+   Not an API: names and arguments change without notice. dl_cuda.cu defines the dl__cuda_*
+   functions (kernels and cuBLAS, or loops in its CPU emulation), the implementation above
+   defines the rest. Ops dispatch to dl__cuda_<op> when an input is not on the CPU; those
+   check that every input is on the GPU. */
+enum { DL__H2D = 1, DL__D2H = 2, DL__D2D = 3 };
+DLDEF int dl__cuda_setup(void);                             /* 0 or -1 + error; the first call does the work */
+DLDEF void *dl__cuda_malloc(size_t bytes);                   /* NULL + error */
+DLDEF void dl__cuda_free(void *p);
+DLDEF int dl__cuda_memcpy(void *dst, const void *src, size_t bytes, int kind); /* DL__H2D ...; synchronous */
+DLDEF int dl__cuda_memset0(void *p, size_t bytes);
+DLDEF int dl__cuda_sync(void);
+/* dst[i] (+)= src[i] over shape, both strided, elements of esize bytes (accumulate: f32 only). */
+DLDEF int dl__cuda_strided_copy(void *dst, const ptrdiff_t *dst_strides, const void *src, const ptrdiff_t *src_strides,
+                                int ndim, const int *shape, int esize, int accumulate);
+DLDEF int dl__cuda_fill(dl_tensor *t, float value);
+DLDEF int dl__cuda_copy_convert(dl_tensor *dst, const dl_tensor *src); /* same shape, both on the GPU, any dtypes */
+/* From the implementation: an uninitialized arena tensor on device, and device arena bytes. */
+DLDEF dl_tensor *dl__tmp_on(dl_device device, dl_dtype dtype, int ndim, const int *shape);
+DLDEF void *dl__device_tmp_alloc(size_t bytes);
+/* Ops on the GPU (same arguments and semantics as the public ones). */
+DLDEF dl_tensor *dl__cuda_binary(int op, const char *name, dl_tensor *a, dl_tensor *b);
+DLDEF dl_tensor *dl__cuda_unary(const char *name, int op, dl_tensor *x, float p, float q);
+DLDEF dl_tensor *dl__cuda_activation(const char *name, int op, dl_tensor *x, float alpha);
+DLDEF dl_tensor *dl__cuda_matmul_t(dl_tensor *a, dl_tensor *b, int trans_a, int trans_b);
+DLDEF dl_tensor *dl__cuda_linear(dl_tensor *x, dl_tensor *w, dl_tensor *b);
+DLDEF dl_tensor *dl__cuda_reduce(const char *name, int op, dl_tensor *x, int naxes, const int *axes, int keepdim, int correction);
+DLDEF dl_tensor *dl__cuda_argmax(dl_tensor *x, int axis, int keepdim);
+DLDEF dl_tensor *dl__cuda_softmax(dl_tensor *x, int axis, int log);
+DLDEF dl_tensor *dl__cuda_cross_entropy(dl_tensor *logits, dl_tensor *labels);
+DLDEF dl_tensor *dl__cuda_loss(const char *name, int op, dl_tensor *pred, dl_tensor *target, float delta);
+/* convolutions, pooling, padding, upsampling */
+
+/* normalization, dropout, embedding, indexing, concat */
+
+/* optimizer updates (dl_optim.h) */
+#endif
+
 #ifdef __cplusplus
 }
 #endif
@@ -714,6 +793,17 @@ DLDEF size_t dl_safetensors_serialize(int n, const char *const *names, dl_tensor
 
 #if defined(DL_TENSOR_IMPLEMENTATION) && !defined(DL__TENSOR_IMPLEMENTED) && !defined(DL_IMPLEMENTATION_ELSEWHERE)
 #define DL__TENSOR_IMPLEMENTED
+
+#ifndef DL__OP_CODES
+#define DL__OP_CODES
+/* Private op codes, shared by the implementation and dl_cuda.cu. */
+enum { DL__ADD, DL__SUB, DL__MUL, DL__DIV, DL__MIN, DL__MAX };                      /* binary */
+enum { DL__AFFINE, DL__POW, DL__EXP, DL__LOG, DL__SQRT, DL__ABS, DL__CLAMP };         /* unary */
+enum { DL__RELU, DL__LEAKY_RELU, DL__ELU, DL__GELU, DL__GELU_TANH, DL__SIGMOID, DL__TANH, DL__SOFTPLUS }; /* activations */
+enum { DL__REDUCE_SUM, DL__REDUCE_MEAN, DL__REDUCE_VAR, DL__REDUCE_MAX };           /* reductions */
+enum { DL__MSE, DL__L1, DL__HUBER, DL__BCE_LOGITS };                                  /* losses */
+#define DL__NONFINITE 4u /* tensor flag: dl_check_numerics failed the op that made it */
+#endif
 
 #include <stdlib.h>
 #include <string.h>
@@ -754,7 +844,7 @@ DLDEF size_t dl_safetensors_serialize(int n, const char *const *names, dl_tensor
 
 #define DL__OWNS_DATA 1u    /* data came from DL_MALLOC together with the struct */
 #define DL__PERSISTENT 2u   /* struct is DL_MALLOCed (not arena); grad is DL_MALLOCed */
-#define DL__NONFINITE 4u    /* dl_check_numerics failed the op that made this arena tensor */
+#define DL__DEVICE_DATA 8u  /* persistent, data moved to the GPU: data (and grad) are dl__cuda_malloc'd */
 
 /* ---- Errors ---- */
 
@@ -863,6 +953,7 @@ struct dl_arena {
     dl__block *first, *cur;
     size_t used_total;     /* bytes handed out since reset */
     dl_node *tape;         /* last recorded node */
+    dl__block *dfirst, *dcur; /* DL_CUDA: the same for device memory (headers on the host), made on first use */
 };
 
 #define DL__ALIGN 64
@@ -897,6 +988,7 @@ DLDEF dl_arena *dl_arena_new(size_t initial_bytes) {
     if (!a->first) { DL_FREE(a); return (dl_arena *)dl__fail("dl_arena_new: out of memory (%zu bytes)", initial_bytes); }
     a->used_total = 0;
     a->tape = NULL;
+    a->dfirst = a->dcur = NULL;
     return a;
 }
 
@@ -904,6 +996,9 @@ DLDEF void dl_arena_free(dl_arena *a) {
     dl__block *b, *next;
     if (!a) return;
     for (b = a->first; b; b = next) { next = b->next; DL_FREE(b); }
+#ifdef DL_CUDA
+    for (b = a->dfirst; b; b = next) { next = b->next; dl__cuda_free(b->mem); DL_FREE(b); }
+#endif
     DL_FREE(a);
 }
 
@@ -911,7 +1006,9 @@ DLDEF void dl_arena_reset(dl_arena *a) {
     dl__block *b;
     if (!a) return;
     for (b = a->first; b; b = b->next) b->used = 0;
+    for (b = a->dfirst; b; b = b->next) b->used = 0;
     a->cur = a->first;
+    a->dcur = a->dfirst;
     a->used_total = 0;
     a->tape = NULL;
 }
@@ -946,6 +1043,13 @@ DLDEF void *dl_arena_alloc(dl_arena *a, size_t bytes) {
 
 DLDEF size_t dl_arena_used(const dl_arena *a) { return a ? a->used_total : 0; }
 
+DLDEF size_t dl_arena_device_bytes(const dl_arena *a) {
+    size_t total = 0;
+    const dl__block *b;
+    for (b = a ? a->dfirst : NULL; b; b = b->next) total += b->size;
+    return total;
+}
+
 DLDEF size_t dl_arena_capacity(const dl_arena *a) {
     size_t total = 0;
     const dl__block *b;
@@ -975,6 +1079,40 @@ DLDEF void dl_arena_free_default(void) {
 }
 
 static void *dl__tmp_alloc(size_t bytes) { return dl_arena_alloc(dl_arena_current(), bytes); }
+
+#ifdef DL_CUDA
+/* Device memory of the current arena: the same bump allocation over a chain of cudaMalloc'd
+   blocks (256-byte aligned), kept across resets, so a steady-state step allocates nothing. */
+DLDEF void *dl__device_tmp_alloc(size_t bytes) {
+    dl_arena *a = dl_arena_current();
+    dl__block *b;
+    if (!a) return NULL;
+    if (bytes > DL__ARENA_MAX_BYTES) return dl__fail("dl_arena_alloc: %zu device bytes is more than the limit of 2^46", bytes);
+    bytes = (bytes + 255) & ~(size_t)255;
+    if (bytes == 0) bytes = 256;
+    for (b = a->dcur; b; b = b->next) {
+        if (b->size - b->used >= bytes) break;
+        if (b->next) b->next->used = 0;
+    }
+    if (!b) {
+        dl__block *last = a->dcur ? a->dcur : a->dfirst;
+        size_t size = (size_t)1 << 22;
+        while (last && last->next) last = last->next;
+        if (last) size = last->size > DL__ARENA_MAX_BYTES / 2 ? DL__ARENA_MAX_BYTES : last->size * 2;
+        if (size < bytes) size = bytes;
+        if (!(b = (dl__block *)DL_MALLOC(sizeof(dl__block)))) return dl__fail("dl_arena_alloc: out of memory");
+        b->next = NULL;
+        b->size = size;
+        b->used = 0;
+        if (!(b->mem = (unsigned char *)dl__cuda_malloc(size))) { DL_FREE(b); return NULL; }
+        if (last) last->next = b;
+        else a->dfirst = b;
+    }
+    a->dcur = b;
+    b->used += bytes;
+    return b->mem + b->used - bytes;
+}
+#endif
 
 /* ---- Tensors ---- */
 
@@ -1053,6 +1191,14 @@ DLDEF dl_tensor *dl_tensor_from(dl_dtype dtype, int ndim, const int *shape, cons
 DLDEF void dl_tensor_free(dl_tensor *t) {
     if (!t) return;
     if (!(t->flags & DL__PERSISTENT)) return; /* arena tensors are freed by their arena */
+#ifdef DL_CUDA
+    if (t->device != DL_DEVICE_CPU) {
+        if (t->flags & DL__DEVICE_DATA) dl__cuda_free(t->data);
+        dl__cuda_free(t->grad);
+        DL_FREE(t);
+        return;
+    }
+#endif
     DL_FREE(t->grad);
     DL_FREE(t);
 }
@@ -1068,6 +1214,19 @@ DLDEF dl_tensor *dl_tmp_uninit(dl_dtype dtype, int ndim, const int *shape) {
     t->data = dl__tmp_alloc(bytes);
     return t->data ? t : NULL;
 }
+
+#ifdef DL_CUDA
+DLDEF dl_tensor *dl__tmp_on(dl_device device, dl_dtype dtype, int ndim, const int *shape) {
+    dl_tensor tmp, *t;
+    if (device == DL_DEVICE_CPU) return dl_tmp_uninit(dtype, ndim, shape);
+    if (!dl__init_shape(&tmp, "dl_tmp", dtype, ndim, shape)) return NULL;
+    if (!(t = (dl_tensor *)dl__tmp_alloc(sizeof(dl_tensor)))) return NULL;
+    *t = tmp;
+    t->device = device;
+    t->data = dl__device_tmp_alloc(tmp.numel * dl_dtype_size(dtype));
+    return t->data ? t : NULL;
+}
+#endif
 
 DLDEF dl_tensor *dl_tmp(dl_dtype dtype, int ndim, const int *shape) {
     dl_tensor *t = dl_tmp_uninit(dtype, ndim, shape);
@@ -1112,9 +1271,9 @@ DLDEF int dl_same_shape(const dl_tensor *a, const dl_tensor *b) {
     return 1;
 }
 
-DLDEF float *dl_f32(const dl_tensor *t) { return t && t->dtype == DL_DTYPE_F32 ? (float *)t->data : NULL; }
-DLDEF int32_t *dl_i32(const dl_tensor *t) { return t && t->dtype == DL_DTYPE_I32 ? (int32_t *)t->data : NULL; }
-DLDEF uint8_t *dl_u8(const dl_tensor *t) { return t && t->dtype == DL_DTYPE_U8 ? (uint8_t *)t->data : NULL; }
+DLDEF float *dl_f32(const dl_tensor *t) { return t && t->dtype == DL_DTYPE_F32 && !t->device ? (float *)t->data : NULL; }
+DLDEF int32_t *dl_i32(const dl_tensor *t) { return t && t->dtype == DL_DTYPE_I32 && !t->device ? (int32_t *)t->data : NULL; }
+DLDEF uint8_t *dl_u8(const dl_tensor *t) { return t && t->dtype == DL_DTYPE_U8 && !t->device ? (uint8_t *)t->data : NULL; }
 
 /* Offset in elements of a logical row-major flat index, through t's strides. */
 static ptrdiff_t dl__offset_of(const dl_tensor *t, size_t flat) {
@@ -1146,9 +1305,36 @@ static void dl__store(dl_tensor *t, ptrdiff_t off, float v) {
     }
 }
 
+#ifdef DL_CUDA
+/* One element of a device tensor, read (or written) through a host copy of its bytes. */
+static float dl__device_load(const dl_tensor *t, ptrdiff_t off) {
+    dl_tensor h = *t;
+    unsigned char b[8];
+    size_t esz = dl_dtype_size(t->dtype);
+    if (dl__cuda_memcpy(b, (const char *)t->data + off * (ptrdiff_t)esz, esz, DL__D2H) != 0) return NAN;
+    h.data = b;
+    h.device = DL_DEVICE_CPU;
+    return dl__load(&h, 0);
+}
+static void dl__device_store(dl_tensor *t, ptrdiff_t off, float v) {
+    dl_tensor h = *t;
+    unsigned char b[8];
+    size_t esz = dl_dtype_size(t->dtype);
+    h.data = b;
+    h.device = DL_DEVICE_CPU;
+    dl__store(&h, 0, v);
+    dl__cuda_memcpy((char *)t->data + off * (ptrdiff_t)esz, b, esz, DL__H2D);
+}
+#define DL__LOAD(t, off) ((t)->device ? dl__device_load(t, off) : dl__load(t, off))
+#define DL__STORE(t, off, v) ((t)->device ? dl__device_store(t, off, v) : dl__store(t, off, v))
+#else
+#define DL__LOAD(t, off) dl__load(t, off)
+#define DL__STORE(t, off, v) dl__store(t, off, v)
+#endif
+
 DLDEF float dl_item(const dl_tensor *t) {
     if (!t || t->numel != 1) { dl__fail("dl_item: tensor must have exactly one element"); return NAN; }
-    return dl__load(t, 0);
+    return DL__LOAD(t, 0);
 }
 
 DLDEF float dl_get(const dl_tensor *t, const int *index) {
@@ -1159,7 +1345,7 @@ DLDEF float dl_get(const dl_tensor *t, const int *index) {
         if (index[i] < 0 || index[i] >= t->shape[i]) { dl__fail("dl_get: index %d out of range at axis %d", index[i], i); return NAN; }
         off += index[i] * t->strides[i];
     }
-    return dl__load(t, off);
+    return DL__LOAD(t, off);
 }
 
 DLDEF void dl_set(dl_tensor *t, const int *index, float v) {
@@ -1170,12 +1356,15 @@ DLDEF void dl_set(dl_tensor *t, const int *index, float v) {
         if (index[i] < 0 || index[i] >= t->shape[i]) { dl__fail("dl_set: index %d out of range at axis %d", index[i], i); return; }
         off += index[i] * t->strides[i];
     }
-    dl__store(t, off, v);
+    DL__STORE(t, off, v);
 }
 
 DLDEF void dl_fill(dl_tensor *t, float value) {
     size_t i;
     if (!t) return;
+#ifdef DL_CUDA
+    if (t->device) { dl__cuda_fill(t, value); return; }
+#endif
     if (dl_is_contiguous(t) && t->dtype == DL_DTYPE_F32) {
         float *p = (float *)t->data;
         for (i = 0; i < t->numel; i++) p[i] = value;
@@ -1218,6 +1407,10 @@ static void dl__contig_strides(int ndim, const int *shape, ptrdiff_t *strides) {
     for (i = ndim - 1; i >= 0; i--) { strides[i] = s; s *= shape[i] ? shape[i] : 1; }
 }
 
+#ifdef DL_CUDA
+static int dl__copy_device(dl_tensor *dst, const dl_tensor *src);
+#endif
+
 DLDEF int dl_copy(dl_tensor *dst, const dl_tensor *src) {
     size_t i;
     if (!dst || !src) { dl__fail("dl_copy: NULL tensor"); return -1; }
@@ -1226,6 +1419,9 @@ DLDEF int dl_copy(dl_tensor *dst, const dl_tensor *src) {
         dl__fail("dl_copy: shapes %s and %s differ", dl_shape_str(dst, a, sizeof a), dl_shape_str(src, b, sizeof b));
         return -1;
     }
+#ifdef DL_CUDA
+    if (dst->device || src->device) return dl__copy_device(dst, src);
+#endif
     if (dst->dtype == DL_DTYPE_F32 && src->dtype == DL_DTYPE_F32) {
         dl__strided_copy_f32((float *)dst->data, dst->strides, (const float *)src->data, src->strides, dst->ndim, dst->shape, 0);
     } else if (dst->dtype == src->dtype && dl_is_contiguous(dst) && dl_is_contiguous(src)) {
@@ -1244,6 +1440,7 @@ DLDEF int dl_copy(dl_tensor *dst, const dl_tensor *src) {
 DLDEF dl_tensor *dl_tensor_clone(const dl_tensor *t) {
     dl_tensor *c;
     if (!t) return NULL;
+    if (t->device) return dl_tensor_clone_to(t, t->device);
     c = dl_tensor_new(t->dtype, t->ndim, t->shape);
     if (c && dl_copy(c, t) != 0) { dl_tensor_free(c); return NULL; }
     return c;
@@ -1254,11 +1451,225 @@ DLDEF const float *dl_contig_f32(const dl_tensor *t) {
     ptrdiff_t strides[DL_MAX_DIMS];
     if (!t || t->dtype != DL_DTYPE_F32) return (const float *)dl__fail("dl_contig_f32: need an f32 tensor");
     if (dl_is_contiguous(t)) return (const float *)t->data;
+#ifdef DL_CUDA
+    if (t->device) { /* a device copy, for dl_cuda.cu's ops */
+        dl_tensor *c = dl__tmp_on(t->device, DL_DTYPE_F32, t->ndim, t->shape);
+        return c && dl_copy(c, t) == 0 ? (const float *)c->data : NULL;
+    }
+#endif
     p = (float *)dl__tmp_alloc(t->numel * sizeof(float));
     if (!p) return NULL;
     dl__contig_strides(t->ndim, t->shape, strides);
     dl__strided_copy_f32(p, strides, (const float *)t->data, t->strides, t->ndim, t->shape, 0);
     return p;
+}
+
+/* ---- Devices ---- */
+
+DLDEF const char *dl_device_name(dl_device device) {
+    return device == DL_DEVICE_CPU ? "cpu" : device == DL_DEVICE_CUDA ? "cuda" : "?";
+}
+
+#ifdef DL_CUDA
+DLDEF int dl_cuda_init(void) { return dl__cuda_setup(); }
+DLDEF int dl_device_synchronize(void) { return dl__cuda_sync(); }
+#else
+DLDEF int dl_cuda_init(void) {
+    dl__fail("dl_cuda_init: this program was built without DL_CUDA (build dl_cuda.cu with nvcc and define DL_CUDA; README, \"GPU\")");
+    return -1;
+}
+DLDEF int dl_device_synchronize(void) { return 0; }
+#endif
+
+DLDEF int dl_cuda_available(void) {
+    if (dl_cuda_init() == 0) return 1;
+    dl_clear_error();
+    return 0;
+}
+
+/* 0 when device can hold tensors (the CPU always; the GPU after dl_cuda_init). */
+static int dl__device_ready(const char *op, dl_device device) {
+    if (device == DL_DEVICE_CPU) return 0;
+    if (device != DL_DEVICE_CUDA) { dl__fail("%s: unknown device %d", op, (int)device); return -1; }
+    if (dl_cuda_init() != 0) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%.400s", dl_error());
+        dl__fail("%s: %s", op, msg);
+        return -1;
+    }
+    return 0;
+}
+
+#ifdef DL_CUDA
+/* dl_copy when a side is on the GPU. Same device: a kernel. Across devices: the same dtype,
+   through a contiguous staging copy where a side is strided. */
+static int dl__copy_device(dl_tensor *dst, const dl_tensor *src) {
+    size_t esz = dl_dtype_size(src->dtype), bytes = src->numel * esz;
+    void *stage = NULL;
+    int rc = -1;
+    if (dst->device == src->device) {
+        if (dst->dtype == src->dtype)
+            return dl__cuda_strided_copy(dst->data, dst->strides, src->data, src->strides, dst->ndim, dst->shape, (int)esz, 0);
+        return dl__cuda_copy_convert(dst, src);
+    }
+    if (dst->dtype != src->dtype) {
+        dl__fail("dl_copy: %s to %s across devices (%s to %s): cast on one side first", dl_dtype_name(src->dtype),
+                 dl_dtype_name(dst->dtype), dl_device_name(src->device), dl_device_name(dst->device));
+        return -1;
+    }
+    if (src->numel == 0) return 0;
+    if (dst->device == DL_DEVICE_CPU) { /* device -> host */
+        if (dl_is_contiguous(dst)) return dl_tensor_read(src, dst->data);
+        if (!(stage = DL_MALLOC(bytes))) { dl__fail("dl_copy: out of memory"); return -1; }
+        if (dl_tensor_read(src, stage) == 0) {
+            dl_tensor h = *src;
+            h.device = DL_DEVICE_CPU;
+            h.data = stage;
+            dl__contig_strides(h.ndim, h.shape, h.strides);
+            rc = dl_copy(dst, &h);
+        }
+        DL_FREE(stage);
+        return rc;
+    }
+    /* host -> device */
+    if (dl_is_contiguous(src) && dl_is_contiguous(dst)) return dl__cuda_memcpy(dst->data, src->data, bytes, DL__H2D);
+    {
+        dl_tensor *hc = dl_tensor_new(src->dtype, src->ndim, src->shape), *dc;
+        if (!hc) return -1;
+        if (dl_copy(hc, src) == 0 && (dc = dl__tmp_on(dst->device, src->dtype, src->ndim, src->shape)) != NULL &&
+            dl__cuda_memcpy(dc->data, hc->data, bytes, DL__H2D) == 0)
+            rc = dl__cuda_strided_copy(dst->data, dst->strides, dc->data, dc->strides, dst->ndim, dst->shape, (int)esz, 0);
+        dl_tensor_free(hc);
+        return rc;
+    }
+}
+#endif
+
+DLDEF int dl_tensor_read(const dl_tensor *t, void *dst) {
+    dl_tensor h;
+    if (!t || !dst) { dl__fail("dl_tensor_read: NULL argument"); return -1; }
+    if (t->numel == 0) return 0;
+#ifdef DL_CUDA
+    if (t->device) {
+        const dl_tensor *c = t;
+        if (!dl_is_contiguous(t)) { /* made contiguous on the device first */
+            dl_tensor *d = dl__tmp_on(t->device, t->dtype, t->ndim, t->shape);
+            if (!d || dl_copy(d, t) != 0) return -1;
+            c = d;
+        }
+        return dl__cuda_memcpy(dst, c->data, t->numel * dl_dtype_size(t->dtype), DL__D2H);
+    }
+#endif
+    h = *t;
+    h.data = dst;
+    h.flags = 0;
+    dl__contig_strides(h.ndim, h.shape, h.strides);
+    return dl_copy(&h, t);
+}
+
+DLDEF dl_tensor *dl_tensor_clone_to(const dl_tensor *t, dl_device device) {
+    dl_tensor *c;
+    if (!t) return NULL;
+    if (dl__device_ready("dl_tensor_clone_to", device) != 0) return NULL;
+    if (!(c = dl_tensor_new(t->dtype, t->ndim, t->shape))) return NULL;
+    if (device == DL_DEVICE_CPU) {
+        if (dl_copy(c, t) != 0) { dl_tensor_free(c); return NULL; }
+        return c;
+    }
+    if (dl_tensor_move(c, device) != 0 || dl_copy(c, t) != 0) { dl_tensor_free(c); return NULL; }
+    return c;
+}
+
+DLDEF int dl_tensor_move(dl_tensor *t, dl_device device) {
+    if (!t) { dl__fail("dl_tensor_move: NULL tensor"); return -1; }
+    if (t->device == device) return 0;
+    if (!(t->flags & DL__PERSISTENT) || !(t->flags & DL__OWNS_DATA)) {
+        dl__fail("dl_tensor_move: only a tensor from dl_tensor_new / _from / _clone moves (not an arena tensor or a view)");
+        return -1;
+    }
+    if (dl__device_ready("dl_tensor_move", device) != 0) return -1;
+#ifdef DL_CUDA
+    {
+        size_t bytes = t->numel * dl_dtype_size(t->dtype), gbytes = t->numel * sizeof(float);
+        /* the host copy of the data is the buffer after the struct, kept while on the GPU */
+        void *host = (void *)(((uintptr_t)(t + 1) + DL__ALIGN - 1) & ~(uintptr_t)(DL__ALIGN - 1));
+        if (device != DL_DEVICE_CPU) { /* CPU -> GPU */
+            void *d = dl__cuda_malloc(bytes ? bytes : 1), *g = NULL;
+            if (!d) return -1;
+            if (dl__cuda_memcpy(d, t->data, bytes, DL__H2D) != 0 ||
+                (t->grad && (!(g = dl__cuda_malloc(gbytes ? gbytes : 1)) || dl__cuda_memcpy(g, t->grad, gbytes, DL__H2D) != 0))) {
+                dl__cuda_free(d);
+                dl__cuda_free(g);
+                return -1;
+            }
+            DL_FREE(t->grad);
+            t->grad = (float *)g;
+            t->data = d;
+            t->device = device;
+            t->flags |= DL__DEVICE_DATA;
+        } else { /* GPU -> CPU */
+            float *g = NULL;
+            if (t->grad && !(g = (float *)DL_MALLOC(gbytes ? gbytes : 1))) { dl__fail("dl_tensor_move: out of memory"); return -1; }
+            if (dl__cuda_memcpy(host, t->data, bytes, DL__D2H) != 0 || (g && dl__cuda_memcpy(g, t->grad, gbytes, DL__D2H) != 0)) {
+                DL_FREE(g);
+                return -1;
+            }
+            dl__cuda_free(t->data);
+            dl__cuda_free(t->grad);
+            t->grad = g;
+            t->data = host;
+            t->device = DL_DEVICE_CPU;
+            t->flags &= ~DL__DEVICE_DATA;
+        }
+    }
+    return 0;
+#else
+    return -1; /* dl__device_ready refused */
+#endif
+}
+
+/* dl_to_device's backward: x's gradient += out's, carried back to x's device. */
+static void dl__to_device_backward(dl_node *n) {
+    dl_tensor *x = n->in[0], *out = n->out, g;
+    float *gx = dl_grad_buf(x);
+    if (!gx) return;
+    g = *out; /* out's gradient as a tensor on out's device */
+    g.data = out->grad;
+    g.dtype = DL_DTYPE_F32;
+    g.grad = NULL;
+    g.node = NULL;
+    g.flags = 0;
+#ifdef DL_CUDA
+    if (x->device) { /* host -> device: stage the gradient on the device, then add */
+        dl_tensor *d = dl__tmp_on(x->device, DL_DTYPE_F32, x->ndim, x->shape);
+        ptrdiff_t st[DL_MAX_DIMS];
+        if (!d || dl_copy(d, &g) != 0) return;
+        dl__contig_strides(x->ndim, x->shape, st);
+        dl__cuda_strided_copy(gx, st, d->data, st, x->ndim, x->shape, 4, 1);
+        return;
+    }
+#endif
+    {
+        float *h = (float *)dl__tmp_alloc(x->numel * sizeof(float));
+        size_t i;
+        if (!h || dl_tensor_read(&g, h) != 0) return;
+        for (i = 0; i < x->numel; i++) gx[i] += h[i];
+    }
+}
+
+DLDEF dl_tensor *dl_to_device(dl_tensor *x, dl_device device) {
+    dl_tensor *out;
+    if (!x) return NULL;
+    if (x->device == device) return x;
+    if (dl__device_ready("dl_to_device", device) != 0) return NULL;
+#ifdef DL_CUDA
+    out = dl__tmp_on(device, x->dtype, x->ndim, x->shape);
+#else
+    out = dl_tmp_uninit(x->dtype, x->ndim, x->shape);
+#endif
+    if (!out || dl_copy(out, x) != 0) return NULL;
+    if (x->dtype == DL_DTYPE_F32) dl_record("to_device", out, 1, &x, dl__to_device_backward, 0);
+    return out;
 }
 
 /* ---- Autograd ---- */
@@ -1345,6 +1756,14 @@ static size_t dl__find_nonfinite(const float *p, size_t n) {
 static size_t dl__find_nonfinite_tensor(const dl_tensor *t) {
     size_t i;
     if (t->dtype != DL_DTYPE_F32) return t->numel;
+#ifdef DL_CUDA
+    if (t->device) { /* scanned on a host copy: a debugging mode, not a fast one */
+        float *h = (float *)DL_MALLOC(t->numel * sizeof(float) + 1);
+        i = h && dl_tensor_read(t, h) == 0 ? dl__find_nonfinite(h, t->numel) : t->numel;
+        DL_FREE(h);
+        return i;
+    }
+#endif
     if (dl_is_contiguous(t)) return dl__find_nonfinite((const float *)t->data, t->numel);
     for (i = 0; i < t->numel; i++)
         if (dl__nonfinite(((const float *)t->data)[dl__offset_of(t, i)])) return i;
@@ -1381,7 +1800,7 @@ static int dl__check_forward(const char *op, dl_tensor *out, int n_in, dl_tensor
                 break;
             }
         dl__fail("%s: output %s is not finite (%s at element %zu); inputs %s%s (dl_check_numerics)", op ? op : "(op)",
-                 dl_shape_str(out, os, sizeof os), dl__nonfinite_name(((const float *)out->data)[dl__offset_of(out, at)]), at,
+                 dl_shape_str(out, os, sizeof os), dl__nonfinite_name(DL__LOAD(out, dl__offset_of(out, at))), at,
                  dl__shapes_str(n_in, in, shapes, sizeof shapes), also);
     }
     if (!(out->flags & DL__PERSISTENT)) out->flags |= DL__NONFINITE;
@@ -1396,11 +1815,26 @@ static int dl__check_backward(const dl_node *n) {
     int i;
     for (i = 0; i < n->n_in; i++) {
         const dl_tensor *t = n->in[i];
+        float bad;
         if (!t || !t->requires_grad || !t->grad) continue;
-        at = dl__find_nonfinite(t->grad, t->numel);
-        if (at == t->numel) continue;
+#ifdef DL_CUDA
+        if (t->device) {
+            dl_tensor g = *t;
+            g.data = t->grad;
+            dl__contig_strides(g.ndim, g.shape, g.strides);
+            g.dtype = DL_DTYPE_F32;
+            at = dl__find_nonfinite_tensor(&g);
+            if (at == t->numel) continue;
+            bad = dl__device_load(&g, (ptrdiff_t)at);
+        } else
+#endif
+        {
+            at = dl__find_nonfinite(t->grad, t->numel);
+            if (at == t->numel) continue;
+            bad = t->grad[at];
+        }
         dl__fail("dl_backward: backward of %s gave input %d a non-finite gradient (%s at element %zu); "
-                 "inputs %s, output %s (dl_check_numerics)", n->op ? n->op : "(op)", i, dl__nonfinite_name(t->grad[at]),
+                 "inputs %s, output %s (dl_check_numerics)", n->op ? n->op : "(op)", i, dl__nonfinite_name(bad),
                  at, dl__shapes_str(n->n_in, n->in, shapes, sizeof shapes), dl_shape_str(n->out, os, sizeof os));
         return -1;
     }
@@ -1423,6 +1857,13 @@ DLDEF float *dl_grad_buf(dl_tensor *t) {
     if (!t || !t->requires_grad) return NULL;
     if (t->grad) return t->grad;
     bytes = t->numel * sizeof(float);
+#ifdef DL_CUDA
+    if (t->device) {
+        t->grad = (float *)((t->flags & DL__PERSISTENT) ? dl__cuda_malloc(bytes ? bytes : 1) : dl__device_tmp_alloc(bytes));
+        if (t->grad && dl__cuda_memset0(t->grad, bytes) != 0) t->grad = NULL; /* a failed memset leaks nothing: arena */
+        return t->grad;
+    }
+#endif
     if (t->flags & DL__PERSISTENT) t->grad = (float *)DL_MALLOC(bytes ? bytes : 1);
     else t->grad = (float *)dl__tmp_alloc(bytes);
     if (t->grad) memset(t->grad, 0, bytes);
@@ -1431,6 +1872,9 @@ DLDEF float *dl_grad_buf(dl_tensor *t) {
 }
 
 DLDEF void dl_zero_grad(dl_tensor *t) {
+#ifdef DL_CUDA
+    if (t && t->grad && t->device) { dl__cuda_memset0(t->grad, t->numel * sizeof(float)); return; }
+#endif
     if (t && t->grad) memset(t->grad, 0, t->numel * sizeof(float));
 }
 
@@ -1448,6 +1892,11 @@ DLDEF int dl_backward_grad(dl_tensor *out, const float *grad_out) {
     for (n = out->node; n; n = n->prev) n->out->grad = NULL;
     g = dl_grad_buf(out);
     if (!g) return -1;
+#ifdef DL_CUDA
+    if (out->device) { /* the buffer is fresh (zero): the seed is a copy, from the host */
+        if (dl__cuda_memcpy(g, grad_out, out->numel * sizeof(float), DL__H2D) != 0) return -1;
+    } else
+#endif
     for (i = 0; i < out->numel; i++) g[i] += grad_out[i];
     /* The tape is in creation order, which is a topological order: walking it backwards
        visits every node after all the nodes that consume its output. */
@@ -1491,6 +1940,16 @@ typedef struct dl__view_ctx {
     int dim, start, step;       /* slice */
 } dl__view_ctx;
 
+/* The views' backward: dst += src through strides, on x's device. */
+#ifdef DL_CUDA
+#define DL__STRIDED_ADD(x, dst, dst_strides, src, src_strides, ndim, shape)                                      \
+    ((x)->device ? (void)dl__cuda_strided_copy(dst, dst_strides, src, src_strides, ndim, shape, 4, 1)            \
+                 : dl__strided_copy_f32(dst, dst_strides, src, src_strides, ndim, shape, 1))
+#else
+#define DL__STRIDED_ADD(x, dst, dst_strides, src, src_strides, ndim, shape) \
+    dl__strided_copy_f32(dst, dst_strides, src, src_strides, ndim, shape, 1)
+#endif
+
 static void dl__permute_backward(dl_node *n) {
     const dl__view_ctx *c = (const dl__view_ctx *)n->ctx;
     dl_tensor *x = n->in[0], *out = n->out;
@@ -1501,7 +1960,7 @@ static void dl__permute_backward(dl_node *n) {
     dl__contig_strides(x->ndim, x->shape, gx_strides);
     for (i = 0; i < out->ndim; i++) dst[i] = gx_strides[c->axis_of[i]];
     dl__contig_strides(out->ndim, out->shape, src);
-    dl__strided_copy_f32(gx, dst, out->grad, src, out->ndim, out->shape, 1);
+    DL__STRIDED_ADD(x, gx, dst, out->grad, src, out->ndim, out->shape);
 }
 
 static void dl__slice_backward(dl_node *n) {
@@ -1514,12 +1973,20 @@ static void dl__slice_backward(dl_node *n) {
     gx += (ptrdiff_t)c->start * dst[c->dim];
     dst[c->dim] *= c->step;
     dl__contig_strides(out->ndim, out->shape, src);
-    dl__strided_copy_f32(gx, dst, out->grad, src, out->ndim, out->shape, 1);
+    DL__STRIDED_ADD(x, gx, dst, out->grad, src, out->ndim, out->shape);
 }
 
 static void dl__copy_backward(dl_node *n) {
     float *gx = dl_grad_buf(n->in[0]);
     size_t i;
+#ifdef DL_CUDA
+    if (gx && n->in[0]->device) {
+        ptrdiff_t st[DL_MAX_DIMS];
+        dl__contig_strides(n->out->ndim, n->out->shape, st);
+        dl__cuda_strided_copy(gx, st, n->out->grad, st, n->out->ndim, n->out->shape, 4, 1);
+        return;
+    }
+#endif
     if (gx) for (i = 0; i < n->out->numel; i++) gx[i] += n->out->grad[i];
 }
 
@@ -1527,7 +1994,11 @@ DLDEF dl_tensor *dl_contiguous(dl_tensor *x) {
     dl_tensor *out;
     if (!x) return NULL;
     if (dl_is_contiguous(x)) return x;
+#ifdef DL_CUDA
+    out = dl__tmp_on(x->device, x->dtype, x->ndim, x->shape);
+#else
     out = dl_tmp_uninit(x->dtype, x->ndim, x->shape);
+#endif
     if (!out || dl_copy(out, x) != 0) return NULL;
     out->flags |= x->flags & DL__NONFINITE; /* as views do */
     dl__record("contiguous", out, 1, &x, dl__copy_backward, 0);
@@ -3690,7 +4161,6 @@ static int dl__broadcast_shape(const char *op, const dl_tensor *a, const dl_tens
 
 /* ---- Binary ops ---- */
 
-enum { DL__ADD, DL__SUB, DL__MUL, DL__DIV, DL__MIN, DL__MAX };
 static const char *const dl__binary_names[] = {"dl_add", "dl_sub", "dl_mul", "dl_div", "dl_minimum", "dl_maximum"};
 
 /* o[i] = EXPR for one row, where A and B are the i-th elements of a and b (strides sa, sb).
@@ -3785,6 +4255,9 @@ static dl_tensor *dl__binary(int op, dl_tensor *a, dl_tensor *b) {
     dl__iter it;
     size_t r;
     if (!a || !b) return NULL;
+#ifdef DL_CUDA
+    if (a->device || b->device) return dl__cuda_binary(op, name, a, b);
+#endif
     if (!dl__check_f32(name, a) || !dl__check_f32(name, b)) return NULL;
     if (!dl__broadcast_shape(name, a, b, &nd, shape)) return NULL;
     out = dl_tmp_uninit(DL_DTYPE_F32, nd, shape);
@@ -3816,7 +4289,6 @@ DLDEF dl_tensor *dl_maximum(dl_tensor *a, dl_tensor *b) { return dl__binary(DL__
 /* ---- Unary ops (including those with a float scalar) ----
    y = f(x) elementwise on a contiguous copy of x; backward uses x or y as the formula needs. */
 
-enum { DL__AFFINE, DL__POW, DL__EXP, DL__LOG, DL__SQRT, DL__ABS, DL__CLAMP };
 
 typedef struct dl__unary_ctx {
     int op;
@@ -3852,6 +4324,9 @@ static dl_tensor *dl__unary(const char *name, int op, dl_tensor *xt, float p, fl
     size_t i, len;
     dl_node *node;
     if (!xt) return NULL;
+#ifdef DL_CUDA
+    if (xt->device) return dl__cuda_unary(name, op, xt, p, q);
+#endif
     if (!dl__check_f32(name, xt)) return NULL;
     x = dl_contig_f32(xt);
     out = dl_tmp_uninit(DL_DTYPE_F32, xt->ndim, xt->shape);
@@ -4056,6 +4531,9 @@ static dl_tensor *dl__reduction(const char *name, int kind, dl_tensor *x, int na
     size_t i, m;
     dl_node *node;
     if (!x) return NULL;
+#ifdef DL_CUDA
+    if (x->device) return dl__cuda_reduce(name, kind, x, naxes, axes, keepdim, correction);
+#endif
     if (!dl__check_f32(name, x) || !dl__reduce_setup(name, x, naxes, axes, keepdim, &r)) return NULL;
     r.kind = kind;
     if (kind == 3 && r.count == 0) return (dl_tensor *)dl__fail("%s: cannot reduce over an empty axis", name);
@@ -4107,6 +4585,9 @@ DLDEF dl_tensor *dl_argmax(dl_tensor *x, int axis, int keepdim) {
     int len, shape1[DL_MAX_DIMS];
     size_t row;
     if (!x) return NULL;
+#ifdef DL_CUDA
+    if (x->device) return dl__cuda_argmax(x, axis, keepdim);
+#endif
     if (!dl__check_f32("dl_argmax", x) || (axis = dl__axis("dl_argmax", axis, x->ndim)) < 0) return NULL;
     if (x->shape[axis] == 0) return (dl_tensor *)dl__fail("dl_argmax: cannot reduce over an empty axis");
     if (!dl__reduce_setup("dl_argmax", x, 1, &axis, keepdim, &r)) return NULL;
@@ -4721,6 +5202,9 @@ static dl_tensor *dl__matmul(const char *op, dl_tensor *a, dl_tensor *b, int ta,
     ptrdiff_t so[DL_MAX_DIMS];
     char sa_str[64], sb_str[64];
     if (!a || !b) return NULL;
+#ifdef DL_CUDA
+    if (a->device || b->device) return dl__cuda_matmul_t(a, b, ta, tb);
+#endif
     if (!dl__nn_check(op, a, "a") || !dl__nn_check(op, b, "b")) return NULL;
     if (a->ndim < 2 || b->ndim < 2)
         return (dl_tensor *)dl__fail("%s: operands need at least 2 axes, got %s and %s", op,
@@ -4810,6 +5294,9 @@ DLDEF dl_tensor *dl_linear(dl_tensor *x, dl_tensor *w, dl_tensor *b) {
     char sx[64], sw[64];
     float *yp;
     if (!x || !w) return NULL;
+#ifdef DL_CUDA
+    if (x->device || w->device || (b && b->device)) return dl__cuda_linear(x, w, b);
+#endif
     if (!dl__nn_check("dl_linear", x, "x") || !dl__nn_check("dl_linear", w, "w")) return NULL;
     if (b && !dl__nn_check("dl_linear", b, "b")) return NULL;
     if (x->ndim < 1 || w->ndim != 2 || x->shape[x->ndim - 1] != w->shape[0])
@@ -4843,7 +5330,6 @@ DLDEF dl_tensor *dl_linear(dl_tensor *x, dl_tensor *w, dl_tensor *b) {
 
 /* ---- Activations ---- */
 
-enum { DL__RELU, DL__LEAKY_RELU, DL__ELU, DL__GELU, DL__GELU_TANH, DL__SIGMOID, DL__TANH, DL__SOFTPLUS };
 
 #define DL__SQRT1_2 0.70710678118654752f       /* 1 / sqrt(2) */
 #define DL__INV_SQRT_2PI 0.39894228040143268f  /* 1 / sqrt(2 pi) */
@@ -4950,6 +5436,9 @@ static dl_tensor *dl__activation(const char *op, int kind, dl_tensor *x, float a
     dl_tensor *y;
     dl_node *nd;
     if (!x) return NULL;
+#ifdef DL_CUDA
+    if (x->device) return dl__cuda_activation(op, kind, x, alpha);
+#endif
     if (!dl__nn_check(op, x, "x")) return NULL;
     memset(&a, 0, sizeof a);
     a.kind = kind;
@@ -5068,6 +5557,9 @@ static dl_tensor *dl__softmax(const char *op, dl_tensor *x, int axis, int log_sp
     dl_tensor *y;
     dl_node *nd;
     if (!x) return NULL;
+#ifdef DL_CUDA
+    if (x->device) return dl__cuda_softmax(x, axis, log_space);
+#endif
     if (!dl__nn_check(op, x, "x") || !dl__split_axis(op, x, axis, &c.outer, &c.len, &c.inner)) return NULL;
     c.log_space = log_space;
     xs = dl_contig_f32(x);
@@ -5124,6 +5616,9 @@ DLDEF dl_tensor *dl_cross_entropy(dl_tensor *logits, dl_tensor *labels) {
     int i, ok;
     char sz[64], sl[64];
     if (!logits || !labels) return NULL;
+#ifdef DL_CUDA
+    if (logits->device || labels->device) return dl__cuda_cross_entropy(logits, labels);
+#endif
     if (!dl__nn_check("dl_cross_entropy", logits, "logits")) return NULL;
     if (labels->device != DL_DEVICE_CPU || labels->dtype != DL_DTYPE_I32)
         return (dl_tensor *)dl__fail("dl_cross_entropy: labels must be an i32 CPU tensor, got %s", dl_dtype_name(labels->dtype));
@@ -5171,7 +5666,6 @@ DLDEF dl_tensor *dl_cross_entropy(dl_tensor *logits, dl_tensor *labels) {
     return dl__checked(loss);
 }
 
-enum { DL__MSE, DL__L1, DL__HUBER, DL__BCE_LOGITS };
 
 typedef struct dl__loss_ctx {
     int kind;
@@ -5217,6 +5711,9 @@ static dl_tensor *dl__loss(const char *op, int kind, dl_tensor *pred, dl_tensor 
     size_t i, n;
     char sp[64], st[64];
     if (!pred || !target) return NULL;
+#ifdef DL_CUDA
+    if (pred->device || target->device) return dl__cuda_loss(op, kind, pred, target, delta);
+#endif
     if (!dl__nn_check(op, pred, "input") || !dl__nn_check(op, target, "target")) return NULL;
     if (!dl_same_shape(pred, target))
         return (dl_tensor *)dl__fail("%s: input %s and target %s have different shapes", op,

@@ -43,6 +43,8 @@
        --resume        continue from DIR/checkpoint.safetensors
        --samples N     generated images to save at the end (default 0)
        --lr X          Adam's learning rate for both (default 1e-4, the tutorial's)
+       --d-lr X        D's learning rate instead (default: --lr; Heusel et al. 2017's two
+                       time-scale rule, TTUR, gives D the larger one)
        --beta1 X       Adam's beta_1 for both (default 0.9, Keras'; Radford et al. use 2e-4 and 0.5)
        --smooth S      one-sided label smoothing: D's real label 1 - S (Salimans et al. 2016;
                        default 0)
@@ -132,7 +134,7 @@ int main(int argc, char **argv) {
     const char *data = NULL, *out = "build/dcgan.out";
     int epochs = 50, steps = 0, batch = 256, seed = 1, every = 200, resume = 0, n_samples = 0, threads = 0;
     int i, ok = 0, r;
-    double minutes = 0, t0, lr = 1e-4, beta1 = 0.9, ema = 0, smooth = 0;
+    double minutes = 0, t0, lr = 1e-4, d_lr = 0, beta1 = 0.9, ema = 0, smooth = 0;
     dl_optim_opts oo;
     dl_dataset *train = NULL;
     dl_model *g = NULL, *d = NULL;
@@ -160,12 +162,13 @@ int main(int argc, char **argv) {
         else if (strcmp(flag, "--samples") == 0) n_samples = atoi(val);
         else if (strcmp(flag, "--threads") == 0) threads = atoi(val);
         else if (strcmp(flag, "--lr") == 0) lr = atof(val);
+        else if (strcmp(flag, "--d-lr") == 0) d_lr = atof(val);
         else if (strcmp(flag, "--beta1") == 0) beta1 = atof(val);
         else if (strcmp(flag, "--ema") == 0) ema = atof(val);
         else if (strcmp(flag, "--smooth") == 0) smooth = atof(val);
         else {
             fprintf(stderr, "usage: %s [--data DIR] [--epochs N] [--steps N] [--minutes M] [--batch B] [--seed S] "
-                            "[--out DIR] [--every N] [--resume] [--samples N] [--lr X] [--beta1 X] [--smooth S] [--ema D] [--threads T]\n", argv[0]);
+                            "[--out DIR] [--every N] [--resume] [--samples N] [--lr X] [--d-lr X] [--beta1 X] [--smooth S] [--ema D] [--threads T]\n", argv[0]);
             return 2;
         }
     }
@@ -195,7 +198,12 @@ int main(int argc, char **argv) {
     memset(&oo, 0, sizeof oo);
     oo.lr = lr;
     oo.beta1 = beta1 == 0 ? DL_ZERO : beta1;
-    if (!(gan = dl_gan_new(g, d, dl_optim_new(DL_OPTIM_ADAM, &oo), dl_optim_new(DL_OPTIM_ADAM, &oo), &go))) goto fail;
+    {
+        dl_optim *g_opt = dl_optim_new(DL_OPTIM_ADAM, &oo), *d_opt;
+        oo.lr = d_lr > 0 ? d_lr : lr;
+        d_opt = dl_optim_new(DL_OPTIM_ADAM, &oo);
+        if (!(gan = dl_gan_new(g, d, g_opt, d_opt, &go))) goto fail;
+    }
     dl_model_print_summary(g);
     dl_model_print_summary(d);
     if (resume) {

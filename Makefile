@@ -12,6 +12,11 @@
 #   make bench-gan  one DCGAN training step (batch 256, Fashion-MNIST), dl against PyTorch
 #                   (bench/gan.sh)
 #   make examples   build every examples/*.c into build/
+#   make cuda       the GPU build (needs nvcc and the CUDA toolkit, not a GPU): dl_cuda.cu with nvcc
+#                   into build/dl_cuda.o, the implementation with DL_CUDA into build/dl_impl_cuda.o,
+#                   and the examples that take --device cuda into build/cuda/ (README, "GPU")
+#   make gpu-check  on a machine with an NVIDIA GPU: the GPU test suite against the real kernels,
+#                   the MNIST examples trained on the GPU, the GPU benchmarks (tools/gpu_check.sh)
 #   make install    the headers to $(PREFIX)/include, with a pkg-config file (lib/pkgconfig/dl.pc)
 #                   and a CMake package (lib/cmake/dl: find_package(dl) gives the target dl::dl);
 #                   PREFIX (default /usr/local), DESTDIR (staging root), INCLUDEDIR, LIBDIR
@@ -76,7 +81,7 @@ BLAS_INC = $(if $(wildcard /usr/include/cblas.h /usr/include/*-linux-gnu/cblas.h
 BENCH_ENV = env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE
 BENCHES   = $(patsubst bench/%.c,build/bench_%,$(wildcard bench/gemm.c bench/conv.c))
 
-.PHONY: all demo test bench bench-train bench-rl bench-gan examples setup install uninstall fuzz clean
+.PHONY: all demo test bench bench-train bench-rl bench-gan examples setup install uninstall fuzz clean cuda gpu-check
 all: examples
 
 setup:
@@ -132,6 +137,28 @@ build/bench_gemm: bench/gemm.c $(HEADERS) | build
 build/bench_conv: bench/conv.c $(HEADERS) | build
 	$(CC) -O2 -I. bench/conv.c -o $@ -lm -lpthread
 
+# The GPU build. CUDA_ARCH: the GPUs to compile for (default: A100 and H100/H200 machine code,
+# plus PTX that newer GPUs compile at load time).
+NVCC       ?= $(or $(shell command -v nvcc 2>/dev/null),/usr/local/cuda/bin/nvcc)
+CUDA_HOME  ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+CUDA_ARCH  ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
+CUDA_LDLIBS = -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublas -lstdc++
+CUDA_EXAMPLES = $(addprefix build/cuda/,$(shell grep -l -- '--device' examples/*.c 2>/dev/null | xargs -r -n1 basename | sed 's/\.c$$//'))
+
+cuda: build/dl_cuda.o build/dl_impl_cuda.o $(CUDA_EXAMPLES)
+
+build/dl_cuda.o: dl_cuda.cu dl_tensor.h | build
+	$(NVCC) -O2 $(CUDA_ARCH) -Xcompiler -Wall,-Wextra -I. -c dl_cuda.cu -o $@
+
+build/dl_impl_cuda.o: tests/dl_impl.c $(HEADERS) $(STB_STAMP) | build
+	$(CC) $(CFLAGS) -DDL_CUDA -I. -c tests/dl_impl.c -o $@
+
+build/cuda/%: examples/%.c build/dl_impl_cuda.o build/dl_cuda.o $(HEADERS) | build/cuda
+	$(CC) $(CFLAGS) -DDL_CUDA -DDL_IMPLEMENTATION_ELSEWHERE -I. $< build/dl_impl_cuda.o build/dl_cuda.o -o $@ $(CUDA_LDLIBS) $(LDLIBS)
+
+gpu-check:
+	bash tools/gpu_check.sh
+
 install:
 	@$(INSTALL_ENV) bash tools/install.sh install
 
@@ -158,7 +185,7 @@ build/fuzz/%: tests/%.c $(HEADERS) tests/fuzz_alloc.h | build/fuzz
 	$(FUZZ_CC) -std=c99 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	    -I. $< -o $@ -lm -lpthread
 
-build build/fuzz:
+build build/fuzz build/cuda:
 	mkdir -p $@
 
 clean:

@@ -6,7 +6,8 @@
 # leave no pthread symbol), -DDL_STATIC, -DDL_NO_STDIO, a two-file program (implementation in one file, plain
 # include in the other, linked: catches duplicate symbols), the same with the plain file
 # compiled as C++ (catches a missing extern "C"),
-# dl_cuda.cu under nvcc when both exist, that dl_nn.h builds in any include order (it pulls in
+# dl_cuda.cu's CPU emulation (gcc, g++) and dl_cuda.cu under nvcc (-Werror) with the GPU test
+# programs linked against it (skipping without a GPU) when nvcc exists, that dl_nn.h builds in any include order (it pulls in
 # its prerequisites), that every include order and plain-then-implementation sequence of the
 # headers compiles every implementation (tests/include_orders.sh), that the README's example builds and prints what it says, and that every
 # examples/*.c builds.
@@ -83,6 +84,22 @@ skip() {  # skip NAME REASON
     names+=("$1")
     echo "skip $2" > "$out/$1.status"
 }
+# nvcc_and_link NVCC: dl_cuda.cu built by nvcc with warnings as errors, then each tests/test_cuda*.c
+# linked against it and run: it must end "N passed, 0 failed[, N skipped]" (all skipped without a GPU).
+nvcc_and_link() {
+    local nvcc=$1 lib t exe
+    lib="$(dirname "$(dirname "$nvcc")")/lib64"
+    "$nvcc" -O2 -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror -I. -c dl_cuda.cu -o "$out/dl_cuda.o" || return 1
+    for t in tests/test_cuda*.c; do
+        exe="$out/$(basename "$t" .c)_linked"
+        # shellcheck disable=SC2086
+        $CC $CFLAGS_V -Itests -DDL_TEST_CUDA_LINKED "$t" "$out/dl_cuda.o" -o "$exe" \
+            -L"$lib" -Wl,-rpath,"$lib" -lcudart -lcublas -lstdc++ $LIBS || return 1
+        "$exe" > "$exe.out" 2>&1
+        tail -n 1 "$exe.out"
+        grep -Eq '^[0-9]+ passed, 0 failed' <(tail -n 1 "$exe.out") || return 1
+    done
+}
 build_run() {  # build_run EXE COMPILER ARGS...: compile, link, run
     local exe=$1; shift
     "$@" -o "$exe" && "$exe"
@@ -132,10 +149,18 @@ for f in examples/*.c; do
     check "example_$e" "$CC" $CFLAGS_V "$f" -o "$out/example_$e" $LIBS
 done
 if [ -f dl_cuda.cu ]; then
-    if command -v nvcc >/dev/null 2>&1; then
-        check nvcc_dl_cuda nvcc -I. -c dl_cuda.cu -o "$out/dl_cuda.o"
+    # dl_cuda.cu's CPU emulation (what tests/test_cuda*.c run) as C99 and C++, warning-free.
+    check cuda_emulation_c99 "$CC" $CFLAGS_V -x c -DDL_CUDA_EMULATE -c dl_cuda.cu -o "$out/dl_cuda_emu.o"
+    if command -v g++ >/dev/null 2>&1; then
+        check cuda_emulation_cxx g++ $CFLAGS_VXX -DDL_CUDA_EMULATE -c dl_cuda.cu -o "$out/dl_cuda_emu_cxx.o"
+    fi
+    # The real thing: nvcc with every warning an error (host compiler too), then the GPU test
+    # programs linked against it; without a GPU they report every test skipped, with the reason.
+    nvcc_bin=$(command -v nvcc || { [ -x /usr/local/cuda/bin/nvcc ] && echo /usr/local/cuda/bin/nvcc; })
+    if [ -n "$nvcc_bin" ]; then
+        check nvcc_dl_cuda nvcc_and_link "$nvcc_bin"
     else
-        skip nvcc_dl_cuda "nvcc not installed (dl_cuda.cu not compiled)"
+        skip nvcc_dl_cuda "nvcc not installed (dl_cuda.cu not compiled for a GPU)"
     fi
 fi
 if [ -f dl_nn.h ]; then

@@ -1367,6 +1367,128 @@ DLDEF dl_tensor *dl__cuda_cross_entropy(dl_tensor *logits, dl_tensor *labels) {
     return dl__cu_checked(loss);
 }
 
+/* ==== Recurrent cells: dl_nn.h's fused LSTM and GRU steps ======================================
+   The same gate arithmetic as dl_nn.h's dl__lstm_task / dl__gru_task (their comments give the
+   formulas and the backward pass), one thread per (row, unit): each thread reads its unit's
+   gates and writes only its own outputs and gradient entries, so no two threads touch the same
+   element. x: the step's rows of the input projection [B, G*U]; m: h R ([B, G*U], NULL at the
+   first LSTM step); prev: c (LSTM) or h (GRU) [B, U], NULL at the first step. */
+
+DL__DEV float dl__cu_sigm(float v) { return 1.0f / (1.0f + expf(-v)); }
+
+typedef struct dl__cu_cell {
+    const float *x, *m, *prev, *gy;
+    float *y, *act, *gx, *gm, *gprev;
+    int B, U;
+} dl__cu_cell;
+
+DL__KERNEL k_lstm(size_t n, dl__cu_cell c, int backward) {
+    DL__LOOP(i, n) {
+        size_t b = i / (size_t)c.U, U = (size_t)c.U, u = i % U, BU = (size_t)c.B * U;
+        const float *x = c.x + b * 4 * U, *m = c.m ? c.m + b * 4 * U : NULL;
+        float cp = c.prev ? c.prev[b * U + u] : 0.0f, *a = c.act + b * 5 * U;
+        if (!backward) {
+            float zi = x[u] + (m ? m[u] : 0.0f), zf = x[U + u] + (m ? m[U + u] : 0.0f);
+            float zc = x[2 * U + u] + (m ? m[2 * U + u] : 0.0f), zo = x[3 * U + u] + (m ? m[3 * U + u] : 0.0f);
+            float ig = dl__cu_sigm(zi), fg = dl__cu_sigm(zf), gg = tanhf(zc), og = dl__cu_sigm(zo);
+            float cv = ig * gg + (c.prev ? fg * cp : 0.0f), tc = tanhf(cv);
+            a[u] = ig; a[U + u] = fg; a[2 * U + u] = gg; a[3 * U + u] = og; a[4 * U + u] = tc;
+            c.y[b * U + u] = og * tc;
+            c.y[BU + b * U + u] = cv;
+        } else {
+            float dh = c.gy[b * U + u], dc = c.gy[BU + b * U + u];
+            float ig = a[u], fg = a[U + u], gg = a[2 * U + u], og = a[3 * U + u], tc = a[4 * U + u];
+            float d = dc + dh * og * (1.0f - tc * tc);
+            float zi = d * gg * ig * (1.0f - ig), zf = d * cp * fg * (1.0f - fg);
+            float zc = d * ig * (1.0f - gg * gg), zo = dh * tc * og * (1.0f - og);
+            if (c.gx) { float *g = c.gx + b * 4 * U; g[u] += zi; g[U + u] += zf; g[2 * U + u] += zc; g[3 * U + u] += zo; }
+            if (c.gm) { float *g = c.gm + b * 4 * U; g[u] += zi; g[U + u] += zf; g[2 * U + u] += zc; g[3 * U + u] += zo; }
+            if (c.gprev) c.gprev[b * U + u] += d * fg;
+        }
+    }
+}
+
+DL__KERNEL k_gru(size_t n, dl__cu_cell c, int backward) {
+    DL__LOOP(i, n) {
+        size_t b = i / (size_t)c.U, U = (size_t)c.U, u = i % U;
+        const float *x = c.x + b * 3 * U, *m = c.m + b * 3 * U;
+        float hp = c.prev ? c.prev[b * U + u] : 0.0f, *a = c.act + b * 4 * U;
+        if (!backward) {
+            float z = dl__cu_sigm(x[u] + m[u]), r = dl__cu_sigm(x[U + u] + m[U + u]);
+            float nn = tanhf(x[2 * U + u] + r * m[2 * U + u]);
+            a[u] = z; a[U + u] = r; a[2 * U + u] = nn; a[3 * U + u] = m[2 * U + u];
+            c.y[b * U + u] = z * hp + (1.0f - z) * nn;
+        } else {
+            float dh = c.gy[b * U + u], z = a[u], r = a[U + u], nn = a[2 * U + u], ah = a[3 * U + u];
+            float dp = dh * (1.0f - z) * (1.0f - nn * nn);
+            float dz = dh * (hp - nn) * z * (1.0f - z), dr = dp * ah * r * (1.0f - r);
+            if (c.gx) { float *g = c.gx + b * 3 * U; g[u] += dz; g[U + u] += dr; g[2 * U + u] += dp; }
+            if (c.gm) { float *g = c.gm + b * 3 * U; g[u] += dz; g[U + u] += dr; g[2 * U + u] += dp * r; }
+            if (c.gprev) c.gprev[b * U + u] += dh * z;
+        }
+    }
+}
+
+typedef struct dl__cu_cell_ctx {
+    const float *act;
+    int lstm, B, U;
+    size_t x_off;
+} dl__cu_cell_ctx;
+
+static void dl__cu_cell_backward(dl_node *nd) {
+    const dl__cu_cell_ctx *k = (const dl__cu_cell_ctx *)nd->ctx;
+    dl__cu_cell c;
+    size_t n = (size_t)k->B * (size_t)k->U;
+    memset(&c, 0, sizeof c);
+    c.B = k->B;
+    c.U = k->U;
+    c.act = (float *)k->act;
+    c.gy = nd->out->grad;
+    c.prev = nd->in[2] ? dl_contig_f32(nd->in[2]) : NULL;
+    c.m = nd->in[1] ? dl_contig_f32(nd->in[1]) : NULL;
+    c.gx = dl_grad_buf(nd->in[0]);
+    if (c.gx) c.gx += k->x_off;
+    c.gm = dl_grad_buf(nd->in[1]);
+    c.gprev = dl_grad_buf(nd->in[2]);
+    if ((nd->in[2] && !c.prev) || (nd->in[1] && !c.m)) return;
+    if (k->lstm) DL__LAUNCH(k_lstm, n, (n, c, 1));
+    else DL__LAUNCH(k_gru, n, (n, c, 1));
+}
+
+DLDEF dl_tensor *dl__cuda_rnn_cell(int lstm, int B, int U, dl_tensor *xw, int t, dl_tensor *m, dl_tensor *prev) {
+    static const char *const names[3] = {"the input projection", "the recurrent term", "the previous state"};
+    dl_tensor *in[3] = {xw, m, prev}, *y;
+    dl__cu_cell c;
+    dl_node *nd;
+    int width = (lstm ? 4 : 3) * U, shape[3] = {2, B, U};
+    size_t x_off = (size_t)t * (size_t)B * (size_t)width, n = (size_t)B * (size_t)U;
+    if (!dl__cu_on_gpu(lstm ? "LSTM" : "GRU", 3, in, names)) return NULL;
+    memset(&c, 0, sizeof c);
+    c.B = B;
+    c.U = U;
+    c.x = dl_contig_f32(xw);
+    c.m = m ? dl_contig_f32(m) : NULL;
+    c.prev = prev ? dl_contig_f32(prev) : NULL;
+    y = dl__cu_out(lstm ? 3 : 2, lstm ? shape : shape + 1);
+    c.act = dl__cu_scratch((size_t)B * (size_t)(width + U));
+    if (!c.x || (m && !c.m) || (prev && !c.prev) || !y || !c.act) return NULL;
+    c.x += x_off;
+    c.y = (float *)y->data;
+    if (lstm) DL__LAUNCH(k_lstm, n, (n, c, 0));
+    else DL__LAUNCH(k_gru, n, (n, c, 0));
+    if (DL__CHECK_LAUNCH(lstm ? "LSTM" : "GRU") != 0) return NULL;
+    nd = dl_record(lstm ? "lstm_cell" : "gru_cell", y, 3, in, dl__cu_cell_backward, sizeof(dl__cu_cell_ctx));
+    if (nd) {
+        dl__cu_cell_ctx *k = (dl__cu_cell_ctx *)nd->ctx;
+        k->act = c.act;
+        k->lstm = lstm;
+        k->B = B;
+        k->U = U;
+        k->x_off = x_off;
+    }
+    return dl__cu_checked(y);
+}
+
 /* ==== Convolutions, pooling, padding, upsampling (NCHW) ========================================
    (tests: tests/test_cuda_conv.c) */
 

@@ -2905,6 +2905,9 @@ static dl_tensor *dl__rnn_cell(int lstm, int B, int U, dl_tensor *xw, int t, dl_
     int width = (lstm ? 4 : 3) * U, n, shape[3];
     size_t x_off = (size_t)t * (size_t)B * (size_t)width;
     if (!xw || (!m && (!lstm || t)) || (!prev && t)) return NULL;
+#ifdef DL_CUDA
+    if (xw->device || (m && m->device) || (prev && prev->device)) return dl__cuda_rnn_cell(lstm, B, U, xw, t, m, prev);
+#endif
     memset(&c, 0, sizeof c);
     c.B = B;
     c.U = U;

@@ -765,6 +765,8 @@ DLDEF int dl__cuda_copy_convert(dl_tensor *dst, const dl_tensor *src); /* same s
 DLDEF dl_tensor *dl__tmp_on(dl_device device, dl_dtype dtype, int ndim, const int *shape);
 DLDEF void *dl__device_tmp_alloc(size_t bytes);
 /* Ops on the GPU (same arguments and semantics as the public ones). */
+/* dl_nn.h's fused LSTM (lstm = 1) and GRU steps, as its dl__rnn_cell */
+DLDEF dl_tensor *dl__cuda_rnn_cell(int lstm, int B, int U, dl_tensor *xw, int t, dl_tensor *m, dl_tensor *prev);
 DLDEF dl_tensor *dl__cuda_binary(int op, const char *name, dl_tensor *a, dl_tensor *b);
 DLDEF dl_tensor *dl__cuda_unary(const char *name, int op, dl_tensor *x, float p, float q);
 DLDEF dl_tensor *dl__cuda_activation(const char *name, int op, dl_tensor *x, float alpha);

@@ -39,6 +39,9 @@
        conv         conv2d, conv_transpose2d, max/avg/global-avg pooling, nearest upsampling,
                     zero and reflection padding (NCHW, PyTorch's weight layouts)
        safetensors  load/save named tensors in the format of PyTorch and Hugging Face
+       devices      tensors on an NVIDIA GPU with dl_cuda.cu (DL_CUDA): dl_cuda_init,
+                    dl_tensor_move, dl_to_device (an op), dl_tensor_read; ops dispatch on their
+                    inputs' device (the "Devices" section below; README, "GPU")
    Ops follow PyTorch's semantics (arguments, ties, gradients at kinks); comments name the
    places where Keras differs.
 
@@ -49,6 +52,9 @@
        DL_STATIC        every function static, for a private copy in one file
        DL_NO_STDIO      leaves out dl_safetensors_load/save (the in-memory versions remain)
        DL_NO_THREADS    no pthreads: every kernel runs on the calling thread
+       DL_CUDA          GPU execution: link dl_cuda.cu (compiled by nvcc, or as C with
+                        DL_CUDA_EMULATE for its CPU emulation) and -lcudart -lcublas. Define it
+                        for every file, like DL_STATIC; not with DL_STATIC
        DL_IMPLEMENTATION_ELSEWHERE  (e.g. -D on a build's command line) every dl header ignores
                         DL_IMPLEMENTATION: this file is linked with one that has it, so a
                         program written as one file can share an implementation compiled once
@@ -87,8 +93,7 @@
        once: the pool runs one job at a time, and a call that finds it busy runs serially.
 
    NOT HERE
-       layers, models and optimizers (dl_nn.h, dl_optim.h); GPU execution (dl_cuda.cu, planned;
-       the device field is there for it); half-precision compute (f16/bf16 files load as f32);
+       layers, models and optimizers (dl_nn.h, dl_optim.h); GPU kernels (dl_cuda.cu); half-precision compute (f16/bf16 files load as f32);
        grouped/depthwise convolution.
 
    REVISION HISTORY (CHANGELOG.md has the details)

@@ -5690,7 +5690,7 @@ static void dl__est_wrap(const char *fn) {
     char msg[512];
     size_t k = strlen(fn);
     if (strncmp(dl_error(), fn, k) == 0) return;
-    snprintf(msg, sizeof msg, "%.380s", dl_error());
+    snprintf(msg, sizeof msg, "%s", dl_error());
     dl_set_error("%s: %s", fn, msg[0] ? msg : "failed");
 }
 

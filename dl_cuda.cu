@@ -1497,3 +1497,167 @@ DLDEF dl_tensor *dl__cuda_rnn_cell(int lstm, int B, int U, dl_tensor *xw, int t,
 
 /* ==== Optimizer updates (dl_optim.h) ===========================================================
    (tests: tests/test_cuda_train.c) */
+/* What dl_optim.h does on the GPU (dl_optim_step with parameters on the GPU, dl_clip_grad_norm
+   and dl_clip_grad_value given GPU tensors):
+   - each parameter's update is one kernel (k_optim_update), one thread per element, with the
+     CPU loop's operations in the CPU loop's order and rounding: products, sums, quotients and
+     roots are written as __fmul_rn / __fadd_rn / __fdiv_rn / __fsqrt_rn so that nvcc does not
+     fuse them, and the CPU's fmaf is __fmaf_rn (two roundings with DL_OPTIM_NO_FMA, as the CPU
+     then does). The constants (lr / (1 - beta1^t), ...) are computed on the host by dl_optim.h
+     exactly as for its CPU loops, so an update gives the CPU's bits;
+   - the state buffers (momentum, square_avg, exp_avg, ...) are dl_tensor_new'd tensors moved to
+     the parameter's device when the parameter is added (dl_optim_move moves them later);
+   - global-norm clipping: each gradient's sum of squares in chunks of DL__CHUNK (double), the
+     chunks summed in order by one thread, the coefficient computed and applied on the device:
+     no host round trip inside dl_optim_step (dl_clip_grad_norm copies the total back, since it
+     returns it). The same inputs give the same bits on every run; against the CPU, whose double
+     sum runs element by element, the float total can differ in its last bit. */
+
+#ifdef DL_CUDA_EMULATE
+#define DL__CU_FMUL(a, b) ((a) * (b))
+#define DL__CU_FADD(a, b) ((a) + (b))
+#define DL__CU_FDIV(a, b) ((a) / (b))
+#define DL__CU_FSQRT(a) sqrtf(a)
+#define DL__CU_FFMA(a, b, c) fmaf(a, b, c)
+#else
+#define DL__CU_FMUL(a, b) __fmul_rn(a, b)
+#define DL__CU_FADD(a, b) __fadd_rn(a, b)
+#define DL__CU_FDIV(a, b) __fdiv_rn(a, b)
+#define DL__CU_FSQRT(a) __fsqrt_rn(a)
+#define DL__CU_FFMA(a, b, c) __fmaf_rn(a, b, c)
+#endif
+
+/* a*b + c as dl_optim.h's DL__FMAF: one rounding, or two with DL_OPTIM_NO_FMA. */
+DL__DEV float dl__cu_opt_fma(int nofma, float a, float b, float c) {
+    return nofma ? DL__CU_FADD(DL__CU_FMUL(a, b), c) : DL__CU_FFMA(a, b, c);
+}
+
+/* dl_optim.h's loops, element i (see dl__sgd_update, dl__rmsprop_scalar, dl__adagrad_update,
+   dl__adam_scalar there for the constants in a.k). */
+DL__KERNEL k_optim_update(size_t n, dl__cuda_optim_args a) {
+    DL__LOOP(i, n) {
+        int nf = (a.flags & DL__OPTF_NOFMA) != 0;
+        float *p = a.p, gi = a.g[i];
+        switch (a.kind) {
+        case 0: { /* SGD: k wd, mu, -lr, dampening factor */
+            float d = gi, *v = a.buf[0];
+            if (a.flags & DL__OPTF_WD) d = dl__cu_opt_fma(nf, a.k[0], p[i], d);
+            if (v) {
+                if (a.flags & DL__OPTF_FIRST) v[i] = d;
+                else v[i] = dl__cu_opt_fma(nf, a.k[3], d, DL__CU_FMUL(v[i], a.k[1]));
+                d = (a.flags & DL__OPTF_NESTEROV) ? dl__cu_opt_fma(nf, a.k[1], v[i], d) : v[i];
+            }
+            p[i] = dl__cu_opt_fma(nf, a.k[2], d, p[i]);
+            break;
+        }
+        case 1: { /* RMSprop: k alpha, 1 - alpha, eps, momentum, -lr */
+            float *s = a.buf[0], *b = a.buf[1], *av = a.buf[2], d;
+            s[i] = dl__cu_opt_fma(nf, DL__CU_FMUL(a.k[1], gi), gi, DL__CU_FMUL(s[i], a.k[0]));
+            if (av) {
+                av[i] = dl__cu_opt_fma(nf, a.k[1], gi, DL__CU_FMUL(av[i], a.k[0]));
+                d = DL__CU_FSQRT(dl__cu_opt_fma(nf, DL__CU_FMUL(-1.0f, av[i]), av[i], s[i]));
+            } else {
+                d = DL__CU_FSQRT(s[i]);
+            }
+            d = DL__CU_FADD(d, a.k[2]);
+            if (b) {
+                b[i] = DL__CU_FADD(DL__CU_FMUL(b[i], a.k[3]), DL__CU_FDIV(DL__CU_FMUL(1.0f, gi), d));
+                p[i] = dl__cu_opt_fma(nf, a.k[4], b[i], p[i]);
+            } else {
+                p[i] = DL__CU_FADD(p[i], DL__CU_FDIV(DL__CU_FMUL(a.k[4], gi), d));
+            }
+            break;
+        }
+        case 2: { /* Adagrad: k eps, -lr */
+            float *s = a.buf[0];
+            s[i] = dl__cu_opt_fma(nf, DL__CU_FMUL(1.0f, gi), gi, s[i]);
+            p[i] = DL__CU_FADD(p[i], DL__CU_FDIV(DL__CU_FMUL(a.k[1], gi), DL__CU_FADD(DL__CU_FSQRT(s[i]), a.k[0])));
+            break;
+        }
+        default: { /* Adam, AdamW: k b1, b2, 1-b1, 1-b2, -lr/bc1, sqrt(bc2), eps, 1-lr*wd */
+            float *m = a.buf[0], *v = a.buf[1], pi = p[i];
+            if (a.flags & DL__OPTF_ADAMW) pi = DL__CU_FMUL(pi, a.k[7]);
+            m[i] = dl__cu_opt_fma(nf, a.k[2], gi, DL__CU_FMUL(m[i], a.k[0]));
+            v[i] = dl__cu_opt_fma(nf, DL__CU_FMUL(a.k[3], gi), gi, DL__CU_FMUL(v[i], a.k[1]));
+            p[i] = DL__CU_FADD(pi, DL__CU_FDIV(DL__CU_FMUL(a.k[4], m[i]), DL__CU_FADD(DL__CU_FDIV(DL__CU_FSQRT(v[i]), a.k[5]), a.k[6])));
+            break;
+        }
+        }
+    }
+}
+
+DLDEF int dl__cuda_optim_update(const dl__cuda_optim_args *a) {
+    if (a->kind < 0 || a->kind > 4) { dl_set_error("dl_optim_step: unknown optimizer kind %d", a->kind); return -1; }
+    DL__LAUNCH(k_optim_update, a->n, (a->n, *a));
+    return DL__CHECK_LAUNCH("dl_optim_step");
+}
+
+DL__KERNEL k_sumsq_chunks(size_t n_chunks, size_t n, const float *g, double *part) {
+    DL__LOOP(i, n_chunks) {
+        size_t j, end = (i + 1) * DL__CHUNK < n ? (i + 1) * DL__CHUNK : n;
+        double s = 0;
+        for (j = i * DL__CHUNK; j < end; j++) s += (double)g[j] * g[j];
+        part[i] = s;
+    }
+}
+/* out[0] = the float total, out[1] = min(1, max_norm / (total + 1e-6)) in float, as the CPU. */
+DL__KERNEL k_norm_finish(size_t one, size_t n_part, const double *part, float max_norm, float *out) {
+    DL__LOOP(i, one) {
+        double s = 0;
+        size_t j;
+        float total, coef;
+        (void)i;
+        for (j = 0; j < n_part; j++) s += part[j];
+        total = (float)sqrt(s);
+        coef = DL__CU_FDIV(max_norm, DL__CU_FADD(total, 1e-6f));
+        out[0] = total;
+        out[1] = coef > 1.0f ? 1.0f : coef;
+    }
+}
+DL__KERNEL k_grad_scale(size_t n, float *g, const float *coef) {
+    DL__LOOP(i, n) { g[i] = DL__CU_FMUL(g[i], coef[0]); }
+}
+DL__KERNEL k_grad_clamp(size_t n, float *g, float c) {
+    DL__LOOP(i, n) {
+        float v = g[i];
+        g[i] = v < -c ? -c : v > c ? c : v; /* NaN stays NaN, as torch.clamp */
+    }
+}
+
+static dl_tensor *dl__cu_nth(dl_tensor *const *ts, size_t stride, int i) {
+    return *(dl_tensor *const *)((const char *)ts + (size_t)i * stride);
+}
+
+DLDEF int dl__cuda_clip_grad_norm(int n, dl_tensor *const *ts, size_t stride, double max_norm, float *total) {
+    size_t chunks = 0, off = 0;
+    double *part;
+    float *out;
+    int i;
+    for (i = 0; i < n; i++) {
+        dl_tensor *t = dl__cu_nth(ts, stride, i);
+        if (t && t->grad) chunks += (t->numel + DL__CHUNK - 1) / DL__CHUNK;
+    }
+    part = (double *)dl__device_tmp_alloc((chunks ? chunks : 1) * sizeof(double));
+    out = dl__cu_scratch(2);
+    if (!part || !out) return -1;
+    for (i = 0; i < n; i++) {
+        dl_tensor *t = dl__cu_nth(ts, stride, i);
+        size_t c;
+        if (!t || !t->grad) continue;
+        c = (t->numel + DL__CHUNK - 1) / DL__CHUNK;
+        DL__LAUNCH(k_sumsq_chunks, c, (c, t->numel, t->grad, part + off));
+        off += c;
+    }
+    DL__LAUNCH(k_norm_finish, (size_t)1, ((size_t)1, chunks, part, (float)max_norm, out));
+    for (i = 0; i < n; i++) {
+        dl_tensor *t = dl__cu_nth(ts, stride, i);
+        if (t && t->grad) DL__LAUNCH(k_grad_scale, t->numel, (t->numel, t->grad, out + 1));
+    }
+    if (DL__CHECK_LAUNCH("dl_clip_grad_norm") != 0) return -1;
+    return total ? dl__cuda_memcpy(total, out, sizeof(float), DL__D2H) : 0;
+}
+
+DLDEF int dl__cuda_clip_grad_value(float *g, size_t n, float clip) {
+    DL__LAUNCH(k_grad_clamp, n, (n, g, clip));
+    return DL__CHECK_LAUNCH("dl_clip_grad_value");
+}

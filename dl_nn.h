@@ -469,6 +469,19 @@ DLDEF int dl_model_call_n(dl_model *m, int n_in, dl_tensor *const *in, int n_out
    are built by dl_model_new). Not needed before fit. 0 on success. */
 DLDEF int dl_model_build(dl_model *m, int ndim, const int *shape);
 DLDEF int dl_model_build_ids(dl_model *m, int ndim, const int *shape);   /* i32 input */
+/* Moves a built model to device (DL_DEVICE_CUDA in a DL_CUDA build with dl_cuda.cu, README
+   "GPU"; DL_DEVICE_CPU back): every weight and statistic of every layer (inner models' too),
+   each with dl_tensor_move, so that the tensors keep their addresses, and the optimizer's state
+   when the optimizer has the weights already (dl_optim_move; else fit makes the state on the
+   model's device). Then dl_fit, dl_evaluate, dl_predict and dl_train_on_batch take host data
+   and copy each batch to the device (dl_to_device, arena memory), and read back to the host
+   only what the CPU path reports (each batch's loss; the outputs when metrics are compiled);
+   dl_model_call takes tensors on the model's device. Saving writes the same file as the CPU
+   model; dl_model_load_weights copies a file into the device weights. Layers added after the
+   move (dl_sequential_add) are not moved: move after the model is complete. 0, or -1 +
+   dl_error() with nothing moved: NULL or unbuilt model (build or call it first), no GPU, a
+   build without DL_CUDA (where only DL_DEVICE_CPU works). */
+DLDEF int dl_model_move(dl_model *m, dl_device device);
 
 DLDEF int dl_model_num_layers(const dl_model *m);
 DLDEF dl_layer *dl_model_layer(const dl_model *m, int i);
@@ -3082,6 +3095,9 @@ struct dl_model {
     dl_loss loss;
     unsigned metrics;
     dl_history history;
+#ifdef DL_CUDA
+    dl_device device;             /* where the weights are (dl_model_move) */
+#endif
 };
 
 static dl_model *dl__model_alloc(int kind, const char *name) {
@@ -3514,6 +3530,70 @@ DLDEF dl_layer *dl_model_as_layer(dl_model *m) {
     return l;
 }
 
+#ifdef DL_CUDA
+/* x on m's device: x itself when it is there, else an arena copy (dl_to_device). NULL stays. */
+static dl_tensor *dl__to_model(const dl_model *m, dl_tensor *x) {
+    return x && x->device != m->device ? dl_to_device(x, m->device) : x;
+}
+
+/* Sets m's device and its inner models' (dl_model_as_layer), moving their bound optimizers. */
+static int dl__model_set_device(dl_model *m, dl_device device) {
+    int i;
+    if (m->opt && m->opt_bound && dl_optim_move(m->opt, device) != 0) return -1;
+    m->device = device;
+    for (i = 0; i < m->n_layers; i++) {
+        dl_model *inner = dl__layer_model(m->layers[i]);
+        if (inner && dl__model_set_device(inner, device) != 0) return -1;
+    }
+    return 0;
+}
+#endif
+
+DLDEF int dl_model_move(dl_model *m, dl_device device) {
+    if (!m) { dl_set_error("dl_model_move: NULL model"); return -1; }
+    if (!m->built) {
+        dl_set_error("dl_model_move: %s is not built yet: build it (dl_model_build) or call it once first", m->name);
+        return -1;
+    }
+#ifdef DL_CUDA
+    {
+        dl_tensor *w[256] = {NULL}, **ws = w;
+        dl_device from = m->device;
+        char msg[400];
+        int n = dl_model_weights(m, 0, NULL, 0), i, r = 0;
+        if (n > 256 && !(ws = (dl_tensor **)DL_MALLOC((size_t)n * sizeof *ws))) { dl_set_error("dl_model_move: out of memory"); return -1; }
+        if (device != DL_DEVICE_CPU && device != DL_DEVICE_CUDA && n == 0) {   /* else dl_tensor_move says it */
+            dl_set_error("dl_model_move: unknown device %d", (int)device);
+            return -1;
+        }
+        dl_model_weights(m, 0, ws, n);
+        for (i = 0; i < n; i++)
+            if (dl_tensor_move(ws[i], device) != 0) break;
+        if (i == n && dl__model_set_device(m, device) != 0) r = -1;
+        if (i < n || r != 0) {   /* put back what moved, keep the first message */
+            snprintf(msg, sizeof msg, "%.380s", dl_error());
+            while (i-- > 0) dl_tensor_move(ws[i], from);
+            if (r != 0) dl__model_set_device(m, from);
+            if (strncmp(msg, "dl_model_move", 13) == 0) dl_set_error("%s", msg);
+            else dl_set_error("dl_model_move: %s", msg);
+            r = -1;
+        }
+        if (ws != w) DL_FREE(ws);
+        return r;
+    }
+#else
+    if (device == DL_DEVICE_CPU) return 0;
+    if (device != DL_DEVICE_CUDA) { dl_set_error("dl_model_move: unknown device %d", (int)device); return -1; }
+    {
+        char msg[400];
+        dl_cuda_init();   /* fails, and says why: no DL_CUDA in this build */
+        snprintf(msg, sizeof msg, "%.380s", dl_error());
+        dl_set_error("dl_model_move: %s", msg);
+        return -1;
+    }
+#endif
+}
+
 static int dl__model_build(dl_model *m, dl_dtype dtype, int ndim, const int *shape) {
     dl_arena *a, *prev;
     dl_tensor *x, *y;
@@ -3530,6 +3610,9 @@ static int dl__model_build(dl_model *m, dl_dtype dtype, int ndim, const int *sha
     prev = dl_arena_use(a);
     grad = dl_no_grad(1);
     x = dl_tmp(dtype, 1 + ndim, full);
+#ifdef DL_CUDA
+    x = dl__to_model(m, x);
+#endif
     y = dl_model_call(m, x, 0);
     dl_no_grad(grad);
     dl_arena_use(prev);
@@ -3823,6 +3906,14 @@ static int dl__meter_add(dl__meter *mt, dl_tensor *out, dl_tensor *y, double los
     mt->loss_sum += loss * b;
     mt->n += b;
     if (!mt->metrics || !y) return 0;
+#ifdef DL_CUDA
+    if (out->device) {   /* the metrics read the outputs on the host */
+        int grad = dl_no_grad(1);
+        out = dl_to_device(out, DL_DEVICE_CPU);
+        dl_no_grad(grad);
+        if (!out) return -1;
+    }
+#endif
     if (!(o = dl_contig_f32(out))) return -1;
     C = (int)(out->numel / (size_t)b);
     binary = C == 1 || mt->loss == DL_LOSS_BINARY_CE;
@@ -3940,7 +4031,11 @@ static int dl__check_labels(dl_model *m, const dl_dataset *ds, const char *fn) {
         !dl_is_contiguous(ds->y) || ds->y->numel != (size_t)ds->n)
         return 0;
     grad = dl_no_grad(1);
+#ifdef DL_CUDA
+    out = dl_model_call(m, dl__to_model(m, dl_slice(ds->x, 0, 0, 1, 1)), 0);
+#else
     out = dl_model_call(m, dl_slice(ds->x, 0, 0, 1, 1), 0);
+#endif
     dl_no_grad(grad);
     if (!out) return -1;
     if (out->ndim < 2) return 0;   /* dl_model_loss explains what is wrong with such an output */
@@ -4012,6 +4107,12 @@ static double dl__train_step(dl_model *m, dl_tensor *x, dl_tensor *y, dl_tensor 
     dl_tensor *o, *loss;
     double v;
     if (!m->compiled) { dl_set_error("dl_fit: compile the model first (dl_compile)"); return NAN; }
+#ifdef DL_CUDA
+    if (m->device) {   /* host batch, device model: arena copies (the metrics keep the host y) */
+        if (!(x = dl__to_model(m, x))) return NAN;
+        if (y && !(y = dl__to_model(m, y))) return NAN;
+    }
+#endif
     if (!m->built || !m->opt_bound) {   /* the first batch builds the weights, then the optimizer gets them */
         int grad = dl_no_grad(1);
         o = dl_model_call(m, x, 0);
@@ -4121,8 +4222,13 @@ static int dl__evaluate(dl_model *m, const dl_dataset *ds, int batch_size, dl__m
         dl_arena_reset(arena);
         r = dl_batcher_next(b, &x, &y);
         if (r <= 0) { ok = r == 0; break; }
+#ifdef DL_CUDA
+        out = dl_model_call(m, dl__to_model(m, x), 0);
+        loss = dl_model_loss(m, out, dl__to_model(m, y));
+#else
         out = dl_model_call(m, x, 0);
         loss = dl_model_loss(m, out, y);
+#endif
         if (!loss || dl__meter_add(mt, out, y, dl_item(loss)) != 0) break;
     }
     dl_batcher_free(b);
@@ -4161,12 +4267,22 @@ DLDEF dl_tensor *dl_predict(dl_model *m, const dl_tensor *x, int batch_size) {
         dl_tensor *xb, *out;
         dl_arena_reset(arena);
         xb = dl_slice((dl_tensor *)x, 0, start, stop, 1);   /* a view: read only */
+#ifdef DL_CUDA
+        xb = dl__to_model(m, xb);
+#endif
         if (!(out = dl_contiguous(dl_model_call(m, xb, 0)))) break;
         if (!res) {
             shape[0] = n;
             for (i = 1; i < out->ndim; i++) shape[i] = out->shape[i];
             if (!(res = dl_tensor_new(out->dtype, out->ndim, shape))) break;
         }
+#ifdef DL_CUDA
+        if (out->device) {   /* the outputs back to the host */
+            if (dl_tensor_read(out, (char *)res->data + (size_t)start * (res->numel / (size_t)n) * dl_dtype_size(res->dtype)) != 0)
+                break;
+            continue;
+        }
+#endif
         memcpy((char *)res->data + (size_t)start * (res->numel / (size_t)n) * dl_dtype_size(res->dtype), out->data,
                out->numel * dl_dtype_size(out->dtype));
     }

@@ -77,7 +77,9 @@
        dl_optim_free.
        It borrows the parameters given to dl_optim_add_params (they must outlive it) and owns
        its state buffers, which are allocated there, once: dl_optim_step never allocates.
-       Parameters are persistent (dl_tensor_new), contiguous f32 CPU tensors with requires_grad;
+       Parameters are persistent (dl_tensor_new), contiguous f32 tensors with requires_grad, on
+       the CPU or, in a DL_CUDA build, all on the GPU (dl_cuda.cu: each update is one kernel with
+       the CPU's formulas, the state is made on the parameters' device; dl_optim_move);
        their .grad is what the backward pass accumulated (params whose grad is NULL are skipped,
        and their per-parameter step count does not advance, as in PyTorch).
 
@@ -93,7 +95,8 @@
    NOT HERE
        AMSGrad, Adadelta, Adamax, NAdam, RAdam, L-BFGS's line search, sparse gradients, per-parameter-group
        hyperparameters (make one optimizer per group), plateau schedules (ReduceLROnPlateau needs
-       a metric: the caller's loop decides), GPU state (dl_cuda.cu, planned).
+       a metric: the caller's loop decides), L-BFGS on the GPU, one optimizer for
+       parameters on two devices.
 
    REVISION HISTORY (CHANGELOG.md has the details)
        0.2.0  dl_optim_new(kind, &opts) with zero-means-default dl_optim_opts, dl_adam(lr)
@@ -169,7 +172,8 @@ DLDEF void dl_optim_free(dl_optim *opt);                 /* NULL is fine; the pa
 
 /* Registers n parameters (borrowed) and allocates their state. May be called again to add
    more (they start from step 0). 0 on success; -1 + dl_error() for a NULL, non-f32,
-   non-contiguous, GPU or duplicate tensor, or one without requires_grad (nothing is added then). */
+   non-contiguous or duplicate tensor, one without requires_grad, a GPU tensor in a build
+   without DL_CUDA, or one on another device than the others (nothing is added then). */
 DLDEF int dl_optim_add_params(dl_optim *opt, int n, dl_tensor *const *params);
 /* One update of every parameter that has a gradient; clips first if dl_optim_set_clip asked for
    it (modifying the gradients in place). Never allocates. 0 on success. */
@@ -185,6 +189,12 @@ DLDEF int dl_optim_num_params(const dl_optim *opt);    /* parameters added so fa
    dl_clip_grad_norm (global norm over this optimizer's parameters), then clip_value > 0 clamps
    them like dl_clip_grad_value. 0 turns either off (the default). 0 on success. */
 DLDEF int dl_optim_set_clip(dl_optim *opt, double max_norm, double clip_value);
+/* Moves the optimizer's state (its buffers, made on the parameters' device by add_params) to
+   device, in place, as dl_tensor_move; the parameters themselves are the caller's to move
+   (dl_model_move moves a model's weights and its optimizer together). dl_optim_step refuses
+   parameters that are not on the optimizer's device. 0, or -1 + dl_error() with nothing moved
+   (no GPU; a build without DL_CUDA, where only DL_DEVICE_CPU works). */
+DLDEF int dl_optim_move(dl_optim *opt, dl_device device);
 
 /* ---- Gradient clipping (on .grad, in place; tensors with a NULL grad are skipped) ----------- */
 /* torch.nn.utils.clip_grad_norm_: total = L2 norm of all gradients together; every gradient is
@@ -364,6 +374,9 @@ struct dl_optim {
     long steps;
     int n, cap;
     dl__optim_param *ps;
+#ifdef DL_CUDA
+    dl_device device;                 /* where the parameters and the state are */
+#endif
 };
 
 static const char *const dl__optim_names[5] = {"sgd", "rmsprop", "adagrad", "adam", "adamw"};
@@ -492,10 +505,22 @@ DLDEF int dl_optim_add_params(dl_optim *o, int n, dl_tensor *const *params) {
     for (i = 0; i < n; i++) {
         dl_tensor *t = params[i];
         if (!t) { dl_set_error("dl_optim_add_params: parameter %d is NULL", i); return -1; }
+#ifdef DL_CUDA
+        if (t->dtype != DL_DTYPE_F32 || !dl_is_contiguous(t)) {
+            dl_set_error("dl_optim_add_params: parameter %d must be a contiguous f32 tensor", i);
+            return -1;
+        }
+        if (t->device != (o->n ? o->device : params[0]->device)) {
+            dl_set_error("dl_optim_add_params: parameter %d is on the %s, the optimizer's parameters on the %s: one optimizer per "
+                         "device", i, dl_device_name(t->device), dl_device_name(o->n ? o->device : params[0]->device));
+            return -1;
+        }
+#else
         if (t->dtype != DL_DTYPE_F32 || t->device != DL_DEVICE_CPU || !dl_is_contiguous(t)) {
             dl_set_error("dl_optim_add_params: parameter %d must be a contiguous f32 CPU tensor", i);
             return -1;
         }
+#endif
         if (!t->requires_grad) { dl_set_error("dl_optim_add_params: parameter %d does not require a gradient", i); return -1; }
         for (j = 0; j < o->n; j++)
             if (o->ps[j].p == t) { dl_set_error("dl_optim_add_params: parameter %d is already in the optimizer", i); return -1; }
@@ -519,6 +544,17 @@ DLDEF int dl_optim_add_params(dl_optim *o, int n, dl_tensor *const *params) {
         for (k = 0; k < DL__OPT_MAXBUF; k++) {
             if (!names[k]) continue;
             q->buf[k] = dl_tensor_new(DL_DTYPE_F32, params[i]->ndim, params[i]->shape);
+#ifdef DL_CUDA
+            if (q->buf[k] && params[i]->device && dl_tensor_move(q->buf[k], params[i]->device) != 0) {
+                char msg[400];
+                int m;
+                snprintf(msg, sizeof msg, "%.380s", dl_error());
+                for (j = 0; j <= i; j++)
+                    for (m = 0; m < DL__OPT_MAXBUF; m++) { dl_tensor_free(o->ps[o->n + j].buf[m]); o->ps[o->n + j].buf[m] = NULL; }
+                dl_set_error("dl_optim_add_params: optimizer state on the %s: %s", dl_device_name(params[i]->device), msg);
+                return -1;
+            }
+#endif
             if (!q->buf[k]) {
                 int m;
                 for (j = 0; j <= i; j++)
@@ -529,6 +565,9 @@ DLDEF int dl_optim_add_params(dl_optim *o, int n, dl_tensor *const *params) {
             if (o->kind == DL_OPTIM_ADAGRAD) dl_fill(q->buf[k], (float)o->initial_acc);
         }
     }
+#ifdef DL_CUDA
+    if (o->n == 0 && n > 0) o->device = params[0]->device;
+#endif
     o->n += n;
     return 0;
 }
@@ -610,6 +649,15 @@ DLDEF float dl_clip_grad_norm(int n, dl_tensor *const *params, double max_norm) 
     }
     for (i = 0; i < n; i++)
         if (!params[i]) { dl_set_error("dl_clip_grad_norm: parameter %d is NULL", i); return -1; }
+#ifdef DL_CUDA
+    {
+        int gpu = 0, cpu = 0;
+        for (i = 0; i < n; i++)
+            if (params[i]->grad) { if (params[i]->device) gpu++; else cpu++; }
+        if (gpu && cpu) { dl_set_error("dl_clip_grad_norm: gradients on the CPU and on the GPU: clip each device's apart"); return -1; }
+        if (gpu) return dl__cuda_clip_grad_norm(n, params, sizeof(dl_tensor *), max_norm, &total) == 0 ? total : -1.0f;
+    }
+#endif
     total = dl__grad_norm(n, params, sizeof(dl_tensor *));
     dl__grad_scale(n, params, sizeof(dl_tensor *), total, max_norm);
     return total;
@@ -617,6 +665,17 @@ DLDEF float dl_clip_grad_norm(int n, dl_tensor *const *params, double max_norm) 
 
 DLDEF void dl_clip_grad_value(int n, dl_tensor *const *params, double clip) {
     if (n <= 0 || !params || dl__optim_bad(clip) || clip < 0) return;
+#ifdef DL_CUDA
+    {   /* each tensor where it is */
+        int i;
+        for (i = 0; i < n; i++) {
+            if (!params[i]) continue;
+            if (!params[i]->device) dl__grad_clamp(1, params + i, sizeof(dl_tensor *), clip);
+            else if (params[i]->grad) dl__cuda_clip_grad_value(params[i]->grad, params[i]->numel, (float)clip);
+        }
+        return;
+    }
+#endif
     dl__grad_clamp(n, params, sizeof(dl_tensor *), clip);
 }
 
@@ -803,10 +862,119 @@ static void dl__adam_update(const dl_optim *o, dl__optim_param *q) {
     else dl_parallel_for(tasks, dl__adam_task, &j);
 }
 
+#ifdef DL_CUDA
+/* dl_optim_step with the parameters on the GPU: the same clipping, step counters and float
+   constants as the CPU loops above, each parameter's update one kernel (dl_cuda.cu). */
+static int dl__optim_step_device(dl_optim *o) {
+    int i, k;
+    if (o->max_norm > 0 && dl__cuda_clip_grad_norm(o->n, &o->ps[0].p, sizeof(dl__optim_param), o->max_norm, NULL) != 0) return -1;
+    if (o->clip_value > 0)
+        for (i = 0; i < o->n; i++)
+            if (o->ps[i].p->grad && dl__cuda_clip_grad_value(o->ps[i].p->grad, o->ps[i].p->numel, (float)o->clip_value) != 0) return -1;
+    for (i = 0; i < o->n; i++) {
+        dl__optim_param *q = &o->ps[i];
+        dl__cuda_optim_args a;
+        if (!q->p->grad) continue;
+        memset(&a, 0, sizeof a);
+        a.kind = o->kind == DL_OPTIM_ADAMW ? (int)DL_OPTIM_ADAM : (int)o->kind;
+        a.n = q->p->numel;
+        a.p = (float *)q->p->data;
+        a.g = q->p->grad;
+        for (k = 0; k < DL__OPT_MAXBUF; k++) a.buf[k] = q->buf[k] ? (float *)q->buf[k]->data : NULL;
+#ifdef DL_OPTIM_NO_FMA
+        a.flags |= DL__OPTF_NOFMA;
+#endif
+        switch (o->kind) {
+        case DL_OPTIM_SGD:   /* as dl__sgd_update; the step counts after the update */
+            a.k[0] = (float)o->weight_decay; a.k[1] = (float)o->momentum; a.k[2] = (float)-o->lr; a.k[3] = (float)(1.0 - 0.0);
+            if (o->weight_decay != 0) a.flags |= DL__OPTF_WD;
+            if (q->step == 0) a.flags |= DL__OPTF_FIRST;
+            if (o->nesterov) a.flags |= DL__OPTF_NESTEROV;
+            break;
+        case DL_OPTIM_RMSPROP:   /* as dl__rmsprop_scalar */
+            q->step++;
+            a.k[0] = (float)o->alpha; a.k[1] = (float)(1.0 - o->alpha); a.k[2] = (float)o->eps; a.k[3] = (float)o->momentum;
+            a.k[4] = (float)-o->lr;
+            break;
+        case DL_OPTIM_ADAGRAD:   /* as dl__adagrad_update */
+            q->step++;
+            a.k[0] = (float)o->eps; a.k[1] = (float)-o->lr;
+            break;
+        case DL_OPTIM_ADAM: case DL_OPTIM_ADAMW: {   /* as dl__adam_update */
+            double t, bc1, bc2;
+            q->step++;
+            t = (double)q->step;
+            bc1 = 1.0 - pow(o->beta1, t);
+            bc2 = 1.0 - pow(o->beta2, t);
+            a.k[0] = (float)o->beta1; a.k[1] = (float)o->beta2;
+            a.k[2] = (float)(1.0 - o->beta1); a.k[3] = (float)(1.0 - o->beta2);
+            a.k[4] = (float)-(o->lr / bc1); a.k[5] = (float)sqrt(bc2); a.k[6] = (float)o->eps;
+            a.k[7] = (float)(1.0 - o->lr * o->weight_decay);
+            if (o->kind == DL_OPTIM_ADAMW) a.flags |= DL__OPTF_ADAMW;
+            break;
+        }
+        }
+        if (dl__cuda_optim_update(&a) != 0) return -1;
+        if (o->kind == DL_OPTIM_SGD) q->step++;
+    }
+    o->steps++;
+    return 0;
+}
+#endif
+
+DLDEF int dl_optim_move(dl_optim *o, dl_device device) {
+    if (!o) { dl_set_error("dl_optim_move: NULL optimizer"); return -1; }
+#ifdef DL_CUDA
+    {
+        int i, k, j, m;
+        if (device == o->device) return 0;
+        for (i = 0; i < o->n; i++)
+            for (k = 0; k < DL__OPT_MAXBUF; k++) {
+                char msg[400];
+                if (!o->ps[i].buf[k] || dl_tensor_move(o->ps[i].buf[k], device) == 0) continue;
+                snprintf(msg, sizeof msg, "%.380s", dl_error());
+                for (j = 0; j <= i; j++)   /* put back what moved */
+                    for (m = 0; m < (j < i ? DL__OPT_MAXBUF : k); m++)
+                        if (o->ps[j].buf[m]) dl_tensor_move(o->ps[j].buf[m], o->device);
+                dl_set_error("dl_optim_move: %s", msg);
+                return -1;
+            }
+        if (o->n == 0 && device != DL_DEVICE_CPU && dl_cuda_init() != 0) {
+            char msg[400];
+            snprintf(msg, sizeof msg, "%.380s", dl_error());
+            dl_set_error("dl_optim_move: %s", msg);
+            return -1;
+        }
+        if (device != DL_DEVICE_CPU && device != DL_DEVICE_CUDA) { dl_set_error("dl_optim_move: unknown device %d", (int)device); return -1; }
+        o->device = device;
+        return 0;
+    }
+#else
+    if (device == DL_DEVICE_CPU) return 0;
+    if (device != DL_DEVICE_CUDA) { dl_set_error("dl_optim_move: unknown device %d", (int)device); return -1; }
+    {
+        char msg[400];
+        dl_cuda_init();   /* fails, and says why: no DL_CUDA in this build */
+        snprintf(msg, sizeof msg, "%.380s", dl_error());
+        dl_set_error("dl_optim_move: %s", msg);
+        return -1;
+    }
+#endif
+}
+
 DLDEF int dl_optim_step(dl_optim *o) {
     int i;
     if (!o) { dl_set_error("dl_optim_step: NULL optimizer"); return -1; }
     if (o->n == 0) { o->steps++; return 0; }
+#ifdef DL_CUDA
+    for (i = 0; i < o->n; i++)
+        if (o->ps[i].p->device != o->device) {
+            dl_set_error("dl_optim_step: parameter %d is on the %s and the optimizer's state on the %s: move them together "
+                         "(dl_optim_move, or dl_model_move for a model)", i, dl_device_name(o->ps[i].p->device), dl_device_name(o->device));
+            return -1;
+        }
+    if (o->device) return dl__optim_step_device(o);
+#endif
     if (o->max_norm > 0) {
         float total = dl__grad_norm(o->n, &o->ps[0].p, sizeof(dl__optim_param));
         dl__grad_scale(o->n, &o->ps[0].p, sizeof(dl__optim_param), total, o->max_norm);
@@ -1069,6 +1237,12 @@ static int dl__optim_restore(dl_optim *o, const dl_safetensors *st, const char *
         for (k = 0; k < DL__OPT_MAXBUF; k++) {
             if (!bn[k]) continue;
             snprintf(name, sizeof name, "state.%d.%s", i, bn[k]);
+#ifdef DL_CUDA
+            if (o->ps[i].buf[k]->device) {   /* host file -> device state */
+                if (dl_copy(o->ps[i].buf[k], dl_safetensors_get(st, name)) != 0) return -1;
+                continue;
+            }
+#endif
             memcpy(dl_f32(o->ps[i].buf[k]), dl_f32(dl_safetensors_get(st, name)), o->ps[i].p->numel * sizeof(float));
         }
     }

@@ -787,6 +787,25 @@ DLDEF dl_tensor *dl__cuda_loss(const char *name, int op, dl_tensor *pred, dl_ten
 /* normalization, dropout, embedding, indexing, concat */
 
 /* optimizer updates (dl_optim.h) */
+/* One parameter's whole update as one kernel, with dl_optim.h's formulas and its float constants
+   k (computed by dl_optim.h as its CPU loops compute them). kind: dl_optim_kind's value (Adam
+   and AdamW are one kernel, DL__OPTF_ADAMW); buf: the kind's state buffers in dl_optim.h's order
+   (NULL where unused), all on the GPU like p and g. */
+enum { DL__OPTF_WD = 1, DL__OPTF_FIRST = 2, DL__OPTF_NESTEROV = 4, DL__OPTF_ADAMW = 8, DL__OPTF_NOFMA = 16 };
+typedef struct dl__cuda_optim_args {
+    int kind, flags;
+    size_t n;
+    float *p, *buf[3];
+    const float *g;
+    float k[8];
+} dl__cuda_optim_args;
+DLDEF int dl__cuda_optim_update(const dl__cuda_optim_args *a);   /* 0, or -1 + error */
+/* Global L2-norm clipping of the gradients of the n tensors at ts, stride bytes apart (NULL
+   tensors and NULL grads skipped; all on the GPU): each chunk's sum of squares in double, the
+   chunks summed in order, the float total and min(1, max_norm / (total + 1e-6)) computed and
+   applied on the device. total != NULL: the total copied to the host (a sync); else no sync. */
+DLDEF int dl__cuda_clip_grad_norm(int n, dl_tensor *const *ts, size_t stride, double max_norm, float *total);
+DLDEF int dl__cuda_clip_grad_value(float *g, size_t n, float clip);   /* clamp to [-clip, clip], NaN stays */
 #endif
 
 #ifdef __cplusplus
@@ -8170,6 +8189,20 @@ static int dl__st_write_tensor(const dl_tensor *t, dl__st_write_fn write_fn, voi
     unsigned char chunk[8192];
     size_t esize = dl_dtype_size(t->dtype), k = 0, row, j, len = t->ndim ? (size_t)t->shape[t->ndim - 1] : 1;
     ptrdiff_t step = t->ndim ? t->strides[t->ndim - 1] * (ptrdiff_t)esize : 0;
+#ifdef DL_CUDA
+    if (t->device) {   /* read to the host (row-major), then written as a CPU tensor */
+        dl_tensor h = *t;
+        size_t bytes = t->numel * esize;
+        int r;
+        if (!(h.data = DL_MALLOC(bytes ? bytes : 1))) return -1;
+        h.device = DL_DEVICE_CPU;
+        h.flags = 0;
+        dl__contig_strides(h.ndim, h.shape, h.strides);
+        r = dl_tensor_read(t, h.data) == 0 ? dl__st_write_tensor(&h, write_fn, ctx) : -1;
+        DL_FREE(h.data);
+        return r;
+    }
+#endif
     if (dl_is_contiguous(t) && (esize == 1 || dl__st_little_endian())) return write_fn(ctx, t->data, t->numel * esize);
     for (row = 0; len && row < t->numel / len; row++) {
         const unsigned char *src = (const unsigned char *)t->data + dl__offset_of(t, row * len) * (ptrdiff_t)esize;
@@ -8200,7 +8233,9 @@ static int dl__st_prepare(dl__st_parser *ps, int n, const char *const *names, dl
         const dl_tensor *t = tensors[i];
         if (!names[i]) return dl__st_err(ps, "name %d is NULL", i);
         if (!t) return dl__st_err(ps, "tensor '%s' is NULL", names[i]);
+#ifndef DL_CUDA
         if (t->device != DL_DEVICE_CPU) return dl__st_err(ps, "tensor '%s' is not on the CPU", names[i]);
+#endif
         if (dl_dtype_size(t->dtype) == 0) return dl__st_err(ps, "tensor '%s' has an unknown dtype", names[i]);
         if (!dl__st_valid_utf8(names[i])) return dl__st_err(ps, "name %d is not valid UTF-8", i);
         if (strcmp(names[i], "__metadata__") == 0) return dl__st_err(ps, "\"__metadata__\" cannot name a tensor");

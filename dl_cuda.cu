@@ -1493,7 +1493,1013 @@ DLDEF dl_tensor *dl__cuda_rnn_cell(int lstm, int B, int U, dl_tensor *xw, int t,
    (tests: tests/test_cuda_conv.c) */
 
 /* ==== Normalization, dropout, embedding, indexing, concat ======================================
-   (tests: tests/test_cuda_norm.c) */
+   (tests: tests/test_cuda_norm.c)
+   NORMALIZATION: batch, instance and layer norm share one engine, as on the CPU: x viewed as
+   contiguous [A, G, B], group g holding the m = A*B elements (a, g, b). Each group's sums are
+   taken in fixed chunks of DL__CHUNK elements, one thread per (group, chunk), then the chunks
+   in order by one thread per group (k_norm_part / k_norm_combine): a BatchNorm2d channel of
+   N*H*W = 10^5 values is 25 threads, not 1, and the bits do not depend on the GPU. Mean and
+   biased variance in two passes, sums in double; batch norm's running statistics are updated in
+   place on the GPU (running_var with the unbiased variance). Layer norm's d(gamma), d(beta) sum
+   over rows in chunks of rows the same way. dl_gram is two strided-batched GEMMs.
+   DROPOUT: the mask is not the CPU's. The CPU draws one dl_rng_uniform per element in order;
+   the GPU draws one dl_rng_u64 per call (the seed s) and keeps element i when u >= p, where u
+   is the top 24 bits of splitmix64's (i+1)-th output from state s (a counter-based generator: a
+   pure function of (s, i), so any thread computes any element, and backward recomputes the
+   mask instead of storing it). The same rng state gives the same mask on every run and GPU;
+   p == 0 or !training return x, p == 1 gives zeros (x * 0: NaN for inf, as the CPU).
+   INDEXING: embedding, index_select, gather, one_hot check indices on the device and report an
+   out-of-range one after a single 4-byte read (the first bad one, in row-major order, as the
+   CPU names it). Their backward passes never use atomics: one thread per element of the
+   gradient (per weight row for the embedding) loops over the indices in order, adding in the
+   CPU's order, so repeated indices accumulate deterministically, with the CPU's bits.
+   dl_concat and dl_cast take any dtype (dl_cast with the CPU's conversions: to u8 wraps modulo
+   256); dl_broadcast_to's backward sums the broadcast axes per element of x; dl_split is views
+   and needs nothing here. */
+
+/* 1 when every given tensor (NULLs skipped) is on the GPU, any dtype; else 0 with the error. */
+static int dl__cu_all_gpu(const char *op, int n, dl_tensor *const *ts, const char *const *names) {
+    int i, j;
+    for (i = 0; i < n; i++) {
+        if (!ts[i] || ts[i]->device == DL_DEVICE_CUDA) continue;
+        for (j = 0; j < n; j++)
+            if (ts[j] && ts[j]->device == DL_DEVICE_CUDA) break;
+        dl_set_error("%s: %s is on the %s and %s on the GPU: move one (dl_to_device); ops never copy across devices", op, names[i],
+                     dl_device_name(ts[i]->device), j < n ? names[j] : "another");
+        return 0;
+    }
+    return 1;
+}
+
+/* The CPU's shape check: t NULL (optional), or an f32 tensor of exactly ndim axes `shape`. */
+static int dl__cu_shaped(const char *op, const char *name, const dl_tensor *t, int ndim, const int *shape) {
+    char s[64], want[64];
+    int i, ok;
+    size_t u = 0;
+    if (!t) return 1;
+    ok = t->ndim == ndim;
+    for (i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
+    if (ok) return 1;
+    want[0] = 0;
+    for (i = 0; i < ndim && u < sizeof want; i++) u += (size_t)snprintf(want + u, sizeof want - u, i ? ", %d" : "%d", shape[i]);
+    dl_set_error("%s: %s has shape %s, expected [%s]", op, name, dl_shape_str(t, s, sizeof s), want);
+    return 0;
+}
+
+/* x's data contiguous on the GPU, any dtype (x's own when contiguous, else an arena copy). */
+static const void *dl__cu_contig_any(dl_tensor *x) {
+    dl_tensor *c;
+    if (dl_is_contiguous(x)) return x->data;
+    c = dl__tmp_on(DL_DEVICE_CUDA, x->dtype, x->ndim, x->shape);
+    return c && dl_copy(c, x) == 0 ? c->data : NULL;
+}
+
+/* i32 indices contiguous on the GPU (u8 ones converted, for dl_one_hot). */
+static const int *dl__cu_contig_i32(dl_tensor *t) {
+    dl_tensor *c;
+    if (t->dtype == DL_DTYPE_I32 && dl_is_contiguous(t)) return (const int *)t->data;
+    c = dl__tmp_on(DL_DEVICE_CUDA, DL_DTYPE_I32, t->ndim, t->shape);
+    return c && dl_copy(c, t) == 0 ? (const int *)c->data : NULL;
+}
+
+/* ---- Index checks on the device: the first index outside [lo, hi), in order ---- */
+
+/* part[c] = 1 + the first bad position of chunk c, or 0; for one_hot's inference (hi < lo) also
+   the chunk's maximum in mx[c] (bad: negative). */
+DL__KERNEL k_idx_chunk(size_t n_chunks, size_t n, const int *v, long long lo, long long hi, long long *part, int *mx) {
+    DL__LOOP(c, n_chunks) {
+        size_t j, end = (c + 1) * DL__CHUNK < n ? (c + 1) * DL__CHUNK : n;
+        long long first = 0;
+        int m = 0;
+        for (j = c * DL__CHUNK; j < end; j++) {
+            int x = v[j];
+            if (!first && (x < lo || (hi >= lo && x >= hi))) first = (long long)j + 1;
+            if (x > m) m = x;
+        }
+        part[c] = first;
+        if (mx) mx[c] = m;
+    }
+}
+/* res[0] = 1 when some index is bad (res[1] = its max when mx), pos[0] = the first one's position. */
+DL__KERNEL k_idx_combine(size_t one, size_t n_chunks, const long long *part, const int *mx, int *res, long long *pos) {
+    DL__LOOP(i, one) {
+        size_t c;
+        int m = 0;
+        res[0] = 0;
+        pos[0] = 0;
+        for (c = 0; c < n_chunks; c++) {
+            if (mx && mx[c] > m) m = mx[c];
+            if (part[c] && !res[0]) { res[0] = 1; pos[0] = part[c] - 1; }
+        }
+        if (mx) res[1] = m;
+        (void)i;
+    }
+}
+
+/* 0 when every v[0..n) is in [lo, hi); 1 with *bad_value the first that is not; -1 on a CUDA
+   error. hi < lo: only v < lo is bad, and *max (non-NULL then) gets the maximum. One read of 4
+   bytes (8 with max) when all are good. */
+static int dl__cu_check_indices(const char *op, const int *v, size_t n, long long lo, long long hi, int *bad_value, int *max) {
+    size_t chunks = (n + DL__CHUNK - 1) / DL__CHUNK;
+    long long *part = (long long *)dl__device_tmp_alloc((chunks ? chunks : 1) * sizeof(long long) + sizeof(long long));
+    int *res = (int *)dl__device_tmp_alloc((chunks ? chunks : 1) * sizeof(int) + 2 * sizeof(int)), *mx = max ? res + 2 : NULL;
+    int h[2] = {0, 0};
+    long long at = 0;
+    if (!part || !res) return -1;
+    DL__LAUNCH(k_idx_chunk, chunks, (chunks, n, v, lo, hi, part, mx));
+    DL__LAUNCH(k_idx_combine, (size_t)1, ((size_t)1, chunks, (const long long *)part, (const int *)mx, res, part + chunks));
+    if (DL__CHECK_LAUNCH(op) != 0) return -1;
+    if (dl__cuda_memcpy(h, res, (max ? 2 : 1) * sizeof(int), DL__D2H) != 0) return -1;
+    if (max) *max = h[1];
+    if (!h[0]) return 0;
+    if (dl__cuda_memcpy(&at, part + chunks, sizeof at, DL__D2H) != 0 || dl__cuda_memcpy(bad_value, v + at, sizeof(int), DL__D2H) != 0)
+        return -1;
+    return 1;
+}
+
+/* ---- The normalization engine: contiguous [A, G, B], statistics per group g ---- */
+
+typedef struct dl__cu_norm {
+    int A, G, B, period, per_position, batch_stats;
+    size_t m, nch;                  /* values per group; chunks per group */
+    float eps;
+    const float *x, *gamma, *beta;  /* contiguous; gamma/beta may be NULL */
+    float *mean, *var, *invstd;     /* [G] */
+} dl__cu_norm;
+
+/* The element at position k < m of group g. */
+DL__DEV size_t dl__cu_norm_off(const dl__cu_norm *c, int g, size_t k) {
+    return ((k / (size_t)c->B) * (size_t)c->G + (size_t)g) * (size_t)c->B + k % (size_t)c->B;
+}
+
+/* One thread per (group, chunk). what 0: sum x; 1: sum (x - mean)^2; 2: sum dy*gw and
+   sum dy*gw*xhat (gw: layer norm's gamma at b, else 1), into part[g*nch + chunk] and, for the
+   second sum, part[G*nch + g*nch + chunk]. */
+DL__KERNEL k_norm_part(size_t n, dl__cu_norm c, int what, const float *dy, double *part) {
+    DL__LOOP(i, n) {
+        int g = (int)(i / c.nch);
+        size_t ch = i % c.nch, k = ch * DL__CHUNK, end = k + DL__CHUNK < c.m ? k + DL__CHUNK : c.m;
+        size_t b = c.B ? k % (size_t)c.B : 0, off = c.B ? dl__cu_norm_off(&c, g, k) : 0, jump = (size_t)(c.G - 1) * (size_t)c.B;
+        double s1 = 0, s2 = 0;
+        float mu = what ? c.mean[g] : 0.0f, is = what == 2 ? c.invstd[g] : 0.0f;
+        for (; k < end; k++) {
+            float v = c.x[off];
+            if (what == 0) s1 += v;
+            else if (what == 1) { float d = v - mu; s1 += (double)d * d; }
+            else {
+                float gw = c.per_position && c.gamma ? c.gamma[b] : 1.0f, d = dy[off] * gw;
+                s1 += d;
+                s2 += (double)d * ((v - mu) * is);
+            }
+            off++;
+            if (++b == (size_t)c.B) { b = 0; off += jump; }
+        }
+        part[i] = s1;
+        if (what == 2) part[(size_t)c.G * c.nch + i] = s2;
+    }
+}
+
+/* One thread per group: the chunks in order. what 0: mean; 1: var and invstd; 2: s[g], s[G + g]. */
+DL__KERNEL k_norm_combine(size_t n, dl__cu_norm c, int what, const double *part, double *s) {
+    DL__LOOP(g, n) {
+        double s1 = 0, s2 = 0, m = (double)c.m;
+        size_t j;
+        for (j = 0; j < c.nch; j++) {
+            s1 += part[g * c.nch + j];
+            if (what == 2) s2 += part[(size_t)c.G * c.nch + g * c.nch + j];
+        }
+        if (what == 0) c.mean[g] = (float)(m > 0 ? s1 / m : 0.0);
+        else if (what == 1) {
+            double v = m > 0 ? s1 / m : 0.0;
+            c.var[g] = (float)v;
+            c.invstd[g] = (float)(1.0 / sqrt(v + (double)c.eps));
+        } else {
+            s[g] = s1;
+            s[(size_t)c.G + g] = s2;
+        }
+    }
+}
+
+/* y = (x - mean) * (invstd * gamma_g) * gw[b] + bw[b] + beta_g (per group or per position b). */
+DL__KERNEL k_norm_apply(size_t n, dl__cu_norm c, float *y) {
+    DL__LOOP(i, n) {
+        size_t b = i % (size_t)c.B;
+        int g = (int)((i / (size_t)c.B) % (size_t)c.G);
+        float gw = 1.0f, bw = 0.0f, k0 = c.invstd[g], k1 = 0.0f;
+        if (c.per_position) {
+            if (c.gamma) gw = c.gamma[b];
+            if (c.beta) bw = c.beta[b];
+        } else {
+            if (c.gamma) k0 = c.invstd[g] * c.gamma[g % c.period];
+            if (c.beta) k1 = c.beta[g % c.period];
+        }
+        y[i] = (c.x[i] - c.mean[g]) * k0 * gw + bw + k1;
+    }
+}
+
+/* The per-group coefficients of dx = dy*gw*k0 + (x - mean)*k1 + k2 (the CPU's formulas). */
+DL__KERNEL k_norm_coef(size_t n, dl__cu_norm c, const double *s, float *k) {
+    DL__LOOP(g, n) {
+        double gk = !c.per_position && c.gamma ? c.gamma[g % (size_t)c.period] : 1.0f, is = c.invstd[g], m = (double)c.m;
+        int batch = c.batch_stats && m > 0;
+        k[g] = (float)(is * gk);
+        k[n + g] = batch ? (float)(-is * is * gk * s[(size_t)c.G + g] / m) : 0.0f;
+        k[2 * n + g] = batch ? (float)(-is * gk * s[g] / m) : 0.0f;
+    }
+}
+
+DL__KERNEL k_norm_dx(size_t n, dl__cu_norm c, const float *k, const float *dy, float *dx) {
+    DL__LOOP(i, n) {
+        size_t b = i % (size_t)c.B, g = (i / (size_t)c.B) % (size_t)c.G;
+        float gw = c.per_position && c.gamma ? c.gamma[b] : 1.0f;
+        dx[i] += dy[i] * gw * k[g] + (c.x[i] - c.mean[g]) * k[(size_t)c.G + g] + k[2 * (size_t)c.G + g];
+    }
+}
+
+/* d(gamma[ch]) += s2 and d(beta[ch]) += s1 of ch's groups, in group order, one thread per channel. */
+DL__KERNEL k_norm_group_params(size_t n, dl__cu_norm c, const double *s, float *dgamma, float *dbeta) {
+    DL__LOOP(ch, n) {
+        float ag = dgamma ? dgamma[ch] : 0.0f, ab = dbeta ? dbeta[ch] : 0.0f;
+        size_t g;
+        for (g = ch; g < (size_t)c.G; g += n) {
+            ag += (float)s[(size_t)c.G + g];
+            ab += (float)s[g];
+        }
+        if (dgamma) dgamma[ch] = ag;
+        if (dbeta) dbeta[ch] = ab;
+    }
+}
+
+/* Layer norm (A = 1): per position b and chunk of rows, sum dy*xhat and dy over the rows. */
+DL__KERNEL k_norm_pos_part(size_t n, dl__cu_norm c, size_t rch, const float *dy, double *part) {
+    DL__LOOP(i, n) {
+        size_t b = i / rch, r = (i % rch) * DL__CHUNK, end = r + DL__CHUNK < (size_t)c.G ? r + DL__CHUNK : (size_t)c.G;
+        double dg = 0, db = 0;
+        for (; r < end; r++) {
+            size_t at = r * (size_t)c.B + b;
+            dg += (double)dy[at] * ((c.x[at] - c.mean[r]) * c.invstd[r]);
+            db += dy[at];
+        }
+        part[i] = dg;
+        part[n + i] = db;
+    }
+}
+DL__KERNEL k_norm_pos_combine(size_t n, size_t rch, const double *part, float *dgamma, float *dbeta) {
+    DL__LOOP(b, n) {
+        double dg = 0, db = 0;
+        size_t j;
+        for (j = 0; j < rch; j++) {
+            dg += part[b * rch + j];
+            db += part[n * rch + b * rch + j];
+        }
+        if (dgamma) dgamma[b] += (float)dg;
+        if (dbeta) dbeta[b] += (float)db;
+    }
+}
+
+/* Statistics (what 0 then 1) or gradient sums (2) of every group; s: [2G] for what 2. */
+static int dl__cu_norm_sums(const dl__cu_norm *c, int what, const float *dy, double *s) {
+    size_t n = (size_t)c->G * c->nch;
+    double *part = (double *)dl__device_tmp_alloc((n ? 2 * n : 1) * sizeof(double));
+    if (!part) return -1;
+    DL__LAUNCH(k_norm_part, n, (n, *c, what, dy, part));
+    DL__LAUNCH(k_norm_combine, (size_t)c->G, ((size_t)c->G, *c, what, (const double *)part, s));
+    return 0;
+}
+
+static void dl__cu_norm_backward(dl_node *nd) {
+    const dl__cu_norm *c = (const dl__cu_norm *)nd->ctx;
+    float *dx = dl_grad_buf(nd->in[0]), *dgamma = dl_grad_buf(nd->in[1]), *dbeta = dl_grad_buf(nd->in[2]);
+    const float *dy = nd->out->grad;
+    size_t G = (size_t)c->G;
+    double *s = NULL;
+    if ((dx && c->batch_stats) || (!c->per_position && (dgamma || dbeta))) {
+        if (!(s = (double *)dl__device_tmp_alloc((G ? 2 * G : 1) * sizeof(double))) || dl__cu_norm_sums(c, 2, dy, s) != 0) return;
+    }
+    if (dx) {
+        float *k = dl__cu_scratch(G ? 3 * G : 1);
+        if (!k) return;
+        if (!s && !(s = (double *)dl__device_tmp_alloc((G ? 2 * G : 1) * sizeof(double)))) return; /* unread: fixed statistics */
+        DL__LAUNCH(k_norm_coef, G, (G, *c, (const double *)s, k));
+        DL__LAUNCH(k_norm_dx, nd->out->numel, (nd->out->numel, *c, (const float *)k, dy, dx));
+    }
+    if (!dgamma && !dbeta) return;
+    if (!c->per_position) {
+        DL__LAUNCH(k_norm_group_params, (size_t)c->period, ((size_t)c->period, *c, (const double *)s, dgamma, dbeta));
+    } else {
+        size_t rch = (G + DL__CHUNK - 1) / DL__CHUNK, n;
+        double *part;
+        if (rch == 0) rch = 1;
+        n = (size_t)c->B * rch;
+        if (!(part = (double *)dl__device_tmp_alloc((n ? 2 * n : 1) * sizeof(double)))) return;
+        DL__LAUNCH(k_norm_pos_part, n, (n, *c, rch, dy, part));
+        DL__LAUNCH(k_norm_pos_combine, (size_t)c->B, ((size_t)c->B, rch, (const double *)part, dgamma, dbeta));
+    }
+}
+
+/* Sets up c for x (on the GPU) as [A, G, B]: x's contiguous data and the [G] arrays. */
+static int dl__cu_norm_init(dl__cu_norm *c, dl_tensor *x, int A, int G, int B, float eps) {
+    memset(c, 0, sizeof *c);
+    c->A = A; c->G = G; c->B = B; c->period = G ? G : 1; c->eps = eps;
+    c->m = (size_t)A * (size_t)B;
+    c->nch = (c->m + DL__CHUNK - 1) / DL__CHUNK;
+    if (c->nch == 0) c->nch = 1;
+    c->x = dl__cu_contig_data(x);
+    c->mean = dl__cu_scratch(G ? 3 * (size_t)G : 1);
+    if (!c->x || !c->mean) return 0;
+    c->var = c->mean + G;
+    c->invstd = c->mean + 2 * (size_t)G;
+    return 1;
+}
+
+/* The shared forward: statistics (unless given), y, and the node {x, gamma, beta}. */
+static dl_tensor *dl__cu_norm_forward(const char *op, dl__cu_norm *c, dl_tensor *x, dl_tensor *gamma, dl_tensor *beta, int compute_stats) {
+    dl_tensor *in[3], *y = dl__cu_out(x->ndim, x->shape);
+    dl_node *nd;
+    if (!y) return NULL;
+    c->gamma = gamma ? dl__cu_contig_data(gamma) : NULL;
+    c->beta = beta ? dl__cu_contig_data(beta) : NULL;
+    if ((gamma && !c->gamma) || (beta && !c->beta)) return NULL;
+    c->batch_stats = compute_stats;
+    if (compute_stats && (dl__cu_norm_sums(c, 0, NULL, NULL) != 0 || dl__cu_norm_sums(c, 1, NULL, NULL) != 0)) return NULL;
+    DL__LAUNCH(k_norm_apply, y->numel, (y->numel, *c, (float *)y->data));
+    if (DL__CHECK_LAUNCH(op) != 0) return NULL;
+    in[0] = x; in[1] = gamma; in[2] = beta;
+    nd = dl_record(op, y, 3, in, dl__cu_norm_backward, sizeof *c);
+    if (nd) memcpy(nd->ctx, c, sizeof *c);
+    return dl__cu_checked(y);
+}
+
+static int dl__cu_norm_input(const char *op, dl_tensor *x, int min_ndim) {
+    char s[64];
+    if (x->ndim >= min_ndim) return 1;
+    dl_set_error("%s: input %s needs at least %d dimensions", op, dl_shape_str(x, s, sizeof s), min_ndim);
+    return 0;
+}
+
+static int dl__cu_dims_prod(const dl_tensor *x, int from, int to) {
+    int i, p = 1;
+    for (i = from; i < to; i++) p *= x->shape[i];
+    return p;
+}
+
+DL__KERNEL k_bn_eval_stats(size_t n, const float *rm, long long sm, const float *rv, long long sv, float eps, float *mean, float *var,
+                           float *invstd) {
+    DL__LOOP(g, n) {
+        mean[g] = rm[(long long)g * sm];
+        var[g] = rv[(long long)g * sv];
+        invstd[g] = (float)(1.0 / sqrt((double)var[g] + (double)eps));
+    }
+}
+
+DL__KERNEL k_bn_running(size_t n, float *rm, long long sm, float *rv, long long sv, const float *mean, const float *var, float momentum,
+                        float unbias) {
+    DL__LOOP(g, n) {
+        if (rm) { float *r = rm + (long long)g * sm; *r = (1.0f - momentum) * *r + momentum * mean[g]; }
+        if (rv) { float *r = rv + (long long)g * sv; *r = (1.0f - momentum) * *r + momentum * var[g] * unbias; }
+    }
+}
+
+DLDEF dl_tensor *dl__cuda_batch_norm(dl_tensor *x, dl_tensor *gamma, dl_tensor *beta, dl_tensor *running_mean, dl_tensor *running_var,
+                                     int training, float momentum, float eps) {
+    static const char *const names[5] = {"input", "gamma", "beta", "running_mean", "running_var"};
+    const char *op = "dl_batch_norm";
+    dl_tensor *in[5] = {x, gamma, beta, running_mean, running_var}, *y;
+    dl__cu_norm c;
+    int C, N, S;
+    size_t m;
+    if (!dl__cu_on_gpu(op, 5, in, names) || !dl__cu_norm_input(op, x, 2)) return NULL;
+    N = x->shape[0];
+    C = x->shape[1];
+    S = dl__cu_dims_prod(x, 2, x->ndim);
+    m = (size_t)N * (size_t)S;
+    if (!dl__cu_shaped(op, "gamma", gamma, 1, &C) || !dl__cu_shaped(op, "beta", beta, 1, &C) ||
+        !dl__cu_shaped(op, "running_mean", running_mean, 1, &C) || !dl__cu_shaped(op, "running_var", running_var, 1, &C))
+        return NULL;
+    if (!(eps >= 0)) { dl_set_error("%s: eps must be >= 0, got %g", op, (double)eps); return NULL; }
+    if (training && m <= 1) {
+        char s[64];
+        dl_set_error("%s: expected more than 1 value per channel when training, got input %s", op, dl_shape_str(x, s, sizeof s));
+        return NULL;
+    }
+    if (!training && (!running_mean || !running_var)) {
+        dl_set_error("%s: running_mean and running_var are required when not training", op);
+        return NULL;
+    }
+    if (!dl__cu_norm_init(&c, x, N, C, S, eps)) return NULL;
+    if (!training)
+        DL__LAUNCH(k_bn_eval_stats, (size_t)C, ((size_t)C, (const float *)running_mean->data, (long long)running_mean->strides[0],
+                                               (const float *)running_var->data, (long long)running_var->strides[0], eps, c.mean, c.var,
+                                               c.invstd));
+    y = dl__cu_norm_forward(op, &c, x, gamma, beta, training);
+    if (y && training && (running_mean || running_var)) {
+        float unbias = (float)((double)m / (double)(m - 1));
+        DL__LAUNCH(k_bn_running, (size_t)C, ((size_t)C, running_mean ? (float *)running_mean->data : (float *)NULL,
+                                            running_mean ? (long long)running_mean->strides[0] : 0,
+                                            running_var ? (float *)running_var->data : (float *)NULL,
+                                            running_var ? (long long)running_var->strides[0] : 0, (const float *)c.mean,
+                                            (const float *)c.var, momentum, unbias));
+        if (DL__CHECK_LAUNCH(op) != 0) return NULL;
+    }
+    return y;
+}
+
+DLDEF dl_tensor *dl__cuda_layer_norm(dl_tensor *x, int normalized_ndim, dl_tensor *gamma, dl_tensor *beta, float eps) {
+    static const char *const names[3] = {"input", "gamma", "beta"};
+    const char *op = "dl_layer_norm";
+    dl_tensor *in[3] = {x, gamma, beta};
+    dl__cu_norm c;
+    int k;
+    if (!dl__cu_on_gpu(op, 3, in, names) || !dl__cu_norm_input(op, x, 1)) return NULL;
+    if (normalized_ndim < 1 || normalized_ndim > x->ndim) {
+        dl_set_error("%s: normalized_ndim %d out of range 1..%d", op, normalized_ndim, x->ndim);
+        return NULL;
+    }
+    if (!(eps >= 0)) { dl_set_error("%s: eps must be >= 0, got %g", op, (double)eps); return NULL; }
+    k = x->ndim - normalized_ndim;
+    if (!dl__cu_shaped(op, "gamma", gamma, normalized_ndim, x->shape + k) || !dl__cu_shaped(op, "beta", beta, normalized_ndim, x->shape + k))
+        return NULL;
+    if (!dl__cu_norm_init(&c, x, 1, dl__cu_dims_prod(x, 0, k), dl__cu_dims_prod(x, k, x->ndim), eps)) return NULL;
+    c.per_position = 1;
+    return dl__cu_norm_forward(op, &c, x, gamma, beta, 1);
+}
+
+DLDEF dl_tensor *dl__cuda_instance_norm(dl_tensor *x, dl_tensor *gamma, dl_tensor *beta, float eps) {
+    static const char *const names[3] = {"input", "gamma", "beta"};
+    const char *op = "dl_instance_norm";
+    dl_tensor *in[3] = {x, gamma, beta};
+    dl__cu_norm c;
+    int C, S;
+    if (!dl__cu_on_gpu(op, 3, in, names) || !dl__cu_norm_input(op, x, 3)) return NULL;
+    C = x->shape[1];
+    S = dl__cu_dims_prod(x, 2, x->ndim);
+    if (!dl__cu_shaped(op, "gamma", gamma, 1, &C) || !dl__cu_shaped(op, "beta", beta, 1, &C)) return NULL;
+    if (!(eps >= 0)) { dl_set_error("%s: eps must be >= 0, got %g", op, (double)eps); return NULL; }
+    if (S <= 1) {
+        char s[64];
+        dl_set_error("%s: expected more than 1 spatial element, got input %s", op, dl_shape_str(x, s, sizeof s));
+        return NULL;
+    }
+    if (!dl__cu_norm_init(&c, x, 1, x->shape[0] * C, S, eps)) return NULL;
+    c.period = C;
+    return dl__cu_norm_forward(op, &c, x, gamma, beta, 1);
+}
+
+/* ---- Gram matrix: G[n] = F F^T / L, dF = (dG + dG^T) F / L ---- */
+
+typedef struct dl__cu_gram_ctx {
+    const float *f; /* x as contiguous [N, C, L] */
+    int N, C, L;
+} dl__cu_gram_ctx;
+
+DL__KERNEL k_gram_sym(size_t n, int C, const float *g, float *sym) {
+    DL__LOOP(i, n) {
+        size_t cc = (size_t)C * C, b = i / cc, r = (i % cc) / (size_t)C, q = i % (size_t)C;
+        sym[i] = g[i] + g[b * cc + q * (size_t)C + r];
+    }
+}
+
+static void dl__cu_gram_backward(dl_node *nd) {
+    const dl__cu_gram_ctx *c = (const dl__cu_gram_ctx *)nd->ctx;
+    float *gx = dl_grad_buf(nd->in[0]), *sym;
+    size_t cc = (size_t)c->C * (size_t)c->C, n = (size_t)c->N * cc;
+    if (!gx || c->L == 0 || n == 0) return;
+    if (!(sym = dl__cu_scratch(n))) return;
+    DL__LAUNCH(k_gram_sym, n, (n, c->C, (const float *)nd->out->grad, sym));
+    dl__cu_gemm("dl_gram", 0, 0, c->C, c->L, c->C, 1.0f / (float)c->L, sym, c->C, (long long)cc, c->f, c->L, (long long)c->C * c->L, 1.0f, gx,
+                c->L, (long long)c->C * c->L, c->N);
+}
+
+DLDEF dl_tensor *dl__cuda_gram(dl_tensor *x) {
+    const char *op = "dl_gram";
+    dl__cu_gram_ctx c;
+    dl_tensor *y;
+    dl_node *nd;
+    int shape[3];
+    if (!dl__cu_on_gpu(op, 1, &x, dl__cu_ab) || !dl__cu_norm_input(op, x, 3)) return NULL;
+    c.N = x->shape[0];
+    c.C = x->shape[1];
+    c.L = dl__cu_dims_prod(x, 2, x->ndim);
+    c.f = dl__cu_contig_data(x);
+    shape[0] = c.N; shape[1] = c.C; shape[2] = c.C;
+    y = dl__cu_out(3, shape);
+    if (!c.f || !y) return NULL;
+    if (c.L == 0) {
+        if (dl__cuda_memset0(y->data, y->numel * sizeof(float)) != 0) return NULL;
+    } else if (dl__cu_gemm(op, 0, 1, c.C, c.C, c.L, 1.0f / (float)c.L, c.f, c.L, (long long)c.C * c.L, c.f, c.L, (long long)c.C * c.L, 0.0f,
+                           (float *)y->data, c.C, (long long)c.C * c.C, c.N) != 0) {
+        return NULL;
+    }
+    nd = dl_record("gram", y, 1, &x, dl__cu_gram_backward, sizeof c);
+    if (nd) memcpy(nd->ctx, &c, sizeof c);
+    return dl__cu_checked(y);
+}
+
+/* ---- Dropout: a counter-based mask (see the section's comment) ---- */
+
+/* 1 when element i is kept: u >= p for u the top 24 bits of splitmix64's (i+1)-th output from
+   state seed, in [0, 1) as dl_rng_uniform makes it. */
+DL__DEV int dl__cu_keep(unsigned long long seed, size_t i, float p) {
+    unsigned long long z = seed + ((unsigned long long)i + 1ULL) * 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z ^= z >> 31;
+    return (float)(z >> 40) * (1.0f / 16777216.0f) >= p;
+}
+
+typedef struct dl__cu_dropout_ctx {
+    unsigned long long seed;
+    float p, scale;
+} dl__cu_dropout_ctx;
+
+/* y = x * (keep ? scale : 0) (multiplying, as the CPU: a dropped inf gives NaN); backward:
+   gx += gy * the same factor. */
+DL__KERNEL k_dropout(size_t n, dl__cu_dropout_ctx c, const float *x, float *y, int grad) {
+    DL__LOOP(i, n) {
+        float mult = dl__cu_keep(c.seed, i, c.p) ? c.scale : 0.0f;
+        if (grad) y[i] += x[i] * mult;
+        else y[i] = x[i] * mult;
+    }
+}
+
+static void dl__cu_dropout_backward(dl_node *nd) {
+    const dl__cu_dropout_ctx *c = (const dl__cu_dropout_ctx *)nd->ctx;
+    float *gx = dl_grad_buf(nd->in[0]);
+    if (gx) DL__LAUNCH(k_dropout, nd->out->numel, (nd->out->numel, *c, (const float *)nd->out->grad, gx, 1));
+}
+
+DLDEF dl_tensor *dl__cuda_dropout(dl_tensor *x, float p, int training, dl_rng *rng) {
+    static const char *const names[1] = {"input"};
+    const char *op = "dl_dropout";
+    dl__cu_dropout_ctx c;
+    const float *xs;
+    dl_tensor *y;
+    dl_node *nd;
+    if (!dl__cu_on_gpu(op, 1, &x, names)) return NULL;
+    if (!(p >= 0.0f && p <= 1.0f)) { dl_set_error("%s: p must be in [0, 1], got %g", op, (double)p); return NULL; }
+    if (!training || p == 0.0f) return x;
+    if (!rng) { dl_set_error("%s: rng is NULL while training", op); return NULL; }
+    c.seed = (unsigned long long)dl_rng_u64(rng);
+    c.p = p;
+    c.scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+    xs = dl__cu_contig_data(x);
+    y = dl__cu_out(x->ndim, x->shape);
+    if (!xs || !y) return NULL;
+    DL__LAUNCH(k_dropout, y->numel, (y->numel, c, xs, (float *)y->data, 0));
+    if (DL__CHECK_LAUNCH(op) != 0) return NULL;
+    nd = dl_record("dropout", y, 1, &x, dl__cu_dropout_backward, sizeof c);
+    if (nd) memcpy(nd->ctx, &c, sizeof c);
+    return dl__cu_checked(y);
+}
+
+/* ---- Embedding ---- */
+
+typedef struct dl__cu_emb_ctx {
+    const int *idx; /* contiguous, checked */
+    size_t rows;
+} dl__cu_emb_ctx;
+
+DL__KERNEL k_embedding(size_t n, int D, const int *idx, const float *w, float *y) {
+    DL__LOOP(i, n) { y[i] = w[(size_t)idx[i / (size_t)D] * (size_t)D + i % (size_t)D]; }
+}
+
+/* One thread per weight row v: the rows of dy whose index is v, in order (the CPU's order). */
+DL__KERNEL k_embedding_grad(size_t V, size_t rows, int D, const int *idx, const float *gy, float *gw) {
+    DL__LOOP(v, V) {
+        size_t r;
+        int d;
+        for (r = 0; r < rows; r++)
+            if ((size_t)idx[r] == v)
+                for (d = 0; d < D; d++) gw[v * (size_t)D + (size_t)d] += gy[r * (size_t)D + (size_t)d];
+    }
+}
+
+static void dl__cu_embedding_backward(dl_node *nd) {
+    const dl__cu_emb_ctx *c = (const dl__cu_emb_ctx *)nd->ctx;
+    dl_tensor *w = nd->in[0];
+    float *gw = dl_grad_buf(w);
+    if (gw && w->shape[1] > 0)
+        DL__LAUNCH(k_embedding_grad, (size_t)w->shape[0], ((size_t)w->shape[0], c->rows, w->shape[1], c->idx, (const float *)nd->out->grad, gw));
+}
+
+DLDEF dl_tensor *dl__cuda_embedding(dl_tensor *weight, dl_tensor *indices) {
+    static const char *const names[2] = {"weight", "indices"};
+    const char *op = "dl_embedding";
+    dl_tensor *in[2] = {weight, indices}, *y;
+    dl__cu_emb_ctx c;
+    const float *w;
+    int shape[DL_MAX_DIMS], V, D, i, bad = 0, rc;
+    dl_node *nd;
+    char s[64];
+    if (!dl__cu_all_gpu(op, 2, in, names)) return NULL;
+    if (weight->dtype != DL_DTYPE_F32 || weight->ndim != 2) {
+        dl_set_error("%s: weight must be a 2-d f32 tensor [V, D], got %s %s", op, dl_dtype_name(weight->dtype), dl_shape_str(weight, s, sizeof s));
+        return NULL;
+    }
+    if (indices->dtype != DL_DTYPE_I32) { dl_set_error("%s: indices must be i32, got %s", op, dl_dtype_name(indices->dtype)); return NULL; }
+    if (indices->ndim >= DL_MAX_DIMS) { dl_set_error("%s: indices have too many dimensions (%d)", op, indices->ndim); return NULL; }
+    V = weight->shape[0];
+    D = weight->shape[1];
+    c.rows = indices->numel;
+    if (!(c.idx = dl__cu_contig_i32(indices))) return NULL;
+    if ((rc = dl__cu_check_indices(op, c.idx, c.rows, 0, V, &bad, NULL)) != 0) {
+        if (rc > 0) dl_set_error("%s: index %d out of range for %d rows", op, bad, V);
+        return NULL;
+    }
+    for (i = 0; i < indices->ndim; i++) shape[i] = indices->shape[i];
+    shape[indices->ndim] = D;
+    w = dl__cu_contig_data(weight);
+    y = dl__cu_out(indices->ndim + 1, shape);
+    if (!w || !y) return NULL;
+    if (D > 0) DL__LAUNCH(k_embedding, y->numel, (y->numel, D, c.idx, w, (float *)y->data));
+    if (DL__CHECK_LAUNCH(op) != 0) return NULL;
+    nd = dl_record("embedding", y, 1, &weight, dl__cu_embedding_backward, sizeof c);
+    if (nd) memcpy(nd->ctx, &c, sizeof c);
+    return dl__cu_checked(y);
+}
+
+/* ---- index_select, gather ---- */
+
+typedef struct dl__cu_isel_ctx {
+    const int *idx;
+    size_t outer, inner, len, m; /* x as [outer, len, inner], out as [outer, m, inner] */
+} dl__cu_isel_ctx;
+
+DL__KERNEL k_index_select(size_t n, dl__cu_isel_ctx c, int esize, const char *src, char *dst) {
+    DL__LOOP(i, n) {
+        size_t t = i % c.inner, k = (i / c.inner) % c.m, o = i / (c.inner * c.m);
+        size_t from = (o * c.len + (size_t)c.idx[k]) * c.inner + t;
+        if (esize == 4) ((int *)dst)[i] = ((const int *)src)[from];
+        else dst[i] = src[from];
+    }
+}
+
+/* One thread per element (o, j, t) of gx: the entries k with idx[k] == j, in order. */
+DL__KERNEL k_index_select_grad(size_t n, dl__cu_isel_ctx c, const float *g, float *gx) {
+    DL__LOOP(i, n) {
+        size_t t = i % c.inner, j = (i / c.inner) % c.len, o = i / (c.inner * c.len), k;
+        float acc = gx[i];
+        for (k = 0; k < c.m; k++)
+            if ((size_t)c.idx[k] == j) acc += g[(o * c.m + k) * c.inner + t];
+        gx[i] = acc;
+    }
+}
+
+static void dl__cu_index_select_backward(dl_node *nd) {
+    const dl__cu_isel_ctx *c = (const dl__cu_isel_ctx *)nd->ctx;
+    float *gx = dl_grad_buf(nd->in[0]);
+    if (gx) DL__LAUNCH(k_index_select_grad, nd->in[0]->numel, (nd->in[0]->numel, *c, (const float *)nd->out->grad, gx));
+}
+
+/* An axis in [-ndim, ndim) made non-negative; -1 with the CPU's message. */
+static int dl__cu_axis(const char *op, int axis, int ndim) {
+    if (axis < -ndim || axis >= ndim) { dl_set_error("%s: axis %d out of range for a %d-d tensor", op, axis, ndim); return -1; }
+    return axis < 0 ? axis + ndim : axis;
+}
+
+/* idx's values contiguous, checked against [0, limit) with the CPU's messages; NULL on error. */
+static const int *dl__cu_indices(const char *op, dl_tensor *idx, int limit) {
+    const int *v;
+    int bad = 0, rc;
+    if (idx->dtype != DL_DTYPE_I32) { dl_set_error("%s: indices must be i32, got %s", op, dl_dtype_name(idx->dtype)); return NULL; }
+    if (!(v = dl__cu_contig_i32(idx))) return NULL;
+    if ((rc = dl__cu_check_indices(op, v, idx->numel, 0, limit, &bad, NULL)) != 0) {
+        if (rc > 0) dl_set_error("%s: index %d out of range [0, %d)", op, bad, limit);
+        return NULL;
+    }
+    return v;
+}
+
+DLDEF dl_tensor *dl__cuda_index_select(dl_tensor *x, int axis, dl_tensor *idx) {
+    static const char *const names[2] = {"x", "indices"};
+    const char *op = "dl_index_select";
+    dl_tensor *in[2] = {x, idx}, *out;
+    dl__cu_isel_ctx c;
+    int shape[DL_MAX_DIMS], i, es;
+    const void *src;
+    dl_node *nd;
+    if (!dl__cu_all_gpu(op, 2, in, names)) return NULL;
+    if (x->ndim == 0) { dl_set_error("%s: x is 0-d", op); return NULL; }
+    if ((axis = dl__cu_axis(op, axis, x->ndim)) < 0) return NULL;
+    if (idx->ndim != 1) { dl_set_error("%s: indices must be 1-d, got %d-d", op, idx->ndim); return NULL; }
+    if (!(c.idx = dl__cu_indices(op, idx, x->shape[axis]))) return NULL;
+    if (!(src = dl__cu_contig_any(x))) return NULL;
+    for (i = 0; i < x->ndim; i++) shape[i] = x->shape[i];
+    shape[axis] = idx->shape[0];
+    if (!(out = dl__tmp_on(DL_DEVICE_CUDA, x->dtype, x->ndim, shape))) return NULL;
+    c.outer = c.inner = 1;
+    for (i = 0; i < axis; i++) c.outer *= (size_t)x->shape[i];
+    for (i = axis + 1; i < x->ndim; i++) c.inner *= (size_t)x->shape[i];
+    c.len = (size_t)x->shape[axis];
+    c.m = (size_t)idx->shape[0];
+    es = (int)dl_dtype_size(x->dtype);
+    DL__LAUNCH(k_index_select, out->numel, (out->numel, c, es, (const char *)src, (char *)out->data));
+    if (DL__CHECK_LAUNCH(op) != 0) return NULL;
+    nd = dl_record("index_select", out, 1, &x, dl__cu_index_select_backward, sizeof c);
+    if (nd) memcpy(nd->ctx, &c, sizeof c);
+    return dl__cu_checked(out);
+}
+
+typedef struct dl__cu_gather_ctx {
+    int nd, axis;
+    long long xshape[DL_MAX_DIMS], ishape[DL_MAX_DIMS];
+    long long xst[DL_MAX_DIMS];  /* x's strides (forward: x read in place) */
+    long long ist[DL_MAX_DIMS];  /* idx's contiguous strides */
+    const int *idx;
+} dl__cu_gather_ctx;
+
+/* out[i] = x[i's coordinates, with idx[i] on the axis] */
+DL__KERNEL k_gather(size_t n, dl__cu_gather_ctx c, const float *x, float *out) {
+    DL__LOOP(i, n) {
+        long long off = 0;
+        size_t r = i;
+        int d;
+        for (d = c.nd - 1; d >= 0; d--) {
+            long long q = (long long)(r % (size_t)c.ishape[d]);
+            r /= (size_t)c.ishape[d];
+            off += (d == c.axis ? (long long)c.idx[i] : q) * c.xst[d];
+        }
+        out[i] = x[off];
+    }
+}
+
+/* One thread per element of gx (contiguous, x's shape): the entries of idx that differ from its
+   coordinates only on the axis and point at it, in order of the axis coordinate (the CPU's). */
+DL__KERNEL k_gather_grad(size_t n, dl__cu_gather_ctx c, const float *g, float *gx) {
+    DL__LOOP(i, n) {
+        long long base = 0, ca = 0, k;
+        size_t r = i;
+        int d, inside = 1;
+        float acc;
+        for (d = c.nd - 1; d >= 0; d--) {
+            long long q = (long long)(r % (size_t)c.xshape[d]);
+            r /= (size_t)c.xshape[d];
+            if (d == c.axis) { ca = q; continue; }
+            if (q >= c.ishape[d]) inside = 0;
+            base += q * c.ist[d];
+        }
+        if (!inside) continue;
+        acc = gx[i];
+        for (k = 0; k < c.ishape[c.axis]; k++) {
+            long long at = base + k * c.ist[c.axis];
+            if ((long long)c.idx[at] == ca) acc += g[at];
+        }
+        gx[i] = acc;
+    }
+}
+
+static void dl__cu_gather_backward(dl_node *nd) {
+    const dl__cu_gather_ctx *c = (const dl__cu_gather_ctx *)nd->ctx;
+    float *gx = dl_grad_buf(nd->in[0]);
+    if (gx) DL__LAUNCH(k_gather_grad, nd->in[0]->numel, (nd->in[0]->numel, *c, (const float *)nd->out->grad, gx));
+}
+
+DLDEF dl_tensor *dl__cuda_gather(dl_tensor *x, int axis, dl_tensor *idx) {
+    static const char *const names[2] = {"x", "indices"};
+    const char *op = "dl_gather";
+    dl_tensor *in[2] = {x, idx}, *out;
+    dl__cu_gather_ctx c;
+    ptrdiff_t ist[DL_MAX_DIMS];
+    int d;
+    dl_node *nd;
+    if (!dl__cu_all_gpu(op, 2, in, names)) return NULL;
+    if (x->dtype != DL_DTYPE_F32) { dl_set_error("%s: need an f32 tensor, got %s", op, dl_dtype_name(x->dtype)); return NULL; }
+    if (x->ndim == 0) { dl_set_error("%s: x is 0-d", op); return NULL; }
+    if ((axis = dl__cu_axis(op, axis, x->ndim)) < 0) return NULL;
+    if (idx->ndim != x->ndim) { dl_set_error("%s: indices are %d-d, x is %d-d", op, idx->ndim, x->ndim); return NULL; }
+    for (d = 0; d < x->ndim; d++)
+        if (d != axis && idx->shape[d] > x->shape[d]) {
+            char s1[64], s2[64];
+            dl_set_error("%s: indices %s larger than x %s on axis %d", op, dl_shape_str(idx, s1, sizeof s1), dl_shape_str(x, s2, sizeof s2), d);
+            return NULL;
+        }
+    memset(&c, 0, sizeof c);
+    if (!(c.idx = dl__cu_indices(op, idx, x->shape[axis]))) return NULL;
+    if (!(out = dl__cu_out(idx->ndim, idx->shape))) return NULL;
+    c.nd = x->ndim;
+    c.axis = axis;
+    dl__cu_contig(idx->ndim, idx->shape, ist);
+    for (d = 0; d < x->ndim; d++) {
+        c.xshape[d] = x->shape[d];
+        c.ishape[d] = idx->shape[d];
+        c.xst[d] = x->strides[d];
+        c.ist[d] = ist[d];
+    }
+    DL__LAUNCH(k_gather, out->numel, (out->numel, c, (const float *)x->data, (float *)out->data));
+    if (DL__CHECK_LAUNCH(op) != 0) return NULL;
+    nd = dl_record("gather", out, 1, &x, dl__cu_gather_backward, sizeof c);
+    if (nd) memcpy(nd->ctx, &c, sizeof c);
+    return dl__cu_checked(out);
+}
+
+/* ---- concat (any dtype): one strided copy per input into its slice of the result ---- */
+
+typedef struct dl__cu_concat_ctx { int axis; } dl__cu_concat_ctx;
+
+static void dl__cu_concat_backward(dl_node *nd) {
+    int axis = ((const dl__cu_concat_ctx *)nd->ctx)->axis, k;
+    dl_tensor *out = nd->out;
+    ptrdiff_t so[DL_MAX_DIMS], sx[DL_MAX_DIMS];
+    size_t off = 0;
+    dl__cu_contig(out->ndim, out->shape, so);
+    for (k = 0; k < nd->n_in; k++) {
+        dl_tensor *x = nd->in[k];
+        float *gx = dl_grad_buf(x);
+        if (gx) {
+            dl__cu_contig(x->ndim, x->shape, sx);
+            dl__cuda_strided_copy(gx, sx, out->grad + off * (size_t)so[axis], so, x->ndim, x->shape, 4, 1);
+        }
+        off += (size_t)x->shape[axis];
+    }
+}
+
+DLDEF dl_tensor *dl__cuda_concat(int n, dl_tensor *const *xs, int axis) {
+    const char *op = "dl_concat";
+    dl_tensor *x0 = xs[0], *out;
+    int k, d, shape[DL_MAX_DIMS];
+    long long len = 0;
+    size_t off = 0, es;
+    dl_node *nd;
+    for (k = 0; k < n; k++)
+        if (xs[k]->device != DL_DEVICE_CUDA) {
+            int j;
+            for (j = 0; j < n && xs[j]->device != DL_DEVICE_CUDA; j++) {}
+            dl_set_error("%s: tensor %d is on the %s and tensor %d on the GPU: move one (dl_to_device); ops never copy across devices", op, k,
+                         dl_device_name(xs[k]->device), j);
+            return NULL;
+        }
+    if (x0->ndim == 0) { dl_set_error("%s: cannot concatenate 0-d tensors", op); return NULL; }
+    if ((axis = dl__cu_axis(op, axis, x0->ndim)) < 0) return NULL;
+    for (k = 0; k < n; k++) {
+        dl_tensor *x = xs[k];
+        char s1[64], s2[64];
+        if (x->dtype != x0->dtype) {
+            dl_set_error("%s: tensor %d is %s, tensor 0 is %s", op, k, dl_dtype_name(x->dtype), dl_dtype_name(x0->dtype));
+            return NULL;
+        }
+        for (d = 0; d < x0->ndim && x->ndim == x0->ndim; d++)
+            if (d != axis && x->shape[d] != x0->shape[d]) break;
+        if (x->ndim != x0->ndim || d < x0->ndim) {
+            dl_set_error("%s: tensor %d has shape %s, tensor 0 has %s (must match except on axis %d)", op, k, dl_shape_str(x, s1, sizeof s1),
+                         dl_shape_str(x0, s2, sizeof s2), axis);
+            return NULL;
+        }
+        if ((len += x->shape[axis]) > 0x7fffffff) { dl_set_error("%s: concatenated axis %d is over INT_MAX", op, axis); return NULL; }
+    }
+    for (d = 0; d < x0->ndim; d++) shape[d] = x0->shape[d];
+    shape[axis] = (int)len;
+    if (!(out = dl__tmp_on(DL_DEVICE_CUDA, x0->dtype, x0->ndim, shape))) return NULL;
+    es = dl_dtype_size(x0->dtype);
+    for (k = 0; k < n; k++) {
+        dl_tensor *x = xs[k];
+        if (dl__cuda_strided_copy((char *)out->data + off * (size_t)out->strides[axis] * es, out->strides, x->data, x->strides, x->ndim,
+                                  x->shape, (int)es, 0) != 0)
+            return NULL;
+        off += (size_t)x->shape[axis];
+    }
+    nd = dl_record("concat", out, n, xs, dl__cu_concat_backward, sizeof(dl__cu_concat_ctx));
+    if (nd) ((dl__cu_concat_ctx *)nd->ctx)->axis = axis;
+    return dl__cu_checked(out);
+}
+
+/* ---- one_hot, cast, broadcast_to ---- */
+
+DL__KERNEL k_one_hot(size_t n, int classes, const int *lab, float *out) {
+    DL__LOOP(i, n) { out[i] = lab[i / (size_t)classes] == (int)(i % (size_t)classes) ? 1.0f : 0.0f; }
+}
+
+DLDEF dl_tensor *dl__cuda_one_hot(dl_tensor *labels, int num_classes) {
+    const char *op = "dl_one_hot";
+    int shape[DL_MAX_DIMS], bad = 0, rc;
+    const int *lab;
+    dl_tensor *out;
+    if (labels->dtype != DL_DTYPE_I32 && labels->dtype != DL_DTYPE_U8) {
+        dl_set_error("%s: labels must be i32 or u8, got %s", op, dl_dtype_name(labels->dtype));
+        return NULL;
+    }
+    if (labels->ndim >= DL_MAX_DIMS) { dl_set_error("%s: labels have too many axes (%d)", op, labels->ndim); return NULL; }
+    if (num_classes == -1 && labels->numel == 0) { dl_set_error("%s: cannot infer num_classes from no labels", op); return NULL; }
+    if (!(lab = dl__cu_contig_i32(labels))) return NULL;
+    if (num_classes == -1) { /* max + 1, negative labels first */
+        int mx = 0;
+        if ((rc = dl__cu_check_indices(op, lab, labels->numel, 0, -1, &bad, &mx)) != 0) {
+            if (rc > 0) dl_set_error("%s: label %d is negative", op, bad);
+            return NULL;
+        }
+        num_classes = mx == 0x7fffffff ? mx : mx + 1;
+    } else if (num_classes >= 1 && (rc = dl__cu_check_indices(op, lab, labels->numel, 0, num_classes, &bad, NULL)) != 0) {
+        if (rc > 0) dl_set_error("%s: label %d out of range [0, %d)", op, bad, num_classes);
+        return NULL;
+    }
+    if (num_classes < 1) { dl_set_error("%s: num_classes must be >= 1 or -1, got %d", op, num_classes); return NULL; }
+    memcpy(shape, labels->shape, sizeof(int) * (size_t)labels->ndim);
+    shape[labels->ndim] = num_classes;
+    if (!(out = dl__cu_out(labels->ndim + 1, shape))) return NULL;
+    DL__LAUNCH(k_one_hot, out->numel, (out->numel, num_classes, lab, (float *)out->data));
+    return DL__CHECK_LAUNCH(op) != 0 ? NULL : out;
+}
+
+/* dl_cast's conversions (not dl_copy's): to i32 truncated and saturated (NaN -> 0), to u8 the
+   i32 value modulo 256, i32 to f32 rounded to nearest. */
+DL__DEV int dl__cu_load_i32(const void *p, int dt, long long off) {
+    float f;
+    if (dt == 1) return ((const int *)p)[off];
+    if (dt == 2) return ((const unsigned char *)p)[off];
+    f = ((const float *)p)[off];
+    if (f != f) return 0;
+    if (f >= 2147483647.0f) return 0x7fffffff;
+    if (f <= -2147483648.0f) return -0x7fffffff - 1;
+    return (int)f;
+}
+
+DL__KERNEL k_cast(size_t n, dl__cu_geom g, const void *src, int sdt, void *dst, int ddt) {
+    DL__LOOP(i, n) {
+        long long off[3];
+        dl__cu_geom_at(&g, i, off);
+        if (ddt == 0) ((float *)dst)[i] = dl__cu_ld(src, sdt, off[1]);
+        else if (ddt == 1) ((int *)dst)[i] = dl__cu_load_i32(src, sdt, off[1]);
+        else ((unsigned char *)dst)[i] = (unsigned char)((unsigned)dl__cu_load_i32(src, sdt, off[1]) & 255u);
+    }
+}
+
+DL__KERNEL k_cast_grad(size_t n, float *gx, const float *g) {
+    DL__LOOP(i, n) { gx[i] += g[i]; }
+}
+
+static void dl__cu_flat_add_backward(dl_node *nd) {
+    float *gx = dl_grad_buf(nd->in[0]);
+    if (gx) DL__LAUNCH(k_cast_grad, nd->out->numel, (nd->out->numel, gx, (const float *)nd->out->grad));
+}
+
+DLDEF dl_tensor *dl__cuda_cast(dl_tensor *x, dl_dtype dtype) {
+    const char *op = "dl_cast";
+    dl_tensor *out;
+    dl__cu_geom g;
+    ptrdiff_t so[DL_MAX_DIMS];
+    if (dl_dtype_size(dtype) == 0) { dl_set_error("%s: unknown dtype %d", op, (int)dtype); return NULL; }
+    if (!(out = dl__tmp_on(DL_DEVICE_CUDA, dtype, x->ndim, x->shape))) return NULL;
+    if (dtype == DL_DTYPE_F32 && x->dtype == DL_DTYPE_F32) {
+        if (dl_copy(out, x) != 0) return NULL;
+        dl_record("cast", out, 1, &x, dl__cu_flat_add_backward, 0);
+        return dl__cu_checked(out);
+    }
+    dl__cu_contig(x->ndim, x->shape, so);
+    dl__cu_geom2(&g, x->ndim, x->shape, so, x->strides);
+    DL__LAUNCH(k_cast, out->numel, (out->numel, g, (const void *)x->data, (int)x->dtype, out->data, (int)dtype));
+    return DL__CHECK_LAUNCH(op) != 0 ? NULL : out;
+}
+
+/* x's gradient: out's summed over the axes x was broadcast along (k_binary_grad with a plain
+   add: one thread per element of x, the broadcast elements in order). */
+static void dl__cu_broadcast_to_backward(dl_node *nd) {
+    dl_tensor *x = nd->in[0], *out = nd->out;
+    float *gx = dl_grad_buf(x);
+    ptrdiff_t so[DL_MAX_DIMS];
+    dl__cu_geom outer, inner;
+    size_t n_inner = 1;
+    int i, off = out->ndim - x->ndim;
+    if (!gx) return;
+    dl__cu_contig(out->ndim, out->shape, so);
+    memset(&outer, 0, sizeof outer);
+    memset(&inner, 0, sizeof inner);
+    for (i = 0; i < out->ndim; i++) {
+        int xi = i - off, kept = xi >= 0 && x->shape[xi] == out->shape[i];
+        dl__cu_geom *t = kept ? &outer : &inner;
+        int k = t->nd++;
+        t->shape[k] = out->shape[i];
+        t->st[0][k] = t->st[1][k] = t->st[2][k] = so[i];
+        if (!kept) n_inner *= (size_t)out->shape[i];
+    }
+    DL__LAUNCH(k_binary_grad, x->numel, (x->numel, outer, inner, n_inner, (int)DL__ADD, 0, gx, (const float *)out->grad,
+                                         (const float *)out->grad, (const float *)out->grad));
+}
+
+DLDEF dl_tensor *dl__cuda_broadcast_to(dl_tensor *x, int ndim, const int *shape) {
+    const char *op = "dl_broadcast_to";
+    dl_tensor *out;
+    long long bs[DL_MAX_DIMS];
+    ptrdiff_t sx[DL_MAX_DIMS];
+    int i;
+    if (!dl__cu_on_gpu(op, 1, &x, dl__cu_ab)) return NULL;
+    if (ndim < x->ndim || ndim > DL_MAX_DIMS || (ndim && !shape)) {
+        dl_set_error("%s: cannot broadcast a %d-d tensor to %d axes", op, x->ndim, ndim);
+        return NULL;
+    }
+    for (i = 0; i < x->ndim; i++) {
+        int want = shape[i + ndim - x->ndim];
+        if (x->shape[i] != want && x->shape[i] != 1) {
+            char s[64];
+            dl_set_error("%s: shape %s does not broadcast to size %d at axis %d", op, dl_shape_str(x, s, sizeof s), want, i + ndim - x->ndim);
+            return NULL;
+        }
+    }
+    if (!(out = dl__cu_out(ndim, shape))) return NULL;
+    dl__cu_bcast(x, ndim, shape, bs);
+    for (i = 0; i < ndim; i++) sx[i] = (ptrdiff_t)bs[i];
+    if (dl__cuda_strided_copy(out->data, out->strides, x->data, sx, ndim, shape, 4, 0) != 0) return NULL;
+    dl_record("broadcast_to", out, 1, &x, dl__cu_broadcast_to_backward, 0);
+    return dl__cu_checked(out);
+}
 
 /* ==== Optimizer updates (dl_optim.h) ===========================================================
    (tests: tests/test_cuda_train.c) */

@@ -785,6 +785,19 @@ DLDEF dl_tensor *dl__cuda_loss(const char *name, int op, dl_tensor *pred, dl_ten
 /* convolutions, pooling, padding, upsampling */
 
 /* normalization, dropout, embedding, indexing, concat */
+DLDEF dl_tensor *dl__cuda_batch_norm(dl_tensor *x, dl_tensor *gamma, dl_tensor *beta, dl_tensor *running_mean, dl_tensor *running_var,
+                                     int training, float momentum, float eps);
+DLDEF dl_tensor *dl__cuda_layer_norm(dl_tensor *x, int normalized_ndim, dl_tensor *gamma, dl_tensor *beta, float eps);
+DLDEF dl_tensor *dl__cuda_instance_norm(dl_tensor *x, dl_tensor *gamma, dl_tensor *beta, float eps);
+DLDEF dl_tensor *dl__cuda_gram(dl_tensor *x);
+DLDEF dl_tensor *dl__cuda_dropout(dl_tensor *x, float p, int training, dl_rng *rng);
+DLDEF dl_tensor *dl__cuda_embedding(dl_tensor *weight, dl_tensor *indices);
+DLDEF dl_tensor *dl__cuda_index_select(dl_tensor *x, int axis, dl_tensor *idx);
+DLDEF dl_tensor *dl__cuda_gather(dl_tensor *x, int axis, dl_tensor *idx);
+DLDEF dl_tensor *dl__cuda_concat(int n, dl_tensor *const *xs, int axis);  /* n >= 1, no NULLs, some on the GPU */
+DLDEF dl_tensor *dl__cuda_one_hot(dl_tensor *labels, int num_classes);
+DLDEF dl_tensor *dl__cuda_cast(dl_tensor *x, dl_dtype dtype);
+DLDEF dl_tensor *dl__cuda_broadcast_to(dl_tensor *x, int ndim, const int *shape);
 
 /* optimizer updates (dl_optim.h) */
 /* One parameter's whole update as one kernel, with dl_optim.h's formulas and its float constants
@@ -4676,6 +4689,10 @@ DLDEF dl_tensor *dl_concat(int n, dl_tensor *const *xs, int axis) {
     dl_node *node;
     if (n < 1 || !xs) return (dl_tensor *)dl__fail("dl_concat: need at least one tensor");
     for (k = 0; k < n; k++) if (!xs[k]) return NULL;
+#ifdef DL_CUDA
+    for (k = 0; k < n; k++)
+        if (xs[k]->device) return dl__cuda_concat(n, xs, axis);
+#endif
     x0 = xs[0];
     if (x0->ndim == 0) return (dl_tensor *)dl__fail("dl_concat: cannot concatenate 0-d tensors");
     if ((axis = dl__axis("dl_concat", axis, x0->ndim)) < 0) return NULL;
@@ -4769,6 +4786,9 @@ DLDEF dl_tensor *dl_index_select(dl_tensor *x, int axis, dl_tensor *idx) {
     dl_tensor *out;
     dl_node *node;
     if (!x || !idx) return NULL;
+#ifdef DL_CUDA
+    if (x->device || idx->device) return dl__cuda_index_select(x, axis, idx);
+#endif
     if (!dl__check_cpu("dl_index_select", x)) return NULL;
     if (x->ndim == 0) return (dl_tensor *)dl__fail("dl_index_select: x is 0-d");
     if ((axis = dl__axis("dl_index_select", axis, x->ndim)) < 0) return NULL;
@@ -4836,6 +4856,9 @@ DLDEF dl_tensor *dl_gather(dl_tensor *x, int axis, dl_tensor *idx) {
     dl_node *node;
     int d;
     if (!x || !idx) return NULL;
+#ifdef DL_CUDA
+    if (x->device || idx->device) return dl__cuda_gather(x, axis, idx);
+#endif
     if (!dl__check_f32("dl_gather", x)) return NULL;
     if (x->ndim == 0) return (dl_tensor *)dl__fail("dl_gather: x is 0-d");
     if ((axis = dl__axis("dl_gather", axis, x->ndim)) < 0) return NULL;
@@ -4883,6 +4906,9 @@ DLDEF dl_tensor *dl_one_hot(dl_tensor *labels, int num_classes) {
     dl_tensor *out;
     float *o;
     if (!labels) return NULL;
+#ifdef DL_CUDA
+    if (labels->device) return dl__cuda_one_hot(labels, num_classes);
+#endif
     if (!dl__check_cpu("dl_one_hot", labels)) return NULL;
     if (labels->dtype != DL_DTYPE_I32 && labels->dtype != DL_DTYPE_U8)
         return (dl_tensor *)dl__fail("dl_one_hot: labels must be i32 or u8, got %s", dl_dtype_name(labels->dtype));
@@ -4914,6 +4940,9 @@ DLDEF dl_tensor *dl_cast(dl_tensor *x, dl_dtype dtype) {
     size_t i;
     int contig;
     if (!x) return NULL;
+#ifdef DL_CUDA
+    if (x->device) return dl__cuda_cast(x, dtype);
+#endif
     if (!dl__check_cpu("dl_cast", x)) return NULL;
     if (dl_dtype_size(dtype) == 0) return (dl_tensor *)dl__fail("dl_cast: unknown dtype %d", (int)dtype);
     out = dl_tmp_uninit(dtype, x->ndim, x->shape);
@@ -4949,6 +4978,9 @@ DLDEF dl_tensor *dl_broadcast_to(dl_tensor *x, int ndim, const int *shape) {
     dl_tensor *out;
     int i;
     if (!x) return NULL;
+#ifdef DL_CUDA
+    if (x->device) return dl__cuda_broadcast_to(x, ndim, shape);
+#endif
     if (!dl__check_f32("dl_broadcast_to", x)) return NULL;
     if (ndim < x->ndim || ndim > DL_MAX_DIMS || (ndim && !shape))
         return (dl_tensor *)dl__fail("dl_broadcast_to: cannot broadcast a %d-d tensor to %d axes", x->ndim, ndim);
@@ -6164,6 +6196,11 @@ DLDEF dl_tensor *dl_batch_norm(dl_tensor *x, dl_tensor *gamma, dl_tensor *beta,
     int C, N, S, g;
     size_t m;
     if (!x) return NULL;
+#ifdef DL_CUDA
+    if (x->device || (gamma && gamma->device) || (beta && beta->device) || (running_mean && running_mean->device) ||
+        (running_var && running_var->device))
+        return dl__cuda_batch_norm(x, gamma, beta, running_mean, running_var, training, momentum, eps);
+#endif
     if (!dl__check_input(op, x, 2)) return NULL;
     N = x->shape[0];
     C = x->shape[1];
@@ -6216,6 +6253,9 @@ DLDEF dl_tensor *dl_layer_norm(dl_tensor *x, int normalized_ndim, dl_tensor *gam
     dl__norm c;
     int lead, B, k;
     if (!x) return NULL;
+#ifdef DL_CUDA
+    if (x->device || (gamma && gamma->device) || (beta && beta->device)) return dl__cuda_layer_norm(x, normalized_ndim, gamma, beta, eps);
+#endif
     if (!dl__check_input(op, x, 1)) return NULL;
     if (normalized_ndim < 1 || normalized_ndim > x->ndim)
         return (dl_tensor *)dl__fail("%s: normalized_ndim %d out of range 1..%d", op, normalized_ndim, x->ndim);
@@ -6239,6 +6279,9 @@ DLDEF dl_tensor *dl_instance_norm(dl_tensor *x, dl_tensor *gamma, dl_tensor *bet
     dl__norm c;
     int C, S;
     if (!x) return NULL;
+#ifdef DL_CUDA
+    if (x->device || (gamma && gamma->device) || (beta && beta->device)) return dl__cuda_instance_norm(x, gamma, beta, eps);
+#endif
     if (!dl__check_input(op, x, 3)) return NULL;
     C = x->shape[1];
     S = dl__dims_prod(x, 2, x->ndim);
@@ -6283,6 +6326,9 @@ DLDEF dl_tensor *dl_dropout(dl_tensor *x, float p, int training, dl_rng *rng) {
     dl_node *n;
     size_t i;
     if (!x) return NULL;
+#ifdef DL_CUDA
+    if (x->device) return dl__cuda_dropout(x, p, training, rng);
+#endif
     if (!dl__check_input(op, x, 0)) return NULL;
     if (!(p >= 0.0f && p <= 1.0f)) return (dl_tensor *)dl__fail("%s: p must be in [0, 1], got %g", op, (double)p);
     if (!training || p == 0.0f) return x;
@@ -6332,6 +6378,9 @@ DLDEF dl_tensor *dl_embedding(dl_tensor *weight, dl_tensor *indices) {
     size_t r;
     char s[64];
     if (!weight || !indices) return NULL;
+#ifdef DL_CUDA
+    if (weight->device || indices->device) return dl__cuda_embedding(weight, indices);
+#endif
     if (weight->device != DL_DEVICE_CPU || indices->device != DL_DEVICE_CPU) return (dl_tensor *)dl__fail("%s: tensors are not on the CPU", op);
     if (weight->dtype != DL_DTYPE_F32 || weight->ndim != 2)
         return (dl_tensor *)dl__fail("%s: weight must be a 2-d f32 tensor [V, D], got %s %s", op, dl_dtype_name(weight->dtype), dl_shape_str(weight, s, sizeof s));
@@ -6390,6 +6439,9 @@ DLDEF dl_tensor *dl_gram(dl_tensor *x) {
     dl_node *n;
     int N, C, L, b, shape[3];
     if (!x) return NULL;
+#ifdef DL_CUDA
+    if (x->device) return dl__cuda_gram(x);
+#endif
     if (!dl__check_input(op, x, 3)) return NULL;
     N = x->shape[0];
     C = x->shape[1];

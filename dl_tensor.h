@@ -2334,6 +2334,16 @@ static void dl__fill_each(dl_tensor *t, dl_rng *r, int kind, float a, float b) {
     size_t i;
     if (!t || !r) return;
     if (t->dtype != DL_DTYPE_F32) { dl__fail("dl_fill: random fills need an f32 tensor"); return; }
+#ifdef DL_CUDA
+    if (t->device) { /* the CPU's values, drawn into a host copy in the same order, then copied over */
+        dl_tensor *h = dl_tensor_new(DL_DTYPE_F32, t->ndim, t->shape);
+        if (!h) return;
+        dl__fill_each(h, r, kind, a, b);
+        dl_copy(t, h);
+        dl_tensor_free(h);
+        return;
+    }
+#endif
     for (i = 0; i < t->numel; i++) {
         float v;
         if (kind == 0) v = a + (b - a) * dl_rng_uniform(r);

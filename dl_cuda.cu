@@ -1394,6 +1394,13 @@ DLDEF dl_tensor *dl__cuda_cross_entropy(dl_tensor *logits, dl_tensor *labels) {
    order, the output gradients that read it, so those match the CPU's bits. Scratch lives in
    the device arena. */
 
+/* a * b rounded on its own (nvcc would fuse "v += a * b" into one FMA, unlike the CPU's build) */
+#ifdef DL_CUDA_EMULATE
+#define DL__CU_MUL_RN(a, b) ((a) * (b))
+#else
+#define DL__CU_MUL_RN(a, b) __fmul_rn(a, b)
+#endif
+
 #ifndef DL__CU_COL_FLOATS /* (tests set it small, to run several groups) */
 #define DL__CU_COL_FLOATS ((size_t)1 << 24) /* im2col scratch of one group of images (64 MB) */
 #endif
@@ -1868,7 +1875,7 @@ DL__KERNEL k_pool_grad(size_t n, dl__cu_cgeom g, int is_max, const int *arg, con
                 if (tx < 0 || tx % g.sw) continue;
                 if ((oj = tx / g.sw) >= g.ow) continue;
                 o = (size_t)oi * g.ow + oj;
-                if (!is_max) v += gp[o] * inv;
+                if (!is_max) v += DL__CU_MUL_RN(gp[o], inv);
                 else if (ap[o] == self) v += gp[o];
             }
         }

@@ -182,6 +182,7 @@ static void test_conv2d(void) {
         {3, 1, 6, 6, 8, 4, 4, 2, 2, 1, 1, 1, 1, 0, 0, 1, 0},   /* one input channel, 4x4 stride 2 */
         {2, 3, 4, 4, 2, 3, 3, 3, 3, 0, 0, 1, 1, 0, 0, 0, 0},   /* a stride that skips pixels */
         {3, 1, 40, 40, 2, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0, 1, 0}, /* bias gradient over 3*1600 values: two chunks */
+        {0, 3, 5, 5, 2, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0, 1, 0},   /* an empty batch */
     };
     size_t k;
     REQUIRE_GPU();
@@ -210,6 +211,7 @@ static void test_conv_transpose2d(void) {
         {5, 8, 2, 2, 5, 5, 5, 2, 2, 2, 2, 1, 1, 1, 1, 1, 2},  /* w a view; groups of 4 + 1 images */
         {2, 3, 3, 3, 2, 1, 1, 2, 2, 0, 0, 1, 1, 1, 1, 1, 0},  /* 1x1 stride 2: outputs no tap reaches */
         {3, 2, 20, 20, 2, 4, 4, 2, 2, 1, 1, 1, 1, 0, 0, 1, 0}, /* bias gradient over 3*40*40 values: two chunks */
+        {0, 2, 3, 3, 2, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 0},  /* an empty batch */
     };
     size_t k;
     REQUIRE_GPU();

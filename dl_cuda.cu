@@ -1490,7 +1490,714 @@ DLDEF dl_tensor *dl__cuda_rnn_cell(int lstm, int B, int U, dl_tensor *xw, int t,
 }
 
 /* ==== Convolutions, pooling, padding, upsampling (NCHW) ========================================
-   (tests: tests/test_cuda_conv.c) */
+   (tests: tests/test_cuda_conv.c)
+
+   dl_conv2d, dl_conv_transpose2d, dl_max_pool2d, dl_avg_pool2d, dl_global_avg_pool2d,
+   dl_upsample_nearest2d and dl_pad2d (zeros, reflect), forward and backward, with the CPU's
+   checks, messages, shapes and gradient rules (dl_tensor.h's geometry is repeated here, since
+   this file never sees dl_tensor.h's statics).
+
+   Convolutions use the CPU's three per-image products with a weight matrix M [rows, K],
+   K = c*kh*kw ("img" is the conv input side [c, h, w], "small" the conv output side
+   [rows, oh, ow]):
+       apply:    small  = M @ col(img)          conv2d forward,  conv_transpose2d dX
+       adjoint:  img   += col2im(M^T @ small)   conv2d dX,       conv_transpose2d forward
+       weights:  dM    += small @ col(img)^T    dW of both
+   The batch runs in groups of images whose columns fit DL__CU_COL_FLOATS (the group depends on
+   the shape only). col(img) is an im2col kernel writing the group side by side ([K, nb*oh*ow],
+   image b at column b*oh*ow); apply is one strided-batched GEMM per group writing NCHW directly;
+   weights gathers dY of the group to [rows, nb*oh*ow] and adds one GEMM per group, groups in
+   order (deterministic); adjoint is a batched GEMM to per-image columns, then col2im as a
+   gather (one thread per image element sums, in double, the taps that read it). A 1x1 stride-1
+   unpadded conv skips im2col/col2im. Bias gradients are per-channel sums in fixed chunks.
+   Pools: one thread per output (max also stores its argmax: the first maximum in row-major
+   order, the last NaN when the max is NaN); their backward and the backward of padding and
+   upsampling are gathers, one thread per input element adding, in float and in the CPU's
+   order, the output gradients that read it, so those match the CPU's bits. Scratch lives in
+   the device arena. */
+
+/* a * b rounded on its own (nvcc would fuse "v += a * b" into one FMA, unlike the CPU's build) */
+#ifdef DL_CUDA_EMULATE
+#define DL__CU_MUL_RN(a, b) ((a) * (b))
+#else
+#define DL__CU_MUL_RN(a, b) __fmul_rn(a, b)
+#endif
+
+#ifndef DL__CU_COL_FLOATS /* (tests set it small, to run several groups) */
+#define DL__CU_COL_FLOATS ((size_t)1 << 24) /* im2col scratch of one group of images (64 MB) */
+#endif
+
+typedef struct dl__cu_cgeom {
+    int c, h, w;  /* image side */
+    int oh, ow;   /* output side */
+    int kh, kw, sh, sw, ph, pw, dh, dw;
+} dl__cu_cgeom;
+
+/* ---- Argument checks, as dl_tensor.h's dl__conv_* ---- */
+
+static int dl__cu_conv_ndim(const dl_tensor *t, const char *op, const char *what, int ndim) {
+    char s[64];
+    if ((ndim >= 0 && t->ndim != ndim) || (ndim < 0 && t->ndim < -ndim)) {
+        dl_set_error("%s: %s must have %s%d axes%s, got %s", op, what, ndim < 0 ? "at least " : "", ndim < 0 ? -ndim : ndim,
+                     ndim == 4 ? " [N, C, H, W]" : "", dl_shape_str(t, s, sizeof s));
+        return 0;
+    }
+    return 1;
+}
+
+static int dl__cu_conv_window(dl__cu_cgeom *g, const dl_conv_opts *opts, int kh, int kw, int pool, int *out_pad, const char *op) {
+    dl_conv_opts o;
+    int i;
+    if (opts) o = *opts;
+    else memset(&o, 0, sizeof o);
+    for (i = 0; i < 2; i++)
+        if (o.stride[i] < 0 || o.padding[i] < 0 || o.dilation[i] < 0 || o.output_padding[i] < 0) {
+            dl_set_error("%s: stride, padding, dilation and output_padding must be >= 0 (0 = default)", op);
+            return 0;
+        }
+    if (kh < 1 || kw < 1) { dl_set_error("%s: kernel size must be >= 1, got %dx%d", op, kh, kw); return 0; }
+    if (!out_pad && (o.output_padding[0] || o.output_padding[1])) {
+        dl_set_error("%s: output_padding is only for dl_conv_transpose2d", op);
+        return 0;
+    }
+    g->kh = kh;
+    g->kw = kw;
+    g->sh = o.stride[0] ? o.stride[0] : pool ? kh : 1;
+    g->sw = o.stride[1] ? o.stride[1] : pool ? kw : 1;
+    g->ph = o.padding[0];
+    g->pw = o.padding[1];
+    g->dh = o.dilation[0] ? o.dilation[0] : 1;
+    g->dw = o.dilation[1] ? o.dilation[1] : 1;
+    if (out_pad) { out_pad[0] = o.output_padding[0]; out_pad[1] = o.output_padding[1]; }
+    return 1;
+}
+
+static int dl__cu_conv_out_size(int in, int k, int s, int p, int d) {
+    long long e = (long long)in + 2LL * p - (long long)d * (k - 1) - 1;
+    return e < 0 || e / s + 1 > 0x7fffffffLL ? 0 : (int)(e / s + 1);
+}
+
+static int dl__cu_conv_sizes_ok(const dl__cu_cgeom *g, int k_cols, const char *op) {
+    long long pad_h = (long long)g->h + 2LL * g->ph, pad_w = (long long)g->w + 2LL * g->pw;
+    long long ker_h = (long long)g->dh * (g->kh - 1) + 1, ker_w = (long long)g->dw * (g->kw - 1) + 1;
+    if (pad_h > 0x7fffffffLL || pad_w > 0x7fffffffLL) {
+        dl_set_error("%s: padded input %lldx%lld is over INT_MAX (input %dx%d, padding %dx%d)", op, pad_h, pad_w, g->h, g->w, g->ph, g->pw);
+        return 0;
+    }
+    if (ker_h > 0x7fffffffLL || ker_w > 0x7fffffffLL) {
+        dl_set_error("%s: dilated kernel %lldx%lld is over INT_MAX (kernel %dx%d, dilation %dx%d)", op, ker_h, ker_w, g->kh, g->kw, g->dh,
+                     g->dw);
+        return 0;
+    }
+    if ((long long)g->h * g->w > 0x7fffffffLL || (long long)g->oh * g->ow > 0x7fffffffLL) {
+        dl_set_error("%s: planes %dx%d -> %dx%d have over INT_MAX pixels", op, g->h, g->w, g->oh, g->ow);
+        return 0;
+    }
+    if (k_cols && (long long)g->c * g->kh * g->kw > 0x7fffffffLL) {
+        dl_set_error("%s: %d channels x kernel %dx%d is over INT_MAX", op, g->c, g->kh, g->kw);
+        return 0;
+    }
+    return 1;
+}
+
+/* x, w (and b) on the GPU, f32, with matching shapes; w_in_axis: the axis of w that matches x's
+   channels (1 for conv2d, 0 for conv_transpose2d). */
+static int dl__cu_conv_args(dl_tensor *x, dl_tensor *w, dl_tensor *b, int w_in_axis, const char *op) {
+    static const char *const names[3] = {"x", "w", "b"};
+    dl_tensor *in[3];
+    char sx[64], sw[64], sb[64];
+    int out_axis = 1 - w_in_axis;
+    in[0] = x;
+    in[1] = w;
+    in[2] = b;
+    if (!dl__cu_on_gpu(op, 3, in, names)) return 0;
+    if (!dl__cu_conv_ndim(x, op, "x", 4) || !dl__cu_conv_ndim(w, op, "w", 4) || (b && !dl__cu_conv_ndim(b, op, "b", 1))) return 0;
+    if (w->shape[w_in_axis] != x->shape[1]) {
+        dl_set_error("%s: x %s has %d channels but w %s expects %d (w is %s)", op, dl_shape_str(x, sx, sizeof sx), x->shape[1],
+                     dl_shape_str(w, sw, sizeof sw), w->shape[w_in_axis], w_in_axis ? "[Cout, Cin, kh, kw]" : "[Cin, Cout, kh, kw]");
+        return 0;
+    }
+    if (b && b->shape[0] != w->shape[out_axis]) {
+        dl_set_error("%s: bias %s must have %d elements, one per output channel of w %s", op, dl_shape_str(b, sb, sizeof sb),
+                     w->shape[out_axis], dl_shape_str(w, sw, sizeof sw));
+        return 0;
+    }
+    return 1;
+}
+
+static int dl__cu_conv_is_identity(const dl__cu_cgeom *g) {
+    return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0 && g->oh == g->h && g->ow == g->w;
+}
+
+/* ---- Kernels of the convolutions ---- */
+
+/* col[row][b*hw + pix] = img[b][c][i*sh - ph + p*dh][j*sw - pw + q*dw] (0 outside), for the nb
+   images of a group; row = (c*kh + p)*kw + q, pix = i*ow + j. One thread per col element. */
+DL__KERNEL k_im2col(size_t n, dl__cu_cgeom g, int nb, const float *img, float *col) {
+    DL__LOOP(i, n) {
+        size_t hw = (size_t)g.oh * g.ow, pix = i % hw, t = i / hw, row = t / (size_t)nb;
+        int b = (int)(t % (size_t)nb), q = (int)(row % (size_t)g.kw), p = (int)(row / (size_t)g.kw % (size_t)g.kh);
+        int c = (int)(row / ((size_t)g.kw * g.kh)), oi = (int)(pix / (size_t)g.ow), oj = (int)(pix % (size_t)g.ow);
+        int y = oi * g.sh - g.ph + p * g.dh, x = oj * g.sw - g.pw + q * g.dw;
+        col[i] = y >= 0 && y < g.h && x >= 0 && x < g.w ? img[(((size_t)b * g.c + c) * g.h + y) * g.w + x] : 0.0f;
+    }
+}
+
+/* The adjoint of im2col as a gather, from per-image columns col[b] = [K, hw]: each image element
+   sums the taps that read it; img = (accumulate ? img : 0) + sum (+ bias[c]). */
+DL__KERNEL k_col2im(size_t n, dl__cu_cgeom g, const float *col, float *img, int accumulate, const float *bias) {
+    DL__LOOP(i, n) {
+        size_t hw = (size_t)g.oh * g.ow, k = (size_t)g.c * g.kh * g.kw, bc = i / ((size_t)g.h * g.w);
+        int x = (int)(i % (size_t)g.w), y = (int)(i / (size_t)g.w % (size_t)g.h), c = (int)(bc % (size_t)g.c), p, q;
+        const float *cb = col + bc / (size_t)g.c * k * hw + (size_t)c * g.kh * g.kw * hw;
+        double s = 0;
+        float v;
+        for (p = 0; p < g.kh; p++) {
+            int ty = y + g.ph - p * g.dh, oi;
+            if (ty < 0 || ty % g.sh) continue;
+            if ((oi = ty / g.sh) >= g.oh) continue;
+            for (q = 0; q < g.kw; q++) {
+                int tx = x + g.pw - q * g.dw, oj;
+                if (tx < 0 || tx % g.sw) continue;
+                if ((oj = tx / g.sw) >= g.ow) continue;
+                s += cb[((size_t)p * g.kw + q) * hw + (size_t)oi * g.ow + oj];
+            }
+        }
+        v = (accumulate ? img[i] : 0.0f) + (float)s;
+        img[i] = bias ? v + bias[c] : v;
+    }
+}
+
+/* wide[r][b*hw + pix] = small[b][r][pix]: a group's output gradients as one [rows, nb*hw] matrix. */
+DL__KERNEL k_to_wide(size_t n, int rows, size_t hw, int nb, const float *small, float *wide) {
+    DL__LOOP(i, n) {
+        size_t pix = i % hw, t = i / hw, b = t % (size_t)nb, r = t / (size_t)nb;
+        wide[i] = small[(b * (size_t)rows + r) * hw + pix];
+    }
+}
+
+/* y[n][c][pix] += b[c] */
+DL__KERNEL k_bias_planes(size_t n, size_t hw, int c, float *y, const float *b) {
+    DL__LOOP(i, n) { y[i] += b[i / hw % (size_t)c]; }
+}
+
+/* The per-channel sums of src [N, C, hw]: chunk k of channel c (DL__CHUNK values of its N*hw,
+   image-major) into part[c*chunks + k]; then each channel's chunks in order. */
+DL__KERNEL k_plane_sum_chunks(size_t n, size_t chunks, int imgs, int c, size_t hw, const float *src, double *part) {
+    DL__LOOP(i, n) {
+        size_t ch = i / chunks, k = i % chunks, len = (size_t)imgs * hw, t, end = (k + 1) * DL__CHUNK < len ? (k + 1) * DL__CHUNK : len;
+        double s = 0;
+        for (t = k * DL__CHUNK; t < end; t++) s += src[(t / hw * (size_t)c + ch) * hw + t % hw];
+        part[i] = s;
+    }
+}
+DL__KERNEL k_plane_sum_finish(size_t n, size_t chunks, const double *part, float *out) {
+    DL__LOOP(i, n) {
+        double s = 0;
+        size_t k;
+        for (k = 0; k < chunks; k++) s += part[i * chunks + k];
+        out[i] += (float)s;
+    }
+}
+
+/* out[c] += sum over images and pixels of src[:, c, :]. */
+static int dl__cu_plane_sums(const char *op, const float *src, int imgs, int c, size_t hw, float *out) {
+    size_t chunks = ((size_t)imgs * hw + DL__CHUNK - 1) / DL__CHUNK, n;
+    double *part;
+    if (chunks == 0) chunks = 1;
+    n = chunks * (size_t)c;
+    if (!(part = (double *)dl__device_tmp_alloc((n ? n : 1) * sizeof(double)))) return -1;
+    DL__LAUNCH(k_plane_sum_chunks, n, (n, chunks, imgs, c, hw, src, part));
+    DL__LAUNCH(k_plane_sum_finish, (size_t)c, ((size_t)c, chunks, part, out));
+    return DL__CHECK_LAUNCH(op);
+}
+
+/* ---- The three products (shared by conv2d and conv_transpose2d) ---- */
+
+typedef struct dl__cu_conv {
+    dl__cu_cgeom g;
+    int n, rows;
+    const float *m; /* [rows, K], contiguous */
+} dl__cu_conv;
+
+/* Images per group: its columns fit DL__CU_COL_FLOATS (at least one image). */
+static int dl__cu_conv_group(const dl__cu_conv *cv) {
+    size_t k = (size_t)cv->g.c * cv->g.kh * cv->g.kw, hw = (size_t)cv->g.oh * cv->g.ow;
+    size_t per = (k > (size_t)cv->rows ? k : (size_t)cv->rows) * hw, nb = per ? DL__CU_COL_FLOATS / per : (size_t)cv->n;
+    if (nb > (size_t)cv->n) nb = (size_t)cv->n;
+    return nb < 1 ? 1 : (int)nb;
+}
+
+/* For each group: col = im2col(img); small_out = M @ col + beta small_out (when given);
+   dm += small_in @ col^T (when given). */
+static int dl__cu_conv_cols(const char *op, const dl__cu_conv *cv, const float *img, float *small_out, float beta, const float *small_in,
+                            float *dm) {
+    const dl__cu_cgeom *g = &cv->g;
+    int k = g->c * g->kh * g->kw, hw = g->oh * g->ow, group = dl__cu_conv_group(cv), n0, identity = dl__cu_conv_is_identity(g);
+    size_t img_size = (size_t)g->c * g->h * g->w, small_size = (size_t)cv->rows * hw;
+    float *col = NULL, *wide = NULL;
+    if (cv->n == 0 || hw == 0 || cv->rows == 0) return 0;
+    if (k == 0) { /* no taps: apply gives beta * small_out, weights nothing */
+        if (small_out && beta == 0.0f) return dl__cuda_memset0(small_out, (size_t)cv->n * small_size * sizeof(float));
+        return 0;
+    }
+    if ((dm || !identity) && !(col = dl__cu_scratch((size_t)k * hw * group))) return -1;
+    if (dm && group > 1 && !(wide = dl__cu_scratch(small_size * group))) return -1;
+    for (n0 = 0; n0 < cv->n; n0 += group) {
+        int nb = cv->n - n0 < group ? cv->n - n0 : group, ld = nb * hw;
+        const float *cols = col;
+        if (col) {
+            size_t total = (size_t)k * ld;
+            DL__LAUNCH(k_im2col, total, (total, *g, nb, img + n0 * img_size, col));
+            if (DL__CHECK_LAUNCH(op) != 0) return -1;
+        }
+        if (small_out) {
+            long long stride = hw;
+            if (identity) { cols = img + n0 * img_size; ld = hw; stride = (long long)img_size; }
+            if (dl__cu_gemm(op, 0, 0, cv->rows, hw, k, 1.0f, cv->m, k, 0, cols, ld, stride, beta, small_out + n0 * small_size, hw,
+                            (long long)small_size, nb) != 0)
+                return -1;
+            ld = nb * hw;
+        }
+        if (dm) {
+            const float *s = small_in + n0 * small_size;
+            if (nb > 1) {
+                size_t total = small_size * nb;
+                DL__LAUNCH(k_to_wide, total, (total, cv->rows, (size_t)hw, nb, s, wide));
+                if (DL__CHECK_LAUNCH(op) != 0) return -1;
+                s = wide;
+            }
+            if (dl__cu_gemm(op, 0, 1, cv->rows, k, ld, 1.0f, s, ld, 0, col, ld, 0, 1.0f, dm, k, 0, 1) != 0) return -1;
+        }
+    }
+    return 0;
+}
+
+/* img = (accumulate ? img : 0) + col2im(M^T @ small) (+ bias[c]), image by image in groups. */
+static int dl__cu_conv_adjoint(const char *op, const dl__cu_conv *cv, const float *small, float *img, int accumulate, const float *bias) {
+    const dl__cu_cgeom *g = &cv->g;
+    int k = g->c * g->kh * g->kw, hw = g->oh * g->ow, group = dl__cu_conv_group(cv), n0, identity = dl__cu_conv_is_identity(g);
+    size_t img_size = (size_t)g->c * g->h * g->w, small_size = (size_t)cv->rows * hw;
+    float *col = NULL;
+    if (cv->n == 0 || img_size == 0) return 0;
+    if (!identity && !(col = dl__cu_scratch((size_t)k * hw * group))) return -1;
+    for (n0 = 0; n0 < cv->n; n0 += group) {
+        int nb = cv->n - n0 < group ? cv->n - n0 : group;
+        float *out = img + n0 * img_size;
+        if (identity) { /* img is [c, hw] per image: the GEMM writes it */
+            if (cv->rows == 0 || hw == 0) {
+                if (!accumulate && dl__cuda_memset0(out, (size_t)nb * img_size * sizeof(float)) != 0) return -1;
+            } else if (dl__cu_gemm(op, 1, 0, k, hw, cv->rows, 1.0f, cv->m, k, 0, small + n0 * small_size, hw, (long long)small_size,
+                                   accumulate ? 1.0f : 0.0f, out, hw, (long long)img_size, nb) != 0) {
+                return -1;
+            }
+            if (bias) DL__LAUNCH(k_bias_planes, nb * img_size, (nb * img_size, (size_t)hw, g->c, out, bias));
+        } else {
+            size_t total = (size_t)nb * img_size;
+            if (hw > 0 && k > 0) {
+                if (cv->rows == 0) {
+                    if (dl__cuda_memset0(col, (size_t)k * hw * nb * sizeof(float)) != 0) return -1;
+                } else if (dl__cu_gemm(op, 1, 0, k, hw, cv->rows, 1.0f, cv->m, k, 0, small + n0 * small_size, hw, (long long)small_size,
+                                       0.0f, col, hw, (long long)k * hw, nb) != 0) {
+                    return -1;
+                }
+            }
+            DL__LAUNCH(k_col2im, total, (total, *g, (const float *)col, out, accumulate, bias));
+        }
+        if (DL__CHECK_LAUNCH(op) != 0) return -1;
+    }
+    return 0;
+}
+
+/* What a convolution's backward needs: the products' set-up and the contiguous x it read. */
+typedef struct dl__cu_conv_ctx {
+    dl__cu_conv cv;
+    const float *x;
+} dl__cu_conv_ctx;
+
+static dl_tensor *dl__cu_conv_record(const char *name, dl_tensor *y, dl_tensor *x, dl_tensor *w, dl_tensor *b, dl_backward_fn backward,
+                                     const dl__cu_conv *cv, const float *xc) {
+    dl_tensor *in[3];
+    dl_node *nd;
+    in[0] = x;
+    in[1] = w;
+    in[2] = b;
+    nd = dl_record(name, y, b ? 3 : 2, in, backward, sizeof(dl__cu_conv_ctx));
+    if (nd) {
+        dl__cu_conv_ctx *c = (dl__cu_conv_ctx *)nd->ctx;
+        c->cv = *cv;
+        c->x = xc;
+    }
+    return dl__cu_checked(y);
+}
+
+/* conv2d: y = M @ col(x) + b;  dW += dy @ col(x)^T, dx += col2im(M^T @ dy), db += sums of dy. */
+static void dl__cu_conv2d_backward(dl_node *nd) {
+    const dl__cu_conv_ctx *c = (const dl__cu_conv_ctx *)nd->ctx;
+    float *gx = dl_grad_buf(nd->in[0]), *gw = dl_grad_buf(nd->in[1]), *gb = nd->n_in > 2 ? dl_grad_buf(nd->in[2]) : NULL;
+    const float *gy = nd->out->grad;
+    if (gw && dl__cu_conv_cols("dl_conv2d", &c->cv, c->x, NULL, 0.0f, gy, gw) != 0) return;
+    if (gx && dl__cu_conv_adjoint("dl_conv2d", &c->cv, gy, gx, 1, NULL) != 0) return;
+    if (gb) dl__cu_plane_sums("dl_conv2d", gy, c->cv.n, c->cv.rows, (size_t)c->cv.g.oh * c->cv.g.ow, gb);
+}
+
+DLDEF dl_tensor *dl__cuda_conv2d(dl_tensor *x, dl_tensor *w, dl_tensor *b, const dl_conv_opts *opts) {
+    const char *op = "dl_conv2d";
+    dl__cu_conv cv;
+    dl__cu_cgeom *g = &cv.g;
+    const float *xc, *bc = NULL;
+    dl_tensor *y;
+    int shape[4];
+    if (!dl__cu_conv_args(x, w, b, 1, op) || !dl__cu_conv_window(g, opts, w->shape[2], w->shape[3], 0, NULL, op)) return NULL;
+    g->c = x->shape[1];
+    g->h = x->shape[2];
+    g->w = x->shape[3];
+    g->oh = dl__cu_conv_out_size(g->h, g->kh, g->sh, g->ph, g->dh);
+    g->ow = dl__cu_conv_out_size(g->w, g->kw, g->sw, g->pw, g->dw);
+    if (!dl__cu_conv_sizes_ok(g, 1, op)) return NULL;
+    if (g->oh < 1 || g->ow < 1) {
+        dl_set_error("%s: kernel %dx%d (dilation %dx%d) is larger than the padded input %dx%d (padding %dx%d)", op, g->kh, g->kw, g->dh,
+                     g->dw, g->h + 2 * g->ph, g->w + 2 * g->pw, g->ph, g->pw);
+        return NULL;
+    }
+    shape[0] = x->shape[0];
+    shape[1] = w->shape[0];
+    shape[2] = g->oh;
+    shape[3] = g->ow;
+    cv.n = x->shape[0];
+    cv.rows = w->shape[0];
+    cv.m = dl_contig_f32(w);
+    xc = dl_contig_f32(x);
+    if (b && !(bc = dl_contig_f32(b))) return NULL;
+    if (!cv.m || !xc || !(y = dl__cu_out(4, shape))) return NULL;
+    if (dl__cu_conv_cols(op, &cv, xc, (float *)y->data, 0.0f, NULL, NULL) != 0) return NULL;
+    if (bc) DL__LAUNCH(k_bias_planes, y->numel, (y->numel, (size_t)g->oh * g->ow, cv.rows, (float *)y->data, bc));
+    if (DL__CHECK_LAUNCH(op) != 0) return NULL;
+    return dl__cu_conv_record("conv2d", y, x, w, b, dl__cu_conv2d_backward, &cv, xc);
+}
+
+/* conv_transpose2d: the adjoint. y = col2im(M^T @ x) + b with M = w as [Cin, Cout*kh*kw];
+   dx += M @ col(dy), dW += x @ col(dy)^T (one im2col for both), db += sums of dy. */
+static void dl__cu_conv_transpose2d_backward(dl_node *nd) {
+    const dl__cu_conv_ctx *c = (const dl__cu_conv_ctx *)nd->ctx;
+    float *gx = dl_grad_buf(nd->in[0]), *gw = dl_grad_buf(nd->in[1]), *gb = nd->n_in > 2 ? dl_grad_buf(nd->in[2]) : NULL;
+    const float *gy = nd->out->grad;
+    if ((gx || gw) && dl__cu_conv_cols("dl_conv_transpose2d", &c->cv, gy, gx, 1.0f, c->x, gw) != 0) return;
+    if (gb) dl__cu_plane_sums("dl_conv_transpose2d", gy, c->cv.n, c->cv.g.c, (size_t)c->cv.g.h * c->cv.g.w, gb);
+}
+
+DLDEF dl_tensor *dl__cuda_conv_transpose2d(dl_tensor *x, dl_tensor *w, dl_tensor *b, const dl_conv_opts *opts) {
+    const char *op = "dl_conv_transpose2d";
+    dl__cu_conv cv;
+    dl__cu_cgeom *g = &cv.g;
+    const float *xc, *bc = NULL;
+    dl_tensor *y;
+    int shape[4], opad[2], i;
+    long long size[2];
+    if (!dl__cu_conv_args(x, w, b, 0, op) || !dl__cu_conv_window(g, opts, w->shape[2], w->shape[3], 0, opad, op)) return NULL;
+    for (i = 0; i < 2; i++) {
+        int s = i ? g->sw : g->sh, d = i ? g->dw : g->dh, p = i ? g->pw : g->ph, k = i ? g->kw : g->kh;
+        if (opad[i] >= s && opad[i] >= d) {
+            dl_set_error("%s: output_padding %d must be smaller than the stride %d or the dilation %d", op, opad[i], s, d);
+            return NULL;
+        }
+        size[i] = (long long)(x->shape[2 + i] - 1) * s - 2LL * p + (long long)d * (k - 1) + opad[i] + 1;
+    }
+    if (size[0] < 1 || size[1] < 1 || size[0] > 1 << 30 || size[1] > 1 << 30) {
+        dl_set_error("%s: output size %lldx%lld is not positive (input %dx%d, padding %dx%d)", op, size[0], size[1], x->shape[2],
+                     x->shape[3], g->ph, g->pw);
+        return NULL;
+    }
+    g->c = w->shape[1];
+    g->h = (int)size[0];
+    g->w = (int)size[1];
+    g->oh = x->shape[2];
+    g->ow = x->shape[3];
+    if (!dl__cu_conv_sizes_ok(g, 1, op)) return NULL;
+    shape[0] = x->shape[0];
+    shape[1] = g->c;
+    shape[2] = g->h;
+    shape[3] = g->w;
+    cv.n = x->shape[0];
+    cv.rows = x->shape[1];
+    cv.m = dl_contig_f32(w);
+    xc = dl_contig_f32(x);
+    if (b && !(bc = dl_contig_f32(b))) return NULL;
+    if (!cv.m || !xc || !(y = dl__cu_out(4, shape))) return NULL;
+    if (dl__cu_conv_adjoint(op, &cv, xc, (float *)y->data, 0, bc) != 0) return NULL;
+    return dl__cu_conv_record("conv_transpose2d", y, x, w, b, dl__cu_conv_transpose2d_backward, &cv, xc);
+}
+
+/* ---- Pools ---- */
+
+typedef struct dl__cu_pool_ctx {
+    dl__cu_cgeom g;
+    int is_max;
+    const int *arg; /* max: per output, the plane index of the tap that gets the gradient (-1: none) */
+} dl__cu_pool_ctx;
+
+/* One thread per output: the max over the taps inside the image (NaN if any is NaN) and its
+   argmax, or the sum of those taps / (kh*kw); the CPU's order of operations. */
+DL__KERNEL k_pool(size_t n, dl__cu_cgeom g, int is_max, const float *x, float *y, int *arg) {
+    DL__LOOP(i, n) {
+        size_t ohw = (size_t)g.oh * g.ow, pl = i / ohw;
+        int oi = (int)(i % ohw / (size_t)g.ow), oj = (int)(i % (size_t)g.ow), y0 = oi * g.sh - g.ph, x0 = oj * g.sw - g.pw, p, q, nan = 0, at = -1;
+        const float *xp = x + pl * (size_t)g.h * g.w;
+        float best = -INFINITY, sum = 0.0f, inv = 1.0f / (float)(g.kh * g.kw), m;
+        for (p = 0; p < g.kh; p++) {
+            int yy = y0 + p * g.dh;
+            if (yy < 0 || yy >= g.h) continue;
+            for (q = 0; q < g.kw; q++) {
+                int xx = x0 + q * g.dw;
+                float v;
+                if (xx < 0 || xx >= g.w) continue;
+                v = xp[yy * g.w + xx];
+                if (is_max) {
+                    best = v > best ? v : best;
+                    nan |= v != v;
+                } else {
+                    sum += v;
+                }
+            }
+        }
+        if (!is_max) { y[i] = sum * inv; continue; }
+        m = nan ? NAN : best;
+        y[i] = m;
+        for (p = 0; p < g.kh; p++) { /* the first tap equal to m, or the last NaN */
+            int yy = y0 + p * g.dh;
+            if (yy < 0 || yy >= g.h) continue;
+            for (q = 0; q < g.kw; q++) {
+                int xx = x0 + q * g.dw;
+                float v;
+                if (xx < 0 || xx >= g.w) continue;
+                v = xp[yy * g.w + xx];
+                if (nan ? v != v : (v == m && at < 0)) at = yy * g.w + xx;
+            }
+        }
+        arg[i] = at;
+    }
+}
+
+/* One thread per input element: gx += the output gradients that read it, in the CPU's order
+   (outputs row-major: the taps backwards), in float as the CPU adds them. */
+DL__KERNEL k_pool_grad(size_t n, dl__cu_cgeom g, int is_max, const int *arg, const float *gy, float *gx) {
+    DL__LOOP(i, n) {
+        size_t hw = (size_t)g.h * g.w, pl = i / hw, ohw = (size_t)g.oh * g.ow;
+        int self = (int)(i % hw), yy = self / g.w, xx = self % g.w, p, q;
+        float v = gx[i], inv = 1.0f / (float)(g.kh * g.kw);
+        const float *gp = gy + pl * ohw;
+        const int *ap = is_max ? arg + pl * ohw : NULL;
+        for (p = g.kh - 1; p >= 0; p--) {
+            int ty = yy + g.ph - p * g.dh, oi;
+            if (ty < 0 || ty % g.sh) continue;
+            if ((oi = ty / g.sh) >= g.oh) continue;
+            for (q = g.kw - 1; q >= 0; q--) {
+                int tx = xx + g.pw - q * g.dw, oj;
+                size_t o;
+                if (tx < 0 || tx % g.sw) continue;
+                if ((oj = tx / g.sw) >= g.ow) continue;
+                o = (size_t)oi * g.ow + oj;
+                if (!is_max) v += DL__CU_MUL_RN(gp[o], inv);
+                else if (ap[o] == self) v += gp[o];
+            }
+        }
+        gx[i] = v;
+    }
+}
+
+static void dl__cu_pool_backward(dl_node *nd) {
+    const dl__cu_pool_ctx *c = (const dl__cu_pool_ctx *)nd->ctx;
+    dl_tensor *x = nd->in[0];
+    float *gx = dl_grad_buf(x);
+    if (gx) DL__LAUNCH(k_pool_grad, x->numel, (x->numel, c->g, c->is_max, c->arg, nd->out->grad, gx));
+}
+
+DLDEF dl_tensor *dl__cuda_pool2d(dl_tensor *x, int kh, int kw, const dl_conv_opts *opts, int is_max) {
+    const char *op = is_max ? "dl_max_pool2d" : "dl_avg_pool2d";
+    dl__cu_pool_ctx c;
+    dl__cu_cgeom *g = &c.g;
+    const float *xc;
+    dl_tensor *y;
+    dl_node *nd;
+    int shape[4], i, *arg = NULL;
+    static const char *const names[1] = {"x"};
+    if (!dl__cu_on_gpu(op, 1, &x, names) || !dl__cu_conv_ndim(x, op, "x", 4) || !dl__cu_conv_window(g, opts, kh, kw, 1, NULL, op))
+        return NULL;
+    if (!is_max && (g->dh != 1 || g->dw != 1)) { dl_set_error("%s: dilation is not supported (torch has none)", op); return NULL; }
+    for (i = 0; i < 2; i++) {
+        int k = i ? g->kw : g->kh, d = i ? g->dw : g->dh, p = i ? g->pw : g->ph;
+        if (p > ((long long)(k - 1) * d + 1) / 2) {
+            dl_set_error("%s: padding %d must be at most half the kernel %d (dilation %d), as in torch", op, p, k, d);
+            return NULL;
+        }
+    }
+    g->c = x->shape[1];
+    g->h = x->shape[2];
+    g->w = x->shape[3];
+    g->oh = dl__cu_conv_out_size(g->h, g->kh, g->sh, g->ph, g->dh);
+    g->ow = dl__cu_conv_out_size(g->w, g->kw, g->sw, g->pw, g->dw);
+    if (!dl__cu_conv_sizes_ok(g, 0, op)) return NULL;
+    if (g->oh < 1 || g->ow < 1) {
+        dl_set_error("%s: kernel %dx%d (dilation %dx%d) is larger than the padded input %dx%d", op, g->kh, g->kw, g->dh, g->dw,
+                     g->h + 2 * g->ph, g->w + 2 * g->pw);
+        return NULL;
+    }
+    shape[0] = x->shape[0];
+    shape[1] = x->shape[1];
+    shape[2] = g->oh;
+    shape[3] = g->ow;
+    xc = dl__cu_contig_data(x);
+    if (!xc || !(y = dl__cu_out(4, shape))) return NULL;
+    if (is_max && !(arg = (int *)dl__device_tmp_alloc((y->numel ? y->numel : 1) * sizeof(int)))) return NULL;
+    c.is_max = is_max;
+    c.arg = arg;
+    DL__LAUNCH(k_pool, y->numel, (y->numel, *g, is_max, xc, (float *)y->data, arg));
+    if (DL__CHECK_LAUNCH(op) != 0) return NULL;
+    nd = dl_record(is_max ? "max_pool2d" : "avg_pool2d", y, 1, &x, dl__cu_pool_backward, sizeof c);
+    if (nd) memcpy(nd->ctx, &c, sizeof c);
+    return dl__cu_checked(y);
+}
+
+DLDEF dl_tensor *dl__cuda_global_avg_pool2d(dl_tensor *x) {
+    static const char *const names[1] = {"x"};
+    int shape[2];
+    if (!dl__cu_on_gpu("dl_global_avg_pool2d", 1, &x, names) || !dl__cu_conv_ndim(x, "dl_global_avg_pool2d", "x", 4)) return NULL;
+    if (x->shape[2] < 1 || x->shape[3] < 1) { dl_set_error("dl_global_avg_pool2d: empty planes"); return NULL; }
+    shape[0] = x->shape[0];
+    shape[1] = x->shape[1];
+    return dl_reshape(dl__cuda_pool2d(x, x->shape[2], x->shape[3], NULL, 0), 2, shape);
+}
+
+/* ---- Remaps of the last two axes: padding, upsampling ----
+   Along each axis, output o reads input src(o) (-1: a zero). The backward gathers: input a
+   sums the outputs among its few candidates (upsampling: a*scale + k; padding: the reflection
+   before, itself, the reflection after) whose src is a, in increasing order. */
+
+typedef struct dl__cu_axis {
+    int kind; /* 0 upsample by a, 1 zero padding a before, 2 reflect padding a before */
+    int a, n, out; /* scale or pad before; input and output size */
+} dl__cu_axis;
+
+DL__DEV int dl__cu_axis_src(dl__cu_axis ax, int o) {
+    int s;
+    if (ax.kind == 0) return o / ax.a;
+    s = o - ax.a;
+    if (s >= 0 && s < ax.n) return s;
+    if (ax.kind == 1) return -1;
+    return s < 0 ? -s : 2 * (ax.n - 1) - s;
+}
+DL__DEV int dl__cu_axis_cands(dl__cu_axis ax) { return ax.kind == 0 ? ax.a : 3; }
+DL__DEV int dl__cu_axis_cand(dl__cu_axis ax, int in, int k) {
+    if (ax.kind == 0) return in * ax.a + k;
+    return k == 0 ? ax.a - in : k == 1 ? ax.a + in : ax.a + 2 * (ax.n - 1) - in;
+}
+
+DL__KERNEL k_remap(size_t n, dl__cu_axis ry, dl__cu_axis rx, const float *x, float *y) {
+    DL__LOOP(i, n) {
+        size_t ohw = (size_t)ry.out * rx.out, pl = i / ohw;
+        int r = dl__cu_axis_src(ry, (int)(i % ohw / (size_t)rx.out)), c = dl__cu_axis_src(rx, (int)(i % (size_t)rx.out));
+        y[i] = r >= 0 && c >= 0 ? x[(pl * ry.n + (size_t)r) * rx.n + c] : 0.0f;
+    }
+}
+
+DL__KERNEL k_remap_grad(size_t n, dl__cu_axis ry, dl__cu_axis rx, const float *gy, float *gx) {
+    DL__LOOP(i, n) {
+        size_t hw = (size_t)ry.n * rx.n, pl = i / hw;
+        int a = (int)(i % hw / (size_t)rx.n), b = (int)(i % (size_t)rx.n), kr, kc, last_r = -1;
+        float v = gx[i];
+        const float *gp = gy + pl * (size_t)ry.out * rx.out;
+        for (kr = 0; kr < dl__cu_axis_cands(ry); kr++) {
+            int r = dl__cu_axis_cand(ry, a, kr), last_c = -1;
+            if (r <= last_r || r >= ry.out || dl__cu_axis_src(ry, r) != a) continue;
+            last_r = r;
+            for (kc = 0; kc < dl__cu_axis_cands(rx); kc++) {
+                int c = dl__cu_axis_cand(rx, b, kc);
+                if (c <= last_c || c >= rx.out || dl__cu_axis_src(rx, c) != b) continue;
+                last_c = c;
+                v += gp[(size_t)r * rx.out + c];
+            }
+        }
+        gx[i] = v;
+    }
+}
+
+typedef struct dl__cu_remap_ctx { dl__cu_axis ry, rx; } dl__cu_remap_ctx;
+
+static void dl__cu_remap_backward(dl_node *nd) {
+    const dl__cu_remap_ctx *c = (const dl__cu_remap_ctx *)nd->ctx;
+    float *gx = dl_grad_buf(nd->in[0]);
+    if (gx) DL__LAUNCH(k_remap_grad, nd->in[0]->numel, (nd->in[0]->numel, c->ry, c->rx, nd->out->grad, gx));
+}
+
+static dl_tensor *dl__cu_remap(dl_tensor *x, const dl__cu_remap_ctx *c, const char *name, const char *op) {
+    int shape[DL_MAX_DIMS], k = x->ndim, i;
+    const float *xc;
+    dl_tensor *y;
+    dl_node *nd;
+    for (i = 0; i < k - 2; i++) shape[i] = x->shape[i];
+    shape[k - 2] = c->ry.out;
+    shape[k - 1] = c->rx.out;
+    xc = dl__cu_contig_data(x);
+    if (!xc || !(y = dl__cu_out(k, shape))) return NULL;
+    DL__LAUNCH(k_remap, y->numel, (y->numel, c->ry, c->rx, xc, (float *)y->data));
+    if (DL__CHECK_LAUNCH(op) != 0) return NULL;
+    nd = dl_record(name, y, 1, &x, dl__cu_remap_backward, sizeof *c);
+    if (nd) memcpy(nd->ctx, c, sizeof *c);
+    return dl__cu_checked(y);
+}
+
+DLDEF dl_tensor *dl__cuda_upsample_nearest2d(dl_tensor *x, int scale_h, int scale_w) {
+    const char *op = "dl_upsample_nearest2d";
+    static const char *const names[1] = {"x"};
+    dl__cu_remap_ctx c;
+    if (!dl__cu_on_gpu(op, 1, &x, names) || !dl__cu_conv_ndim(x, op, "x", 4)) return NULL;
+    if (scale_h < 1 || scale_w < 1) { dl_set_error("%s: scale factors must be >= 1, got %dx%d", op, scale_h, scale_w); return NULL; }
+    if ((long long)x->shape[2] * scale_h > 1 << 30 || (long long)x->shape[3] * scale_w > 1 << 30) {
+        dl_set_error("%s: output too large", op);
+        return NULL;
+    }
+    c.ry.kind = c.rx.kind = 0;
+    c.ry.a = scale_h;
+    c.rx.a = scale_w;
+    c.ry.n = x->shape[2];
+    c.rx.n = x->shape[3];
+    c.ry.out = x->shape[2] * scale_h;
+    c.rx.out = x->shape[3] * scale_w;
+    return dl__cu_remap(x, &c, "upsample_nearest2d", op);
+}
+
+DLDEF dl_tensor *dl__cuda_pad2d(dl_tensor *x, int pad_left, int pad_right, int pad_top, int pad_bottom, dl_pad_mode mode) {
+    const char *op = "dl_pad2d";
+    static const char *const names[1] = {"x"};
+    dl__cu_remap_ctx c;
+    int h, w;
+    if (!dl__cu_on_gpu(op, 1, &x, names) || !dl__cu_conv_ndim(x, op, "x", -2)) return NULL;
+    if (mode != DL_PAD_ZERO && mode != DL_PAD_REFLECT) { dl_set_error("%s: unknown mode %d", op, (int)mode); return NULL; }
+    if (pad_left < 0 || pad_right < 0 || pad_top < 0 || pad_bottom < 0) {
+        dl_set_error("%s: pads must be >= 0, got (%d, %d, %d, %d); crop with dl_slice", op, pad_left, pad_right, pad_top, pad_bottom);
+        return NULL;
+    }
+    h = x->shape[x->ndim - 2];
+    w = x->shape[x->ndim - 1];
+    if (mode == DL_PAD_REFLECT && (pad_top >= h || pad_bottom >= h || pad_left >= w || pad_right >= w)) {
+        dl_set_error("%s: reflect padding (%d, %d, %d, %d) must be smaller than the input %dx%d", op, pad_left, pad_right, pad_top,
+                     pad_bottom, h, w);
+        return NULL;
+    }
+    if ((long long)h + pad_top + pad_bottom > 1 << 30 || (long long)w + pad_left + pad_right > 1 << 30) {
+        dl_set_error("%s: output too large", op);
+        return NULL;
+    }
+    c.ry.kind = c.rx.kind = mode == DL_PAD_ZERO ? 1 : 2;
+    c.ry.a = pad_top;
+    c.rx.a = pad_left;
+    c.ry.n = h;
+    c.rx.n = w;
+    c.ry.out = h + pad_top + pad_bottom;
+    c.rx.out = w + pad_left + pad_right;
+    return dl__cu_remap(x, &c, mode == DL_PAD_ZERO ? "pad2d_zero" : "pad2d_reflect", op);
+}
+
 
 /* ==== Normalization, dropout, embedding, indexing, concat ======================================
    (tests: tests/test_cuda_norm.c)

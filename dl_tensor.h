@@ -783,6 +783,12 @@ DLDEF dl_tensor *dl__cuda_softmax(dl_tensor *x, int axis, int log);
 DLDEF dl_tensor *dl__cuda_cross_entropy(dl_tensor *logits, dl_tensor *labels);
 DLDEF dl_tensor *dl__cuda_loss(const char *name, int op, dl_tensor *pred, dl_tensor *target, float delta);
 /* convolutions, pooling, padding, upsampling */
+DLDEF dl_tensor *dl__cuda_conv2d(dl_tensor *x, dl_tensor *w, dl_tensor *b, const dl_conv_opts *opts);
+DLDEF dl_tensor *dl__cuda_conv_transpose2d(dl_tensor *x, dl_tensor *w, dl_tensor *b, const dl_conv_opts *opts);
+DLDEF dl_tensor *dl__cuda_pool2d(dl_tensor *x, int kernel_h, int kernel_w, const dl_conv_opts *opts, int is_max);
+DLDEF dl_tensor *dl__cuda_global_avg_pool2d(dl_tensor *x);
+DLDEF dl_tensor *dl__cuda_upsample_nearest2d(dl_tensor *x, int scale_h, int scale_w);
+DLDEF dl_tensor *dl__cuda_pad2d(dl_tensor *x, int pad_left, int pad_right, int pad_top, int pad_bottom, dl_pad_mode mode);
 
 /* normalization, dropout, embedding, indexing, concat */
 DLDEF dl_tensor *dl__cuda_batch_norm(dl_tensor *x, dl_tensor *gamma, dl_tensor *beta, dl_tensor *running_mean, dl_tensor *running_var,
@@ -7007,6 +7013,9 @@ DLDEF dl_tensor *dl_conv2d(dl_tensor *x, dl_tensor *w, dl_tensor *b, const dl_co
     dl_tensor *y;
     int shape[4];
     if (!x || !w) return NULL;
+#ifdef DL_CUDA
+    if (x->device || w->device || (b && b->device)) return dl__cuda_conv2d(x, w, b, opts);
+#endif
     if (!dl__conv_args(x, w, b, 1, op) || !dl__conv_window(&g, opts, w->shape[2], w->shape[3], 0, NULL, op)) return NULL;
     g.c = x->shape[1];
     g.h = x->shape[2];
@@ -7064,6 +7073,9 @@ DLDEF dl_tensor *dl_conv_transpose2d(dl_tensor *x, dl_tensor *w, dl_tensor *b, c
     int shape[4], opad[2], i;
     long long size[2];
     if (!x || !w) return NULL;
+#ifdef DL_CUDA
+    if (x->device || w->device || (b && b->device)) return dl__cuda_conv_transpose2d(x, w, b, opts);
+#endif
     if (!dl__conv_args(x, w, b, 0, op) || !dl__conv_window(&g, opts, w->shape[2], w->shape[3], 0, opad, op)) return NULL;
     for (i = 0; i < 2; i++) {
         int s = i ? g.sw : g.sh, d = i ? g.dw : g.dh, p = i ? g.pw : g.ph, k = i ? g.kw : g.kh;
@@ -7283,6 +7295,9 @@ static dl_tensor *dl__pool2d(dl_tensor *x, int kh, int kw, const dl_conv_opts *o
     dl_node *nd;
     int shape[4], i, *win;
     if (!x) return NULL;
+#ifdef DL_CUDA
+    if (x->device) return dl__cuda_pool2d(x, kh, kw, opts, is_max);
+#endif
     if (!dl__conv_check(x, op, "x", 4) || !dl__conv_window(g, opts, kh, kw, 1, NULL, op)) return NULL;
     if (!is_max && (g->dh != 1 || g->dw != 1)) return (dl_tensor *)dl__fail("%s: dilation is not supported (torch has none)", op);
     for (i = 0; i < 2; i++) {
@@ -7330,6 +7345,9 @@ DLDEF dl_tensor *dl_avg_pool2d(dl_tensor *x, int kernel_h, int kernel_w, const d
 DLDEF dl_tensor *dl_global_avg_pool2d(dl_tensor *x) {
     int shape[2];
     if (!x) return NULL;
+#ifdef DL_CUDA
+    if (x->device) return dl__cuda_global_avg_pool2d(x);
+#endif
     if (!dl__conv_check(x, "dl_global_avg_pool2d", "x", 4)) return NULL;
     if (x->shape[2] < 1 || x->shape[3] < 1) return (dl_tensor *)dl__fail("dl_global_avg_pool2d: empty planes");
     shape[0] = x->shape[0];
@@ -7415,6 +7433,9 @@ DLDEF dl_tensor *dl_upsample_nearest2d(dl_tensor *x, int scale_h, int scale_w) {
     dl__remap_ctx c;
     int *map, i;
     if (!x) return NULL;
+#ifdef DL_CUDA
+    if (x->device) return dl__cuda_upsample_nearest2d(x, scale_h, scale_w);
+#endif
     if (!dl__conv_check(x, op, "x", 4)) return NULL;
     if (scale_h < 1 || scale_w < 1) return (dl_tensor *)dl__fail("%s: scale factors must be >= 1, got %dx%d", op, scale_h, scale_w);
     if ((long long)x->shape[2] * scale_h > 1 << 30 || (long long)x->shape[3] * scale_w > 1 << 30)
@@ -7442,6 +7463,9 @@ DLDEF dl_tensor *dl_pad2d(dl_tensor *x, int pad_left, int pad_right, int pad_top
     dl__remap_ctx c;
     int *map, i, h, w;
     if (!x) return NULL;
+#ifdef DL_CUDA
+    if (x->device) return dl__cuda_pad2d(x, pad_left, pad_right, pad_top, pad_bottom, mode);
+#endif
     if (!dl__conv_check(x, op, "x", -2)) return NULL;
     if (mode != DL_PAD_ZERO && mode != DL_PAD_REFLECT) return (dl_tensor *)dl__fail("%s: unknown mode %d", op, (int)mode);
     if (pad_left < 0 || pad_right < 0 || pad_top < 0 || pad_bottom < 0)

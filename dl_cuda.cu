@@ -622,6 +622,30 @@ DL__KERNEL k_reduce(size_t n, dl__cu_red_ctx c, float *out) {
     }
 }
 
+/* Sums and means over many elements: part[i] is result i / chunks's sum over its chunk i % chunks
+   of the reduced elements (in their row-major order), finished in chunk order. */
+DL__KERNEL k_reduce_part(size_t n, size_t chunks, dl__cu_red_ctx c, double *part) {
+    DL__LOOP(i, n) {
+        long long o[3], r[3];
+        size_t j, k = i % chunks, end = (k + 1) * DL__CHUNK < c.n_inner ? (k + 1) * DL__CHUNK : c.n_inner;
+        double s = 0;
+        dl__cu_geom_at(&c.outer, i / chunks, o);
+        for (j = k * DL__CHUNK; j < end; j++) {
+            dl__cu_geom_at(&c.inner, j, r);
+            s += c.x[o[0] + r[0]];
+        }
+        part[i] = s;
+    }
+}
+DL__KERNEL k_reduce_finish(size_t n, size_t chunks, double div, const double *part, float *out) {
+    DL__LOOP(i, n) {
+        double s = 0;
+        size_t k;
+        for (k = 0; k < chunks; k++) s += part[i * chunks + k];
+        out[i] = (float)(s / div);
+    }
+}
+
 /* dx at every element of x (contiguous): g of its result element, scaled per kind. outer maps
    x's flat index to (x offset, result offset) through st[0] and st[1]. */
 DL__KERNEL k_reduce_grad(size_t n, dl__cu_geom xg, int kind, size_t count, int correction, float *gx, const float *g,
@@ -702,7 +726,17 @@ DLDEF dl_tensor *dl__cuda_reduce(const char *name, int kind, dl_tensor *x, int n
         t->st[0][k] = xs[i];
     }
     dl__cu_geom2(&b.xg, x->ndim, x->shape, xs, rs);
-    DL__LAUNCH(k_reduce, out->numel, (out->numel, b.c, (float *)out->data));
+    if ((kind == DL__REDUCE_SUM || kind == DL__REDUCE_MEAN) && b.c.n_inner > DL__CHUNK) {
+        /* long sums: one thread per (result, chunk), then the chunks in order per result */
+        size_t chunks = (b.c.n_inner + DL__CHUNK - 1) / DL__CHUNK, np = out->numel * chunks;
+        double *part = (double *)dl__device_tmp_alloc(np * sizeof(double));
+        if (!part) return NULL;
+        DL__LAUNCH(k_reduce_part, np, (np, chunks, b.c, part));
+        DL__LAUNCH(k_reduce_finish, out->numel, (out->numel, chunks, kind == DL__REDUCE_MEAN ? (double)b.c.n_inner : 1.0, part,
+                                                   (float *)out->data));
+    } else {
+        DL__LAUNCH(k_reduce, out->numel, (out->numel, b.c, (float *)out->data));
+    }
     if (DL__CHECK_LAUNCH(name) != 0) return NULL;
     node = dl_record(name + 3, out, 1, &x, dl__cu_reduce_backward, sizeof b);
     if (node) memcpy(node->ctx, &b, sizeof b);
@@ -2073,12 +2107,12 @@ DLDEF dl_tensor *dl__cuda_global_avg_pool2d(dl_tensor *x) {
    sums the outputs among its few candidates (upsampling: a*scale + k; padding: the reflection
    before, itself, the reflection after) whose src is a, in increasing order. */
 
-typedef struct dl__cu_axis {
+typedef struct dl__cu_remap_axis {
     int kind; /* 0 upsample by a, 1 zero padding a before, 2 reflect padding a before */
     int a, n, out; /* scale or pad before; input and output size */
-} dl__cu_axis;
+} dl__cu_remap_axis;
 
-DL__DEV int dl__cu_axis_src(dl__cu_axis ax, int o) {
+DL__DEV int dl__cu_axis_src(dl__cu_remap_axis ax, int o) {
     int s;
     if (ax.kind == 0) return o / ax.a;
     s = o - ax.a;
@@ -2086,13 +2120,13 @@ DL__DEV int dl__cu_axis_src(dl__cu_axis ax, int o) {
     if (ax.kind == 1) return -1;
     return s < 0 ? -s : 2 * (ax.n - 1) - s;
 }
-DL__DEV int dl__cu_axis_cands(dl__cu_axis ax) { return ax.kind == 0 ? ax.a : 3; }
-DL__DEV int dl__cu_axis_cand(dl__cu_axis ax, int in, int k) {
+DL__DEV int dl__cu_axis_cands(dl__cu_remap_axis ax) { return ax.kind == 0 ? ax.a : 3; }
+DL__DEV int dl__cu_axis_cand(dl__cu_remap_axis ax, int in, int k) {
     if (ax.kind == 0) return in * ax.a + k;
     return k == 0 ? ax.a - in : k == 1 ? ax.a + in : ax.a + 2 * (ax.n - 1) - in;
 }
 
-DL__KERNEL k_remap(size_t n, dl__cu_axis ry, dl__cu_axis rx, const float *x, float *y) {
+DL__KERNEL k_remap(size_t n, dl__cu_remap_axis ry, dl__cu_remap_axis rx, const float *x, float *y) {
     DL__LOOP(i, n) {
         size_t ohw = (size_t)ry.out * rx.out, pl = i / ohw;
         int r = dl__cu_axis_src(ry, (int)(i % ohw / (size_t)rx.out)), c = dl__cu_axis_src(rx, (int)(i % (size_t)rx.out));
@@ -2100,7 +2134,7 @@ DL__KERNEL k_remap(size_t n, dl__cu_axis ry, dl__cu_axis rx, const float *x, flo
     }
 }
 
-DL__KERNEL k_remap_grad(size_t n, dl__cu_axis ry, dl__cu_axis rx, const float *gy, float *gx) {
+DL__KERNEL k_remap_grad(size_t n, dl__cu_remap_axis ry, dl__cu_remap_axis rx, const float *gy, float *gx) {
     DL__LOOP(i, n) {
         size_t hw = (size_t)ry.n * rx.n, pl = i / hw;
         int a = (int)(i % hw / (size_t)rx.n), b = (int)(i % (size_t)rx.n), kr, kc, last_r = -1;
@@ -2121,7 +2155,7 @@ DL__KERNEL k_remap_grad(size_t n, dl__cu_axis ry, dl__cu_axis rx, const float *g
     }
 }
 
-typedef struct dl__cu_remap_ctx { dl__cu_axis ry, rx; } dl__cu_remap_ctx;
+typedef struct dl__cu_remap_ctx { dl__cu_remap_axis ry, rx; } dl__cu_remap_ctx;
 
 static void dl__cu_remap_backward(dl_node *nd) {
     const dl__cu_remap_ctx *c = (const dl__cu_remap_ctx *)nd->ctx;

@@ -273,11 +273,13 @@ static void test_reduce(void) {
     static const red_case cases[] = {
         {0, 1, {1}, 0}, {0, 2, {0, 2}, 1}, {1, 1, {-1}, 0}, {1, 0, {0}, 0}, {2, 1, {0}, 0}, {2, 2, {1, 2}, 1},
         {3, 1, {2}, 0}, {3, 2, {0, 1}, 1}, {4, 1, {1}, 0}, {4, 1, {-1}, 1}, {5, 0, {0}, 0}, {6, 0, {0}, 0},
+        {0, 1, {0}, 0}, {1, 2, {0, 1}, 0},
     };
     size_t c;
     REQUIRE_GPU();
     for (c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        dl_tensor *x = rand_t(3, DL_SHAPE(3, 4, 5));
+        /* the last two cases sum over more than one chunk (4096 elements) per result */
+        dl_tensor *x = c >= 12 ? rand_t(3, DL_SHAPE(4100, 2, 3)) : rand_t(3, DL_SHAPE(3, 4, 5));
         char what[32];
         snprintf(what, sizeof what, "reduction case %zu", c);
         if (cases[c].kind == 3) dl_set(x, DL_SHAPE(1, 2, 3), 5.0f), dl_set(x, DL_SHAPE(1, 2, 4), 5.0f); /* a tie */

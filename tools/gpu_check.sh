@@ -96,7 +96,7 @@ run_example() {  # run_example NAME TARGET ARGS...
     local e=$1 target=$2 t0 acc; shift 2
     [ -x "$out/$e" ] || return
     t0=$(date +%s.%N)
-    timeout 240 "$out/$e" --device cuda --data "$data" "$@" > "$out/$e.log" 2>&1
+    timeout 90 "$out/$e" --device cuda --data "$data" "$@" > "$out/$e.log" 2>&1
     local rc=$? secs
     secs=$(awk "BEGIN{print $(date +%s.%N) - $t0}")
     acc=$(grep -o 'test_accuracy=[0-9.]*' "$out/$e.log" | tail -n 1 | cut -d= -f2)
@@ -129,7 +129,7 @@ if [ -x "$out/bench_cuda" ]; then
     summary+=("gemm8192 $(grep '^gemm_8192' "$out/bench_cuda.log" | awk '{print $2}') GFLOP/s")
 fi
 if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
-    DL_FASHION_MNIST_DIR="$data" timeout 240 python3 bench/cuda_torch.py --all | tee "$out/bench_torch.log"
+    DL_FASHION_MNIST_DIR="$data" timeout 90 python3 bench/cuda_torch.py --all | tee "$out/bench_torch.log"
     summary+=("torch gemm8192 $(grep '^torch_gemm_8192' "$out/bench_torch.log" | awk '{print $2}') GFLOP/s")
 else
     echo "PyTorch with CUDA: not available here (NA)"

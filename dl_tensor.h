@@ -7268,8 +7268,9 @@ static void dl__pool2d_backward_planes(void *ctx, size_t p0, size_t p1) {
         for (i = 0; i < g->oh; i++)
             for (j = 0; j < g->ow; j++, y++, gy++) {
                 int r;
-                if (c->is_max) {
-                    gx[dl__pool2d_argmax(c, x, i, j, *y)] += *gy;
+                if (c->is_max) { /* a window wholly in the padding (output -inf) has no tap to credit */
+                    int at = dl__pool2d_argmax(c, x, i, j, *y);
+                    if (at >= 0) gx[at] += *gy;
                     continue;
                 }
                 r = dl__pool2d_window(c, i, j, &pa, &pb, &qa, &qb);

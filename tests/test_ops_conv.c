@@ -279,6 +279,19 @@ static void test_pools_vs_torch(void) {
     dl_arena_reset(dl_arena_current());
 }
 
+/* A window wholly in the padding (allowed: pad <= half the dilated kernel, as torch) outputs
+   -inf and credits no input: its backward wrote to gx[-1] before (found by ASan). */
+static void test_max_pool_empty_window(void) {
+    dl_conv_opts o = opts(1, 1, 2, 2, 3, 3, 0, 0);
+    dl_tensor *x = dl_full(4, DL_SHAPE(1, 1, 1, 1), 2.0f), *y;
+    dl_set_requires_grad(x, 1);
+    y = dl_max_pool2d(x, 2, 2, &o);
+    CHECK(y != NULL, "%s", dl_error());
+    if (!y) return;
+    CHECK(y->numel == 4 && dl_f32(y)[0] == -INFINITY && dl_f32(y)[3] == -INFINITY, "every window is empty: -inf");
+    CHECK(dl_backward(dl_sum_all(y)) == 0 && x->grad && x->grad[0] == 0.0f, "no gradient reaches the input");
+}
+
 static void test_max_pool_ties(void) {
     static const float xs[16] = {1, 1, 0, 2, 1, 1, 2, 1, 3, 3, 3, 3, 3, 3, 3, 3};
     dl_tensor *x = dl_tmp_from(DL_DTYPE_F32, 4, DL_SHAPE(1, 1, 4, 4), xs), *y;
@@ -721,6 +734,7 @@ int main(void) {
     RUN(test_conv_transpose2d_vs_torch);
     RUN(test_pools_vs_torch);
     RUN(test_max_pool_ties);
+    RUN(test_max_pool_empty_window);
     RUN(test_reflect_pad_vs_torch);
     RUN(test_conv2d_gradcheck);
     RUN(test_conv_transpose2d_gradcheck);

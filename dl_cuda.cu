@@ -13,11 +13,12 @@
        dl_tensor *loss = dl_mse(dl_linear(x, w, b), y);       // runs on the GPU
        dl_backward(loss);                                     // so does the backward pass
 
-   EMULATION: compiled as C++ with DL_CUDA_EMULATE defined (g++ -x c++ -DDL_CUDA_EMULATE -c
-   dl_cuda.cu), the same source runs on the CPU: "device memory" is malloc'd host memory, a
-   kernel launch is one call that runs the kernel's grid-stride loop serially, and cuBLAS is
-   dl_sgemm. Indexing, broadcasting, backward accumulation and dispatch are then tested in CI
-   (and under ASan) without a GPU: tests/test_cuda.c runs against either build. Only real
+   EMULATION: compiled with DL_CUDA_EMULATE defined, as C99 (cc -x c -DDL_CUDA_EMULATE -c
+   dl_cuda.cu) or C++, the same source runs on the CPU: "device memory" is malloc'd host memory,
+   a kernel launch is one call that runs the kernel's grid-stride loop serially, and cuBLAS is
+   dl_sgemm. The GPU test programs (tests/test_cuda*.c) include it that way in make test, also
+   under ASan + UBSan, so indexing, broadcasting, backward accumulation and dispatch are tested
+   without a GPU; tools/gpu_check.sh links the same programs against the nvcc build. Only real
    concurrency, device memory and speed need the GPU (make gpu-check).
 
    HOW A KERNEL IS WRITTEN: one thread per output element, in a grid-stride loop
@@ -35,11 +36,16 @@
    PRECISION: FP32 everywhere. cuBLAS's TF32 tensor-core mode is off unless the environment
    sets DL_CUDA_TF32=1 (faster GEMMs, about 1e-3 relative error).
 
-   OPS ON THE GPU: broadcasting add/sub/mul/div/minimum/maximum, the scalar and unary ops,
-   sum/mean/var/max over axes, argmax, matmul (batched, transposes), linear, the activations,
-   softmax/log_softmax, cross_entropy, mse/l1/huber/bce_with_logits, copies, views (the view
-   ops themselves are shared with the CPU), dl_to_device with gradients across devices.
-   Everything else still fails with "... is not on the CPU": see the README's list.
+   OPS ON THE GPU, one section each below, in this order: copies and fills; broadcasting
+   add/sub/mul/div/minimum/maximum; the scalar and unary ops and the activations; sum/mean/var/
+   max over axes and argmax; matmul (batched, transposed views read in place) and linear;
+   softmax/log_softmax; mse/l1/huber/bce_with_logits and cross_entropy; dl_nn.h's fused LSTM and
+   GRU cells; conv2d and conv_transpose2d (im2col + cuBLAS, col2im as a gather), max/avg/global
+   pooling, nearest upsampling, zero and reflection padding; batch/layer/instance norm, gram,
+   dropout (a counter-based mask: not the CPU's), embedding, index_select, gather, concat,
+   one_hot, cast, broadcast_to; the optimizers' updates (dl_optim.h: one kernel per parameter,
+   the CPU's bits) and gradient clipping. The views (reshape, permute, slice, ...) are shared
+   with the CPU. An op without a GPU kernel fails with "... is not on the CPU".
 
    LICENSE: MIT, as dl_tensor.h. */
 #ifndef DL_CUDA

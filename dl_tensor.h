@@ -737,18 +737,6 @@ DLDEF size_t dl_safetensors_serialize(int n, const char *const *names, dl_tensor
                                       void *out, size_t capacity);
 
 #ifdef DL_CUDA
-#ifndef DL__OP_CODES
-#define DL__OP_CODES
-/* Private op codes, shared by the implementation and dl_cuda.cu. */
-enum { DL__ADD, DL__SUB, DL__MUL, DL__DIV, DL__MIN, DL__MAX };                      /* binary */
-enum { DL__AFFINE, DL__POW, DL__EXP, DL__LOG, DL__SQRT, DL__ABS, DL__CLAMP };         /* unary */
-enum { DL__RELU, DL__LEAKY_RELU, DL__ELU, DL__GELU, DL__GELU_TANH, DL__SIGMOID, DL__TANH, DL__SOFTPLUS }; /* activations */
-enum { DL__REDUCE_SUM, DL__REDUCE_MEAN, DL__REDUCE_VAR, DL__REDUCE_MAX };           /* reductions */
-enum { DL__MSE, DL__L1, DL__HUBER, DL__BCE_LOGITS };                                  /* losses */
-#define DL__NONFINITE 4u /* tensor flag: dl_check_numerics failed the op that made it */
-#endif
-#endif
-#ifdef DL_CUDA
 /* ---- Private: what dl_tensor.h's implementation and dl_cuda.cu call of each other ----------
    Not an API: names and arguments change without notice. dl_cuda.cu defines the dl__cuda_*
    functions (kernels and cuBLAS, or loops in its CPU emulation), the implementation above
@@ -832,16 +820,10 @@ DLDEF int dl__cuda_clip_grad_value(float *g, size_t n, float clip);   /* clamp t
 #endif
 #endif /* DL_TENSOR_H */
 
-#if defined(DL_IMPLEMENTATION) && !defined(DL_TENSOR_IMPLEMENTATION)
-#define DL_TENSOR_IMPLEMENTATION
-#endif
-
-#if defined(DL_TENSOR_IMPLEMENTATION) && !defined(DL__TENSOR_IMPLEMENTED) && !defined(DL_IMPLEMENTATION_ELSEWHERE)
-#define DL__TENSOR_IMPLEMENTED
-
-#ifndef DL__OP_CODES
+#if (defined(DL_CUDA) || defined(DL_IMPLEMENTATION) || defined(DL_TENSOR_IMPLEMENTATION)) && !defined(DL__OP_CODES)
 #define DL__OP_CODES
-/* Private op codes, shared by the implementation and dl_cuda.cu. */
+/* Private op codes, shared by the implementation and dl_cuda.cu (outside the include guard: a
+   file that includes the header plainly first and then with DL_IMPLEMENTATION still gets them). */
 enum { DL__ADD, DL__SUB, DL__MUL, DL__DIV, DL__MIN, DL__MAX };                      /* binary */
 enum { DL__AFFINE, DL__POW, DL__EXP, DL__LOG, DL__SQRT, DL__ABS, DL__CLAMP };         /* unary */
 enum { DL__RELU, DL__LEAKY_RELU, DL__ELU, DL__GELU, DL__GELU_TANH, DL__SIGMOID, DL__TANH, DL__SOFTPLUS }; /* activations */
@@ -849,6 +831,13 @@ enum { DL__REDUCE_SUM, DL__REDUCE_MEAN, DL__REDUCE_VAR, DL__REDUCE_MAX };       
 enum { DL__MSE, DL__L1, DL__HUBER, DL__BCE_LOGITS };                                  /* losses */
 #define DL__NONFINITE 4u /* tensor flag: dl_check_numerics failed the op that made it */
 #endif
+
+#if defined(DL_IMPLEMENTATION) && !defined(DL_TENSOR_IMPLEMENTATION)
+#define DL_TENSOR_IMPLEMENTATION
+#endif
+
+#if defined(DL_TENSOR_IMPLEMENTATION) && !defined(DL__TENSOR_IMPLEMENTED) && !defined(DL_IMPLEMENTATION_ELSEWHERE)
+#define DL__TENSOR_IMPLEMENTED
 
 #include <stdlib.h>
 #include <string.h>

@@ -12,94 +12,9 @@
 #define DL_CUDA
 #define DL_IMPLEMENTATION
 #include "dl_tensor.h"
-#ifndef DL_TEST_CUDA_LINKED
-#define DL_CUDA_EMULATE
-#include "dl_cuda.cu"
-#endif
-#include "test.h"
-
-#include <stdlib.h>
-
-#define GPU DL_DEVICE_CUDA
-
-static dl_rng rng;
-
-static dl_tensor *rand_t(int nd, const int *shape) {
-    dl_tensor *t = dl_tensor_new(DL_DTYPE_F32, nd, shape);
-    if (t) dl_fill_uniform(t, -1.0f, 1.0f, &rng);
-    return t;
-}
+#include "cuda_test.h"   /* dl_cuda.cu (emulated unless DL_TEST_CUDA_LINKED), REQUIRE_GPU, rand_t, parity */
 
 static dl_tensor *ints_t(int nd, const int *shape, const int32_t *v) { return dl_tensor_from(DL_DTYPE_I32, nd, shape, v); }
-
-/* In a test: skip it, with the reason, when there is no GPU (a real build on a CPU machine). */
-#define REQUIRE_GPU()                                  \
-    do {                                               \
-        if (!dl_cuda_available()) {                    \
-            dl_cuda_init();                            \
-            SKIP("no GPU: %s", dl_error());            \
-        }                                              \
-    } while (0)
-
-typedef dl_tensor *(*op_fn)(dl_tensor **in, void *user);
-
-/* f on CPU inputs and on GPU copies: outputs and gradients of every f32 input must agree. */
-static void parity(const char *what, op_fn f, void *user, int n, dl_tensor **in, double tol) {
-    dl_tensor *din[8] = {0}, *out, *dout, *w = NULL, *loss, *dloss;
-    float *a = NULL, *b = NULL;
-    int i, diff = 0;
-    dl_arena_reset(dl_arena_current());
-    dl_clear_error();
-    for (i = 0; i < n; i++) {
-        if (in[i]->dtype == DL_DTYPE_F32) {
-            dl_set_requires_grad(in[i], 1);
-            dl_zero_grad(in[i]);
-        }
-        din[i] = dl_tensor_clone_to(in[i], GPU);
-        CHECK(din[i] && din[i]->device == GPU, "%s: clone_to GPU: %s", what, dl_error());
-        if (!din[i]) goto done;
-        if (in[i]->dtype == DL_DTYPE_F32) dl_set_requires_grad(din[i], 1);
-    }
-    out = f(in, user);
-    CHECK(out != NULL, "%s: CPU op failed: %s", what, dl_error());
-    dout = f(din, user);
-    CHECK(dout != NULL, "%s: GPU op failed: %s", what, dl_error());
-    if (!out || !dout) goto done;
-    CHECK(dout->device == GPU && dl_same_shape(out, dout) && out->dtype == dout->dtype, "%s: GPU output is not a GPU tensor of the same shape", what);
-    a = (float *)malloc(out->numel * 4 + 4);
-    b = (float *)malloc(out->numel * 4 + 4);
-    CHECK(dl_tensor_read(out, a) == 0 && dl_tensor_read(dout, b) == 0, "%s: read: %s", what, dl_error());
-    if (out->dtype == DL_DTYPE_F32) {
-        CHECK_ALL_NEAR(b, a, out->numel, tol);
-    } else {
-        CHECK(memcmp(a, b, out->numel * dl_dtype_size(out->dtype)) == 0, "%s: integer outputs differ", what);
-        goto done;
-    }
-    if (!out->requires_grad) goto done;
-    w = rand_t(out->ndim, out->shape);
-    loss = dl_sum_all(dl_mul(out, w));
-    dloss = dl_sum_all(dl_mul(dout, dl_to_device(w, GPU)));
-    CHECK(loss && dloss && dl_backward(loss) == 0 && dl_backward(dloss) == 0, "%s: backward: %s", what, dl_error());
-    for (i = 0; i < n; i++) {
-        if (in[i]->dtype != DL_DTYPE_F32) continue;
-        CHECK(dl_tensor_move(din[i], DL_DEVICE_CPU) == 0, "%s: move back: %s", what, dl_error());
-        CHECK((in[i]->grad == NULL) == (din[i]->grad == NULL), "%s: input %d has a gradient on one device only", what, i);
-        if (in[i]->grad && din[i]->grad) {
-            size_t k;
-            for (k = 0; k < in[i]->numel && !diff; k++)
-                if (!(fabs((double)din[i]->grad[k] - in[i]->grad[k]) <= tol * (1.0 + fabs((double)in[i]->grad[k])))) {
-                    printf("    FAIL %s: gradient of input %d at %zu: GPU %.9g, CPU %.9g\n", what, i, k, din[i]->grad[k], in[i]->grad[k]);
-                    test__checks_failed++;
-                    diff = 1;
-                }
-        }
-    }
-done:
-    free(a);
-    free(b);
-    dl_tensor_free(w);
-    for (i = 0; i < n; i++) dl_tensor_free(din[i]);
-}
 
 /* The op fails on the GPU with a message containing want. */
 #define CHECK_FAILS(expr, want)                                                                     \

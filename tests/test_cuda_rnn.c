@@ -6,21 +6,7 @@
 #define DL_CUDA
 #define DL_IMPLEMENTATION
 #include "dl_nn.h"
-#ifndef DL_TEST_CUDA_LINKED
-#define DL_CUDA_EMULATE
-#include "dl_cuda.cu"
-#endif
-#include "test.h"
-
-#include <stdlib.h>
-
-#define REQUIRE_GPU()                                  \
-    do {                                               \
-        if (!dl_cuda_available()) {                    \
-            dl_cuda_init();                            \
-            SKIP("no GPU: %s", dl_error());            \
-        }                                              \
-    } while (0)
+#include "cuda_test.h"   /* dl_cuda.cu (emulated unless DL_TEST_CUDA_LINKED), REQUIRE_GPU, rand_t, parity */
 
 static dl_layer *make_layer(int kind, int units, int seq) {
     return kind == 0 ? dl_SimpleRNN(units, seq) : kind == 1 ? dl_LSTM(units, seq) : dl_GRU(units, seq);

@@ -17,27 +17,10 @@
 #define DL_CUDA
 #define DL_IMPLEMENTATION
 #include "dl_nn.h"
-#ifndef DL_TEST_CUDA_LINKED
-#define DL_CUDA_EMULATE
-#include "dl_cuda.cu"
-#endif
-#include "test.h"
+#include "cuda_test.h"   /* dl_cuda.cu (emulated unless DL_TEST_CUDA_LINKED), REQUIRE_GPU, rand_t, parity */
 
-#include <stdlib.h>
-
-#define GPU DL_DEVICE_CUDA
 #define F 6   /* features */
 #define C 3   /* classes */
-
-static dl_rng rng;
-
-#define REQUIRE_GPU()                                  \
-    do {                                               \
-        if (!dl_cuda_available()) {                    \
-            dl_cuda_init();                            \
-            SKIP("no GPU: %s", dl_error());            \
-        }                                              \
-    } while (0)
 
 /* A synthetic data set: x uniform in [-1, 1], labels from a fixed linear rule (learnable). */
 static void make_data(dl_dataset *ds, int n) {

@@ -8,8 +8,9 @@
        actions at every step, the same counters and returns, Q values, target weights and
        optimizer state within 1e-4 (DQN with MSE, hard target copies and gradient clipping
        through dl_dqn_learn; Double DQN with Huber, soft target updates and two gradient steps
-       per update through dl_dqn_explore + dl_dqn_observe), the losses of dl_dqn_update and the
-       hard and soft dl_dqn_update_target;
+       per update through dl_dqn_explore + dl_dqn_observe; on Breakout, byte observations of
+       shape [4, 10, 10] and a conv network), the losses of dl_dqn_update and the hard and soft
+       dl_dqn_update_target;
      - dl_dqn_move back and forth keeps every weight's bits and the tensors' addresses, and the
        replay buffer on the host; a Q network given to dl_dqn_new on the GPU gets its target
        there too;
@@ -230,6 +231,42 @@ done:
     dl_env_free(env);
 }
 
+/* MinAtar Breakout: observations [4, 10, 10] stored as bytes (obs_u8), a conv network. */
+static void test_breakout_parity(void) {
+    dl_env *e1, *e2;
+    dl_dqn *a[2];
+    float obs[400], qg[3], qc[3];
+    int i, k;
+    REQUIRE_GPU();
+    e1 = dl_env_breakout(0.1), e2 = dl_env_breakout(0.1);
+    for (k = 0; k < 2; k++) {
+        dl_dqn_opts o;
+        dl_model *q;
+        memset(&o, 0, sizeof o);
+        o.total_steps = 1000, o.buffer_size = 300, o.batch_size = 16, o.learning_starts = 40, o.train_freq = 2;
+        o.target_update_freq = 50, o.obs_u8 = 1, o.seed = 3, o.double_dqn = 1;
+        dl_nn_seed(4);
+        q = dl_sequential(dl_Conv2D(4, 3, 1, DL_PADDING_VALID, DL_ACT_RELU), dl_Flatten(), dl_Dense(16, DL_ACT_RELU),
+                          dl_Dense(3, DL_ACT_LINEAR));
+        a[k] = dl_dqn_new(q, NULL, dl_adam(1e-3), &e1->observation_space, 3, &o);
+    }
+    CHECK(a[0] && a[1] && dl_dqn_move(a[1], GPU) == 0, "agents: %s", dl_error());
+    if (!a[0] || !a[1]) goto done;
+    CHECK(dl_dqn_learn(a[0], e1, 250, NULL, NULL) >= 0 && dl_dqn_learn(a[1], e2, 250, NULL, NULL) >= 0, "learn: %s", dl_error());
+    CHECK(dl_dqn_updates(a[1]) == dl_dqn_updates(a[0]) && dl_dqn_updates(a[0]) > 100 && dl_dqn_episodes(a[1]) == dl_dqn_episodes(a[0]),
+          "counters: %ld / %ld updates", dl_dqn_updates(a[1]), dl_dqn_updates(a[0]));
+    check_same_models("breakout: online", dl_dqn_model(a[1]), dl_dqn_model(a[0]), 1e-4);
+    check_same_models("breakout: target", dl_dqn_target_model(a[1]), dl_dqn_target_model(a[0]), 1e-4);
+    dl_env_reset(e1, 1, obs);
+    CHECK(dl_dqn_q_values(a[1], 1, obs, qg) == 0 && dl_dqn_q_values(a[0], 1, obs, qc) == 0, "q_values: %s", dl_error());
+    for (i = 0; i < 3; i++) CHECK(fabs((double)qg[i] - qc[i]) <= 1e-4 * (1 + fabs((double)qc[i])), "Q %d: %g vs %g", i, qg[i], qc[i]);
+done:
+    dl_dqn_free(a[0]);
+    dl_dqn_free(a[1]);
+    dl_env_free(e1);
+    dl_env_free(e2);
+}
+
 /* dl_dqn_move back and forth: the same bits, the same tensor addresses; a GPU Q network given
    to dl_dqn_new. */
 static void test_move_round_trip(void) {
@@ -418,6 +455,7 @@ int main(void) {
     make_probe();
     RUN(test_learn_parity);
     RUN(test_observe_parity);
+    RUN(test_breakout_parity);
     RUN(test_move_round_trip);
     RUN(test_save_load);
     RUN(test_arena);

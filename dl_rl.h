@@ -64,7 +64,8 @@
        REPLAY BUFFER dl_replay: a ring of transitions, float or byte observations, sampling
        DQN           dl_dqn: dl_dqn_new, dl_dqn_learn (the whole loop) or dl_dqn_explore +
                      dl_dqn_observe (your own loop), dl_dqn_act / _act_batch / _q_values
-                     (greedy, optional action mask), dl_dqn_options, dl_dqn_save_policy /
+                     (greedy, optional action mask), dl_dqn_move (to the GPU, with
+                     dl_cuda.cu), dl_dqn_options, dl_dqn_save_policy /
                      dl_dqn_load_policy, dl_dqn_save / dl_dqn_load (the whole training state:
                      resumes exactly)
 
@@ -482,6 +483,18 @@ typedef struct dl_dqn dl_dqn;
 DLDEF dl_dqn *dl_dqn_new(dl_model *q, dl_model *target, dl_optim *opt, const dl_space *obs_space,
                          int n_actions, const dl_dqn_opts *opts);
 DLDEF void dl_dqn_free(dl_dqn *a);   /* NULL is fine */
+/* Moves the agent's networks to device (DL_DEVICE_CUDA in a DL_CUDA build with dl_cuda.cu,
+   README "GPU"; DL_DEVICE_CPU back) in one call: the online network with its optimizer's
+   state and the target network (dl_model_move on each); the replay buffer stays on the host.
+   Then every agent function works as on the CPU, with the same results to float rounding:
+   act, act_batch and q_values copy the observations to the GPU and the Q values back (one
+   copy each way per call), an update copies its sampled batch there once and computes the TD
+   targets, the loss and the optimizer step there, update_target blends there, and the save
+   functions write the CPU agent's bytes (the loaders give CPU agents: move them). Device
+   memory comes from the agent's arena, kept across calls (no device allocation per call once
+   the sizes have been seen). 0, or -1 + dl_error() with nothing moved: NULL agent, unknown
+   device, no GPU, a build without DL_CUDA (where only DL_DEVICE_CPU works). */
+DLDEF int dl_dqn_move(dl_dqn *a, dl_device device);
 
 /* Greedy action for one observation (obs_size floats); mask (may be NULL) has n_actions bytes,
    nonzero for allowed actions. Returns the action, or -1 + dl_error() (every action masked).
@@ -1912,6 +1925,25 @@ DLDEF void dl_dqn_free(dl_dqn *a) {
     DL_FREE(a);
 }
 
+DLDEF int dl_dqn_move(dl_dqn *a, dl_device device) {
+    char msg[400];
+#ifdef DL_CUDA
+    dl_device from = a ? a->online->device : DL_DEVICE_CPU;
+#else
+    dl_device from = DL_DEVICE_CPU;
+#endif
+    if (!a) { dl_set_error("dl_dqn_move: NULL agent"); return -1; }
+    if (dl_model_move(a->online, device) == 0) {   /* with its optimizer's state */
+        if (dl_model_move(a->target, device) == 0) return 0;
+        snprintf(msg, sizeof msg, "%.380s", dl_error());
+        dl_model_move(a->online, from);   /* all or nothing */
+        dl_set_error("%s", msg);
+    }
+    snprintf(msg, sizeof msg, "%.380s", dl_error());
+    dl_set_error("dl_dqn_move: %s", strncmp(msg, "dl_model_move: ", 15) == 0 ? msg + 15 : msg);
+    return -1;
+}
+
 /* The target network as a copy of the online one: its file, parsed. */
 static dl_model *dl__dqn_clone(dl_model *q) {
     size_t n = dl_model_serialize(q, 0, NULL, 0);
@@ -1936,8 +1968,17 @@ static dl_tensor *dl__dqn_forward(dl_dqn *a, dl_model *net, int n, const float *
     x = dl_tmp(DL_DTYPE_F32, 1 + a->obs_ndim, shape);
     if (x) memcpy(dl_f32(x), obs, (size_t)n * (size_t)a->obs_size * sizeof(float));
     grad = dl_no_grad(1);
+#ifdef DL_CUDA
+    if (x && net->device) x = dl_to_device(x, net->device);   /* the one copy there */
+#endif
     q = x ? dl_model_call(net, x, 0) : NULL;
     dl_no_grad(grad);
+#ifdef DL_CUDA
+    if (q && q->device) {   /* and the one copy back: the Q values, into a host arena tensor */
+        dl_tensor *h = dl_tmp_uninit(q->dtype, q->ndim, q->shape);
+        q = h && dl_tensor_read(q, h->data) == 0 ? h : NULL;
+    }
+#endif
     dl_arena_use(prev);
     if (q && (q->ndim != 2 || q->shape[0] != n || q->shape[1] != a->n_actions || q->dtype != DL_DTYPE_F32)) {
         dl_set_error("dl_dqn: the Q network gives shape [%d, %d], not [%d, %d]", q->shape[0],
@@ -1955,10 +1996,33 @@ static int dl__dqn_argmax(const float *q, int n, const unsigned char *mask) {
     return best;
 }
 
+#ifdef DL_CUDA
+/* dl__dqn_blend on the device: the same float formula by ops (tau * online and (1 - tau) *
+   target rounded, then added), in the agent's arena, written into the target's weights. */
+static int dl__dqn_blend_device(dl_dqn *a, double tau) {
+    const float wo = (float)tau, wt = (float)(1.0 - tau);
+    dl_arena *prev = dl_arena_use(a->arena);
+    int i, grad = dl_no_grad(1), rc = 0;
+    dl_arena_reset(a->arena);
+    for (i = 0; i < a->n_weights && rc == 0; i++) {
+        dl_tensor *t = a->w_target[i], *s = a->w_online[i];
+        if (tau < 1) s = dl_add(dl_mul_scalar(s, wo), dl_mul_scalar(t, wt));
+        if (s && !dl_same_shape(s, t)) s = dl_reshape(s, t->ndim, t->shape);   /* same numel (dl_dqn_new checks) */
+        rc = s ? dl_copy(t, s) : -1;
+    }
+    dl_no_grad(grad);
+    dl_arena_use(prev);
+    return rc;
+}
+#endif
+
 /* target = tau * online + (1 - tau) * target, weight by weight (running statistics too) */
-static void dl__dqn_blend(dl_dqn *a, double tau) {
+static int dl__dqn_blend(dl_dqn *a, double tau) {
     int i;
     size_t j;
+#ifdef DL_CUDA
+    if (a->online->device || a->target->device) return dl__dqn_blend_device(a, tau);
+#endif
     for (i = 0; i < a->n_weights; i++) {
         float *t = dl_f32(a->w_target[i]);
         const float *o = dl_f32(a->w_online[i]);
@@ -1969,6 +2033,7 @@ static void dl__dqn_blend(dl_dqn *a, double tau) {
             for (j = 0; j < n; j++) t[j] = wo * o[j] + wt * t[j];
         }
     }
+    return 0;
 }
 
 /* trainable: use opt, or when opt is NULL the optimizer q was compiled with (a loaded state).
@@ -2003,6 +2068,9 @@ static dl_dqn *dl__dqn_make(dl_model *q, dl_model *target, dl_optim *opt, const 
     if (dl_model_build(a->online, a->obs_ndim, a->obs_shape) != 0) goto fail;
     if (!a->target && !(a->target = dl__dqn_clone(a->online))) goto fail;
     if (dl_model_build(a->target, a->obs_ndim, a->obs_shape) != 0) goto fail;
+#ifdef DL_CUDA
+    if (a->target->device != a->online->device && dl_model_move(a->target, a->online->device) != 0) goto fail;   /* q given on the GPU */
+#endif
     nw = dl_model_weights(a->online, 0, NULL, 0);
     if (nw != dl_model_weights(a->target, 0, NULL, 0)) { dl_set_error("dl_dqn_new: the target network's weights differ from the Q network's"); goto fail; }
     a->n_weights = nw;
@@ -2110,14 +2178,12 @@ static dl_tensor *dl__dqn_batch_obs(dl_dqn *a, const void *base) {
     return x;
 }
 
-/* One gradient step on the transitions a->batch_idx[0 .. batch_size) of the replay buffer. */
-static int dl__dqn_learn_batch(dl_dqn *a, double *loss_out) {
+/* The batch a->batch_idx[0 .. batch_size) of the replay buffer in the current arena: the
+   observations x, the actions [B, 1] and the TD targets y [B, 1]. 0, or -1 + dl_error(). */
+static int dl__dqn_targets(dl_dqn *a, dl_tensor **x_out, dl_tensor **act_out, dl_tensor **y_out) {
     const dl_replay *rb = a->replay;
-    dl_arena *prev;
-    dl_tensor *x, *nx, *act, *y, *qn, *qn_online = NULL, *q, *qa, *loss = NULL;
-    int B = a->o.batch_size, A = a->n_actions, i, grad, rc = -1;
-    prev = dl_arena_use(a->arena);
-    dl_arena_reset(a->arena);
+    dl_tensor *x, *nx, *act, *y, *qn, *qn_online = NULL;
+    int B = a->o.batch_size, A = a->n_actions, i, grad;
     {
         int ashape[2];
         ashape[0] = B; ashape[1] = 1;
@@ -2126,13 +2192,13 @@ static int dl__dqn_learn_batch(dl_dqn *a, double *loss_out) {
         act = dl_tmp(DL_DTYPE_I32, 2, ashape);
         y = dl_tmp(DL_DTYPE_F32, 2, ashape);
     }
-    if (!x || !nx || !act || !y) goto done;
+    if (!x || !nx || !act || !y) return -1;
     /* TD targets, without a tape */
     grad = dl_no_grad(1);
     qn = dl_contiguous(dl_model_call(a->target, nx, 0));
     if (qn && a->o.double_dqn) qn_online = dl_contiguous(dl_model_call(a->online, nx, 0));
     dl_no_grad(grad);
-    if (!qn || (a->o.double_dqn && !qn_online)) goto done;
+    if (!qn || (a->o.double_dqn && !qn_online)) return -1;
     {
         const float gamma = (float)a->o.gamma;
         const float *qt = dl_f32(qn);
@@ -2147,6 +2213,69 @@ static int dl__dqn_learn_batch(dl_dqn *a, double *loss_out) {
             av[i] = rb->action[k];
         }
     }
+    *x_out = x, *act_out = act, *y_out = y;
+    return 0;
+}
+
+#ifdef DL_CUDA
+/* dl__dqn_targets for an agent on the GPU: the batch goes there in one copy (observations, next
+   observations, rewards, 1 - terminated and the actions, as floats: exact below 2^24), and
+   the TD targets are computed there by ops, with the CPU loop's float formula and argmax rule
+   (the lowest of equal maxima). */
+static int dl__dqn_targets_device(dl_dqn *a, dl_tensor **x_out, dl_tensor **act_out, dl_tensor **y_out) {
+    const dl_replay *rb = a->replay;
+    int B = a->o.batch_size, os = a->obs_size, i, grad, n, no, shape[DL_MAX_DIMS], col[2], axis = 1;
+    dl_tensor *h, *d, *nx, *r, *live, *qn, *qmax;
+    float *p;
+    if ((double)B * (2.0 * (double)os + 3.0) > (double)INT_MAX) {
+        dl_set_error("dl_dqn_update: a batch of %d observations of %d values is too big for the GPU path", B, os);
+        return -1;
+    }
+    no = B * os;
+    n = 2 * no + 3 * B;
+    if (!(h = dl_tmp_uninit(DL_DTYPE_F32, 1, &n))) return -1;
+    p = dl_f32(h);
+    for (i = 0; i < B; i++) {
+        int k = a->batch_idx[i];
+        dl__replay_get_obs(rb, rb->obs, k, p + (size_t)i * (size_t)os);
+        dl__replay_get_obs(rb, rb->next_obs, k, p + (size_t)no + (size_t)i * (size_t)os);
+        p[2 * no + i] = rb->reward[k];
+        p[2 * no + B + i] = rb->terminated[k] ? 0.0f : 1.0f;
+        p[2 * no + 2 * B + i] = (float)rb->action[k];
+    }
+    if (!(d = dl_to_device(h, a->online->device))) return -1;
+    shape[0] = col[0] = B;
+    col[1] = 1;
+    for (i = 0; i < a->obs_ndim; i++) shape[1 + i] = a->obs_shape[i];
+    grad = dl_no_grad(1);
+    *x_out = dl_reshape(dl_slice(d, 0, 0, no, 1), 1 + a->obs_ndim, shape);   /* views */
+    nx = dl_reshape(dl_slice(d, 0, no, 2 * no, 1), 1 + a->obs_ndim, shape);
+    r = dl_reshape(dl_slice(d, 0, 2 * no, 2 * no + B, 1), 2, col);
+    live = dl_reshape(dl_slice(d, 0, 2 * no + B, 2 * no + 2 * B, 1), 2, col);
+    *act_out = dl_cast(dl_reshape(dl_slice(d, 0, 2 * no + 2 * B, n, 1), 2, col), DL_DTYPE_I32);
+    qn = nx ? dl_model_call(a->target, nx, 0) : NULL;
+    if (a->o.double_dqn) qmax = qn ? dl_gather(qn, 1, dl_argmax(dl_model_call(a->online, nx, 0), 1, 1)) : NULL;
+    else qmax = qn ? dl_max(qn, 1, &axis, 1) : NULL;
+    /* y = r + gamma * max * (1 - terminated), in this order, as the CPU loop */
+    *y_out = qmax && r && live ? dl_add(r, dl_mul(dl_mul_scalar(qmax, (float)a->o.gamma), live)) : NULL;
+    dl_no_grad(grad);
+    return *x_out && *act_out && *y_out ? 0 : -1;
+}
+#endif
+
+/* One gradient step on the transitions a->batch_idx[0 .. batch_size) of the replay buffer. */
+static int dl__dqn_learn_batch(dl_dqn *a, double *loss_out) {
+    dl_arena *prev;
+    dl_tensor *x = NULL, *act = NULL, *y = NULL, *q, *qa, *loss = NULL;
+    int rc = -1, r;
+    prev = dl_arena_use(a->arena);
+    dl_arena_reset(a->arena);
+#ifdef DL_CUDA
+    if (a->online->device) r = dl__dqn_targets_device(a, &x, &act, &y);
+    else
+#endif
+    r = dl__dqn_targets(a, &x, &act, &y);
+    if (r != 0) goto done;
     /* the loss on Q(s, a), with a tape */
     q = dl_model_call(a->online, x, 1);
     qa = q ? dl_gather(q, 1, act) : NULL;
@@ -2154,6 +2283,12 @@ static int dl__dqn_learn_batch(dl_dqn *a, double *loss_out) {
     if (!loss) goto done;
     dl_optim_zero_grad(a->opt);
     if (dl_backward(loss) != 0) goto done;
+#ifdef DL_CUDA
+    if (a->online->device) {   /* on the device, without reading the norm back */
+        if (a->o.max_grad_norm > 0 && dl__cuda_clip_grad_norm(a->n_trainable, a->w_train, sizeof(dl_tensor *), a->o.max_grad_norm, NULL) != 0)
+            goto done;
+    } else
+#endif
     if (a->o.max_grad_norm > 0 && dl_clip_grad_norm(a->n_trainable, a->w_train, a->o.max_grad_norm) < 0) goto done;
     if (dl_optim_step(a->opt) != 0) goto done;
     if (loss_out) *loss_out = dl_item(loss);
@@ -2188,7 +2323,7 @@ DLDEF int dl_dqn_observe(dl_dqn *a, const float *obs, int action, double reward,
         if (t % a->o.train_freq == 0)
             for (g = 0; g < a->o.gradient_steps; g++)
                 if (dl_dqn_update(a, NULL) != 0) return -1;
-        if (t % a->o.target_update_freq == 0) dl_dqn_update_target(a);
+        if (t % a->o.target_update_freq == 0 && dl__dqn_blend(a, a->o.tau) != 0) return -1;   /* dl_dqn_update_target */
     }
     return 0;
 }

@@ -20,9 +20,18 @@
 
    Build and run:
        cc -O2 -I. examples/cartpole_dqn.c -o cartpole_dqn -lm -lpthread && ./cartpole_dqn
+   On an NVIDIA GPU (README, "GPU"): dl_cuda.cu built by nvcc, this file with DL_CUDA, then --device cuda:
+       nvcc -O2 -I. -c dl_cuda.cu -o build/dl_cuda.o
+       cc -std=c99 -O2 -DDL_CUDA -I. examples/cartpole_dqn.c build/dl_cuda.o -o build/cartpole_dqn_cuda \
+          -L/usr/local/cuda/lib64 -lcudart -lcublas -lm -lpthread -lstdc++
+       ./build/cartpole_dqn_cuda --device cuda
    Flags: --seed S (default 1), --steps N (default 500000), --eval E (greedy episodes after
           training, default 10), --save PATH (policy file, default cartpole_dqn.safetensors;
-          "" to skip), --resume-check 0|1 (default 0), --threads T (default: dl's choice).
+          "" to skip), --resume-check 0|1 (default 0), --threads T (default: dl's choice),
+          --device cpu|cuda (default cpu; cuda: the networks and the optimizer state on the GPU,
+          dl_dqn_move, the replay buffer and the environment on the host; needs the CUDA build
+          above, else the program says why and exits with status 1. A network this small gains
+          nothing from a GPU: each step is a few tiny kernels and two copies; it shows the API).
    Prints, last, "mean_return_last100=NNN.N". */
 #define _POSIX_C_SOURCE 199309L
 #define DL_IMPLEMENTATION
@@ -87,6 +96,7 @@ static double evaluate(dl_dqn *a, dl_env *env, int episodes, long seed) {
 int main(int argc, char **argv) {
     long seed = 1, steps = 500000, eval = 10, threads = 0, resume_check = 0;
     const char *save = "cartpole_dqn.safetensors";
+    dl_device device = DL_DEVICE_CPU;
     double t0, seconds, score, greedy;
     dl_env *env;
     dl_dqn *a;
@@ -97,13 +107,25 @@ int main(int argc, char **argv) {
             parse_long(argc, argv, &i, "--eval", &eval) || parse_long(argc, argv, &i, "--threads", &threads) ||
             parse_long(argc, argv, &i, "--resume-check", &resume_check)) continue;
         if (strcmp(argv[i], "--save") == 0 && i + 1 < argc) { save = argv[++i]; continue; }
-        fprintf(stderr, "usage: %s [--seed S] [--steps N] [--eval E] [--save PATH] [--resume-check 0|1] [--threads T]\n", argv[0]);
+        if (strcmp(argv[i], "--device") == 0 && i + 1 < argc && (strcmp(argv[i + 1], "cpu") == 0 || strcmp(argv[i + 1], "cuda") == 0)) {
+            device = strcmp(argv[++i], "cuda") == 0 ? DL_DEVICE_CUDA : DL_DEVICE_CPU;
+            continue;
+        }
+        fprintf(stderr, "usage: %s [--seed S] [--steps N] [--eval E] [--save PATH] [--resume-check 0|1] [--threads T] [--device cpu|cuda]\n", argv[0]);
         return 2;
     }
     if (threads > 0) dl_set_num_threads((int)threads);
+    if (device != DL_DEVICE_CPU && dl_cuda_init() != 0) {   /* fails with the reason: no DL_CUDA build, no driver, no GPU */
+        fprintf(stderr, "error: --device cuda: %s\n", dl_error());
+        return 1;
+    }
     env = dl_env_cartpole();
     if (!env || !(a = make_agent(env, steps, seed))) { fprintf(stderr, "error: %s\n", dl_error()); return 1; }
     dl_model_print_summary(dl_dqn_model(a));
+    if (device != DL_DEVICE_CPU) {   /* the networks and the optimizer state to the GPU */
+        if (dl_dqn_move(a, device) != 0) { fprintf(stderr, "error: %s\n", dl_error()); return 1; }
+        printf("training on the %s\n", dl_device_name(device));
+    }
 
     t0 = now();
     if (resume_check) {   /* half, save everything, the other half; then reload and redo it */
@@ -117,7 +139,8 @@ int main(int argc, char **argv) {
         {
             dl_env *env2 = dl_env_cartpole();
             float probe[4] = {0.01f, -0.02f, 0.03f, 0.1f};
-            if (!env2 || !(b = dl_dqn_load(state, env2)) || dl_dqn_learn(b, env2, steps - half, NULL, NULL) < 0) {
+            if (!env2 || !(b = dl_dqn_load(state, env2)) || dl_dqn_move(b, device) != 0 ||   /* a loaded agent is on the CPU */
+                dl_dqn_learn(b, env2, steps - half, NULL, NULL) < 0) {
                 fprintf(stderr, "error: %s\n", dl_error());
                 return 1;
             }

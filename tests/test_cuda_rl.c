@@ -22,23 +22,7 @@
 #define DL_CUDA
 #define DL_IMPLEMENTATION
 #include "dl_rl.h"
-#ifndef DL_TEST_CUDA_LINKED
-#define DL_CUDA_EMULATE
-#include "dl_cuda.cu"
-#endif
-#include "test.h"
-
-#include <stdlib.h>
-
-#define GPU DL_DEVICE_CUDA
-
-#define REQUIRE_GPU()                                  \
-    do {                                               \
-        if (!dl_cuda_available()) {                    \
-            dl_cuda_init();                            \
-            SKIP("no GPU: %s", dl_error());            \
-        }                                              \
-    } while (0)
+#include "cuda_test.h"   /* dl_cuda.cu (emulated unless DL_TEST_CUDA_LINKED), REQUIRE_GPU, rand_t, parity */
 
 /* Observations to probe Q values with: CartPole states around the upright pole. */
 #define NPROBE 16

@@ -3414,3 +3414,41 @@ DLDEF int dl__cuda_clip_grad_value(float *g, size_t n, float clip) {
     DL__LAUNCH(k_grad_clamp, n, (n, g, clip));
     return DL__CHECK_LAUNCH("dl_clip_grad_value");
 }
+
+/* ==== GANs (dl_gan.h) ==========================================================================
+   (tests: tests/test_cuda_gan.c) */
+/* What dl_gan.h needs beyond the ops: the average of G's weights (opts.ema_decay), one kernel a
+   weight with the CPU loop's two products and sum, unfused (__fmul_rn / __fadd_rn: the CPU's
+   bits), and dl_gan_ema_swap's exchange of a weight and its average in place. Everything else
+   of dl_gan.h on the GPU is ops, copies and host arithmetic (see its "GPU" paragraph). These two
+   are declared in dl_gan.h (its implementation, under DL_CUDA), and here with C linkage. */
+#ifdef __cplusplus
+extern "C" {
+#endif
+DLDEF int dl__cuda_gan_ema(float *avg, const float *w, size_t n, float d, float e);
+DLDEF int dl__cuda_gan_swap(void *a, void *b, size_t bytes);
+#ifdef __cplusplus
+}
+#endif
+
+DL__KERNEL k_gan_ema(size_t n, float *avg, const float *w, float d, float e) {
+    DL__LOOP(i, n) { avg[i] = DL__CU_FADD(DL__CU_FMUL(d, avg[i]), DL__CU_FMUL(e, w[i])); }
+}
+
+DL__KERNEL k_gan_swap(size_t n, unsigned char *a, unsigned char *b) {
+    DL__LOOP(i, n) {
+        unsigned char t = a[i];
+        a[i] = b[i];
+        b[i] = t;
+    }
+}
+
+DLDEF int dl__cuda_gan_ema(float *avg, const float *w, size_t n, float d, float e) {
+    DL__LAUNCH(k_gan_ema, n, (n, avg, w, d, e));
+    return DL__CHECK_LAUNCH("dl_gan_train_step");
+}
+
+DLDEF int dl__cuda_gan_swap(void *a, void *b, size_t bytes) {
+    DL__LAUNCH(k_gan_swap, bytes, (bytes, (unsigned char *)a, (unsigned char *)b));
+    return DL__CHECK_LAUNCH("dl_gan_ema_swap");
+}

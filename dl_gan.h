@@ -79,6 +79,19 @@
        As dl_nn.h: one gan (and its models) on one thread at a time; different gans on
        different threads are fine.
 
+   GPU (a DL_CUDA build with dl_cuda.cu, README "GPU")
+       dl_gan_move / dl_cyclegan_move put the models, the optimizers' state and G's averages on
+       the GPU (build the models first); the steps then take host batches (or batches already
+       on the GPU) and copy them over. Everything random is drawn on the host from the same
+       generators as on the CPU and copied (noise, instance noise, the penalty's e, the image
+       pools' coins), so a GPU run makes the CPU run's numbers up to float rounding; the
+       losses, history, checkpoints (the same bytes as the CPU run's at the same state), loads,
+       the averages and pictures work as on the CPU. The image pools keep their images on the
+       host (a query returns them on its input's device). dl_image_grid, dl_inception_score
+       and dl_frechet_distance read GPU tensors back to the host first (they compute on the
+       host). WGAN-GP's penalty reads D's input gradients back to the host (its norms in double
+       as on the CPU): two copies a D step.
+
    NOT HERE (yet)
        Conditional GANs (labels as inputs), spectral normalization, progressive growing,
        mixed-precision training, Inception-v3 itself (the quality numbers use your classifier).
@@ -158,7 +171,16 @@ typedef struct dl_gan dl_gan;
    Owned: dl_gan_free. NULL + dl_error() on bad options. */
 DLDEF dl_gan *dl_gan_new(dl_model *g, dl_model *d, dl_optim *g_opt, dl_optim *d_opt, const dl_gan_opts *opts);
 DLDEF void dl_gan_free(dl_gan *gan);   /* the optimizers and history; NULL is fine */
-/* n noise vectors [n, latent_dim] from the gan's generator (an arena tensor). */
+/* Moves the gan to device (DL_DEVICE_CUDA in a DL_CUDA build with dl_cuda.cu; DL_DEVICE_CPU
+   back): both models (dl_model_move: build them first), both optimizers' state (dl_optim_move)
+   and G's averages, in place. The noise generator, history and settings stay on the host. Then
+   dl_gan_train_step and the other steps take host batches (copied over each step, as
+   dl_train_on_batch) and dl_gan_noise returns noise on G's device. 0, or -1 + dl_error() with
+   nothing moved: NULL gan, an unbuilt model, no GPU, a build without DL_CUDA (where only
+   DL_DEVICE_CPU works), an unknown device. */
+DLDEF int dl_gan_move(dl_gan *gan, dl_device device);
+/* n noise vectors [n, latent_dim] from the gan's generator (an arena tensor on G's device:
+   drawn on the host, then copied, so a GPU gan draws the CPU gan's noise). */
 DLDEF dl_tensor *dl_gan_noise(dl_gan *gan, int n);
 /* One training iteration on a batch of real samples (an arena tensor; reset the arena before
    making each batch, as for dl_train_on_batch): G makes as many fakes; one D step; then, every
@@ -210,7 +232,8 @@ DLDEF int dl_gan_load(dl_gan *gan, const char *path);
 /* images f32 [N, C, H, W] (C 1 or 3; any strides) as one picture: cols images per row (0: the
    smallest square, ceil(sqrt(N))), `pad` pixels of gray between them; values mapped from
    [lo, hi] to [0, 255] and clamped (lo = -1, hi = 1 for a tanh generator; 0, 1 for x / 255).
-   Returns the pixels, *w x *h x C bytes (owned: dl_free), or NULL + dl_error(). */
+   Returns the pixels, *w x *h x C bytes (owned: dl_free), or NULL + dl_error(). Images on the
+   GPU are read back to the host first. */
 DLDEF unsigned char *dl_image_grid(const dl_tensor *images, int cols, int pad, float lo, float hi, int *w, int *h);
 
 /* One curve of a line chart: n points (x[i], y[i]); x NULL means x = i. Non-finite points are
@@ -241,7 +264,8 @@ DLDEF int dl_gan_plot_save(const dl_gan *gan, const char *path, int width, int h
 /* ==== QUALITY ===============================================================================
    How good generated images are, measured by a classifier (examples/gan_eval.c trains one on
    Fashion-MNIST): its class probabilities give the Inception score, its penultimate features
-   the Frechet distance to the real images. Both computed in double precision. */
+   the Frechet distance to the real images. Both computed in double precision, on the host:
+   tensors on the GPU are copied to the host first (host tensors are read in place). */
 
 /* Inception score (Salimans et al. 2016): exp(mean_i KL(p_i || p)), p = mean_i p_i, of class
    probabilities probs f32 [N, C] (rows of a softmax). From 1 (every sample the same
@@ -324,8 +348,9 @@ typedef struct dl_image_pool_opts {
 DLDEF dl_image_pool *dl_image_pool_new(const dl_image_pool_opts *opts);
 DLDEF void dl_image_pool_free(dl_image_pool *pool);   /* NULL is fine */
 /* images f32 [B, ...] (any strides; no gradient is kept) -> the images to give D, [B, ...]
-   (arena, without gradient). Every image must have the shape of the first ever stored.
-   NULL + dl_error(). */
+   (arena, without gradient, on the images' device). Every image must have the shape of the
+   first ever stored. The pool keeps its images on the host (GPU images are read back, the
+   result copied over). NULL + dl_error(). */
 DLDEF dl_tensor *dl_image_pool_query(dl_image_pool *pool, const dl_tensor *images);
 DLDEF int dl_image_pool_num_images(const dl_image_pool *pool);   /* stored now; 0 for NULL */
 DLDEF int dl_image_pool_size(const dl_image_pool *pool);         /* capacity (0: no pool) */
@@ -389,8 +414,12 @@ typedef struct dl_cyclegan dl_cyclegan;
 DLDEF dl_cyclegan *dl_cyclegan_new(dl_model *g_ab, dl_model *g_ba, dl_model *d_a, dl_model *d_b, dl_optim *g_opt,
                                    dl_optim *d_opt, const dl_cyclegan_opts *opts);
 DLDEF void dl_cyclegan_free(dl_cyclegan *cg);   /* the optimizers, pools and history; NULL is fine */
+/* Moves the four models (built first) and both optimizers' state to device, as dl_gan_move;
+   the pools stay on the host. 0, or -1 + dl_error() with nothing moved. */
+DLDEF int dl_cyclegan_move(dl_cyclegan *cg, dl_device device);
 /* One step (above) on a batch of A images a and one of B images b (contiguous f32 [B, C, H, W],
-   arena tensors: reset the arena before making each batch; the batch sizes may differ).
+   arena tensors: reset the arena before making each batch; the batch sizes may differ; host
+   batches are copied to the models' device).
    G_AB(a) must have b's per-image shape and G_BA(b) a's. 0, or -1 + dl_error(); *stats (may
    be NULL) gets the numbers, also recorded in the history. */
 DLDEF int dl_cyclegan_train_step(dl_cyclegan *cg, dl_tensor *a, dl_tensor *b, dl_cyclegan_stats *stats);
@@ -603,6 +632,47 @@ struct dl_gan {
     dl_tensor **ema;                 /* owned: one average per weight of G, in layer order */
 };
 
+#ifdef DL_CUDA
+/* From dl_cuda.cu's section "GANs (dl_gan.h)": avg[i] = d avg[i] + (1 - d) w[i] (one minus d
+   given as e, computed on the host as the CPU loop does), and the exchange of two device
+   buffers of bytes bytes. 0, or -1 + dl_error(). */
+#ifdef __cplusplus
+extern "C" {
+#endif
+DLDEF int dl__cuda_gan_ema(float *avg, const float *w, size_t n, float d, float e);
+DLDEF int dl__cuda_gan_swap(void *a, void *b, size_t bytes);
+#ifdef __cplusplus
+}
+#endif
+
+/* x on device (an arena copy that carries gradients back, dl_to_device), or x itself. */
+static dl_tensor *dl__gan_on(dl_tensor *x, dl_device device) {
+    return x && x->device != device ? dl_to_device(x, device) : x;
+}
+#endif
+
+/* t's values (f32), row-major, on the host: t's data for a contiguous CPU tensor, else (a GPU
+   tensor) an arena copy. NULL + dl_error(). */
+static const float *dl__gan_host_f32(const dl_tensor *t) {
+#ifdef DL_CUDA
+    if (t->device) {
+        float *h = (float *)dl_arena_alloc(dl_arena_current(), (t->numel ? t->numel : 1) * sizeof(float));
+        if (!h || dl_tensor_read(t, h) != 0) return NULL;
+        return h;
+    }
+#endif
+    return dl_f32(t);
+}
+
+/* dl_full with like's shape, on like's device. */
+static dl_tensor *dl__gan_full_like(const dl_tensor *like, float value) {
+    dl_tensor *t = dl_full(like->ndim, like->shape, value);
+#ifdef DL_CUDA
+    if (t && like->device) t = dl_to_device(t, like->device);
+#endif
+    return t;
+}
+
 DLDEF dl_gan *dl_gan_new(dl_model *g, dl_model *d, dl_optim *g_opt, dl_optim *d_opt, const dl_gan_opts *opts) {
     dl_gan *gan = NULL;
     dl_gan_opts o;
@@ -681,6 +751,16 @@ static int dl__gan_ema_alloc(dl_gan *gan, const char *fn) {
     for (gan->n_ema = 0; gan->n_ema < n; gan->n_ema++) {
         const dl_tensor *w = dl__gan_g_weight(gan, gan->n_ema);
         if (!(gan->ema[gan->n_ema] = dl_tensor_new(w->dtype, w->ndim, w->shape))) goto oom;
+#ifdef DL_CUDA
+        if (w->device && dl_tensor_move(gan->ema[gan->n_ema], w->device) != 0) {
+            char msg[400];
+            snprintf(msg, sizeof msg, "%.380s", dl_error());
+            dl_tensor_free(gan->ema[gan->n_ema]);
+            dl__gan_ema_free(gan);
+            dl_set_error("%s: the average of G's weights: %s", fn, msg);
+            return -1;
+        }
+#endif
         dl_copy(gan->ema[gan->n_ema], w);
     }
     return 0;
@@ -706,6 +786,17 @@ static int dl__gan_ema_update(dl_gan *gan) {
         const float *x = (const float *)w->data;
         size_t j;
         if (w->dtype != DL_DTYPE_F32 || !dl_is_contiguous(w)) { dl_copy(gan->ema[i], w); continue; }
+#ifdef DL_CUDA
+        if (w->device || gan->ema[i]->device) {
+            if (w->device != gan->ema[i]->device) {   /* G moved by itself (dl_model_move): follow it */
+                if (dl_tensor_move(gan->ema[i], w->device) != 0) return -1;
+                a = (float *)gan->ema[i]->data;
+                if (!w->device) { for (j = 0; j < w->numel; j++) a[j] = d * a[j] + (1.0f - d) * x[j]; continue; }
+            }
+            if (dl__cuda_gan_ema(a, x, w->numel, d, 1.0f - d) != 0) return -1;
+            continue;
+        }
+#endif
         for (j = 0; j < w->numel; j++) a[j] = d * a[j] + (1.0f - d) * x[j];
     }
     return 0;
@@ -716,10 +807,26 @@ DLDEF int dl_gan_ema_swap(dl_gan *gan) {
     if (!gan) { dl_set_error("dl_gan_ema_swap: NULL gan"); return -1; }
     if (gan->o.ema_decay <= 0.0f) { dl_set_error("dl_gan_ema_swap: this gan keeps no average (opts.ema_decay is 0)"); return -1; }
     if (gan->ema_t == 0) { dl_set_error("dl_gan_ema_swap: no G step yet, so no average"); return -1; }
+#ifdef DL_CUDA
+    for (i = 0; i < gan->n_ema; i++)   /* G moved by itself (dl_model_move): the averages follow */
+        if (gan->ema[i]->device != dl__gan_g_weight(gan, i)->device &&
+            dl_tensor_move(gan->ema[i], dl__gan_g_weight(gan, i)->device) != 0) {
+            char msg[400];
+            snprintf(msg, sizeof msg, "%.380s", dl_error());
+            dl_set_error("dl_gan_ema_swap: %s", msg);
+            return -1;
+        }
+#endif
     for (i = 0; i < gan->n_ema; i++) {
         dl_tensor *w = dl__gan_g_weight(gan, i);
         unsigned char *p = (unsigned char *)w->data, *q = (unsigned char *)gan->ema[i]->data;
         size_t j, bytes = w->numel * dl_dtype_size(w->dtype);
+#ifdef DL_CUDA
+        if (w->device) {
+            if (dl__cuda_gan_swap(p, q, bytes) != 0) return -1;
+            continue;
+        }
+#endif
         for (j = 0; j < bytes; j++) { unsigned char t = p[j]; p[j] = q[j]; q[j] = t; }
     }
     gan->ema_swapped = !gan->ema_swapped;
@@ -744,6 +851,55 @@ DLDEF void dl_gan_free(dl_gan *gan) {
     DL_FREE(gan);
 }
 
+/* Moves n models, n_opt optimizers and n_t tensors to device, all or nothing: on a failure
+   what moved goes back to where it was and the message is "fn: <the first failure>". */
+static int dl__gan_move_all(const char *fn, dl_device device, int n, dl_model *const *m, int n_opt, dl_optim *const *opt, int n_t,
+                            dl_tensor *const *t) {
+#ifdef DL_CUDA
+    dl_device from_m[4], from_o[2], from_t = n_t > 0 ? t[0]->device : DL_DEVICE_CPU;
+    int i = 0, k = 0, j = 0, r = 0;
+    char msg[400];
+    for (i = 0; i < n && i < 4; i++) {
+        from_m[i] = m[i]->device;
+        if (dl_model_move(m[i], device) != 0) { r = -1; break; }
+    }
+    for (k = 0; r == 0 && k < n_opt && k < 2; k++) {
+        from_o[k] = opt[k]->device;
+        if (dl_optim_move(opt[k], device) != 0) { r = -1; break; }
+    }
+    for (j = 0; r == 0 && j < n_t; j++)
+        if (dl_tensor_move(t[j], device) != 0) { r = -1; break; }
+    if (r == 0) return 0;
+    snprintf(msg, sizeof msg, "%.380s", dl_error());
+    while (j-- > 0) dl_tensor_move(t[j], from_t);
+    while (k-- > 0) dl_optim_move(opt[k], from_o[k]);
+    while (i-- > 0) dl_model_move(m[i], from_m[i]);
+    if (strncmp(msg, fn, strlen(fn)) == 0) dl_set_error("%s", msg);
+    else dl_set_error("%s: %s", fn, msg);
+    return -1;
+#else
+    (void)n; (void)m; (void)n_opt; (void)opt; (void)n_t; (void)t;
+    if (device == DL_DEVICE_CPU) return 0;
+    if (device != DL_DEVICE_CUDA) { dl_set_error("%s: unknown device %d", fn, (int)device); return -1; }
+    {
+        char msg[400];
+        dl_cuda_init();   /* fails, and says why: no DL_CUDA in this build */
+        snprintf(msg, sizeof msg, "%.380s", dl_error());
+        dl_set_error("%s: %s", fn, msg);
+        return -1;
+    }
+#endif
+}
+
+DLDEF int dl_gan_move(dl_gan *gan, dl_device device) {
+    dl_model *m[2];
+    dl_optim *o[2];
+    if (!gan) { dl_set_error("dl_gan_move: NULL gan"); return -1; }
+    m[0] = gan->g; m[1] = gan->d;
+    o[0] = gan->g_opt; o[1] = gan->d_opt;
+    return dl__gan_move_all("dl_gan_move", device, 2, m, 2, o, gan->n_ema, gan->ema);
+}
+
 DLDEF long dl_gan_steps(const dl_gan *gan) { return gan ? gan->step : 0; }
 DLDEF int dl_gan_history_len(const dl_gan *gan) { return gan ? gan->n_hist : 0; }
 DLDEF const dl_gan_stats *dl_gan_history(const dl_gan *gan) { return gan ? gan->hist : NULL; }
@@ -762,7 +918,11 @@ DLDEF dl_tensor *dl_gan_noise(dl_gan *gan, int n) {
     int shape[2];
     if (!gan || n <= 0) { dl_set_error("dl_gan_noise: %s", gan ? "n must be > 0" : "NULL gan"); return NULL; }
     shape[0] = n; shape[1] = gan->o.latent_dim;
+#ifdef DL_CUDA
+    return dl__gan_on(dl__gan_normal(&gan->rng, 2, shape, 1.0f), gan->g->device);   /* drawn on the host, copied */
+#else
     return dl__gan_normal(&gan->rng, 2, shape, 1.0f);
+#endif
 }
 
 /* The model's trainable weights into a fresh optimizer, once the model is built. */
@@ -783,8 +943,14 @@ static int dl__gan_bind(dl_optim *opt, dl_model *m, int *bound, int *n_out, dl_t
 static dl_tensor *dl__gan_scores(dl_gan *gan, dl_tensor *x, int training) {
     dl_tensor *s;
     int b;
+#ifdef DL_CUDA
+    x = dl__gan_on(x, gan->d->device);   /* a host batch to D's device */
+    if (gan->o.instance_noise > 0.0f && x)   /* drawn on the host, copied */
+        x = dl_add(x, dl__gan_on(dl__gan_normal(&gan->rng, x->ndim, x->shape, gan->o.instance_noise), x->device));
+#else
     if (gan->o.instance_noise > 0.0f && x)
         x = dl_add(x, dl__gan_normal(&gan->rng, x->ndim, x->shape, gan->o.instance_noise));
+#endif
     s = dl_model_call(gan->d, x, training);
     if (!s) return NULL;
     b = s->shape[0];
@@ -800,11 +966,11 @@ DLDEF dl_tensor *dl_gan_d_loss(dl_gan_loss loss, dl_tensor *d_real, dl_tensor *d
     if (!d_real || !d_fake) return NULL;
     switch (loss) {
     case DL_GAN_LOSS_BCE:
-        return dl_add(dl_bce_with_logits(d_real, dl_full(d_real->ndim, d_real->shape, real_label)),
-                      dl_bce_with_logits(d_fake, dl_full(d_fake->ndim, d_fake->shape, 0.0f)));
+        return dl_add(dl_bce_with_logits(d_real, dl__gan_full_like(d_real, real_label)),
+                      dl_bce_with_logits(d_fake, dl__gan_full_like(d_fake, 0.0f)));
     case DL_GAN_LOSS_LSGAN:
-        return dl_mul_scalar(dl_add(dl_mse(d_real, dl_full(d_real->ndim, d_real->shape, real_label)),
-                                    dl_mse(d_fake, dl_full(d_fake->ndim, d_fake->shape, 0.0f))), 0.5f);
+        return dl_mul_scalar(dl_add(dl_mse(d_real, dl__gan_full_like(d_real, real_label)),
+                                    dl_mse(d_fake, dl__gan_full_like(d_fake, 0.0f))), 0.5f);
     case DL_GAN_LOSS_WGAN_GP:
         return dl_sub(dl_mean_all(d_fake), dl_mean_all(d_real));
     }
@@ -815,8 +981,8 @@ DLDEF dl_tensor *dl_gan_d_loss(dl_gan_loss loss, dl_tensor *d_real, dl_tensor *d
 DLDEF dl_tensor *dl_gan_g_loss(dl_gan_loss loss, dl_tensor *d_fake) {
     if (!d_fake) return NULL;
     switch (loss) {
-    case DL_GAN_LOSS_BCE: return dl_bce_with_logits(d_fake, dl_full(d_fake->ndim, d_fake->shape, 1.0f));
-    case DL_GAN_LOSS_LSGAN: return dl_mse(d_fake, dl_full(d_fake->ndim, d_fake->shape, 1.0f));
+    case DL_GAN_LOSS_BCE: return dl_bce_with_logits(d_fake, dl__gan_full_like(d_fake, 1.0f));
+    case DL_GAN_LOSS_LSGAN: return dl_mse(d_fake, dl__gan_full_like(d_fake, 1.0f));
     case DL_GAN_LOSS_WGAN_GP: return dl_neg(dl_mean_all(d_fake));
     }
     dl_set_error("dl_gan_g_loss: unknown loss %d", (int)loss);
@@ -825,9 +991,10 @@ DLDEF dl_tensor *dl_gan_g_loss(dl_gan_loss loss, dl_tensor *d_fake) {
 
 /* The mean of D's outputs as the stats report them: probabilities for BCE, raw otherwise. */
 static double dl__gan_mean_score(const dl_gan *gan, const dl_tensor *s) {
-    const float *p = dl_f32(s);
+    const float *p = dl__gan_host_f32(s);
     double sum = 0;
     size_t i;
+    if (!p) return NAN;
     for (i = 0; i < s->numel; i++)
         sum += gan->o.loss == DL_GAN_LOSS_BCE ? 1.0 / (1.0 + exp(-(double)p[i])) : (double)p[i];
     return s->numel ? sum / (double)s->numel : 0.0;
@@ -871,8 +1038,19 @@ DLDEF double dl_gan_gradient_penalty(dl_model *d, const dl_tensor *x_hat, float 
     if (!coef || !(xh = dl_tmp(DL_DTYPE_F32, x_hat->ndim, x_hat->shape)) || dl_copy(xh, x_hat) != 0) return NAN;
     x = dl_f32(xh);
     for (i = 0; i < b; i++) coef[i] = 1.0f;
-    if (!dl__gan_input_grad(d, xh, coef)) return NAN;   /* pass 1: g_i = grad_x D(x_hat_i) */
-    g = xh->grad;
+#ifdef DL_CUDA
+    if (d->device) {   /* D on the GPU: its passes there; the arithmetic between them on the host, as below */
+        dl_tensor *xd = dl_to_device(xh, d->device);
+        if (!xd || !dl__gan_input_grad(d, xd, coef)) return NAN;   /* pass 1 */
+        if (!(g = (float *)dl_arena_alloc(dl_arena_current(), x_hat->numel * sizeof(float))) ||
+            dl__cuda_memcpy(g, xd->grad, x_hat->numel * sizeof(float), DL__D2H) != 0)
+            return NAN;
+    } else
+#endif
+    {
+        if (!dl__gan_input_grad(d, xh, coef)) return NAN;   /* pass 1: g_i = grad_x D(x_hat_i) */
+        g = xh->grad;
+    }
     for (i = 0; i < b; i++) {   /* u_i = g_i / |g_i| (in place); coef_i = d penalty / d |g_i| */
         double norm2 = 0, norm;
         for (j = 0; j < per; j++) norm2 += (double)g[i * per + j] * g[i * per + j];
@@ -888,6 +1066,9 @@ DLDEF double dl_gan_gradient_penalty(dl_model *d, const dl_tensor *x_hat, float 
         p = dl_f32(xs);
         for (j = 0; j < x_hat->numel; j++) p[j] = x[j] + sign * h * g[j];
         for (i = 0; i < b; i++) coef[b + i] = sign * coef[i] / (2.0f * h);
+#ifdef DL_CUDA
+        if (d->device && !(xs = dl_to_device(xs, d->device))) return NAN;
+#endif
         if (!(s = dl_model_call(d, xs, 0)) || dl_backward_grad(s, coef + b) != 0) return NAN;
     }
     return weight * gp / b;
@@ -898,11 +1079,11 @@ static double dl__gan_penalty(dl_gan *gan, const dl_tensor *real, const dl_tenso
     const int b = real->shape[0];
     const size_t per = real->numel / (size_t)b;
     dl_tensor *xh = dl_tmp(DL_DTYPE_F32, real->ndim, real->shape);
-    const float *xr = dl_f32(real), *xf = dl_f32(fake);
+    const float *xr = dl__gan_host_f32(real), *xf = dl__gan_host_f32(fake);   /* (GPU batches read back) */
     float *x;
     size_t j;
     int i;
-    if (!xh) return NAN;
+    if (!xh || !xr || !xf) return NAN;
     x = dl_f32(xh);
     for (i = 0; i < b; i++) {
         float e = dl_rng_uniform(&gan->rng);
@@ -1549,6 +1730,17 @@ DLDEF unsigned char *dl_image_grid(const dl_tensor *images, int cols, int pad, f
     const float *p;
     float scale;
     if (!images || !w || !h) { dl_set_error("dl_image_grid: NULL argument"); return NULL; }
+#ifdef DL_CUDA
+    if (images->device) {   /* read back to the host, then drawn from there */
+        dl_tensor *hc = images->dtype == DL_DTYPE_F32 ? dl_tensor_clone_to(images, DL_DEVICE_CPU) : NULL;
+        if (hc) {
+            pix = dl_image_grid(hc, cols, pad, lo, hi, w, h);
+            dl_tensor_free(hc);
+            return pix;
+        }
+        if (images->dtype == DL_DTYPE_F32) return NULL;
+    }
+#endif
     if (images->dtype != DL_DTYPE_F32 || images->ndim != 4 || (images->shape[1] != 1 && images->shape[1] != 3) ||
         images->numel == 0) {
         char a[64];
@@ -1834,6 +2026,14 @@ DLDEF double dl_inception_score(const dl_tensor *probs) {
     int n, c, i, j;
     double *marg, kl = 0;
     const float *p;
+#ifdef DL_CUDA
+    if (probs && probs->device && probs->dtype == DL_DTYPE_F32) {   /* computed on the host */
+        dl_tensor *hc = dl_tensor_clone_to(probs, DL_DEVICE_CPU);
+        double r = hc ? dl_inception_score(hc) : NAN;
+        dl_tensor_free(hc);
+        return r;
+    }
+#endif
     if (!probs || probs->dtype != DL_DTYPE_F32 || probs->ndim != 2 || probs->shape[0] < 1 || probs->shape[1] < 1 ||
         !dl_is_contiguous(probs)) {
         dl_set_error("dl_inception_score: probs must be contiguous f32 [N, C] with N, C >= 1");
@@ -1926,6 +2126,15 @@ DLDEF double dl_frechet_distance(const dl_tensor *a, const dl_tensor *b) {
     double *buf, *mu[2], *cov[2], *v, *half, *m, dist = 0;
     size_t dd;
     int d, i, j, k;
+#ifdef DL_CUDA
+    if ((a && a->device && a->dtype == DL_DTYPE_F32) || (b && b->device && b->dtype == DL_DTYPE_F32)) {   /* on the host */
+        dl_tensor *ha = a && a->device ? dl_tensor_clone_to(a, DL_DEVICE_CPU) : NULL, *hb = b && b->device ? dl_tensor_clone_to(b, DL_DEVICE_CPU) : NULL;
+        double r = (a && a->device && !ha) || (b && b->device && !hb) ? NAN : dl_frechet_distance(ha ? ha : a, hb ? hb : b);
+        dl_tensor_free(ha);
+        dl_tensor_free(hb);
+        return r;
+    }
+#endif
     x[0] = a; x[1] = b;
     for (i = 0; i < 2; i++)
         if (!x[i] || x[i]->dtype != DL_DTYPE_F32 || x[i]->ndim != 2 || x[i]->shape[0] < 2 || x[i]->shape[1] < 1 ||
@@ -2062,6 +2271,9 @@ DLDEF dl_tensor *dl_image_pool_query(dl_image_pool *pool, const dl_tensor *image
             memcpy(yi, xi, per * sizeof(float));
         }
     }
+#ifdef DL_CUDA
+    if (images->device) out = dl_to_device(out, images->device);   /* (the pool stays on the host) */
+#endif
     return out;
 }
 
@@ -2285,6 +2497,13 @@ DLDEF void dl_cyclegan_free(dl_cyclegan *cg) {
     DL_FREE(cg);
 }
 
+DLDEF int dl_cyclegan_move(dl_cyclegan *cg, dl_device device) {
+    dl_optim *o[2];
+    if (!cg) { dl_set_error("dl_cyclegan_move: NULL cyclegan"); return -1; }
+    o[0] = cg->g_opt; o[1] = cg->d_opt;
+    return dl__gan_move_all("dl_cyclegan_move", device, 4, cg->m, 2, o, 0, NULL);
+}
+
 DLDEF long dl_cyclegan_steps(const dl_cyclegan *cg) { return cg ? cg->step : 0; }
 DLDEF int dl_cyclegan_history_len(const dl_cyclegan *cg) { return cg ? cg->n_hist : 0; }
 DLDEF const dl_cyclegan_stats *dl_cyclegan_history(const dl_cyclegan *cg) { return cg ? cg->hist : NULL; }
@@ -2362,6 +2581,9 @@ DLDEF int dl_cyclegan_train_step(dl_cyclegan *cg, dl_tensor *a, dl_tensor *b, dl
     int r;
     if (!cg) { dl_set_error("dl_cyclegan_train_step: NULL cyclegan"); return -1; }
     if (dl__cg_check_batch(a, "a") != 0 || dl__cg_check_batch(b, "b") != 0) return -1;
+#ifdef DL_CUDA
+    if (!(a = dl__gan_on(a, cg->m[0]->device)) || !(b = dl__gan_on(b, cg->m[0]->device))) return -1;   /* host batches over */
+#endif
     memset(&st, 0, sizeof st);
     /* forward(): both round trips, with the tape */
     fake_b = dl_model_call(cg->m[0], a, 1);

@@ -34,6 +34,11 @@
    Build and run (from the repository root):
        cc -std=c99 -O2 -I. examples/char_rnn.c -o build/char_rnn -lm -lpthread
        ./build/char_rnn
+   On an NVIDIA GPU (README, "GPU"): dl_cuda.cu built by nvcc, this file with DL_CUDA, then --device cuda:
+       nvcc -O2 -I. -c dl_cuda.cu -o build/dl_cuda.o
+       cc -std=c99 -O2 -DDL_CUDA -I. examples/char_rnn.c build/dl_cuda.o -o build/char_rnn_cuda \
+          -L/usr/local/cuda/lib64 -lcudart -lcublas -lm -lpthread -lstdc++
+       ./build/char_rnn_cuda --device cuda
 
    Flags:
        --data PATH         the text: a directory holding pride_and_prejudice_ch1-18.txt, or any
@@ -56,6 +61,11 @@
        --prime TEXT        the seed string of the samples (default "Elizabeth ")
        --sample-every N    sample every N epochs (default: after epochs 1, 2, 4, 8, 16, ...)
                            and always at the end
+       --device D          cpu (default) or cuda: the model (Embedding, LSTM, Dense and Adam's
+                           state) on the GPU (dl_model_move), the text on the host, each batch
+                           copied over, the sampler's logits read back. Needs the CUDA build
+                           above; without it, or without a usable GPU, the program says why and
+                           exits with status 1
 
    Output: the vocabulary ('|' stands for the newline), the model summary, a sample from the
    untrained model (random characters), then a line per epoch with the training loss (the mean
@@ -133,6 +143,8 @@ static void build_vocab(vocab *v, const unsigned char *text, long len, int *ids)
 
 /* ---- The model ---- */
 
+static dl_device device = DL_DEVICE_CPU;   /* --device */
+
 /* ids [B, T] -> logits [B*T, V]. The layers are the model's 0, 1, 2 (dl_custom_model below). */
 static dl_tensor *char_rnn_forward(dl_model *m, dl_tensor *ids, int training) {
     dl_tensor *e = dl_layer_call(dl_model_layer(m, 0), ids, training);      /* [B, T, E] */
@@ -183,7 +195,7 @@ static double evaluate(dl_model *m, dl_arena *arena, const int *ids, long n, int
             x = dl_slice(x, 0, 0, rows, 1);
             y = dl_slice(y, 0, 0, rows * len, 1);
         }
-        loss = dl_model_loss(m, dl_model_call(m, x, 0), y);   /* the mean over rows*len characters */
+        loss = dl_model_loss(m, dl_model_call(m, dl_to_device(x, device), 0), dl_to_device(y, device));   /* the mean over rows*len characters */
         if (!loss) break;
         sum += (double)dl_item(loss) * rows * len;
         count += (long)rows * len;
@@ -212,7 +224,7 @@ static int sample(dl_model *m, dl_arena *arena, const vocab *v, const char *prim
         float max, total = 0, r;
         dl_arena_reset(arena);
         x = dl_tmp_from(DL_DTYPE_I32, 2, DL_SHAPE(1, L), ctx + len - L);
-        logits = dl_model_call(m, x, 0);                       /* [L, V] */
+        logits = dl_to_device(dl_model_call(m, dl_to_device(x, device), 0), DL_DEVICE_CPU);   /* [L, V], on the host */
         if (!logits) { dl_no_grad(grad); return -1; }
         z = dl_f32(logits) + (size_t)(L - 1) * v->size;        /* the last position's */
         max = z[0];
@@ -254,7 +266,7 @@ static double seconds_since(clock_t t0) {   /* elapsed wall time is not in C99; 
 }
 
 int main(int argc, char **argv) {
-    const char *data = DEFAULT_DATA, *prime = "Elizabeth ", *s;
+    const char *data = DEFAULT_DATA, *prime = "Elizabeth ", *s, *device_name = "cpu";
     int epochs = 20, steps = 0, seed = 1, threads = 1, B = 32, T = 64, H = 256, sample_len = 240, sample_every = 0;
     float lr = 1e-2f, temperature = 0.7f, clip = 1.0f;
     unsigned char *text = NULL;
@@ -272,7 +284,9 @@ int main(int argc, char **argv) {
     char title[64];
 
     for (i = 1; i < argc; i++) {
-        if (flag(argc, argv, &i, "--data", &data) || flag(argc, argv, &i, "--prime", &prime)) continue;
+        if (flag(argc, argv, &i, "--data", &data) || flag(argc, argv, &i, "--prime", &prime) ||
+            flag(argc, argv, &i, "--device", &device_name))
+            continue;
         if (flag(argc, argv, &i, "--epochs", &s)) epochs = atoi(s);
         else if (flag(argc, argv, &i, "--steps", &s)) steps = atoi(s);
         else if (flag(argc, argv, &i, "--seed", &s)) seed = atoi(s);
@@ -288,7 +302,7 @@ int main(int argc, char **argv) {
         else {
             fprintf(stderr, "usage: %s [--data PATH] [--epochs N] [--steps N] [--seed S] [--threads T] [--batch B]\n"
                             "       [--seq-len T] [--hidden H] [--lr X] [--sample-len N] [--temperature X] [--prime TEXT]\n"
-                            "       [--sample-every N] [--clip X]\n",
+                            "       [--sample-every N] [--clip X] [--device cpu|cuda]\n",
                     argv[0]);
             return 2;
         }
@@ -297,6 +311,14 @@ int main(int argc, char **argv) {
         !(clip >= 0) || sample_every < 0) {
         fprintf(stderr, "bad settings: epochs, batch, seq-len and hidden must be >= 1, lr > 0, and the others >= 0\n");
         return 2;
+    }
+    if (strcmp(device_name, "cpu") != 0 && strcmp(device_name, "cuda") != 0) {
+        fprintf(stderr, "bad settings: --device is cpu or cuda\n");
+        return 2;
+    }
+    if (strcmp(device_name, "cuda") == 0) {   /* fails with the reason: no DL_CUDA build, no driver, no GPU */
+        device = DL_DEVICE_CUDA;
+        if (dl_cuda_init() != 0) { fprintf(stderr, "error: --device cuda: %s\n", dl_error()); return 1; }
     }
     dl_set_num_threads(threads);   /* 0: DL_NUM_THREADS or all CPUs */
 
@@ -330,10 +352,11 @@ int main(int argc, char **argv) {
     m = dl_custom_model(char_rnn_forward, NULL, 3, layers);
     if (!m || dl_model_build_ids(m, 1, DL_SHAPE(T)) != 0 ||
         dl_compile(m, dl_optim_new(DL_OPTIM_ADAM, &(dl_optim_opts){.lr = lr, .eps = 1e-7}), DL_LOSS_SPARSE_CATEGORICAL_CE, 0) != 0 ||
-        dl_optim_set_clip(dl_model_optimizer(m), clip, 0.0) != 0) {
+        dl_optim_set_clip(dl_model_optimizer(m), clip, 0.0) != 0 || dl_model_move(m, device) != 0) {
         fprintf(stderr, "%s\n", dl_error());
         goto done;
     }
+    if (device != DL_DEVICE_CPU) printf("training on the %s\n", dl_device_name(device));
     dl_model_print_summary(m);
 
     steps_per_epoch = (int)(n_train / ((long)B * T));

@@ -23,6 +23,11 @@
 
    Build and run (from the repository root):
        make build/gan_mnist && ./build/gan_mnist --steps 30000
+   On an NVIDIA GPU (README, "GPU"): dl_cuda.cu built by nvcc, this file with DL_CUDA, then --device cuda:
+       nvcc -O2 -I. -c dl_cuda.cu -o build/dl_cuda.o
+       cc -std=c99 -O2 -DDL_CUDA -I. examples/gan_mnist.c build/dl_cuda.o -o build/gan_mnist_cuda \
+          -L/usr/local/cuda/lib64 -lcudart -lcublas -lm -lpthread -lstdc++
+       ./build/gan_mnist_cuda --device cuda
    Pictures (needs Debian's libstb-dev): every --every steps, a grid of 25 samples from a fixed
    noise batch, DIR/samples_STEP.png, and at the end DIR/losses.png (D's and G's loss against
    the step). --samples N writes N generated images to
@@ -38,6 +43,10 @@
        --every N     a sample grid every N steps (default steps / 10)
        --samples N   generated images to save at the end (default 0)
        --threads T   threads (default: DL_NUM_THREADS or all CPUs)
+       --device D    cpu (default) or cuda: g and d (weights, optimizer state) on the GPU
+                     (dl_model_move of combined, which holds both), the images on the host,
+                     each batch and the noise copied over. Needs the CUDA build above; without
+                     it, or without a usable GPU, the program says why and exits with status 1
 
    The last line is the metric line: d_loss=... g_loss=... d_real=... d_fake=..., the means
    over the last 200 steps (d_real, d_fake: D's mean output on real and generated batches; at
@@ -107,6 +116,8 @@ static dl_optim *adam_2e4_05(void) {   /* Adam(2e-4, beta_1 = 0.5), Radford et a
     return dl_optim_new(DL_OPTIM_ADAM, &o);
 }
 
+static dl_device device = DL_DEVICE_CPU;   /* --device */
+
 /* G's images, from [-1, 1] (tanh) to [0, 1]: an owned tensor of n images. */
 static dl_tensor *generate(dl_model *g, int n, dl_rng *rng) {
     dl_tensor *out = dl_tensor_new(DL_DTYPE_F32, 4, DL_SHAPE(n, 1, 28, 28));
@@ -116,7 +127,7 @@ static dl_tensor *generate(dl_model *g, int n, dl_rng *rng) {
         int b = n - i0 < 500 ? n - i0 : 500;
         dl_tensor *z = dl_tmp(DL_DTYPE_F32, 2, DL_SHAPE(b, LATENT)), *x;
         dl_fill_normal(z, 0.0f, 1.0f, rng);
-        if (!(x = dl_model_call(g, z, 0))) { dl_tensor_free(out); out = NULL; break; }
+        if (!(x = dl_to_device(dl_model_call(g, dl_to_device(z, device), 0), DL_DEVICE_CPU))) { dl_tensor_free(out); out = NULL; break; }
         for (j = 0; j < x->numel; j++) dl_f32(out)[(size_t)i0 * 784 + j] = 0.5f * dl_f32(x)[j] + 0.5f;
         dl_arena_reset(dl_arena_current());
     }
@@ -125,7 +136,7 @@ static dl_tensor *generate(dl_model *g, int n, dl_rng *rng) {
 }
 
 int main(int argc, char **argv) {
-    const char *data = NULL, *out = "build/gan_mnist.out";
+    const char *data = NULL, *out = "build/gan_mnist.out", *device_name = "cpu";
     int steps = 5000, batch = 32, seed = 1, every = 0, n_samples = 0, threads = 0, i, step, ok = 0, tail = 0;
     double sum_d = 0, sum_g = 0, sum_real = 0, sum_fake = 0, *curve = NULL;
     dl_dataset *train = NULL;
@@ -148,11 +159,16 @@ int main(int argc, char **argv) {
         else if (strcmp(flag, "--every") == 0) every = atoi(val);
         else if (strcmp(flag, "--samples") == 0) n_samples = atoi(val);
         else if (strcmp(flag, "--threads") == 0) threads = atoi(val);
+        else if (strcmp(flag, "--device") == 0 && (strcmp(val, "cpu") == 0 || strcmp(val, "cuda") == 0)) device_name = val;
         else {
             fprintf(stderr, "usage: %s [--data DIR] [--steps N] [--batch B] [--seed S] [--out DIR] [--every N] "
-                            "[--samples N] [--threads T]\n", argv[0]);
+                            "[--samples N] [--threads T] [--device cpu|cuda]\n", argv[0]);
             return 2;
         }
+    }
+    if (strcmp(device_name, "cuda") == 0) {   /* fails with the reason: no DL_CUDA build, no driver, no GPU */
+        device = DL_DEVICE_CUDA;
+        if (dl_cuda_init() != 0) { fprintf(stderr, "error: --device cuda: %s\n", dl_error()); return 1; }
     }
     if (steps < 1 || batch < 1 || n_samples < 0) { fprintf(stderr, "error: --steps and --batch must be >= 1\n"); return 2; }
     if (every <= 0) every = steps / 10 > 0 ? steps / 10 : 1;
@@ -182,6 +198,10 @@ int main(int argc, char **argv) {
         dl_model_build(combined, 1, DL_SHAPE(LATENT)) != 0)
         goto fail;
     dl_model_print_summary(combined);
+    if (device != DL_DEVICE_CPU) {   /* g's and d's weights (combined holds both) to the GPU */
+        if (dl_model_move(combined, device) != 0) goto fail;
+        printf("training on the %s\n", dl_device_name(device));
+    }
 
     memset(&bo, 0, sizeof bo);
     bo.shuffle = 1;
@@ -204,7 +224,7 @@ int main(int argc, char **argv) {
         ones = dl_full(1, DL_SHAPE(batch), 1.0f);
         zeros = dl_full(1, DL_SHAPE(batch), 0.0f);
         grad = dl_no_grad(1);
-        fake = dl_model_call(g, z, 0);   /* g.predict(noise) */
+        fake = dl_model_call(g, dl_to_device(z, device), 0);   /* g.predict(noise) */
         dl_no_grad(grad);
         d_real = dl_train_on_batch(d, real, ones);
         d_fake = dl_train_on_batch(d, fake, zeros);
@@ -214,7 +234,7 @@ int main(int argc, char **argv) {
         curve[steps + step - 1] = g_loss;
         if (step > steps - 200) {   /* the metric line's window */
             int grad2 = dl_no_grad(1);
-            dl_tensor *pr = dl_model_call(d, real, 0), *pf = dl_model_call(d, fake, 0);
+            dl_tensor *pr = dl_model_call(d, dl_to_device(real, device), 0), *pf = dl_model_call(d, fake, 0);
             dl_no_grad(grad2);
             if (!pr || !pf) goto fail;
             sum_real += dl_item(dl_mean_all(pr));
@@ -229,7 +249,7 @@ int main(int argc, char **argv) {
 #ifdef DL_HAVE_PNG
             {
                 int grad3 = dl_no_grad(1);
-                dl_tensor *x = dl_model_call(g, fixed_z, 0);
+                dl_tensor *x = dl_model_call(g, dl_to_device(fixed_z, device), 0);
                 dl_no_grad(grad3);
                 snprintf(path, sizeof path, "%s/samples_%06d.png", out, step);
                 if (!x || dl_image_grid_save(x, path, 5, -1.0f, 1.0f) != 0) goto fail;

@@ -3420,16 +3420,7 @@ DLDEF int dl__cuda_clip_grad_value(float *g, size_t n, float clip) {
 /* What dl_gan.h needs beyond the ops: the average of G's weights (opts.ema_decay), one kernel a
    weight with the CPU loop's two products and sum, unfused (__fmul_rn / __fadd_rn: the CPU's
    bits), and dl_gan_ema_swap's exchange of a weight and its average in place. Everything else
-   of dl_gan.h on the GPU is ops, copies and host arithmetic (see its "GPU" paragraph). These two
-   are declared in dl_gan.h (its implementation, under DL_CUDA), and here with C linkage. */
-#ifdef __cplusplus
-extern "C" {
-#endif
-DLDEF int dl__cuda_gan_ema(float *avg, const float *w, size_t n, float d, float e);
-DLDEF int dl__cuda_gan_swap(void *a, void *b, size_t bytes);
-#ifdef __cplusplus
-}
-#endif
+   of dl_gan.h on the GPU is ops, copies and host arithmetic (see its "GPU" paragraph). */
 
 DL__KERNEL k_gan_ema(size_t n, float *avg, const float *w, float d, float e) {
     DL__LOOP(i, n) { avg[i] = DL__CU_FADD(DL__CU_FMUL(d, avg[i]), DL__CU_FMUL(e, w[i])); }

@@ -633,17 +633,7 @@ struct dl_gan {
 };
 
 #ifdef DL_CUDA
-/* From dl_cuda.cu's section "GANs (dl_gan.h)": avg[i] = d avg[i] + (1 - d) w[i] (one minus d
-   given as e, computed on the host as the CPU loop does), and the exchange of two device
-   buffers of bytes bytes. 0, or -1 + dl_error(). */
-#ifdef __cplusplus
-extern "C" {
-#endif
-DLDEF int dl__cuda_gan_ema(float *avg, const float *w, size_t n, float d, float e);
-DLDEF int dl__cuda_gan_swap(void *a, void *b, size_t bytes);
-#ifdef __cplusplus
-}
-#endif
+/* dl__cuda_gan_ema / dl__cuda_gan_swap: dl_tensor.h's private block declares them. */
 
 /* x on device (an arena copy that carries gradients back, dl_to_device), or x itself. */
 static dl_tensor *dl__gan_on(dl_tensor *x, dl_device device) {

@@ -794,6 +794,7 @@ DLDEF dl_tensor *dl__cuda_cast(dl_tensor *x, dl_dtype dtype);
 DLDEF dl_tensor *dl__cuda_broadcast_to(dl_tensor *x, int ndim, const int *shape);
 
 /* optimizer updates (dl_optim.h) */
+
 /* One parameter's whole update as one kernel, with dl_optim.h's formulas and its float constants
    k (computed by dl_optim.h as its CPU loops compute them). kind: dl_optim_kind's value (Adam
    and AdamW are one kernel, DL__OPTF_ADAMW); buf: the kind's state buffers in dl_optim.h's order
@@ -813,6 +814,11 @@ DLDEF int dl__cuda_optim_update(const dl__cuda_optim_args *a);   /* 0, or -1 + e
    applied on the device. total != NULL: the total copied to the host (a sync); else no sync. */
 DLDEF int dl__cuda_clip_grad_norm(int n, dl_tensor *const *ts, size_t stride, double max_norm, float *total);
 DLDEF int dl__cuda_clip_grad_value(float *g, size_t n, float clip);   /* clamp to [-clip, clip], NaN stays */
+/* dl_gan.h: avg[i] = d avg[i] + (1 - d) w[i] (one minus d given as e, computed on the host as the
+   CPU loop does), and the exchange of two device buffers of bytes bytes. 0, or -1 + dl_error(). */
+DLDEF int dl__cuda_gan_ema(float *avg, const float *w, size_t n, float d, float e);
+DLDEF int dl__cuda_gan_swap(void *a, void *b, size_t bytes);
+
 #endif
 
 #ifdef __cplusplus

@@ -18,28 +18,12 @@
 #define DL_CUDA
 #define DL_IMPLEMENTATION
 #include "dl_gan.h"
-#ifndef DL_TEST_CUDA_LINKED
-#define DL_CUDA_EMULATE
-#include "dl_cuda.cu"
-#endif
-#include "test.h"
+#include "cuda_test.h"   /* dl_cuda.cu (emulated unless DL_TEST_CUDA_LINKED), REQUIRE_GPU, rand_t, parity */
 
 #include <stdio.h>
-#include <stdlib.h>
 
-#define GPU DL_DEVICE_CUDA
 #define LATENT 3
 #define TOL 1e-4
-
-static dl_rng rng;
-
-#define REQUIRE_GPU()                                  \
-    do {                                               \
-        if (!dl_cuda_available()) {                    \
-            dl_cuda_init();                            \
-            SKIP("no GPU: %s", dl_error());            \
-        }                                              \
-    } while (0)
 
 /* Two tensors of the same shape on any devices: values within tol (0: the same bits). */
 static void check_same(const char *what, const dl_tensor *got, const dl_tensor *want, double tol) {

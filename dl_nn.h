@@ -4257,7 +4257,12 @@ DLDEF dl_tensor *dl_predict(dl_model *m, const dl_tensor *x, int batch_size) {
     dl_arena *arena = dl_arena_current();
     int n, start, grad, shape[DL_MAX_DIMS], i;
     if (!m || !x) { dl_set_error("dl_predict: NULL argument"); return NULL; }
-    if (x->ndim < 1 || x->device != DL_DEVICE_CPU) { dl_set_error("dl_predict: x needs a batch axis"); return NULL; }
+    if (x->ndim < 1) { dl_set_error("dl_predict: x needs a batch axis"); return NULL; }
+    if (x->device != DL_DEVICE_CPU) {
+        dl_set_error("dl_predict: x must be a host tensor (it is copied to the model's device batch by batch); for a tensor "
+                     "already on the GPU call dl_model_call");
+        return NULL;
+    }
     if (batch_size < 0) { dl_set_error("dl_predict: batch_size %d must be >= 0 (0: 32)", batch_size); return NULL; }
     if (batch_size == 0) batch_size = 32;
     n = x->shape[0];

@@ -9,7 +9,8 @@
      - rand_t(), uniform [-1, 1) tensors from the file's `rng`;
      - parity(): an op on CPU tensors and on GPU copies of them; sum(out * w) for one random w
        on each side, backward on each; the outputs and the gradient of every f32 input must agree
-       within tol, relative (|gpu - cpu| <= tol (1 + |cpu|)), or be equal for integer outputs. */
+       within tol, relative (|gpu - cpu| <= tol (1 + |cpu|)), or be equal for integer outputs;
+     - check_same() (two tensors on any devices) and check_same_weights() (two models, with dl_nn.h). */
 #ifndef DL_CUDA_TEST_H
 #define DL_CUDA_TEST_H
 
@@ -107,5 +108,45 @@ done:
     dl_tensor_free(w);
     for (i = 0; i < n; i++) dl_tensor_free(din[i]);
 }
+
+/* Two tensors of the same shape on any devices: values within tol, relative (0: the same bits). */
+CUDA_TEST_UNUSED static void check_same(const char *what, const dl_tensor *got, const dl_tensor *want, double tol) {
+    float *a, *b;
+    if (!got || !want || got->numel != want->numel) {
+        CHECK(0, "%s: missing or different sizes (%s)", what, dl_error());
+        return;
+    }
+    a = (float *)malloc(got->numel * 4 + 4);
+    b = (float *)malloc(want->numel * 4 + 4);
+    CHECK(dl_tensor_read(got, a) == 0 && dl_tensor_read(want, b) == 0, "%s: read: %s", what, dl_error());
+    if (tol == 0) {
+        CHECK(memcmp(a, b, got->numel * 4) == 0, "%s: not the same bits", what);
+    } else {
+        size_t k;
+        for (k = 0; k < got->numel; k++)
+            if (!(fabs((double)a[k] - b[k]) <= tol * (1.0 + fabs((double)b[k])))) {
+                printf("    FAIL %s: element %zu: GPU %.9g, CPU %.9g\n", what, k, a[k], b[k]);
+                test__checks_failed++;
+                break;
+            }
+    }
+    free(a);
+    free(b);
+}
+
+#ifdef DL_NN_H
+/* Every weight of a model on the GPU against its CPU twin (dl_model_weights order). */
+CUDA_TEST_UNUSED static void check_same_weights(const char *what, dl_model *gpu, dl_model *cpu, double tol) {
+    dl_tensor *a[64], *b[64];
+    int n = dl_model_weights(cpu, 0, b, 64), i;
+    CHECK(dl_model_weights(gpu, 0, a, 64) == n, "%s: weight counts", what);
+    for (i = 0; i < n && i < 64; i++) {
+        char w[96];
+        snprintf(w, sizeof w, "%s: weight %d", what, i);
+        CHECK(a[i]->device == GPU && b[i]->device == DL_DEVICE_CPU, "%s: on the wrong device", w);
+        check_same(w, a[i], b[i], tol);
+    }
+}
+#endif
 
 #endif

@@ -25,50 +25,12 @@
 #define LATENT 3
 #define TOL 1e-4
 
-/* Two tensors of the same shape on any devices: values within tol (0: the same bits). */
-static void check_same(const char *what, const dl_tensor *got, const dl_tensor *want, double tol) {
-    float *a, *b;
-    if (!got || !want || got->numel != want->numel) {
-        CHECK(0, "%s: missing or different sizes (%s)", what, dl_error());
-        return;
-    }
-    a = (float *)malloc(got->numel * 4 + 4);
-    b = (float *)malloc(want->numel * 4 + 4);
-    CHECK(dl_tensor_read(got, a) == 0 && dl_tensor_read(want, b) == 0, "%s: read: %s", what, dl_error());
-    if (tol == 0) {
-        CHECK(memcmp(a, b, got->numel * 4) == 0, "%s: not the same bits", what);
-    } else {
-        size_t k;
-        for (k = 0; k < got->numel; k++)
-            if (!(fabs((double)a[k] - b[k]) <= tol * (1.0 + fabs((double)b[k])))) {
-                printf("    FAIL %s: element %zu: GPU %.9g, CPU %.9g\n", what, k, a[k], b[k]);
-                test__checks_failed++;
-                break;
-            }
-    }
-    free(a);
-    free(b);
-}
-
 static void check_num(const char *what, double got, double want) {
     if (isnan(want)) {
         CHECK(isnan(got), "%s: GPU %g, CPU NaN", what, got);
         return;
     }
     CHECK(fabs(got - want) <= TOL * (1.0 + fabs(want)), "%s: GPU %.9g, CPU %.9g", what, got, want);
-}
-
-/* Every weight (statistics too) of gpu on the GPU and within tol of cpu's. */
-static void check_same_weights(const char *what, dl_model *gpu, dl_model *cpu, double tol) {
-    dl_tensor *a[64], *b[64];
-    int n = dl_model_weights(cpu, 0, b, 64), i;
-    CHECK(dl_model_weights(gpu, 0, a, 64) == n, "%s: weight counts", what);
-    for (i = 0; i < n; i++) {
-        char w[96];
-        snprintf(w, sizeof w, "%s: weight %d", what, i);
-        CHECK(a[i]->device == GPU && b[i]->device == DL_DEVICE_CPU, "%s: on the wrong device", w);
-        check_same(w, a[i], b[i], tol);
-    }
 }
 
 /* dst's weights = src's (any devices). */

@@ -61,43 +61,6 @@ static dl_dqn *make_agent(const dl_env *env, int variant) {
     return dl_dqn_new(q, NULL, dl_adam(2e-3), &env->observation_space, env->action_space.n, &o);
 }
 
-/* Two tensors of the same shape on any devices: values within tol (0: the same bits). */
-static void check_same(const char *what, const dl_tensor *got, const dl_tensor *want, double tol) {
-    float *a, *b;
-    if (!got || !want || got->numel != want->numel) {
-        CHECK(0, "%s: missing or different sizes", what);
-        return;
-    }
-    a = (float *)malloc(got->numel * 4 + 4);
-    b = (float *)malloc(want->numel * 4 + 4);
-    CHECK(dl_tensor_read(got, a) == 0 && dl_tensor_read(want, b) == 0, "%s: read: %s", what, dl_error());
-    if (tol == 0) {
-        CHECK(memcmp(a, b, got->numel * 4) == 0, "%s: not the same bits", what);
-    } else {
-        size_t k;
-        for (k = 0; k < got->numel; k++)
-            if (!(fabs((double)a[k] - b[k]) <= tol * (1.0 + fabs((double)b[k])))) {
-                printf("    FAIL %s: element %zu: GPU %.9g, CPU %.9g\n", what, k, a[k], b[k]);
-                test__checks_failed++;
-                break;
-            }
-    }
-    free(a);
-    free(b);
-}
-
-static void check_same_models(const char *what, dl_model *gpu, dl_model *cpu, double tol) {
-    dl_tensor *a[16], *b[16];
-    int n = dl_model_weights(cpu, 0, b, 16), i;
-    CHECK(dl_model_weights(gpu, 0, a, 16) == n, "%s: weight counts", what);
-    for (i = 0; i < n; i++) {
-        char w[96];
-        snprintf(w, sizeof w, "%s: weight %d", what, i);
-        CHECK(a[i]->device == GPU && b[i]->device == DL_DEVICE_CPU, "%s: on the wrong device", w);
-        check_same(w, a[i], b[i], tol);
-    }
-}
-
 /* Weights, target weights, optimizer state (within tol), Q values of the probes (tol) and
    greedy actions (equal) of a GPU agent and its CPU twin. */
 static void check_same_agents(const char *what, dl_dqn *gpu, dl_dqn *cpu, double tol) {
@@ -106,9 +69,9 @@ static void check_same_agents(const char *what, dl_dqn *gpu, dl_dqn *cpu, double
     int ag[NPROBE], ac[NPROBE], i;
     dl_tensor *s1, *s2;
     snprintf(w, sizeof w, "%s: online", what);
-    check_same_models(w, dl_dqn_model(gpu), dl_dqn_model(cpu), tol);
+    check_same_weights(w, dl_dqn_model(gpu), dl_dqn_model(cpu), tol);
     snprintf(w, sizeof w, "%s: target", what);
-    check_same_models(w, dl_dqn_target_model(gpu), dl_dqn_target_model(cpu), tol);
+    check_same_weights(w, dl_dqn_target_model(gpu), dl_dqn_target_model(cpu), tol);
     for (i = 0; (s2 = dl_optim_state_tensor(cpu->opt, i, n2, sizeof n2)) != NULL; i++) {
         s1 = dl_optim_state_tensor(gpu->opt, i, n1, sizeof n1);
         CHECK(s1 && strcmp(n1, n2) == 0 && s1->device == GPU, "%s: optimizer state %s on the GPU", what, n2);
@@ -158,7 +121,7 @@ static void test_learn_parity(void) {
     /* hard target update: the target equals the online network, bit for bit */
     dl_dqn_update_target(gpu);
     dl_dqn_update_target(cpu);
-    check_same_models("hard update: target = online", dl_dqn_target_model(gpu), dl_dqn_target_model(cpu), 1e-4);
+    check_same_weights("hard update: target = online", dl_dqn_target_model(gpu), dl_dqn_target_model(cpu), 1e-4);
     {
         dl_tensor *a[8], *b[8];
         int n = dl_model_weights(dl_dqn_model(gpu), 0, a, 8), i;
@@ -204,7 +167,7 @@ static void test_observe_parity(void) {
     check_same_agents("double DQN, huber, soft", gpu, cpu, 1e-4);
     dl_dqn_update_target(gpu);
     dl_dqn_update_target(cpu);
-    check_same_models("soft update", dl_dqn_target_model(gpu), dl_dqn_target_model(cpu), 1e-4);
+    check_same_weights("soft update", dl_dqn_target_model(gpu), dl_dqn_target_model(cpu), 1e-4);
     {   /* an action mask: the best allowed action */
         unsigned char mask[2] = {0, 1};
         CHECK(dl_dqn_act(gpu, probe, mask) == 1 && dl_dqn_act(cpu, probe, mask) == 1, "masked act");
@@ -239,8 +202,8 @@ static void test_breakout_parity(void) {
     CHECK(dl_dqn_learn(a[0], e1, 250, NULL, NULL) >= 0 && dl_dqn_learn(a[1], e2, 250, NULL, NULL) >= 0, "learn: %s", dl_error());
     CHECK(dl_dqn_updates(a[1]) == dl_dqn_updates(a[0]) && dl_dqn_updates(a[0]) > 100 && dl_dqn_episodes(a[1]) == dl_dqn_episodes(a[0]),
           "counters: %ld / %ld updates", dl_dqn_updates(a[1]), dl_dqn_updates(a[0]));
-    check_same_models("breakout: online", dl_dqn_model(a[1]), dl_dqn_model(a[0]), 1e-4);
-    check_same_models("breakout: target", dl_dqn_target_model(a[1]), dl_dqn_target_model(a[0]), 1e-4);
+    check_same_weights("breakout: online", dl_dqn_model(a[1]), dl_dqn_model(a[0]), 1e-4);
+    check_same_weights("breakout: target", dl_dqn_target_model(a[1]), dl_dqn_target_model(a[0]), 1e-4);
     dl_env_reset(e1, 1, obs);
     CHECK(dl_dqn_q_values(a[1], 1, obs, qg) == 0 && dl_dqn_q_values(a[0], 1, obs, qc) == 0, "q_values: %s", dl_error());
     for (i = 0; i < 3; i++) CHECK(fabs((double)qg[i] - qc[i]) <= 1e-4 * (1 + fabs((double)qc[i])), "Q %d: %g vs %g", i, qg[i], qc[i]);

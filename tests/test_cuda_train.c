@@ -65,43 +65,6 @@ static void copy_weights(dl_model *dst, dl_model *src) {
     for (i = 0; i < n; i++) CHECK(dl_copy(b[i], a[i]) == 0, "copy weight %d: %s", i, dl_error());
 }
 
-/* Two tensors of the same shape on any devices: values within tol (0: the same bits). */
-static void check_same(const char *what, dl_tensor *got, dl_tensor *want, double tol) {
-    float *a, *b;
-    if (!got || !want || got->numel != want->numel) {
-        CHECK(0, "%s: missing or different sizes", what);
-        return;
-    }
-    a = (float *)malloc(got->numel * 4 + 4);
-    b = (float *)malloc(want->numel * 4 + 4);
-    CHECK(dl_tensor_read(got, a) == 0 && dl_tensor_read(want, b) == 0, "%s: read: %s", what, dl_error());
-    if (tol == 0) {
-        CHECK(memcmp(a, b, got->numel * 4) == 0, "%s: not the same bits", what);
-    } else {
-        size_t k;
-        for (k = 0; k < got->numel; k++)
-            if (!(fabs((double)a[k] - b[k]) <= tol * (1.0 + fabs((double)b[k])))) {
-                printf("    FAIL %s: element %zu: GPU %.9g, CPU %.9g\n", what, k, a[k], b[k]);
-                test__checks_failed++;
-                break;
-            }
-    }
-    free(a);
-    free(b);
-}
-
-static void check_same_weights(const char *what, dl_model *gpu, dl_model *cpu, double tol) {
-    dl_tensor *a[16], *b[16];
-    int n = dl_model_weights(cpu, 0, b, 16), i;
-    CHECK(dl_model_weights(gpu, 0, a, 16) == n, "%s: weight counts", what);
-    for (i = 0; i < n; i++) {
-        char w[96];
-        snprintf(w, sizeof w, "%s: weight %d", what, i);
-        CHECK(a[i]->device == GPU && b[i]->device == DL_DEVICE_CPU, "%s: on the wrong device", w);
-        check_same(w, a[i], b[i], tol);
-    }
-}
-
 /* Same state tensors (names, values), metadata (steps, per-parameter steps, lr) and counters. */
 static void check_same_state(const char *what, dl_optim *gpu, dl_optim *cpu, double tol) {
     char k1[48], v1[48], k2[48], v2[48], n1[64], n2[64];
